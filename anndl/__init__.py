@@ -1,0 +1,1 @@
+"""anndl: breast-cancer subtype classification from H&E tiles (Keras 3)."""

@@ -1,0 +1,5 @@
+import sys
+
+from anndl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,123 @@
+"""Command line: ``python -m anndl <command>``; each command is one pipeline stage.
+
+A fault in the challenge folder ends the command with exit status 2 and one line naming the file
+and the fault (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from anndl.data import DataError
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from anndl import synthetic
+
+    out = synthetic.generate(args.out, n_train=args.n_train, n_test=args.n_test, scale=args.scale,
+                             seed=args.seed, n_stickers=args.n_stickers, n_green=args.n_green,
+                             workers=args.workers)
+    print(f"wrote synthetic challenge folder {out} ({args.n_train} train, {args.n_test} test, "
+          f"scale {args.scale}, seed {args.seed})")
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from anndl.data import read_challenge
+
+    manifest = read_challenge(args.data)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        manifest.to_csv(args.out, index=False)
+    counts = manifest.groupby("split").size().to_dict()
+    print(f"{args.data}: valid challenge folder, {counts}")
+    train = manifest[manifest.split == "train"]
+    print(train.label.value_counts().to_string())
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    import time
+
+    from anndl import outliers
+    from anndl.data import describe_data, read_challenge
+
+    manifest = read_challenge(args.data)
+    config = outliers.OutlierConfig()
+    embedder = outliers.make_embedder(args.embedder, config)
+    start = time.perf_counter()
+    cleaned = outliers.clean(manifest, embedder, config)
+    path = outliers.write_outputs(cleaned, args.out, config, describe_data(args.data))
+    info = outliers.summary(cleaned)
+    print(f"wrote {path} in {time.perf_counter() - start:.1f} s (embedder: {info['embedder']})")
+    print(f"status: {info['status_counts']}; identical-mask groups: {info['identical_mask_groups']}")
+    table = {"before": info["class_counts_before"], "after": info["class_counts_after"]}
+    print(__import__("pandas").DataFrame(table).to_string())
+
+
+def cmd_tile(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from anndl import tiling
+    from anndl.data import describe_data, read_challenge
+
+    manifest = read_challenge(args.data)
+    clean = pd.read_csv(args.clean, keep_default_na=False)
+    config = tiling.TilingConfig(args.tile_size, args.stride or args.tile_size, args.min_mask_pixels)
+    split = tiling.load_or_make_split(clean, args.out / "split.csv", args.val_fraction, args.seed)
+    tiles = tiling.build_tiles(manifest, clean, split, config)
+    path = tiling.write_tiles(tiles, args.out, config, describe_data(args.data))
+    print(f"wrote {path}")
+    print(tiles.groupby("split").agg(images=("sample_index", "nunique"), tiles=("x", "size")).to_string())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from anndl import synthetic
+
+    parser = argparse.ArgumentParser(prog="anndl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write a synthetic challenge folder (same layout as the real one)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n-train", type=int, default=synthetic.REAL_N_TRAIN)
+    p.add_argument("--n-test", type=int, default=synthetic.REAL_N_TEST)
+    p.add_argument("--scale", type=float, default=1.0, help="image size factor (1.0: shorter side 1024)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-stickers", type=int, default=None, help="default: 60/691 of --n-train")
+    p.add_argument("--n-green", type=int, default=None, help="default: 50/691 of --n-train")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("validate", help="check a challenge folder and print its manifest summary")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", type=Path, default=None, help="write the manifest CSV here")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("clean", help="flag sticker and green-artifact train images -> clean_manifest.csv")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--embedder", default="offline",
+                   help="offline (no weights), resnet50 (ImageNet download), resnet50:WEIGHTS.h5, or MODEL.keras")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("tile", help="image-level split + mask-filtered tile coordinates -> tiles.csv")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--clean", required=True, type=Path, help="clean_manifest.csv from `anndl clean`")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--tile-size", type=int, default=224)
+    p.add_argument("--stride", type=int, default=None, help="default: tile size")
+    p.add_argument("--min-mask-pixels", type=int, default=200)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_tile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

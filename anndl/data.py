@@ -1,0 +1,239 @@
+"""Read and validate a challenge folder into a manifest: one row per image, nothing skipped.
+
+Layout (the real challenge data, unchanged)::
+
+    DIR/train_data/img_0000.png, mask_0000.png, ...
+    DIR/test_data/img_0000.png,  mask_0000.png, ...
+    DIR/train_labels.csv          header ``sample_index,label``; sample_index is ``img_0000.png``
+
+Train and test numbering both start at 0000, so ``split`` + ``sample_index`` is the key.
+Every fault in the folder raises :class:`DataError` with the offending file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from anndl.labels import LABELS, label_index
+
+IMAGE_RE = re.compile(r"^img_(\d+)\.png$")
+MASK_RE = re.compile(r"^mask_(\d+)\.png$")
+SPLIT_DIRS = {"train": "train_data", "test": "test_data"}
+LABELS_FILE = "train_labels.csv"
+MANIFEST_COLUMNS = [
+    "split", "sample_index", "image_path", "mask_path", "label", "label_index",
+    "height", "width", "mask_pixels", "image_mode",
+]
+
+
+class DataError(ValueError):
+    """A fault in the challenge folder; the message starts with the file it concerns."""
+
+    def __init__(self, path: Path | str, fault: str):
+        self.path = str(path)
+        self.fault = fault
+        super().__init__(f"{path}: {fault}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    height: int
+    width: int
+    mode: str  # "RGB", or the conversion made, e.g. "RGBA->RGB"
+
+
+def _decode(path: Path, flags: int) -> np.ndarray:
+    """Decode a PNG completely, or raise DataError (missing, empty, unreadable, truncated)."""
+    if not path.is_file():
+        raise DataError(path, "file is missing")
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0:
+        raise DataError(path, "file is empty")
+    if raw[:8].tobytes() != b"\x89PNG\r\n\x1a\n":
+        raise DataError(path, "not a PNG file (bad signature)")
+    if raw[-12:].tobytes()[4:8] != b"IEND":
+        raise DataError(path, "truncated PNG (no IEND chunk at the end)")
+    array = cv2.imdecode(raw, flags)
+    if array is None:
+        raise DataError(path, "unreadable PNG (decoder failed)")
+    return array
+
+
+def to_rgb(array: np.ndarray, path: Path | str = "") -> tuple[np.ndarray, str]:
+    """Return an RGB uint8 array from a decoded (BGR/BGRA/gray) OpenCV array, and the mode used."""
+    if array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB), "gray->RGB"
+    channels = array.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(array[:, :, 0], cv2.COLOR_GRAY2RGB), "gray->RGB"
+    if channels == 3:
+        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB), "RGB"
+    if channels == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB), "RGBA->RGB"
+    raise DataError(path, f"image has {channels} channels; expected 1, 3 or 4")
+
+
+def read_image(path: Path | str) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3), converting grayscale / RGBA."""
+    path = Path(path)
+    return to_rgb(_decode(path, cv2.IMREAD_UNCHANGED), path)[0]
+
+
+def read_mask(path: Path | str) -> np.ndarray:
+    """Read a binary ROI mask as bool (H, W). Accepts 1/3/4 channels (channel 0 is used), 0/1 or 0/255."""
+    path = Path(path)
+    array = _decode(path, cv2.IMREAD_UNCHANGED)
+    if array.ndim == 3:
+        array = array[:, :, 2] if array.shape[2] >= 3 else array[:, :, 0]  # BGR order: RGB channel 0
+    values = np.unique(array)
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        raise DataError(path, f"mask is not binary: values {values[:6].tolist()}; expected 0/1 or 0/255")
+    return array > 0
+
+
+def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int]:
+    image = _decode(image_path, cv2.IMREAD_UNCHANGED)
+    _, mode = to_rgb(image[:1, :1] if image.ndim == 3 else image[:1, :1], image_path)
+    mask = read_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise DataError(
+            mask_path,
+            f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
+            f"{image.shape[1]}x{image.shape[0]} (width x height)",
+        )
+    return ImageInfo(image.shape[0], image.shape[1], mode), int(mask.sum())
+
+
+def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
+    """(sample_index, image path, mask path) for a split folder, checking every file name."""
+    if not split_dir.is_dir():
+        raise DataError(split_dir, "folder is missing")
+    images, masks = {}, {}
+    for path in sorted(split_dir.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if m := IMAGE_RE.match(path.name):
+            images[m.group(1)] = path
+        elif m := MASK_RE.match(path.name):
+            masks[m.group(1)] = path
+        else:
+            raise DataError(path, "unexpected file; expected img_XXXX.png or mask_XXXX.png")
+    for number in sorted(set(masks) - set(images)):
+        raise DataError(split_dir / f"img_{number}.png", f"image is missing for mask {masks[number].name}")
+    for number in sorted(set(images) - set(masks)):
+        raise DataError(split_dir / f"mask_{number}.png", f"mask is missing for image {images[number].name}")
+    if not images:
+        raise DataError(split_dir, "folder holds no img_XXXX.png / mask_XXXX.png pairs")
+    return [(images[n].name, images[n], masks[n]) for n in sorted(images)]
+
+
+def read_labels(path: Path | str) -> dict[str, str]:
+    """Read ``train_labels.csv`` into {sample_index: label}, checking header, labels and duplicates."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file is missing")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != ["sample_index", "label"]:
+            raise DataError(path, f"header is {header}; expected ['sample_index', 'label']")
+        labels: dict[str, str] = {}
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != 2:
+                raise DataError(path, f"line {line_no}: expected 2 fields, got {len(row)}: {row}")
+            sample, label = row[0].strip(), row[1].strip()
+            if label not in LABELS:
+                raise DataError(path, f"line {line_no}: unknown label {label!r} for {sample}; "
+                                      f"expected one of {list(LABELS)}")
+            if sample in labels:
+                raise DataError(path, f"line {line_no}: duplicate sample_index {sample!r}")
+            labels[sample] = label
+    return labels
+
+
+def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "test"),
+                   workers: int = 4) -> pd.DataFrame:
+    """Validate a challenge folder and return its manifest (columns: ``MANIFEST_COLUMNS``).
+
+    Every image and mask is decoded once to catch truncated files and size mismatches.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(data_dir, "challenge folder is missing")
+    rows = []
+    for split in splits:
+        pairs = _list_pairs(data_dir / SPLIT_DIRS[split])
+        labels: dict[str, str] = {}
+        if split == "train":
+            labels_path = data_dir / LABELS_FILE
+            labels = read_labels(labels_path)
+            names = {name for name, _, _ in pairs}
+            for sample in labels:
+                if sample not in names:
+                    raise DataError(labels_path, f"label row for {sample!r}, but "
+                                                 f"{SPLIT_DIRS['train']}/{sample} does not exist")
+            for name, image_path, _ in pairs:
+                if name not in labels:
+                    raise DataError(labels_path, f"sample_index {name!r} is missing "
+                                                 f"(image {image_path} has no label row)")
+        with ThreadPoolExecutor(workers) as pool:
+            inspected = list(pool.map(lambda p: _inspect_pair(p[1], p[2]), pairs))
+        for (name, image_path, mask_path), (info, mask_pixels) in zip(pairs, inspected):
+            label = labels.get(name)
+            rows.append({
+                "split": split, "sample_index": name,
+                "image_path": str(image_path), "mask_path": str(mask_path),
+                "label": label, "label_index": label_index(label) if label else -1,
+                "height": info.height, "width": info.width,
+                "mask_pixels": mask_pixels, "image_mode": info.mode,
+            })
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def find_data_dir(candidate: Path | str) -> Path | None:
+    """Return ``candidate`` if it holds a challenge folder (train_data/ and train_labels.csv), else None."""
+    candidate = Path(candidate)
+    if (candidate / SPLIT_DIRS["train"]).is_dir() and (candidate / LABELS_FILE).is_file():
+        return candidate
+    return None
+
+
+def is_synthetic(data_dir: Path | str) -> bool:
+    """True for a folder written by ``anndl synth`` (it carries ``planted_outliers.csv``)."""
+    return (Path(data_dir) / "planted_outliers.csv").is_file()
+
+
+def describe_data(data_dir: Path | str) -> str:
+    """One line saying which data a result comes from (printed and saved with every output)."""
+    kind = "synthetic stand-in (anndl synth)" if is_synthetic(data_dir) else "challenge data"
+    return f"{kind} at {Path(data_dir).resolve()}"
+
+
+def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = None) -> Path:
+    """The challenge folder to use: ``data_dir`` itself if it holds one, else ``data_dir/synthetic``,
+    generated with ``synthetic_defaults`` on first use."""
+    data_dir = Path(data_dir)
+    if found := find_data_dir(data_dir):
+        return found
+    synthetic_dir = data_dir / "synthetic"
+    if found := find_data_dir(synthetic_dir):
+        return found
+    if (data_dir / SPLIT_DIRS["train"]).exists() or (data_dir / LABELS_FILE).exists():
+        raise DataError(data_dir, f"incomplete challenge folder: needs {SPLIT_DIRS['train']}/, "
+                                  f"{SPLIT_DIRS['test']}/ and {LABELS_FILE}")
+    from anndl import synthetic
+
+    print(f"{data_dir} holds no challenge folder: generating the synthetic default into {synthetic_dir}")
+    return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))

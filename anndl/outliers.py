@@ -1,0 +1,293 @@
+"""Remove corrupted training images: "sticker" (Shrek) images and green blob artifacts.
+
+The report's method (§2), made a measured, reusable step:
+
+1. **Identical-mask groups**: SHA-256 of each mask's *pixel content* (so the same mask saved
+   differently still matches). In the real data every sticker image shares its mask with a genuine
+   image; groups are reported and kept on one side of the later split.
+2. **Stickers**: image embeddings; within each identical-mask group the member farthest from the global
+   (median) embedding is the corrupted one when that distance is abnormally high; a logistic regression trained on those labelled group members
+   then flags stickers that have no mask twin. The embedder is a parameter: an ImageNet ResNet50
+   (``keras.applications``, needs its weights) or an offline colour/texture embedder that needs no
+   weights. Every output names the embedder that ran.
+3. **Green artifacts**: H&E stains never produce green-dominant pixels, so the blob is isolated as the
+   pixels where G exceeds both R and B by a margin; images whose blob covers more than a minimum
+   fraction of the image are flagged. Test images are never removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from tqdm.auto import tqdm
+
+from anndl.data import read_image, read_mask
+from anndl.labels import LABELS
+
+
+@dataclass(frozen=True)
+class OutlierConfig:
+    """Thresholds of the cleaning step (all explicit; the defaults are what the measurements used)."""
+
+    green_margin: int = 40            # a pixel is green when G - max(R, B) exceeds this (0-255 scale)
+    green_min_fraction: float = 0.002 # flag an image when green pixels exceed this share of its area
+    green_min_blob_pixels: int = 64   # ...and its largest green component is at least this large
+    sticker_min_z: float = 5.0        # a group's farthest member is flagged when its distance is abnormally
+                                      # high: robust z-score (median, MAD) over all images above this
+    sticker_probability: float = 0.9  # classifier probability to flag a sticker without a mask twin
+    embed_max_side: int = 512         # images are downsampled to this size for the offline embedder
+
+
+class Embedder(Protocol):
+    name: str
+
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray: ...
+
+
+def mask_hash(mask: np.ndarray) -> str:
+    """SHA-256 of a boolean mask's pixels and shape (independent of how the PNG was encoded)."""
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    digest = hashlib.sha256(np.array(mask.shape, np.int64).tobytes())
+    digest.update(np.packbits(mask).tobytes())
+    return digest.hexdigest()
+
+
+def green_pixels(image: np.ndarray, margin: int) -> np.ndarray:
+    """Boolean map of green-dominant pixels of an RGB uint8 image."""
+    rgb = image.astype(np.int16)
+    return (rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > margin
+
+
+def green_blob_stats(image: np.ndarray, margin: int) -> dict:
+    """Share of green pixels, size of the largest green component and the blob's mean RGB."""
+    blob = green_pixels(image, margin)
+    fraction = float(blob.mean())
+    largest, mean_rgb = 0, [np.nan] * 3
+    if blob.any():
+        n, _, stats, _ = cv2.connectedComponentsWithStats(blob.astype(np.uint8), connectivity=8)
+        largest = int(stats[1:, cv2.CC_STAT_AREA].max())
+        mean_rgb = image[blob].mean(axis=0).round(1).tolist()
+    return {"green_fraction": fraction, "green_blob_pixels": largest,
+            "blob_r": mean_rgb[0], "blob_g": mean_rgb[1], "blob_b": mean_rgb[2]}
+
+
+class ColourTextureEmbedder:
+    """Offline embedder (no weights): colour histograms and texture statistics of the whole image.
+
+    Cartoon overlays are flat, saturated and outlined in black; tissue is textured pink/purple.
+    """
+
+    name = "colour-texture statistics (offline, no pretrained weights)"
+
+    def __init__(self, max_side: int = 512):
+        self.max_side = max_side
+
+    def embed_one(self, image: np.ndarray) -> np.ndarray:
+        step = max(1, int(np.ceil(max(image.shape[:2]) / self.max_side)))
+        small = np.ascontiguousarray(image[::step, ::step])
+        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        h, s, v = hsv[..., 0], hsv[..., 1] / 255.0, hsv[..., 2] / 255.0
+        n = h.size
+        hue_hist = np.bincount((h[s > 0.15] // 10).ravel(), minlength=18)[:18] / n
+        sat_hist = np.histogram(s, bins=8, range=(0, 1))[0] / n
+        val_hist = np.histogram(v, bins=8, range=(0, 1))[0] / n
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        local_mean = cv2.blur(gray, (7, 7))
+        local_sd = np.sqrt(np.maximum(cv2.blur(gray * gray, (7, 7)) - local_mean ** 2, 0))
+        flat_coloured = ((local_sd < 2.0) & (s > 0.25)).mean()
+        edges = cv2.Canny(small, 80, 160) > 0
+        dark = (v < 0.15).mean()
+        green = green_pixels(small, 20).mean()
+        yellow = ((h > 15) & (h < 45) & (s > 0.3)).mean()  # OpenCV hue 0-180: yellow-green band
+        stats = [small[..., c].mean() / 255 for c in range(3)] + [small[..., c].std() / 255 for c in range(3)]
+        return np.concatenate([hue_hist, sat_hist, val_hist, stats,
+                               [flat_coloured, edges.mean(), dark, green, yellow, np.log1p(local_sd.mean())]])
+
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.stack([self.embed_one(im) for im in images]).astype(np.float32)
+
+
+class KerasEmbedder:
+    """Global-average-pooled features of any Keras image model (whole image resized to its input)."""
+
+    def __init__(self, model, name: str, image_size: int = 224,
+                 preprocess: Callable[[np.ndarray], np.ndarray] | None = None):
+        self.model, self.name, self.image_size, self.preprocess = model, name, image_size, preprocess
+
+    def __call__(self, images: list[np.ndarray]) -> np.ndarray:
+        batch = np.stack([cv2.resize(im, (self.image_size, self.image_size), interpolation=cv2.INTER_AREA)
+                          for im in images]).astype(np.float32)
+        if self.preprocess is not None:
+            batch = self.preprocess(batch)
+        features = np.asarray(self.model.predict(batch, verbose=0))
+        return features.reshape(len(images), -1).astype(np.float32)
+
+
+def resnet50_embedder(weights: str | Path = "imagenet") -> KerasEmbedder:
+    """ImageNet ResNet50 embedder (the report's). ``weights``: 'imagenet' (downloads; needs internet)
+    or a local ``.h5`` / ``.weights.h5`` file of ResNet50 without top. Random weights are refused."""
+    import keras
+
+    if weights is None:
+        raise ValueError("a ResNet50 with random weights is not an embedder; pass 'imagenet' or a weights file")
+    if weights != "imagenet" and not Path(weights).is_file():
+        raise FileNotFoundError(f"{weights}: ResNet50 weights file not found")
+    try:
+        model = keras.applications.ResNet50(include_top=False, pooling="avg", weights=str(weights))
+    except Exception as e:  # no internet: say what to do instead of failing deep in a download
+        raise RuntimeError(f"could not load ResNet50 weights ({weights}): {e}. Without internet, download "
+                           "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 elsewhere and pass its path, "
+                           "or use the offline embedder") from e
+    return KerasEmbedder(model, f"ResNet50 ImageNet ({Path(str(weights)).name})",
+                         preprocess=keras.applications.resnet50.preprocess_input)
+
+
+def keras_file_embedder(path: str | Path, image_size: int | None = None) -> KerasEmbedder:
+    """Embedder from a saved ``.keras`` model whose output is a feature vector (or map, flattened)."""
+    import keras
+
+    model = keras.models.load_model(path, compile=False)
+    size = image_size or int(model.input_shape[1])
+    return KerasEmbedder(model, f"Keras model {Path(path).name}", image_size=size)
+
+
+def make_embedder(spec: str, config: OutlierConfig = OutlierConfig()) -> Embedder:
+    """'offline', 'resnet50' (ImageNet download), 'resnet50:PATH' (local weights) or a ``.keras`` path."""
+    if spec == "offline":
+        return ColourTextureEmbedder(config.embed_max_side)
+    if spec == "resnet50":
+        return resnet50_embedder("imagenet")
+    if spec.startswith("resnet50:"):
+        return resnet50_embedder(spec.split(":", 1)[1])
+    if spec.endswith(".keras"):
+        return keras_file_embedder(spec)
+    raise ValueError(f"unknown embedder {spec!r}; use offline, resnet50, resnet50:WEIGHTS.h5 or MODEL.keras")
+
+
+def scan_images(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig,
+                batch_size: int = 16, workers: int = 2) -> tuple[pd.DataFrame, np.ndarray]:
+    """One pass over the images (one at a time in memory per worker): mask hash, green stats, embedding."""
+
+    def inspect(row):
+        image, mask = read_image(row.image_path), read_mask(row.mask_path)
+        return image, {"mask_hash": mask_hash(mask), **green_blob_stats(image, config.green_margin)}
+
+    rows, embeddings = [], []
+    records = list(manifest.itertuples())
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(records), desc="scan", unit="img") as bar:
+        for start in range(0, len(records), batch_size):
+            results = list(pool.map(inspect, records[start:start + batch_size]))
+            embeddings.append(embedder([image for image, _ in results]))
+            rows.extend(stats for _, stats in results)
+            bar.update(len(results))
+    return pd.DataFrame(rows, index=manifest.index), np.concatenate(embeddings)
+
+
+def mask_groups(hashes: pd.Series) -> pd.Series:
+    """Group number for each image whose mask is shared with another (-1 for a unique mask);
+    numbered in order of first appearance, so the same input gives the same numbers."""
+    sizes = hashes.map(hashes.value_counts())
+    shared = hashes[sizes > 1]
+    numbers = {h: i for i, h in enumerate(dict.fromkeys(shared))}
+    return hashes.map(numbers).fillna(-1).astype(int)
+
+
+def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierConfig) -> pd.DataFrame:
+    """Flag sticker images: farthest group member from the median embedding,
+    when abnormally far, then a classifier for the rest.
+
+    Embeddings are standardised robustly (median, MAD) so that the outliers themselves do not inflate
+    the scale; ``distance`` is to the median embedding. Returns columns ``sticker`` (bool),
+    ``distance`` and ``sticker_probability`` (classifier output; NaN where none could be trained).
+    """
+    center = np.median(embeddings, 0)
+    scale = 1.4826 * np.median(np.abs(embeddings - center), 0)
+    scale = np.where(scale > 1e-6, scale, embeddings.std(0)) + 1e-6  # sparse features: MAD is 0
+    z = (embeddings - center) / scale
+    distance = np.linalg.norm(z, axis=1)
+    spread = 1.4826 * np.median(np.abs(distance - np.median(distance))) + 1e-6
+    abnormal = (distance - np.median(distance)) / spread >= config.sticker_min_z
+    sticker = np.zeros(len(z), bool)
+    labelled = np.zeros(len(z), bool)
+    for g in np.unique(groups[groups >= 0]):
+        members = np.flatnonzero(groups == g)
+        ordered = members[np.argsort(-distance[members])]
+        labelled[members] = True
+        sticker[ordered[0]] = abnormal[ordered[0]]
+    probability = np.full(len(z), np.nan)
+    if sticker.sum() >= 2 and (labelled & ~sticker).sum() >= 2:
+        classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+        classifier.fit(z[labelled], sticker[labelled])
+        probability = classifier.predict_proba(z)[:, 1]
+        sticker |= ~labelled & (probability >= config.sticker_probability)
+    return pd.DataFrame({"sticker": sticker, "distance": distance, "sticker_probability": probability})
+
+
+def detect_green(stats: pd.DataFrame, config: OutlierConfig) -> np.ndarray:
+    """Images carrying a green blob: enough green pixels, in one sizeable component."""
+    return ((stats.green_fraction >= config.green_min_fraction)
+            & (stats.green_blob_pixels >= config.green_min_blob_pixels)).to_numpy()
+
+
+def clean(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig = OutlierConfig()) -> pd.DataFrame:
+    """Label every train image ``kept``, ``sticker`` or ``green``. Test images are not touched."""
+    train = manifest[manifest.split == "train"].reset_index(drop=True)
+    stats, embeddings = scan_images(train, embedder, config)
+    groups = mask_groups(stats.mask_hash).to_numpy()
+    stickers = detect_stickers(embeddings, groups, config)
+    green = detect_green(stats, config)
+    status = np.where(stickers.sticker, "sticker", np.where(green, "green", "kept"))
+    score = np.where(status == "green", stats.green_fraction, stickers.distance)
+    out = pd.DataFrame({
+        "sample_index": train.sample_index, "label": train.label, "status": status, "group": groups,
+        "score": np.round(score, 6), "distance": stickers.distance.round(6),
+        "sticker_probability": stickers.sticker_probability.round(6),
+        "green_fraction": stats.green_fraction.round(6), "green_blob_pixels": stats.green_blob_pixels,
+        "mask_hash": stats.mask_hash, "embedder": embedder.name,
+    })
+    return out
+
+
+def summary(cleaned: pd.DataFrame) -> dict:
+    """Counts per status and per class before / after cleaning."""
+    kept = cleaned[cleaned.status == "kept"]
+    return {
+        "embedder": cleaned.embedder.iloc[0] if len(cleaned) else None,
+        "status_counts": cleaned.status.value_counts().to_dict(),
+        "class_counts_before": cleaned.label.value_counts().reindex(list(LABELS), fill_value=0).to_dict(),
+        "class_counts_after": kept.label.value_counts().reindex(list(LABELS), fill_value=0).to_dict(),
+        "identical_mask_groups": int(cleaned.group.max() + 1) if len(cleaned) else 0,
+    }
+
+
+def score_against_planted(cleaned: pd.DataFrame, planted: pd.DataFrame) -> pd.DataFrame:
+    """Precision and recall of removal per kind against ``planted_outliers.csv``."""
+    rows = []
+    for kind in ("sticker", "green"):
+        truth = set(planted.sample_index[planted.kind == kind])
+        flagged = set(cleaned.sample_index[cleaned.status == kind])
+        tp = len(truth & flagged)
+        rows.append({"kind": kind, "planted": len(truth), "flagged": len(flagged), "true_positives": tp,
+                     "precision": tp / len(flagged) if flagged else float(not truth),
+                     "recall": tp / len(truth) if truth else 1.0})
+    return pd.DataFrame(rows)
+
+
+def write_outputs(cleaned: pd.DataFrame, out_dir: Path | str, config: OutlierConfig, data_note: str) -> Path:
+    """Write ``clean_manifest.csv`` and ``clean_summary.json`` (config, embedder, data) to ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "clean_manifest.csv"
+    cleaned.to_csv(path, index=False, lineterminator="\n")
+    info = {"data": data_note, "config": asdict(config), **summary(cleaned)}
+    (out_dir / "clean_summary.json").write_text(json.dumps(info, indent=2) + "\n")
+    return path

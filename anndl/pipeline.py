@@ -1,0 +1,102 @@
+"""tf.data pipelines from ``tiles.csv``: decode each image once per pass and cut all its tiles from it.
+
+With ``stride == tile_size`` (the default) the tiles are cut by one reshape of the cropped image, which
+measured about 2.3x faster than ``tf.image.extract_patches``; other strides fall back to
+``extract_patches``. Tiles stay ``uint8`` until the model (each model owns its preprocessing).
+``cache`` chooses where decoded tiles live after the first pass: ``None`` (decode every pass),
+``"memory"``, or a file path prefix (a disk cache for sets that do not fit in memory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from anndl.labels import LABEL_TO_INDEX
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
+    """One row per image of ``splits``: path, label index, tile offsets (in tiles.csv order)."""
+    subset = tiles[tiles.split.isin(splits)]
+    source = manifest.assign(source=manifest.split)[["source", "sample_index", "image_path"]]
+    subset = subset.assign(source=np.where(subset.split == "test", "test", "train"))
+    subset = subset.merge(source, on=["source", "sample_index"], how="left", validate="many_to_one")
+    if subset.image_path.isna().any():
+        bad = subset[subset.image_path.isna()].iloc[0]
+        raise ValueError(f"tiles.csv: no image for {bad.split}/{bad.sample_index} in the challenge folder")
+    keys = ["split", "sample_index"]
+    table = subset.groupby(keys, sort=False).agg(
+        image_path=("image_path", "first"), label=("label", "first"),
+        xs=("x", list), ys=("y", list), weights=("weight", list)).reset_index()
+    table["label_index"] = table.label.map(LABEL_TO_INDEX).fillna(-1).astype(int)
+    return table
+
+
+def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride: int) -> tf.Tensor:
+    """Tiles at (ys, xs) of an image, zero-padded to at least one tile."""
+    shape = tf.shape(image)
+    h, w = tf.maximum(shape[0], tile_size), tf.maximum(shape[1], tile_size)
+    image = tf.pad(image, [[0, h - shape[0]], [0, w - shape[1]], [0, 0]])
+    if stride == tile_size:
+        nh, nw = h // tile_size, w // tile_size
+        grid = tf.reshape(image[: nh * tile_size, : nw * tile_size],
+                          [nh, tile_size, nw, tile_size, 3])
+        grid = tf.reshape(tf.transpose(grid, [0, 2, 1, 3, 4]), [nh * nw, tile_size, tile_size, 3])
+        return tf.gather(grid, (ys // tile_size) * nw + xs // tile_size)
+    patches = tf.image.extract_patches(image[None], [1, tile_size, tile_size, 1], [1, stride, stride, 1],
+                                       [1, 1, 1, 1], "VALID")[0]
+    nw = tf.shape(patches)[1]
+    flat = tf.reshape(patches, [-1, tile_size, tile_size, 3])
+    return tf.gather(flat, (ys // stride) * nw + xs // stride)
+
+
+def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
+                 stride: int | None = None, training: bool = False, batch_size: int = 32,
+                 shuffle_buffer: int = 2048, seed: int = 42, cache: str | Path | None = None,
+                 with_labels: bool = True) -> tf.data.Dataset:
+    """Batches of tiles for the images of ``splits``.
+
+    ``with_labels``: ``(tile, label_index)``, for training and validation loss.
+    Otherwise: ``(tile, image_number, weight)``, where ``image_number`` indexes
+    ``image_table(tiles, manifest, splits)`` (for voting).
+    """
+    stride = stride or tile_size
+    table = image_table(tiles, manifest, splits)
+    ds = tf.data.Dataset.from_tensor_slices({
+        "path": table.image_path.to_numpy(str),
+        "ys": tf.ragged.constant(table.ys.tolist(), dtype=tf.int32),
+        "xs": tf.ragged.constant(table.xs.tolist(), dtype=tf.int32),
+        "weights": tf.ragged.constant(table.weights.tolist(), dtype=tf.float32),
+        "label": table.label_index.to_numpy(np.int32),
+        "image": np.arange(len(table), dtype=np.int32),
+    })
+
+    def decode_and_cut(item):
+        image = tf.io.decode_png(tf.io.read_file(item["path"]), channels=3)
+        cut = _cut(image, item["ys"], item["xs"], tile_size, stride)
+        n = tf.shape(cut)[0]
+        if with_labels:
+            return cut, tf.fill([n], item["label"])
+        return cut, tf.fill([n], item["image"]), item["weights"]
+
+    ds = ds.map(decode_and_cut, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        ds = ds.cache(str(cache))
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def decode_only_dataset(paths: list[str]) -> tf.data.Dataset:
+    """The throughput floor: the same PNGs decoded, nothing else (for benchmarks)."""
+    ds = tf.data.Dataset.from_tensor_slices(list(paths))
+    return ds.map(lambda p: tf.shape(tf.io.decode_png(tf.io.read_file(p), channels=3)),
+                  num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)

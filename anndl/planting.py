@@ -1,0 +1,72 @@
+"""Plant sticker and green-blob outliers on real images, to check detection beyond synthetic tissue.
+
+Builds a challenge-layout folder from any set of (image, mask) files: the originals as genuine
+images, plus sticker copies (with a byte-identical copy of the twin's mask) and green-blob versions.
+Used by the tests and the benchmark on the real H&E samples in ``../shared/data/he_samples``.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from anndl.data import read_image, read_mask
+from anndl.labels import LABELS
+from anndl.synthetic import draw_green_blob, draw_sticker
+
+
+def plant_outliers(pairs: list[tuple[Path, Path]], out: Path | str, n_stickers: int, n_green: int,
+                   seed: int = 0) -> Path:
+    """Write a challenge folder: all ``pairs`` as genuine images (the first ``n_green`` of them with a
+    green blob), then ``n_stickers`` sticker copies of the next ones. Writes ``planted_outliers.csv``."""
+    if n_green + n_stickers > len(pairs):
+        raise ValueError(f"{n_green} green + {n_stickers} sticker twins need more than {len(pairs)} images")
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    train = out / "train_data"
+    test = out / "test_data"
+    train.mkdir(parents=True)
+    test.mkdir()
+    rows, planted = [], []
+
+    def write(number: int, image: np.ndarray, mask_source: Path | None, mask: np.ndarray | None) -> str:
+        name = f"img_{number:04d}.png"
+        cv2.imwrite(str(train / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if mask_source is not None:
+            shutil.copyfile(mask_source, train / f"mask_{number:04d}.png")
+        else:
+            cv2.imwrite(str(train / f"mask_{number:04d}.png"), mask.astype(np.uint8) * 255)
+        rows.append([name, LABELS[rng.integers(len(LABELS))]])
+        return name
+
+    for i, (image_path, mask_path) in enumerate(pairs):
+        image = read_image(image_path)
+        if i < n_green:
+            image = draw_green_blob(rng, image, read_mask(mask_path))
+            planted.append([write(i, image, None, read_mask(mask_path)), "green", ""])
+        else:
+            write(i, image, None, read_mask(mask_path))
+    for k in range(n_stickers):
+        twin = n_green + k
+        image = draw_sticker(rng, read_image(pairs[twin][0]))
+        name = write(len(pairs) + k, image, train / f"mask_{twin:04d}.png", None)
+        planted.append([name, "sticker", f"img_{twin:04d}.png"])
+    # one test pair so the folder is a complete challenge layout
+    shutil.copyfile(train / "img_0000.png", test / "img_0000.png")
+    shutil.copyfile(train / "mask_0000.png", test / "mask_0000.png")
+    with open(out / "train_labels.csv", "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([["sample_index", "label"], *rows])
+    with open(out / "planted_outliers.csv", "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([["sample_index", "kind", "twin"], *planted])
+    return out
+
+
+def bach_pairs(root: Path | str) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of the BACH ROI samples, in ``labels.csv`` order."""
+    root = Path(root)
+    with open(root / "labels.csv", newline="") as f:
+        return [(root / r["image"], root / r["mask"]) for r in csv.DictReader(f)]

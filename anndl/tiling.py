@@ -1,0 +1,156 @@
+"""Split by image, then cut tiles where the ROI mask has enough foreground (report §2, Figure 2).
+
+Tiles are kept as coordinates, not pixel copies (as in CLAM): ``tiles.csv`` holds one row per tile
+with ``split, sample_index, label, x, y, mask_pixels, weight``, where ``weight`` is the tile's mask
+pixels over the image's mask pixels (for mask-weighted voting). The split is made on images *before*
+tiling, with identical-mask groups kept on one side, so no image leaks across it (Bussola et al.,
+arXiv:1909.06539). No image is lost: an image without a qualifying tile keeps its best tile(s), and an
+image smaller than a tile is zero-padded at the bottom/right.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+from tqdm.auto import tqdm
+
+from anndl.data import read_mask
+
+TILE_COLUMNS = ["split", "sample_index", "label", "x", "y", "mask_pixels", "weight"]
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    """Tile grid and filter. ``min_mask_pixels`` is a pixel count in [0, tile_size**2]."""
+
+    tile_size: int = 224
+    stride: int = 224
+    min_mask_pixels: int = 200
+    fallback_tiles: int = 1  # tiles kept (best by mask pixels) for an image with no qualifying tile
+
+    def __post_init__(self):
+        for name in ("tile_size", "stride", "fallback_tiles"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.min_mask_pixels, (int, np.integer)) or not (
+                0 <= self.min_mask_pixels <= self.tile_size ** 2):
+            raise ValueError(f"min_mask_pixels must be an integer in [0, tile_size**2 = {self.tile_size ** 2}], "
+                             f"got {self.min_mask_pixels!r}")
+
+
+def padded_shape(height: int, width: int, tile_size: int) -> tuple[int, int]:
+    """Image shape after zero-padding to at least one tile in each direction."""
+    return max(height, tile_size), max(width, tile_size)
+
+
+def tile_grid(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
+    """All grid tiles of a mask (edges dropped) with their mask pixel counts, in raster order."""
+    h, w = padded_shape(*mask.shape, config.tile_size)
+    padded = np.zeros((h, w), np.uint8)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    integral = cv2.integral(padded)  # (h+1, w+1), int32
+    t = config.tile_size
+    ys = np.arange(0, h - t + 1, config.stride)
+    xs = np.arange(0, w - t + 1, config.stride)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    counts = integral[yy + t, xx + t] - integral[yy, xx + t] - integral[yy + t, xx] + integral[yy, xx]
+    return pd.DataFrame({"x": xx.ravel(), "y": yy.ravel(), "mask_pixels": counts.ravel().astype(np.int64)})
+
+
+def select_tiles(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
+    """Tiles kept for one image: those over the threshold, else the best ``fallback_tiles``."""
+    grid = tile_grid(mask, config)
+    kept = grid[grid.mask_pixels >= config.min_mask_pixels]
+    if kept.empty:
+        kept = grid.sort_values("mask_pixels", ascending=False, kind="stable").head(config.fallback_tiles)
+        kept = kept.sort_index()
+    total = int(mask.sum())
+    weight = kept.mask_pixels / total if total else pd.Series(1.0 / len(kept), index=kept.index)
+    return kept.assign(weight=weight.round(8)).reset_index(drop=True)
+
+
+def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42) -> pd.DataFrame:
+    """Image-level stratified train/val split that keeps identical-mask groups on one side.
+
+    ``clean`` needs ``sample_index``, ``label`` and ``group`` (-1: unique mask). Returns those columns
+    plus ``split`` (``train`` / ``val``).
+    """
+    if not 0 < val_fraction < 0.5:
+        raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
+    folds = assign_folds(clean, n_folds=int(round(1 / val_fraction)), seed=seed)
+    return folds.assign(split=np.where(folds.fold == 0, "val", "train")).drop(columns="fold")
+
+
+def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
+    """Stratified, group-aware fold number (0..n_folds-1) for every image."""
+    frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
+    groups = np.where(frame.group >= 0, frame.group.astype(str), "solo-" + frame.sample_index)
+    fold = np.full(len(frame), -1)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, held_out) in enumerate(splitter.split(frame, frame.label, groups)):
+        fold[held_out] = k
+    return frame.assign(fold=fold)
+
+
+def tile_images(images: pd.DataFrame, config: TilingConfig, progress: bool = True) -> pd.DataFrame:
+    """Tile rows for every image in ``images`` (columns ``split, sample_index, label, mask_path``)."""
+    parts = []
+    for row in tqdm(list(images.itertuples()), desc="tile", unit="img", disable=not progress):
+        kept = select_tiles(read_mask(row.mask_path), config)
+        parts.append(kept.assign(split=row.split, sample_index=row.sample_index, label=row.label))
+    return pd.concat(parts, ignore_index=True)[TILE_COLUMNS]
+
+
+def build_tiles(manifest: pd.DataFrame, clean: pd.DataFrame, split: pd.DataFrame,
+                config: TilingConfig, progress: bool = True) -> pd.DataFrame:
+    """Tiles of the kept train images (``split`` train/val) and of every test image."""
+    kept = clean[clean.status == "kept"]
+    train = manifest[manifest.split == "train"].merge(split[["sample_index", "split"]].rename(
+        columns={"split": "subset"}), on="sample_index")
+    if set(train.sample_index) != set(kept.sample_index):
+        raise ValueError("split.csv does not cover exactly the kept images of the clean manifest; "
+                         "delete it to make a new split")
+    train = train.assign(split=train.subset)
+    test = manifest[manifest.split == "test"].assign(label="")
+    images = pd.concat([train, test], ignore_index=True)
+    order = images.split.map({"train": 0, "val": 1, "test": 2})
+    images = images.assign(_o=order).sort_values(["_o", "sample_index"], kind="stable")
+    tiles = tile_images(images, config, progress)
+    missing = set(zip(images.split, images.sample_index)) - set(zip(tiles.split, tiles.sample_index))
+    assert not missing, f"images without tiles: {sorted(missing)[:5]}"
+    return tiles
+
+
+def write_tiles(tiles: pd.DataFrame, out_dir: Path | str, config: TilingConfig, data_note: str) -> Path:
+    """Write ``tiles.csv`` (byte-identical for the same inputs) and ``tiles.json`` (config, counts)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "tiles.csv"
+    tiles.to_csv(path, index=False, lineterminator="\n")
+    counts = {s: {"images": int(g.sample_index.nunique()), "tiles": int(len(g))} for s, g in tiles.groupby("split")}
+    info = {"data": data_note, "config": asdict(config), "counts": counts}
+    (out_dir / "tiles.json").write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+def load_or_make_split(clean: pd.DataFrame, path: Path | str, val_fraction: float = 0.1,
+                       seed: int = 42) -> pd.DataFrame:
+    """Reuse ``split.csv`` when it covers exactly the kept images; otherwise make and write it."""
+    path = Path(path)
+    kept = clean[clean.status == "kept"]
+    if path.is_file():
+        split = pd.read_csv(path, keep_default_na=False)
+        if set(split.sample_index) == set(kept.sample_index):
+            return split
+        print(f"{path} does not match the kept images; making a new split")
+    split = split_images(kept, val_fraction, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    split.to_csv(path, index=False, lineterminator="\n")
+    return split

@@ -1,0 +1,22 @@
+"""Shared fixtures: a tiny synthetic challenge folder made once per test session."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from anndl import synthetic
+
+HE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_samples"
+TINY = dict(n_train=24, n_test=6, scale=0.25, seed=7, n_stickers=2, n_green=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A read-only tiny synthetic folder; copy it (``data_copy``) before changing anything."""
+    return synthetic.generate(tmp_path_factory.mktemp("tiny") / "challenge", progress=False, workers=1, **TINY)
+
+
+@pytest.fixture
+def data_copy(tiny_data, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_data, tmp_path / "challenge"))

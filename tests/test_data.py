@@ -1,0 +1,135 @@
+"""Data layer: reads the challenge layout, converts odd formats, and rejects every bad input by name."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from anndl.data import DataError, read_challenge, read_image, read_mask, resolve_data_dir
+from anndl.labels import LABELS
+
+
+def test_manifest_of_synthetic_folder(tiny_data):
+    manifest = read_challenge(tiny_data)
+    train, test = manifest[manifest.split == "train"], manifest[manifest.split == "test"]
+    assert len(train) == 24 and len(test) == 6
+    assert set(train.label) <= set(LABELS) and test.label.isna().all()
+    assert (train.label_index == train.label.map(LABELS.index)).all()
+    assert (manifest.mask_pixels > 0).all()
+    assert (manifest.image_mode == "RGB").all()
+    row = train.iloc[0]
+    assert read_mask(row.mask_path).sum() == row.mask_pixels
+    assert read_image(row.image_path).shape == (row.height, row.width, 3)
+
+
+def test_rgba_grayscale_and_mask_formats_are_converted(data_copy):
+    d = data_copy / "train_data"
+    bgr = cv2.imread(str(d / "img_0000.png"))
+    cv2.imwrite(str(d / "img_0000.png"), cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(d / "img_0001.png"), cv2.imread(str(d / "img_0001.png"), cv2.IMREAD_GRAYSCALE))
+    mask = cv2.imread(str(d / "mask_0000.png"))[:, :, 0]
+    cv2.imwrite(str(d / "mask_0000.png"), (mask > 0).astype(np.uint8))  # 1-channel 0/1
+    cv2.imwrite(str(d / "mask_0001.png"), cv2.imread(str(d / "mask_0001.png"))[:, :, 0])
+    manifest = read_challenge(data_copy).set_index(["split", "sample_index"])
+    assert manifest.loc[("train", "img_0000.png"), "image_mode"] == "RGBA->RGB"
+    assert manifest.loc[("train", "img_0001.png"), "image_mode"] == "gray->RGB"
+    assert manifest.loc[("train", "img_0000.png"), "mask_pixels"] == (mask > 0).sum()
+    assert read_image(d / "img_0000.png").shape[2] == 3
+    assert read_image(d / "img_0001.png").shape[2] == 3
+
+
+def _expect(data_dir, *fragments):
+    with pytest.raises(DataError) as info:
+        read_challenge(data_dir)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_missing_mask(data_copy):
+    (data_copy / "train_data" / "mask_0003.png").unlink()
+    _expect(data_copy, "train_data/mask_0003.png", "mask is missing")
+
+
+def test_missing_image(data_copy):
+    (data_copy / "test_data" / "img_0002.png").unlink()
+    _expect(data_copy, "test_data/img_0002.png", "image is missing")
+
+
+def test_truncated_png(data_copy):
+    path = data_copy / "train_data" / "img_0005.png"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    _expect(data_copy, "train_data/img_0005.png", "truncated PNG")
+
+
+def test_unreadable_png(data_copy):
+    (data_copy / "train_data" / "mask_0004.png").write_bytes(b"this is not a png")
+    _expect(data_copy, "train_data/mask_0004.png", "not a PNG")
+
+
+def test_size_mismatch(data_copy):
+    path = data_copy / "train_data" / "mask_0002.png"
+    mask = cv2.imread(str(path))
+    cv2.imwrite(str(path), mask[:-3])
+    _expect(data_copy, "train_data/mask_0002.png", "img_0002.png", "width x height")
+
+
+def test_non_binary_mask(data_copy):
+    path = data_copy / "train_data" / "mask_0001.png"
+    mask = cv2.imread(str(path))
+    mask[0, 0] = 128
+    cv2.imwrite(str(path), mask)
+    _expect(data_copy, "train_data/mask_0001.png", "not binary")
+
+
+def _rewrite_labels(data_copy, edit):
+    path = data_copy / "train_labels.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(edit(lines)) + "\n")
+
+
+def test_unknown_label(data_copy):
+    _rewrite_labels(data_copy, lambda ls: [ls[0], ls[1].split(",")[0] + ",Triple Negative"] + ls[2:])
+    _expect(data_copy, "train_labels.csv", "line 2", "unknown label 'Triple Negative'")
+
+
+def test_duplicate_sample_index(data_copy):
+    _rewrite_labels(data_copy, lambda ls: ls + [ls[1]])
+    _expect(data_copy, "train_labels.csv", "duplicate sample_index 'img_0000.png'")
+
+
+def test_missing_sample_index(data_copy):
+    _rewrite_labels(data_copy, lambda ls: [l for l in ls if not l.startswith("img_0007.png")])
+    _expect(data_copy, "train_labels.csv", "'img_0007.png' is missing")
+
+
+def test_label_row_for_missing_file(data_copy):
+    _rewrite_labels(data_copy, lambda ls: ls + ["img_0999.png,Luminal A"])
+    _expect(data_copy, "train_labels.csv", "img_0999.png", "does not exist")
+
+
+def test_bad_header_and_stray_file(data_copy):
+    (data_copy / "train_data" / "notes.txt").write_text("x")
+    _expect(data_copy, "train_data/notes.txt", "unexpected file")
+    (data_copy / "train_data" / "notes.txt").unlink()
+    _rewrite_labels(data_copy, lambda ls: ["id,label"] + ls[1:])
+    _expect(data_copy, "train_labels.csv", "header")
+
+
+def test_cli_reports_data_fault_without_traceback(data_copy):
+    (data_copy / "train_data" / "mask_0003.png").unlink()
+    result = subprocess.run([sys.executable, "-m", "anndl", "validate", "--data", str(data_copy)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "mask_0003.png: mask is missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resolve_prefers_real_folder_then_synthetic(tiny_data, tmp_path):
+    assert resolve_data_dir(tiny_data) == tiny_data
+    (tmp_path / "train_data").mkdir()
+    with pytest.raises(DataError, match="incomplete challenge folder"):
+        resolve_data_dir(tmp_path)

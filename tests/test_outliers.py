@@ -1,0 +1,114 @@
+"""Outlier removal: mask hashing, sticker and green detection, on synthetic and on real tissue."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from anndl import outliers
+from anndl.data import read_challenge
+from anndl.planting import bach_pairs, plant_outliers
+from tests.conftest import HE_SAMPLES
+
+
+def test_mask_hash_depends_on_pixels_not_encoding(tmp_path):
+    mask = np.zeros((40, 50), bool)
+    mask[5:20, 10:30] = True
+    cv2.imwrite(str(tmp_path / "a.png"), mask.astype(np.uint8) * 255)
+    cv2.imwrite(str(tmp_path / "b.png"), np.repeat(mask[..., None], 3, 2).astype(np.uint8),
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    from anndl.data import read_mask
+    a, b = read_mask(tmp_path / "a.png"), read_mask(tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+    assert outliers.mask_hash(a) == outliers.mask_hash(b)
+    b[0, 0] = True
+    assert outliers.mask_hash(a) != outliers.mask_hash(b)
+    assert outliers.mask_hash(a) != outliers.mask_hash(a.reshape(50, 40))
+
+
+def test_mask_groups_are_numbered_deterministically():
+    groups = outliers.mask_groups(pd.Series(["x", "a", "b", "a", "x", "c"]))
+    assert groups.tolist() == [0, 1, -1, 1, 0, -1]
+
+
+def test_farthest_group_member_is_the_sticker_and_classifier_finds_lone_ones():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(60, 5))
+    groups = np.full(60, -1)
+    for g in range(8):
+        groups[[2 * g, 2 * g + 1]] = g
+        emb[2 * g] += [8, 0, 0, 0, 0]  # the even member is the corrupted one
+    emb[50] += [8, 0, 0, 0, 0]         # a sticker without a twin
+    found = outliers.detect_stickers(emb, groups, outliers.OutlierConfig())
+    assert set(np.flatnonzero(found.sticker)) == {0, 2, 4, 6, 8, 10, 12, 14, 50}
+
+
+def test_group_of_coincidentally_identical_masks_flags_nobody():
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(30, 4))
+    groups = np.full(30, -1)
+    groups[:7] = 0  # seven full-foreground masks, all genuine (as in the BACH samples)
+    found = outliers.detect_stickers(emb, groups, outliers.OutlierConfig())
+    assert not found.sticker.any()
+
+
+def test_clean_finds_the_planted_outliers(tiny_data):
+    manifest = read_challenge(tiny_data)
+    cleaned = outliers.clean(manifest, outliers.ColourTextureEmbedder())
+    assert len(cleaned) == (manifest.split == "train").sum()
+    assert set(cleaned.status) <= {"kept", "sticker", "green"}
+    planted = pd.read_csv(tiny_data / "planted_outliers.csv")
+    scores = outliers.score_against_planted(cleaned, planted).set_index("kind")
+    assert (scores.precision == 1).all() and (scores.recall == 1).all(), scores
+    assert cleaned.embedder.str.contains("offline").all()
+    twins = planted[planted.kind == "sticker"]
+    for row in twins.itertuples():  # each sticker shares its group with its twin
+        g = cleaned.set_index("sample_index").group
+        assert g[row.sample_index] == g[row.twin] >= 0
+
+
+def test_clean_cli_is_deterministic(tiny_data, tmp_path):
+    import subprocess, sys
+    for name in ("a", "b"):
+        result = subprocess.run([sys.executable, "-m", "anndl", "clean", "--data", str(tiny_data),
+                                 "--out", str(tmp_path / name)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert "sticker" in result.stdout and "after" in result.stdout
+    assert (tmp_path / "a/clean_manifest.csv").read_bytes() == (tmp_path / "b/clean_manifest.csv").read_bytes()
+
+
+def test_keras_embedder_from_a_locally_saved_model(tiny_data, tmp_path):
+    import keras
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    model.save(tmp_path / "tiny.keras")
+    embedder = outliers.make_embedder(str(tmp_path / "tiny.keras"))
+    assert "tiny.keras" in embedder.name
+    manifest = read_challenge(tiny_data)
+    cleaned = outliers.clean(manifest, embedder)
+    assert (cleaned.embedder == embedder.name).all()
+    assert (cleaned[cleaned.status == "green"].sample_index.isin(
+        pd.read_csv(tiny_data / "planted_outliers.csv").sample_index)).all()
+
+
+def test_resnet_embedder_refuses_random_or_missing_weights(tmp_path):
+    with pytest.raises(ValueError, match="random weights"):
+        outliers.resnet50_embedder(None)
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        outliers.resnet50_embedder(tmp_path / "nope.h5")
+    with pytest.raises(ValueError, match="unknown embedder"):
+        outliers.make_embedder("vgg")
+
+
+@pytest.mark.real
+@pytest.mark.skipif(not (HE_SAMPLES / "bach_roi").is_dir(), reason="real H&E samples not present")
+def test_detection_on_real_tissue(tmp_path):
+    pairs = bach_pairs(HE_SAMPLES / "bach_roi")
+    folder = plant_outliers(pairs, tmp_path / "bach", n_stickers=5, n_green=4, seed=3)
+    cleaned = outliers.clean(read_challenge(folder), outliers.ColourTextureEmbedder())
+    scores = outliers.score_against_planted(cleaned, pd.read_csv(folder / "planted_outliers.csv"))
+    print(scores.to_string())
+    assert (scores.precision == 1).all() and (scores.recall == 1).all(), scores
