@@ -5,8 +5,9 @@ The report's method (§2), made a measured, reusable step:
 1. **Identical-mask groups**: SHA-256 of each mask's *pixel content* (so the same mask saved
    differently still matches). In the real data every sticker image shares its mask with a genuine
    image; groups are reported and kept on one side of the later split.
-2. **Stickers**: image embeddings; within each identical-mask group the member farthest from the global
-   (median) embedding is the corrupted one when that distance is abnormally high; a logistic regression trained on those labelled group members
+2. **Stickers**: image embeddings; within each identical-mask group the members abnormally far from the
+   global (robust) centre of the embeddings are the corrupted ones (in the real data: the farther
+   member of each pair); a logistic regression trained on those labelled group members
    then flags stickers that have no mask twin. The embedder is a parameter: an ImageNet ResNet50
    (``keras.applications``, needs its weights) or an offline colour/texture embedder that needs no
    weights. Every output names the embedder that ran.
@@ -41,7 +42,7 @@ class OutlierConfig:
     green_margin: int = 40            # a pixel is green when G - max(R, B) exceeds this (0-255 scale)
     green_min_fraction: float = 0.002 # flag an image when green pixels exceed this share of its area
     green_min_blob_pixels: int = 64   # ...and its largest green component is at least this large
-    sticker_min_z: float = 5.0        # a group's farthest member is flagged when its distance is abnormally
+    sticker_min_z: float = 3.0        # a group's farthest member is flagged when its distance is abnormally
                                       # high: robust z-score (median, MAD) over all images above this
     sticker_probability: float = 0.9  # classifier probability to flag a sticker without a mask twin
     embed_max_side: int = 512         # images are downsampled to this size for the offline embedder
@@ -81,9 +82,11 @@ def green_blob_stats(image: np.ndarray, margin: int) -> dict:
 
 
 class ColourTextureEmbedder:
-    """Offline embedder (no weights): colour histograms and texture statistics of the whole image.
+    """Offline embedder (no weights): colour and texture statistics that tell overlays from tissue.
 
-    Cartoon overlays are flat, saturated and outlined in black; tissue is textured pink/purple.
+    H&E tissue is textured pink/purple; cartoon overlays are flat, saturated, off-stain colours
+    outlined in black. Each such pixel map contributes its area share and its densest 8x8 grid cell,
+    plus global saturation, brightness and texture.
     """
 
     name = "colour-texture statistics (offline, no pretrained weights)"
@@ -96,21 +99,18 @@ class ColourTextureEmbedder:
         small = np.ascontiguousarray(image[::step, ::step])
         hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
         h, s, v = hsv[..., 0], hsv[..., 1] / 255.0, hsv[..., 2] / 255.0
-        n = h.size
-        hue_hist = np.bincount((h[s > 0.15] // 10).ravel(), minlength=18)[:18] / n
-        sat_hist = np.histogram(s, bins=8, range=(0, 1))[0] / n
-        val_hist = np.histogram(v, bins=8, range=(0, 1))[0] / n
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
         local_mean = cv2.blur(gray, (7, 7))
         local_sd = np.sqrt(np.maximum(cv2.blur(gray * gray, (7, 7)) - local_mean ** 2, 0))
-        flat_coloured = ((local_sd < 2.0) & (s > 0.25)).mean()
-        edges = cv2.Canny(small, 80, 160) > 0
-        dark = (v < 0.15).mean()
-        green = green_pixels(small, 20).mean()
-        yellow = ((h > 15) & (h < 45) & (s > 0.3)).mean()  # OpenCV hue 0-180: yellow-green band
-        stats = [small[..., c].mean() / 255 for c in range(3)] + [small[..., c].std() / 255 for c in range(3)]
-        return np.concatenate([hue_hist, sat_hist, val_hist, stats,
-                               [flat_coloured, edges.mean(), dark, green, yellow, np.log1p(local_sd.mean())]])
+        # Per-pixel maps of what H&E never shows: hues outside pink/purple, flat saturated fills, black ink.
+        off_stain = (s > 0.25) & (h >= 12) & (h <= 100)  # OpenCV hue 0-180: orange..green..cyan
+        flat = (local_sd < 2.0) & (s > 0.15)
+        ink = v < 0.15
+        maps = np.stack([off_stain, flat, ink], -1).astype(np.float32)
+        cells = cv2.resize(maps, (8, 8), interpolation=cv2.INTER_AREA).reshape(-1, 3)
+        # Area share and densest 1/64th of the image: a small overlay on a large image still counts.
+        return np.concatenate([np.sqrt(maps.mean((0, 1))), np.sqrt(cells.max(0)),
+                               [s.mean(), v.mean(), np.log1p(local_sd.mean())]])
 
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
         return np.stack([self.embed_one(im) for im in images]).astype(np.float32)
@@ -201,35 +201,39 @@ def mask_groups(hashes: pd.Series) -> pd.Series:
     return hashes.map(numbers).fillna(-1).astype(int)
 
 
-def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierConfig) -> pd.DataFrame:
-    """Flag sticker images: farthest group member from the median embedding,
-    when abnormally far, then a classifier for the rest.
+def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierConfig,
+                    exclude: np.ndarray | None = None) -> pd.DataFrame:
+    """Flag sticker images: group members abnormally far from the embeddings' centre, then a
+    classifier trained on group members for images without a mask twin.
 
-    Embeddings are standardised robustly (median, MAD) so that the outliers themselves do not inflate
-    the scale; ``distance`` is to the median embedding. Returns columns ``sticker`` (bool),
-    ``distance`` and ``sticker_probability`` (classifier output; NaN where none could be trained).
+    The report measured distance from the global mean embedding. Here each feature is centred on its
+    median and scaled by its MAD (floored at a tenth of its standard deviation, for sparse features),
+    so that the outliers themselves (about 9% of the real train set) do not set the scale and hide.
+    "Abnormally high" is a z-score of that distance, with the median as centre and a spread
+    taken from the lower quartile (outliers only lengthen the upper tail). Returns columns
+    ``sticker`` (bool), ``distance``, ``distance_z`` and ``sticker_probability`` (classifier output;
+    NaN where none could be trained).
     """
     center = np.median(embeddings, 0)
-    scale = 1.4826 * np.median(np.abs(embeddings - center), 0)
-    scale = np.where(scale > 1e-6, scale, embeddings.std(0)) + 1e-6  # sparse features: MAD is 0
+    scale = np.maximum(1.4826 * np.median(np.abs(embeddings - center), 0), 0.1 * embeddings.std(0)) + 1e-6
     z = (embeddings - center) / scale
     distance = np.linalg.norm(z, axis=1)
-    spread = 1.4826 * np.median(np.abs(distance - np.median(distance))) + 1e-6
-    abnormal = (distance - np.median(distance)) / spread >= config.sticker_min_z
-    sticker = np.zeros(len(z), bool)
-    labelled = np.zeros(len(z), bool)
-    for g in np.unique(groups[groups >= 0]):
-        members = np.flatnonzero(groups == g)
-        ordered = members[np.argsort(-distance[members])]
-        labelled[members] = True
-        sticker[ordered[0]] = abnormal[ordered[0]]
+    # Outliers only lengthen the upper tail: take the spread from the lower half of the distances.
+    median, lower_quartile = np.percentile(distance, [50, 25])
+    distance_z = (distance - median) / ((median - lower_quartile) / 0.6745 + 1e-6)
+    abnormal = distance_z >= config.sticker_min_z
+    exclude = np.zeros(len(z), bool) if exclude is None else exclude  # e.g. images already flagged green
+    labelled = groups >= 0
+    # Within identical-mask groups: the abnormally far members (in the real data, one per pair).
+    sticker = labelled & abnormal
     probability = np.full(len(z), np.nan)
     if sticker.sum() >= 2 and (labelled & ~sticker).sum() >= 2:
         classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
         classifier.fit(z[labelled], sticker[labelled])
         probability = classifier.predict_proba(z)[:, 1]
-        sticker |= ~labelled & (probability >= config.sticker_probability)
-    return pd.DataFrame({"sticker": sticker, "distance": distance, "sticker_probability": probability})
+        sticker |= ~labelled & ~exclude & (probability >= config.sticker_probability)
+    return pd.DataFrame({"sticker": sticker, "distance": distance, "distance_z": distance_z,
+                         "sticker_probability": probability})
 
 
 def detect_green(stats: pd.DataFrame, config: OutlierConfig) -> np.ndarray:
@@ -243,13 +247,14 @@ def clean(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig = Ou
     train = manifest[manifest.split == "train"].reset_index(drop=True)
     stats, embeddings = scan_images(train, embedder, config)
     groups = mask_groups(stats.mask_hash).to_numpy()
-    stickers = detect_stickers(embeddings, groups, config)
     green = detect_green(stats, config)
+    stickers = detect_stickers(embeddings, groups, config, exclude=green)
     status = np.where(stickers.sticker, "sticker", np.where(green, "green", "kept"))
     score = np.where(status == "green", stats.green_fraction, stickers.distance)
     out = pd.DataFrame({
         "sample_index": train.sample_index, "label": train.label, "status": status, "group": groups,
         "score": np.round(score, 6), "distance": stickers.distance.round(6),
+        "distance_z": stickers.distance_z.round(4),
         "sticker_probability": stickers.sticker_probability.round(6),
         "green_fraction": stats.green_fraction.round(6), "green_blob_pixels": stats.green_blob_pixels,
         "mask_hash": stats.mask_hash, "embedder": embedder.name,
