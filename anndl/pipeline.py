@@ -32,7 +32,7 @@ def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, 
     keys = ["split", "sample_index"]
     table = subset.groupby(keys, sort=False).agg(
         image_path=("image_path", "first"), label=("label", "first"),
-        xs=("x", list), ys=("y", list), weights=("weight", list)).reset_index()
+        tile_x=("x", list), tile_y=("y", list), tile_weight=("weight", list)).reset_index()
     table["label_index"] = table.label.map(LABEL_TO_INDEX).fillna(-1).astype(int)
     return table
 
@@ -69,9 +69,9 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
     table = image_table(tiles, manifest, splits)
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
-        "ys": tf.ragged.constant(table.ys.tolist(), dtype=tf.int32),
-        "xs": tf.ragged.constant(table.xs.tolist(), dtype=tf.int32),
-        "weights": tf.ragged.constant(table.weights.tolist(), dtype=tf.float32),
+        "ys": tf.ragged.constant(table.tile_y.tolist(), dtype=tf.int32),
+        "xs": tf.ragged.constant(table.tile_x.tolist(), dtype=tf.int32),
+        "weights": tf.ragged.constant(table.tile_weight.tolist(), dtype=tf.float32),
         "label": table.label_index.to_numpy(np.int32),
         "image": np.arange(len(table), dtype=np.int32),
     })

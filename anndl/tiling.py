@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
 from anndl.data import read_mask
@@ -79,24 +78,29 @@ def select_tiles(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
 def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42) -> pd.DataFrame:
     """Image-level stratified train/val split that keeps identical-mask groups on one side.
 
-    ``clean`` needs ``sample_index``, ``label`` and ``group`` (-1: unique mask). Returns those columns
-    plus ``split`` (``train`` / ``val``).
+    ``clean`` needs ``sample_index``, ``label`` and ``group`` (-1: unique mask). Per class, shuffled
+    units (a group or a lone image) go to validation until the class has ``val_fraction`` of its images
+    there (at least one unit when the class has two or more). Returns those columns plus ``split``.
     """
     if not 0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
-    folds = assign_folds(clean, n_folds=int(round(1 / val_fraction)), seed=seed)
-    return folds.assign(split=np.where(folds.fold == 0, "val", "train")).drop(columns="fold")
-
-
-def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
-    """Stratified, group-aware fold number (0..n_folds-1) for every image."""
     frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
-    groups = np.where(frame.group >= 0, frame.group.astype(str), "solo-" + frame.sample_index)
-    fold = np.full(len(frame), -1)
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (_, held_out) in enumerate(splitter.split(frame, frame.label, groups)):
-        fold[held_out] = k
-    return frame.assign(fold=fold)
+    unit = np.where(frame.group >= 0, "group-" + frame.group.astype(str), "image-" + frame.sample_index)
+    units = frame.assign(unit=unit).groupby("unit", sort=True).agg(label=("label", "first"),
+                                                                  size=("sample_index", "size"))
+    rng = np.random.default_rng(seed)
+    val_units = []
+    for _, members in units.groupby("label", sort=True):
+        target = int(round(val_fraction * members["size"].sum()))
+        if len(members) >= 2:
+            target = max(target, 1)
+        taken = 0
+        for name in members.index[rng.permutation(len(members))]:
+            if taken >= target:
+                break
+            val_units.append(name)
+            taken += members.loc[name, "size"]
+    return frame.assign(split=np.where(np.isin(unit, val_units), "val", "train"))
 
 
 def tile_images(images: pd.DataFrame, config: TilingConfig, progress: bool = True) -> pd.DataFrame:

@@ -1,0 +1,100 @@
+"""Tiling: leakage-free split, mask-filtered coordinates, no image lost, byte-identical output."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anndl import tiling
+from anndl.data import read_challenge
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="min_mask_pixels"):
+        tiling.TilingConfig(tile_size=16, min_mask_pixels=300)
+    with pytest.raises(ValueError, match="min_mask_pixels"):
+        tiling.TilingConfig(min_mask_pixels=0.5)
+    with pytest.raises(ValueError, match="stride"):
+        tiling.TilingConfig(stride=0)
+
+
+def test_grid_counts_match_a_direct_count():
+    rng = np.random.default_rng(0)
+    mask = rng.random((70, 100)) < 0.3
+    config = tiling.TilingConfig(tile_size=32, stride=16, min_mask_pixels=0)
+    grid = tiling.tile_grid(mask, config)
+    assert len(grid) == 3 * 5  # edges dropped: y in 0,16,32; x in 0..64
+    for row in grid.itertuples():
+        assert row.mask_pixels == mask[row.y:row.y + 32, row.x:row.x + 32].sum()
+
+
+def test_threshold_fallback_and_padding():
+    config = tiling.TilingConfig(tile_size=10, stride=10, min_mask_pixels=50)
+    mask = np.zeros((30, 30), bool)
+    mask[0:10, 0:6] = True      # 60 pixels: kept
+    mask[20:23, 20:30] = True   # 30 pixels: dropped
+    kept = tiling.select_tiles(mask, config)
+    assert kept[["x", "y", "mask_pixels"]].values.tolist() == [[0, 0, 60]]
+    assert kept.weight.tolist() == [pytest.approx(60 / 90)]
+    sparse = np.zeros((30, 30), bool)
+    sparse[25:27, 3:5] = True   # nothing qualifies: the best tile is kept
+    assert tiling.select_tiles(sparse, config)[["x", "y"]].values.tolist() == [[0, 20]]
+    small = np.ones((4, 7), bool)  # smaller than a tile: padded
+    assert tiling.select_tiles(small, config)[["x", "y", "mask_pixels"]].values.tolist() == [[0, 0, 28]]
+    empty = np.zeros((20, 20), bool)  # an empty mask still yields a tile
+    assert len(tiling.select_tiles(empty, config)) == 1
+
+
+def _clean(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(["Luminal A", "Luminal B", "HER2(+)", "Triple negative"], n, p=[.3, .3, .28, .12])
+    groups = np.full(n, -1)
+    groups[:10] = np.repeat(np.arange(5), 2)  # five identical-mask pairs
+    return pd.DataFrame({"sample_index": [f"img_{i:04d}.png" for i in range(n)], "label": labels,
+                         "group": groups, "status": "kept"})
+
+
+def test_split_is_stratified_group_safe_and_reproducible():
+    clean = _clean(200)
+    split = tiling.split_images(clean, 0.1, seed=42)
+    assert set(split.split) == {"train", "val"}
+    assert 0.07 < (split.split == "val").mean() < 0.13
+    for _, members in split[split.group >= 0].groupby("group"):
+        assert members.split.nunique() == 1
+    assert split.equals(tiling.split_images(clean, 0.1, seed=42))
+    assert not split.split.equals(tiling.split_images(clean, 0.1, seed=1).split)
+    val = split[split.split == "val"].label.value_counts(normalize=True)
+    assert abs(val.get("Triple negative", 0) - (clean.label == "Triple negative").mean()) < 0.1
+
+
+def test_tile_command_covers_every_image_once_and_is_byte_identical(tiny_data, tmp_path):
+    clean_dir = tmp_path / "clean"
+    assert subprocess.run([sys.executable, "-m", "anndl", "clean", "--data", str(tiny_data), "--out",
+                           str(clean_dir)], capture_output=True).returncode == 0
+    outputs = []
+    for name in ("a", "b"):
+        result = subprocess.run([sys.executable, "-m", "anndl", "tile", "--data", str(tiny_data), "--clean",
+                                 str(clean_dir / "clean_manifest.csv"), "--out", str(tmp_path / name),
+                                 "--tile-size", "64"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        outputs.append((tmp_path / name / "tiles.csv").read_bytes())
+    assert outputs[0] == outputs[1]
+    tiles = pd.read_csv(tmp_path / "a" / "tiles.csv", keep_default_na=False)
+    clean = pd.read_csv(clean_dir / "clean_manifest.csv")
+    manifest = read_challenge(tiny_data)
+    kept = set(clean.sample_index[clean.status == "kept"])
+    assert set(tiles.sample_index[tiles.split != "test"]) == kept            # removed images: no tiles
+    assert set(tiles.sample_index[tiles.split == "test"]) == set(manifest.sample_index[manifest.split == "test"])
+    per_image = tiles[tiles.split != "test"].groupby("sample_index").split.nunique()
+    assert (per_image == 1).all()                                           # no image on two sides
+    assert (tiles.groupby(["split", "sample_index"]).weight.sum() <= 1 + 1e-6).all()
+    assert not tiles.duplicated(["split", "sample_index", "x", "y"]).any()
+
+
+def test_tile_command_rejects_bad_parameters(tiny_data, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "anndl", "tile", "--data", str(tiny_data), "--clean",
+                             str(tmp_path / "none.csv"), "--out", str(tmp_path), "--min-mask-pixels", "-3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
