@@ -30,3 +30,46 @@ def check_profile(profile: str) -> str:
 def as_dict(config) -> dict:
     """A dataclass config as a JSON-ready dict."""
     return asdict(config)
+
+
+@dataclass(frozen=True)
+class ScratchResNetConfig:
+    """The report's from-scratch ResNet (§4.1): two stacks of three residual blocks, 32 filters
+    doubling per stack, dropout 0.5 before the softmax."""
+
+    filters: int = 32
+    stacks: int = 2
+    blocks_per_stack: int = 3
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training phase. ``loss``: crossentropy | weighted_crossentropy | focal."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-5
+    optimizer: str = "lion"
+    loss: str = "crossentropy"
+    focal_gamma: float = 2.0
+    augment: bool = False
+    patience: int = 10
+    voting: str = "hard"              # the voting rule whose validation macro F1 selects the checkpoint
+    cache: str | None = "memory"      # decoded-tile cache: None, "memory" or a file prefix
+    mixed_precision: str | None = None  # e.g. "mixed_bfloat16" (CPU/TPU) or "mixed_float16" (GPU)
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.loss not in ("crossentropy", "weighted_crossentropy", "focal"):
+            raise ValueError(f"loss must be crossentropy, weighted_crossentropy or focal, got {self.loss!r}")
+        if self.voting not in ("hard", "soft"):
+            raise ValueError(f"voting must be hard or soft, got {self.voting!r}")
+
+
+def scratch_profile(profile: str) -> tuple[ScratchResNetConfig, TrainConfig]:
+    """Model and training settings of the scratch ResNet for a profile."""
+    if check_profile(profile) == "full":
+        return ScratchResNetConfig(), TrainConfig(epochs=100, batch_size=32, learning_rate=1e-5, patience=10)
+    return (ScratchResNetConfig(filters=8, stacks=2, blocks_per_stack=1, dropout=0.5),
+            TrainConfig(epochs=2, batch_size=16, learning_rate=1e-4, patience=2))

@@ -1,0 +1,177 @@
+"""The end-to-end steps the commands and notebooks share: prepare (clean + tile), train, predict.
+
+Each step writes files a person can open and is skipped when its output already exists (pass
+``redo=True`` to run it again). Every output records the profile, the data and the weights behind it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from anndl import outliers, pipeline, tiling, voting
+from anndl.config import scratch_profile
+from anndl.data import describe_data, read_challenge
+from anndl.labels import LABELS
+from anndl.models import scratch_resnet
+from anndl.train import config_record, fit, precision_policy, write_json
+
+MODELS = ("scratch_resnet",)
+
+
+@dataclass
+class Prepared:
+    """A validated challenge folder with its cleaning, split and tiles."""
+
+    data_dir: Path
+    work_dir: Path
+    manifest: pd.DataFrame
+    clean: pd.DataFrame
+    split: pd.DataFrame
+    tiles: pd.DataFrame
+    tiling: tiling.TilingConfig
+
+    @property
+    def data_note(self) -> str:
+        return describe_data(self.data_dir)
+
+
+def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
+            tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1,
+            seed: int = 42, redo: bool = False) -> Prepared:
+    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles``."""
+    data_dir, work_dir = Path(data_dir), Path(work_dir)
+    manifest = read_challenge(data_dir)
+    note = describe_data(data_dir)
+    clean_path = work_dir / "clean" / "clean_manifest.csv"
+    if redo or not clean_path.is_file():
+        config = outliers.OutlierConfig()
+        cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
+        outliers.write_outputs(cleaned, clean_path.parent, config, note)
+    else:
+        print(f"reusing {clean_path}")
+    clean = pd.read_csv(clean_path, keep_default_na=False)
+    tiles_path = work_dir / "tiles" / "tiles.csv"
+    tiles_info = tiles_path.with_suffix(".json")
+    if not redo and tiles_path.is_file() and tiles_info.is_file() and \
+            json.loads(tiles_info.read_text())["config"] == config_record(c=tiling_config)["c"]:
+        print(f"reusing {tiles_path}")
+        split = pd.read_csv(tiles_path.parent / "split.csv", keep_default_na=False)
+        tiles = pd.read_csv(tiles_path, keep_default_na=False)
+    else:
+        split = tiling.load_or_make_split(clean, tiles_path.parent / "split.csv", val_fraction, seed)
+        tiles = tiling.build_tiles(manifest, clean, split, tiling_config)
+        tiling.write_tiles(tiles, tiles_path.parent, tiling_config, note)
+    return Prepared(data_dir, work_dir, manifest, clean, split, tiles, tiling_config)
+
+
+def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42):
+    """(model, train_config, record) for a model name and profile; ``record`` says what weights it has."""
+    if name == "scratch_resnet":
+        model_config, train_config = scratch_profile(profile)
+        model = scratch_resnet(model_config, tile_size, augment=augment, seed=seed)
+        return model, train_config, {"model_config": config_record(c=model_config)["c"],
+                                     "weights": "random initialisation (trained from scratch)"}
+    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+def _datasets(prep: Prepared, batch_size: int, cache, seed: int):
+    t = prep.tiling.tile_size
+    kw = dict(tile_size=t, stride=prep.tiling.stride)
+    train_ds = pipeline.tile_dataset(prep.tiles, prep.manifest, ("train",), training=True, batch_size=batch_size,
+                                     seed=seed, cache=cache, **kw)
+    val_ds = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), batch_size=batch_size, cache=cache, **kw)
+    val_infer = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), batch_size=batch_size,
+                                      with_labels=False, cache=cache, **kw)
+    val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
+    return train_ds, val_ds, val_infer, val_table
+
+
+def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False) -> dict:
+    """Vote a labelled split's tiles with every rule; scores and predictions per rule."""
+    probabilities, numbers, weights = voting.predict_tiles(model, dataset, from_logits)
+    y_true = table.label_index.to_numpy()
+    out = {}
+    for rule in voting.VOTING_RULES:
+        y_pred = voting.vote(probabilities, numbers, weights, len(table), rule)
+        out[rule] = {"scores": voting.image_scores(y_true, y_pred), "y_pred": y_pred,
+                     "per_class": voting.per_class_table(y_true, y_pred),
+                     "confusion": voting.confusion(y_true, y_pred)}
+    return out
+
+
+def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
+              epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
+              overrides: dict | None = None) -> dict:
+    """Train one model on ``prep`` and write model, config, log and metrics into ``run_dir``."""
+    import dataclasses
+
+    from anndl.train import get_strategy
+
+    run_dir = Path(run_dir)
+    keras.utils.set_random_seed(42)
+    strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
+    with precision_policy(mixed_precision), strategy.scope():
+        model, train_config, record = build_model(model_name, profile, prep.tiling.tile_size,
+                                                  augment=(overrides or {}).get("augment", False))
+        changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}),
+                       **({"mixed_precision": mixed_precision} if mixed_precision else {}))
+        train_config = dataclasses.replace(train_config, **changes)
+        train_ds, val_ds, val_infer, val_table = _datasets(prep, train_config.batch_size, train_config.cache,
+                                                           train_config.seed)
+        train_labels = prep.tiles[prep.tiles.split == "train"].label.map(LABELS.index).to_numpy()
+        config = {"model": model_name, "profile": profile, "data": prep.data_note, **record,
+                  "train_config": config_record(c=train_config)["c"],
+                  "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
+        write_json(run_dir / "config.json", config)
+        print(f"{model_name} ({profile} profile, {record['weights']}): {model.count_params():,} parameters; "
+              f"{len(train_labels)} train tiles, {len(val_table)} validation images")
+        fit(model, train_ds, val_ds, val_infer, val_table.label_index.to_numpy(), train_config, run_dir,
+            train_labels=train_labels)
+    model.save(run_dir / "model.keras")
+    results = evaluate_images(model, val_infer, val_table)
+    log = pd.read_csv(run_dir / "log.csv")
+    best_epoch = int(log.val_image_macro_f1.idxmax())
+    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "weights": record["weights"],
+               "selected_by": f"image-level validation macro F1 ({train_config.voting} voting)",
+               "best_epoch": best_epoch + 1, "epochs_run": int(len(log)),
+               "validation": {rule: r["scores"] for rule, r in results.items()}}
+    write_json(run_dir / "metrics.json", metrics)
+    pd.DataFrame({"sample_index": val_table.sample_index, "label": val_table.label,
+                  **{f"pred_{rule}": [LABELS[i] for i in r["y_pred"]] for rule, r in results.items()}}
+                 ).to_csv(run_dir / "val_predictions.csv", index=False, lineterminator="\n")
+    return {"metrics": metrics, "results": results, "model": model, "run_dir": run_dir}
+
+
+def load_run(run_dir: Path | str):
+    """(model, config) of a finished run."""
+    run_dir = Path(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    return keras.models.load_model(run_dir / "model.keras"), config
+
+
+def predict_run(run_dir: Path | str, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",
+                work_dir: Path | str | None = None) -> Path:
+    """Predict every test image of ``data_dir`` with a run's model and write the submission CSV."""
+    model, config = load_run(run_dir)
+    tiling_config = tiling.TilingConfig(**config["tiling"])
+    manifest = read_challenge(data_dir)
+    test = manifest[manifest.split == "test"]
+    tiles = tiling.tile_images(test.assign(label=""), tiling_config)
+    dataset = pipeline.tile_dataset(tiles, manifest, ("test",), tile_size=tiling_config.tile_size,
+                                    stride=tiling_config.stride, batch_size=config["train_config"]["batch_size"],
+                                    with_labels=False)
+    table = pipeline.image_table(tiles, manifest, ("test",))
+    probabilities, numbers, weights = voting.predict_tiles(model, dataset, config.get("from_logits", False))
+    predictions = voting.vote(probabilities, numbers, weights, len(table), voting_rule)
+    path = voting.write_submission(table.sample_index, predictions, out, expected=set(test.sample_index))
+    note = {"run": str(Path(run_dir).resolve()), "model": config["model"], "profile": config["profile"],
+            "weights": config["weights"], "data": describe_data(data_dir), "voting": voting_rule,
+            "test_images": int(len(test))}
+    write_json(Path(out).with_suffix(".json"), note)
+    return path
