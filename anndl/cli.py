@@ -7,6 +7,7 @@ and the fault (no traceback).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -71,6 +72,49 @@ def cmd_tile(args: argparse.Namespace) -> None:
     print(tiles.groupby("split").agg(images=("sample_index", "nunique"), tiles=("x", "size")).to_string())
 
 
+def _prepare(args: argparse.Namespace, work_dir: Path):
+    from anndl import experiment, tiling
+
+    config = tiling.TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels)
+    return experiment.prepare(args.data, work_dir, embedder=args.embedder, tiling_config=config,
+                              seed=args.seed, redo=args.redo)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from anndl import experiment
+
+    work_dir = args.work or args.out.parent
+    prep = _prepare(args, work_dir)
+    result = experiment.train_run(prep, args.out, args.model, args.profile, epochs=args.epochs,
+                                  mixed_precision=args.mixed_precision, strategy=args.strategy)
+    print(json.dumps(result["metrics"], indent=2))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from anndl import experiment
+
+    path = experiment.predict_run(args.run, args.data, args.out, args.voting)
+    print(f"wrote {path} ({args.voting} voting)")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from anndl import experiment
+
+    out = args.out
+    prep = _prepare(args, out)
+    models = experiment.MODELS if args.model == "all" else (args.model,)
+    for name in models:
+        run_dir = out / "runs" / name
+        if (run_dir / "metrics.json").is_file() and not args.redo:
+            print(f"reusing {run_dir}")
+        else:
+            experiment.train_run(prep, run_dir, name, args.profile, epochs=args.epochs,
+                                 mixed_precision=args.mixed_precision, strategy=args.strategy)
+        submission = out / ("submission.csv" if len(models) == 1 else f"submission_{name}.csv")
+        experiment.predict_run(run_dir, args.data, submission, args.voting)
+        print(f"wrote {submission}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anndl import synthetic
 
@@ -110,6 +154,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_tile)
+
+    def training_options(p, model_choices):
+        p.add_argument("--data", required=True, type=Path)
+        p.add_argument("--model", default="scratch_resnet", choices=model_choices)
+        p.add_argument("--profile", default="smoke", choices=["smoke", "full"])
+        p.add_argument("--epochs", type=int, default=None, help="override the profile's epoch count")
+        p.add_argument("--mixed-precision", default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)")
+        p.add_argument("--strategy", default=None, choices=["default", "mirrored", "tpu"])
+        p.add_argument("--voting", default="hard", choices=["hard", "soft"])
+        p.add_argument("--embedder", default="offline")
+        p.add_argument("--tile-size", type=int, default=224)
+        p.add_argument("--min-mask-pixels", type=int, default=200)
+        p.add_argument("--seed", type=int, default=42)
+        p.add_argument("--redo", action="store_true", help="recompute steps whose outputs exist")
+
+    from anndl.experiment import MODELS
+
+    p = sub.add_parser("train", help="clean + tile (or reuse) and train one model into a run folder")
+    training_options(p, MODELS)
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--work", type=Path, default=None, help="where clean/ and tiles/ live (default: beside --out)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="write a Kaggle submission from a run")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--voting", default="hard", choices=["hard", "soft"])
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("run", help="clean -> tile -> train -> predict, skipping finished steps")
+    training_options(p, (*MODELS, "all"))
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_run)
     return parser
 
 

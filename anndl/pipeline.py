@@ -90,6 +90,8 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
     elif cache:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         ds = ds.cache(str(cache))
+    n_tiles = int(sum(len(v) for v in table.tile_x))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_tiles))  # known length: progress bars, no warnings
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(AUTOTUNE)

@@ -76,14 +76,15 @@ def _noise_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndar
 
 
 def _roi_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """An irregular ROI blob covering roughly 25-70% of the image."""
+    """An irregular ROI blob covering a few to ~15% of the image (about six 224-px tiles at scale 1,
+    as in the real data: 3,371 tiles from 581 images)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
-    ry, rx = rng.uniform(0.3, 0.55) * h, rng.uniform(0.3, 0.55) * w
+    ry, rx = rng.uniform(0.1, 0.2) * h, rng.uniform(0.1, 0.2) * w
     bump = 1.0 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2
     field = bump + 0.8 * (_noise_field(rng, h, w, max(24, min(h, w) // 5)) - 0.5)
     mask = field > 0
-    if mask.sum() < 0.05 * h * w:  # never an empty ROI
+    if mask.sum() < 0.01 * h * w:  # never an (almost) empty ROI
         mask = bump > 0
     return mask
 

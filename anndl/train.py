@@ -109,7 +109,8 @@ def fit(model: keras.Model, train_ds, val_ds, val_infer_ds, val_labels: np.ndarr
     ]
     weights = class_weights(train_labels) if config.loss == "weighted_crossentropy" else None
     history = model.fit(one_hot(train_ds), validation_data=one_hot(val_ds), epochs=initial_epoch + config.epochs,
-                        initial_epoch=initial_epoch, callbacks=callbacks, class_weight=weights, verbose=2)
+                        initial_epoch=initial_epoch, callbacks=callbacks, class_weight=weights, verbose=2,
+                        shuffle=False)  # the dataset shuffles itself, with a seed
     model.load_weights(best)
     return history
 

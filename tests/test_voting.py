@@ -1,0 +1,49 @@
+"""Voting rules, the metric with its interval, and the submission format."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anndl import voting
+
+
+def test_hard_voting_majority_and_tie_break():
+    p = np.array([[.6, .4, 0, 0], [.7, .3, 0, 0], [.1, .9, 0, 0],   # image 0: A, A, B -> A
+                  [.55, .45, 0, 0], [.0, 1., 0, 0]])                  # image 1: tie A/B, B has more mass
+    numbers = np.array([0, 0, 0, 1, 1])
+    assert voting.vote(p, numbers, np.ones(5), 2, "hard").tolist() == [0, 1]
+
+
+def test_soft_voting_uses_mask_weights():
+    p = np.array([[.9, .1, 0, 0], [.2, .8, 0, 0], [.3, .7, 0, 0]])
+    numbers = np.zeros(3, int)
+    assert voting.vote(p, numbers, np.array([.8, .1, .1]), 1, "soft").tolist() == [0]
+    assert voting.vote(p, numbers, np.array([.1, .45, .45]), 1, "soft").tolist() == [1]
+    assert voting.vote(p, numbers, np.ones(3), 1, "hard").tolist() == [1]
+
+
+def test_an_image_without_tiles_is_an_error():
+    with pytest.raises(ValueError, match="no tile prediction"):
+        voting.vote(np.ones((2, 4)) / 4, np.array([0, 0]), np.ones(2), 2)
+
+
+def test_macro_f1_and_bootstrap_interval():
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3] * 5)
+    assert voting.macro_f1(y, y) == 1.0
+    noisy = y.copy()
+    noisy[::4] = (noisy[::4] + 1) % 4
+    score = voting.macro_f1(noisy, y)
+    low, high = voting.bootstrap_ci(y, noisy, n_boot=300)
+    assert low < score < high and high - low > 0.05
+
+
+def test_submission_has_every_test_image_once(tmp_path):
+    names = [f"img_{i:04d}.png" for i in range(5)]
+    path = voting.write_submission(names[::-1], [0, 1, 2, 3, 0], tmp_path / "s.csv", expected=set(names))
+    frame = pd.read_csv(path)
+    assert frame.columns.tolist() == ["sample_index", "label"]
+    assert frame.sample_index.tolist() == names
+    assert path.read_text().splitlines()[1] == "img_0000.png,Luminal A"
+    assert set(frame.label) <= {"Luminal A", "Luminal B", "HER2(+)", "Triple negative"}
+    with pytest.raises(ValueError, match="misses 1 test images"):
+        voting.write_submission(names[:4], [0, 0, 0, 0], tmp_path / "t.csv", expected=set(names))
