@@ -14,11 +14,9 @@ DATA_ROOT = REPO_ROOT / "data"
 OUTPUTS = REPO_ROOT / "outputs"
 PROFILES = ("smoke", "full")
 
-# Size of the synthetic default dataset generated when data/ holds no challenge folder.
-SYNTHETIC_DEFAULT = {
-    "full": dict(n_train=691, n_test=477, scale=1.0, seed=0),
-    "smoke": dict(n_train=691, n_test=477, scale=1.0, seed=0),
-}
+# The synthetic default dataset, generated when data/ holds no challenge folder: the real data's
+# image counts and sizes (`python -m anndl synth --out data/synthetic`).
+SYNTHETIC_DEFAULT = dict(n_train=691, n_test=477, scale=1.0, seed=0)
 
 
 def check_profile(profile: str) -> str:

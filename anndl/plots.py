@@ -56,3 +56,62 @@ def thumbnails(paths, titles, ncols: int = 6, size: float = 2.2, max_side: int =
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def tile_selection(image_path, mask_path, grid: pd.DataFrame, kept: pd.DataFrame, tile_size: int, axes=None):
+    """The report's Figure 2: the tile grid over image and mask, kept tiles in green, dropped in red."""
+    import matplotlib.patches as patches
+
+    image, mask = read_image(image_path), read_mask(mask_path)
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 5))
+    axes[0].imshow(image)
+    axes[1].imshow(mask, cmap="gray", vmin=0, vmax=1)
+    kept_xy = set(zip(kept.x, kept.y))
+    for ax in axes:
+        for row in grid.itertuples():
+            keep = (row.x, row.y) in kept_xy
+            ax.add_patch(patches.Rectangle((row.x, row.y), tile_size, tile_size, fill=keep, alpha=0.25 if keep else 1,
+                                           facecolor="lime", edgecolor="lime" if keep else "red",
+                                           linewidth=1.5 if keep else 0.8))
+        ax.set_axis_off()
+    axes[0].set_title(f"{len(kept)} of {len(grid)} grid tiles kept")
+    axes[1].set_title("mask (white: ROI)")
+    return axes
+
+
+def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion matrix (images)"):
+    """Counts with row-normalised shading; rows: true class, columns: predicted."""
+    ax = ax or plt.subplots(figsize=(4.8, 4.2))[1]
+    shade = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(shade, cmap="Blues", vmin=0, vmax=1)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if shade[i, j] > 0.5 else "black")
+    short = [label.replace("Triple negative", "Triple neg.") for label in LABELS]
+    ax.set_xticks(range(len(LABELS)), short, rotation=30, ha="right")
+    ax.set_yticks(range(len(LABELS)), short)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def training_curves(log: pd.DataFrame, title: str = ""):
+    """Loss and image-level validation macro F1 per epoch."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
+    epochs = log.epoch + 1
+    a.plot(epochs, log.loss, label="train (tiles)")
+    a.plot(epochs, log.val_loss, label="validation (tiles)")
+    a.set_xlabel("epoch")
+    a.set_title("loss")
+    a.legend()
+    for rule in ("hard", "soft"):
+        b.plot(epochs, log[f"val_image_f1_{rule}"], marker="o", ms=3, label=f"{rule} voting")
+    b.set_xlabel("epoch")
+    b.set_title("validation macro F1 (images)")
+    b.set_ylim(0, 1)
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,34 @@
+"""Every notebook runs top-to-bottom in the smoke profile on a tiny synthetic set (as `make test` promises)."""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def notebook_dirs(tiny_data, tmp_path_factory):
+    """A shared output folder, so later notebooks reuse earlier steps as `make notebooks` does."""
+    base = tmp_path_factory.mktemp("notebooks")
+    data = Path(shutil.copytree(tiny_data, base / "data"))
+    return data, base / "outputs", base / "rendered"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_smoke_profile(notebook, notebook_dirs, monkeypatch):
+    import papermill
+
+    data, outputs, rendered = notebook_dirs
+    rendered.mkdir(exist_ok=True)
+    # the kernel is the interpreter running the tests
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    papermill.execute_notebook(str(notebook), str(rendered / notebook.name), cwd=str(notebook.parent),
+                               parameters={"DATA_DIR": str(data), "PROFILE": "smoke", "SEED": 42,
+                                           "OUTPUT_DIR": str(outputs)},
+                               kernel_name="python3", progress_bar=False)
+    assert (outputs / "figures").is_dir() and any((outputs / "figures").iterdir())
