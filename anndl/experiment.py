@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from anndl import outliers, pipeline, tiling, voting
+from anndl.baselines import run_baselines
 from anndl.config import scratch_profile
 from anndl.data import describe_data, read_challenge
 from anndl.labels import LABELS
@@ -107,13 +108,18 @@ def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = Fal
 
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
               epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
-              overrides: dict | None = None) -> dict:
-    """Train one model on ``prep`` and write model, config, log and metrics into ``run_dir``."""
+              overrides: dict | None = None, with_baselines: bool = True) -> dict:
+    """Train one model on ``prep`` and write model, config, log and metrics into ``run_dir``.
+
+    ``with_baselines``: also score the majority-class and colour-histogram baselines on the same split
+    (recorded in ``metrics.json`` under ``baselines``).
+    """
     import dataclasses
 
     from anndl.train import get_strategy
 
     run_dir = Path(run_dir)
+    baseline_scores = run_baselines(prep.manifest, prep.split) if with_baselines else None
     keras.utils.set_random_seed(42)
     strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
     with precision_policy(mixed_precision), strategy.scope():
@@ -140,7 +146,8 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "weights": record["weights"],
                "selected_by": f"image-level validation macro F1 ({train_config.voting} voting)",
                "best_epoch": best_epoch + 1, "epochs_run": int(len(log)),
-               "validation": {rule: r["scores"] for rule, r in results.items()}}
+               "validation": {rule: r["scores"] for rule, r in results.items()},
+               "baselines": baseline_scores}
     write_json(run_dir / "metrics.json", metrics)
     pd.DataFrame({"sample_index": val_table.sample_index, "label": val_table.label,
                   **{f"pred_{rule}": [LABELS[i] for i in r["y_pred"]] for rule, r in results.items()}}
