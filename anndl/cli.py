@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from anndl.data import DataError
+from anndl.models import WeightsUnavailable
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -86,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
     result = experiment.train_run(prep, args.out, args.model, args.profile, epochs=args.epochs,
-                                  mixed_precision=args.mixed_precision, strategy=args.strategy)
+                                  mixed_precision=args.mixed_precision, strategy=args.strategy, weights=args.weights)
     print(json.dumps(result["metrics"], indent=2))
 
 
@@ -109,10 +110,19 @@ def cmd_run(args: argparse.Namespace) -> None:
             print(f"reusing {run_dir}")
         else:
             experiment.train_run(prep, run_dir, name, args.profile, epochs=args.epochs,
-                                 mixed_precision=args.mixed_precision, strategy=args.strategy)
+                                 mixed_precision=args.mixed_precision, strategy=args.strategy,
+                                 weights=args.weights if len(models) == 1 else None)
         submission = out / ("submission.csv" if len(models) == 1 else f"submission_{name}.csv")
         experiment.predict_run(run_dir, args.data, submission, args.voting)
         print(f"wrote {submission}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from anndl.report import markdown_table, write_report
+
+    table = write_report(args.runs)
+    print(markdown_table(table.drop(columns=["data", "weights"]).fillna("n/a")))
+    print(f"wrote {args.runs / 'results.csv'} and {args.runs / 'results.md'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--min-mask-pixels", type=int, default=200)
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--redo", action="store_true", help="recompute steps whose outputs exist")
+        p.add_argument("--weights", default=None,
+                       help="pretrained weights: a local .h5 file (convnext) or KerasHub preset folder (vit)")
 
     from anndl.experiment import MODELS
 
@@ -188,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     training_options(p, (*MODELS, "all"))
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="the report's Table 1 from the runs' metrics.json (CSV and Markdown)")
+    p.add_argument("--runs", required=True, type=Path)
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -195,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ValueError, FileNotFoundError) as e:
+    except (DataError, ValueError, FileNotFoundError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

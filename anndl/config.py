@@ -71,3 +71,25 @@ def scratch_profile(profile: str) -> tuple[ScratchResNetConfig, TrainConfig]:
         return ScratchResNetConfig(), TrainConfig(epochs=100, batch_size=32, learning_rate=1e-5, patience=10)
     return (ScratchResNetConfig(filters=8, stacks=2, blocks_per_stack=1, dropout=0.5),
             TrainConfig(epochs=2, batch_size=16, learning_rate=1e-4, patience=2))
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Two-phase transfer learning (report §4.2): a new head on the frozen backbone, then fine-tuning
+    of the last stage / transformer block with differential learning rates."""
+
+    head_units: int = 256
+    head_dropout: float = 0.2
+    phase1: TrainConfig = TrainConfig(epochs=20, batch_size=32, learning_rate=3e-4, optimizer="adamw", patience=5)
+    phase2: TrainConfig = TrainConfig(epochs=20, batch_size=32, learning_rate=1e-5, optimizer="adamw", patience=5)
+    head_learning_rate: float = 3e-5   # phase 2: the head's rate; the backbone uses phase2.learning_rate
+    weight_decay: float = 1e-4         # phase 2 (the report's L2 1e-4, as decoupled AdamW decay)
+
+
+def transfer_profile(profile: str) -> TransferConfig:
+    """Transfer-learning settings for a profile (the smoke profile: one short epoch per phase)."""
+    if check_profile(profile) == "full":
+        return TransferConfig()
+    quick = dict(epochs=1, batch_size=16, patience=1)
+    return TransferConfig(phase1=TrainConfig(learning_rate=3e-4, optimizer="adamw", **quick),
+                          phase2=TrainConfig(learning_rate=1e-5, optimizer="adamw", **quick))

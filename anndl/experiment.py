@@ -16,13 +16,13 @@ import pandas as pd
 
 from anndl import outliers, pipeline, tiling, voting
 from anndl.baselines import run_baselines
-from anndl.config import scratch_profile
+from anndl.config import TrainConfig, scratch_profile, transfer_profile
 from anndl.data import describe_data, read_challenge
 from anndl.labels import LABELS
-from anndl.models import scratch_resnet
-from anndl.train import config_record, fit, precision_policy, write_json
+from anndl.models import scratch_resnet, set_trainable_stage, transfer_model
+from anndl.train import config_record, differential_optimizer, fit, precision_policy, write_json
 
-MODELS = ("scratch_resnet",)
+MODELS = ("scratch_resnet", "convnext", "vit")
 
 
 @dataclass
@@ -71,14 +71,39 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
     return Prepared(data_dir, work_dir, manifest, clean, split, tiles, tiling_config)
 
 
-def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42):
-    """(model, train_config, record) for a model name and profile; ``record`` says what weights it has."""
+def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
+                weights: str | None = None):
+    """(model, phases, record) for a model name and profile.
+
+    ``phases``: one ``(TrainConfig, stage)`` per training phase (stage: what trains, see
+    ``set_trainable_stage``; None: everything). ``record`` says what weights the model starts from.
+    """
     if name == "scratch_resnet":
+        if weights:
+            raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
         model_config, train_config = scratch_profile(profile)
         model = scratch_resnet(model_config, tile_size, augment=augment, seed=seed)
-        return model, train_config, {"model_config": config_record(c=model_config)["c"],
-                                     "weights": "random initialisation (trained from scratch)"}
+        return model, [(train_config, None)], {"model_config": config_record(c=model_config)["c"],
+                                               "weights": "random initialisation (trained from scratch)",
+                                               "from_logits": False}
+    if name in ("convnext", "vit"):
+        transfer = transfer_profile(profile)
+        model, note = transfer_model(name, profile, tile_size, transfer.head_units, transfer.head_dropout,
+                                     weights=weights, augment=augment, seed=seed)
+        return model, [(transfer.phase1, 1), (transfer.phase2, 2)], {
+            "model_config": config_record(c=transfer)["c"], "weights": note, "from_logits": True}
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+def phase_optimizer(name: str, profile: str, config: TrainConfig, stage):
+    """Lion for the scratch model; AdamW for transfer phase 1; for phase 2 a MultiOptimizer with the
+    backbone at ``config.learning_rate`` and the head (``head_*`` variables) at the head rate."""
+    if stage is None:
+        return keras.optimizers.Lion(learning_rate=config.learning_rate)
+    if stage == 1:
+        return keras.optimizers.AdamW(learning_rate=config.learning_rate)
+    transfer = transfer_profile(profile)
+    return differential_optimizer(config.learning_rate, transfer.head_learning_rate, transfer.weight_decay)
 
 
 def _datasets(prep: Prepared, batch_size: int, cache, seed: int):
@@ -108,9 +133,11 @@ def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = Fal
 
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
               epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
-              overrides: dict | None = None, with_baselines: bool = True) -> dict:
-    """Train one model on ``prep`` and write model, config, log and metrics into ``run_dir``.
+              overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True) -> dict:
+    """Train one model on ``prep`` (one phase, or two for transfer learning) and write model, config,
+    logs and metrics into ``run_dir``.
 
+    ``epochs`` overrides every phase's epoch count; ``overrides`` other ``TrainConfig`` fields.
     ``with_baselines``: also score the majority-class and colour-histogram baselines on the same split
     (recorded in ``metrics.json`` under ``baselines``).
     """
@@ -122,30 +149,44 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     baseline_scores = run_baselines(prep.manifest, prep.split) if with_baselines else None
     keras.utils.set_random_seed(42)
     strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
+    changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}),
+                   **({"mixed_precision": mixed_precision} if mixed_precision else {}))
+    augment = changes.pop("augment", False)
     with precision_policy(mixed_precision), strategy.scope():
-        model, train_config, record = build_model(model_name, profile, prep.tiling.tile_size,
-                                                  augment=(overrides or {}).get("augment", False))
-        changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}),
-                       **({"mixed_precision": mixed_precision} if mixed_precision else {}))
-        train_config = dataclasses.replace(train_config, **changes)
-        train_ds, val_ds, val_infer, val_table = _datasets(prep, train_config.batch_size, train_config.cache,
-                                                           train_config.seed)
+        model, phases, record = build_model(model_name, profile, prep.tiling.tile_size, augment=augment,
+                                            weights=weights)
+        phases = [(dataclasses.replace(c, augment=augment, **changes), stage) for c, stage in phases]
+        first = phases[0][0]
+        train_ds, val_ds, val_infer, val_table = _datasets(prep, first.batch_size, first.cache, first.seed)
         train_labels = prep.tiles[prep.tiles.split == "train"].label.map(LABELS.index).to_numpy()
         config = {"model": model_name, "profile": profile, "data": prep.data_note, **record,
-                  "train_config": config_record(c=train_config)["c"],
+                  "phases": [config_record(c=c)["c"] for c, _ in phases],
+                  "train_config": config_record(c=first)["c"],
                   "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
         write_json(run_dir / "config.json", config)
-        print(f"{model_name} ({profile} profile, {record['weights']}): {model.count_params():,} parameters; "
+        print(f"{model_name} ({profile} profile; weights: {record['weights']}): {model.count_params():,} parameters; "
               f"{len(train_labels)} train tiles, {len(val_table)} validation images")
-        fit(model, train_ds, val_ds, val_infer, val_table.label_index.to_numpy(), train_config, run_dir,
-            train_labels=train_labels)
+        logs, best = [], None
+        for number, (train_config, stage) in enumerate(phases, start=1):
+            if stage is not None:
+                trained = set_trainable_stage(model, stage)
+                print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
+            optimizer = phase_optimizer(model_name, profile, train_config, stage)
+            log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
+            done = sum(len(log) for log in logs)
+            fit(model, train_ds, val_ds, val_infer, val_table.label_index.to_numpy(), train_config, run_dir,
+                optimizer=optimizer, train_labels=train_labels, from_logits=record["from_logits"],
+                log_name=log_name, initial_epoch=done, initial_best=best)
+            logs.append(pd.read_csv(run_dir / log_name).assign(phase=number))
+            best = float(pd.concat(logs).val_image_macro_f1.max())
+    log = pd.concat(logs, ignore_index=True)
+    log.to_csv(run_dir / "log.csv", index=False)
     model.save(run_dir / "model.keras")
-    results = evaluate_images(model, val_infer, val_table)
-    log = pd.read_csv(run_dir / "log.csv")
-    best_epoch = int(log.val_image_macro_f1.idxmax())
+    results = evaluate_images(model, val_infer, val_table, record["from_logits"])
+    best_row = log.loc[log.val_image_macro_f1.idxmax()]
     metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "weights": record["weights"],
-               "selected_by": f"image-level validation macro F1 ({train_config.voting} voting)",
-               "best_epoch": best_epoch + 1, "epochs_run": int(len(log)),
+               "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
+               "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
                "validation": {rule: r["scores"] for rule, r in results.items()},
                "baselines": baseline_scores}
     write_json(run_dir / "metrics.json", metrics)
@@ -159,7 +200,7 @@ def load_run(run_dir: Path | str):
     """(model, config) of a finished run."""
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    return keras.models.load_model(run_dir / "model.keras"), config
+    return keras.models.load_model(run_dir / "model.keras", compile=False), config
 
 
 def predict_run(run_dir: Path | str, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",

@@ -3,6 +3,9 @@
 * ``scratch_resnet``: the report's from-scratch ResNet (§4.1; He et al., 2016, "Deep Residual
   Learning"): a strided stem, ``stacks`` stacks of ``blocks_per_stack`` basic residual blocks whose
   width doubles per stack, global average pooling, dropout, a 4-way softmax.
+* ``transfer_model('convnext' | 'vit')``: ConvNeXt Large (Liu et al., 2022, ``keras.applications``) or
+  a ViT (Dosovitskiy et al., 2021, KerasHub) backbone with a new head (Dense 256 ReLU, dropout, 4 logits),
+  for two-phase transfer learning; ``set_trainable_stage`` chooses what trains in each phase.
 
 Parts are named (``stem``, ``stack{i}_block{j}``, ``head_*``) so that optimisers and freezing can
 address them by ``variable.path``.
@@ -66,3 +69,120 @@ def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_siz
     x = layers.Dropout(config.dropout, name="head_dropout")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="head_softmax")(x)
     return keras.Model(inputs, outputs, name="scratch_resnet")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pretrained backbones (report §4.2). Each model: tiles in [0, 255] -> backbone (which owns its input
+# preprocessing) -> head_dense (ReLU) -> head_dropout -> head_logits (4 logits; use a from-logits loss).
+
+CONVNEXT_PRESET = "imagenet"                       # keras.applications ConvNeXtLarge weights
+VIT_PRESET = "vit_base_patch16_224_imagenet"       # KerasHub preset
+SMOKE_NOTE = "random initialisation (smoke profile: a tiny configuration, NOT pretrained)"
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be loaded; the message says how to point at local ones."""
+
+
+def _head(features, units: int, dropout: float):
+    x = layers.Dense(units, activation="relu", name="head_dense")(features)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(NUM_CLASSES, dtype="float32", name="head_logits")(x)
+
+
+def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) -> tuple[keras.Model, str]:
+    """ConvNeXt Large (full) or a tiny ConvNeXt of the same architecture (smoke), pooled features.
+
+    ``weights``: None (full: ImageNet download; smoke: random) or a local ``.h5`` file of the same variant.
+    """
+    from keras.src.applications import convnext  # the generic builder behind ConvNeXtTiny...XLarge
+
+    if profile == "full":
+        source = weights or CONVNEXT_PRESET
+        try:
+            backbone = keras.applications.ConvNeXtLarge(include_top=False, weights=source, pooling="avg",
+                                                        input_shape=(tile_size, tile_size, 3))
+        except Exception as e:
+            raise WeightsUnavailable(
+                f"could not load ConvNeXtLarge weights {source!r} ({type(e).__name__}: {str(e)[:200]}). "
+                "Without internet, download convnext_large_notop.h5 from the keras-applications release "
+                "where the internet is reachable and pass --weights /path/to/convnext_large_notop.h5") from e
+        note = f"ImageNet-pretrained ConvNeXtLarge ({'local file ' + str(weights) if weights else 'downloaded'})"
+    else:
+        backbone = convnext.ConvNeXt(depths=[1, 1, 2, 1], projection_dims=[16, 32, 64, 128], default_size=tile_size,
+                                     name="convnext_smoke", include_top=False, weights=weights, pooling="avg",
+                                     input_shape=(tile_size, tile_size, 3))
+        note = f"local weights {weights} (smoke configuration)" if weights else SMOKE_NOTE
+    backbone.name = "backbone"
+    return backbone, note
+
+
+def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
+    """KerasHub ViT (full: preset ``vit_base_patch16_224_imagenet`` or a local preset folder; smoke: a
+    tiny random ViT), with the image converter (input scaling) the preset expects."""
+    import keras_hub
+
+    if profile == "full" or weights:
+        source = weights or VIT_PRESET
+        try:
+            backbone = keras_hub.models.ViTBackbone.from_preset(source)
+        except Exception as e:
+            raise WeightsUnavailable(
+                f"could not load the KerasHub ViT preset {source!r} ({type(e).__name__}: {str(e)[:200]}). "
+                f"Without internet, download the preset {VIT_PRESET} where the internet is reachable "
+                "(keras_hub.models.ViTBackbone.from_preset(...).save_to_preset(DIR) with the converter) "
+                "and pass --weights DIR") from e
+        try:
+            converter = keras_hub.layers.ViTImageConverter.from_preset(source)
+        except Exception:  # a backbone-only preset: the ImageNet ViT presets scale to [-1, 1]
+            converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size),
+                                                           scale=1 / 127.5, offset=-1.0)
+        note = f"pretrained ViT preset {source}" if profile == "full" else f"local preset {source} (smoke configuration)"
+    else:
+        backbone = keras_hub.models.ViTBackbone(image_shape=(tile_size, tile_size, 3), patch_size=32,
+                                                num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
+        converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size), scale=1 / 127.5,
+                                                       offset=-1.0)
+        note = SMOKE_NOTE
+    backbone.name = "backbone"
+    converter.name = "preprocess"
+    return backbone, converter, note
+
+
+def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
+                   weights: str | None = None, augment: bool = False, seed: int = 42) -> tuple[keras.Model, str]:
+    """``kind`` 'convnext' or 'vit': (model with logits output, weights note)."""
+    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
+    x = augmentation(seed)(inputs) if augment else inputs
+    if kind == "convnext":
+        backbone, note = convnext_backbone(profile, tile_size, weights)
+        features = backbone(x, training=False)  # frozen-BN/dropout behaviour, as the Keras fine-tuning guide
+    elif kind == "vit":
+        backbone, converter, note = vit_backbone(profile, tile_size, weights)
+        tokens = backbone(converter(x), training=False)
+        features = tokens[:, 0, :]  # the class token
+    else:
+        raise ValueError(f"unknown transfer model {kind!r}")
+    return keras.Model(inputs, _head(features, head_units, head_dropout), name=kind), note
+
+
+def set_trainable_stage(model: keras.Model, phase: int) -> list[str]:
+    """Phase 1: only the head trains. Phase 2: the head and the backbone's last stage (ConvNeXt: from the
+    last downsampling block on, with the final norm; ViT: the last transformer block and final norm).
+    Returns the names of the backbone layers that train."""
+    backbone = model.get_layer("backbone")
+    backbone.trainable = phase == 2
+    if phase == 1:
+        return []
+    if model.name == "convnext":
+        names = [layer.name for layer in backbone.layers]
+        start = max(i for i, n in enumerate(names) if "downsampling_block" in n)
+        for i, layer in enumerate(backbone.layers):
+            layer.trainable = i >= start
+        return names[start:]
+    encoder = backbone.get_layer("vit_encoder")
+    backbone.get_layer("vit_patching_and_embedding").trainable = False
+    blocks = [layer for layer in encoder._layers if layer.name.startswith("transformer_block")]
+    for layer in encoder._layers:
+        layer.trainable = layer is blocks[-1] or layer.name == "ln"
+    return [blocks[-1].name, "ln"]

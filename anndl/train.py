@@ -88,23 +88,27 @@ class ImageF1(keras.callbacks.Callback):
 
 def fit(model: keras.Model, train_ds, val_ds, val_infer_ds, val_labels: np.ndarray, config: TrainConfig,
         run_dir: Path | str, optimizer=None, train_labels: np.ndarray | None = None,
-        from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0) -> keras.callbacks.History:
+        from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
+        initial_best: float | None = None) -> keras.callbacks.History:
     """Compile (unless ``optimizer`` is None and the model is compiled) and train with image-level selection.
 
     Writes ``run_dir/log_name`` (one row per epoch) and ``run_dir/best.weights.h5``; the model ends
-    with the best epoch's weights.
+    with the best epoch's weights. ``initial_best``: the score an earlier phase reached; this phase's
+    checkpoint replaces that phase's only when it beats it.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     optimizer = optimizer or keras.optimizers.Lion(learning_rate=config.learning_rate)
+    if initial_best is None and best_path(run_dir).exists():
+        best_path(run_dir).unlink()  # a fresh run: never fall back to an older run's checkpoint
     model.compile(optimizer=optimizer, loss=make_loss(config, from_logits),
                   metrics=[keras.metrics.CategoricalAccuracy(name="tile_accuracy")])
-    best = run_dir / "best.weights.h5"
+    best = best_path(run_dir)
     callbacks = [
         ImageF1(val_infer_ds, val_labels, config.voting, from_logits),
         keras.callbacks.CSVLogger(str(run_dir / log_name)),
         keras.callbacks.ModelCheckpoint(str(best), monitor=MONITOR, mode="max", save_best_only=True,
-                                        save_weights_only=True),
+                                        save_weights_only=True, initial_value_threshold=initial_best),
         keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
     ]
     weights = class_weights(train_labels) if config.loss == "weighted_crossentropy" else None
@@ -113,6 +117,18 @@ def fit(model: keras.Model, train_ds, val_ds, val_infer_ds, val_labels: np.ndarr
                         shuffle=False)  # the dataset shuffles itself, with a seed
     model.load_weights(best)
     return history
+
+
+def best_path(run_dir: Path | str) -> Path:
+    return Path(run_dir) / "best.weights.h5"
+
+
+def differential_optimizer(backbone_rate: float, head_rate: float, weight_decay: float = 0.0):
+    """AdamW for the backbone, AdamW at ``head_rate`` for the ``head_*`` variables (regex over
+    ``variable.path``; ``keras.optimizers.MultiOptimizer``, Keras >= 3.15)."""
+    head = keras.optimizers.AdamW(learning_rate=head_rate, weight_decay=weight_decay)
+    backbone = keras.optimizers.AdamW(learning_rate=backbone_rate, weight_decay=weight_decay)
+    return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(backbone, {"head_.*": head}))
 
 
 def write_json(path: Path | str, payload: dict) -> Path:

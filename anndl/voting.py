@@ -118,7 +118,7 @@ def predict_tiles(model, dataset, from_logits: bool = False) -> tuple[np.ndarray
     """
     probabilities, numbers, weights = [], [], []
     for tiles, image_numbers, tile_weights in dataset:
-        output = np.asarray(model.predict_on_batch(tiles), np.float32)
+        output = np.asarray(model(tiles, training=False), np.float32)  # no retracing on a short last batch
         if from_logits:
             output = np.exp(output - output.max(1, keepdims=True))
             output /= output.sum(1, keepdims=True)
