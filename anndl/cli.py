@@ -86,16 +86,21 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
-    result = experiment.train_run(prep, args.out, args.model, args.profile, epochs=args.epochs,
-                                  mixed_precision=args.mixed_precision, strategy=args.strategy, weights=args.weights)
+    kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
+                  weights=args.weights)
+    if args.folds:
+        result = experiment.train_folds(prep, args.out, args.model, args.profile, args.folds, seed=args.seed, **kwargs)
+    else:
+        result = experiment.train_run(prep, args.out, args.model, args.profile, **kwargs)
     print(json.dumps(result["metrics"], indent=2))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from anndl import experiment
 
-    path = experiment.predict_run(args.run, args.data, args.out, args.voting)
-    print(f"wrote {path} ({args.voting} voting)")
+    path = experiment.predict_run(args.run, args.data, args.out, args.voting, tta=args.tta)
+    print(f"wrote {path} ({args.voting} voting{', 8-view TTA' if args.tta else ''}, "
+          f"{len(experiment.model_dirs(args.run))} model(s))")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -109,11 +114,14 @@ def cmd_run(args: argparse.Namespace) -> None:
         if (run_dir / "metrics.json").is_file() and not args.redo:
             print(f"reusing {run_dir}")
         else:
-            experiment.train_run(prep, run_dir, name, args.profile, epochs=args.epochs,
-                                 mixed_precision=args.mixed_precision, strategy=args.strategy,
-                                 weights=args.weights if len(models) == 1 else None)
+            kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
+                          weights=args.weights if len(models) == 1 else None)
+            if args.folds:
+                experiment.train_folds(prep, run_dir, name, args.profile, args.folds, seed=args.seed, **kwargs)
+            else:
+                experiment.train_run(prep, run_dir, name, args.profile, **kwargs)
         submission = out / ("submission.csv" if len(models) == 1 else f"submission_{name}.csv")
-        experiment.predict_run(run_dir, args.data, submission, args.voting)
+        experiment.predict_run(run_dir, args.data, submission, args.voting, tta=args.tta)
         print(f"wrote {submission}")
 
 
@@ -178,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--min-mask-pixels", type=int, default=200)
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--redo", action="store_true", help="recompute steps whose outputs exist")
+        p.add_argument("--folds", type=int, default=None, help="K-fold cross-validation by image (K models)")
+        p.add_argument("--tta", action="store_true", help="predict with 8-view test-time augmentation")
         p.add_argument("--weights", default=None,
                        help="pretrained weights: a local .h5 file (convnext) or KerasHub preset folder (vit)")
 
@@ -189,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=None, help="where clean/ and tiles/ live (default: beside --out)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="write a Kaggle submission from a run")
-    p.add_argument("--run", required=True, type=Path)
+    p = sub.add_parser("predict", help="write a Kaggle submission from a run (or an ensemble of runs)")
+    p.add_argument("--run", required=True, type=Path, nargs="+",
+                   help="one or more run folders; several (or a K-fold run) average their tile probabilities")
+    p.add_argument("--tta", action="store_true", help="average over the 8 dihedral views of each tile")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--voting", default="hard", choices=["hard", "soft"])

@@ -6,6 +6,7 @@ Each step writes files a person can open and is skipped when its output already 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,8 +142,6 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     ``with_baselines``: also score the majority-class and colour-histogram baselines on the same split
     (recorded in ``metrics.json`` under ``baselines``).
     """
-    import dataclasses
-
     from anndl.train import get_strategy
 
     run_dir = Path(run_dir)
@@ -196,6 +195,48 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     return {"metrics": metrics, "results": results, "model": model, "run_dir": run_dir}
 
 
+def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
+    """One ``Prepared`` per fold of a K-fold run (its ``folds.csv``): that fold's images are ``val``."""
+    assignment = pd.read_csv(Path(run_dir) / "folds.csv", keep_default_na=False)
+    fold_of = assignment.set_index("sample_index").fold
+    labelled = prep.tiles.split != "test"
+    preps = []
+    for k in sorted(assignment.fold.unique()):
+        split = assignment.assign(split=np.where(assignment.fold == k, "val", "train")).drop(columns="fold")
+        tiles = prep.tiles.copy()
+        tiles.loc[labelled, "split"] = np.where(tiles.loc[labelled, "sample_index"].map(fold_of) == k, "val", "train")
+        preps.append(dataclasses.replace(prep, split=split, tiles=tiles))
+    return preps
+
+
+def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
+                folds: int = 5, seed: int = 42, **train_kwargs) -> dict:
+    """K-fold cross-validation by image: one model per fold (``run_dir/fold_k``), then the out-of-fold
+    image-level macro F1 with its bootstrap interval (``metrics.json``: ``oof_macro_f1``, ``oof_macro_f1_ci``),
+    the number to compare models by. The fold models together form an ensemble for ``predict``."""
+    run_dir = Path(run_dir)
+    kept = prep.clean[prep.clean.status == "kept"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tiling.assign_folds(kept, folds, seed=seed).to_csv(run_dir / "folds.csv", index=False, lineterminator="\n")
+    oof, per_fold = [], []
+    for k, fold_prep in enumerate(fold_preps(prep, run_dir)):
+        print(f"== fold {k + 1}/{folds}: {(fold_prep.split.split == 'val').sum()} validation images")
+        result = train_run(fold_prep, run_dir / f"fold_{k}", model_name, profile, with_baselines=False, **train_kwargs)
+        per_fold.append(result["metrics"]["validation"])
+        oof.append(pd.read_csv(run_dir / f"fold_{k}" / "val_predictions.csv").assign(fold=k))
+    oof = pd.concat(oof, ignore_index=True)
+    oof.to_csv(run_dir / "oof_predictions.csv", index=False, lineterminator="\n")
+    y_true = oof.label.map(LABELS.index).to_numpy()
+    scores = {rule: voting.image_scores(y_true, oof[f"pred_{rule}"].map(LABELS.index).to_numpy())
+              for rule in voting.VOTING_RULES}
+    first = json.loads((run_dir / "fold_0" / "metrics.json").read_text())
+    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "weights": first["weights"],
+               "folds": folds, "oof": scores, "oof_macro_f1": scores["hard"]["macro_f1"],
+               "oof_macro_f1_ci": scores["hard"]["macro_f1_ci95"], "per_fold_validation": per_fold}
+    write_json(run_dir / "metrics.json", metrics)
+    return {"metrics": metrics, "oof": oof}
+
+
 def load_run(run_dir: Path | str):
     """(model, config) of a finished run."""
     run_dir = Path(run_dir)
@@ -203,23 +244,58 @@ def load_run(run_dir: Path | str):
     return keras.models.load_model(run_dir / "model.keras", compile=False), config
 
 
-def predict_run(run_dir: Path | str, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",
-                work_dir: Path | str | None = None) -> Path:
-    """Predict every test image of ``data_dir`` with a run's model and write the submission CSV."""
-    model, config = load_run(run_dir)
-    tiling_config = tiling.TilingConfig(**config["tiling"])
+def model_dirs(run_dirs) -> list[Path]:
+    """Run folders holding a model; a K-fold run stands for its fold models (``fold_*/``)."""
+    found = []
+    for run_dir in map(Path, [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs):
+        if (run_dir / "model.keras").is_file():
+            found.append(run_dir)
+        elif folds := sorted(p.parent for p in run_dir.glob("fold_*/model.keras")):
+            found.extend(folds)
+        else:
+            raise FileNotFoundError(f"{run_dir}: no model.keras (and no fold_*/model.keras) in this run folder")
+    return found
+
+
+def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...],
+                           tta: bool = False, batch_size: int = 32):
+    """Tile probabilities averaged over every model of ``run_dirs`` (before voting), with image numbers,
+    weights and the image table. All runs must share one tiling."""
+    dirs = model_dirs(run_dirs)
+    configs = [json.loads((d / "config.json").read_text()) for d in dirs]
+    tilings = {json.dumps(c["tiling"], sort_keys=True) for c in configs}
+    if len(tilings) > 1:
+        raise ValueError(f"runs {', '.join(map(str, dirs))} were tiled differently; an ensemble needs one tiling")
+    tiling_config = tiling.TilingConfig(**configs[0]["tiling"])
+    dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tiling_config.tile_size,
+                                    stride=tiling_config.stride, batch_size=batch_size, with_labels=False,
+                                    cache="memory" if len(dirs) > 1 else None)
+    total = None
+    for d, config in zip(dirs, configs):
+        model = keras.models.load_model(d / "model.keras", compile=False)
+        probabilities, numbers, weights = voting.predict_tiles(model, dataset, config.get("from_logits", False), tta)
+        total = probabilities if total is None else total + probabilities
+    return total / len(dirs), numbers, weights, pipeline.image_table(tiles, manifest, splits), configs
+
+
+def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",
+                tta: bool = False) -> Path:
+    """Predict every test image of ``data_dir`` and write the submission CSV (and a JSON note beside it).
+
+    ``run_dir``: one run folder or several (an ensemble: tile probabilities averaged before voting);
+    a K-fold run counts as its fold models. ``tta``: eight dihedral views per tile.
+    """
+    dirs = model_dirs(run_dir)
+    first = json.loads((dirs[0] / "config.json").read_text())
+    tiling_config = tiling.TilingConfig(**first["tiling"])
     manifest = read_challenge(data_dir)
     test = manifest[manifest.split == "test"]
     tiles = tiling.tile_images(test.assign(label=""), tiling_config)
-    dataset = pipeline.tile_dataset(tiles, manifest, ("test",), tile_size=tiling_config.tile_size,
-                                    stride=tiling_config.stride, batch_size=config["train_config"]["batch_size"],
-                                    with_labels=False)
-    table = pipeline.image_table(tiles, manifest, ("test",))
-    probabilities, numbers, weights = voting.predict_tiles(model, dataset, config.get("from_logits", False))
+    probabilities, numbers, weights, table, configs = ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
     predictions = voting.vote(probabilities, numbers, weights, len(table), voting_rule)
     path = voting.write_submission(table.sample_index, predictions, out, expected=set(test.sample_index))
-    note = {"run": str(Path(run_dir).resolve()), "model": config["model"], "profile": config["profile"],
-            "weights": config["weights"], "data": describe_data(data_dir), "voting": voting_rule,
-            "test_images": int(len(test))}
+    note = {"runs": [str(d.resolve()) for d in dirs], "models": [c["model"] for c in configs],
+            "profiles": sorted({c["profile"] for c in configs}), "weights": sorted({c["weights"] for c in configs}),
+            "data": describe_data(data_dir), "voting": voting_rule, "tta": tta, "test_images": int(len(test))}
     write_json(Path(out).with_suffix(".json"), note)
     return path

@@ -19,12 +19,15 @@ def collect(runs_dir: Path | str) -> pd.DataFrame:
     """One row per (run, voting rule) from every ``metrics.json`` below ``runs_dir``."""
     rows = []
     for path in sorted(Path(runs_dir).rglob("metrics.json")):
+        if path.parent.name.startswith("fold_"):
+            continue  # a K-fold run reports its out-of-fold score once, at its top
         m = json.loads(path.read_text())
-        for rule, scores in m["validation"].items():
+        evaluated = f"out-of-fold ({m['folds']} folds)" if "oof" in m else "validation split"
+        for rule, scores in (m["oof"] if "oof" in m else m["validation"]).items():
             test = (m.get("test") or {}).get(rule)
             rows.append({
                 "run": str(path.parent.relative_to(runs_dir)), "model": m["model"], "profile": m["profile"],
-                "weights": m["weights"], "data": m["data"], "voting": rule,
+                "weights": m["weights"], "data": m["data"], "voting": rule, "evaluated_on": evaluated,
                 "val_macro_f1": scores["macro_f1"],
                 "val_ci95": f"{scores['macro_f1_ci95'][0]:.3f}-{scores['macro_f1_ci95'][1]:.3f}",
                 "val_images": scores["images"],

@@ -103,6 +103,29 @@ def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42)
     return frame.assign(split=np.where(np.isin(unit, val_units), "val", "train"))
 
 
+def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
+    """Stratified, group-aware fold number (0..n_folds-1) for every image of ``clean``.
+
+    Per class, shuffled units (a mask group or a lone image) go one by one to the fold holding the fewest
+    images of that class so far, so folds are balanced even for a small class.
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
+    unit = np.where(frame.group >= 0, "group-" + frame.group.astype(str), "image-" + frame.sample_index)
+    units = frame.assign(unit=unit).groupby("unit", sort=True).agg(label=("label", "first"),
+                                                                  size=("sample_index", "size"))
+    rng = np.random.default_rng(seed)
+    fold_of = {}
+    for _, members in units.groupby("label", sort=True):
+        load = np.zeros(n_folds)
+        for name in members.index[rng.permutation(len(members))]:
+            k = int(np.argmin(load + rng.random(n_folds) * 1e-3))  # ties broken at random
+            fold_of[name] = k
+            load[k] += members.loc[name, "size"]
+    return frame.assign(fold=[fold_of[u] for u in unit])
+
+
 def tile_images(images: pd.DataFrame, config: TilingConfig, progress: bool = True) -> pd.DataFrame:
     """Tile rows for every image in ``images`` (columns ``split, sample_index, label, mask_path``)."""
     parts = []

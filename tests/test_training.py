@@ -60,7 +60,7 @@ def test_run_command_end_to_end(tiny_data, tmp_path):
     submission = pd.read_csv(out / "submission.csv")
     manifest = read_challenge(tiny_data)
     assert sorted(submission.sample_index) == sorted(manifest.sample_index[manifest.split == "test"])
-    assert json.loads((out / "submission.json").read_text())["profile"] == "smoke"
+    assert json.loads((out / "submission.json").read_text())["profiles"] == ["smoke"]
     # a second run reuses every step
     again = subprocess.run([sys.executable, "-m", "anndl", "run", "--data", str(tiny_data), "--out", str(out)],
                            capture_output=True, text=True)

@@ -1,0 +1,97 @@
+"""Compare, on the same folds, what goes past the report: single model vs ensemble, with and without
+test-time augmentation, voting vs attention-MIL. Every variant is scored out-of-fold (each image predicted
+by the models that did not train on it) with its bootstrap interval, next to its prediction cost.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anndl import mil, voting
+from anndl.experiment import Prepared, ensemble_probabilities, fold_preps
+
+
+def _timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "hard", with_mil: bool = True,
+                     seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """Out-of-fold scores of every variant for K-fold runs sharing one ``folds.csv``.
+
+    ``runs``: {name: K-fold run folder}. Returns the table (variant, macro F1, interval, seconds per image)
+    and the per-image out-of-fold predictions with the MIL attention of the last fold (for drawing).
+    """
+    names = list(runs)
+    folds_files = {(Path(r) / "folds.csv").read_text() for r in runs.values()}
+    if len(folds_files) != 1:
+        raise ValueError("the runs were trained on different folds; compare runs made with the same --folds and seed")
+    preds: dict[str, list] = {}
+    cost: dict[str, float] = {}
+    truth, images, attention = [], [], None
+    n_images_total = 0
+
+    def add(variant, predicted, seconds):
+        preds.setdefault(variant, []).append(predicted)
+        cost[variant] = cost.get(variant, 0.0) + seconds
+
+    for k, fold in enumerate(fold_preps(prep, next(iter(runs.values())))):
+        plain, augmented = {}, {}
+        for name in names:
+            fold_dir = Path(runs[name]) / f"fold_{k}"
+            (p, numbers, weights, table, _), s = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",))
+            plain[name] = (p, s)
+            (p_tta, _, _, _, _), s_tta = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",),
+                                                tta=True)
+            augmented[name] = (p_tta, s_tta)
+            add(f"{name}", voting.vote(p, numbers, weights, len(table), rule), s)
+            add(f"{name} + TTA", voting.vote(p_tta, numbers, weights, len(table), rule), s_tta)
+        if len(names) > 1:
+            mean = sum(plain[n][0] for n in names) / len(names)
+            add("ensemble of " + " + ".join(names), voting.vote(mean, numbers, weights, len(table), rule),
+                sum(plain[n][1] for n in names))
+            mean_tta = sum(augmented[n][0] for n in names) / len(names)
+            add("ensemble + TTA", voting.vote(mean_tta, numbers, weights, len(table), rule),
+                sum(augmented[n][1] for n in names))
+        if with_mil:
+            name = names[0]
+            start = time.perf_counter()
+            encoder = mil.run_encoder(Path(runs[name]) / f"fold_{k}")
+            tile_size = int(encoder.input_shape[1])
+            emb, num, tab = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("train",), tile_size)
+            x_train, m_train = mil.bags(emb, num, len(tab))
+            y_train = tab.label_index.to_numpy()
+            val_start = time.perf_counter()
+            emb_v, num_v, tab_v = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("val",), tile_size)
+            embed_val_seconds = time.perf_counter() - val_start
+            x_val, m_val = mil.bags(emb_v, num_v, len(tab_v))
+            head = mil.train_mil(x_train, m_train, y_train, x_val, m_val, tab_v.label_index.to_numpy(), seed=seed)
+            (probabilities, attention_k), s = _timed(mil.predict_mil, head, x_val, m_val)
+            add(f"attention-MIL on {name} embeddings", probabilities.argmax(1), embed_val_seconds + s)
+            attention = {"table": tab_v, "attention": attention_k, "mask": m_val, "fold": k,
+                         "tiles": fold.tiles[fold.tiles.split == "val"], "train_seconds": time.perf_counter() - start}
+        truth.append(table.label_index.to_numpy())
+        images.append(table.sample_index.to_numpy())
+        n_images_total += len(table)
+    y_true = np.concatenate(truth)
+    rows = []
+    for variant, parts in preds.items():
+        scores = voting.image_scores(y_true, np.concatenate(parts), seed)
+        rows.append({"variant": variant, "oof_macro_f1": scores["macro_f1"],
+                     "ci95_low": scores["macro_f1_ci95"][0], "ci95_high": scores["macro_f1_ci95"][1],
+                     "images": scores["images"], "ms_per_image": round(1000 * cost[variant] / n_images_total, 1)})
+    details = {"y_true": y_true, "images": np.concatenate(images),
+               "predictions": {v: np.concatenate(p) for v, p in preds.items()}, "attention": attention}
+    return pd.DataFrame(rows), details
+
+
+def overlapping(table: pd.DataFrame, a: str, b: str) -> bool:
+    """True when two variants' 95% intervals overlap (no clear difference at this sample size)."""
+    x, y = table.set_index("variant").loc[a], table.set_index("variant").loc[b]
+    return not (x.ci95_high < y.ci95_low or y.ci95_high < x.ci95_low)
