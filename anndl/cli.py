@@ -191,10 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", default=None,
                        help="pretrained weights: a local .h5 file (convnext) or KerasHub preset folder (vit)")
 
-    from anndl.experiment import MODELS
+    from anndl.experiment import EXTRA_MODELS, MODELS
 
     p = sub.add_parser("train", help="clean + tile (or reuse) and train one model into a run folder")
-    training_options(p, MODELS)
+    training_options(p, (*MODELS, *EXTRA_MODELS))
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--work", type=Path, default=None, help="where clean/ and tiles/ live (default: beside --out)")
     p.set_defaults(func=cmd_train)

@@ -24,6 +24,7 @@ from anndl.models import scratch_resnet, set_trainable_stage, transfer_model
 from anndl.train import config_record, differential_optimizer, fit, precision_policy, write_json
 
 MODELS = ("scratch_resnet", "convnext", "vit")
+EXTRA_MODELS = ("encoder",)  # needs --weights: a local encoder (.keras or KerasHub preset folder)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
         return model, [(train_config, None)], {"model_config": config_record(c=model_config)["c"],
                                                "weights": "random initialisation (trained from scratch)",
                                                "from_logits": False}
-    if name in ("convnext", "vit"):
+    if name in ("convnext", "vit", "encoder"):
         transfer = transfer_profile(profile)
         model, note = transfer_model(name, profile, tile_size, transfer.head_units, transfer.head_dropout,
                                      weights=weights, augment=augment, seed=seed)

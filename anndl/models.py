@@ -151,7 +151,8 @@ def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
 
 def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
                    weights: str | None = None, augment: bool = False, seed: int = 42) -> tuple[keras.Model, str]:
-    """``kind`` 'convnext' or 'vit': (model with logits output, weights note)."""
+    """``kind`` 'convnext', 'vit' or 'encoder' (a local encoder at ``weights``): (model with logits output,
+    weights note)."""
     inputs = keras.Input((tile_size, tile_size, 3), name="tile")
     x = augmentation(seed)(inputs) if augment else inputs
     if kind == "convnext":
@@ -161,6 +162,15 @@ def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 25
         backbone, converter, note = vit_backbone(profile, tile_size, weights)
         tokens = backbone(converter(x), training=False)
         features = tokens[:, 0, :]  # the class token
+    elif kind == "encoder":  # any local encoder (see anndl.mil.load_encoder): a .keras file or a preset folder
+        from anndl.mil import load_encoder
+
+        if not weights:
+            raise ValueError("model 'encoder' needs --weights: a local .keras encoder or KerasHub preset folder")
+        backbone = load_encoder(weights, tile_size)
+        backbone.name = "backbone"
+        features = backbone(x, training=False)
+        note = f"local encoder {weights}"
     else:
         raise ValueError(f"unknown transfer model {kind!r}")
     return keras.Model(inputs, _head(features, head_units, head_dropout), name=kind), note
@@ -168,12 +178,20 @@ def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 25
 
 def set_trainable_stage(model: keras.Model, phase: int) -> list[str]:
     """Phase 1: only the head trains. Phase 2: the head and the backbone's last stage (ConvNeXt: from the
-    last downsampling block on, with the final norm; ViT: the last transformer block and final norm).
+    last downsampling block on, with the final norm; ViT: the last transformer block and final norm; a
+    generic encoder: the last fifth of its layers that hold weights).
     Returns the names of the backbone layers that train."""
     backbone = model.get_layer("backbone")
     backbone.trainable = phase == 2
     if phase == 1:
         return []
+    if model.name == "encoder":  # a generic encoder: its last fifth of weighted layers
+        weighted = [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights and
+                    not layer._flatten_layers(include_self=False, recursive=False)]
+        start = int(len(weighted) * 0.8)
+        for i, layer in enumerate(weighted):
+            layer.trainable = i >= start
+        return [layer.name for layer in weighted[start:]]
     if model.name == "convnext":
         names = [layer.name for layer in backbone.layers]
         start = max(i for i, n in enumerate(names) if "downsampling_block" in n)

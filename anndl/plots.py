@@ -115,3 +115,22 @@ def training_curves(log: pd.DataFrame, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def attention_overlay(image_path, tiles: pd.DataFrame, attention: np.ndarray, tile_size: int, ax=None,
+                      title: str = ""):
+    """Draw per-tile attention weights (attention-MIL) over the image, one translucent square per tile."""
+    import matplotlib.patches as patches
+
+    image = read_image(image_path)
+    ax = ax or plt.subplots(figsize=(6, 6))[1]
+    ax.imshow(image)
+    top = attention.max() if len(attention) else 1.0
+    cmap = plt.get_cmap("inferno")
+    for (x, y), a in zip(tiles[["x", "y"]].to_numpy(), attention):
+        ax.add_patch(patches.Rectangle((x, y), tile_size, tile_size, facecolor=cmap(a / top), alpha=0.55,
+                                       edgecolor="white", linewidth=0.6))
+        ax.text(x + tile_size / 2, y + tile_size / 2, f"{a:.2f}", ha="center", va="center", fontsize=7, color="white")
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    return ax

@@ -106,23 +106,27 @@ def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42)
 def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
     """Stratified, group-aware fold number (0..n_folds-1) for every image of ``clean``.
 
-    Per class, shuffled units (a mask group or a lone image) go one by one to the fold holding the fewest
-    images of that class so far, so folds are balanced even for a small class.
+    Units (a mask group or a lone image) are shuffled, larger units first, and each goes to the fold
+    that holds the fewest images of its members' classes so far: folds stay balanced per class even
+    for a small class and for groups whose members carry different labels.
     """
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2, got {n_folds}")
     frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
     unit = np.where(frame.group >= 0, "group-" + frame.group.astype(str), "image-" + frame.sample_index)
-    units = frame.assign(unit=unit).groupby("unit", sort=True).agg(label=("label", "first"),
-                                                                  size=("sample_index", "size"))
+    classes = sorted(frame.label.unique())
+    counts = pd.crosstab(pd.Series(unit, name="unit"), frame.label).reindex(columns=classes, fill_value=0)
     rng = np.random.default_rng(seed)
+    order = counts.index[rng.permutation(len(counts))]
+    order = sorted(order, key=lambda u: -counts.loc[u].sum())  # stable: shuffled within each size
+    load = np.zeros((n_folds, len(classes)))
     fold_of = {}
-    for _, members in units.groupby("label", sort=True):
-        load = np.zeros(n_folds)
-        for name in members.index[rng.permutation(len(members))]:
-            k = int(np.argmin(load + rng.random(n_folds) * 1e-3))  # ties broken at random
-            fold_of[name] = k
-            load[k] += members.loc[name, "size"]
+    for name in order:
+        members = counts.loc[name].to_numpy()
+        cost = load @ members + load.sum(1) * 1e-3 + rng.random(n_folds) * 1e-6
+        k = int(np.argmin(cost))
+        fold_of[name] = k
+        load[k] += members
     return frame.assign(fold=[fold_of[u] for u in unit])
 
 

@@ -1,0 +1,119 @@
+"""Beyond the report: folds, TTA views, ensembles, attention-MIL, pluggable encoders."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from anndl import mil, tiling
+from anndl.voting import dihedral, predict_tiles
+
+
+def test_folds_are_balanced_group_safe_and_seeded():
+    rng = np.random.default_rng(0)
+    n = 120
+    clean = pd.DataFrame({"sample_index": [f"img_{i:04d}.png" for i in range(n)],
+                          "label": rng.choice(["Luminal A", "Luminal B", "HER2(+)", "Triple negative"], n,
+                                              p=[.3, .3, .3, .1]),
+                          "group": np.where(np.arange(n) < 20, np.arange(n) // 2, -1)})
+    folds = tiling.assign_folds(clean, 5, seed=1)
+    assert sorted(folds.fold.unique()) == [0, 1, 2, 3, 4]
+    assert (folds[folds.group >= 0].groupby("group").fold.nunique() == 1).all()
+    per_class = pd.crosstab(folds.label, folds.fold)
+    assert (per_class.max(axis=1) - per_class.min(axis=1) <= 2).all(), per_class
+    assert folds.equals(tiling.assign_folds(clean, 5, seed=1))
+    with pytest.raises(ValueError, match="at least 2"):
+        tiling.assign_folds(clean, 1)
+
+
+def test_dihedral_views_are_the_eight_symmetries():
+    tile = np.arange(2 * 3 * 3 * 1, dtype="float32").reshape(2, 3, 3, 1)
+    views = [np.asarray(dihedral(tile, k)) for k in range(8)]
+    assert len({v.tobytes() for v in views}) == 8
+    np.testing.assert_array_equal(views[0], tile)
+
+
+def test_tta_equals_plain_prediction_for_an_orientation_free_model():
+    import tensorflow as tf
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)  # blind to orientation
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(pooled))
+    tiles = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((tiles, np.arange(5, dtype="int32"), np.ones(5, "float32"))).batch(2)
+    plain, numbers, _ = predict_tiles(model, ds)
+    tta, _, _ = predict_tiles(model, ds, tta=True)
+    np.testing.assert_allclose(plain, tta, rtol=1e-5, atol=1e-6)
+    assert numbers.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_bags_pad_and_attention_ignores_padding(tmp_path):
+    emb = np.arange(5 * 3, dtype="float32").reshape(5, 3)
+    x, mask = mil.bags(emb, np.array([0, 0, 1, 0, 1]), 2)
+    assert x.shape == (2, 3, 3) and mask.tolist() == [[True, True, True], [True, True, False]]
+    np.testing.assert_array_equal(x[1, 1], emb[4])
+    with pytest.raises(ValueError, match="has no tiles"):
+        mil.bags(emb, np.array([0, 0, 0, 0, 0]), 2)
+    model = mil.mil_model(3, units=4)
+    probabilities, attention = model.predict([x, mask], verbose=0)
+    assert attention[1, 2] == 0 and np.allclose(attention.sum(1), 1)
+    np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+    model.save(tmp_path / "mil.keras")
+    again = keras.models.load_model(tmp_path / "mil.keras")
+    np.testing.assert_allclose(again.predict([x, mask], verbose=0)[0], probabilities, rtol=1e-5)
+
+
+def test_attention_mil_learns_which_tile_matters():
+    rng = np.random.default_rng(0)
+    n, tiles, dim = 160, 6, 8
+    x = rng.normal(size=(n, tiles, dim)).astype("float32")
+    y = rng.integers(0, 4, n)
+    key = rng.integers(0, tiles, n)
+    x[np.arange(n), key, :4] += 4 * np.eye(4)[y]      # one informative tile per bag, at a random slot
+    mask = np.ones((n, tiles), bool)
+    model = mil.train_mil(x[:120], mask[:120], y[:120], x[120:], mask[120:], y[120:], epochs=150)
+    probabilities, attention = mil.predict_mil(model, x[120:], mask[120:])
+    assert (probabilities.argmax(1) == y[120:]).mean() > 0.8
+    assert (attention.argmax(1) == key[120:]).mean() > 0.8
+
+
+def test_pluggable_encoders_from_keras_file_and_preset(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    maps = keras.layers.Conv2D(5, 3, strides=2)(keras.layers.Rescaling(1 / 255)(inputs))
+    keras.Model(inputs, maps).save(tmp_path / "enc.keras")
+    encoder = mil.load_encoder(tmp_path / "enc.keras")
+    tiles = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert encoder(tiles).shape == (2, 5)
+    import keras_hub
+    backbone = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=16, num_layers=1, num_heads=1,
+                                            hidden_dim=8, mlp_dim=8)
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    assert mil.load_encoder(tmp_path / "preset", tile_size=32)(tiles).shape == (2, 8)
+    with pytest.raises(FileNotFoundError, match="nothing.keras"):
+        mil.load_encoder(tmp_path / "nothing.keras")
+
+
+@pytest.mark.slow
+def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, tmp_path):
+    from anndl import compare, experiment
+    from anndl.data import read_challenge
+
+    prep = experiment.prepare(tiny_data, tmp_path)
+    runs = {}
+    for name in ("scratch_resnet", "vit"):
+        result = experiment.train_folds(prep, tmp_path / name, name, "smoke", folds=2, epochs=1)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert {"oof_macro_f1", "oof_macro_f1_ci"} <= set(metrics) and metrics["folds"] == 2
+        assert len(result["oof"]) == (prep.clean.status == "kept").sum()   # every kept image scored once
+        runs[name] = tmp_path / name
+    out = experiment.predict_run(list(runs.values()), tiny_data, tmp_path / "ensemble.csv", tta=True)
+    note = json.loads(out.with_suffix(".json").read_text())
+    assert len(note["runs"]) == 4 and note["tta"] is True
+    manifest = read_challenge(tiny_data)
+    assert len(pd.read_csv(out)) == (manifest.split == "test").sum()
+    table, details = compare.compare_variants(prep, runs)
+    assert {"scratch_resnet", "scratch_resnet + TTA", "ensemble of scratch_resnet + vit",
+            "attention-MIL on scratch_resnet embeddings"} <= set(table.variant)
+    assert (table.images == len(details["y_true"])).all()
+    assert (table.ci95_low <= table.oof_macro_f1).all() and (table.oof_macro_f1 <= table.ci95_high).all()
