@@ -1,0 +1,37 @@
+"""The results table is built from runs' metrics.json, with the report's figures kept apart."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from anndl.report import REPORT_TEST_F1, write_report
+
+
+def _metrics(folder, model, **extra):
+    folder.mkdir(parents=True)
+    scores = {"macro_f1": 0.5, "macro_f1_ci95": [0.4, 0.6], "accuracy": 0.5, "images": 58}
+    payload = {"model": model, "profile": "smoke", "data": "synthetic stand-in", "weights": "random", **extra}
+    payload.setdefault("validation", {"hard": scores, "soft": {**scores, "macro_f1": 0.45}})
+    (folder / "metrics.json").write_text(json.dumps(payload))
+
+
+def test_table_rows_come_from_runs(tmp_path):
+    _metrics(tmp_path / "a", "scratch_resnet")
+    scores = {"macro_f1": 0.6, "macro_f1_ci95": [0.5, 0.7], "accuracy": 0.6, "images": 581}
+    _metrics(tmp_path / "k", "vit", folds=5, oof={"hard": scores, "soft": scores}, validation=None)
+    _metrics(tmp_path / "k" / "fold_0", "vit")  # fold runs are summarised by their parent
+    table = write_report(tmp_path)
+    assert len(table) == 4
+    assert set(table.evaluated_on) == {"validation split", "out-of-fold (5 folds)"}
+    row = table[(table.model == "scratch_resnet") & (table.voting == "soft")].iloc[0]
+    assert row.val_macro_f1 == 0.45 and row.val_ci95 == "0.400-0.600"
+    assert (table["report_test_f1 (real data, for reference)"] == table.model.map(REPORT_TEST_F1)).all()
+    assert pd.read_csv(tmp_path / "results.csv").shape[0] == 4
+    text = (tmp_path / "results.md").read_text()
+    assert "not results" in text and "| scratch_resnet |" in text
+
+
+def test_no_runs_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+        write_report(tmp_path)
