@@ -47,12 +47,16 @@ class Prepared:
 def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
             tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1,
             seed: int = 42, redo: bool = False) -> Prepared:
-    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles``."""
+    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles``.
+
+    Earlier outputs are reused only when they were made from the same data (a fingerprint of the
+    manifest) and, for tiles, the same tiling; otherwise they are made again.
+    """
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     manifest = read_challenge(data_dir)
-    note = describe_data(data_dir)
+    note = data_note(data_dir, manifest)
     clean_path = work_dir / "clean" / "clean_manifest.csv"
-    if redo or not clean_path.is_file():
+    if redo or not _made_from(clean_path.parent / "clean_summary.json", note):
         config = outliers.OutlierConfig()
         cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
         outliers.write_outputs(cleaned, clean_path.parent, config, note)
@@ -61,16 +65,36 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
     clean = pd.read_csv(clean_path, keep_default_na=False)
     tiles_path = work_dir / "tiles" / "tiles.csv"
     tiles_info = tiles_path.with_suffix(".json")
-    if not redo and tiles_path.is_file() and tiles_info.is_file() and \
+    if not redo and tiles_path.is_file() and _made_from(tiles_info, note) and \
             json.loads(tiles_info.read_text())["config"] == config_record(c=tiling_config)["c"]:
         print(f"reusing {tiles_path}")
         split = pd.read_csv(tiles_path.parent / "split.csv", keep_default_na=False)
         tiles = pd.read_csv(tiles_path, keep_default_na=False)
     else:
+        if not _made_from(tiles_info, note) and (tiles_path.parent / "split.csv").is_file():
+            (tiles_path.parent / "split.csv").unlink()  # a split of other data is no split of this data
         split = tiling.load_or_make_split(clean, tiles_path.parent / "split.csv", val_fraction, seed)
         tiles = tiling.build_tiles(manifest, clean, split, tiling_config)
         tiling.write_tiles(tiles, tiles_path.parent, tiling_config, note)
     return Prepared(data_dir, work_dir, manifest, clean, split, tiles, tiling_config)
+
+
+def fingerprint(manifest: pd.DataFrame) -> str:
+    """A short hash of what the manifest says about every image (names, sizes, mask pixels)."""
+    import hashlib
+
+    columns = ["split", "sample_index", "label", "height", "width", "mask_pixels"]
+    return hashlib.sha256(manifest[columns].to_csv(index=False).encode()).hexdigest()[:12]
+
+
+def data_note(data_dir: Path | str, manifest: pd.DataFrame) -> str:
+    """Which data a step's output comes from: the folder, its kind and the manifest's fingerprint."""
+    return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest)}]"
+
+
+def _made_from(info_path: Path, note: str) -> bool:
+    """True when a step's JSON record says it was made from the data described by ``note``."""
+    return info_path.is_file() and json.loads(info_path.read_text()).get("data") == note
 
 
 def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,

@@ -109,7 +109,7 @@ def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) 
                 "where the internet is reachable and pass --weights /path/to/convnext_large_notop.h5") from e
         note = f"ImageNet-pretrained ConvNeXtLarge ({'local file ' + str(weights) if weights else 'downloaded'})"
     else:
-        backbone = convnext.ConvNeXt(depths=[1, 1, 2, 1], projection_dims=[16, 32, 64, 128], default_size=tile_size,
+        backbone = convnext.ConvNeXt(depths=[1, 1, 1, 1], projection_dims=[8, 16, 32, 64], default_size=tile_size,
                                      name="convnext_smoke", include_top=False, weights=weights, pooling="avg",
                                      input_shape=(tile_size, tile_size, 3))
         note = f"local weights {weights} (smoke configuration)" if weights else SMOKE_NOTE

@@ -26,14 +26,17 @@ TILE_COLUMNS = ["split", "sample_index", "label", "x", "y", "mask_pixels", "weig
 
 @dataclass(frozen=True)
 class TilingConfig:
-    """Tile grid and filter. ``min_mask_pixels`` is a pixel count in [0, tile_size**2]."""
+    """Tile grid and filter. ``stride`` defaults to ``tile_size`` (non-overlapping tiles);
+    ``min_mask_pixels`` is a pixel count in [0, tile_size**2]."""
 
     tile_size: int = 224
-    stride: int = 224
+    stride: int | None = None
     min_mask_pixels: int = 200
     fallback_tiles: int = 1  # tiles kept (best by mask pixels) for an image with no qualifying tile
 
     def __post_init__(self):
+        if self.stride is None:
+            object.__setattr__(self, "stride", self.tile_size)
         for name in ("tile_size", "stride", "fallback_tiles"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:

@@ -1,0 +1,18 @@
+"""The shared steps reuse earlier outputs only when they come from the same data and settings."""
+
+from anndl import experiment, synthetic, tiling
+
+
+def test_prepare_reuses_only_outputs_of_the_same_data(tiny_data, tmp_path, capsys):
+    first = experiment.prepare(tiny_data, tmp_path / "work")
+    again = experiment.prepare(tiny_data, tmp_path / "work")
+    assert capsys.readouterr().out.count("reusing") == 2
+    assert again.tiles.equals(first.tiles) and again.split.equals(first.split)
+    other = synthetic.generate(tmp_path / "other", n_train=16, n_test=2, scale=0.25, seed=99, n_stickers=1,
+                               n_green=1, progress=False, workers=1)
+    swapped = experiment.prepare(other, tmp_path / "work")
+    assert "reusing" not in capsys.readouterr().out
+    assert set(swapped.clean.sample_index) == {f"img_{i:04d}.png" for i in range(16)}
+    assert "fingerprint" in swapped.data_note or swapped.data_note  # provenance is recorded
+    smaller = experiment.prepare(other, tmp_path / "work", tiling_config=tiling.TilingConfig(tile_size=64))
+    assert (smaller.tiles.x % 64 == 0).all() and len(smaller.tiles) > len(swapped.tiles)
