@@ -31,9 +31,10 @@ $(STAMP): requirements.txt pyproject.toml
 ## and keep the rendered copies in notebooks/. PROFILE=full for the report's settings (GPU).
 notebooks: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb (profile $(PROFILE), data $(DATA_DIR))"; \
+		echo "== $$nb (profile $(PROFILE), data $(DATA_DIR))"; start=$$(date +%s); \
 		$(BIN)/papermill "$$nb" "$$nb" --cwd notebooks -k python3 --no-progress-bar \
 			-p DATA_DIR "$(DATA_DIR)" -p PROFILE "$(PROFILE)" -p SEED $(SEED) || exit 1; \
+		echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
 	done
 
 ## Unit tests and a smoke run of every notebook on a tiny synthetic set.

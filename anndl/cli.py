@@ -1,18 +1,19 @@
 """Command line: ``python -m anndl <command>``; each command is one pipeline stage.
 
-A fault in the challenge folder ends the command with exit status 2 and one line naming the file
-and the fault (no traceback).
+A fault in the challenge folder (or a bad argument) ends the command with exit status 2 and one line
+naming the file and the fault, no traceback; set ANNDL_DEBUG=1 to see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from anndl.config import EXTRA_MODELS, MODELS, WeightsUnavailable
 from anndl.data import DataError
-from anndl.models import WeightsUnavailable
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -108,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     out = args.out
     prep = _prepare(args, out)
-    models = experiment.MODELS if args.model == "all" else (args.model,)
+    models = MODELS if args.model == "all" else (args.model,)
     for name in models:
         run_dir = out / "runs" / name
         if (run_dir / "metrics.json").is_file() and not args.redo:
@@ -191,8 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", default=None,
                        help="pretrained weights: a local .h5 file (convnext) or KerasHub preset folder (vit)")
 
-    from anndl.experiment import EXTRA_MODELS, MODELS
-
     p = sub.add_parser("train", help="clean + tile (or reuse) and train one model into a run folder")
     training_options(p, (*MODELS, *EXTRA_MODELS))
     p.add_argument("--out", required=True, type=Path, help="run folder")
@@ -224,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (DataError, ValueError, FileNotFoundError, WeightsUnavailable) as e:
+        if os.environ.get("ANNDL_DEBUG"):  # the full traceback, for developers
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

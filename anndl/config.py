@@ -13,6 +13,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT = REPO_ROOT / "data"
 OUTPUTS = REPO_ROOT / "outputs"
 PROFILES = ("smoke", "full")
+MODELS = ("scratch_resnet", "convnext", "vit")
+EXTRA_MODELS = ("encoder",)  # needs --weights: a local encoder (.keras file or KerasHub preset folder)
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be loaded; the message says how to point at local ones."""
 
 # The synthetic default dataset, generated when data/ holds no challenge folder: the real data's
 # image counts and sizes (`python -m anndl synth --out data/synthetic`).

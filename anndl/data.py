@@ -103,7 +103,7 @@ def read_mask(path: Path | str) -> np.ndarray:
 
 def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int]:
     image = _decode(image_path, cv2.IMREAD_UNCHANGED)
-    _, mode = to_rgb(image[:1, :1] if image.ndim == 3 else image[:1, :1], image_path)
+    _, mode = to_rgb(image[:1, :1], image_path)  # the conversion a full read would make
     mask = read_mask(mask_path)
     if mask.shape != image.shape[:2]:
         raise DataError(

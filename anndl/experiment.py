@@ -17,14 +17,12 @@ import pandas as pd
 
 from anndl import outliers, pipeline, tiling, voting
 from anndl.baselines import run_baselines
-from anndl.config import TrainConfig, scratch_profile, transfer_profile
+from anndl.config import MODELS, TrainConfig, scratch_profile, transfer_profile
 from anndl.data import describe_data, read_challenge
 from anndl.labels import LABELS
 from anndl.models import scratch_resnet, set_trainable_stage, transfer_model
 from anndl.train import config_record, differential_optimizer, fit, precision_policy, write_json
 
-MODELS = ("scratch_resnet", "convnext", "vit")
-EXTRA_MODELS = ("encoder",)  # needs --weights: a local encoder (.keras or KerasHub preset folder)
 
 
 @dataclass

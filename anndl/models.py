@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from anndl.config import ScratchResNetConfig
+from anndl.config import ScratchResNetConfig, WeightsUnavailable
 from anndl.labels import NUM_CLASSES
 
 
@@ -78,10 +78,6 @@ def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_siz
 CONVNEXT_PRESET = "imagenet"                       # keras.applications ConvNeXtLarge weights
 VIT_PRESET = "vit_base_patch16_224_imagenet"       # KerasHub preset
 SMOKE_NOTE = "random initialisation (smoke profile: a tiny configuration, NOT pretrained)"
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights could not be loaded; the message says how to point at local ones."""
 
 
 def _head(features, units: int, dropout: float):
