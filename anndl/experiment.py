@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -36,6 +36,7 @@ class Prepared:
     split: pd.DataFrame
     tiles: pd.DataFrame
     tiling: tiling.TilingConfig
+    baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
 
     @property
     def data_note(self) -> str:
@@ -168,7 +169,9 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     from anndl.train import get_strategy
 
     run_dir = Path(run_dir)
-    baseline_scores = run_baselines(prep.manifest, prep.split) if with_baselines else None
+    if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
+        prep.baseline_scores = run_baselines(prep.manifest, prep.split)
+    baseline_scores = prep.baseline_scores if with_baselines else None
     keras.utils.set_random_seed(42)
     strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}),
@@ -228,7 +231,7 @@ def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
         split = assignment.assign(split=np.where(assignment.fold == k, "val", "train")).drop(columns="fold")
         tiles = prep.tiles.copy()
         tiles.loc[labelled, "split"] = np.where(tiles.loc[labelled, "sample_index"].map(fold_of) == k, "val", "train")
-        preps.append(dataclasses.replace(prep, split=split, tiles=tiles))
+        preps.append(dataclasses.replace(prep, split=split, tiles=tiles, baseline_scores=None))
     return preps
 
 
