@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from anndl.data import read_image, read_mask
+from anndl.labels import NUM_CLASSES
 from anndl.voting import image_scores
 
 
@@ -27,7 +28,7 @@ def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
     return np.bincount(flat, minlength=bins ** 3) / len(flat)
 
 
-def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0) -> dict:
+def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_classes: int = NUM_CLASSES) -> dict:
     """Scores of both baselines on the ``val`` images of ``split``, trained on its ``train`` images."""
     train_rows = manifest[manifest.split == "train"].set_index("sample_index")
     frame = split.join(train_rows[["image_path", "mask_path", "label_index"]], on="sample_index")
@@ -38,5 +39,5 @@ def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0) ->
     majority = np.bincount(y[is_train]).argmax()
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
     model.fit(features[is_train], y[is_train])
-    return {"majority": image_scores(y[~is_train], np.full((~is_train).sum(), majority), seed),
-            "colour_histogram": image_scores(y[~is_train], model.predict(features[~is_train]), seed)}
+    return {"majority": image_scores(y[~is_train], np.full((~is_train).sum(), majority), seed, n_classes),
+            "colour_histogram": image_scores(y[~is_train], model.predict(features[~is_train]), seed, n_classes)}

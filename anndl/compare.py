@@ -71,7 +71,8 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             emb_v, num_v, tab_v = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("val",), tile_size)
             embed_val_seconds = time.perf_counter() - val_start
             x_val, m_val = mil.bags(emb_v, num_v, len(tab_v))
-            head = mil.train_mil(x_train, m_train, y_train, x_val, m_val, tab_v.label_index.to_numpy(), seed=seed)
+            head = mil.train_mil(x_train, m_train, y_train, x_val, m_val, tab_v.label_index.to_numpy(), seed=seed,
+                                 num_classes=len(prep.classes))
             (probabilities, attention_k), s = _timed(mil.predict_mil, head, x_val, m_val)
             add(f"attention-MIL on {name} embeddings", probabilities.argmax(1), embed_val_seconds + s)
             attention = {"table": tab_v, "attention": attention_k, "mask": m_val, "fold": k,
@@ -82,7 +83,7 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
     y_true = np.concatenate(truth)
     rows = []
     for variant, parts in preds.items():
-        scores = voting.image_scores(y_true, np.concatenate(parts), seed)
+        scores = voting.image_scores(y_true, np.concatenate(parts), seed, len(prep.classes))
         rows.append({"variant": variant, "oof_macro_f1": scores["macro_f1"],
                      "ci95_low": scores["macro_f1_ci95"][0], "ci95_high": scores["macro_f1_ci95"][1],
                      "images": scores["images"], "ms_per_image": round(1000 * cost[variant] / n_images_total, 1)})

@@ -5,6 +5,9 @@ Layout (the real challenge data, unchanged)::
     DIR/train_data/img_0000.png, mask_0000.png, ...
     DIR/test_data/img_0000.png,  mask_0000.png, ...
     DIR/train_labels.csv          header ``sample_index,label``; sample_index is ``img_0000.png``
+    DIR/classes.txt               optional: another label set, one label per line in output order
+                                  (absent for the challenge: its four subtypes)
+    DIR/source.txt                optional: one line saying where the data comes from
 
 Train and test numbering both start at 0000, so ``split`` + ``sample_index`` is the key.
 Every fault in the folder raises :class:`DataError` with the offending file and what is wrong.
@@ -22,12 +25,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from anndl.labels import LABELS, label_index
+from anndl.labels import LABELS
 
 IMAGE_RE = re.compile(r"^img_(\d+)\.png$")
 MASK_RE = re.compile(r"^mask_(\d+)\.png$")
 SPLIT_DIRS = {"train": "train_data", "test": "test_data"}
 LABELS_FILE = "train_labels.csv"
+CLASSES_FILE = "classes.txt"
+SOURCE_FILE = "source.txt"
 MANIFEST_COLUMNS = [
     "split", "sample_index", "image_path", "mask_path", "label", "label_index",
     "height", "width", "mask_pixels", "image_mode",
@@ -137,7 +142,20 @@ def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
     return [(images[n].name, images[n], masks[n]) for n in sorted(images)]
 
 
-def read_labels(path: Path | str) -> dict[str, str]:
+def read_classes(data_dir: Path | str) -> tuple[str, ...]:
+    """The folder's label set in model-output order: ``classes.txt`` if present, else the four subtypes."""
+    path = Path(data_dir) / CLASSES_FILE
+    if not path.is_file():
+        return LABELS
+    classes = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    if len(classes) < 2:
+        raise DataError(path, f"needs at least two labels, one per line; found {list(classes)}")
+    if len(set(classes)) != len(classes):
+        raise DataError(path, f"lists a label twice: {list(classes)}")
+    return classes
+
+
+def read_labels(path: Path | str, classes: tuple[str, ...] = LABELS) -> dict[str, str]:
     """Read ``train_labels.csv`` into {sample_index: label}, checking header, labels and duplicates."""
     path = Path(path)
     if not path.is_file():
@@ -154,9 +172,9 @@ def read_labels(path: Path | str) -> dict[str, str]:
             if len(row) != 2:
                 raise DataError(path, f"line {line_no}: expected 2 fields, got {len(row)}: {row}")
             sample, label = row[0].strip(), row[1].strip()
-            if label not in LABELS:
+            if label not in classes:
                 raise DataError(path, f"line {line_no}: unknown label {label!r} for {sample}; "
-                                      f"expected one of {list(LABELS)}")
+                                      f"expected one of {list(classes)}")
             if sample in labels:
                 raise DataError(path, f"line {line_no}: duplicate sample_index {sample!r}")
             labels[sample] = label
@@ -167,18 +185,20 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
                    workers: int = 4) -> pd.DataFrame:
     """Validate a challenge folder and return its manifest (columns: ``MANIFEST_COLUMNS``).
 
-    Every image and mask is decoded once to catch truncated files and size mismatches.
+    Every image and mask is decoded once to catch truncated files and size mismatches. ``label_index``
+    follows the folder's label set (:func:`read_classes`).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(data_dir, "challenge folder is missing")
+    classes = read_classes(data_dir)
     rows = []
     for split in splits:
         pairs = _list_pairs(data_dir / SPLIT_DIRS[split])
         labels: dict[str, str] = {}
         if split == "train":
             labels_path = data_dir / LABELS_FILE
-            labels = read_labels(labels_path)
+            labels = read_labels(labels_path, classes)
             names = {name for name, _, _ in pairs}
             for sample in labels:
                 if sample not in names:
@@ -195,7 +215,7 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
             rows.append({
                 "split": split, "sample_index": name,
                 "image_path": str(image_path), "mask_path": str(mask_path),
-                "label": label, "label_index": label_index(label) if label else -1,
+                "label": label, "label_index": classes.index(label) if label else -1,
                 "height": info.height, "width": info.width,
                 "mask_pixels": mask_pixels, "image_mode": info.mode,
             })
@@ -217,7 +237,11 @@ def is_synthetic(data_dir: Path | str) -> bool:
 
 def describe_data(data_dir: Path | str) -> str:
     """One line saying which data a result comes from (printed and saved with every output)."""
-    kind = "synthetic stand-in (anndl synth)" if is_synthetic(data_dir) else "challenge data"
+    source = Path(data_dir) / SOURCE_FILE
+    if source.is_file():
+        kind = source.read_text(encoding="utf-8").strip().splitlines()[0]
+    else:
+        kind = "synthetic stand-in (anndl synth)" if is_synthetic(data_dir) else "challenge data"
     return f"{kind} at {Path(data_dir).resolve()}"
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from anndl import outliers, pipeline, tiling, voting
 from anndl.baselines import run_baselines
 from anndl.config import MODELS, TrainConfig, scratch_profile, transfer_profile
-from anndl.data import describe_data, read_challenge
+from anndl.data import describe_data, read_challenge, read_classes
 from anndl.labels import LABELS
 from anndl.models import scratch_resnet, set_trainable_stage, transfer_model
 from anndl.train import config_record, differential_optimizer, fit, precision_policy, write_json
@@ -36,6 +36,7 @@ class Prepared:
     split: pd.DataFrame
     tiles: pd.DataFrame
     tiling: tiling.TilingConfig
+    classes: tuple[str, ...] = LABELS  # the label set, in model-output order (data.read_classes)
     baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
 
     @property
@@ -49,33 +50,37 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
     """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles``.
 
     Earlier outputs are reused only when they were made from the same data (a fingerprint of the
-    manifest) and, for tiles, the same tiling; otherwise they are made again.
+    manifest) and the same cleaning and tiling settings; otherwise they are made again.
     """
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     manifest = read_challenge(data_dir)
     note = data_note(data_dir, manifest)
     clean_path = work_dir / "clean" / "clean_manifest.csv"
-    if redo or not _made_from(clean_path.parent / "clean_summary.json", note):
-        config = outliers.OutlierConfig()
+    config = outliers.OutlierConfig()
+    clean_info = clean_path.parent / "clean_summary.json"
+    if redo or not _made_from(clean_info, note) or json.loads(clean_info.read_text())["config"] != \
+            dataclasses.asdict(config):
         cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
         outliers.write_outputs(cleaned, clean_path.parent, config, note)
+        redo_tiles = True  # other images kept: the split and tiles follow
     else:
+        redo_tiles = redo
         print(f"reusing {clean_path}")
     clean = pd.read_csv(clean_path, keep_default_na=False)
     tiles_path = work_dir / "tiles" / "tiles.csv"
     tiles_info = tiles_path.with_suffix(".json")
-    if not redo and tiles_path.is_file() and _made_from(tiles_info, note) and \
+    if not redo_tiles and tiles_path.is_file() and _made_from(tiles_info, note) and \
             json.loads(tiles_info.read_text())["config"] == config_record(c=tiling_config)["c"]:
         print(f"reusing {tiles_path}")
         split = pd.read_csv(tiles_path.parent / "split.csv", keep_default_na=False)
         tiles = pd.read_csv(tiles_path, keep_default_na=False)
     else:
-        if not _made_from(tiles_info, note) and (tiles_path.parent / "split.csv").is_file():
-            (tiles_path.parent / "split.csv").unlink()  # a split of other data is no split of this data
+        if (redo_tiles or not _made_from(tiles_info, note)) and (tiles_path.parent / "split.csv").is_file():
+            (tiles_path.parent / "split.csv").unlink()  # a split of other images is no split of these
         split = tiling.load_or_make_split(clean, tiles_path.parent / "split.csv", val_fraction, seed)
         tiles = tiling.build_tiles(manifest, clean, split, tiling_config)
         tiling.write_tiles(tiles, tiles_path.parent, tiling_config, note)
-    return Prepared(data_dir, work_dir, manifest, clean, split, tiles, tiling_config)
+    return Prepared(data_dir, work_dir, manifest, clean, split, tiles, tiling_config, read_classes(data_dir))
 
 
 def fingerprint(manifest: pd.DataFrame) -> str:
@@ -97,7 +102,7 @@ def _made_from(info_path: Path, note: str) -> bool:
 
 
 def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
-                weights: str | None = None):
+                weights: str | None = None, num_classes: int = len(LABELS)):
     """(model, phases, record) for a model name and profile.
 
     ``phases``: one ``(TrainConfig, stage)`` per training phase (stage: what trains, see
@@ -107,14 +112,14 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
         if weights:
             raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
         model_config, train_config = scratch_profile(profile)
-        model = scratch_resnet(model_config, tile_size, augment=augment, seed=seed)
+        model = scratch_resnet(model_config, tile_size, augment=augment, seed=seed, num_classes=num_classes)
         return model, [(train_config, None)], {"model_config": config_record(c=model_config)["c"],
                                                "weights": "random initialisation (trained from scratch)",
                                                "from_logits": False}
     if name in ("convnext", "vit", "encoder"):
         transfer = transfer_profile(profile)
         model, note = transfer_model(name, profile, tile_size, transfer.head_units, transfer.head_dropout,
-                                     weights=weights, augment=augment, seed=seed)
+                                     weights=weights, augment=augment, seed=seed, num_classes=num_classes)
         return model, [(transfer.phase1, 1), (transfer.phase2, 2)], {
             "model_config": config_record(c=transfer)["c"], "weights": note, "from_logits": True}
     raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
@@ -136,23 +141,23 @@ def _datasets(prep: Prepared, batch_size: int, cache, seed: int):
     kw = dict(tile_size=t, stride=prep.tiling.stride)
     train_ds = pipeline.tile_dataset(prep.tiles, prep.manifest, ("train",), training=True, batch_size=batch_size,
                                      seed=seed, cache=cache, **kw)
-    val_ds = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), batch_size=batch_size, cache=cache, **kw)
-    val_infer = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), batch_size=batch_size,
-                                      with_labels=False, cache=cache, **kw)
+    val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=batch_size,
+                                                     cache=cache, **kw)
     val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
     return train_ds, val_ds, val_infer, val_table
 
 
-def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False) -> dict:
+def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False,
+                    classes: tuple[str, ...] = LABELS) -> dict:
     """Vote a labelled split's tiles with every rule; scores and predictions per rule."""
     probabilities, numbers, weights = voting.predict_tiles(model, dataset, from_logits)
     y_true = table.label_index.to_numpy()
     out = {}
     for rule in voting.VOTING_RULES:
         y_pred = voting.vote(probabilities, numbers, weights, len(table), rule)
-        out[rule] = {"scores": voting.image_scores(y_true, y_pred), "y_pred": y_pred,
-                     "per_class": voting.per_class_table(y_true, y_pred),
-                     "confusion": voting.confusion(y_true, y_pred)}
+        out[rule] = {"scores": voting.image_scores(y_true, y_pred, n_classes=len(classes)), "y_pred": y_pred,
+                     "per_class": voting.per_class_table(y_true, y_pred, classes),
+                     "confusion": voting.confusion(y_true, y_pred, len(classes))}
     return out
 
 
@@ -170,7 +175,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
 
     run_dir = Path(run_dir)
     if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
-        prep.baseline_scores = run_baselines(prep.manifest, prep.split)
+        prep.baseline_scores = run_baselines(prep.manifest, prep.split, n_classes=len(prep.classes))
     baseline_scores = prep.baseline_scores if with_baselines else None
     keras.utils.set_random_seed(42)
     strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
@@ -179,12 +184,13 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     augment = changes.pop("augment", False)
     with precision_policy(mixed_precision), strategy.scope():
         model, phases, record = build_model(model_name, profile, prep.tiling.tile_size, augment=augment,
-                                            weights=weights)
+                                            weights=weights, num_classes=len(prep.classes))
         phases = [(dataclasses.replace(c, augment=augment, **changes), stage) for c, stage in phases]
         first = phases[0][0]
         train_ds, val_ds, val_infer, val_table = _datasets(prep, first.batch_size, first.cache, first.seed)
-        train_labels = prep.tiles[prep.tiles.split == "train"].label.map(LABELS.index).to_numpy()
-        config = {"model": model_name, "profile": profile, "data": prep.data_note, **record,
+        train_labels = prep.tiles[prep.tiles.split == "train"].label.map(prep.classes.index).to_numpy()
+        config = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
+                  **record,
                   "phases": [config_record(c=c)["c"] for c, _ in phases],
                   "train_config": config_record(c=first)["c"],
                   "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
@@ -207,16 +213,16 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     log = pd.concat(logs, ignore_index=True)
     log.to_csv(run_dir / "log.csv", index=False)
     model.save(run_dir / "model.keras")
-    results = evaluate_images(model, val_infer, val_table, record["from_logits"])
+    results = evaluate_images(model, val_infer, val_table, record["from_logits"], prep.classes)
     best_row = log.loc[log.val_image_macro_f1.idxmax()]
-    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "weights": record["weights"],
-               "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
+    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
+               "weights": record["weights"], "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
                "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
                "validation": {rule: r["scores"] for rule, r in results.items()},
                "baselines": baseline_scores}
     write_json(run_dir / "metrics.json", metrics)
     pd.DataFrame({"sample_index": val_table.sample_index, "label": val_table.label,
-                  **{f"pred_{rule}": [LABELS[i] for i in r["y_pred"]] for rule, r in results.items()}}
+                  **{f"pred_{rule}": [prep.classes[i] for i in r["y_pred"]] for rule, r in results.items()}}
                  ).to_csv(run_dir / "val_predictions.csv", index=False, lineterminator="\n")
     return {"metrics": metrics, "results": results, "model": model, "run_dir": run_dir}
 
@@ -252,11 +258,13 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
         oof.append(pd.read_csv(run_dir / f"fold_{k}" / "val_predictions.csv").assign(fold=k))
     oof = pd.concat(oof, ignore_index=True)
     oof.to_csv(run_dir / "oof_predictions.csv", index=False, lineterminator="\n")
-    y_true = oof.label.map(LABELS.index).to_numpy()
-    scores = {rule: voting.image_scores(y_true, oof[f"pred_{rule}"].map(LABELS.index).to_numpy())
+    y_true = oof.label.map(prep.classes.index).to_numpy()
+    scores = {rule: voting.image_scores(y_true, oof[f"pred_{rule}"].map(prep.classes.index).to_numpy(),
+                                        n_classes=len(prep.classes))
               for rule in voting.VOTING_RULES}
     first = json.loads((run_dir / "fold_0" / "metrics.json").read_text())
-    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "weights": first["weights"],
+    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
+               "weights": first["weights"],
                "folds": folds, "oof": scores, "oof_macro_f1": scores["hard"]["macro_f1"],
                "oof_macro_f1_ci": scores["hard"]["macro_f1_ci95"], "per_fold_validation": per_fold}
     write_json(run_dir / "metrics.json", metrics)
@@ -292,6 +300,8 @@ def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame
     tilings = {json.dumps(c["tiling"], sort_keys=True) for c in configs}
     if len(tilings) > 1:
         raise ValueError(f"runs {', '.join(map(str, dirs))} were tiled differently; an ensemble needs one tiling")
+    if len({tuple(c.get("classes", LABELS)) for c in configs}) > 1:
+        raise ValueError(f"runs {', '.join(map(str, dirs))} predict different label sets; an ensemble needs one")
     tiling_config = tiling.TilingConfig(**configs[0]["tiling"])
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tiling_config.tile_size,
                                     stride=tiling_config.stride, batch_size=batch_size, with_labels=False,
@@ -315,11 +325,16 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
     first = json.loads((dirs[0] / "config.json").read_text())
     tiling_config = tiling.TilingConfig(**first["tiling"])
     manifest = read_challenge(data_dir)
+    classes = tuple(first.get("classes", LABELS))
+    if classes != read_classes(data_dir):
+        raise ValueError(f"{dirs[0]} predicts {list(classes)}, but {data_dir} has the labels "
+                         f"{list(read_classes(data_dir))}")
     test = manifest[manifest.split == "test"]
     tiles = tiling.tile_images(test.assign(label=""), tiling_config)
     probabilities, numbers, weights, table, configs = ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
     predictions = voting.vote(probabilities, numbers, weights, len(table), voting_rule)
-    path = voting.write_submission(table.sample_index, predictions, out, expected=set(test.sample_index))
+    path = voting.write_submission(table.sample_index, predictions, out, expected=set(test.sample_index),
+                                   classes=classes)
     note = {"runs": [str(d.resolve()) for d in dirs], "models": [c["model"] for c in configs],
             "profiles": sorted({c["profile"] for c in configs}), "weights": sorted({c["weights"] for c in configs}),
             "data": describe_data(data_dir), "voting": voting_rule, "tta": tta, "test_images": int(len(test))}

@@ -125,21 +125,22 @@ class GatedAttentionPooling(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def mil_model(dim: int, units: int = 64, dropout: float = 0.25) -> keras.Model:
+def mil_model(dim: int, units: int = 64, dropout: float = 0.25, num_classes: int = NUM_CLASSES) -> keras.Model:
     """Bag of tile embeddings + mask -> class probabilities and per-tile attention."""
     bag = keras.Input((None, dim), name="bag")
     mask = keras.Input((None,), dtype="bool", name="mask")
     pooled, attention = GatedAttentionPooling(units, name="attention_pool")(bag, mask)
     x = layers.Dropout(dropout, name="head_dropout")(pooled)
-    probabilities = layers.Dense(NUM_CLASSES, activation="softmax", name="head_softmax")(x)
+    probabilities = layers.Dense(num_classes, activation="softmax", name="head_softmax")(x)
     return keras.Model([bag, mask], [probabilities, attention], name="attention_mil")
 
 
 def train_mil(train_bags, train_mask, train_labels, val_bags, val_mask, val_labels, epochs: int = 100,
-              learning_rate: float = 1e-3, seed: int = 42, verbose: int = 0) -> keras.Model:
+              learning_rate: float = 1e-3, seed: int = 42, verbose: int = 0,
+              num_classes: int = NUM_CLASSES) -> keras.Model:
     """Fit the attention-MIL head on frozen embeddings; early stopping on validation loss."""
     keras.utils.set_random_seed(seed)
-    model = mil_model(train_bags.shape[-1])
+    model = mil_model(train_bags.shape[-1], num_classes=num_classes)
     model.compile(keras.optimizers.Adam(learning_rate),
                   loss=[keras.losses.SparseCategoricalCrossentropy(), None])
     model.fit([train_bags, train_mask], train_labels, validation_data=([val_bags, val_mask], val_labels),

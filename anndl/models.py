@@ -52,7 +52,7 @@ def _residual_block(x, filters: int, stride: int, name: str):
 
 
 def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_size: int = 224,
-                   augment: bool = False, seed: int = 42) -> keras.Model:
+                   augment: bool = False, seed: int = 42, num_classes: int = NUM_CLASSES) -> keras.Model:
     """The from-scratch ResNet; input: (tile_size, tile_size, 3) tiles in [0, 255]."""
     inputs = keras.Input((tile_size, tile_size, 3), name="tile")
     x = augmentation(seed)(inputs) if augment else inputs
@@ -67,7 +67,7 @@ def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_siz
             x = _residual_block(x, config.filters * 2 ** s, stride, f"stack{s + 1}_block{b + 1}")
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     x = layers.Dropout(config.dropout, name="head_dropout")(x)
-    outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="head_softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_softmax")(x)
     return keras.Model(inputs, outputs, name="scratch_resnet")
 
 
@@ -80,10 +80,10 @@ VIT_PRESET = "vit_base_patch16_224_imagenet"       # KerasHub preset
 SMOKE_NOTE = "random initialisation (smoke profile: a tiny configuration, NOT pretrained)"
 
 
-def _head(features, units: int, dropout: float):
+def _head(features, units: int, dropout: float, num_classes: int = NUM_CLASSES):
     x = layers.Dense(units, activation="relu", name="head_dense")(features)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(NUM_CLASSES, dtype="float32", name="head_logits")(x)
+    return layers.Dense(num_classes, dtype="float32", name="head_logits")(x)
 
 
 def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) -> tuple[keras.Model, str]:
@@ -146,7 +146,8 @@ def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
 
 
 def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
-                   weights: str | None = None, augment: bool = False, seed: int = 42) -> tuple[keras.Model, str]:
+                   weights: str | None = None, augment: bool = False, seed: int = 42,
+                   num_classes: int = NUM_CLASSES) -> tuple[keras.Model, str]:
     """``kind`` 'convnext', 'vit' or 'encoder' (a local encoder at ``weights``): (model with logits output,
     weights note)."""
     inputs = keras.Input((tile_size, tile_size, 3), name="tile")
@@ -169,7 +170,7 @@ def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 25
         note = f"local encoder {weights}"
     else:
         raise ValueError(f"unknown transfer model {kind!r}")
-    return keras.Model(inputs, _head(features, head_units, head_dropout), name=kind), note
+    return keras.Model(inputs, _head(features, head_units, head_dropout, num_classes), name=kind), note
 
 
 def set_trainable_stage(model: keras.Model, phase: int) -> list[str]:

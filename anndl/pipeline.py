@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from anndl.labels import LABEL_TO_INDEX
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -23,7 +22,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
     """One row per image of ``splits``: path, label index, tile offsets (in tiles.csv order)."""
     subset = tiles[tiles.split.isin(splits)]
-    source = manifest.assign(source=manifest.split)[["source", "sample_index", "image_path"]]
+    source = manifest.assign(source=manifest.split)[["source", "sample_index", "image_path", "label_index"]]
     subset = subset.assign(source=np.where(subset.split == "test", "test", "train"))
     subset = subset.merge(source, on=["source", "sample_index"], how="left", validate="many_to_one")
     if subset.image_path.isna().any():
@@ -31,9 +30,8 @@ def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, 
         raise ValueError(f"tiles.csv: no image for {bad.split}/{bad.sample_index} in the challenge folder")
     keys = ["split", "sample_index"]
     table = subset.groupby(keys, sort=False).agg(
-        image_path=("image_path", "first"), label=("label", "first"),
+        image_path=("image_path", "first"), label=("label", "first"), label_index=("label_index", "first"),
         tile_x=("x", list), tile_y=("y", list), tile_weight=("weight", list)).reset_index()
-    table["label_index"] = table.label.map(LABEL_TO_INDEX).fillna(-1).astype(int)
     return table
 
 
@@ -55,18 +53,8 @@ def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride:
     return tf.gather(flat, (ys // stride) * nw + xs // stride)
 
 
-def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
-                 stride: int | None = None, training: bool = False, batch_size: int = 32,
-                 shuffle_buffer: int = 2048, seed: int = 42, cache: str | Path | None = None,
-                 with_labels: bool = True) -> tf.data.Dataset:
-    """Batches of tiles for the images of ``splits``.
-
-    ``with_labels``: ``(tile, label_index)``, for training and validation loss.
-    Otherwise: ``(tile, image_number, weight)``, where ``image_number`` indexes
-    ``image_table(tiles, manifest, splits)`` (for voting).
-    """
-    stride = stride or tile_size
-    table = image_table(tiles, manifest, splits)
+def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str | Path | None) -> tf.data.Dataset:
+    """``(tile, label_index, image_number, weight)`` per tile: each image decoded once and cut, optionally cached."""
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
         "ys": tf.ragged.constant(table.tile_y.tolist(), dtype=tf.int32),
@@ -80,9 +68,7 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
         image = tf.io.decode_png(tf.io.read_file(item["path"]), channels=3)
         cut = _cut(image, item["ys"], item["xs"], tile_size, stride)
         n = tf.shape(cut)[0]
-        if with_labels:
-            return cut, tf.fill([n], item["label"])
-        return cut, tf.fill([n], item["image"]), item["weights"]
+        return cut, tf.fill([n], item["label"]), tf.fill([n], item["image"]), item["weights"]
 
     ds = ds.map(decode_and_cut, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
     if cache == "memory":
@@ -91,10 +77,40 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         ds = ds.cache(str(cache))
     n_tiles = int(sum(len(v) for v in table.tile_x))
-    ds = ds.apply(tf.data.experimental.assert_cardinality(n_tiles))  # known length: progress bars, no warnings
+    return ds.apply(tf.data.experimental.assert_cardinality(n_tiles))  # known length: progress bars, no warnings
+
+
+def _view(ds: tf.data.Dataset, with_labels: bool, batch_size: int) -> tf.data.Dataset:
+    if with_labels:
+        ds = ds.map(lambda tile, label, image, weight: (tile, label), num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(lambda tile, label, image, weight: (tile, image, weight), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
+                 stride: int | None = None, training: bool = False, batch_size: int = 32,
+                 shuffle_buffer: int = 2048, seed: int = 42, cache: str | Path | None = None,
+                 with_labels: bool = True) -> tf.data.Dataset:
+    """Batches of tiles for the images of ``splits``.
+
+    ``with_labels``: ``(tile, label_index)``, for training and validation loss.
+    Otherwise: ``(tile, image_number, weight)``, where ``image_number`` indexes
+    ``image_table(tiles, manifest, splits)`` (for voting).
+    """
+    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    return _view(ds, with_labels, batch_size)
+
+
+def evaluation_datasets(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *,
+                        tile_size: int = 224, stride: int | None = None, batch_size: int = 32,
+                        cache: str | Path | None = "memory") -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Both views of a labelled split, ``(tile, label_index)`` for the loss and ``(tile, image_number, weight)``
+    for voting, over one stream of tiles: each image is decoded once and its tiles cached once."""
+    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache)
+    return _view(ds, True, batch_size), _view(ds, False, batch_size)
 
 
 def decode_only_dataset(paths: list[str]) -> tf.data.Dataset:

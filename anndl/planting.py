@@ -1,8 +1,11 @@
-"""Plant sticker and green-blob outliers on real images, to check detection beyond synthetic tissue.
+"""Challenge-layout folders built from real images, to check the pipeline beyond synthetic tissue.
 
-Builds a challenge-layout folder from any set of (image, mask) files: the originals as genuine
-images, plus sticker copies (with a byte-identical copy of the twin's mask) and green-blob versions.
-Used by the tests and the benchmark on the real H&E samples in ``../shared/data/he_samples``.
+* :func:`plant_outliers`: any set of (image, mask) files as genuine images, plus sticker copies (with a
+  byte-identical copy of the twin's mask) and green-blob versions, to measure outlier detection.
+* :func:`bach_challenge`: the BACH ROI samples with their own two labels (``classes.txt``), to run the
+  training and out-of-fold comparison on real tissue.
+
+Used by the tests and benchmarks on the real H&E samples in ``../shared/data/he_samples``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anndl.data import read_image, read_mask
+from anndl.data import CLASSES_FILE, SOURCE_FILE, read_image, read_mask
 from anndl.labels import LABELS
 from anndl.synthetic import draw_green_blob, draw_sticker
 
@@ -70,3 +73,28 @@ def bach_pairs(root: Path | str) -> list[tuple[Path, Path]]:
     root = Path(root)
     with open(root / "labels.csv", newline="") as f:
         return [(root / r["image"], root / r["mask"]) for r in csv.DictReader(f)]
+
+
+def bach_challenge(root: Path | str, out: Path | str) -> Path:
+    """The BACH ROI samples (``labels.csv``: image, mask, label) as a challenge folder with their own label
+    set (``classes.txt``, sorted) and a ``source.txt``. Every sample goes to ``train_data/``; ``test_data/``
+    holds a copy of the first pair, because the layout needs a test folder (it is not used for scoring)."""
+    root, out = Path(root), Path(out)
+    with open(root / "labels.csv", newline="") as f:
+        samples = list(csv.DictReader(f))
+    train, test = out / "train_data", out / "test_data"
+    train.mkdir(parents=True)
+    test.mkdir()
+    rows = []
+    for i, sample in enumerate(samples):
+        shutil.copyfile(root / sample["image"], train / f"img_{i:04d}.png")
+        shutil.copyfile(root / sample["mask"], train / f"mask_{i:04d}.png")
+        rows.append([f"img_{i:04d}.png", sample["label"]])
+    for kind in ("img", "mask"):
+        shutil.copyfile(train / f"{kind}_0000.png", test / f"{kind}_0000.png")
+    with open(out / "train_labels.csv", "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([["sample_index", "label"], *rows])
+    classes = sorted({label for _, label in rows})
+    (out / CLASSES_FILE).write_text("\n".join(classes) + "\n")
+    (out / SOURCE_FILE).write_text(f"real H&E: BACH ROI samples ({len(rows)} images, classes {', '.join(classes)})\n")
+    return out

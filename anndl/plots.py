@@ -21,13 +21,14 @@ def save_fig(fig, name: str, figures_dir: Path | str, dpi: int = 110) -> Path:
     return path
 
 
-def class_distribution(labels: pd.Series, ax=None, title: str = "Images per class"):
-    """Bar chart of label counts in the fixed label order."""
+def class_distribution(labels: pd.Series, ax=None, title: str = "Images per class", classes=LABELS):
+    """Bar chart of label counts in the label set's order."""
     ax = ax or plt.subplots(figsize=(6, 3.2))[1]
-    counts = labels.value_counts().reindex(list(LABELS), fill_value=0)
-    bars = ax.bar(range(len(LABELS)), counts.values, color=["#c67fae", "#8e5ea2", "#3e95cd", "#e8a33d"])
+    counts = labels.value_counts().reindex(list(classes), fill_value=0)
+    palette = ["#c67fae", "#8e5ea2", "#3e95cd", "#e8a33d"]
+    bars = ax.bar(range(len(classes)), counts.values, color=[palette[i % 4] for i in range(len(classes))])
     ax.bar_label(bars)
-    ax.set_xticks(range(len(LABELS)), LABELS)
+    ax.set_xticks(range(len(classes)), classes)
     ax.set_title(title)
     return ax
 
@@ -80,7 +81,7 @@ def tile_selection(image_path, mask_path, grid: pd.DataFrame, kept: pd.DataFrame
     return axes
 
 
-def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion matrix (images)"):
+def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion matrix (images)", classes=LABELS):
     """Counts with row-normalised shading; rows: true class, columns: predicted."""
     ax = ax or plt.subplots(figsize=(4.8, 4.2))[1]
     shade = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -88,9 +89,9 @@ def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if shade[i, j] > 0.5 else "black")
-    short = [label.replace("Triple negative", "Triple neg.") for label in LABELS]
-    ax.set_xticks(range(len(LABELS)), short, rotation=30, ha="right")
-    ax.set_yticks(range(len(LABELS)), short)
+    short = [label.replace("Triple negative", "Triple neg.") for label in classes]
+    ax.set_xticks(range(len(classes)), short, rotation=30, ha="right")
+    ax.set_yticks(range(len(classes)), short)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)

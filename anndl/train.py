@@ -56,14 +56,14 @@ def make_loss(config: TrainConfig, from_logits: bool = False) -> keras.losses.Lo
     return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
+def class_weights(labels: np.ndarray, n_classes: int = NUM_CLASSES) -> dict[int, float]:
     """Inverse-frequency weights n / (k * count), for weighted cross-entropy."""
-    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
-    return {c: float(len(labels) / (NUM_CLASSES * counts[c])) if counts[c] else 0.0 for c in range(NUM_CLASSES)}
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    return {c: float(len(labels) / (n_classes * counts[c])) if counts[c] else 0.0 for c in range(n_classes)}
 
 
-def one_hot(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    return dataset.map(lambda x, y: (x, tf.one_hot(y, NUM_CLASSES)), num_parallel_calls=tf.data.AUTOTUNE)
+def one_hot(dataset: tf.data.Dataset, n_classes: int = NUM_CLASSES) -> tf.data.Dataset:
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, n_classes)), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 class ImageF1(keras.callbacks.Callback):
@@ -82,7 +82,7 @@ class ImageF1(keras.callbacks.Callback):
         probabilities, numbers, weights = predict_tiles(self.model, self.dataset, self.from_logits)
         for rule in VOTING_RULES:
             logs[f"val_image_f1_{rule}"] = macro_f1(self.y_true, vote(probabilities, numbers, weights,
-                                                                      len(self.y_true), rule))
+                                                                      len(self.y_true), rule), probabilities.shape[1])
         logs[MONITOR] = logs[f"val_image_f1_{self.rule}"]
 
 
@@ -111,8 +111,10 @@ def fit(model: keras.Model, train_ds, val_ds, val_infer_ds, val_labels: np.ndarr
                                         save_weights_only=True, initial_value_threshold=initial_best),
         keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
     ]
-    weights = class_weights(train_labels) if config.loss == "weighted_crossentropy" else None
-    history = model.fit(one_hot(train_ds), validation_data=one_hot(val_ds), epochs=initial_epoch + config.epochs,
+    n_classes = int(model.output_shape[-1])
+    weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
+    history = model.fit(one_hot(train_ds, n_classes), validation_data=one_hot(val_ds, n_classes),
+                        epochs=initial_epoch + config.epochs,
                         initial_epoch=initial_epoch, callbacks=callbacks, class_weight=weights, verbose=2,
                         shuffle=False)  # the dataset shuffles itself, with a seed
     model.load_weights(best)

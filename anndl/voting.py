@@ -27,80 +27,85 @@ VOTING_RULES = ("hard", "soft")
 
 def vote(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarray, n_images: int,
          rule: str = "hard") -> np.ndarray:
-    """Class index per image (``n_images``) from tile probabilities (n_tiles, NUM_CLASSES)."""
+    """Class index per image (``n_images``) from tile probabilities (n_tiles, n_classes)."""
     probabilities = np.asarray(probabilities, np.float64)
     image_numbers = np.asarray(image_numbers)
     missing = np.setdiff1d(np.arange(n_images), image_numbers)
     if missing.size:
         raise ValueError(f"{missing.size} images have no tile prediction (e.g. image number {missing[0]})")
-    summed = np.zeros((n_images, NUM_CLASSES))
+    n_classes = probabilities.shape[1]
+    summed = np.zeros((n_images, n_classes))
     np.add.at(summed, image_numbers, probabilities)
     if rule == "soft":
-        weighted = np.zeros((n_images, NUM_CLASSES))
+        weighted = np.zeros((n_images, n_classes))
         np.add.at(weighted, image_numbers, probabilities * np.asarray(weights, np.float64)[:, None])
         return weighted.argmax(1)
     if rule != "hard":
         raise ValueError(f"voting rule must be one of {VOTING_RULES}, got {rule!r}")
-    votes = np.zeros((n_images, NUM_CLASSES))
+    votes = np.zeros((n_images, n_classes))
     np.add.at(votes, (image_numbers, probabilities.argmax(1)), 1)
     tied = votes == votes.max(1, keepdims=True)
     return np.where(tied, summed, -np.inf).argmax(1)
 
 
-def macro_f1(y_true, y_pred) -> float:
-    """Macro F1 over the four classes (a class absent from both counts as F1 0, as on Kaggle)."""
-    return float(f1_score(y_true, y_pred, labels=list(range(NUM_CLASSES)), average="macro", zero_division=0))
+def macro_f1(y_true, y_pred, n_classes: int = NUM_CLASSES) -> float:
+    """Macro F1 over the ``n_classes`` classes (a class absent from both counts as F1 0, as on Kaggle)."""
+    return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
 
 
-def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                 n_classes: int = NUM_CLASSES) -> tuple[float, float]:
     """Percentile bootstrap interval of macro F1, resampling images."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     rng = np.random.default_rng(seed)
-    scores = [macro_f1(y_true[i], y_pred[i]) for i in rng.integers(0, len(y_true), (n_boot, len(y_true)))]
+    scores = [macro_f1(y_true[i], y_pred[i], n_classes)
+              for i in rng.integers(0, len(y_true), (n_boot, len(y_true)))]
     low, high = np.percentile(scores, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return float(low), float(high)
 
 
-def per_class_table(y_true, y_pred) -> pd.DataFrame:
+def per_class_table(y_true, y_pred, classes: tuple[str, ...] = LABELS) -> pd.DataFrame:
     """Precision, recall, F1 and support per class."""
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(NUM_CLASSES)), zero_division=0)
-    return pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=list(LABELS)).round(4)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(len(classes))), zero_division=0)
+    return pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=list(classes)).round(4)
 
 
-def confusion(y_true, y_pred) -> np.ndarray:
-    return confusion_matrix(y_true, y_pred, labels=list(range(NUM_CLASSES)))
+def confusion(y_true, y_pred, n_classes: int = NUM_CLASSES) -> np.ndarray:
+    return confusion_matrix(y_true, y_pred, labels=list(range(n_classes)))
 
 
-def image_scores(y_true, y_pred, seed: int = 0) -> dict:
-    """Macro F1 with its bootstrap interval, accuracy and the image count."""
-    low, high = bootstrap_ci(y_true, y_pred, seed=seed)
-    return {"macro_f1": round(macro_f1(y_true, y_pred), 4), "macro_f1_ci95": [round(low, 4), round(high, 4)],
+def image_scores(y_true, y_pred, seed: int = 0, n_classes: int = NUM_CLASSES) -> dict:
+    """Macro F1 over ``n_classes`` classes with its bootstrap interval, accuracy and the image count."""
+    low, high = bootstrap_ci(y_true, y_pred, seed=seed, n_classes=n_classes)
+    return {"macro_f1": round(macro_f1(y_true, y_pred, n_classes), 4), "macro_f1_ci95": [round(low, 4), round(high, 4)],
             "accuracy": round(float(np.mean(np.asarray(y_true) == np.asarray(y_pred))), 4),
             "images": int(len(y_true))}
 
 
-def write_submission(sample_indices, predictions, path: Path | str, expected: set[str] | None = None) -> Path:
+def write_submission(sample_indices, predictions, path: Path | str, expected: set[str] | None = None,
+                     classes: tuple[str, ...] = LABELS) -> Path:
     """Write ``sample_index,label`` with one row per test image, in sample order, exact label strings.
 
     ``expected``: the test images of the challenge folder; every one must appear exactly once.
     """
     frame = pd.DataFrame({"sample_index": list(sample_indices),
-                          "label": [LABELS[int(i)] for i in predictions]})
-    validate_submission(frame, expected)
+                          "label": [classes[int(i)] for i in predictions]})
+    validate_submission(frame, expected, classes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.sort_values("sample_index").to_csv(path, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     return path
 
 
-def validate_submission(frame: pd.DataFrame, expected: set[str] | None = None) -> None:
+def validate_submission(frame: pd.DataFrame, expected: set[str] | None = None,
+                        classes: tuple[str, ...] = LABELS) -> None:
     """Raise ValueError unless every expected image appears once with a known label."""
     if list(frame.columns) != ["sample_index", "label"]:
         raise ValueError(f"submission columns are {list(frame.columns)}; expected ['sample_index', 'label']")
     duplicated = frame.sample_index[frame.sample_index.duplicated()]
     if len(duplicated):
         raise ValueError(f"submission has {len(duplicated)} duplicate rows, e.g. {duplicated.iloc[0]}")
-    unknown = set(frame.label) - set(LABELS)
+    unknown = set(frame.label) - set(classes)
     if unknown:
         raise ValueError(f"submission has unknown labels {sorted(unknown)}")
     if expected is not None:

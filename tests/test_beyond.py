@@ -9,6 +9,7 @@ import pytest
 
 from anndl import mil, tiling
 from anndl.voting import dihedral, predict_tiles
+from tests.conftest import HE_SAMPLES, TINY
 
 
 def test_folds_are_balanced_group_safe_and_seeded():
@@ -117,3 +118,49 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, tmp_path):
             "attention-MIL on scratch_resnet embeddings"} <= set(table.variant)
     assert (table.images == len(details["y_true"])).all()
     assert (table.ci95_low <= table.oof_macro_f1).all() and (table.oof_macro_f1 <= table.ci95_high).all()
+
+
+def _two_class_copy(data_copy):
+    """The tiny folder relabelled into two classes (``classes.txt``: other, luminal)."""
+    path = data_copy / "train_labels.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [line.split(",")[0] + ("," + ("luminal" if "Luminal" in line else "other"))
+                                            for line in lines[1:]]) + "\n")
+    (data_copy / "classes.txt").write_text("other\nluminal\n")
+    return data_copy
+
+
+@pytest.mark.slow
+def test_another_label_set_runs_end_to_end(data_copy, tiny_data, tmp_path):
+    from anndl import compare, experiment
+
+    folder = _two_class_copy(data_copy)
+    prep = experiment.prepare(folder, tmp_path / "work")
+    assert prep.classes == ("other", "luminal")
+    experiment.train_folds(prep, tmp_path / "run", "scratch_resnet", "smoke", folds=2, epochs=1)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["classes"] == ["other", "luminal"]
+    model, _ = experiment.load_run(tmp_path / "run" / "fold_0")
+    assert model.output_shape[-1] == 2
+    oof = pd.read_csv(tmp_path / "run" / "oof_predictions.csv")
+    assert set(oof.pred_hard) <= {"other", "luminal"}
+    table, _ = compare.compare_variants(prep, {"scratch_resnet": tmp_path / "run"})
+    assert "attention-MIL on scratch_resnet embeddings" in set(table.variant)
+    submission = pd.read_csv(experiment.predict_run(tmp_path / "run", folder, tmp_path / "sub.csv"))
+    assert set(submission.label) <= {"other", "luminal"} and len(submission) == TINY["n_test"]
+    with pytest.raises(ValueError, match="predicts \\['other', 'luminal'\\]"):
+        experiment.predict_run(tmp_path / "run", tiny_data, tmp_path / "wrong.csv")
+
+
+@pytest.mark.real
+@pytest.mark.skipif(not (HE_SAMPLES / "bach_roi").is_dir(), reason="real H&E samples not present")
+def test_bach_samples_as_a_two_class_challenge_folder(tmp_path):
+    from anndl import experiment, planting
+
+    folder = planting.bach_challenge(HE_SAMPLES / "bach_roi", tmp_path / "bach")
+    prep = experiment.prepare(folder, tmp_path / "work")
+    assert prep.classes == ("in_situ", "invasive")
+    assert prep.manifest.query("split == 'train'").label.value_counts().to_dict() == {"invasive": 11, "in_situ": 6}
+    assert (prep.clean.status == "kept").all()  # real tissue: nothing flagged, nothing lost
+    assert set(prep.tiles[prep.tiles.split != "test"].sample_index) == set(prep.clean.sample_index)
+    assert prep.data_note.startswith("real H&E: BACH ROI samples")

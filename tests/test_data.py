@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from anndl.data import DataError, read_challenge, read_image, read_mask, resolve_data_dir
+from anndl.data import DataError, describe_data, read_challenge, read_classes, read_image, read_mask, resolve_data_dir
 from anndl.labels import LABELS
 
 
@@ -94,6 +94,27 @@ def _rewrite_labels(data_copy, edit):
 def test_unknown_label(data_copy):
     _rewrite_labels(data_copy, lambda ls: [ls[0], ls[1].split(",")[0] + ",Triple Negative"] + ls[2:])
     _expect(data_copy, "train_labels.csv", "line 2", "unknown label 'Triple Negative'")
+
+
+def test_classes_file_sets_another_label_set(data_copy):
+    _rewrite_labels(data_copy, lambda ls: [ls[0]] + [l.split(",")[0] + ("," + ("luminal" if "Luminal" in l else "other"))
+                                                     for l in ls[1:]])
+    (data_copy / "classes.txt").write_text("other\nluminal\n")
+    (data_copy / "source.txt").write_text("two-class relabelling of the tiny set\n")
+    train = read_challenge(data_copy).query("split == 'train'")
+    assert read_classes(data_copy) == ("other", "luminal")
+    assert set(train.label) == {"other", "luminal"}
+    assert (train.label_index == train.label.map(["other", "luminal"].index)).all()
+    assert describe_data(data_copy).startswith("two-class relabelling of the tiny set at ")
+
+
+def test_classes_file_faults(data_copy):
+    (data_copy / "classes.txt").write_text("Luminal A\nLuminal B\n")  # the CSV still has HER2(+) rows
+    _expect(data_copy, "train_labels.csv", "unknown label", "expected one of ['Luminal A', 'Luminal B']")
+    (data_copy / "classes.txt").write_text("Luminal A\n")
+    _expect(data_copy, "classes.txt", "at least two labels")
+    (data_copy / "classes.txt").write_text("a\nb\na\n")
+    _expect(data_copy, "classes.txt", "lists a label twice")
 
 
 def test_duplicate_sample_index(data_copy):

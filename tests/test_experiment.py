@@ -1,5 +1,7 @@
 """The shared steps reuse earlier outputs only when they come from the same data and settings."""
 
+import json
+
 from anndl import experiment, synthetic, tiling
 
 
@@ -13,6 +15,19 @@ def test_prepare_reuses_only_outputs_of_the_same_data(tiny_data, tmp_path, capsy
     swapped = experiment.prepare(other, tmp_path / "work")
     assert "reusing" not in capsys.readouterr().out
     assert set(swapped.clean.sample_index) == {f"img_{i:04d}.png" for i in range(16)}
-    assert "fingerprint" in swapped.data_note or swapped.data_note  # provenance is recorded
+    recorded = json.loads((tmp_path / "work" / "clean" / "clean_summary.json").read_text())["data"]
+    assert recorded == experiment.data_note(other, swapped.manifest) and "[fingerprint " in recorded
     smaller = experiment.prepare(other, tmp_path / "work", tiling_config=tiling.TilingConfig(tile_size=64))
     assert (smaller.tiles.x % 64 == 0).all() and len(smaller.tiles) > len(swapped.tiles)
+
+
+def test_changed_cleaning_settings_redo_cleaning_split_and_tiles(tiny_data, tmp_path, capsys):
+    experiment.prepare(tiny_data, tmp_path / "work")
+    info_path = tmp_path / "work" / "clean" / "clean_summary.json"
+    info = json.loads(info_path.read_text())
+    info["config"]["sticker_min_z"] = 3.0  # outputs of other settings, e.g. an older version
+    info_path.write_text(json.dumps(info))
+    capsys.readouterr()
+    experiment.prepare(tiny_data, tmp_path / "work")
+    assert "reusing" not in capsys.readouterr().out
+    assert json.loads(info_path.read_text())["config"]["sticker_min_z"] == experiment.outliers.OutlierConfig().sticker_min_z

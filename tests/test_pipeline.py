@@ -5,7 +5,7 @@ import pandas as pd
 
 from anndl import outliers, tiling
 from anndl.data import read_challenge, read_image
-from anndl.pipeline import image_table, tile_dataset
+from anndl.pipeline import evaluation_datasets, image_table, tile_dataset
 
 
 def _tiles(tiny_data, tile_size=64, stride=64):
@@ -70,3 +70,17 @@ def test_shuffle_is_seeded_and_cache_gives_same_tiles(tiny_data, tmp_path):
     epoch2 = np.concatenate([x.numpy() for x, _ in cached])
     np.testing.assert_array_equal(epoch1, epoch2)
     assert list((tmp_path / "c").iterdir())
+
+
+def test_evaluation_views_share_one_decoded_cache(data_copy):
+    manifest, tiles = _tiles(data_copy)
+    expected = _expected(manifest, tiles, "val", 64)
+    labelled, inference = evaluation_datasets(tiles, manifest, ("val",), tile_size=64, batch_size=4)
+    x = np.concatenate([x.numpy() for x, _ in labelled])   # decodes each image once and fills the cache
+    np.testing.assert_array_equal(x, expected)
+    for path in (data_copy / "train_data").glob("img_*.png"):
+        path.unlink()                                       # a second decode would now fail
+    batches = list(inference)
+    np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in batches]), expected)
+    numbers = np.concatenate([b[1].numpy() for b in batches])
+    assert set(numbers) == set(range(len(image_table(tiles, manifest, ("val",)))))

@@ -37,6 +37,20 @@ def test_macro_f1_and_bootstrap_interval():
     assert low < score < high and high - low > 0.05
 
 
+def test_two_class_label_set_scores_and_submits_its_own_labels(tmp_path):
+    y_true, y_pred = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])
+    assert voting.macro_f1(y_true, y_pred, n_classes=2) == pytest.approx((0.8 + 2 / 3) / 2)
+    assert voting.macro_f1(y_true, y_pred) == pytest.approx((0.8 + 2 / 3) / 4)  # 4 classes: two absent ones count 0
+    p = np.array([[.9, .1], [.2, .8], [.3, .7]])
+    assert voting.vote(p, np.array([0, 1, 1]), np.ones(3), 2).tolist() == [0, 1]
+    classes = ("in_situ", "invasive")
+    path = voting.write_submission(["img_0001.png", "img_0000.png"], [1, 0], tmp_path / "s.csv", classes=classes)
+    assert path.read_text().splitlines() == ["sample_index,label", "img_0000.png,in_situ", "img_0001.png,invasive"]
+    with pytest.raises(ValueError, match="unknown labels"):
+        voting.validate_submission(pd.DataFrame({"sample_index": ["img_0000.png"], "label": ["Luminal A"]}),
+                                   classes=classes)
+
+
 def test_submission_has_every_test_image_once(tmp_path):
     names = [f"img_{i:04d}.png" for i in range(5)]
     path = voting.write_submission(names[::-1], [0, 1, 2, 3, 0], tmp_path / "s.csv", expected=set(names))

@@ -1,0 +1,87 @@
+"""Issue 7's measurement: every variant (single model, ensemble, TTA, attention-MIL) out-of-fold on the
+same K folds, each with its bootstrap 95% interval and its prediction cost per image.
+
+Trains K-fold runs for each family (skipped when the run already has its ``metrics.json``), compares them
+with ``anndl.compare.compare_variants`` and writes the table to ``OUT/runs/compare_<tag>.csv|md`` and a
+copy with its settings to ``bench/results/``. The results table (``anndl report``) then holds the
+out-of-fold rows of every run.
+
+Usage:
+  python bench/oof_compare.py                        # synthetic default, 3 folds, report settings, 12 epochs
+  python bench/oof_compare.py --bach ../shared/data/he_samples/bach_roi --tag bach --epochs 40
+Families: ``scratch_resnet`` (the report's settings) and ``scratch_resnet_aug`` (the same with flip/rotation
+augmentation); pretrained families need weights this machine cannot download (``--family convnext`` with
+``--weights``).
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anndl import experiment, planting  # noqa: E402
+from anndl.compare import compare_variants, overlapping  # noqa: E402
+from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
+from anndl.data import resolve_data_dir  # noqa: E402
+from anndl.report import markdown_table, write_report  # noqa: E402
+
+FAMILIES = {"scratch_resnet": ("scratch_resnet", {}), "scratch_resnet_aug": ("scratch_resnet", {"augment": True})}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="default: data/ (else the synthetic default)")
+    parser.add_argument("--out", type=Path, default=OUTPUTS)
+    parser.add_argument("--bach", type=Path, default=None,
+                        help="the BACH ROI samples folder: build a two-class challenge folder from it and use that")
+    parser.add_argument("--tag", default="synthetic")
+    parser.add_argument("--family", nargs="+", default=list(FAMILIES), choices=list(FAMILIES) + ["convnext", "vit"])
+    parser.add_argument("--profile", default="full", choices=["smoke", "full"])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=12, help="cap on the profile's epochs (CPU budget)")
+    parser.add_argument("--mixed-precision", default="mixed_bfloat16")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+
+    work = args.out / args.tag if args.tag != "synthetic" else args.out
+    if args.bach:
+        args.data = work / "data"
+        if not args.data.is_dir():
+            planting.bach_challenge(args.bach, args.data)
+    data = resolve_data_dir(args.data or DATA_ROOT, SYNTHETIC_DEFAULT)
+    prep = experiment.prepare(data, work, seed=args.seed)
+    runs, timings = {}, {}
+    for family in args.family:
+        model, overrides = FAMILIES.get(family, (family, {}))
+        run_dir = work / "runs" / f"{family}_{args.profile}_k{args.folds}_e{args.epochs}"
+        if not (run_dir / "metrics.json").is_file():
+            start = time.perf_counter()
+            experiment.train_folds(prep, run_dir, model, args.profile, args.folds, seed=args.seed, epochs=args.epochs,
+                                   mixed_precision=args.mixed_precision, overrides=overrides,
+                                   **({"weights": args.weights} if args.weights and model != "scratch_resnet" else {}))
+            timings[family] = round(time.perf_counter() - start, 1)
+        runs[family] = run_dir
+    table, _ = compare_variants(prep, runs, seed=args.seed)
+    base = table.variant.iloc[0]
+    table["vs_" + base] = ["—"] + ["overlaps: no real difference" if overlapping(table, base, v)
+                                   else "separate intervals" for v in table.variant.iloc[1:]]
+    settings = {"data": prep.data_note, "profile": args.profile, "folds": args.folds, "epochs_cap": args.epochs,
+                "mixed_precision": args.mixed_precision, "seed": args.seed, "families": args.family,
+                "runs": {k: str(v) for k, v in runs.items()}, "train_seconds": timings,
+                "ms_per_image": "prediction time on this machine per out-of-fold image (2-core CPU unless noted)"}
+    heading = (f"# Out-of-fold comparison ({args.tag})\n\n{json.dumps(settings, indent=1)}\n\n")
+    for folder in (work / "runs", RESULTS):
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / f"compare_{args.tag}.csv", index=False, lineterminator="\n")
+        (folder / f"compare_{args.tag}.md").write_text(heading + markdown_table(table) + "\n")
+    write_report(work / "runs")
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
