@@ -25,8 +25,10 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
                      seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Out-of-fold scores of every variant for K-fold runs sharing one ``folds.csv``.
 
-    ``runs``: {name: K-fold run folder}. Returns the table (variant, macro F1, interval, seconds per image)
-    and the per-image out-of-fold predictions with the MIL attention of the last fold (for drawing).
+    ``runs``: {name: K-fold run folder}. Returns the table (variant, macro F1 and its interval, milliseconds
+    per image at prediction, and the ``gain`` over the first run's single model (the first row) with its
+    paired-bootstrap interval and a verdict) and the per-image out-of-fold predictions with the MIL attention of the last
+    fold (for drawing). ``ms_per_image`` is wall time on this machine, loading the fold models included.
     """
     names = list(runs)
     folds_files = {(Path(r) / "folds.csv").read_text() for r in runs.values()}
@@ -82,17 +84,17 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         n_images_total += len(table)
     y_true = np.concatenate(truth)
     rows = []
+    base = np.concatenate(preds[names[0]])
     for variant, parts in preds.items():
-        scores = voting.image_scores(y_true, np.concatenate(parts), seed, len(prep.classes))
+        predicted = np.concatenate(parts)
+        scores = voting.image_scores(y_true, predicted, seed, len(prep.classes))
+        gain = voting.paired_difference(y_true, base, predicted, seed=seed, n_classes=len(prep.classes))
         rows.append({"variant": variant, "oof_macro_f1": scores["macro_f1"],
                      "ci95_low": scores["macro_f1_ci95"][0], "ci95_high": scores["macro_f1_ci95"][1],
-                     "images": scores["images"], "ms_per_image": round(1000 * cost[variant] / n_images_total, 1)})
+                     "images": scores["images"], "ms_per_image": round(1000 * cost[variant] / n_images_total, 1),
+                     "gain": gain["gain"], "gain_ci95": gain["gain_ci95"],
+                     "verdict": "—" if variant == names[0] else
+                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)")})
     details = {"y_true": y_true, "images": np.concatenate(images),
                "predictions": {v: np.concatenate(p) for v, p in preds.items()}, "attention": attention}
     return pd.DataFrame(rows), details
-
-
-def overlapping(table: pd.DataFrame, a: str, b: str) -> bool:
-    """True when two variants' 95% intervals overlap (no clear difference at this sample size)."""
-    x, y = table.set_index("variant").loc[a], table.set_index("variant").loc[b]
-    return not (x.ci95_high < y.ci95_low or y.ci95_high < x.ci95_low)

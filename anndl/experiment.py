@@ -102,12 +102,22 @@ def _made_from(info_path: Path, note: str) -> bool:
 
 
 def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
-                weights: str | None = None, num_classes: int = len(LABELS)):
+                weights: str | None = None, num_classes: int = len(LABELS), mixed_precision: str | None = None):
     """(model, phases, record) for a model name and profile.
 
     ``phases``: one ``(TrainConfig, stage)`` per training phase (stage: what trains, see
-    ``set_trainable_stage``; None: everything). ``record`` says what weights the model starts from.
+    ``set_trainable_stage``; None: everything). ``record`` says what weights the model starts from and
+    how it was built (``train_run(..., built=...)`` checks that against what it is asked to train).
     """
+    keras.utils.set_random_seed(seed)  # the same initial weights wherever the model is built
+    with precision_policy(mixed_precision):
+        model, phases, record = _build(name, profile, tile_size, augment, seed, weights, num_classes)
+    record["built_as"] = {"model": name, "profile": profile, "tile_size": tile_size, "augment": augment,
+                          "weights": weights, "num_classes": num_classes, "mixed_precision": mixed_precision}
+    return model, phases, record
+
+
+def _build(name, profile, tile_size, augment, seed, weights, num_classes):
     if name == "scratch_resnet":
         if weights:
             raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
@@ -163,13 +173,15 @@ def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = Fal
 
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
               epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
-              overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True) -> dict:
+              overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True,
+              built: tuple | None = None) -> dict:
     """Train one model on ``prep`` (one phase, or two for transfer learning) and write model, config,
     logs and metrics into ``run_dir``.
 
     ``epochs`` overrides every phase's epoch count; ``overrides`` other ``TrainConfig`` fields.
     ``with_baselines``: also score the majority-class and colour-histogram baselines on the same split
-    (recorded in ``metrics.json`` under ``baselines``).
+    (recorded in ``metrics.json`` under ``baselines``). ``built``: what ``build_model`` returned for
+    these same settings (e.g. in a notebook that showed the model first), trained instead of a new build.
     """
     from anndl.train import get_strategy
 
@@ -177,14 +189,23 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
         prep.baseline_scores = run_baselines(prep.manifest, prep.split, n_classes=len(prep.classes))
     baseline_scores = prep.baseline_scores if with_baselines else None
-    keras.utils.set_random_seed(42)
+    if built is not None and strategy not in (None, "default"):
+        raise ValueError("built= takes a model built outside any distribution strategy; leave strategy unset")
     strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}),
                    **({"mixed_precision": mixed_precision} if mixed_precision else {}))
     augment = changes.pop("augment", False)
+    settings = dict(augment=augment, weights=weights, num_classes=len(prep.classes), mixed_precision=mixed_precision)
+    if built is not None:
+        expected = {"model": model_name, "profile": profile, "tile_size": prep.tiling.tile_size, **settings}
+        if built[2].get("built_as") != expected:
+            raise ValueError(f"the model passed as built= was built as {built[2].get('built_as')}, "
+                             f"but this run asks for {expected}")
+        model, phases, record = built
     with precision_policy(mixed_precision), strategy.scope():
-        model, phases, record = build_model(model_name, profile, prep.tiling.tile_size, augment=augment,
-                                            weights=weights, num_classes=len(prep.classes))
+        if built is None:
+            model, phases, record = build_model(model_name, profile, prep.tiling.tile_size, **settings)
+        keras.utils.set_random_seed(42)  # training (shuffling, dropout) starts from the same state either way
         phases = [(dataclasses.replace(c, augment=augment, **changes), stage) for c, stage in phases]
         first = phases[0][0]
         train_ds, val_ds, val_infer, val_table = _datasets(prep, first.batch_size, first.cache, first.seed)

@@ -52,7 +52,14 @@ def write_report(runs_dir: Path | str, out_dir: Path | str | None = None) -> pd.
     note = ("Validation scores are image-level macro F1 with a bootstrap 95% interval, on "
             f"{table.data.iloc[0]}. Smoke-profile rows are checks that the code runs, not results. "
             "The last column is the report's published Kaggle test score on the real data.\n\n")
-    (out_dir / "results.md").write_text("# Results\n\n" + note + markdown_table(shown) + "\n")
+    sections = ["# Results\n\n" + note + markdown_table(shown) + "\n"]
+    for path in sorted(Path(runs_dir).glob("compare_*.csv")):  # written by bench/oof_compare.py
+        variants = pd.read_csv(path)
+        sections.append(f"## Variants on the same folds: {path.stem.removeprefix('compare_')}\n\n"
+                        "Out-of-fold image macro F1 with its bootstrap 95% interval; `gain` is the difference to the "
+                        "first row with a paired-bootstrap interval; `ms_per_image` is prediction time per image "
+                        f"(`{path.name}`, details in `{path.with_suffix('.md').name}`).\n\n" + markdown_table(variants) + "\n")
+    (out_dir / "results.md").write_text("\n".join(sections))
     return table
 
 

@@ -64,6 +64,20 @@ def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float
     return float(low), float(high)
 
 
+def paired_difference(y_true, pred_a, pred_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                      n_classes: int = NUM_CLASSES) -> dict:
+    """Macro F1 of ``pred_b`` minus that of ``pred_a`` on the same images, with a paired bootstrap interval
+    (both scored on each resample). An interval that contains 0 shows no real difference."""
+    y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
+    rng = np.random.default_rng(seed)
+    diffs = [macro_f1(y_true[i], pred_b[i], n_classes) - macro_f1(y_true[i], pred_a[i], n_classes)
+             for i in rng.integers(0, len(y_true), (n_boot, len(y_true)))]
+    low, high = np.percentile(diffs, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    gain = macro_f1(y_true, pred_b, n_classes) - macro_f1(y_true, pred_a, n_classes)
+    return {"gain": round(gain, 4), "gain_ci95": [round(float(low), 4), round(float(high), 4)],
+            "real_difference": bool(low > 0 or high < 0)}
+
+
 def per_class_table(y_true, y_pred, classes: tuple[str, ...] = LABELS) -> pd.DataFrame:
     """Precision, recall, F1 and support per class."""
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(len(classes))), zero_division=0)

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anndl import experiment, planting  # noqa: E402
-from anndl.compare import compare_variants, overlapping  # noqa: E402
+from anndl.compare import compare_variants  # noqa: E402
 from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
 from anndl.report import markdown_table, write_report  # noqa: E402
@@ -67,9 +67,6 @@ def main() -> None:
             timings[family] = round(time.perf_counter() - start, 1)
         runs[family] = run_dir
     table, _ = compare_variants(prep, runs, seed=args.seed)
-    base = table.variant.iloc[0]
-    table["vs_" + base] = ["—"] + ["overlaps: no real difference" if overlapping(table, base, v)
-                                   else "separate intervals" for v in table.variant.iloc[1:]]
     settings = {"data": prep.data_note, "profile": args.profile, "folds": args.folds, "epochs_cap": args.epochs,
                 "mixed_precision": args.mixed_precision, "seed": args.seed, "families": args.family,
                 "runs": {k: str(v) for k, v in runs.items()}, "train_seconds": timings,

@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from anndl import experiment, synthetic, tiling
 
 
@@ -31,3 +34,17 @@ def test_changed_cleaning_settings_redo_cleaning_split_and_tiles(tiny_data, tmp_
     experiment.prepare(tiny_data, tmp_path / "work")
     assert "reusing" not in capsys.readouterr().out
     assert json.loads(info_path.read_text())["config"]["sticker_min_z"] == experiment.outliers.OutlierConfig().sticker_min_z
+
+
+def test_train_run_trains_the_model_a_notebook_already_built(tiny_data, tmp_path):
+    prep = experiment.prepare(tiny_data, tmp_path / "work")
+    built = experiment.build_model("scratch_resnet", "smoke", prep.tiling.tile_size)
+    again = experiment.build_model("scratch_resnet", "smoke", prep.tiling.tile_size)
+    for a, b in zip(built[0].get_weights(), again[0].get_weights()):  # seeded: the same start wherever built
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="was built as"):
+        experiment.train_run(prep, tmp_path / "other", "scratch_resnet", "smoke", epochs=1, built=built,
+                             overrides={"augment": True})
+    result = experiment.train_run(prep, tmp_path / "run", "scratch_resnet", "smoke", epochs=1, built=built,
+                                  with_baselines=False)
+    assert result["model"] is built[0] and (tmp_path / "run" / "model.keras").is_file()

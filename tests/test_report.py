@@ -35,3 +35,14 @@ def test_table_rows_come_from_runs(tmp_path):
 def test_no_runs_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no metrics.json"):
         write_report(tmp_path)
+
+
+def test_other_label_sets_get_no_challenge_reference_and_comparisons_are_included(tmp_path):
+    _metrics(tmp_path / "bach", "scratch_resnet", classes=["in_situ", "invasive"])
+    pd.DataFrame({"variant": ["scratch_resnet", "scratch_resnet + TTA"], "oof_macro_f1": [0.5, 0.55],
+                  "gain": [0.0, 0.05], "verdict": ["—", "no real difference (interval holds 0)"]}
+                 ).to_csv(tmp_path / "compare_bach.csv", index=False)
+    table = write_report(tmp_path)
+    assert table["report_test_f1 (real data, for reference)"].isna().all()  # a challenge score means nothing here
+    text = (tmp_path / "results.md").read_text()
+    assert "## Variants on the same folds: bach" in text and "| scratch_resnet + TTA | 0.55 |" in text

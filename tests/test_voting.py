@@ -61,3 +61,20 @@ def test_submission_has_every_test_image_once(tmp_path):
     assert set(frame.label) <= {"Luminal A", "Luminal B", "HER2(+)", "Triple negative"}
     with pytest.raises(ValueError, match="misses 1 test images"):
         voting.write_submission(names[:4], [0, 0, 0, 0], tmp_path / "t.csv", expected=set(names))
+
+
+def test_paired_difference_sees_a_consistent_gain_that_separate_intervals_miss():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 120)
+    a = np.where(rng.random(120) < 0.55, y, rng.integers(0, 4, 120))
+    b = a.copy()
+    fix = np.flatnonzero(a != y)[:10]                 # b = a with ten errors corrected, nothing else changed
+    b[fix] = y[fix]
+    result = voting.paired_difference(y, a, b)
+    assert result["gain"] == pytest.approx(voting.macro_f1(y, b) - voting.macro_f1(y, a), abs=1e-4)
+    assert result["gain_ci95"][0] > 0 and result["real_difference"]
+    low_b, _ = voting.bootstrap_ci(y, b)
+    _, high_a = voting.bootstrap_ci(y, a)
+    assert low_b < high_a                              # the two intervals overlap nonetheless
+    same = voting.paired_difference(y, a, a)
+    assert same["gain"] == 0 and not same["real_difference"]
