@@ -28,16 +28,33 @@ def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
     return np.bincount(flat, minlength=bins ** 3) / len(flat)
 
 
+def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
+    """Colour histograms of the train images ``samples`` (one row each, indexed by sample_index)."""
+    rows = manifest[manifest.split == "train"].set_index("sample_index").loc[list(samples)]
+    features = [colour_histogram(r.image_path, r.mask_path)
+                for r in tqdm(list(rows.itertuples()), desc="baseline features", unit="img")]
+    return pd.DataFrame(np.stack(features), index=rows.index)
+
+
+def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None
+                         ) -> pd.DataFrame:
+    """Class index per ``val`` image of ``split`` from both baselines, trained on its ``train`` images.
+
+    Columns ``sample_index``, ``label_index``, ``majority``, ``colour_histogram``. ``features``: histograms
+    computed earlier (``colour_features``), e.g. once for every fold of a cross-validation."""
+    labels = manifest[manifest.split == "train"].set_index("sample_index").label_index
+    features = colour_features(manifest, split.sample_index) if features is None else features
+    train, val = split[split.split == "train"].sample_index, split[split.split == "val"].sample_index
+    y_train = labels.loc[train].to_numpy()
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
+    model.fit(features.loc[train].to_numpy(), y_train)
+    return pd.DataFrame({"sample_index": val.to_numpy(), "label_index": labels.loc[val].to_numpy(),
+                         "majority": np.bincount(y_train).argmax(),
+                         "colour_histogram": model.predict(features.loc[val].to_numpy())})
+
+
 def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_classes: int = NUM_CLASSES) -> dict:
     """Scores of both baselines on the ``val`` images of ``split``, trained on its ``train`` images."""
-    train_rows = manifest[manifest.split == "train"].set_index("sample_index")
-    frame = split.join(train_rows[["image_path", "mask_path", "label_index"]], on="sample_index")
-    features = np.stack([colour_histogram(r.image_path, r.mask_path)
-                         for r in tqdm(list(frame.itertuples()), desc="baseline features", unit="img")])
-    is_train = (frame.split == "train").to_numpy()
-    y = frame.label_index.to_numpy()
-    majority = np.bincount(y[is_train]).argmax()
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
-    model.fit(features[is_train], y[is_train])
-    return {"majority": image_scores(y[~is_train], np.full((~is_train).sum(), majority), seed, n_classes),
-            "colour_histogram": image_scores(y[~is_train], model.predict(features[~is_train]), seed, n_classes)}
+    predicted = baseline_predictions(manifest, split)
+    return {name: image_scores(predicted.label_index, predicted[name], seed, n_classes)
+            for name in ("majority", "colour_histogram")}

@@ -1,6 +1,7 @@
 """Compare, on the same folds, what goes past the report: single model vs ensemble, with and without
-test-time augmentation, voting vs attention-MIL. Every variant is scored out-of-fold (each image predicted
-by the models that did not train on it) with its bootstrap interval, next to its prediction cost.
+test-time augmentation, voting vs attention-MIL, and the two baselines (majority class, colour histogram)
+that any of them must beat. Every variant is scored out-of-fold (each image predicted by the models that
+did not train on it) with its bootstrap interval, next to its prediction cost.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from anndl import mil, voting
+from anndl.baselines import baseline_predictions, colour_features
 from anndl.experiment import Prepared, ensemble_probabilities, fold_preps
 
 
@@ -43,6 +45,8 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         preds.setdefault(variant, []).append(predicted)
         cost[variant] = cost.get(variant, 0.0) + seconds
 
+    kept = prep.clean[prep.clean.status == "kept"].sample_index
+    features, feature_seconds = _timed(colour_features, prep.manifest, kept)
     for k, fold in enumerate(fold_preps(prep, next(iter(runs.values())))):
         plain, augmented = {}, {}
         for name in names:
@@ -79,6 +83,11 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             add(f"attention-MIL on {name} embeddings", probabilities.argmax(1), embed_val_seconds + s)
             attention = {"table": tab_v, "attention": attention_k, "mask": m_val, "fold": k,
                          "tiles": fold.tiles[fold.tiles.split == "val"], "train_seconds": time.perf_counter() - start}
+        baseline = baseline_predictions(fold.manifest, fold.split, features).set_index("sample_index")
+        baseline = baseline.loc[table.sample_index]
+        add("colour-histogram baseline (no CNN)", baseline.colour_histogram.to_numpy(),
+            feature_seconds * len(table) / len(kept))
+        add("majority class", baseline.majority.to_numpy(), 0.0)
         truth.append(table.label_index.to_numpy())
         images.append(table.sample_index.to_numpy())
         n_images_total += len(table)

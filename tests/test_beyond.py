@@ -115,7 +115,8 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, tmp_path):
     assert len(pd.read_csv(out)) == (manifest.split == "test").sum()
     table, details = compare.compare_variants(prep, runs)
     assert {"scratch_resnet", "scratch_resnet + TTA", "ensemble of scratch_resnet + vit",
-            "attention-MIL on scratch_resnet embeddings"} <= set(table.variant)
+            "attention-MIL on scratch_resnet embeddings", "colour-histogram baseline (no CNN)",
+            "majority class"} <= set(table.variant)
     assert (table.images == len(details["y_true"])).all()
     assert (table.ci95_low <= table.oof_macro_f1).all() and (table.oof_macro_f1 <= table.ci95_high).all()
     assert table.gain.iloc[0] == 0 and table.verdict.iloc[0] == "—"
