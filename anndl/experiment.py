@@ -112,7 +112,7 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
     keras.utils.set_random_seed(seed)  # the same initial weights wherever the model is built
     with precision_policy(mixed_precision):
         model, phases, record = _build(name, profile, tile_size, augment, seed, weights, num_classes)
-    record["built_as"] = {"model": name, "profile": profile, "tile_size": tile_size, "augment": augment,
+    record["built_as"] = {"model": name, "profile": profile, "tile_size": tile_size, "augment": augment, "seed": seed,
                           "weights": weights, "num_classes": num_classes, "mixed_precision": mixed_precision}
     return model, phases, record
 
@@ -195,7 +195,9 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}),
                    **({"mixed_precision": mixed_precision} if mixed_precision else {}))
     augment = changes.pop("augment", False)
-    settings = dict(augment=augment, weights=weights, num_classes=len(prep.classes), mixed_precision=mixed_precision)
+    seed = changes.get("seed", TrainConfig.seed)  # one seed for initial weights, shuffling and dropout
+    settings = dict(augment=augment, seed=seed, weights=weights, num_classes=len(prep.classes),
+                    mixed_precision=mixed_precision)
     if built is not None:
         expected = {"model": model_name, "profile": profile, "tile_size": prep.tiling.tile_size, **settings}
         if built[2].get("built_as") != expected:
@@ -205,7 +207,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     with precision_policy(mixed_precision), strategy.scope():
         if built is None:
             model, phases, record = build_model(model_name, profile, prep.tiling.tile_size, **settings)
-        keras.utils.set_random_seed(42)  # training (shuffling, dropout) starts from the same state either way
+        keras.utils.set_random_seed(seed)  # training (shuffling, dropout) starts from the same state either way
         phases = [(dataclasses.replace(c, augment=augment, **changes), stage) for c, stage in phases]
         first = phases[0][0]
         train_ds, val_ds, val_infer, val_table = _datasets(prep, first.batch_size, first.cache, first.seed)

@@ -7,11 +7,12 @@ copy with its settings to ``bench/results/``. The results table (``anndl report`
 out-of-fold rows of every run.
 
 Usage:
-  python bench/oof_compare.py                        # synthetic default, 3 folds, report settings, 12 epochs
-  python bench/oof_compare.py --bach ../shared/data/he_samples/bach_roi --tag bach --epochs 40
-Families: ``scratch_resnet`` (the report's settings) and ``scratch_resnet_aug`` (the same with flip/rotation
-augmentation); pretrained families need weights this machine cannot download (``--family convnext`` with
-``--weights``).
+  python bench/oof_compare.py      # synthetic default, 3 folds, report settings: 12 epochs, its seed-7 twin 8
+  python bench/oof_compare.py --bach ../shared/data/he_samples/bach_roi --tag bach --epochs 40 \
+      --family scratch_resnet scratch_resnet_seed7
+Families (``--family NAME[:EPOCHS]``): ``scratch_resnet`` (the report's settings), ``scratch_resnet_seed7``
+(the same, another seed: a seed ensemble) and ``scratch_resnet_aug`` (flip/rotation augmentation); pretrained
+families need weights this machine cannot download (``--family convnext`` with ``--weights``).
 """
 
 import argparse
@@ -28,7 +29,9 @@ from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
 from anndl.report import markdown_table, write_report  # noqa: E402
 
-FAMILIES = {"scratch_resnet": ("scratch_resnet", {}), "scratch_resnet_aug": ("scratch_resnet", {"augment": True})}
+FAMILIES = {"scratch_resnet": ("scratch_resnet", {}),
+            "scratch_resnet_seed7": ("scratch_resnet", {"seed": 7}),          # the same model, another seed
+            "scratch_resnet_aug": ("scratch_resnet", {"augment": True})}      # flips/rotations (slow on CPU)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -39,7 +42,8 @@ def main() -> None:
     parser.add_argument("--bach", type=Path, default=None,
                         help="the BACH ROI samples folder: build a two-class challenge folder from it and use that")
     parser.add_argument("--tag", default="synthetic")
-    parser.add_argument("--family", nargs="+", default=list(FAMILIES), choices=list(FAMILIES) + ["convnext", "vit"])
+    parser.add_argument("--family", nargs="+", default=["scratch_resnet", "scratch_resnet_seed7:8"],
+                        help=f"NAME[:EPOCHS] with NAME one of {list(FAMILIES)}, convnext, vit")
     parser.add_argument("--profile", default="full", choices=["smoke", "full"])
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=12, help="cap on the profile's epochs (CPU budget)")
@@ -56,12 +60,14 @@ def main() -> None:
     data = resolve_data_dir(args.data or DATA_ROOT, SYNTHETIC_DEFAULT)
     prep = experiment.prepare(data, work, seed=args.seed)
     runs, timings = {}, {}
-    for family in args.family:
+    for spec in args.family:
+        family, _, epochs = spec.partition(":")
+        epochs = int(epochs or args.epochs)
         model, overrides = FAMILIES.get(family, (family, {}))
-        run_dir = work / "runs" / f"{family}_{args.profile}_k{args.folds}_e{args.epochs}"
+        run_dir = work / "runs" / f"{family}_{args.profile}_k{args.folds}_e{epochs}"
         if not (run_dir / "metrics.json").is_file():
             start = time.perf_counter()
-            experiment.train_folds(prep, run_dir, model, args.profile, args.folds, seed=args.seed, epochs=args.epochs,
+            experiment.train_folds(prep, run_dir, model, args.profile, args.folds, seed=args.seed, epochs=epochs,
                                    mixed_precision=args.mixed_precision, overrides=overrides,
                                    **({"weights": args.weights} if args.weights and model != "scratch_resnet" else {}))
             timings[family] = round(time.perf_counter() - start, 1)

@@ -42,6 +42,8 @@ def test_train_run_trains_the_model_a_notebook_already_built(tiny_data, tmp_path
     again = experiment.build_model("scratch_resnet", "smoke", prep.tiling.tile_size)
     for a, b in zip(built[0].get_weights(), again[0].get_weights()):  # seeded: the same start wherever built
         np.testing.assert_array_equal(a, b)
+    other_seed = experiment.build_model("scratch_resnet", "smoke", prep.tiling.tile_size, seed=7)
+    assert any((a != b).any() for a, b in zip(built[0].get_weights(), other_seed[0].get_weights()))
     with pytest.raises(ValueError, match="was built as"):
         experiment.train_run(prep, tmp_path / "other", "scratch_resnet", "smoke", epochs=1, built=built,
                              overrides={"augment": True})
