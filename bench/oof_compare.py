@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anndl import experiment, planting  # noqa: E402
@@ -72,7 +74,9 @@ def main() -> None:
                                    **({"weights": args.weights} if args.weights and model != "scratch_resnet" else {}))
             timings[family] = round(time.perf_counter() - start, 1)
         runs[family] = run_dir
-    table, _ = compare_variants(prep, runs, seed=args.seed)
+    table, details = compare_variants(prep, runs, seed=args.seed)
+    predictions = pd.DataFrame({"sample_index": details["images"], "y_true": details["y_true"],
+                                **details["predictions"]})  # per-image out-of-fold predictions, for pairwise tests
     settings = {"data": prep.data_note, "profile": args.profile, "folds": args.folds, "epochs_cap": args.epochs,
                 "mixed_precision": args.mixed_precision, "seed": args.seed, "families": args.family,
                 "runs": {k: str(v) for k, v in runs.items()}, "train_seconds": timings,
@@ -81,6 +85,7 @@ def main() -> None:
     for folder in (work / "runs", RESULTS):
         folder.mkdir(parents=True, exist_ok=True)
         table.to_csv(folder / f"compare_{args.tag}.csv", index=False, lineterminator="\n")
+        predictions.to_csv(folder / f"compare_{args.tag}_predictions.csv", index=False, lineterminator="\n")
         (folder / f"compare_{args.tag}.md").write_text(heading + markdown_table(table) + "\n")
     write_report(work / "runs")
     print(table.to_string(index=False))
