@@ -27,10 +27,10 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
                      seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Out-of-fold scores of every variant for K-fold runs sharing one ``folds.csv``.
 
-    ``runs``: {name: K-fold run folder}. Returns the table (variant, macro F1 and its interval, milliseconds
-    per image at prediction, and the ``gain`` over the first run's single model (the first row) with its
-    paired-bootstrap interval and a verdict) and the per-image out-of-fold predictions with the MIL attention of the last
-    fold (for drawing). ``ms_per_image`` is wall time on this machine, loading the fold models included.
+    ``runs``: {name: K-fold run folder}. Returns the table and the details: per-image out-of-fold predictions
+    and the MIL attention of the last fold (for drawing). The table has, per variant, its macro F1 with its
+    interval, ``ms_per_image`` (prediction wall time on this machine, model loading included) and the ``gain``
+    over the first row (the first run's single model) with its paired-bootstrap interval and a verdict.
     """
     names = list(runs)
     folds_files = {(Path(r) / "folds.csv").read_text() for r in runs.values()}
