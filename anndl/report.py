@@ -56,10 +56,11 @@ def write_report(runs_dir: Path | str, out_dir: Path | str | None = None) -> pd.
     sections = ["# Results\n\n" + note + markdown_table(shown) + "\n"]
     for path in sorted(Path(runs_dir).glob("compare_*.csv")):  # written by bench/oof_compare.py
         variants = pd.read_csv(path)
-        sections.append(f"## Variants on the same folds: {path.stem.removeprefix('compare_')}\n\n"
-                        "Out-of-fold image macro F1 with its bootstrap 95% interval; `gain` is the difference to the "
-                        "first row with a paired-bootstrap interval; `ms_per_image` is prediction time per image "
-                        f"(`{path.name}`, details in `{path.with_suffix('.md').name}`).\n\n" + markdown_table(variants) + "\n")
+        explained = ("Out-of-fold image macro F1 with its bootstrap 95% interval; `gain` is the difference to the "
+                     "first row with a paired-bootstrap interval; `ms_per_image` is prediction time per image "
+                     f"(`{path.name}`, details in `{path.with_suffix('.md').name}`).")
+        sections.append(f"## Variants on the same folds: {path.stem.removeprefix('compare_')}\n\n{explained}\n\n"
+                        + markdown_table(variants) + "\n")
     (out_dir / "results.md").write_text("\n".join(sections))
     return table
 
