@@ -1,0 +1,272 @@
+"""Artifacts: a stage's output folder plus the record of exactly what made it.
+
+One place decides reuse, one place writes, one place locks (compare ``make``'s targets and DVC's stage
+locks). A stage's folder counts as done only when its ``record.json`` is there, matches the request
+(data fingerprint, upstream artifacts, every setting that changes behaviour, package version) and its
+files verify (sizes and hashes). The record is written last, so a kill, a full disk or a second writer
+never leaves a folder that counts as done.
+
+    record = artifacts.ensure(folder, request, build)   # reuse, or build() and record
+
+Every file is written to a temporary name and ``os.replace``-d into place (``write_text``,
+``write_json``, ``write_csv``). A writer holds ``folder/.lock`` (``fcntl.flock``: the kernel releases
+it when the process dies, so a stale lock never blocks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+RECORD = "record.json"
+LOCK = ".lock"
+
+
+class ArtifactError(RuntimeError):
+    """A one-line fault in an artifact (unreadable record, locked folder, failed write), naming the path."""
+
+
+class Locked(ArtifactError):
+    """Another process holds the folder's lock."""
+
+
+def version() -> str:
+    from anndl import __version__
+
+    return __version__
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
+    return path
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path: Path | str, payload) -> Path:
+    return write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
+    """A CSV with ``\\n`` line ends and no index (byte-identical for the same frame)."""
+    return write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def read_json(path: Path | str):
+    """JSON from ``path``; a missing, empty or broken file is an ``ArtifactError`` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: missing") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: unreadable record ({e})") from e
+
+
+def read_csv(path: Path | str) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        return pd.read_csv(path, keep_default_na=False)
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: missing") from e
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ArtifactError(f"{path}: unreadable table ({e})") from e
+
+
+# ------------------------------------------------------------------------------------------ fingerprints
+
+def fingerprint(payload) -> str:
+    """A short, stable hash of any JSON-ready value."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def file_digest(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entry(path: Path) -> dict:
+    """Size, hash and (for CSVs) data row count of one file."""
+    entry = {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+    if path.suffix == ".csv":
+        with open(path, "rb") as f:
+            entry["rows"] = max(sum(1 for _ in f) - 1, 0)
+    return entry
+
+
+# -------------------------------------------------------------------------------------------- locking
+
+_held: dict[Path, tuple[int, int]] = {}  # folder -> (fd, depth): re-entrant within one process
+
+
+@contextlib.contextmanager
+def lock(folder: Path | str):
+    """Hold ``folder/.lock`` for the block; another process holding it raises ``Locked`` at once."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    if folder in _held:
+        fd, depth = _held[folder]
+        _held[folder] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _held[folder]
+            _held[folder] = (fd, depth - 1)
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ArtifactError(f"{folder}: cannot create the folder's lock ({e.strerror or e})") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise Locked(f"{folder} is being written by another process (PID {holder}); "
+                     "wait for it to finish or stop it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[folder] = (fd, 1)
+    try:
+        yield
+    finally:
+        del _held[folder]
+        os.close(fd)  # closing releases the flock
+
+
+# ------------------------------------------------------------------------------------- records, reuse
+
+def request(stage: str, *, data: str | None = None, inputs: dict | None = None, settings: dict | None = None) -> dict:
+    """What a stage is asked to produce: the data fingerprint, the upstream artifacts' ids, its settings."""
+    return {"stage": stage, "version": version(), "data": data, "inputs": inputs or {},
+            "settings": json.loads(json.dumps(settings or {}, default=str))}
+
+
+def artifact_id(record: dict) -> str:
+    """The identity of a finished artifact: its request and its files' hashes (what downstream records cite)."""
+    return fingerprint({k: record[k] for k in ("stage", "version", "data", "inputs", "settings")} |
+                       {"files": {n: e["sha256"] for n, e in record["files"].items()}})
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r}, not {b!r}")
+    return out
+
+
+def check(folder: Path | str, req: dict) -> str | None:
+    """None when ``folder`` holds a finished artifact of exactly ``req`` whose files verify; else why not."""
+    folder = Path(folder)
+    path = folder / RECORD
+    if not path.is_file():
+        return "not finished (no record)" if folder.is_dir() and any(folder.iterdir()) else "not made yet"
+    try:
+        record = read_json(path)
+    except ArtifactError as e:
+        return str(e)
+    if not isinstance(record, dict) or "files" not in record:
+        return f"{path}: not an artifact record"
+    if record.get("data") != req["data"]:
+        return f"made from data {record.get('data')}, not {req['data']}"
+    for key in ("stage", "version", "inputs", "settings"):
+        if record.get(key) != req[key]:
+            diffs = _differences(record.get(key) or {}, req[key]) if isinstance(req[key], dict) else \
+                [f"{record.get(key)!r}, not {req[key]!r}"]
+            return f"made with {key} " + "; ".join(diffs[:3])
+    for name, entry in record["files"].items():
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != entry["bytes"] or file_entry(file) != entry:
+            return f"{name} changed since it was recorded (cut short or edited)"
+    return None
+
+
+def complete(folder: Path | str, req: dict, files: Iterable[str], extra: dict | None = None) -> dict:
+    """Record ``files`` (relative to ``folder``) as the artifact of ``req``; written last, atomically."""
+    folder = Path(folder)
+    record = dict(req, files={name: file_entry(folder / name) for name in sorted(files)}, **(extra or {}))
+    record["id"] = artifact_id(record)
+    write_json(folder / RECORD, record)
+    return record
+
+
+def invalidate(folder: Path | str) -> None:
+    """Make ``folder`` count as not done (before rebuilding it in place)."""
+    with contextlib.suppress(FileNotFoundError):
+        (Path(folder) / RECORD).unlink()
+
+
+def load(folder: Path | str, stage: str | None = None) -> dict:
+    """The record of a finished artifact, its files verified; ``ArtifactError`` naming the folder otherwise."""
+    folder = Path(folder)
+    path = folder / RECORD
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: not a finished {stage or 'artifact'} (no {RECORD}; "
+                            "killed before it finished, or never made)")
+    record = read_json(path)
+    if stage and record.get("stage") != stage:
+        raise ArtifactError(f"{folder}: a {record.get('stage')} artifact, not a {stage}")
+    reason = check(folder, {k: record.get(k) for k in ("stage", "version", "data", "inputs", "settings")})
+    if reason:
+        raise ArtifactError(f"{folder}: {reason}")
+    return record
+
+
+def ensure(folder: Path | str, req: dict, build: Callable[[], Iterable[str]], *, redo: bool = False,
+           label: str | None = None, verb: str = "making") -> dict:
+    """Reuse ``folder`` when its record matches ``req`` and its files verify; otherwise ``build()`` (which
+    writes into ``folder`` and returns the file names to record) and record it. Holds the folder's lock."""
+    folder = Path(folder)
+    label = label or str(folder)
+    with lock(folder):
+        reason = "--redo asked for" if redo else check(folder, req)
+        if reason is None:
+            print(f"reusing {label}")
+            return read_json(folder / RECORD)
+        if reason != "not made yet":
+            print(f"{label}: {reason}: {verb} it again")
+        invalidate(folder)
+        files = list(build())
+        return complete(folder, req, files)
