@@ -200,7 +200,8 @@ def check(folder: Path | str, req: dict) -> str | None:
     folder = Path(folder)
     path = folder / RECORD
     if not path.is_file():
-        return "not finished (no record)" if folder.is_dir() and any(folder.iterdir()) else "not made yet"
+        started = folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
+        return "not finished (no record)" if started else "not made yet"
     try:
         record = read_json(path)
     except ArtifactError as e:

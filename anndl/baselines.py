@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from anndl.data import read_image, read_mask
 from anndl.labels import NUM_CLASSES
-from anndl.voting import image_scores
+from anndl.metrics import image_scores
 
 
 def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Command line: ``python -m anndl <command>``; each command is one pipeline stage.
 
-A fault in the challenge folder (or a bad argument) ends the command with exit status 2 and one line
-naming the file and the fault, no traceback; set ANNDL_DEBUG=1 to see the traceback.
+A fault in the challenge folder, a bad argument, an unreadable record, a locked output folder or a failed
+write (full disk, read-only folder) ends the command with exit status 2 and one line naming the path and
+the fault, no traceback; set ANNDL_DEBUG=1 to see the traceback. Ctrl-C ends it with one line (status 130).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
     out = synthetic.generate(args.out, n_train=args.n_train, n_test=args.n_test, scale=args.scale,
                              seed=args.seed, n_stickers=args.n_stickers, n_green=args.n_green,
-                             workers=args.workers)
+                             workers=args.workers, force=args.force)
     print(f"wrote synthetic challenge folder {out} ({args.n_train} train, {args.n_test} test, "
           f"scale {args.scale}, seed {args.seed})")
 
@@ -40,38 +41,36 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
-    import time
-
-    from anndl import outliers
-    from anndl.data import describe_data, read_challenge
+    from anndl import experiment
+    from anndl.data import read_challenge
 
     manifest = read_challenge(args.data)
-    config = outliers.OutlierConfig()
-    embedder = outliers.make_embedder(args.embedder, config)
-    start = time.perf_counter()
-    cleaned = outliers.clean(manifest, embedder, config)
-    path = outliers.write_outputs(cleaned, args.out, config, describe_data(args.data))
-    info = outliers.summary(cleaned)
-    print(f"wrote {path} in {time.perf_counter() - start:.1f} s (embedder: {info['embedder']})")
+    experiment.clean_stage(manifest, experiment.data_note(args.data, manifest), args.out, args.embedder,
+                           redo=args.redo)
+    info = _read_json(args.out / "clean_summary.json")
+    print(f"{experiment.shown(args.out / 'clean_manifest.csv')} (embedder: {info['embedder']})")
     print(f"status: {info['status_counts']}; identical-mask groups: {info['identical_mask_groups']}")
     table = {"before": info["class_counts_before"], "after": info["class_counts_after"]}
     print(__import__("pandas").DataFrame(table).to_string())
 
 
 def cmd_tile(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from anndl import tiling
-    from anndl.data import describe_data, read_challenge
+    from anndl import experiment, tiling
+    from anndl.data import read_challenge
 
     manifest = read_challenge(args.data)
-    clean = pd.read_csv(args.clean, keep_default_na=False)
+    clean_folder = args.clean.parent if args.clean.suffix == ".csv" else args.clean
     config = tiling.TilingConfig(args.tile_size, args.stride or args.tile_size, args.min_mask_pixels)
-    split = tiling.load_or_make_split(clean, args.out / "split.csv", args.val_fraction, args.seed)
-    tiles = tiling.build_tiles(manifest, clean, split, config)
-    path = tiling.write_tiles(tiles, args.out, config, describe_data(args.data))
-    print(f"wrote {path}")
+    experiment.tiles_stage(manifest, experiment.data_note(args.data, manifest), clean_folder, args.out, config,
+                           args.val_fraction, args.seed, redo=args.redo)
+    tiles = __import__("pandas").read_csv(args.out / "tiles.csv", keep_default_na=False)
     print(tiles.groupby("split").agg(images=("sample_index", "nunique"), tiles=("x", "size")).to_string())
+
+
+def _read_json(path: Path) -> dict:
+    from anndl import artifacts
+
+    return artifacts.read_json(path)
 
 
 def _prepare(args: argparse.Namespace, work_dir: Path):
@@ -82,17 +81,20 @@ def _prepare(args: argparse.Namespace, work_dir: Path):
                               seed=args.seed, redo=args.redo)
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) -> dict:
     from anndl import experiment
 
+    kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
+                  weights=weights, seed=args.seed, redo=args.redo)
+    if args.folds:
+        return experiment.train_folds(prep, run_dir, name, args.profile, args.folds, **kwargs)
+    return experiment.train_run(prep, run_dir, name, args.profile, **kwargs)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
-    kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
-                  weights=args.weights)
-    if args.folds:
-        result = experiment.train_folds(prep, args.out, args.model, args.profile, args.folds, seed=args.seed, **kwargs)
-    else:
-        result = experiment.train_run(prep, args.out, args.model, args.profile, **kwargs)
+    result = _train(args, prep, args.model, args.out, args.weights)
     print(json.dumps(result["metrics"], indent=2))
 
 
@@ -112,18 +114,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     models = MODELS if args.model == "all" else (args.model,)
     for name in models:
         run_dir = out / "runs" / name
-        if (run_dir / "metrics.json").is_file() and not args.redo:
-            print(f"reusing {run_dir}")
-        else:
-            kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
-                          weights=args.weights if len(models) == 1 else None)
-            if args.folds:
-                experiment.train_folds(prep, run_dir, name, args.profile, args.folds, seed=args.seed, **kwargs)
-            else:
-                experiment.train_run(prep, run_dir, name, args.profile, **kwargs)
+        _train(args, prep, name, run_dir, args.weights if len(models) == 1 else None)
         submission = out / ("submission.csv" if len(models) == 1 else f"submission_{name}.csv")
         experiment.predict_run(run_dir, args.data, submission, args.voting, tta=args.tta)
-        print(f"wrote {submission}")
+        print(f"wrote {experiment.shown(submission)}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -149,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-stickers", type=int, default=None, help="default: 60/691 of --n-train")
     p.add_argument("--n-green", type=int, default=None, help="default: 50/691 of --n-train")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder that `anndl synth` did not create")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("validate", help="check a challenge folder and print its manifest summary")
@@ -161,17 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--embedder", default="offline",
                    help="offline (no weights), resnet50 (ImageNet download), resnet50:WEIGHTS.h5, or MODEL.keras")
+    p.add_argument("--redo", action="store_true", help="clean again even when a matching result exists")
     p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("tile", help="image-level split + mask-filtered tile coordinates -> tiles.csv")
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--clean", required=True, type=Path, help="clean_manifest.csv from `anndl clean`")
+    p.add_argument("--clean", required=True, type=Path, help="the folder `anndl clean` wrote (or its clean_manifest.csv)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--tile-size", type=int, default=224)
     p.add_argument("--stride", type=int, default=None, help="default: tile size")
     p.add_argument("--min-mask-pixels", type=int, default=200)
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seeds the image-level split")
+    p.add_argument("--redo", action="store_true", help="tile again even when a matching result exists")
     p.set_defaults(func=cmd_tile)
 
     def training_options(p, model_choices):
@@ -185,8 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--embedder", default="offline")
         p.add_argument("--tile-size", type=int, default=224)
         p.add_argument("--min-mask-pixels", type=int, default=200)
-        p.add_argument("--seed", type=int, default=42)
-        p.add_argument("--redo", action="store_true", help="recompute steps whose outputs exist")
+        p.add_argument("--seed", type=int, default=42,
+                       help="seeds the split, the folds, the initial weights, each epoch's shuffling and dropout")
+        p.add_argument("--redo", action="store_true",
+                       help="recompute every step, even those with a matching finished result (no resuming)")
         p.add_argument("--folds", type=int, default=None, help="K-fold cross-validation by image (K models)")
         p.add_argument("--tta", action="store_true", help="predict with 8-view test-time augmentation")
         p.add_argument("--weights", default=None,
@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voting", default="hard", choices=["hard", "soft"])
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("run", help="clean -> tile -> train -> predict, skipping finished steps")
+    p = sub.add_parser("run", help="clean -> tile -> train -> predict; reuses finished steps of the same request, "
+                                   "resumes interrupted training")
     training_options(p, (*MODELS, "all"))
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_run)
@@ -219,12 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from anndl.artifacts import ArtifactError
+
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ValueError, FileNotFoundError, WeightsUnavailable) as e:
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
+        return 130
+    except (DataError, ValueError, FileNotFoundError, WeightsUnavailable, ArtifactError, OSError) as e:
         if os.environ.get("ANNDL_DEBUG"):  # the full traceback, for developers
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(e: Exception) -> str:
+    """An exception as one line; an ``OSError`` with the path it concerns."""
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    return " ".join(str(e).split()) or type(e).__name__

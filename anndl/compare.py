@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anndl import mil, voting
+from anndl import metrics, mil, voting
 from anndl.baselines import baseline_predictions, colour_features
 from anndl.experiment import Prepared, ensemble_probabilities, fold_preps
 
@@ -96,8 +96,8 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
     base = np.concatenate(preds[names[0]])
     for variant, parts in preds.items():
         predicted = np.concatenate(parts)
-        scores = voting.image_scores(y_true, predicted, seed, len(prep.classes))
-        gain = voting.paired_difference(y_true, base, predicted, seed=seed, n_classes=len(prep.classes))
+        scores = metrics.image_scores(y_true, predicted, seed, len(prep.classes))
+        gain = metrics.paired_difference(y_true, base, predicted, seed=seed, n_classes=len(prep.classes))
         rows.append({"variant": variant, "oof_macro_f1": scores["macro_f1"],
                      "ci95_low": scores["macro_f1_ci95"][0], "ci95_high": scores["macro_f1_ci95"][1],
                      "images": scores["images"], "ms_per_image": round(1000 * cost[variant] / n_images_total, 1),

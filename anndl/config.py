@@ -48,21 +48,36 @@ class ScratchResNetConfig:
 
 
 @dataclass(frozen=True)
+class ModelSettings:
+    """What a model is built from. ``seed`` sets the initial weights, each epoch's shuffling and dropout;
+    ``mixed_precision``: a Keras dtype policy such as ``mixed_bfloat16`` (CPU/TPU) or ``mixed_float16`` (GPU)."""
+
+    model: str = "scratch_resnet"
+    profile: str = "smoke"
+    tile_size: int = 224
+    augment: bool = False
+    seed: int = 42
+    weights: str | None = None
+    num_classes: int = 4
+    mixed_precision: str | None = None
+
+    def __post_init__(self):
+        check_profile(self.profile)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """One training phase. ``loss``: crossentropy | weighted_crossentropy | focal."""
+    """One training phase. ``loss``: crossentropy | weighted_crossentropy | focal. The optimizer belongs to
+    the model's spec (``anndl.registry``); the seed, augmentation and precision to ``ModelSettings``."""
 
     epochs: int = 100
     batch_size: int = 32
     learning_rate: float = 1e-5
-    optimizer: str = "lion"
     loss: str = "crossentropy"
     focal_gamma: float = 2.0
-    augment: bool = False
     patience: int = 10
     voting: str = "hard"              # the voting rule whose validation macro F1 selects the checkpoint
     cache: str | None = "memory"      # decoded-tile cache: None, "memory" or a file prefix
-    mixed_precision: str | None = None  # e.g. "mixed_bfloat16" (CPU/TPU) or "mixed_float16" (GPU)
-    seed: int = 42
 
     def __post_init__(self):
         if self.loss not in ("crossentropy", "weighted_crossentropy", "focal"):
@@ -86,8 +101,8 @@ class TransferConfig:
 
     head_units: int = 256
     head_dropout: float = 0.2
-    phase1: TrainConfig = TrainConfig(epochs=20, batch_size=32, learning_rate=3e-4, optimizer="adamw", patience=5)
-    phase2: TrainConfig = TrainConfig(epochs=20, batch_size=32, learning_rate=1e-5, optimizer="adamw", patience=5)
+    phase1: TrainConfig = TrainConfig(epochs=20, batch_size=32, learning_rate=3e-4, patience=5)
+    phase2: TrainConfig = TrainConfig(epochs=20, batch_size=32, learning_rate=1e-5, patience=5)
     head_learning_rate: float = 3e-5   # phase 2: the head's rate; the backbone uses phase2.learning_rate
     weight_decay: float = 1e-4         # phase 2 (the report's L2 1e-4, as decoupled AdamW decay)
 
@@ -97,5 +112,5 @@ def transfer_profile(profile: str) -> TransferConfig:
     if check_profile(profile) == "full":
         return TransferConfig()
     quick = dict(epochs=1, batch_size=16, patience=1)
-    return TransferConfig(phase1=TrainConfig(learning_rate=3e-4, optimizer="adamw", **quick),
-                          phase2=TrainConfig(learning_rate=1e-5, optimizer="adamw", **quick))
+    return TransferConfig(phase1=TrainConfig(learning_rate=3e-4, **quick),
+                          phase2=TrainConfig(learning_rate=1e-5, **quick))

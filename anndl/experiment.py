@@ -1,13 +1,17 @@
-"""The end-to-end steps the commands and notebooks share: prepare (clean + tile), train, predict.
+"""The pipeline's stages as artifacts: clean, tiles, train run, K-fold run, submission.
 
-Each step writes files a person can open and is skipped when its output already exists (pass
-``redo=True`` to run it again). Every output records the profile, the data and the weights behind it.
+Each stage is a function plus a recorded artifact (``anndl.artifacts``): its output folder is reused only
+when its record matches the request (data fingerprint, upstream artifacts, every setting) and its files
+verify; otherwise it is made again, and the message says why. The CLI, the notebooks and the benchmarks
+all call these functions; none checks for a file by hand. Training is resumable: the same request after
+a kill or a lost session continues from the last finished epoch (``redo=True`` starts over).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,19 +19,42 @@ import keras
 import numpy as np
 import pandas as pd
 
-from anndl import outliers, pipeline, tiling, voting
+from anndl import artifacts, metrics, outliers, pipeline, tiling, voting
 from anndl.baselines import run_baselines
-from anndl.config import MODELS, TrainConfig, scratch_profile, transfer_profile
+from anndl.config import ModelSettings
 from anndl.data import describe_data, read_challenge, read_classes
+from anndl.inference import predict_tiles
 from anndl.labels import LABELS
-from anndl.models import scratch_resnet, set_trainable_stage, transfer_model
-from anndl.train import config_record, differential_optimizer, fit, precision_policy, write_json
+from anndl.registry import Built, build_model as _build
+from anndl.submission import write_submission
+from anndl.train import config_record, fit, load_state, precision_policy, save_state, state_dir
 
+
+def shown(path: Path | str) -> str:
+    """A path as printed: relative to the working directory when it lies below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------- data, prepare
+
+def fingerprint(manifest: pd.DataFrame) -> str:
+    """A short hash of what the manifest says about every image (names, sizes, mask pixels)."""
+    columns = ["split", "sample_index", "label", "height", "width", "mask_pixels"]
+    return artifacts.fingerprint(manifest[columns].to_csv(index=False))
+
+
+def data_note(data_dir: Path | str, manifest: pd.DataFrame) -> str:
+    """Which data a step's output comes from: the folder, its kind and the manifest's fingerprint."""
+    return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest)}]"
 
 
 @dataclass
 class Prepared:
-    """A validated challenge folder with its cleaning, split and tiles."""
+    """A validated challenge folder with its cleaning, split and tiles (and the ids of those artifacts)."""
 
     data_dir: Path
     work_dir: Path
@@ -37,222 +64,287 @@ class Prepared:
     tiles: pd.DataFrame
     tiling: tiling.TilingConfig
     classes: tuple[str, ...] = LABELS  # the label set, in model-output order (data.read_classes)
+    tiles_id: str = ""                 # the tiles artifact this split comes from (runs record it)
     baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
 
     @property
     def data_note(self) -> str:
-        return describe_data(self.data_dir)
+        return data_note(self.data_dir, self.manifest)
+
+
+def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder: str = "offline",
+                config: outliers.OutlierConfig = outliers.OutlierConfig(), redo: bool = False) -> dict:
+    """``folder/clean_manifest.csv``: every train image ``kept``, ``sticker`` or ``green`` (reused when recorded)."""
+    folder = Path(folder)
+    req = artifacts.request("clean", data=note, settings={"embedder": embedder, "config": dataclasses.asdict(config)})
+
+    def build():
+        cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
+        outliers.write_outputs(cleaned, folder, config, note)
+        return ["clean_manifest.csv", "clean_summary.json"]
+
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "clean_manifest.csv"), verb="cleaning")
+
+
+def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
+                config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1, seed: int = 42,
+                redo: bool = False) -> dict:
+    """``folder/split.csv`` (image-level, stratified, mask groups together) and ``folder/tiles.csv``."""
+    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
+    req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
+                            settings={"tiling": dataclasses.asdict(config), "val_fraction": val_fraction, "seed": seed})
+
+    def build():
+        clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
+        split = tiling.split_images(clean[clean.status == "kept"], val_fraction, seed)
+        artifacts.write_csv(split, folder / "split.csv")
+        tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), folder, config, note)
+        return ["split.csv", "tiles.csv", "tiles.json"]
+
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 
 
 def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
             tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1,
-            seed: int = 42, redo: bool = False) -> Prepared:
-    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles``.
-
-    Earlier outputs are reused only when they were made from the same data (a fingerprint of the
-    manifest) and the same cleaning and tiling settings; otherwise they are made again.
-    """
+            seed: int = 42, redo: bool = False,
+            outlier_config: outliers.OutlierConfig = outliers.OutlierConfig()) -> Prepared:
+    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` (each reused
+    only when made from the same data, upstream artifact and settings)."""
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     manifest = read_challenge(data_dir)
     note = data_note(data_dir, manifest)
-    clean_path = work_dir / "clean" / "clean_manifest.csv"
-    config = outliers.OutlierConfig()
-    clean_info = clean_path.parent / "clean_summary.json"
-    if redo or not _made_from(clean_info, note) or json.loads(clean_info.read_text())["config"] != \
-            dataclasses.asdict(config):
-        cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
-        outliers.write_outputs(cleaned, clean_path.parent, config, note)
-        redo_tiles = True  # other images kept: the split and tiles follow
-    else:
-        redo_tiles = redo
-        print(f"reusing {clean_path}")
-    clean = pd.read_csv(clean_path, keep_default_na=False)
-    tiles_path = work_dir / "tiles" / "tiles.csv"
-    tiles_info = tiles_path.with_suffix(".json")
-    if not redo_tiles and tiles_path.is_file() and _made_from(tiles_info, note) and \
-            json.loads(tiles_info.read_text())["config"] == config_record(c=tiling_config)["c"]:
-        print(f"reusing {tiles_path}")
-        split = pd.read_csv(tiles_path.parent / "split.csv", keep_default_na=False)
-        tiles = pd.read_csv(tiles_path, keep_default_na=False)
-    else:
-        if (redo_tiles or not _made_from(tiles_info, note)) and (tiles_path.parent / "split.csv").is_file():
-            (tiles_path.parent / "split.csv").unlink()  # a split of other images is no split of these
-        split = tiling.load_or_make_split(clean, tiles_path.parent / "split.csv", val_fraction, seed)
-        tiles = tiling.build_tiles(manifest, clean, split, tiling_config)
-        tiling.write_tiles(tiles, tiles_path.parent, tiling_config, note)
-    return Prepared(data_dir, work_dir, manifest, clean, split, tiles, tiling_config, read_classes(data_dir))
+    clean_stage(manifest, note, work_dir / "clean", embedder, outlier_config, redo=redo)
+    record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, val_fraction, seed,
+                         redo=redo)
+    return Prepared(data_dir, work_dir, manifest, artifacts.read_csv(work_dir / "clean" / "clean_manifest.csv"),
+                    artifacts.read_csv(work_dir / "tiles" / "split.csv"),
+                    artifacts.read_csv(work_dir / "tiles" / "tiles.csv"), tiling_config, read_classes(data_dir),
+                    tiles_id=record["id"])
 
 
-def fingerprint(manifest: pd.DataFrame) -> str:
-    """A short hash of what the manifest says about every image (names, sizes, mask pixels)."""
-    import hashlib
-
-    columns = ["split", "sample_index", "label", "height", "width", "mask_pixels"]
-    return hashlib.sha256(manifest[columns].to_csv(index=False).encode()).hexdigest()[:12]
-
-
-def data_note(data_dir: Path | str, manifest: pd.DataFrame) -> str:
-    """Which data a step's output comes from: the folder, its kind and the manifest's fingerprint."""
-    return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest)}]"
-
-
-def _made_from(info_path: Path, note: str) -> bool:
-    """True when a step's JSON record says it was made from the data described by ``note``."""
-    return info_path.is_file() and json.loads(info_path.read_text()).get("data") == note
-
+# --------------------------------------------------------------------------------------------- models
 
 def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
-                weights: str | None = None, num_classes: int = len(LABELS), mixed_precision: str | None = None):
-    """(model, phases, record) for a model name and profile.
-
-    ``phases``: one ``(TrainConfig, stage)`` per training phase (stage: what trains, see
-    ``set_trainable_stage``; None: everything). ``record`` says what weights the model starts from and
-    how it was built (``train_run(..., built=...)`` checks that against what it is asked to train).
-    """
-    keras.utils.set_random_seed(seed)  # the same initial weights wherever the model is built
-    with precision_policy(mixed_precision):
-        model, phases, record = _build(name, profile, tile_size, augment, seed, weights, num_classes)
-    record["built_as"] = {"model": name, "profile": profile, "tile_size": tile_size, "augment": augment, "seed": seed,
-                          "weights": weights, "num_classes": num_classes, "mixed_precision": mixed_precision}
-    return model, phases, record
+                weights: str | None = None, num_classes: int = len(LABELS),
+                mixed_precision: str | None = None) -> Built:
+    """The model ``name`` of ``profile`` (``anndl.registry``): seeded, under the dtype policy asked for."""
+    return _build(ModelSettings(name, profile, tile_size, augment, seed, weights, num_classes, mixed_precision))
 
 
-def _build(name, profile, tile_size, augment, seed, weights, num_classes):
-    if name == "scratch_resnet":
-        if weights:
-            raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
-        model_config, train_config = scratch_profile(profile)
-        model = scratch_resnet(model_config, tile_size, augment=augment, seed=seed, num_classes=num_classes)
-        return model, [(train_config, None)], {"model_config": config_record(c=model_config)["c"],
-                                               "weights": "random initialisation (trained from scratch)",
-                                               "from_logits": False}
-    if name in ("convnext", "vit", "encoder"):
-        transfer = transfer_profile(profile)
-        model, note = transfer_model(name, profile, tile_size, transfer.head_units, transfer.head_dropout,
-                                     weights=weights, augment=augment, seed=seed, num_classes=num_classes)
-        return model, [(transfer.phase1, 1), (transfer.phase2, 2)], {
-            "model_config": config_record(c=transfer)["c"], "weights": note, "from_logits": True}
-    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+def weights_identity(weights: str | None) -> dict | None:
+    """What a ``--weights`` source is: its path and a hash of its content (a file) or of its files' names and sizes."""
+    if not weights:
+        return None
+    path = Path(weights)
+    if path.is_file():
+        return {"path": str(path.resolve()), "sha256": artifacts.file_digest(path)}
+    if path.is_dir():
+        listing = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+        return {"path": str(path.resolve()), "files": artifacts.fingerprint(listing)}
+    return {"name": weights}  # a preset name or handle: downloaded by name
 
 
-def phase_optimizer(name: str, profile: str, config: TrainConfig, stage):
-    """Lion for the scratch model; AdamW for transfer phase 1; for phase 2 a MultiOptimizer with the
-    backbone at ``config.learning_rate`` and the head (``head_*`` variables) at the head rate."""
-    if stage is None:
-        return keras.optimizers.Lion(learning_rate=config.learning_rate)
-    if stage == 1:
-        return keras.optimizers.AdamW(learning_rate=config.learning_rate)
-    transfer = transfer_profile(profile)
-    return differential_optimizer(config.learning_rate, transfer.head_learning_rate, transfer.weight_decay)
+# ------------------------------------------------------------------------------------------ train runs
+
+RUN_FILES = ("config.json", "log.csv", "model.keras", "metrics.json", "val_predictions.csv")
+_RUN_LEFTOVERS = ("best.weights.h5", "log_phase1.csv", "log_phase2.csv", "tensorboard", "resume", "folds.csv",
+                  "oof_predictions.csv")
 
 
-def _datasets(prep: Prepared, batch_size: int, cache, seed: int):
-    t = prep.tiling.tile_size
-    kw = dict(tile_size=t, stride=prep.tiling.stride)
-    train_ds = pipeline.tile_dataset(prep.tiles, prep.manifest, ("train",), training=True, batch_size=batch_size,
-                                     seed=seed, cache=cache, **kw)
+def _clear_run(run_dir: Path) -> None:
+    """Remove what an earlier run left in ``run_dir`` (only the files a run writes; nothing else)."""
+    artifacts.invalidate(run_dir)
+    for name in (*RUN_FILES, *_RUN_LEFTOVERS, *(p.name for p in run_dir.glob("fold_*"))):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _datasets(prep: Prepared, batch_size: int, cache, seed: int, first_epoch: int, epochs: int):
+    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride)
+    train_ds, steps = pipeline.training_dataset(prep.tiles, prep.manifest, ("train",), batch_size=batch_size, seed=seed,
+                                                cache=cache, first_epoch=first_epoch, epochs=epochs, **kw)
     val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=batch_size,
                                                      cache=cache, **kw)
-    val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
-    return train_ds, val_ds, val_infer, val_table
+    return train_ds, steps, val_ds, val_infer, pipeline.image_table(prep.tiles, prep.manifest, ("val",))
 
 
 def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False,
                     classes: tuple[str, ...] = LABELS) -> dict:
     """Vote a labelled split's tiles with every rule; scores and predictions per rule."""
-    probabilities, numbers, weights = voting.predict_tiles(model, dataset, from_logits)
-    y_true = table.label_index.to_numpy()
-    out = {}
-    for rule in voting.VOTING_RULES:
-        y_pred = voting.vote(probabilities, numbers, weights, len(table), rule)
-        out[rule] = {"scores": voting.image_scores(y_true, y_pred, n_classes=len(classes)), "y_pred": y_pred,
-                     "per_class": voting.per_class_table(y_true, y_pred, classes),
-                     "confusion": voting.confusion(y_true, y_pred, len(classes))}
-    return out
+    probabilities, numbers, weights = predict_tiles(model, dataset, from_logits)
+    return {rule: _scored(table.label_index.to_numpy(), voting.vote(probabilities, numbers, weights, len(table), rule),
+                          classes) for rule in voting.VOTING_RULES}
+
+
+def _scored(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
+    return {"scores": metrics.image_scores(y_true, y_pred, n_classes=len(classes)), "y_pred": y_pred,
+            "per_class": metrics.per_class_table(y_true, y_pred, classes),
+            "confusion": metrics.confusion(y_true, y_pred, len(classes))}
+
+
+def run_request(prep: Prepared, built: Built, phases, with_baselines: bool) -> dict:
+    """What a train run is asked to be: the data, the tiles artifact, the model settings, every phase's settings."""
+    settings = dataclasses.asdict(built.settings)
+    settings["weights"] = weights_identity(built.settings.weights)
+    return artifacts.request("train", data=prep.data_note, inputs={"tiles": prep.tiles_id},
+                             settings={"model": settings, "phases": [config_record(c=c)["c"] for c in phases],
+                                       "classes": list(prep.classes), "with_baselines": with_baselines})
 
 
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
               epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
               overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True,
-              built: tuple | None = None) -> dict:
-    """Train one model on ``prep`` (one phase, or two for transfer learning) and write model, config,
-    logs and metrics into ``run_dir``.
+              built: Built | None = None, seed: int = 42, redo: bool = False) -> dict:
+    """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir``: ``model.keras``,
+    ``config.json``, ``log.csv``, ``metrics.json``, ``val_predictions.csv`` and the run's ``record.json``.
 
-    ``epochs`` overrides every phase's epoch count; ``overrides`` other ``TrainConfig`` fields.
-    ``with_baselines``: also score the majority-class and colour-histogram baselines on the same split
-    (recorded in ``metrics.json`` under ``baselines``). ``built``: what ``build_model`` returned for
-    these same settings (e.g. in a notebook that showed the model first), trained instead of a new build.
+    Reused when ``run_dir`` holds a finished run of exactly this request; resumed from its last epoch when
+    a run of this request was interrupted; trained from scratch otherwise. ``epochs`` overrides every phase's
+    epoch count, ``overrides`` other ``TrainConfig`` fields (``augment``: the augmentation layers). ``seed``
+    sets the initial weights, every epoch's shuffling and dropout. ``with_baselines``: also score the
+    majority-class and colour-histogram baselines on the same split. ``built``: what ``build_model`` returned
+    for these same settings (a notebook that showed the model first), trained instead of a new build.
     """
     from anndl.train import get_strategy
 
     run_dir = Path(run_dir)
-    if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
-        prep.baseline_scores = run_baselines(prep.manifest, prep.split, n_classes=len(prep.classes))
-    baseline_scores = prep.baseline_scores if with_baselines else None
+    changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
+    augment = changes.pop("augment", False)
+    settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
+                             len(prep.classes), mixed_precision)
+    if built is not None and built.settings != settings:
+        raise ValueError(f"the model passed as built= was built as {built.settings}, but this run asks for {settings}")
     if built is not None and strategy not in (None, "default"):
         raise ValueError("built= takes a model built outside any distribution strategy; leave strategy unset")
     strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
-    changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}),
-                   **({"mixed_precision": mixed_precision} if mixed_precision else {}))
-    augment = changes.pop("augment", False)
-    seed = changes.get("seed", TrainConfig.seed)  # one seed for initial weights, shuffling and dropout
-    settings = dict(augment=augment, seed=seed, weights=weights, num_classes=len(prep.classes),
-                    mixed_precision=mixed_precision)
-    if built is not None:
-        expected = {"model": model_name, "profile": profile, "tile_size": prep.tiling.tile_size, **settings}
-        if built[2].get("built_as") != expected:
-            raise ValueError(f"the model passed as built= was built as {built[2].get('built_as')}, "
-                             f"but this run asks for {expected}")
-        model, phases, record = built
-    with precision_policy(mixed_precision), strategy.scope():
+    with precision_policy(mixed_precision), strategy.scope(), artifacts.lock(run_dir):
         if built is None:
-            model, phases, record = build_model(model_name, profile, prep.tiling.tile_size, **settings)
-        keras.utils.set_random_seed(seed)  # training (shuffling, dropout) starts from the same state either way
-        phases = [(dataclasses.replace(c, augment=augment, **changes), stage) for c, stage in phases]
-        first = phases[0][0]
-        train_ds, val_ds, val_infer, val_table = _datasets(prep, first.batch_size, first.cache, first.seed)
-        train_labels = prep.tiles[prep.tiles.split == "train"].label.map(prep.classes.index).to_numpy()
-        config = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
-                  **record,
-                  "phases": [config_record(c=c)["c"] for c, _ in phases],
-                  "train_config": config_record(c=first)["c"],
-                  "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
-        write_json(run_dir / "config.json", config)
-        print(f"{model_name} ({profile} profile; weights: {record['weights']}): {model.count_params():,} parameters; "
-              f"{len(train_labels)} train tiles, {len(val_table)} validation images")
-        logs, best = [], None
-        for number, (train_config, stage) in enumerate(phases, start=1):
-            if stage is not None:
-                trained = set_trainable_stage(model, stage)
-                print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
-            optimizer = phase_optimizer(model_name, profile, train_config, stage)
-            log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
-            done = sum(len(log) for log in logs)
-            fit(model, train_ds, val_ds, val_infer, val_table.label_index.to_numpy(), train_config, run_dir,
-                optimizer=optimizer, train_labels=train_labels, from_logits=record["from_logits"],
-                log_name=log_name, initial_epoch=done, initial_best=best)
-            logs.append(pd.read_csv(run_dir / log_name).assign(phase=number))
-            best = float(pd.concat(logs).val_image_macro_f1.max())
-    log = pd.concat(logs, ignore_index=True)
-    log.to_csv(run_dir / "log.csv", index=False)
-    model.save(run_dir / "model.keras")
-    results = evaluate_images(model, val_infer, val_table, record["from_logits"], prep.classes)
-    best_row = log.loc[log.val_image_macro_f1.idxmax()]
-    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
-               "weights": record["weights"], "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
-               "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
-               "validation": {rule: r["scores"] for rule, r in results.items()},
-               "baselines": baseline_scores}
-    write_json(run_dir / "metrics.json", metrics)
-    pd.DataFrame({"sample_index": val_table.sample_index, "label": val_table.label,
-                  **{f"pred_{rule}": [prep.classes[i] for i in r["y_pred"]] for rule, r in results.items()}}
-                 ).to_csv(run_dir / "val_predictions.csv", index=False, lineterminator="\n")
-    return {"metrics": metrics, "results": results, "model": model, "run_dir": run_dir}
+            built = _build(settings)
+        phases = [dataclasses.replace(phase, config=dataclasses.replace(phase.config, **changes))
+                  for phase in built.phases]
+        req = run_request(prep, built, [p.config for p in phases], with_baselines)
+        reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
+        if reason is None:
+            print(f"reusing {shown(run_dir)}")
+            return finished_run(run_dir, prep.classes)
+        if reason == "not finished (no record)":
+            print(f"{shown(run_dir)}: interrupted earlier: resuming where its saved state allows")
+        elif reason != "not made yet":
+            print(f"{shown(run_dir)}: {reason}: training it again")
+        return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo)
 
+
+def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool) -> dict:
+    """Train (or resume) the phases, then evaluate and write the run's files and record (the record last)."""
+    request_id = artifacts.fingerprint(req)
+    state = None if fresh else load_state(run_dir)
+    if state is not None and state.get("request") != request_id:
+        state = None
+    if state is None:
+        _clear_run(run_dir)
+    else:
+        artifacts.invalidate(run_dir)
+    model, record = built.model, built.record
+    classes, seed = prep.classes, built.settings.seed
+    if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
+        prep.baseline_scores = run_baselines(prep.manifest, prep.split, n_classes=len(classes))
+    first = phases[0].config
+    config = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
+              "classes": list(classes), **record, "settings": req["settings"], "tiles": prep.tiles_id,
+              "phases": [config_record(c=p.config)["c"] for p in phases],
+              "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
+    artifacts.write_json(run_dir / "config.json", config)
+    n_train = int((prep.tiles.split == "train").sum())
+    val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
+    print(f"{built.settings.model} ({built.settings.profile} profile; weights: {record['weights']}): "
+          f"{model.count_params():,} parameters; {n_train} train tiles, {len(val_table)} validation images")
+    train_labels = prep.tiles[prep.tiles.split == "train"].label.map(classes.index).to_numpy()
+    logs, epochs_before = [], 0
+    for number, phase in enumerate(phases, start=1):
+        log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
+        resume = None
+        if state is not None and (state["phase"] > number or (state["phase"] == number and state["complete"])):
+            rows = artifacts.read_csv(run_dir / log_name).to_dict("records")  # a finished phase: its log stands
+            logs.append(pd.DataFrame(rows).assign(phase=number))
+            epochs_before += len(rows)
+            continue
+        if state is not None and state["phase"] == number - 1 and state["complete"]:
+            from anndl.train import restore_state
+
+            restore_state(model, state, with_optimizer=False)  # the previous phase's selected weights
+        elif state is not None and state["phase"] == number:
+            resume = state
+        trained = phase.set_trainable(model) if phase.set_trainable else None
+        if trained is not None:
+            print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
+        c = phase.config
+        done = resume["epochs"] if resume else 0
+        train_ds, steps, val_ds, val_infer, _ = _datasets(prep, c.batch_size, c.cache, seed,
+                                                          epochs_before + done, c.epochs - done)
+        best = float(pd.concat(logs).val_image_macro_f1.max()) if logs else None
+        rows = fit(model, train_ds, steps, val_ds, val_infer, val_table.label_index.to_numpy(), c, run_dir,
+                   phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
+                   log_name=log_name, initial_epoch=epochs_before, initial_best=best, resume=resume,
+                   state_info={"request": request_id})
+        save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
+                                    "request": request_id})
+        logs.append(pd.DataFrame(rows).assign(phase=number))
+        epochs_before += len(rows)
+    log = pd.concat(logs, ignore_index=True)
+    artifacts.write_csv(log, run_dir / "log.csv")
+    _save_model(model, run_dir / "model.keras")
+    _, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), tile_size=prep.tiling.tile_size,
+                                                stride=prep.tiling.stride, batch_size=first.batch_size, cache=None)
+    results = evaluate_images(model, val_infer, val_table, record["from_logits"], classes)
+    best_row = log.loc[log.val_image_macro_f1.idxmax()]
+    run_metrics = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
+                   "classes": list(classes), "weights": record["weights"],
+                   "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
+                   "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
+                   "validation": {rule: r["scores"] for rule, r in results.items()},
+                   "baselines": prep.baseline_scores if with_baselines else None}
+    artifacts.write_json(run_dir / "metrics.json", run_metrics)
+    artifacts.write_csv(pd.DataFrame({"sample_index": val_table.sample_index, "label": val_table.label,
+                                      **{f"pred_{rule}": [classes[i] for i in r["y_pred"]]
+                                         for rule, r in results.items()}}), run_dir / "val_predictions.csv")
+    artifacts.complete(run_dir, req, RUN_FILES)
+    shutil.rmtree(state_dir(run_dir), ignore_errors=True)
+    return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise artifacts.ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
+
+
+def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) -> dict:
+    """A finished run's metrics, its validation results per voting rule and its model (verified first)."""
+    run_dir = Path(run_dir)
+    artifacts.load(run_dir, "train")
+    run_metrics = artifacts.read_json(run_dir / "metrics.json")
+    classes = tuple(classes or run_metrics["classes"])
+    predictions = artifacts.read_csv(run_dir / "val_predictions.csv")
+    y_true = predictions.label.map(classes.index).to_numpy()
+    results = {rule: _scored(y_true, predictions[f"pred_{rule}"].map(classes.index).to_numpy(), classes)
+               for rule in voting.VOTING_RULES}
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
+
+
+# ------------------------------------------------------------------------------------------ K-fold runs
 
 def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
     """One ``Prepared`` per fold of a K-fold run (its ``folds.csv``): that fold's images are ``val``."""
-    assignment = pd.read_csv(Path(run_dir) / "folds.csv", keep_default_na=False)
+    path = Path(run_dir) / "folds.csv"
+    assignment = artifacts.read_csv(path)
+    folds_id = artifacts.file_digest(path)[:12]
     fold_of = assignment.set_index("sample_index").fold
     labelled = prep.tiles.split != "test"
     preps = []
@@ -260,68 +352,111 @@ def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
         split = assignment.assign(split=np.where(assignment.fold == k, "val", "train")).drop(columns="fold")
         tiles = prep.tiles.copy()
         tiles.loc[labelled, "split"] = np.where(tiles.loc[labelled, "sample_index"].map(fold_of) == k, "val", "train")
-        preps.append(dataclasses.replace(prep, split=split, tiles=tiles, baseline_scores=None))
+        preps.append(dataclasses.replace(prep, split=split, tiles=tiles, baseline_scores=None,
+                                         tiles_id=artifacts.fingerprint([prep.tiles_id, folds_id, int(k)])))
     return preps
 
 
 def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
-                folds: int = 5, seed: int = 42, **train_kwargs) -> dict:
-    """K-fold cross-validation by image: one model per fold (``run_dir/fold_k``), then the out-of-fold
-    image-level macro F1 with its bootstrap interval (``metrics.json``: ``oof_macro_f1``, ``oof_macro_f1_ci``),
-    the number to compare models by. The fold models together form an ensemble for ``predict``."""
+                folds: int = 5, seed: int = 42, redo: bool = False, **train_kwargs) -> dict:
+    """K-fold cross-validation by image: one model per fold (``run_dir/fold_k``, each a train run), then the
+    out-of-fold image-level macro F1 with its bootstrap interval (``metrics.json``: ``oof_macro_f1``,
+    ``oof_macro_f1_ci``), the number to compare models by. The fold models together form an ensemble for
+    ``predict``. A K-fold run counts as finished only when every fold is."""
     run_dir = Path(run_dir)
-    kept = prep.clean[prep.clean.status == "kept"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tiling.assign_folds(kept, folds, seed=seed).to_csv(run_dir / "folds.csv", index=False, lineterminator="\n")
-    oof, per_fold = [], []
-    for k, fold_prep in enumerate(fold_preps(prep, run_dir)):
-        print(f"== fold {k + 1}/{folds}: {(fold_prep.split.split == 'val').sum()} validation images")
-        result = train_run(fold_prep, run_dir / f"fold_{k}", model_name, profile, with_baselines=False, **train_kwargs)
-        per_fold.append(result["metrics"]["validation"])
-        oof.append(pd.read_csv(run_dir / f"fold_{k}" / "val_predictions.csv").assign(fold=k))
-    oof = pd.concat(oof, ignore_index=True)
-    oof.to_csv(run_dir / "oof_predictions.csv", index=False, lineterminator="\n")
-    y_true = oof.label.map(prep.classes.index).to_numpy()
-    scores = {rule: voting.image_scores(y_true, oof[f"pred_{rule}"].map(prep.classes.index).to_numpy(),
-                                        n_classes=len(prep.classes))
-              for rule in voting.VOTING_RULES}
-    first = json.loads((run_dir / "fold_0" / "metrics.json").read_text())
-    metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
-               "weights": first["weights"],
-               "folds": folds, "oof": scores, "oof_macro_f1": scores["hard"]["macro_f1"],
-               "oof_macro_f1_ci": scores["hard"]["macro_f1_ci95"], "per_fold_validation": per_fold}
-    write_json(run_dir / "metrics.json", metrics)
-    return {"metrics": metrics, "oof": oof}
+    train_settings = {k: (weights_identity(v) if k == "weights" else v) for k, v in sorted(train_kwargs.items())
+                      if k != "strategy"}
+    req = artifacts.request("kfold", data=prep.data_note, inputs={"tiles": prep.tiles_id},
+                            settings={"model": model_name, "profile": profile, "folds": folds, "seed": seed,
+                                      "train": train_settings})
+    with artifacts.lock(run_dir):
+        reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
+        if reason is None:
+            print(f"reusing {shown(run_dir)}")
+            return {"metrics": artifacts.read_json(run_dir / "metrics.json"),
+                    "oof": artifacts.read_csv(run_dir / "oof_predictions.csv")}
+        if reason not in ("not made yet", "not finished (no record)"):
+            print(f"{shown(run_dir)}: {reason}: training it again")
+            _clear_run(run_dir)
+        artifacts.invalidate(run_dir)
+        kept = prep.clean[prep.clean.status == "kept"]
+        artifacts.write_csv(tiling.assign_folds(kept, folds, seed=seed), run_dir / "folds.csv")
+        oof, per_fold, fold_ids = [], [], []
+        for k, fold_prep in enumerate(fold_preps(prep, run_dir)):
+            print(f"== fold {k + 1}/{folds}: {(fold_prep.split.split == 'val').sum()} validation images")
+            result = train_run(fold_prep, run_dir / f"fold_{k}", model_name, profile, with_baselines=False, seed=seed,
+                               redo=redo, **train_kwargs)
+            per_fold.append(result["metrics"]["validation"])
+            oof.append(artifacts.read_csv(run_dir / f"fold_{k}" / "val_predictions.csv").assign(fold=k))
+            fold_ids.append(artifacts.read_json(run_dir / f"fold_{k}" / artifacts.RECORD)["id"])
+        oof = pd.concat(oof, ignore_index=True)
+        artifacts.write_csv(oof, run_dir / "oof_predictions.csv")
+        y_true = oof.label.map(prep.classes.index).to_numpy()
+        scores = {rule: metrics.image_scores(y_true, oof[f"pred_{rule}"].map(prep.classes.index).to_numpy(),
+                                             n_classes=len(prep.classes)) for rule in voting.VOTING_RULES}
+        first = artifacts.read_json(run_dir / "fold_0" / "metrics.json")
+        run_metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
+                       "weights": first["weights"], "folds": folds, "oof": scores,
+                       "oof_macro_f1": scores["hard"]["macro_f1"], "oof_macro_f1_ci": scores["hard"]["macro_f1_ci95"],
+                       "per_fold_validation": per_fold}
+        artifacts.write_json(run_dir / "metrics.json", run_metrics)
+        artifacts.complete(run_dir, req, ["folds.csv", "oof_predictions.csv", "metrics.json"],
+                           extra={"fold_runs": [f"fold_{k}" for k in range(folds)], "fold_ids": fold_ids})
+    return {"metrics": run_metrics, "oof": oof}
 
+
+# ------------------------------------------------------------------------------------------ prediction
 
 def load_run(run_dir: Path | str):
-    """(model, config) of a finished run."""
+    """(model, config) of a finished run (its record verified)."""
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    return keras.models.load_model(run_dir / "model.keras", compile=False), config
+    artifacts.load(run_dir, "train")
+    config = artifacts.read_json(run_dir / "config.json")
+    try:
+        return keras.models.load_model(run_dir / "model.keras", compile=False), config
+    except Exception as e:  # Keras raises many kinds for a damaged or foreign file
+        raise artifacts.ArtifactError(f"{run_dir / 'model.keras'}: cannot load the model ({type(e).__name__}: "
+                                      f"{str(e)[:200]})") from e
 
 
 def model_dirs(run_dirs) -> list[Path]:
-    """Run folders holding a model; a K-fold run stands for its fold models (``fold_*/``)."""
+    """The finished train runs that ``run_dirs`` stand for: a train run itself, a K-fold run every fold.
+    Anything else (an unfinished or damaged run, a K-fold run missing a fold) is an ``ArtifactError``."""
     found = []
     for run_dir in map(Path, [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs):
-        if (run_dir / "model.keras").is_file():
+        record = artifacts.load(run_dir)
+        if record["stage"] == "train":
             found.append(run_dir)
-        elif folds := sorted(p.parent for p in run_dir.glob("fold_*/model.keras")):
-            found.extend(folds)
+        elif record["stage"] == "kfold":
+            for name, fold_id in zip(record["fold_runs"], record["fold_ids"]):
+                if artifacts.load(run_dir / name, "train")["id"] != fold_id:
+                    raise artifacts.ArtifactError(f"{run_dir / name}: not the fold model this K-fold run recorded")
+                found.append(run_dir / name)
         else:
-            raise FileNotFoundError(f"{run_dir}: no model.keras (and no fold_*/model.keras) in this run folder")
+            raise artifacts.ArtifactError(f"{run_dir}: a {record['stage']} artifact, not a run")
     return found
 
 
+@dataclass(frozen=True)
+class TileProbabilities:
+    """Tile probabilities averaged over an ensemble's models (before voting), with what voting needs."""
+
+    probabilities: np.ndarray   # (n_tiles, n_classes)
+    image_numbers: np.ndarray   # row of ``table`` each tile belongs to
+    weights: np.ndarray         # mask-pixel share of each tile in its image
+    table: pd.DataFrame         # one row per image (``pipeline.image_table``)
+    configs: tuple[dict, ...]   # each model's config.json
+
+    def vote(self, rule: str = "hard") -> np.ndarray:
+        return voting.vote(self.probabilities, self.image_numbers, self.weights, len(self.table), rule)
+
+
 def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...],
-                           tta: bool = False, batch_size: int = 32):
-    """Tile probabilities averaged over every model of ``run_dirs`` (before voting), with image numbers,
-    weights and the image table. All runs must share one tiling."""
+                           tta: bool = False, batch_size: int = 32) -> TileProbabilities:
+    """Tile probabilities averaged over every model of ``run_dirs``. All runs must share one tiling and label set."""
     dirs = model_dirs(run_dirs)
-    configs = [json.loads((d / "config.json").read_text()) for d in dirs]
-    tilings = {json.dumps(c["tiling"], sort_keys=True) for c in configs}
-    if len(tilings) > 1:
+    configs = [artifacts.read_json(d / "config.json") for d in dirs]
+    if len({artifacts.fingerprint(c["tiling"]) for c in configs}) > 1:
         raise ValueError(f"runs {', '.join(map(str, dirs))} were tiled differently; an ensemble needs one tiling")
     if len({tuple(c.get("classes", LABELS)) for c in configs}) > 1:
         raise ValueError(f"runs {', '.join(map(str, dirs))} predict different label sets; an ensemble needs one")
@@ -331,21 +466,20 @@ def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame
                                     cache="memory" if len(dirs) > 1 else None)
     total = None
     for d, config in zip(dirs, configs):
-        model = keras.models.load_model(d / "model.keras", compile=False)
-        probabilities, numbers, weights = voting.predict_tiles(model, dataset, config.get("from_logits", False), tta)
+        model, _ = load_run(d)
+        probabilities, numbers, weights = predict_tiles(model, dataset, config.get("from_logits", False), tta)
         total = probabilities if total is None else total + probabilities
-    return total / len(dirs), numbers, weights, pipeline.image_table(tiles, manifest, splits), configs
+    return TileProbabilities(total / len(dirs), numbers, weights, pipeline.image_table(tiles, manifest, splits),
+                             tuple(configs))
 
 
 def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",
                 tta: bool = False) -> Path:
-    """Predict every test image of ``data_dir`` and write the submission CSV (and a JSON note beside it).
-
-    ``run_dir``: one run folder or several (an ensemble: tile probabilities averaged before voting);
-    a K-fold run counts as its fold models. ``tta``: eight dihedral views per tile.
-    """
+    """Predict every test image of ``data_dir`` and write the submission CSV (and a JSON note beside it naming
+    the runs' records). ``run_dir``: one finished run or several (an ensemble: tile probabilities averaged
+    before voting); a K-fold run counts as its fold models. ``tta``: eight dihedral views per tile."""
     dirs = model_dirs(run_dir)
-    first = json.loads((dirs[0] / "config.json").read_text())
+    first = artifacts.read_json(dirs[0] / "config.json")
     tiling_config = tiling.TilingConfig(**first["tiling"])
     manifest = read_challenge(data_dir)
     classes = tuple(first.get("classes", LABELS))
@@ -354,12 +488,12 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
                          f"{list(read_classes(data_dir))}")
     test = manifest[manifest.split == "test"]
     tiles = tiling.tile_images(test.assign(label=""), tiling_config)
-    probabilities, numbers, weights, table, configs = ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
-    predictions = voting.vote(probabilities, numbers, weights, len(table), voting_rule)
-    path = voting.write_submission(table.sample_index, predictions, out, expected=set(test.sample_index),
-                                   classes=classes)
-    note = {"runs": [str(d.resolve()) for d in dirs], "models": [c["model"] for c in configs],
-            "profiles": sorted({c["profile"] for c in configs}), "weights": sorted({c["weights"] for c in configs}),
-            "data": describe_data(data_dir), "voting": voting_rule, "tta": tta, "test_images": int(len(test))}
-    write_json(Path(out).with_suffix(".json"), note)
+    tp = ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
+    path = write_submission(tp.table.sample_index, tp.vote(voting_rule), out, expected=set(test.sample_index),
+                            classes=classes)
+    note = {"runs": [shown(d) for d in dirs], "run_ids": [artifacts.read_json(d / artifacts.RECORD)["id"] for d in dirs],
+            "models": [c["model"] for c in tp.configs], "profiles": sorted({c["profile"] for c in tp.configs}),
+            "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
+            "voting": voting_rule, "tta": tta, "test_images": int(len(test))}
+    artifacts.write_json(Path(out).with_suffix(".json"), note)
     return path

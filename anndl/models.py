@@ -173,31 +173,43 @@ def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 25
     return keras.Model(inputs, _head(features, head_units, head_dropout, num_classes), name=kind), note
 
 
-def set_trainable_stage(model: keras.Model, phase: int) -> list[str]:
-    """Phase 1: only the head trains. Phase 2: the head and the backbone's last stage (ConvNeXt: from the
-    last downsampling block on, with the final norm; ViT: the last transformer block and final norm; a
-    generic encoder: the last fifth of its layers that hold weights).
-    Returns the names of the backbone layers that train."""
+def freeze_backbone(model: keras.Model) -> list[str]:
+    """Phase 1 of transfer learning: only the head trains."""
+    model.get_layer("backbone").trainable = False
+    return []
+
+
+def _train_last(layers_in_order, start: int) -> list[str]:
+    for i, layer in enumerate(layers_in_order):
+        layer.trainable = i >= start
+    return [layer.name for layer in layers_in_order[start:]]
+
+
+def convnext_last_stage(model: keras.Model) -> list[str]:
+    """Phase 2 for ConvNeXt: the head and the backbone from its last downsampling block on (with the final norm)."""
     backbone = model.get_layer("backbone")
-    backbone.trainable = phase == 2
-    if phase == 1:
-        return []
-    if model.name == "encoder":  # a generic encoder: its last fifth of weighted layers
-        weighted = [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights and
-                    not layer._flatten_layers(include_self=False, recursive=False)]
-        start = int(len(weighted) * 0.8)
-        for i, layer in enumerate(weighted):
-            layer.trainable = i >= start
-        return [layer.name for layer in weighted[start:]]
-    if model.name == "convnext":
-        names = [layer.name for layer in backbone.layers]
-        start = max(i for i, n in enumerate(names) if "downsampling_block" in n)
-        for i, layer in enumerate(backbone.layers):
-            layer.trainable = i >= start
-        return names[start:]
+    backbone.trainable = True
+    names = [layer.name for layer in backbone.layers]
+    return _train_last(backbone.layers, max(i for i, n in enumerate(names) if "downsampling_block" in n))
+
+
+def vit_last_block(model: keras.Model) -> list[str]:
+    """Phase 2 for the ViT: the head, the last transformer block and the final layer norm."""
+    backbone = model.get_layer("backbone")
+    backbone.trainable = True
     encoder = backbone.get_layer("vit_encoder")
     backbone.get_layer("vit_patching_and_embedding").trainable = False
-    blocks = [layer for layer in encoder._layers if layer.name.startswith("transformer_block")]
-    for layer in encoder._layers:
+    inner = encoder._layers  # KerasHub's ViTEncoder is a Layer: no public list of its sublayers
+    blocks = [layer for layer in inner if layer.name.startswith("transformer_block")]
+    for layer in inner:
         layer.trainable = layer is blocks[-1] or layer.name == "ln"
     return [blocks[-1].name, "ln"]
+
+
+def encoder_last_fifth(model: keras.Model) -> list[str]:
+    """Phase 2 for a generic encoder: the head and the last fifth of the encoder's layers that hold weights."""
+    backbone = model.get_layer("backbone")
+    backbone.trainable = True
+    weighted = [layer for layer in backbone._flatten_layers(include_self=False)  # nested layers, in order
+                if layer.weights and not layer._flatten_layers(include_self=False, recursive=False)]
+    return _train_last(weighted, int(len(weighted) * 0.8))

@@ -19,7 +19,6 @@ The report's method (§2), made a measured, reusable step:
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
+from anndl import artifacts
 from anndl.data import read_image, read_mask
 from anndl.labels import LABELS
 
@@ -294,9 +294,6 @@ def score_against_planted(cleaned: pd.DataFrame, planted: pd.DataFrame) -> pd.Da
 def write_outputs(cleaned: pd.DataFrame, out_dir: Path | str, config: OutlierConfig, data_note: str) -> Path:
     """Write ``clean_manifest.csv`` and ``clean_summary.json`` (config, embedder, data) to ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "clean_manifest.csv"
-    cleaned.to_csv(path, index=False, lineterminator="\n")
-    info = {"data": data_note, "config": asdict(config), **summary(cleaned)}
-    (out_dir / "clean_summary.json").write_text(json.dumps(info, indent=2) + "\n")
+    path = artifacts.write_csv(cleaned, out_dir / "clean_manifest.csv")
+    artifacts.write_json(out_dir / "clean_summary.json", {"data": data_note, "config": asdict(config), **summary(cleaned)})
     return path

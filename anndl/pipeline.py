@@ -80,28 +80,47 @@ def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str 
     return ds.apply(tf.data.experimental.assert_cardinality(n_tiles))  # known length: progress bars, no warnings
 
 
-def _view(ds: tf.data.Dataset, with_labels: bool, batch_size: int) -> tf.data.Dataset:
+def _view(ds: tf.data.Dataset, with_labels: bool, batch_size: int | None) -> tf.data.Dataset:
     if with_labels:
         ds = ds.map(lambda tile, label, image, weight: (tile, label), num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.map(lambda tile, label, image, weight: (tile, image, weight), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE) if batch_size else ds
 
 
 def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
-                 stride: int | None = None, training: bool = False, batch_size: int = 32,
-                 shuffle_buffer: int = 2048, seed: int = 42, cache: str | Path | None = None,
+                 stride: int | None = None, batch_size: int = 32, cache: str | Path | None = None,
                  with_labels: bool = True) -> tf.data.Dataset:
-    """Batches of tiles for the images of ``splits``.
+    """Batches of tiles for the images of ``splits``, in ``tiles.csv`` order (training: ``training_dataset``).
 
     ``with_labels``: ``(tile, label_index)``, for training and validation loss.
     Otherwise: ``(tile, image_number, weight)``, where ``image_number`` indexes
     ``image_table(tiles, manifest, splits)`` (for voting).
     """
     ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return _view(ds, with_labels, batch_size)
+
+
+def training_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
+                     tile_size: int = 224, stride: int | None = None, batch_size: int = 32, seed: int = 42,
+                     first_epoch: int = 0, epochs: int = 1, shuffle_buffer: int = 2048,
+                     cache: str | Path | None = "memory") -> tuple[tf.data.Dataset, int]:
+    """``(tile, label_index)`` batches of epochs ``first_epoch … first_epoch + epochs - 1`` back to back, and
+    the number of batches per epoch (for ``fit(steps_per_epoch=…)``).
+
+    Each epoch's order is a function of ``(seed, epoch)`` alone, so a run resumed at epoch N sees exactly
+    the batches an uninterrupted run sees from epoch N on.
+    """
+    table = image_table(tiles, manifest, splits)
+    ds = _view(_decoded_tiles(table, tile_size, stride or tile_size, cache), True, None)
+    n_tiles = int(sum(len(v) for v in table.tile_x))
+
+    def one_epoch(epoch):
+        order_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
+        return ds.shuffle(shuffle_buffer, seed=order_seed, reshuffle_each_iteration=False).batch(batch_size)
+
+    epochs_ds = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(one_epoch)
+    return epochs_ds.prefetch(AUTOTUNE), -(-n_tiles // batch_size)
 
 
 def evaluation_datasets(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *,

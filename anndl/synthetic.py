@@ -252,11 +252,34 @@ def _render_one(job: dict) -> None:
         _write_png(out_dir / f"mask_{job['number']:04d}.png", np.repeat(mask[..., None] * 255, 3, 2).astype(np.uint8))
 
 
+SYNTH_MARKER = ".anndl-synth"
+SYNTH_FILES = ("train_data", "test_data", "train_labels.csv", "planted_outliers.csv")
+
+
+def _die_with_parent() -> None:
+    """In a worker: end when the parent process dies (Linux ``prctl(PR_SET_PDEATHSIG)``), never linger."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
 def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_TEST, scale: float = 1.0,
              seed: int = 0, n_stickers: int | None = None, n_green: int | None = None,
-             workers: int = 2, progress: bool = True) -> Path:
-    """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files."""
+             workers: int = 2, progress: bool = True, force: bool = False) -> Path:
+    """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files.
+
+    ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker); ``force``
+    allows any folder. Only the files a synthetic folder holds are replaced; nothing else is deleted.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force and not (out / SYNTH_MARKER).is_file():
+        raise ValueError(f"{out}: folder is not empty and was not written by `anndl synth`; "
+                         "choose an empty folder or pass --force")
     if n_train < 8 or n_test < 1:
         raise ValueError(f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}")
     if not 0.02 <= scale <= 4:
@@ -281,10 +304,15 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
         list(REAL_TRAIN_COUNTS.values())) / sum(REAL_TRAIN_COUNTS.values()))]
     test_sizes = [_image_size(rng, scale) for _ in range(n_test)]
 
-    if out.exists():
-        shutil.rmtree(out)
+    for name in SYNTH_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     (out / "train_data").mkdir(parents=True)
     (out / "test_data").mkdir()
+    (out / SYNTH_MARKER).write_text("written by anndl synth; this folder may be regenerated in place\n")
     jobs = []
     for i in range(n_train):
         kind = kinds.get(i, "clean")
@@ -297,7 +325,7 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
                      "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i]})
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
             for _ in pool.map(_render_one, jobs, chunksize=4):
                 bar.update()
     else:

@@ -10,7 +10,6 @@ image smaller than a tile is zero-padded at the bottom/right.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from anndl import artifacts
 from anndl.data import read_mask
 
 TILE_COLUMNS = ["split", "sample_index", "label", "x", "y", "mask_pixels", "weight"]
@@ -165,26 +165,7 @@ def build_tiles(manifest: pd.DataFrame, clean: pd.DataFrame, split: pd.DataFrame
 def write_tiles(tiles: pd.DataFrame, out_dir: Path | str, config: TilingConfig, data_note: str) -> Path:
     """Write ``tiles.csv`` (byte-identical for the same inputs) and ``tiles.json`` (config, counts)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "tiles.csv"
-    tiles.to_csv(path, index=False, lineterminator="\n")
+    path = artifacts.write_csv(tiles, out_dir / "tiles.csv")
     counts = {s: {"images": int(g.sample_index.nunique()), "tiles": int(len(g))} for s, g in tiles.groupby("split")}
-    info = {"data": data_note, "config": asdict(config), "counts": counts}
-    (out_dir / "tiles.json").write_text(json.dumps(info, indent=2) + "\n")
+    artifacts.write_json(out_dir / "tiles.json", {"data": data_note, "config": asdict(config), "counts": counts})
     return path
-
-
-def load_or_make_split(clean: pd.DataFrame, path: Path | str, val_fraction: float = 0.1,
-                       seed: int = 42) -> pd.DataFrame:
-    """Reuse ``split.csv`` when it covers exactly the kept images; otherwise make and write it."""
-    path = Path(path)
-    kept = clean[clean.status == "kept"]
-    if path.is_file():
-        split = pd.read_csv(path, keep_default_na=False)
-        if set(split.sample_index) == set(kept.sample_index):
-            return split
-        print(f"{path} does not match the kept images; making a new split")
-    split = split_images(kept, val_fraction, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    split.to_csv(path, index=False, lineterminator="\n")
-    return split

@@ -8,17 +8,24 @@ tile-level weighted F1, which is not what the leaderboard measures.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
+from anndl import artifacts
 from anndl.config import TrainConfig
 from anndl.labels import NUM_CLASSES
-from anndl.voting import VOTING_RULES, macro_f1, predict_tiles, vote
+from anndl.inference import predict_tiles
+from anndl.metrics import macro_f1
+from anndl.voting import VOTING_RULES, vote
 
 MONITOR = "val_image_macro_f1"
 
@@ -86,39 +93,122 @@ class ImageF1(keras.callbacks.Callback):
         logs[MONITOR] = logs[f"val_image_f1_{self.rule}"]
 
 
-def fit(model: keras.Model, train_ds, val_ds, val_infer_ds, val_labels: np.ndarray, config: TrainConfig,
-        run_dir: Path | str, optimizer=None, train_labels: np.ndarray | None = None,
-        from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
-        initial_best: float | None = None) -> keras.callbacks.History:
-    """Compile (unless ``optimizer`` is None and the model is compiled) and train with image-level selection.
+class RunProgress(keras.callbacks.Callback):
+    """After each epoch, each written atomically: the log row, the best weights (when the score improved)
+    and the resume state (every model and optimizer variable, seed-generator states included). Stops
+    training after ``patience`` epochs without improvement (as ``EarlyStopping``, but resumable)."""
 
-    Writes ``run_dir/log_name`` (one row per epoch) and ``run_dir/best.weights.h5``; the model ends
-    with the best epoch's weights. ``initial_best``: the score an earlier phase reached; this phase's
-    checkpoint replaces that phase's only when it beats it.
+    def __init__(self, run_dir: Path, log_name: str, rows: list[dict], best: float | None, wait: int,
+                 patience: int, phase: int, state_info: dict | None = None):
+        super().__init__()
+        self.run_dir, self.log_name, self.rows, self.best, self.wait = run_dir, log_name, rows, best, wait
+        self.patience, self.phase, self.state_info = patience, phase, state_info or {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.rows.append({"epoch": epoch, **{k: float(logs[k]) for k in sorted(logs)}})
+        score = float(logs[MONITOR])
+        if self.best is None or score > self.best:
+            self.best, self.wait = score, 0
+            save_weights(self.model, best_path(self.run_dir))
+        else:
+            self.wait += 1
+        artifacts.write_csv(pd.DataFrame(self.rows), self.run_dir / self.log_name)
+        save_state(self.model, self.run_dir, {**self.state_info, "phase": self.phase, "complete": False,
+                                              "epochs": len(self.rows), "best": self.best, "wait": self.wait})
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
+
+def save_weights(model: keras.Model, path: Path) -> None:
+    """``model.save_weights`` to a temporary name, then ``os.replace`` (a kill never leaves half a file)."""
+    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def state_dir(run_dir: Path | str) -> Path:
+    return Path(run_dir) / "resume"
+
+
+def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
+    """The resume state: every variable of the model and its optimizer (``state.npz``), then ``state.json``
+    (written last: it is what makes the state count)."""
+    buffer = io.BytesIO()
+    optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
+    np.savez(buffer, *[np.asarray(v.numpy()) for v in model.variables],
+             *[np.asarray(v.numpy()) for v in optimizer_variables])
+    data = buffer.getvalue()
+    artifacts.write_bytes(state_dir(run_dir) / "state.npz", data)
+    artifacts.write_json(state_dir(run_dir) / "state.json",
+                         dict(info, model_variables=len(model.variables), sha256=hashlib.sha256(data).hexdigest()))
+
+
+def load_state(run_dir: Path | str) -> dict | None:
+    """The saved resume state (``state.json`` plus its arrays under ``arrays``), or None when there is none
+    or it does not verify."""
+    folder = state_dir(run_dir)
+    try:
+        info = json.loads((folder / "state.json").read_text())
+        data = (folder / "state.npz").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        return None
+    with np.load(io.BytesIO(data)) as arrays:
+        info["arrays"] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    return info
+
+
+def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None:
+    """Assign a saved state's values to the model's variables (and, with ``with_optimizer``, its optimizer's,
+    built first on the variables that train in this phase)."""
+    arrays = state["arrays"]
+    n = state["model_variables"]
+    for variable, value in zip(model.variables, arrays[:n], strict=True):
+        variable.assign(value)
+    if with_optimizer:
+        model.optimizer.build(model.trainable_variables)
+        for variable, value in zip(model.optimizer.variables, arrays[n:], strict=True):
+            variable.assign(value)
+
+
+def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds, val_labels: np.ndarray,
+        config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
+        from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
+        initial_best: float | None = None, resume: dict | None = None, state_info: dict | None = None,
+        callbacks=()) -> list[dict]:
+    """Compile and train one phase with image-level selection; returns the phase's log rows.
+
+    ``train_ds``: the batches of every epoch from ``initial_epoch`` on, ``steps_per_epoch`` per epoch
+    (``pipeline.training_dataset``). Writes ``run_dir/log_name`` (one row per epoch), ``best.weights.h5``
+    and the resume state after every epoch; the model ends with the best epoch's weights. ``initial_best``:
+    the score an earlier phase reached (this phase's checkpoint replaces it only when it beats it).
+    ``resume``: a saved state of this phase (``load_state``): training continues after its last epoch.
+    ``state_info``: recorded in every resume state (e.g. the id of the run's request).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    optimizer = optimizer or keras.optimizers.Lion(learning_rate=config.learning_rate)
-    if initial_best is None and best_path(run_dir).exists():
-        best_path(run_dir).unlink()  # a fresh run: never fall back to an older run's checkpoint
     model.compile(optimizer=optimizer, loss=make_loss(config, from_logits),
                   metrics=[keras.metrics.CategoricalAccuracy(name="tile_accuracy")])
-    best = best_path(run_dir)
-    callbacks = [
-        ImageF1(val_infer_ds, val_labels, config.voting, from_logits),
-        keras.callbacks.CSVLogger(str(run_dir / log_name)),
-        keras.callbacks.ModelCheckpoint(str(best), monitor=MONITOR, mode="max", save_best_only=True,
-                                        save_weights_only=True, initial_value_threshold=initial_best),
-        keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=config.patience),
-    ]
+    rows, best, wait = [], initial_best, 0
+    if resume is not None:
+        restore_state(model, resume, with_optimizer=True)
+        rows = artifacts.read_csv(run_dir / log_name).iloc[: resume["epochs"]].to_dict("records")
+        best, wait = resume["best"], resume["wait"]
+        print(f"resuming from epoch {initial_epoch + len(rows) + 1} (phase {phase}; {len(rows)} epoch(s) done)")
+    done = len(rows)
+    progress = RunProgress(run_dir, log_name, rows, best, wait, config.patience, phase, state_info)
     n_classes = int(model.output_shape[-1])
     weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
-    history = model.fit(one_hot(train_ds, n_classes), validation_data=one_hot(val_ds, n_classes),
-                        epochs=initial_epoch + config.epochs,
-                        initial_epoch=initial_epoch, callbacks=callbacks, class_weight=weights, verbose=2,
-                        shuffle=False)  # the dataset shuffles itself, with a seed
-    model.load_weights(best)
-    return history
+    if done < config.epochs and wait < config.patience:
+        model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch,
+                  validation_data=one_hot(val_ds, n_classes), epochs=initial_epoch + config.epochs,
+                  initial_epoch=initial_epoch + done, class_weight=weights, verbose=2, shuffle=False,
+                  callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress, *callbacks])
+    if best_path(run_dir).exists():
+        model.load_weights(best_path(run_dir))
+    return progress.rows
 
 
 def best_path(run_dir: Path | str) -> Path:
@@ -131,13 +221,6 @@ def differential_optimizer(backbone_rate: float, head_rate: float, weight_decay:
     head = keras.optimizers.AdamW(learning_rate=head_rate, weight_decay=weight_decay)
     backbone = keras.optimizers.AdamW(learning_rate=backbone_rate, weight_decay=weight_decay)
     return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(backbone, {"head_.*": head}))
-
-
-def write_json(path: Path | str, payload: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
 
 
 def config_record(**parts) -> dict:

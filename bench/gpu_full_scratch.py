@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from anndl import outliers, synthetic, tiling, voting  # noqa: E402
+from anndl import metrics, outliers, synthetic, tiling, voting  # noqa: E402
 from anndl.baselines import run_baselines  # noqa: E402
 from anndl.config import SYNTHETIC_DEFAULT, ScratchResNetConfig, scratch_profile  # noqa: E402
 from anndl.data import describe_data, read_challenge, read_image  # noqa: E402
@@ -81,7 +81,7 @@ def main():
         row = {"epoch": epoch + 1, "loss": float(history.history["loss"][0])}
         for rule in voting.VOTING_RULES:
             predicted = voting.vote(probabilities, val_numbers, val_weights, len(val_truth), rule)
-            row[f"f1_{rule}"] = voting.macro_f1(val_truth, predicted)
+            row[f"f1_{rule}"] = metrics.macro_f1(val_truth, predicted)
         rows.append(row)
         print(row, flush=True)
         if row["f1_hard"] > best:
@@ -92,7 +92,7 @@ def main():
                 break
     model.set_weights(best_weights)
     probabilities = model.predict(x_val.astype("float32"), batch_size=128, verbose=0)
-    scores = {rule: voting.image_scores(val_truth, voting.vote(probabilities, val_numbers, val_weights,
+    scores = {rule: metrics.image_scores(val_truth, voting.vote(probabilities, val_numbers, val_weights,
                                                                len(val_truth), rule)) for rule in voting.VOTING_RULES}
     log = pd.DataFrame(rows)
     log.to_csv(OUT / "gpu_full_scratch_log.csv", index=False)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from anndl import mil, tiling
-from anndl.voting import dihedral, predict_tiles
+from anndl.inference import dihedral, predict_tiles
 from tests.conftest import HE_SAMPLES, TINY
 
 

@@ -24,29 +24,35 @@ def test_prepare_reuses_only_outputs_of_the_same_data(tiny_data, tmp_path, capsy
     assert (smaller.tiles.x % 64 == 0).all() and len(smaller.tiles) > len(swapped.tiles)
 
 
-def test_changed_cleaning_settings_redo_cleaning_split_and_tiles(tiny_data, tmp_path, capsys):
+def test_changed_cleaning_settings_or_outputs_redo_what_follows(tiny_data, tmp_path, capsys):
     experiment.prepare(tiny_data, tmp_path / "work")
     info_path = tmp_path / "work" / "clean" / "clean_summary.json"
-    info = json.loads(info_path.read_text())
-    info["config"]["sticker_min_z"] = 3.0  # outputs of other settings, e.g. an older version
-    info_path.write_text(json.dumps(info))
+    info_path.write_text(info_path.read_text().replace('"sticker_min_z": 10.0', '"sticker_min_z": 3.0'))
     capsys.readouterr()
-    experiment.prepare(tiny_data, tmp_path / "work")
-    assert "reusing" not in capsys.readouterr().out
-    assert json.loads(info_path.read_text())["config"]["sticker_min_z"] == experiment.outliers.OutlierConfig().sticker_min_z
+    experiment.prepare(tiny_data, tmp_path / "work")  # an edited output: cleaned again, same result, tiles stand
+    out = capsys.readouterr().out
+    assert "clean_summary.json changed since it was recorded" in out and "cleaning it again" in out
+    assert '"sticker_min_z": 10.0' in info_path.read_text()
+    assert out.count("reusing") == 1 and "tiles.csv" in out.split("reusing")[1]
+    lenient = experiment.outliers.OutlierConfig(sticker_min_z=1e6)  # other settings: no sticker is flagged
+    prep = experiment.prepare(tiny_data, tmp_path / "work", outlier_config=lenient)
+    out = capsys.readouterr().out
+    assert "made with settings config.sticker_min_z 10.0, not 1000000.0" in out and "reusing" not in out
+    assert "sticker" not in set(prep.clean.status) and set(prep.split.sample_index) == set(
+        prep.clean.sample_index[prep.clean.status == "kept"])
 
 
 def test_train_run_trains_the_model_a_notebook_already_built(tiny_data, tmp_path):
     prep = experiment.prepare(tiny_data, tmp_path / "work")
     built = experiment.build_model("scratch_resnet", "smoke", prep.tiling.tile_size)
     again = experiment.build_model("scratch_resnet", "smoke", prep.tiling.tile_size)
-    for a, b in zip(built[0].get_weights(), again[0].get_weights()):  # seeded: the same start wherever built
+    for a, b in zip(built.model.get_weights(), again.model.get_weights()):  # seeded: the same start wherever built
         np.testing.assert_array_equal(a, b)
     other_seed = experiment.build_model("scratch_resnet", "smoke", prep.tiling.tile_size, seed=7)
-    assert any((a != b).any() for a, b in zip(built[0].get_weights(), other_seed[0].get_weights()))
+    assert any((a != b).any() for a, b in zip(built.model.get_weights(), other_seed.model.get_weights()))
     with pytest.raises(ValueError, match="was built as"):
         experiment.train_run(prep, tmp_path / "other", "scratch_resnet", "smoke", epochs=1, built=built,
                              overrides={"augment": True})
     result = experiment.train_run(prep, tmp_path / "run", "scratch_resnet", "smoke", epochs=1, built=built,
                                   with_baselines=False)
-    assert result["model"] is built[0] and (tmp_path / "run" / "model.keras").is_file()
+    assert result["model"] is built.model and (tmp_path / "run" / "model.keras").is_file()

@@ -5,7 +5,7 @@ import pandas as pd
 
 from anndl import outliers, tiling
 from anndl.data import read_challenge, read_image
-from anndl.pipeline import evaluation_datasets, image_table, tile_dataset
+from anndl.pipeline import evaluation_datasets, image_table, tile_dataset, training_dataset
 
 
 def _tiles(tiny_data, tile_size=64, stride=64):
@@ -29,7 +29,7 @@ def _expected(manifest, tiles, split, t):
 
 def test_training_batches_hold_the_right_pixels_and_labels(tiny_data):
     manifest, tiles = _tiles(tiny_data)
-    ds = tile_dataset(tiles, manifest, ("train",), tile_size=64, batch_size=8, training=False)
+    ds = tile_dataset(tiles, manifest, ("train",), tile_size=64, batch_size=8)
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
     images, labels = np.concatenate(images), np.concatenate(labels)
     assert images.dtype == np.uint8
@@ -59,12 +59,24 @@ def test_inference_batches_cover_every_test_image_with_weights(tiny_data):
     np.testing.assert_allclose(weights, tiles[tiles.split == "test"].weight.to_numpy(), rtol=1e-6)
 
 
-def test_shuffle_is_seeded_and_cache_gives_same_tiles(tiny_data, tmp_path):
+def test_each_epoch_order_is_a_function_of_seed_and_epoch(tiny_data, tmp_path):
     manifest, tiles = _tiles(tiny_data)
-    kw = dict(tile_size=64, batch_size=4, training=True, seed=3, shuffle_buffer=64)
-    first = np.concatenate([y.numpy() for _, y in tile_dataset(tiles, manifest, ("train",), **kw)])
-    again = np.concatenate([y.numpy() for _, y in tile_dataset(tiles, manifest, ("train",), **kw)])
-    np.testing.assert_array_equal(first, again)
+    kw = dict(tile_size=64, batch_size=4, shuffle_buffer=64)
+
+    def epochs(seed, first, n):
+        ds, steps = training_dataset(tiles, manifest, seed=seed, first_epoch=first, epochs=n, **kw)
+        labels = [y.numpy() for _, y in ds]
+        assert len(labels) == steps * n
+        return [np.concatenate(labels[i * steps:(i + 1) * steps]) for i in range(n)]
+
+    e0, e1, e2 = epochs(3, 0, 3)
+    in_order = np.concatenate([y.numpy() for _, y in tile_dataset(tiles, manifest, ("train",), tile_size=64)])
+    assert sorted(e0) == sorted(in_order)                       # every tile once per epoch
+    assert not np.array_equal(e0, in_order) and not np.array_equal(e0, e1)  # shuffled, and anew each epoch
+    resumed = epochs(3, 1, 2)                                    # a run resumed at epoch 1 ...
+    np.testing.assert_array_equal(resumed[0], e1)               # ... sees exactly the same epochs
+    np.testing.assert_array_equal(resumed[1], e2)
+    assert not np.array_equal(epochs(4, 0, 1)[0], e0)           # another seed, another order
     cached = tile_dataset(tiles, manifest, ("train",), tile_size=64, batch_size=4, cache=tmp_path / "c" / "tiles")
     epoch1 = np.concatenate([x.numpy() for x, _ in cached])
     epoch2 = np.concatenate([x.numpy() for x, _ in cached])

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl import voting
+from anndl import metrics, submission, voting
 
 
 def test_hard_voting_majority_and_tie_break():
@@ -29,38 +29,38 @@ def test_an_image_without_tiles_is_an_error():
 
 def test_macro_f1_and_bootstrap_interval():
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3] * 5)
-    assert voting.macro_f1(y, y) == 1.0
+    assert metrics.macro_f1(y, y) == 1.0
     noisy = y.copy()
     noisy[::4] = (noisy[::4] + 1) % 4
-    score = voting.macro_f1(noisy, y)
-    low, high = voting.bootstrap_ci(y, noisy, n_boot=300)
+    score = metrics.macro_f1(noisy, y)
+    low, high = metrics.bootstrap_ci(y, noisy, n_boot=300)
     assert low < score < high and high - low > 0.05
 
 
 def test_two_class_label_set_scores_and_submits_its_own_labels(tmp_path):
     y_true, y_pred = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])
-    assert voting.macro_f1(y_true, y_pred, n_classes=2) == pytest.approx((0.8 + 2 / 3) / 2)
-    assert voting.macro_f1(y_true, y_pred) == pytest.approx((0.8 + 2 / 3) / 4)  # 4 classes: two absent ones count 0
+    assert metrics.macro_f1(y_true, y_pred, n_classes=2) == pytest.approx((0.8 + 2 / 3) / 2)
+    assert metrics.macro_f1(y_true, y_pred) == pytest.approx((0.8 + 2 / 3) / 4)  # 4 classes: two absent ones count 0
     p = np.array([[.9, .1], [.2, .8], [.3, .7]])
     assert voting.vote(p, np.array([0, 1, 1]), np.ones(3), 2).tolist() == [0, 1]
     classes = ("in_situ", "invasive")
-    path = voting.write_submission(["img_0001.png", "img_0000.png"], [1, 0], tmp_path / "s.csv", classes=classes)
+    path = submission.write_submission(["img_0001.png", "img_0000.png"], [1, 0], tmp_path / "s.csv", classes=classes)
     assert path.read_text().splitlines() == ["sample_index,label", "img_0000.png,in_situ", "img_0001.png,invasive"]
     with pytest.raises(ValueError, match="unknown labels"):
-        voting.validate_submission(pd.DataFrame({"sample_index": ["img_0000.png"], "label": ["Luminal A"]}),
+        submission.validate_submission(pd.DataFrame({"sample_index": ["img_0000.png"], "label": ["Luminal A"]}),
                                    classes=classes)
 
 
 def test_submission_has_every_test_image_once(tmp_path):
     names = [f"img_{i:04d}.png" for i in range(5)]
-    path = voting.write_submission(names[::-1], [0, 1, 2, 3, 0], tmp_path / "s.csv", expected=set(names))
+    path = submission.write_submission(names[::-1], [0, 1, 2, 3, 0], tmp_path / "s.csv", expected=set(names))
     frame = pd.read_csv(path)
     assert frame.columns.tolist() == ["sample_index", "label"]
     assert frame.sample_index.tolist() == names
     assert path.read_text().splitlines()[1] == "img_0000.png,Luminal A"
     assert set(frame.label) <= {"Luminal A", "Luminal B", "HER2(+)", "Triple negative"}
     with pytest.raises(ValueError, match="misses 1 test images"):
-        voting.write_submission(names[:4], [0, 0, 0, 0], tmp_path / "t.csv", expected=set(names))
+        submission.write_submission(names[:4], [0, 0, 0, 0], tmp_path / "t.csv", expected=set(names))
 
 
 def test_paired_difference_sees_a_consistent_gain_that_separate_intervals_miss():
@@ -70,11 +70,11 @@ def test_paired_difference_sees_a_consistent_gain_that_separate_intervals_miss()
     b = a.copy()
     fix = np.flatnonzero(a != y)[:10]                 # b = a with ten errors corrected, nothing else changed
     b[fix] = y[fix]
-    result = voting.paired_difference(y, a, b)
-    assert result["gain"] == pytest.approx(voting.macro_f1(y, b) - voting.macro_f1(y, a), abs=1e-4)
+    result = metrics.paired_difference(y, a, b)
+    assert result["gain"] == pytest.approx(metrics.macro_f1(y, b) - metrics.macro_f1(y, a), abs=1e-4)
     assert result["gain_ci95"][0] > 0 and result["real_difference"]
-    low_b, _ = voting.bootstrap_ci(y, b)
-    _, high_a = voting.bootstrap_ci(y, a)
+    low_b, _ = metrics.bootstrap_ci(y, b)
+    _, high_a = metrics.bootstrap_ci(y, a)
     assert low_b < high_a                              # the two intervals overlap nonetheless
-    same = voting.paired_difference(y, a, a)
+    same = metrics.paired_difference(y, a, a)
     assert same["gain"] == 0 and not same["real_difference"]
