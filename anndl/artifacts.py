@@ -184,14 +184,15 @@ def artifact_id(record: dict) -> str:
                        {"files": {n: e["sha256"] for n, e in record["files"].items()}})
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """Where two JSON-like values differ, as ``path old, not new`` lines (``phases.0.epochs 3, not 2``)."""
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        old, new = dict(enumerate(old)), dict(enumerate(new))
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [f"{prefix.rstrip('.')} {old!r}, not {new!r}"]
     out = []
     for key in sorted(set(old) | set(new), key=str):
-        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} {a!r}, not {b!r}")
+        out += _differences(old.get(key, "<unset>"), new.get(key, "<unset>"), f"{prefix}{key}.")
     return out
 
 
@@ -212,9 +213,7 @@ def check(folder: Path | str, req: dict) -> str | None:
         return f"made from data {record.get('data')}, not {req['data']}"
     for key in ("stage", "version", "inputs", "settings"):
         if record.get(key) != req[key]:
-            diffs = _differences(record.get(key) or {}, req[key]) if isinstance(req[key], dict) else \
-                [f"{record.get(key)!r}, not {req[key]!r}"]
-            return f"made with {key} " + "; ".join(diffs[:3])
+            return f"made with {key} " + "; ".join(_differences(record.get(key), req[key])[:3])
     for name, entry in record["files"].items():
         file = folder / name
         if not file.is_file():

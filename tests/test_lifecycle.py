@@ -1,0 +1,153 @@
+"""What `anndl run` leaves on disk is what it claims to be: after other data, other settings, a kill (real
+signals, in subprocesses), a cut file, a second writer, the same command ends in a correct rebuild, an
+exact resume, or a one-line refusal naming the path; never in stale, partial or mixed outputs."""
+
+import json
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from anndl import cli, synthetic
+
+pytestmark = pytest.mark.slow
+COMPARED = ("runs/scratch_resnet/metrics.json", "runs/scratch_resnet/log.csv", "submission.csv")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0")
+
+
+def _command(data, out, *extra):
+    return ["run", "--data", str(data), "--out", str(out), "--epochs", "3", *extra]
+
+
+def _start(args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "anndl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+
+
+def _kill_when(process: subprocess.Popen, path: Path, sig=signal.SIGKILL, timeout: float = 120) -> str:
+    """Send ``sig`` to ``process`` as soon as ``path`` exists; its standard error."""
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"finished before {path} appeared: {process.stderr.read()[-2000:]}"
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.02)
+    process.send_signal(sig)
+    return process.communicate(timeout=60)[1]
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    for name in COMPARED:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory):
+    """An uninterrupted `run` (seed 42, 3 epochs): what every interrupted run must end up as, byte for byte."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    assert cli.main(_command(tiny_data, out)) == 0
+    return out
+
+
+def test_kill_mid_training_resumes_to_identical_outputs(tiny_data, reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    run = out / "runs" / "scratch_resnet"
+    _kill_when(_start(_command(tiny_data, out)), run / "resume" / "state.json")  # after epoch 1
+    assert not (run / "record.json").exists()
+    assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(tmp_path / "s.csv")]) == 2
+    assert "not a finished artifact" in capsys.readouterr().err
+    assert cli.main(_command(tiny_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert "resuming from epoch 2" in printed and "reusing runs" not in printed
+    _same_outputs(reference, out)
+    assert pd.read_csv(run / "log.csv").epoch.tolist() == [0, 1, 2]  # every epoch exactly once
+    # --redo killed inside the finished run, then the plain command: never "reusing" the old files
+    _kill_when(_start(_command(tiny_data, out, "--redo")), run / "resume" / "state.json")
+    assert cli.main(_command(tiny_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert f"reusing {run}" not in printed and "resuming from epoch 2" in printed
+    _same_outputs(reference, out)
+
+
+def test_kill_between_stages_then_the_same_command(tiny_data, reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    _kill_when(_start(_command(tiny_data, out)), out / "tiles" / "record.json")
+    assert cli.main(_command(tiny_data, out)) == 0
+    assert "reusing" in capsys.readouterr().out  # the finished stages
+    _same_outputs(reference, out)
+
+
+def test_other_data_other_settings_cut_and_empty_files_are_rebuilt(tiny_data, reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    (out / "tiles" / "tiles.csv").write_text((out / "tiles" / "tiles.csv").read_text()[:200])  # cut short
+    (out / "runs" / "scratch_resnet" / "metrics.json").write_text("")  # a full disk while writing it
+    assert cli.main(_command(tiny_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert "tiles.csv changed since it was recorded" in printed
+    assert "metrics.json changed since it was recorded" in printed and "training it again" in printed
+    _same_outputs(reference, out)
+    assert cli.main(_command(tiny_data, out, "--epochs", "2")) == 0  # a changed setting is never ignored
+    printed = capsys.readouterr().out
+    assert "made with settings phases.0.epochs 3, not 2: training it again" in printed
+    assert json.loads((out / "runs/scratch_resnet/metrics.json").read_text())["epochs_run"] == 2
+    other = synthetic.generate(tmp_path / "other", n_train=16, n_test=3, scale=0.25, seed=99, n_stickers=1,
+                               n_green=1, progress=False, workers=1)
+    assert cli.main(_command(other, out)) == 0  # the main user path: synthetic first, then other data
+    printed = capsys.readouterr().out
+    assert "runs/scratch_resnet: made from data" in printed and "reusing" not in printed
+    assert sorted(pd.read_csv(out / "submission.csv").sample_index) == [f"img_{i:04d}.png" for i in range(3)]
+    assert str(other.resolve()) in json.loads((out / "runs/scratch_resnet/metrics.json").read_text())["data"]
+
+
+def test_kfold_interrupted_after_a_fold_is_refused_then_completed(tiny_data, tmp_path, capsys):
+    run = tmp_path / "work" / "kfold"
+    args = ["train", "--data", str(tiny_data), "--out", str(run), "--folds", "2", "--epochs", "1"]
+    process = _start(args)
+    stderr = _kill_when(process, run / "fold_0" / "record.json", sig=signal.SIGINT)  # Ctrl-C
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("interrupted: finished steps are kept")
+    predict = ["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(tmp_path / "s.csv")]
+    assert cli.main(predict) == 2
+    assert f"{run}: not a finished artifact" in capsys.readouterr().err
+    assert cli.main(args) == 0
+    assert f"reusing {run / 'fold_0'}" in capsys.readouterr().out.replace(str(Path.cwd()) + "/", "")
+    assert cli.main(predict) == 0
+    assert "2 model(s))" in capsys.readouterr().out
+
+
+def test_a_second_run_into_the_same_folder_stops_at_once(tiny_data, tmp_path):
+    out = tmp_path / "out"
+    first = _start(_command(tiny_data, out))
+    try:
+        end = time.monotonic() + 120
+        while not (out / "tiles" / "record.json").exists():
+            assert first.poll() is None and time.monotonic() < end
+            time.sleep(0.02)
+        second = subprocess.run([sys.executable, "-m", "anndl", *_command(tiny_data, out)], capture_output=True,
+                                text=True, env=ENV, timeout=120)
+    finally:
+        first.communicate(timeout=180)
+    assert second.returncode == 2
+    assert f"is being written by another process (PID {first.pid})" in second.stderr.strip().splitlines()[-1]
+    assert first.returncode == 0
+    assert json.loads((out / "runs/scratch_resnet/metrics.json").read_text())["epochs_run"] == 3
+    assert pd.read_csv(out / "runs/scratch_resnet/log.csv").epoch.tolist() == [0, 1, 2]
+
+
+def test_synth_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    precious = tmp_path / "work"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    args = ["synth", "--out", str(precious), "--n-train", "8", "--n-test", "1", "--scale", "0.05",
+            "--n-stickers", "0", "--n-green", "0", "--workers", "1"]
+    assert cli.main(args) == 2
+    assert f"{precious}: folder is not empty and was not written by `anndl synth`" in capsys.readouterr().err
+    assert cli.main([*args, "--force"]) == 0 and (precious / "notes.txt").read_text() == "keep me"
+    assert cli.main(args) == 0  # its own folder: regenerated in place, still keeping the other file
+    assert (precious / "notes.txt").is_file() and (precious / "train_labels.csv").is_file()
