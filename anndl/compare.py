@@ -51,10 +51,11 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         plain, augmented = {}, {}
         for name in names:
             fold_dir = Path(runs[name]) / f"fold_{k}"
-            (p, numbers, weights, table, _), s = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",))
+            tp, s = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",))
+            p, numbers, weights, table = tp.probabilities, tp.image_numbers, tp.weights, tp.table
             plain[name] = (p, s)
-            (p_tta, _, _, _, _), s_tta = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",),
-                                                tta=True)
+            tp_tta, s_tta = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",), tta=True)
+            p_tta = tp_tta.probabilities
             augmented[name] = (p_tta, s_tta)
             add(f"{name}", voting.vote(p, numbers, weights, len(table), rule), s)
             add(f"{name} + TTA", voting.vote(p_tta, numbers, weights, len(table), rule), s_tta)

@@ -16,6 +16,7 @@ Every fault in the folder raises :class:`DataError` with the offending file and 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ class ImageInfo:
     mode: str  # "RGB", or the conversion made, e.g. "RGBA->RGB"
 
 
+def max_pixels() -> int:
+    """The largest image (width x height) read: 20,000 x 20,000 unless ``ANNDL_MAX_PIXELS`` says otherwise."""
+    return int(os.environ.get("ANNDL_MAX_PIXELS", 20_000 * 20_000))
+
+
 def _decode(path: Path, flags: int) -> np.ndarray:
     """Decode a PNG completely, or raise DataError (missing, empty, unreadable, truncated)."""
     if not path.is_file():
@@ -66,6 +72,10 @@ def _decode(path: Path, flags: int) -> np.ndarray:
         raise DataError(path, "not a PNG file (bad signature)")
     if raw[-12:].tobytes()[4:8] != b"IEND":
         raise DataError(path, "truncated PNG (no IEND chunk at the end)")
+    width, height = (int.from_bytes(raw[i:i + 4].tobytes(), "big") for i in (16, 20))  # the IHDR chunk
+    if width * height > max_pixels():
+        raise DataError(path, f"image is {width}x{height} pixels, above the limit of {max_pixels():,} "
+                              "(set ANNDL_MAX_PIXELS to raise it)")
     array = cv2.imdecode(raw, flags)
     if array is None:
         raise DataError(path, "unreadable PNG (decoder failed)")
@@ -147,11 +157,14 @@ def read_classes(data_dir: Path | str) -> tuple[str, ...]:
     path = Path(data_dir) / CLASSES_FILE
     if not path.is_file():
         return LABELS
-    classes = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    classes = tuple(line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
     if len(classes) < 2:
         raise DataError(path, f"needs at least two labels, one per line; found {list(classes)}")
     if len(set(classes)) != len(classes):
         raise DataError(path, f"lists a label twice: {list(classes)}")
+    risky = [c for c in classes if c[0] in "=+-@"]
+    if risky:  # a spreadsheet would run them as formulas when the submission CSV is opened
+        raise DataError(path, f"label {risky[0]!r} starts with one of = + - @; rename it")
     return classes
 
 

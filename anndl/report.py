@@ -7,11 +7,11 @@ Kaggle test set, not from these runs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from anndl import artifacts
 from anndl.labels import LABELS
 
 REPORT_TEST_F1 = {"scratch_resnet": 0.3436, "convnext": 0.3665, "vit": 0.4071}  # report Table 1 (real test set)
@@ -23,7 +23,7 @@ def collect(runs_dir: Path | str) -> pd.DataFrame:
     for path in sorted(Path(runs_dir).rglob("metrics.json")):
         if path.parent.name.startswith("fold_"):
             continue  # a K-fold run reports its out-of-fold score once, at its top
-        m = json.loads(path.read_text())
+        m = artifacts.read_json(path)  # a broken file: one line naming it
         evaluated = f"out-of-fold ({m['folds']} folds)" if "oof" in m else "validation split"
         for rule, scores in (m["oof"] if "oof" in m else m["validation"]).items():
             test = (m.get("test") or {}).get(rule)

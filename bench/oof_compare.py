@@ -1,7 +1,7 @@
 """Issue 7's measurement: every variant (single model, ensemble, TTA, attention-MIL) out-of-fold on the
 same K folds, each with its bootstrap 95% interval and its prediction cost per image.
 
-Trains K-fold runs for each family (skipped when the run already has its ``metrics.json``), compares them
+Trains K-fold runs for each family (reused when the run's record matches, resumed when interrupted), compares them
 with ``anndl.compare.compare_variants`` and writes the table to ``OUT/runs/compare_<tag>.csv|md`` and a
 copy with its settings to ``bench/results/``. The results table (``anndl report``) then holds the
 out-of-fold rows of every run.
@@ -67,12 +67,11 @@ def main() -> None:
         epochs = int(epochs or args.epochs)
         model, overrides = FAMILIES.get(family, (family, {}))
         run_dir = work / "runs" / f"{family}_{args.profile}_k{args.folds}_e{epochs}"
-        if not (run_dir / "metrics.json").is_file():
-            start = time.perf_counter()
-            experiment.train_folds(prep, run_dir, model, args.profile, args.folds, seed=args.seed, epochs=epochs,
-                                   mixed_precision=args.mixed_precision, overrides=overrides,
-                                   **({"weights": args.weights} if args.weights and model != "scratch_resnet" else {}))
-            timings[family] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()  # reused when the run's record matches; resumed when it was interrupted
+        experiment.train_folds(prep, run_dir, model, args.profile, args.folds, seed=args.seed, epochs=epochs,
+                               mixed_precision=args.mixed_precision, overrides=overrides,
+                               **({"weights": args.weights} if args.weights and model != "scratch_resnet" else {}))
+        timings[family] = round(time.perf_counter() - start, 1)
         runs[family] = run_dir
     table, details = compare_variants(prep, runs, seed=args.seed)
     predictions = pd.DataFrame({"sample_index": details["images"], "y_true": details["y_true"],

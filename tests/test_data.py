@@ -154,3 +154,15 @@ def test_resolve_prefers_real_folder_then_synthetic(tiny_data, tmp_path):
     (tmp_path / "train_data").mkdir()
     with pytest.raises(DataError, match="incomplete challenge folder"):
         resolve_data_dir(tmp_path)
+
+
+def test_classes_file_with_a_bom_formula_labels_and_huge_images(data_copy, monkeypatch):
+    (data_copy / "classes.txt").write_bytes("\ufeffLuminal A\nLuminal B\nHER2(+)\nTriple negative\n".encode("utf-8"))
+    assert read_classes(data_copy)[0] == "Luminal A"  # a BOM is not part of the first label
+    (data_copy / "classes.txt").write_text("=cmd\nLuminal A\n")
+    with pytest.raises(DataError, match="classes.txt: label '=cmd' starts with one of = \\+ - @"):
+        read_classes(data_copy)
+    (data_copy / "classes.txt").unlink()
+    monkeypatch.setenv("ANNDL_MAX_PIXELS", "1000")
+    with pytest.raises(DataError, match="img_0000.png: image is \\d+x\\d+ pixels, above the limit of 1,000"):
+        read_challenge(data_copy)
