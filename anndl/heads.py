@@ -63,8 +63,9 @@ def _fit(head: str, x, y, numbers, n_images, seed: int, num_classes: int):
     image_y[numbers] = y
     bags, mask = mil.bags(x, numbers, n_images)
     counts = np.bincount(image_y, minlength=num_classes)
-    stratify = image_y if counts[counts > 0].min() >= 2 else None
-    inner_train, inner_val = train_test_split(np.arange(n_images), test_size=0.15, random_state=seed, stratify=stratify)
+    n_val = max(int(round(0.15 * n_images)), 1)
+    stratify = image_y if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
+    inner_train, inner_val = train_test_split(np.arange(n_images), test_size=n_val, random_state=seed, stratify=stratify)
     return mil.train_mil(bags[inner_train], mask[inner_train], image_y[inner_train], bags[inner_val],
                          mask[inner_val], image_y[inner_val], seed=seed, num_classes=num_classes)
 
