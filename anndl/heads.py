@@ -256,3 +256,60 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
         "encoder": config["encoder"], "data": describe_data(data_dir), "voting": rule, "heads": len(folders),
         "test_images": int(len(test))})
     return path
+
+
+def attention_maps(run_dir: Path | str, emb, fold: int = 0) -> list[tuple[str, pd.DataFrame, np.ndarray]]:
+    """(sample_index, its tiles (x, y), attention per tile) for the images an attention-MIL fold head scored."""
+    from anndl import mil
+
+    run_dir = Path(run_dir)
+    config = artifacts.read_json(run_dir / "config.json")
+    if config["model"] != "attention_mil":
+        raise ValueError(f"{run_dir}: a {config['model']} run has no attention")
+    folder = run_dir / f"fold_{fold}" if config["folds"] else run_dir
+    oof = pd.read_csv(run_dir / ("oof_predictions.csv" if config["folds"] else "val_predictions.csv"),
+                      keep_default_na=False)
+    names = set(oof[oof.fold == fold].sample_index) if config["folds"] else set(oof.sample_index)
+    rows = np.flatnonzero(emb.tiles.split.isin(["train", "val"]).to_numpy() & emb.tiles.sample_index.isin(names))
+    keys, numbers = _images(emb, rows)
+    bags, mask = mil.bags(emb.embeddings[rows], numbers, len(keys))
+    _, attention = mil.predict_mil(_load("attention_mil", folder), bags, mask)
+    tiles = emb.tiles.iloc[rows]
+    return [(name, tiles[numbers == i][["x", "y"]], attention[i][: int(mask[i].sum())])
+            for i, (_, name) in enumerate(keys)]
+
+
+def compare_oof(prep, runs: dict[str, tuple[Path | str, str]], seed: int = 0) -> pd.DataFrame:
+    """Out-of-fold scores of K-fold runs on the same folds (``{name: (run folder, rule)}``; head runs and
+    ``train --folds`` runs alike) beside the colour-histogram and majority baselines, each with its bootstrap
+    interval and its gain over the first row with a paired-bootstrap interval."""
+    from anndl import voting
+    from anndl.baselines import baseline_predictions, colour_features
+    from anndl.experiment import fold_preps
+
+    folds = {(Path(r) / "folds.csv").read_text() for r, _ in runs.values()}
+    if len(folds) != 1:
+        raise ValueError("the runs were trained on different folds; use the same --folds and seed")
+    classes = tuple(prep.classes)
+    tables = {name: pd.read_csv(Path(r) / "oof_predictions.csv", keep_default_na=False).set_index("sample_index")
+              for name, (r, _) in runs.items()}
+    first = next(iter(tables.values()))
+    preds = {name: tables[name].loc[first.index, f"pred_{rule}"].map(classes.index).to_numpy()
+             for name, (_, rule) in runs.items()}
+    kept = prep.clean[prep.clean.status == "kept"].sample_index
+    features = colour_features(prep.manifest, kept)
+    base = pd.concat([baseline_predictions(f.manifest, f.split, features)
+                      for f in fold_preps(prep, next(iter(runs.values()))[0])]).set_index("sample_index").loc[first.index]
+    preds["colour-histogram baseline (no CNN)"] = base.colour_histogram.to_numpy()
+    preds["majority class"] = base.majority.to_numpy()
+    y_true = first.label.map(classes.index).to_numpy()
+    reference = next(iter(preds.values()))
+    rows = []
+    for i, (name, predicted) in enumerate(preds.items()):
+        scores = voting.image_scores(y_true, predicted, seed, len(classes))
+        gain = voting.paired_difference(y_true, reference, predicted, seed=seed, n_classes=len(classes))
+        rows.append({"variant": name, "oof_macro_f1": scores["macro_f1"], "ci95_low": scores["macro_f1_ci95"][0],
+                     "ci95_high": scores["macro_f1_ci95"][1], "images": scores["images"], "gain": gain["gain"],
+                     "gain_ci95": gain["gain_ci95"], "verdict": "—" if i == 0 else
+                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)")})
+    return pd.DataFrame(rows)
