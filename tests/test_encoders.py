@@ -14,6 +14,17 @@ TILE = 32
 TINY_CHECKPOINT = dict(image_size=TILE, patch_size=8, hidden_size=16, num_layers=1, num_heads=2)
 
 
+@pytest.fixture(autouse=True)
+def fewer_bootstrap_resamples(monkeypatch):
+    """50 bootstrap resamples instead of 1000: the intervals' code runs, the 2-core CPU is spared."""
+    import functools
+
+    from anndl import voting
+
+    monkeypatch.setattr(voting, "bootstrap_ci", functools.partial(voting.bootstrap_ci, n_boot=50))
+    monkeypatch.setattr(voting, "paired_difference", functools.partial(voting.paired_difference, n_boot=50))
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
