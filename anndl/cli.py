@@ -13,8 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from anndl.artifacts import ArtifactError
 from anndl.config import EXTRA_MODELS, MODELS, WeightsUnavailable
 from anndl.data import DataError
+from anndl.heads import HEADS
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -81,6 +83,27 @@ def _prepare(args: argparse.Namespace, work_dir: Path):
                               seed=args.seed, redo=args.redo)
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    from anndl import embed
+
+    prep = _prepare(args, args.work or args.out.parent)
+    emb = embed.embed(prep, args.encoder, args.out, pooling=args.pooling, batch_size=args.batch_size,
+                      mixed_precision=args.mixed_precision, redo=args.redo)
+    print(f"{emb.folder / embed.FILE}: {emb.embeddings.shape[0]} tiles x {emb.embeddings.shape[1]} features "
+          f"(weights: {emb.encoder['weights']})")
+
+
+def _train_head(args: argparse.Namespace, prep) -> dict:
+    from anndl import embed, heads
+
+    if not args.encoder:
+        raise ValueError(f"--model {args.model} needs --encoder SRC (a Hugging Face folder or hf:// handle, "
+                         "a KerasHub preset, a .keras model or a run folder)")
+    folder = args.embeddings or embed.folder_for(args.work or args.out.parent, args.encoder, args.pooling)
+    emb = embed.embed(prep, args.encoder, folder, pooling=args.pooling, mixed_precision=args.mixed_precision)
+    return heads.train_head(prep, emb, args.out, args.model, folds=args.folds, seed=args.seed, redo=args.redo)
+
+
 def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) -> dict:
     from anndl import experiment
 
@@ -94,13 +117,22 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) ->
 def cmd_train(args: argparse.Namespace) -> None:
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
+    if args.model in HEADS:
+        print(json.dumps(_train_head(args, prep)["metrics"], indent=2))
+        return
+    if args.model == "encoder" and args.encoder and not args.weights:
+        args.weights = args.encoder  # --encoder SRC names the encoder to fine-tune, as --weights SRC does
     result = _train(args, prep, args.model, args.out, args.weights)
     print(json.dumps(result["metrics"], indent=2))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from anndl import experiment
+    from anndl import experiment, heads
 
+    if len(args.run) == 1 and heads.is_head_run(args.run[0]):
+        path = heads.predict(args.run[0], args.data, args.out, args.voting)
+        print(f"wrote {path} (head run {args.run[0]})")
+        return
     path = experiment.predict_run(args.run, args.data, args.out, args.voting, tta=args.tta)
     print(f"wrote {path} ({args.voting} voting{', 8-view TTA' if args.tta else ''}, "
           f"{len(experiment.model_dirs(args.run))} model(s))")
@@ -191,12 +223,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tta", action="store_true", help="predict with 8-view test-time augmentation")
         p.add_argument("--weights", default=None,
                        help="pretrained weights: a local .h5 file (convnext) or KerasHub preset folder (vit)")
+        p.add_argument("--encoder", default=None,
+                       help="encoder SRC for --model encoder|linear_probe|attention_mil: hf://org/name, a Hugging "
+                            "Face or KerasHub preset folder, a KerasHub preset name, a .keras model, a run folder")
+        p.add_argument("--pooling", default="cls", choices=["cls", "cls+mean"],
+                       help="encoder feature: class token, or class token + mean of patch tokens")
 
     p = sub.add_parser("train", help="clean + tile (or reuse) and train one model into a run folder")
-    training_options(p, (*MODELS, *EXTRA_MODELS))
+    training_options(p, (*MODELS, *EXTRA_MODELS, *HEADS))
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--work", type=Path, default=None, help="where clean/ and tiles/ live (default: beside --out)")
+    p.add_argument("--embeddings", type=Path, default=None,
+                   help="heads: the embedding cache folder (default: WORK/embeddings/<encoder>)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("embed", help="a frozen encoder's embedding of every tile -> embeddings.npz (cached)")
+    p.add_argument("--encoder", required=True,
+                   help="hf://org/name, a Hugging Face or KerasHub preset folder, a KerasHub preset name, "
+                        "a .keras model or a run folder")
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="the embedding folder (embeddings.npz + record.json)")
+    p.add_argument("--work", type=Path, default=None, help="where clean/ and tiles/ live (default: beside --out)")
+    p.add_argument("--pooling", default="cls", choices=["cls", "cls+mean"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--mixed-precision", default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)")
+    p.add_argument("--embedder", default="offline", help="the cleaning step's embedder (see clean)")
+    p.add_argument("--tile-size", type=int, default=224)
+    p.add_argument("--min-mask-pixels", type=int, default=200)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--redo", action="store_true", help="embed again even when the cache matches")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("predict", help="write a Kaggle submission from a run (or an ensemble of runs)")
     p.add_argument("--run", required=True, type=Path, nargs="+",

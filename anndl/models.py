@@ -159,15 +159,17 @@ def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 25
         backbone, converter, note = vit_backbone(profile, tile_size, weights)
         tokens = backbone(converter(x), training=False)
         features = tokens[:, 0, :]  # the class token
-    elif kind == "encoder":  # any local encoder (see anndl.mil.load_encoder): a .keras file or a preset folder
-        from anndl.mil import load_encoder
+    elif kind == "encoder":  # any encoder source of anndl.encoders (HF folder or hf://, KerasHub, .keras, run)
+        from anndl import encoders
 
         if not weights:
-            raise ValueError("model 'encoder' needs --weights: a local .keras encoder or KerasHub preset folder")
-        backbone = load_encoder(weights, tile_size)
+            raise ValueError("model 'encoder' needs --weights SRC (or --encoder SRC): a Hugging Face folder or "
+                             "hf:// handle, a KerasHub preset, a .keras encoder or a run folder")
+        encoder = encoders.load(weights, tile_size)
+        backbone = encoder.model
         backbone.name = "backbone"
         features = backbone(x, training=False)
-        note = f"local encoder {weights}"
+        note = f"encoder {weights} (weights: {encoder.weights_note}; sha256 {encoder.identity['weights_sha256']})"
     else:
         raise ValueError(f"unknown transfer model {kind!r}")
     return keras.Model(inputs, _head(features, head_units, head_dropout, num_classes), name=kind), note

@@ -1,0 +1,173 @@
+"""Foundation-model encoders (issue 13): checkpoints in the exact Hugging Face layouts, built here with numpy
+(no torch, no transformers), through embed, both heads with folds, predict and fine-tuning, offline."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from anndl import artifacts, cli, embed, encoders
+from anndl.config import WeightsUnavailable
+
+TILE = 32
+TINY_CHECKPOINT = dict(image_size=TILE, patch_size=8, hidden_size=16, num_layers=1, num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {"vit_bare": encoders.write_random_checkpoint(root / "vit_bare", "vit", **TINY_CHECKPOINT),
+            "vit": encoders.write_random_checkpoint(root / "vit", "vit", prefixed=True, **TINY_CHECKPOINT),
+            "dinov2": encoders.write_random_checkpoint(root / "dinov2", "dinov2", seed=1,
+                                                       **TINY_CHECKPOINT | {"image_size": 64})}
+
+
+def tiles(n=3, size=TILE):
+    return np.random.default_rng(0).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def test_bare_and_prefixed_vit_layouts_read_the_same_tensors(checkpoints):
+    assert encoders.hf_layout(checkpoints["vit_bare"]) == "vit_bare"
+    assert encoders.hf_layout(checkpoints["vit"]) == "vit"
+    assert encoders.hf_layout(checkpoints["dinov2"]) == "dinov2"
+    bare, prefixed = (encoders.load(checkpoints[k], TILE) for k in ("vit_bare", "vit"))
+    np.testing.assert_allclose(np.asarray(bare.model(tiles())), np.asarray(prefixed.model(tiles())), atol=1e-6)
+    assert bare.dim == 16 and not bare.identity["pretrained"] and "NOT pretrained" in bare.weights_note
+    both = encoders.load(checkpoints["vit_bare"], TILE, pooling="cls+mean")
+    features = np.asarray(both.model(tiles()))
+    assert features.shape == (3, 32)
+    np.testing.assert_allclose(features[:, :16], np.asarray(bare.model(tiles())), atol=1e-6)
+
+
+def test_dinov2_interpolates_positions_and_tiles_are_resized(checkpoints):
+    encoder = encoders.load(checkpoints["dinov2"], TILE)  # checkpoint trained at 64 px: tiles resized to 64
+    assert encoder.identity["preprocessing"]["size"] == 64
+    assert encoder.model.get_layer("resize") is not None
+    out = np.asarray(encoder.model(tiles()))
+    assert out.shape == (3, 16) and np.isfinite(out).all()
+
+
+def test_preprocessor_config_forms_are_normalised(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "vit", "image_size": 224}))
+    # the old ViTFeatureExtractor layout (Phikon's era): size as an int, no rescale_factor
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"feature_extractor_type": "ViTFeatureExtractor", "size": 224, "do_resize": True, "do_normalize": True,
+         "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "resample": 3}))
+    pre = encoders.hf_preprocessing(folder)
+    assert pre.size == 224 and pre.rescale == pytest.approx(1 / 255) and pre.interpolation == "bicubic"
+    assert pre.mean == (0.485, 0.456, 0.406)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "BitImageProcessor", "size": {"shortest_edge": 256}, "do_center_crop": True,
+         "crop_size": {"height": 224, "width": 224}, "rescale_factor": 0.00392156862745098}))
+    pre = encoders.hf_preprocessing(folder)
+    assert pre.size == 224 and pre.mean[0] == pytest.approx(0.48145466)  # transformers' default for Bit
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="preprocessor_config.json"):
+        encoders.hf_preprocessing(folder)
+
+
+def test_hf_handle_offline_stops_with_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailable) as info:
+        encoders.identify("hf://owkin/not-a-cached-model")
+    message = str(info.value)
+    assert "\n" not in message and "--encoder DIR" in message and "huggingface-cli download" in message
+
+
+def test_unknown_sources_say_what_was_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such encoder"):
+        encoders.classify(tmp_path / "missing")
+    with pytest.raises(ValueError, match="not an encoder folder"):
+        encoders.classify(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def embedded(tiny_data, checkpoints, tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    common = ["--data", str(tiny_data), "--work", str(work), "--tile-size", str(TILE)]
+    assert cli.main(["embed", "--encoder", str(checkpoints["vit_bare"]), "--out", str(work / "emb"), *common]) == 0
+    return work, common
+
+
+def test_embed_writes_the_cache_with_its_record_and_reuses_it(embedded, checkpoints, capsys):
+    work, common = embedded
+    emb = embed.load(work / "emb")
+    tiles_csv = pd.read_csv(work / "tiles" / "tiles.csv", keep_default_na=False)
+    assert len(emb.embeddings) == len(tiles_csv) and emb.embeddings.dtype == np.float32
+    assert set(emb.tiles.split) == {"train", "val", "test"}
+    merged = emb.tiles.merge(tiles_csv, on=["split", "sample_index", "x", "y"], validate="one_to_one")
+    assert len(merged) == len(tiles_csv) and (merged.label_x == merged.label_y).all()
+    settings = emb.record["settings"]["encoder"]
+    assert settings["layout"] == "vit_bare" and "NOT pretrained" in settings["weights"]
+    assert settings["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and settings["weights_sha256"]
+    assert cli.main(["embed", "--encoder", str(checkpoints["vit_bare"]), "--out", str(work / "emb"), *common]) == 0
+    assert "reusing" in capsys.readouterr().out
+
+
+def test_embed_resumes_from_finished_chunks(embedded, checkpoints, tiny_data):
+    from anndl import experiment, tiling
+
+    work, _ = embedded
+    prep = experiment.prepare(tiny_data, work, tiling_config=tiling.TilingConfig(TILE, TILE, 200))
+    identity = encoders.identify(checkpoints["vit_bare"])
+    req = embed.embed_request(prep, identity)
+    first = embed.load(work / "emb")
+    t = first.tiles
+    n = int(((t.split == t.split[0]) & (t.sample_index == t.sample_index[0])).sum())  # chunk 0: the first image
+    part = work / "emb2" / embed.PARTS / artifacts.fingerprint(req) / "part_00000.npy"
+    part.parent.mkdir(parents=True)
+    np.save(part, np.full((n, 16), 7.0, np.float32))  # as a killed run would have left it
+    again = embed.embed(prep, str(checkpoints["vit_bare"]), work / "emb2", chunk_images=1, progress=False)
+    assert (again.embeddings[:n] == 7).all()
+    np.testing.assert_allclose(again.embeddings[n:], first.embeddings[n:], atol=1e-5)
+    assert not (work / "emb2" / embed.PARTS).exists()
+
+
+@pytest.mark.parametrize("head", ["linear_probe", "attention_mil"])
+def test_heads_train_out_of_fold_and_predict(embedded, checkpoints, tiny_data, tmp_path, head):
+    work, common = embedded
+    run = work / f"run_{head}"
+    args = ["train", "--model", head, "--encoder", str(checkpoints["vit_bare"]), "--embeddings", str(work / "emb"),
+            "--out", str(run), "--folds", "2", *common]
+    assert cli.main(args) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["folds"] == 2 and 0 <= metrics["oof_macro_f1"] <= 1 and len(metrics["oof_macro_f1_ci"]) == 2
+    assert "NOT pretrained" in metrics["weights"] and metrics["encoder"]["weights_sha256"]
+    oof = pd.read_csv(run / "oof_predictions.csv", keep_default_na=False)
+    assert oof.sample_index.is_unique and set(oof.fold) == {0, 1}
+    assert artifacts.load(run, "head")["inputs"]["embeddings"] == embed.load(work / "emb").record["id"]
+    out = tmp_path / "submission.csv"
+    assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(out)]) == 0
+    submission = pd.read_csv(out)
+    assert len(submission) == 6 and list(submission.columns) == ["sample_index", "label"]
+    assert "NOT pretrained" in json.loads(out.with_suffix(".json").read_text())["weights"][0]
+
+
+def test_fine_tuning_takes_a_hugging_face_folder(embedded, checkpoints, tiny_data, tmp_path):
+    work, common = embedded
+    run = work / "run_encoder"
+    assert cli.main(["train", "--model", "encoder", "--encoder", str(checkpoints["dinov2"]), "--out", str(run),
+                     "--epochs", "1", *common]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert "NOT pretrained" in config["weights"] and "sha256" in config["weights"]
+    out = tmp_path / "submission.csv"
+    assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out)) == 6
+
+
+def test_head_runs_compare_on_the_same_folds_and_draw_attention(embedded, tiny_data):
+    from anndl import experiment, heads, tiling
+
+    work, _ = embedded
+    runs = {"linear probe": (work / "run_linear_probe", "hard"), "attention-MIL": (work / "run_attention_mil", "attention")}
+    if not all((r / "metrics.json").is_file() for r, _ in runs.values()):
+        pytest.skip("needs the head runs of test_heads_train_out_of_fold_and_predict")
+    prep = experiment.prepare(tiny_data, work, tiling_config=tiling.TilingConfig(TILE, TILE, 200))
+    table = heads.compare_oof(prep, runs)
+    assert list(table.variant)[-2:] == ["colour-histogram baseline (no CNN)", "majority class"]
+    assert table.gain.iloc[0] == 0 and (table.images == table.images.iloc[0]).all()
+    maps = heads.attention_maps(work / "run_attention_mil", embed.load(work / "emb"), fold=1)
+    assert maps and all(len(t) == len(a) and np.isclose(a.sum(), 1, atol=1e-4) for _, t, a in maps)
