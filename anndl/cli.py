@@ -43,27 +43,27 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
-    from anndl import experiment
+    from anndl import stages
     from anndl.data import read_challenge
 
     manifest = read_challenge(args.data)
-    experiment.clean_stage(manifest, experiment.data_note(args.data, manifest), args.out, args.embedder,
+    stages.clean_stage(manifest, stages.data_note(args.data, manifest), args.out, args.embedder,
                            redo=args.redo)
     info = _read_json(args.out / "clean_summary.json")
-    print(f"{experiment.shown(args.out / 'clean_manifest.csv')} (embedder: {info['embedder']})")
+    print(f"{stages.shown(args.out / 'clean_manifest.csv')} (embedder: {info['embedder']})")
     print(f"status: {info['status_counts']}; identical-mask groups: {info['identical_mask_groups']}")
     table = {"before": info["class_counts_before"], "after": info["class_counts_after"]}
     print(__import__("pandas").DataFrame(table).to_string())
 
 
 def cmd_tile(args: argparse.Namespace) -> None:
-    from anndl import experiment, tiling
+    from anndl import stages, tiling
     from anndl.data import read_challenge
 
     manifest = read_challenge(args.data)
     clean_folder = args.clean.parent if args.clean.suffix == ".csv" else args.clean
     config = tiling.TilingConfig(args.tile_size, args.stride or args.tile_size, args.min_mask_pixels)
-    experiment.tiles_stage(manifest, experiment.data_note(args.data, manifest), clean_folder, args.out, config,
+    stages.tiles_stage(manifest, stages.data_note(args.data, manifest), clean_folder, args.out, config,
                            args.val_fraction, args.seed, redo=args.redo)
     tiles = __import__("pandas").read_csv(args.out / "tiles.csv", keep_default_na=False)
     print(tiles.groupby("split").agg(images=("sample_index", "nunique"), tiles=("x", "size")).to_string())
@@ -76,10 +76,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _prepare(args: argparse.Namespace, work_dir: Path):
-    from anndl import experiment, tiling
+    from anndl import stages, tiling
 
     config = tiling.TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels)
-    return experiment.prepare(args.data, work_dir, embedder=args.embedder, tiling_config=config,
+    return stages.prepare(args.data, work_dir, embedder=args.embedder, tiling_config=config,
                               seed=args.seed, redo=args.redo)
 
 

@@ -1,4 +1,4 @@
-"""The pipeline's stages as artifacts: clean, tiles, train run, K-fold run, submission.
+"""The model stages as artifacts: train run, K-fold run, submission (the data stages: ``anndl.stages``).
 
 Each stage is a function plus a recorded artifact (``anndl.artifacts``): its output folder is reused only
 when its record matches the request (data fingerprint, upstream artifacts, every setting) and its files
@@ -12,114 +12,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
-from anndl import artifacts, metrics, outliers, pipeline, tiling, voting
+from anndl import artifacts, metrics, pipeline, tiling, voting
 from anndl.baselines import run_baselines
 from anndl.config import ModelSettings
-from anndl.data import describe_data, read_challenge, read_classes
+from anndl.data import read_challenge, read_classes
 from anndl.inference import predict_tiles
 from anndl.labels import LABELS
 from anndl.registry import Built, build_model as _build
 from anndl.submission import write_submission
+from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
+                          tiles_stage, weights_identity)                              # of the notebooks, CLI)
 from anndl.train import config_record, fit, load_state, precision_policy, save_state, state_dir
-
-
-def shown(path: Path | str) -> str:
-    """A path as printed: relative to the working directory when it lies below it."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-# ---------------------------------------------------------------------------------------- data, prepare
-
-def fingerprint(manifest: pd.DataFrame) -> str:
-    """A short hash of what the manifest says about every image (names, sizes, mask pixels)."""
-    columns = ["split", "sample_index", "label", "height", "width", "mask_pixels"]
-    return artifacts.fingerprint(manifest[columns].to_csv(index=False))
-
-
-def data_note(data_dir: Path | str, manifest: pd.DataFrame) -> str:
-    """Which data a step's output comes from: the folder, its kind and the manifest's fingerprint."""
-    return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest)}]"
-
-
-@dataclass
-class Prepared:
-    """A validated challenge folder with its cleaning, split and tiles (and the ids of those artifacts)."""
-
-    data_dir: Path
-    work_dir: Path
-    manifest: pd.DataFrame
-    clean: pd.DataFrame
-    split: pd.DataFrame
-    tiles: pd.DataFrame
-    tiling: tiling.TilingConfig
-    classes: tuple[str, ...] = LABELS  # the label set, in model-output order (data.read_classes)
-    tiles_id: str = ""                 # the tiles artifact this split comes from (runs record it)
-    baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
-
-    @property
-    def data_note(self) -> str:
-        return data_note(self.data_dir, self.manifest)
-
-
-def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder: str = "offline",
-                config: outliers.OutlierConfig = outliers.OutlierConfig(), redo: bool = False) -> dict:
-    """``folder/clean_manifest.csv``: every train image ``kept``, ``sticker`` or ``green`` (reused when recorded)."""
-    folder = Path(folder)
-    req = artifacts.request("clean", data=note, settings={"embedder": embedder, "config": dataclasses.asdict(config)})
-
-    def build():
-        cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
-        outliers.write_outputs(cleaned, folder, config, note)
-        return ["clean_manifest.csv", "clean_summary.json"]
-
-    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "clean_manifest.csv"), verb="cleaning")
-
-
-def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
-                config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1, seed: int = 42,
-                redo: bool = False) -> dict:
-    """``folder/split.csv`` (image-level, stratified, mask groups together) and ``folder/tiles.csv``."""
-    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
-    req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
-                            settings={"tiling": dataclasses.asdict(config), "val_fraction": val_fraction, "seed": seed})
-
-    def build():
-        clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
-        split = tiling.split_images(clean[clean.status == "kept"], val_fraction, seed)
-        artifacts.write_csv(split, folder / "split.csv")
-        tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), folder, config, note)
-        return ["split.csv", "tiles.csv", "tiles.json"]
-
-    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
-
-
-def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
-            tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1,
-            seed: int = 42, redo: bool = False,
-            outlier_config: outliers.OutlierConfig = outliers.OutlierConfig()) -> Prepared:
-    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` (each reused
-    only when made from the same data, upstream artifact and settings)."""
-    data_dir, work_dir = Path(data_dir), Path(work_dir)
-    manifest = read_challenge(data_dir)
-    note = data_note(data_dir, manifest)
-    clean_stage(manifest, note, work_dir / "clean", embedder, outlier_config, redo=redo)
-    record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, val_fraction, seed,
-                         redo=redo)
-    return Prepared(data_dir, work_dir, manifest, artifacts.read_csv(work_dir / "clean" / "clean_manifest.csv"),
-                    artifacts.read_csv(work_dir / "tiles" / "split.csv"),
-                    artifacts.read_csv(work_dir / "tiles" / "tiles.csv"), tiling_config, read_classes(data_dir),
-                    tiles_id=record["id"])
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -129,19 +39,6 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
                 mixed_precision: str | None = None) -> Built:
     """The model ``name`` of ``profile`` (``anndl.registry``): seeded, under the dtype policy asked for."""
     return _build(ModelSettings(name, profile, tile_size, augment, seed, weights, num_classes, mixed_precision))
-
-
-def weights_identity(weights: str | None) -> dict | None:
-    """What a ``--weights`` source is: its path and a hash of its content (a file) or of its files' names and sizes."""
-    if not weights:
-        return None
-    path = Path(weights)
-    if path.is_file():
-        return {"path": str(path.resolve()), "sha256": artifacts.file_digest(path)}
-    if path.is_dir():
-        listing = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
-        return {"path": str(path.resolve()), "files": artifacts.fingerprint(listing)}
-    return {"name": weights}  # a preset name or handle: downloaded by name
 
 
 # ------------------------------------------------------------------------------------------ train runs

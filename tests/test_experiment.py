@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from anndl import experiment, synthetic, tiling
+from anndl import experiment, outliers, synthetic, tiling
 
 
 def test_prepare_reuses_only_outputs_of_the_same_data(tiny_data, tmp_path, capsys):
@@ -34,7 +34,7 @@ def test_changed_cleaning_settings_or_outputs_redo_what_follows(tiny_data, tmp_p
     assert "clean_summary.json changed since it was recorded" in out and "cleaning it again" in out
     assert '"sticker_min_z": 10.0' in info_path.read_text()
     assert out.count("reusing") == 1 and "tiles.csv" in out.split("reusing")[1]
-    lenient = experiment.outliers.OutlierConfig(sticker_min_z=1e6)  # other settings: no sticker is flagged
+    lenient = outliers.OutlierConfig(sticker_min_z=1e6)  # other settings: no sticker is flagged
     prep = experiment.prepare(tiny_data, tmp_path / "work", outlier_config=lenient)
     out = capsys.readouterr().out
     assert "made with settings config.sticker_min_z 10.0, not 1000000.0" in out and "reusing" not in out

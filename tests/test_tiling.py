@@ -93,8 +93,16 @@ def test_tile_command_covers_every_image_once_and_is_byte_identical(tiny_data, t
     assert not tiles.duplicated(["split", "sample_index", "x", "y"]).any()
 
 
-def test_tile_command_rejects_bad_parameters(tiny_data, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "anndl", "tile", "--data", str(tiny_data), "--clean",
-                             str(tmp_path / "none.csv"), "--out", str(tmp_path), "--min-mask-pixels", "-3"],
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
+def test_tile_command_rejects_bad_parameters_and_a_missing_clean_step(tiny_data, tmp_path, capsys):
+    from anndl import cli
+
+    assert cli.main(["clean", "--data", str(tiny_data), "--out", str(tmp_path / "clean")]) == 0
+    bad = ["tile", "--data", str(tiny_data), "--clean", str(tmp_path / "clean"), "--out", str(tmp_path / "t")]
+    assert cli.main([*bad, "--min-mask-pixels", "-3"]) == 2
+    assert "min_mask_pixels must be an integer in [0, tile_size**2" in capsys.readouterr().err
+    assert cli.main([*bad, "--tile-size", "0"]) == 2
+    assert "tile_size must be a positive integer" in capsys.readouterr().err
+    missing = ["tile", "--data", str(tiny_data), "--clean", str(tmp_path / "none"), "--out", str(tmp_path / "t")]
+    assert cli.main(missing) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'none'}: not a finished clean" in err and "Traceback" not in err
