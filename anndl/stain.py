@@ -130,7 +130,7 @@ class HEDJitter(_Base):
 # --------------------------------------------------------------------------------------- normalisation
 
 IO = 240.0            # transmitted light intensity (Macenko implementations' Io)
-OD_THRESHOLD = 0.15   # pixels with any channel's OD below this are background (Macenko's beta)
+OD_THRESHOLD = 0.15   # pixels whose OD vector is shorter than this are background (Macenko's beta)
 ANGLE_PERCENTILE = 1.0  # robust extreme angles (Macenko's alpha, in percent)
 MIN_TISSUE_PIXELS = 500
 MAX_FIT_PIXELS = 200_000  # tissue pixels sampled per image for estimation (deterministic stride)
@@ -144,11 +144,17 @@ def _optical_density(pixels: np.ndarray) -> np.ndarray:
     return -np.log((pixels.reshape(-1, 3).astype(np.float64) + 1.0) / IO)
 
 
+def _is_tissue(od: np.ndarray) -> np.ndarray:
+    """Tissue = optical-density vector longer than ``OD_THRESHOLD``. (torchstain drops a pixel when *any*
+    channel is below it, which also drops pure eosin: Ruifrok's eosin absorbs almost no red.)"""
+    return np.einsum("ij,ij->i", od, od) > OD_THRESHOLD ** 2
+
+
 def _tissue_pixels(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Optical densities of the tissue pixels of ``image`` inside ``mask`` (all of it when None)."""
     pixels = image.reshape(-1, 3) if mask is None else image[np.asarray(mask, bool)]
     od = _optical_density(pixels)
-    od = od[(od > OD_THRESHOLD).all(axis=1)]
+    od = od[_is_tissue(od)]
     if len(od) > MAX_FIT_PIXELS:
         od = od[:: int(np.ceil(len(od) / MAX_FIT_PIXELS))]
     return od
@@ -173,7 +179,7 @@ def macenko_stains(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[n
     stains /= np.linalg.norm(stains, axis=0, keepdims=True)
     if not np.isfinite(stains).all() or abs(float(stains[:, 0] @ stains[:, 1])) > 0.995:
         raise StainEstimationError("degenerate stain vectors (one stain only?)")
-    concentrations = np.linalg.lstsq(stains, od.T, rcond=None)[0]
+    concentrations = np.linalg.pinv(stains) @ od.T
     max_conc = np.percentile(concentrations, 99, axis=1)
     if not (max_conc > 1e-3).all():
         raise StainEstimationError(f"stain concentrations too low ({max_conc.round(4).tolist()})")
@@ -183,7 +189,7 @@ def macenko_stains(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[n
 def lab_stats(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of CIE L*a*b* over the tissue inside ``mask`` (Reinhard's statistics)."""
     lab = cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
-    keep = (_optical_density(image) > OD_THRESHOLD).all(axis=1)
+    keep = _is_tissue(_optical_density(image))
     if mask is not None:
         keep &= np.asarray(mask, bool).reshape(-1)
     if keep.sum() < MIN_TISSUE_PIXELS:
@@ -234,9 +240,9 @@ def fit_reference(images, masks=None, source: str = "") -> StainReference:
                       "little tissue and were skipped", stacklevel=2)
     matrix = np.median(np.stack(matrices), 0)
     matrix /= np.linalg.norm(matrix, axis=0, keepdims=True)
-    return StainReference(tuple(map(tuple, matrix.round(6))), tuple(np.median(maxima, 0).round(6)),
-                          tuple(np.median(means, 0).round(4)), tuple(np.median(stds, 0).round(4)),
-                          source, len(matrices))
+    as_tuple = lambda a, d: tuple(np.round(a, d).tolist())  # noqa: E731  (plain floats: JSON and repr)
+    return StainReference(tuple(map(tuple, np.round(matrix, 6).tolist())), as_tuple(np.median(maxima, 0), 6),
+                          as_tuple(np.median(means, 0), 4), as_tuple(np.median(stds, 0), 4), source, len(matrices))
 
 
 METHODS = ("macenko", "reinhard")
@@ -298,7 +304,7 @@ class StainNormalizer:
         estimate = self._estimate(macenko_stains, image, mask)
         matrix, max_conc = estimate if estimate is not None else (ref_matrix, None)
         od = _optical_density(image)
-        concentrations = np.linalg.lstsq(matrix, od.T, rcond=None)[0]
+        concentrations = np.linalg.pinv(matrix) @ od.T  # least squares
         if max_conc is not None:
             concentrations *= (ref_max / max_conc)[:, None]
         out = IO * np.exp(-(ref_matrix @ concentrations)).T
