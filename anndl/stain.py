@@ -140,8 +140,15 @@ class StainEstimationError(ValueError):
     """Too little tissue (or degenerate stain) to estimate an image's stain."""
 
 
+_OD_TABLE = (-np.log((np.arange(256) + 1.0) / IO)).astype(np.float32)  # OD of each uint8 value
+
+
 def _optical_density(pixels: np.ndarray) -> np.ndarray:
-    return -np.log((pixels.reshape(-1, 3).astype(np.float64) + 1.0) / IO)
+    """(n, 3) float32 optical densities of uint8-range pixels (a table lookup: 256 values per channel)."""
+    pixels = np.asarray(pixels).reshape(-1, 3)
+    if pixels.dtype == np.uint8:
+        return _OD_TABLE[pixels]
+    return (-np.log((pixels.astype(np.float64) + 1.0) / IO)).astype(np.float32)
 
 
 def _is_tissue(od: np.ndarray) -> np.ndarray:
@@ -163,7 +170,7 @@ def _tissue_pixels(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 def macenko_stains(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Macenko's estimate from the tissue inside ``mask``: the stain matrix (3x2, columns H then E, unit
     OD vectors) and the 99th-percentile concentrations (2,). Raises :class:`StainEstimationError`."""
-    od = _tissue_pixels(image, mask)
+    od = _tissue_pixels(image, mask).astype(np.float64)
     if len(od) < MIN_TISSUE_PIXELS:
         raise StainEstimationError(f"{len(od)} tissue pixels (need {MIN_TISSUE_PIXELS})")
     _, vectors = np.linalg.eigh(np.cov(od.T))
@@ -255,6 +262,8 @@ class StainNormalizer:
     The image's stain is estimated from the tissue inside its ROI mask; with too little there, from the
     whole image's tissue; with too little there too, the reference's stain itself is assumed (Macenko:
     concentrations from the reference matrix, unscaled; Reinhard: the image is returned unchanged).
+    Reinhard moves tissue pixels only (weighted by optical density): background and lumina stay as they are.
+    Normalise after outlier removal: colour-based detection (green blobs) expects the scanned colours.
     ``counts`` says how often each happened (``roi``, ``whole_image``, ``reference``)."""
 
     reference: StainReference
@@ -279,7 +288,7 @@ class StainNormalizer:
             except StainEstimationError:
                 continue
             self.counts[where] += 1
-            if where != "roi":
+            if where != "roi" and mask is not None:
                 warnings.warn("stain normalisation: too little ROI tissue, used the whole image's tissue "
                               "(see StainNormalizer.counts)", stacklevel=3)
             return result
@@ -303,12 +312,12 @@ class StainNormalizer:
         ref_max = np.asarray(self.reference.max_concentrations)
         estimate = self._estimate(macenko_stains, image, mask)
         matrix, max_conc = estimate if estimate is not None else (ref_matrix, None)
-        od = _optical_density(image)
-        concentrations = np.linalg.pinv(matrix) @ od.T  # least squares
-        if max_conc is not None:
-            concentrations *= (ref_max / max_conc)[:, None]
-        out = IO * np.exp(-(ref_matrix @ concentrations)).T
-        return np.clip(out, 0, 255).round().astype(np.uint8).reshape(image.shape)
+        # one 3x3 map in OD space: least-squares concentrations, rescaled, re-stained with the reference
+        scale = (ref_max / max_conc) if max_conc is not None else np.ones(2)
+        transform = (ref_matrix @ np.diag(scale) @ np.linalg.pinv(matrix)).T.astype(np.float32)
+        od = _optical_density(image) @ transform
+        out = np.float32(IO) * np.exp(-od)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(image.shape)
 
     def _reinhard(self, image, mask):
         estimate = self._estimate(lab_stats, image, mask)
@@ -316,7 +325,12 @@ class StainNormalizer:
             return image.astype(np.uint8, copy=True)
         mean, std = estimate
         lab = cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2LAB).astype(np.float64)
-        lab = (lab - mean) / std * np.asarray(self.reference.lab_std) + np.asarray(self.reference.lab_mean)
+        mapped = (lab - mean) / std * np.asarray(self.reference.lab_std) + np.asarray(self.reference.lab_mean)
+        # Tissue only: the statistics are the tissue's, and moving white background and lumina with them
+        # tints them (even green); a soft weight on the OD length avoids a seam at the tissue border.
+        od = _optical_density(image)
+        weight = np.clip(np.sqrt(np.einsum("ij,ij->i", od, od)) / OD_THRESHOLD - 0.5, 0, 1).reshape(*lab.shape[:2], 1)
+        lab = weight * mapped + (1 - weight) * lab
         return cv2.cvtColor(np.clip(lab, 0, 255).round().astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 

@@ -81,6 +81,8 @@ def test_normalisation_brings_two_stains_of_one_tissue_closer(method):
         a, b, mask = _same_tissue_two_sites(i, j)
         na, nb = normalizer(a, mask), normalizer(b, mask)
         assert na.dtype == np.uint8 and na.shape == a.shape
+        rgb = nb.astype(int)  # no green tint anywhere (background and lumina included)
+        assert not ((rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > 40).any()
 
         def mean_colour_gap(x, y):
             return np.linalg.norm(x[mask].mean(0) - y[mask].astype(float).mean(0))
@@ -181,3 +183,17 @@ def test_models_take_an_optional_stain_augmentation(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
     plain = models.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32)
     assert "stain_augmentation" not in [layer.name for layer in plain.layers]
+
+
+def test_stain_examples_figure(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from anndl import plots
+
+    image, other, mask = _same_tissue_two_sites(3, 2, size=160)
+    reference = stain.fit_reference([image], [mask])
+    fig = plots.stain_examples([("dark", image, mask), ("blue-pale", other, None)], reference, tile_size=96,
+                               n_augment=1)
+    assert len(fig.axes) == 2 * 5
+    plots.save_fig(fig, "stain", tmp_path)
+    assert (tmp_path / "stain.png").stat().st_size > 0
