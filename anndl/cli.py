@@ -24,7 +24,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
     out = synthetic.generate(args.out, n_train=args.n_train, n_test=args.n_test, scale=args.scale,
                              seed=args.seed, n_stickers=args.n_stickers, n_green=args.n_green,
-                             workers=args.workers, force=args.force)
+                             workers=args.workers, force=args.force, stain_sites=args.stain_sites,
+                             site_class_correlation=args.site_class_correlation)
     print(f"wrote synthetic challenge folder {out} ({args.n_train} train, {args.n_test} test, "
           f"scale {args.scale}, seed {args.seed})")
 
@@ -175,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-stickers", type=int, default=None, help="default: 60/691 of --n-train")
     p.add_argument("--n-green", type=int, default=None, help="default: 50/691 of --n-train")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--stain-sites", type=int, default=0,
+                   help="stain each image like one of N sites, independent of class (0: the earlier generator)")
+    p.add_argument("--site-class-correlation", type=float, default=0.0,
+                   help="in [0, 1]: how often an image takes its class's own site (a colour shortcut on purpose)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty folder that `anndl synth` did not create")
     p.set_defaults(func=cmd_synth)

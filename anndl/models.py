@@ -32,6 +32,16 @@ def augmentation(seed: int = 42) -> keras.Sequential:
     ], name="augmentation")
 
 
+def _stain_augmentation(x, strength: str | float | None, seed: int):
+    """HED stain augmentation (Tellez et al., 2019) on the [0, 255] tiles, or ``x`` unchanged when ``strength``
+    is None; before the generic augmentation, so that it perturbs the stains as scanned."""
+    if strength is None:
+        return x
+    from anndl.stain import HEDJitter
+
+    return HEDJitter(strength, seed=seed, name="stain_augmentation")(x)
+
+
 def _residual_block(x, filters: int, stride: int, name: str):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
@@ -52,10 +62,13 @@ def _residual_block(x, filters: int, stride: int, name: str):
 
 
 def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_size: int = 224,
-                   augment: bool = False, seed: int = 42, num_classes: int = NUM_CLASSES) -> keras.Model:
-    """The from-scratch ResNet; input: (tile_size, tile_size, 3) tiles in [0, 255]."""
+                   augment: bool = False, seed: int = 42, num_classes: int = NUM_CLASSES,
+                   stain_augment: str | float | None = None) -> keras.Model:
+    """The from-scratch ResNet; input: (tile_size, tile_size, 3) tiles in [0, 255]. ``stain_augment``: HED
+    stain augmentation ('light', 'strong' or a sigma; :class:`anndl.stain.HEDJitter`), training only."""
     inputs = keras.Input((tile_size, tile_size, 3), name="tile")
-    x = augmentation(seed)(inputs) if augment else inputs
+    x = _stain_augmentation(inputs, stain_augment, seed)
+    x = augmentation(seed)(x) if augment else x
     x = layers.Rescaling(1 / 255, name="rescale")(x)
     x = layers.Conv2D(config.filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
@@ -147,11 +160,12 @@ def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
 
 def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
                    weights: str | None = None, augment: bool = False, seed: int = 42,
-                   num_classes: int = NUM_CLASSES) -> tuple[keras.Model, str]:
+                   num_classes: int = NUM_CLASSES, stain_augment: str | float | None = None) -> tuple[keras.Model, str]:
     """``kind`` 'convnext', 'vit' or 'encoder' (a local encoder at ``weights``): (model with logits output,
-    weights note)."""
+    weights note). ``stain_augment``: as for :func:`scratch_resnet`."""
     inputs = keras.Input((tile_size, tile_size, 3), name="tile")
-    x = augmentation(seed)(inputs) if augment else inputs
+    x = _stain_augmentation(inputs, stain_augment, seed)
+    x = augmentation(seed)(x) if augment else x
     if kind == "convnext":
         backbone, note = convnext_backbone(profile, tile_size, weights)
         features = backbone(x, training=False)  # frozen-BN/dropout behaviour, as the Keras fine-tuning guide

@@ -13,7 +13,9 @@ The report's method (§2), made a measured, reusable step:
    weights. Every output names the embedder that ran.
 3. **Green artifacts**: H&E stains never produce green-dominant pixels, so the blob is isolated as the
    pixels where G exceeds both R and B by a margin; images whose blob covers more than a minimum
-   fraction of the image are flagged. Test images are never removed.
+   fraction of the image are flagged. Green takes precedence: a green-blob image that shares its mask
+   with another image is reported ``green``, not ``sticker`` (its blob is what sets it apart from its twin).
+   Test images are never removed.
 """
 
 from __future__ import annotations
@@ -226,12 +228,14 @@ def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierC
     abnormal = distance_z >= config.sticker_min_z
     exclude = np.zeros(len(z), bool) if exclude is None else exclude  # e.g. images already flagged green
     labelled = groups >= 0
-    # Within identical-mask groups: the abnormally far members (in the real data, one per pair).
-    sticker = labelled & abnormal
+    # Within identical-mask groups: the abnormally far members (in the real data, one per pair). A member
+    # already flagged green is far because of its blob, not a sticker: it neither counts nor trains.
+    sticker = labelled & abnormal & ~exclude
     probability = np.full(len(z), np.nan)
-    if sticker.sum() >= 2 and (labelled & ~sticker).sum() >= 2:
+    if sticker.sum() >= 2 and (labelled & ~sticker & ~exclude).sum() >= 2:
         classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
-        classifier.fit(z[labelled], sticker[labelled])
+        train = labelled & ~exclude
+        classifier.fit(z[train], sticker[train])
         probability = classifier.predict_proba(z)[:, 1]
         sticker |= ~labelled & ~exclude & (probability >= config.sticker_probability)
     return pd.DataFrame({"sticker": sticker, "distance": distance, "distance_z": distance_z,
@@ -251,7 +255,8 @@ def clean(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig = Ou
     groups = mask_groups(stats.mask_hash).to_numpy()
     green = detect_green(stats, config)
     stickers = detect_stickers(embeddings, groups, config, exclude=green)
-    status = np.where(stickers.sticker, "sticker", np.where(green, "green", "kept"))
+    # Colour decides first: a green-blob image is "green" even when it shares its mask with another image.
+    status = np.where(green, "green", np.where(stickers.sticker, "sticker", "kept"))
     score = np.where(status == "green", stats.green_fraction, stickers.distance)
     out = pd.DataFrame({
         "sample_index": train.sample_index, "label": train.label, "status": status, "group": groups,

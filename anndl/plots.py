@@ -135,3 +135,55 @@ def attention_overlay(image_path, tiles: pd.DataFrame, attention: np.ndarray, ti
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
     return ax
+
+
+def _best_tile(image: np.ndarray, mask: np.ndarray | None, tile_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``tile_size`` crop with the most ROI pixels (the image's centre without a mask)."""
+    h, w = image.shape[:2]
+    t = min(tile_size, h, w)
+    if mask is None or not mask.any():
+        y, x = (h - t) // 2, (w - t) // 2
+    else:
+        integral = np.pad(np.cumsum(np.cumsum(mask.astype(np.int64), 0), 1), ((1, 0), (1, 0)))
+        counts = integral[t:, t:] - integral[:-t, t:] - integral[t:, :-t] + integral[:-t, :-t]
+        y, x = np.unravel_index(int(np.argmax(counts[:: t // 4, :: t // 4])), counts[:: t // 4, :: t // 4].shape)
+        y, x = y * (t // 4), x * (t // 4)
+    return image[y:y + t, x:x + t], None if mask is None else mask[y:y + t, x:x + t]
+
+
+def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2, seed: int = 0,
+                   title: str = "One tile under HED stain augmentation and stain normalisation"):
+    """One row per sample: the tile, ``n_augment`` draws of HED-light and of HED-strong augmentation
+    (:class:`anndl.stain.HEDJitter`), and the tile normalised to ``reference`` by Macenko and Reinhard.
+
+    ``samples``: ``(name, image, mask)`` triples (arrays or paths; ``mask`` may be None), the tile is the
+    ``tile_size`` crop with most ROI; ``reference``: a :class:`anndl.stain.StainReference` (e.g.
+    ``stain.reference_from_manifest(manifest)``). Normalisation estimates the stain on the whole image's ROI
+    tissue, as the pipeline would."""
+    from anndl import stain
+
+    samples = list(samples)
+    columns = (["tile"] + [f"HED light #{k + 1}" for k in range(n_augment)]
+               + [f"HED strong #{k + 1}" for k in range(n_augment)] + ["Macenko", "Reinhard"])
+    fig, axes = plt.subplots(len(samples), len(columns), figsize=(1.9 * len(columns), 2.0 * len(samples) + 0.4),
+                             squeeze=False)
+    for r, (name, image, mask) in enumerate(samples):
+        image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image, np.uint8)
+        mask = read_mask(mask) if isinstance(mask, (str, Path)) else mask
+        normalised = [stain.StainNormalizer(reference, m)(image, mask) for m in ("macenko", "reinhard")]
+        tile, _ = _best_tile(image, mask, tile_size)
+        views = [tile]
+        for strength in ("light", "strong"):
+            layer = stain.HEDJitter(strength, seed=seed)
+            batch = np.repeat(tile[None].astype(np.float32), n_augment, 0)
+            views += list(np.asarray(layer(batch, training=True)).round().astype(np.uint8))
+        views += [_best_tile(n, mask, tile_size)[0] for n in normalised]
+        for c, (ax, view) in enumerate(zip(axes[r], views)):
+            ax.imshow(view)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -6,9 +6,20 @@ measuring outlier removal; the pipeline never reads it).
 
 Tissue: pale background, pink fibrous stroma, purple nuclei, an ROI mask around the tumour. The four
 classes differ in morphology only through overlapping per-image parameters (nuclear size,
-elongation, pleomorphism, density, gland formation, lymphocytes), and every image gets its own
-stain colours, so colour statistics alone are a weak predictor. Nuclei keep their pixel size at
+elongation, pleomorphism, gland formation, lymphocytes). Nuclei keep their pixel size at
 every ``scale`` (a smaller scale is a smaller field of view, not a blurrier image).
+
+Stain sites (the default, ``stain_sites=5``): every image is stained by one of several "sites" (:data:`SITES`:
+distinct haematoxylin and eosin optical-density vectors and strengths, plus per-image jitter), drawn
+independently of the class, and rendered with the Beer-Lambert law (``RGB = I0 * exp(-OD)``) from
+per-pixel stain concentrations, as real brightfield H&E is (Ruifrok & Johnston, 2001). The classes are
+balanced in what a colour histogram sees: equal nuclear darkness, nuclear area per ROI pixel (density
+scaled by nuclear size) and pale lumen area per ROI pixel (clear spaces fill up what glands leave), so
+colour statistics carry little of the label while morphology carries it all.
+``site_class_correlation`` in [0, 1] draws the site from the class instead with that probability (1: each
+class has its own site), to show shortcut learning on purpose. ``stain_sites=0`` is the earlier generator
+(linear colour blending, class-dependent nuclear darkness and coverage), byte-identical to its output.
+Each image's site is in ``sites.csv`` (ground truth, like ``planted_outliers.csv``; the pipeline never reads it).
 
 Outliers, like the real ones: "sticker" images are a copy of a genuine image with a cartoon ogre
 drawn over it and a byte-identical copy of that image's mask (the pair's labels may differ);
@@ -32,6 +43,7 @@ from anndl.labels import LABELS
 REAL_TRAIN_COUNTS = {"Luminal A": 205, "Luminal B": 220, "HER2(+)": 189, "Triple negative": 77}
 REAL_N_TRAIN, REAL_N_TEST = 691, 477
 REAL_STICKERS, REAL_GREEN = 60, 50
+SITES_FILE = "sites.csv"
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,78 @@ CLASS_MORPHOLOGY = {
 }
 OVERLAP = 0.55  # each image mixes in up to this share of another class's look
 JITTER = 0.10   # log-normal spread of every parameter per image
+
+# Balanced looks for the stain-site generator: what a colour histogram of the ROI sees is equal across
+# classes (nuclear darkness, nuclear area and pale lumen area per ROI pixel); the rest of the morphology
+# (size, shape, pleomorphism, gland arrangement, lymphocytes) is the class's.
+NUCLEAR_COVERAGE = 0.28   # expected share of ROI pixels covered by nuclei (tumour + lymphocytes)
+NUCLEAR_DARKNESS = 0.70   # haematoxylin strength of every nucleus, lymphocytes included
+LUMEN_COVERAGE = 0.13     # expected share of ROI pixels that are pale lumen or clear space
+LYMPHOCYTE_RADIUS = 2.6
+
+
+def _balanced(m: Morphology) -> Morphology:
+    """``m`` with darkness fixed and density scaled so that nuclei cover ``NUCLEAR_COVERAGE`` of the ROI."""
+    area_per_nucleus = np.pi * (m.radius ** 2 * np.exp(2 * m.pleomorphism ** 2)
+                                + 0.8 * m.lymphocytes * LYMPHOCYTE_RADIUS ** 2)
+    return Morphology(m.gland, m.radius, m.pleomorphism, m.aspect, NUCLEAR_COVERAGE / area_per_nucleus,
+                      NUCLEAR_DARKNESS, m.lymphocytes)
+
+
+BALANCED_MORPHOLOGY = {label: _balanced(m) for label, m in CLASS_MORPHOLOGY.items()}
+
+
+@dataclass(frozen=True)
+class StainSite:
+    """One lab's H&E: optical density per unit concentration of each stain (R, G, B; normalised to unit
+    length when rendering), stain strengths and the unstained background (RGB in [0, 1])."""
+
+    name: str
+    hematoxylin: tuple[float, float, float]
+    eosin: tuple[float, float, float]
+    h_strength: float
+    e_strength: float
+    background: tuple[float, float, float]
+
+
+# Five distinct sites. The first uses Ruifrok & Johnston's H and E vectors (scikit-image ``rgb_from_hed``),
+# the second Macenko's reference vectors; the others are bluer / redder / darker / fainter variants.
+# Every vector absorbs green at least about as much as red, so no pixel can turn green-dominant
+# (green blobs stay detectable).
+SITES = (
+    StainSite("ruifrok", (0.650, 0.704, 0.286), (0.072, 0.990, 0.105), 1.00, 1.00, (0.96, 0.94, 0.95)),
+    StainSite("macenko", (0.563, 0.720, 0.406), (0.216, 0.801, 0.558), 1.15, 0.80, (0.94, 0.92, 0.95)),
+    StainSite("blue-pale", (0.450, 0.750, 0.480), (0.100, 0.950, 0.300), 0.85, 0.55, (0.97, 0.96, 0.97)),
+    StainSite("dark", (0.700, 0.690, 0.220), (0.050, 0.920, 0.380), 1.45, 1.35, (0.92, 0.90, 0.92)),
+    StainSite("faded-pink", (0.600, 0.740, 0.300), (0.030, 0.970, 0.220), 0.70, 1.25, (0.97, 0.95, 0.96)),
+)
+H_CONCENTRATION = 2.5     # haematoxylin concentration of a nucleus of darkness 1 at strength 1
+E_CONCENTRATION = 0.65    # eosin concentration of dense stroma at strength 1
+SITE_JITTER = 0.03        # per-image spread of each OD vector component (before renormalising)
+STRENGTH_JITTER = 0.08    # per-image log-normal spread of each stain strength
+
+
+def _unit(v) -> np.ndarray:
+    v = np.maximum(np.asarray(v, np.float64), 0.01)
+    return v / np.linalg.norm(v)
+
+
+def jittered_stain(rng: np.random.Generator, site: StainSite) -> dict:
+    """One image's stain: the site's vectors and strengths with per-image jitter."""
+    return {"hematoxylin": _unit(np.asarray(site.hematoxylin) + rng.normal(0, SITE_JITTER, 3)),
+            "eosin": _unit(np.asarray(site.eosin) + rng.normal(0, SITE_JITTER, 3)),
+            "h_strength": site.h_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
+            "e_strength": site.e_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
+            "background": np.clip(np.asarray(site.background) + rng.normal(0, 0.01, 3), 0.85, 1.0)}
+
+
+def site_of_images(rng: np.random.Generator, label_indices, n_sites: int, correlation: float) -> np.ndarray:
+    """Site index per image: uniform and independent of the class, except that with probability
+    ``correlation`` an image takes its class's own site (class ``k`` -> site ``k mod n_sites``)."""
+    label_indices = np.asarray(label_indices, int)
+    uniform = rng.integers(0, n_sites, size=len(label_indices))
+    own = rng.random(len(label_indices)) < correlation
+    return np.where(own, label_indices % n_sites, uniform)
 
 
 def class_counts(n: int) -> dict[str, int]:
@@ -125,13 +209,45 @@ def _draw_nuclei(rng, density_map, points, radius, pleo, aspect, darkness):
                     value, -1, cv2.LINE_AA)
 
 
-def render_tissue(rng: np.random.Generator, h: int, w: int, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """One H&E-like RGB image (uint8) and its boolean ROI mask."""
-    m = _image_morphology(rng, label)
+def _image_balanced_morphology(rng: np.random.Generator, label: str) -> Morphology:
+    """Like :func:`_image_morphology`, on the balanced looks, and darkness left unjittered (colour)."""
+    own = BALANCED_MORPHOLOGY[label]
+    other = BALANCED_MORPHOLOGY[LABELS[rng.integers(len(LABELS))]]
+    t = rng.uniform(0, OVERLAP)
+    values = [(1 - t) * a + t * b for a, b in zip(vars(own).values(), vars(other).values())]
+    values = [v * float(np.exp(rng.normal(0, JITTER))) for v in values]
+    values[5] = NUCLEAR_DARKNESS
+    return Morphology(*values)
+
+
+def _clear_spaces(rng: np.random.Generator, lumen: np.ndarray, mask: np.ndarray, mask_pixels, target: float) -> None:
+    """Draw round clear spaces (class-independent sizes) inside the ROI until pale area reaches ``target``."""
+    area = max(1, int(mask.sum()))
+    for _ in range(20):
+        missing = target * area - int(lumen[mask].sum())
+        if missing <= 0:
+            return
+        radii = rng.uniform(4, 12, size=max(1, int(missing / (np.pi * 8.5 ** 2)) + 1))
+        for (x, y), r in zip(_sample_points(rng, mask_pixels, len(radii)), radii):
+            cv2.circle(lumen, (int(x), int(y)), int(round(r)), 1, -1, cv2.LINE_AA)
+
+
+def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
+                  site: StainSite | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One H&E-like RGB image (uint8) and its boolean ROI mask. ``site``: Beer-Lambert rendering in that
+    site's stain on the balanced morphology (with per-image jitter); ``None``: the earlier generator."""
     f32 = np.float32
-    hema = (np.array([0.32, 0.12, 0.45]) + rng.normal(0, 0.05, 3)).astype(f32)       # nuclei (purple)
-    eosin = (np.array([0.93, 0.56, 0.74]) + rng.normal(0, 0.04, 3)).astype(f32)      # stroma (pink)
-    background = (np.array([0.95, 0.92, 0.95]) + rng.normal(0, 0.01, 3)).astype(f32)
+    if site is None:
+        m = _image_morphology(rng, label)
+        hema = (np.array([0.32, 0.12, 0.45]) + rng.normal(0, 0.05, 3)).astype(f32)       # nuclei (purple)
+        eosin = (np.array([0.93, 0.56, 0.74]) + rng.normal(0, 0.04, 3)).astype(f32)      # stroma (pink)
+        background = (np.array([0.95, 0.92, 0.95]) + rng.normal(0, 0.01, 3)).astype(f32)
+        lymph_darkness = 0.95
+    else:
+        m = _image_balanced_morphology(rng, label)
+        stain = jittered_stain(rng, site)
+        background = stain["background"].astype(f32)
+        lymph_darkness = NUCLEAR_DARKNESS
     mask = _roi_mask(rng, h, w)
 
     # Stroma: fibrous pink with holes of pale background.
@@ -141,7 +257,8 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str) -> tuple
     tissue = np.clip((tissue - 0.12) * 6, 0, 1) * f32(0.9) + f32(0.1) * mask
     stroma_strength = np.clip(f32(0.75) + fibres + f32(0.15) * (_noise_field(rng, h, w, 24) - f32(0.5)), 0.3, 1.0)
     alpha = (tissue * stroma_strength)[..., None]
-    image = background * (1 - alpha) + eosin * alpha
+    if site is None:
+        image = background * (1 - alpha) + eosin * alpha
 
     # Nuclei: tumour inside the ROI, sparse elongated fibroblasts outside.
     density_map = np.zeros((h, w), np.float32)
@@ -156,8 +273,11 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str) -> tuple
         k = max(6, int(2 * np.pi * ring / (2.3 * m.radius)))
         angles = np.linspace(0, 2 * np.pi, k, endpoint=False) + rng.uniform(0, 2 * np.pi)
         gland_points.extend(zip(cx + ring * np.cos(angles), cy + ring * np.sin(angles)))
+    if site is not None:
+        _clear_spaces(rng, lumen, mask, mask_pixels, LUMEN_COVERAGE * float(np.exp(rng.normal(0, JITTER))))
     lumen_alpha = cv2.GaussianBlur(lumen.astype(np.float32), (0, 0), 1.5)[..., None] * 0.85
-    image = image * (1 - lumen_alpha) + background * lumen_alpha
+    if site is None:
+        image = image * (1 - lumen_alpha) + background * lumen_alpha
     sheet = _sample_points(rng, mask_pixels, n_tumour - n_gland)
     _draw_nuclei(rng, density_map, np.array(gland_points).reshape(-1, 2), m.radius, m.pleomorphism,
                  m.aspect, m.darkness)
@@ -167,11 +287,17 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str) -> tuple
                  3.0, 0.2, 3.0, 0.55)
     lymph = np.concatenate([_sample_points(rng, mask_pixels, int(0.8 * m.lymphocytes * n_tumour)),
                             rng.random((int(0.2 * m.lymphocytes * n_tumour), 2), dtype=f32) * f32([w, h])])
-    _draw_nuclei(rng, density_map, lymph, 2.6, 0.1, 1.05, 0.95)
+    _draw_nuclei(rng, density_map, lymph, LYMPHOCYTE_RADIUS, 0.1, 1.05, lymph_darkness)
 
     d = cv2.GaussianBlur(density_map, (0, 0), 0.8)[..., None]
     nuclear = np.clip(d * (f32(0.85) + f32(0.3) * rng.random((h, w, 1), dtype=f32)), 0, 1)
-    image = image * (1 - nuclear) + hema * nuclear
+    if site is None:
+        image = image * (1 - nuclear) + hema * nuclear
+    else:  # Beer-Lambert: optical density adds over stains; eosin thins under nuclei
+        e_conc = alpha * (1 - lumen_alpha) * (1 - f32(0.5) * nuclear) * f32(E_CONCENTRATION * stain["e_strength"])
+        h_conc = nuclear * f32(H_CONCENTRATION * stain["h_strength"])
+        od = e_conc * stain["eosin"].astype(f32) + h_conc * stain["hematoxylin"].astype(f32)
+        image = background * np.exp(-od)
     image += rng.standard_normal(image.shape, dtype=f32) * f32(0.006)
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
@@ -241,7 +367,8 @@ def _render_one(job: dict) -> None:
     """Render and write one sample (worker entry point; deterministic in its own seed)."""
     rng = np.random.default_rng(job["seed"])
     h, w = job["size"]
-    image, mask = render_tissue(rng, h, w, job["tissue_label"])
+    site = SITES[job["site"]] if job.get("site") is not None else None
+    image, mask = render_tissue(rng, h, w, job["tissue_label"], site)
     out_dir = Path(job["dir"])
     if job["kind"] == "sticker":
         image = draw_sticker(np.random.default_rng(job["seed_outlier"]), image)
@@ -253,7 +380,7 @@ def _render_one(job: dict) -> None:
 
 
 SYNTH_MARKER = ".anndl-synth"
-SYNTH_FILES = ("train_data", "test_data", "train_labels.csv", "planted_outliers.csv")
+SYNTH_FILES = ("train_data", "test_data", "train_labels.csv", "planted_outliers.csv", "sites.csv")
 
 
 def _die_with_parent() -> None:
@@ -268,18 +395,29 @@ def _die_with_parent() -> None:
 
 def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_TEST, scale: float = 1.0,
              seed: int = 0, n_stickers: int | None = None, n_green: int | None = None,
-             workers: int = 2, progress: bool = True, force: bool = False) -> Path:
+             workers: int = 2, progress: bool = True, force: bool = False, stain_sites: int = 0,
+             site_class_correlation: float | bool = 0.0) -> Path:
     """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files.
 
     ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker); ``force``
     allows any folder. Only the files a synthetic folder holds are replaced; nothing else is deleted.
-    """
+    ``stain_sites``: how many of :data:`SITES` the images are stained by (0, the default until the
+    out-of-fold comparison is measured: the earlier generator, no sites, class-dependent colour).
+    ``site_class_correlation`` in [0, 1] (``True`` is 1): probability that an image takes its class's own
+    site instead of a uniformly drawn one (shortcut learning on purpose)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force and not (out / SYNTH_MARKER).is_file():
         raise ValueError(f"{out}: folder is not empty and was not written by `anndl synth`; "
                          "choose an empty folder or pass --force")
+    if not 0 <= stain_sites <= len(SITES):
+        raise ValueError(f"stain_sites must be in [0, {len(SITES)}], got {stain_sites}")
+    correlation = float(site_class_correlation)
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"site_class_correlation must be in [0, 1], got {site_class_correlation}")
+    if correlation > 0 and stain_sites == 0:
+        raise ValueError("site_class_correlation needs stain sites (stain_sites >= 1)")
     if n_train < 8 or n_test < 1:
         raise ValueError(f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}")
     if not 0.02 <= scale <= 4:
@@ -303,6 +441,12 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     test_labels = [LABELS[i] for i in rng.choice(len(LABELS), n_test, p=np.array(
         list(REAL_TRAIN_COUNTS.values())) / sum(REAL_TRAIN_COUNTS.values()))]
     test_sizes = [_image_size(rng, scale) for _ in range(n_test)]
+    train_sites = test_sites = [None] * max(n_train, n_test)
+    if stain_sites:  # drawn after everything else, so labels, sizes and outliers match stain_sites=0
+        train_sites = site_of_images(rng, [LABELS.index(x) for x in labels], stain_sites, correlation).tolist()
+        test_sites = site_of_images(rng, [LABELS.index(x) for x in test_labels], stain_sites, correlation).tolist()
+        for s, t in twin_of.items():
+            train_sites[s] = train_sites[t]  # a sticker image is a copy of its twin's tissue and stain
 
     for name in SYNTH_FILES:
         path = out / name
@@ -319,10 +463,11 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
         tissue_of = twin_of.get(i, i)  # a sticker image is a copy of its twin's tissue
         jobs.append({"dir": str(out / "train_data"), "number": i, "size": sizes[i], "kind": kind,
                      "seed": [seed, 0, tissue_of], "seed_outlier": [seed, 2, i],
-                     "tissue_label": labels[tissue_of]})
+                     "tissue_label": labels[tissue_of], "site": train_sites[i]})
     for i in range(n_test):
         jobs.append({"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean",
-                     "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i]})
+                     "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i],
+                     "site": test_sites[i]})
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     if workers > 1:
         with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
@@ -345,4 +490,12 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
         writer.writerow(["sample_index", "kind", "twin"])
         for i in sorted(kinds):
             writer.writerow([f"img_{i:04d}.png", kinds[i], f"img_{twin_of[i]:04d}.png" if i in twin_of else ""])
+    if stain_sites:
+        with open(out / SITES_FILE, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["split", "sample_index", "label", "site", "site_name", "site_class_correlation"])
+            for split, sites, names in (("train", train_sites, labels), ("test", test_sites, test_labels)):
+                for i, site in enumerate(sites[:len(names)]):
+                    writer.writerow([split, f"img_{i:04d}.png", names[i] if split == "train" else "",
+                                     site, SITES[site].name, correlation])
     return out

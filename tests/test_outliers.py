@@ -112,3 +112,31 @@ def test_detection_on_real_tissue(tmp_path):
     scores = outliers.score_against_planted(cleaned, pd.read_csv(folder / "planted_outliers.csv"))
     print(scores.to_string())
     assert (scores.precision == 1).all() and (scores.recall == 1).all(), scores
+
+
+def test_green_blob_image_that_shares_a_mask_is_reported_green(data_copy):
+    """A green-blob copy of a genuine image with a byte copy of its mask is far from its twin because of the
+    blob: it must be reported ``green`` (not ``sticker``), and its twin kept."""
+    from anndl.data import read_image, read_mask
+    from anndl.synthetic import draw_green_blob
+
+    planted = pd.read_csv(data_copy / "planted_outliers.csv")
+    train = data_copy / "train_data"
+    labels = pd.read_csv(data_copy / "train_labels.csv")
+    twin = sorted(set(labels.sample_index) - set(planted.sample_index) - set(planted.twin.dropna()))[0]
+    new = f"img_{len(labels):04d}.png"
+    image = draw_green_blob(np.random.default_rng(5), read_image(train / twin),
+                            read_mask(train / twin.replace("img_", "mask_")))
+    cv2.imwrite(str(train / new), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    shutil.copyfile(train / twin.replace("img_", "mask_"), train / new.replace("img_", "mask_"))
+    label = labels.set_index("sample_index").label[twin]
+    pd.concat([labels, pd.DataFrame({"sample_index": [new], "label": [label]})]).to_csv(
+        data_copy / "train_labels.csv", index=False, lineterminator="\n")
+
+    cleaned = outliers.clean(read_challenge(data_copy), outliers.ColourTextureEmbedder()).set_index("sample_index")
+    assert cleaned.group[new] == cleaned.group[twin] >= 0
+    assert cleaned.status[new] == "green"
+    assert cleaned.status[twin] == "kept"
+    truth = pd.concat([planted, pd.DataFrame({"sample_index": [new], "kind": ["green"], "twin": [twin]})])
+    scores = outliers.score_against_planted(cleaned.reset_index(), truth).set_index("kind")
+    assert (scores.precision == 1).all() and (scores.recall == 1).all(), scores

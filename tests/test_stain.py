@@ -1,0 +1,196 @@
+"""Stain handling: HED augmentation layer, Macenko / Reinhard normalisation, synthetic stain sites."""
+
+import json
+import warnings
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import chi2_contingency
+
+from anndl import stain, synthetic
+from anndl.data import read_challenge, read_image
+from anndl.labels import LABELS
+
+
+def _tiles(n=4, size=24, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3)).astype("float32")
+
+
+def test_ruifrok_matrix_is_scikit_images_and_deconvolution_inverts():
+    assert stain.RGB_FROM_HED.tolist() == [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]]
+    x = _tiles()
+    np.testing.assert_allclose(stain.hed_to_rgb(stain.rgb_to_hed(x)), x, atol=1e-6)
+    # the layer's own tensor path: deconvolve, (almost) no jitter, reconvolve
+    layer = stain.HEDJitter(1e-7, seed=0)
+    np.testing.assert_allclose(np.asarray(layer(x, training=True)), x, atol=0.02)
+
+
+def test_hed_jitter_is_identity_at_zero_strength_and_in_inference():
+    x = _tiles()
+    assert np.array_equal(np.asarray(stain.HEDJitter(0.0)(x, training=True)), x)
+    strong = stain.HEDJitter("strong", seed=1)
+    assert np.array_equal(np.asarray(strong(x, training=False)), x)
+    y = np.asarray(strong(x, training=True))
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255
+    assert np.abs(y - x).mean() > 3  # it does change colours in training
+    # per tile: tiles get different draws
+    deltas = (y - x).reshape(len(x), -1).mean(1)
+    assert np.ptp(deltas) > 0.5
+    assert stain.HED_PRESETS == {"light": 0.05, "strong": 0.2}
+    with pytest.raises(ValueError, match="strength"):
+        stain.HEDJitter("medium")
+
+
+def test_hed_jitter_is_seeded_serialisable_and_runs_in_tf_data(tmp_path):
+    import tensorflow as tf
+
+    x = _tiles()
+    a = np.asarray(stain.HEDJitter("light", seed=3)(x, training=True))
+    b = np.asarray(stain.HEDJitter("light", seed=3)(x, training=True))
+    np.testing.assert_allclose(a, b)
+    inputs = keras.Input((24, 24, 3))
+    model = keras.Model(inputs, keras.layers.Rescaling(1 / 255)(stain.HEDJitter("strong", seed=2)(inputs)))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    layer = [la for la in loaded.layers if isinstance(la, stain.HEDJitter)][0]
+    assert layer.sigma == 0.2 and layer.seed == 2
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), x / 255, atol=1e-6)  # inference: identity
+    light = stain.HEDJitter("light", seed=0)  # made outside the map: its seed state is a variable
+    ds = tf.data.Dataset.from_tensor_slices(x.astype("uint8")).map(lambda t: light(t, training=True))
+    out = [t.numpy() for t in ds]
+    assert out[0].shape == (24, 24, 3) and out[0].dtype == np.float32
+
+
+def _same_tissue_two_sites(i, j, seed=3, size=320):
+    a, mask = synthetic.render_tissue(np.random.default_rng(seed), size, size, "HER2(+)", synthetic.SITES[i])
+    b, mask_b = synthetic.render_tissue(np.random.default_rng(seed), size, size, "HER2(+)", synthetic.SITES[j])
+    assert np.array_equal(mask, mask_b)  # same tissue, different stain
+    return a, b, mask
+
+
+@pytest.mark.parametrize("method", stain.METHODS)
+def test_normalisation_brings_two_stains_of_one_tissue_closer(method):
+    reference_image, _, reference_mask = _same_tissue_two_sites(0, 0, seed=11)
+    reference = stain.fit_reference([reference_image], [reference_mask], source="one synthetic image")
+    json.dumps(reference.to_dict())  # recordable
+    assert stain.StainReference.from_dict(reference.to_dict()) == reference
+    normalizer = stain.StainNormalizer(reference, method)
+    for i, j in [(2, 3), (1, 4)]:
+        a, b, mask = _same_tissue_two_sites(i, j)
+        na, nb = normalizer(a, mask), normalizer(b, mask)
+        assert na.dtype == np.uint8 and na.shape == a.shape
+        rgb = nb.astype(int)  # no green tint anywhere (background and lumina included)
+        assert not ((rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > 40).any()
+
+        def mean_colour_gap(x, y):
+            return np.linalg.norm(x[mask].mean(0) - y[mask].astype(float).mean(0))
+
+        assert mean_colour_gap(na, nb) < 0.5 * mean_colour_gap(a, b), (i, j)
+        if method == "macenko":  # pixel by pixel as well
+            assert np.abs(na.astype(float) - nb)[mask].mean() < 0.3 * np.abs(a.astype(float) - b)[mask].mean()
+    assert normalizer.counts == {"roi": 4, "whole_image": 0, "reference": 0}
+
+
+def test_normalisation_survives_images_without_tissue():
+    image, _, mask = _same_tissue_two_sites(0, 0)
+    reference = stain.fit_reference([image], [mask])
+    blank = np.full((40, 50, 3), 236, np.uint8)
+    for method in stain.METHODS:
+        normalizer = stain.StainNormalizer(reference, method)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = normalizer(blank, np.zeros((40, 50), bool))
+            normalizer(image, np.zeros(mask.shape, bool))  # empty ROI, tissue elsewhere
+        assert out.shape == blank.shape and out.dtype == np.uint8
+        assert normalizer.counts == {"roi": 0, "whole_image": 1, "reference": 1}
+        assert len(caught) == 2
+    with pytest.raises(stain.StainEstimationError):
+        stain.fit_reference([blank])
+
+
+def _site_table(tmp_path, correlation, n=400):
+    out = synthetic.generate(tmp_path / f"c{correlation}", n_train=n, n_test=1, scale=0.02, seed=1, n_stickers=0,
+                             n_green=0, workers=1, progress=False, stain_sites=len(synthetic.SITES),
+                             site_class_correlation=correlation)
+    sites = pd.read_csv(out / synthetic.SITES_FILE)
+    labels = pd.read_csv(out / "train_labels.csv")
+    train = sites[sites.split == "train"].merge(labels, on="sample_index", suffixes=("", "_csv"))
+    assert (train.label == train.label_csv).all() and len(train) == n
+    return pd.crosstab(train.label, train.site), train
+
+
+def test_sites_are_independent_of_class_unless_switched_on(tmp_path):
+    table, _ = _site_table(tmp_path, 0.0)
+    assert table.shape == (len(LABELS), len(synthetic.SITES))
+    assert chi2_contingency(table)[1] > 0.01                      # independent (chi-square)
+    table, train = _site_table(tmp_path, 1.0)
+    assert (train.site == train.label.map(LABELS.index) % len(synthetic.SITES)).all()
+    table, _ = _site_table(tmp_path, 0.6)
+    chi2, p, *_ = chi2_contingency(table)
+    assert p < 1e-10
+
+
+def test_site_switch_arguments(tmp_path):
+    args = dict(n_train=8, n_test=1, scale=0.05, n_stickers=0, n_green=0, progress=False, workers=1)
+    legacy = synthetic.generate(tmp_path / "legacy", stain_sites=0, **args)
+    assert not (legacy / synthetic.SITES_FILE).exists()
+    two = synthetic.generate(tmp_path / "two", stain_sites=2, site_class_correlation=True, **args)
+    sites = pd.read_csv(two / synthetic.SITES_FILE)
+    assert set(sites.site) <= {0, 1} and (sites.site_class_correlation == 1.0).all()
+    for bad in (dict(stain_sites=9), dict(site_class_correlation=1.5), dict(stain_sites=0, site_class_correlation=0.5)):
+        with pytest.raises(ValueError):
+            synthetic.generate(tmp_path / "bad", **args, **bad)
+
+
+def test_no_site_makes_green_dominant_pixels():
+    for k, site in enumerate(synthetic.SITES):
+        rgb, _ = synthetic.render_tissue(np.random.default_rng(k), 200, 200, "Triple negative", site)
+        rgb = rgb.astype(int)
+        assert not ((rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > 40).any(), site.name
+
+
+def test_normalised_folder_is_a_recorded_challenge_folder(tiny_data, tmp_path, monkeypatch):
+    from anndl import artifacts
+    out = stain.write_normalized_folder(tiny_data, tmp_path / "norm", "macenko", max_reference_images=8,
+                                        progress=False)
+    manifest = read_challenge(out)
+    assert len(manifest) == len(read_challenge(tiny_data))
+    record = json.loads((out / "record.json").read_text())
+    assert record["stage"] == "stain" and record["settings"]["method"] == "macenko"
+    assert record["settings"]["reference"]["n_images"] >= 1
+    row = manifest.iloc[0]
+    assert read_image(row.image_path).shape[:2] == (row.height, row.width)
+    mtime = (out / "record.json").stat().st_mtime_ns
+    stain.write_normalized_folder(tiny_data, out, "macenko", max_reference_images=8, progress=False)
+    assert (out / "record.json").stat().st_mtime_ns == mtime  # reused
+
+
+def test_models_take_an_optional_stain_augmentation(tmp_path):
+    from anndl import models
+    from anndl.config import ScratchResNetConfig
+
+    model = models.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32,
+                                  stain_augment="strong")
+    assert isinstance(model.get_layer("stain_augmentation"), stain.HEDJitter)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = _tiles(2, 32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    plain = models.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32)
+    assert "stain_augmentation" not in [layer.name for layer in plain.layers]
+
+
+def test_stain_examples_figure(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from anndl import plots
+
+    image, other, mask = _same_tissue_two_sites(3, 2, size=160)
+    reference = stain.fit_reference([image], [mask])
+    fig = plots.stain_examples([("dark", image, mask), ("blue-pale", other, None)], reference, tile_size=96,
+                               n_augment=1)
+    assert len(fig.axes) == 2 * 5
+    plots.save_fig(fig, "stain", tmp_path)
+    assert (tmp_path / "stain.png").stat().st_size > 0
