@@ -75,8 +75,11 @@ def test_clean_cli_is_deterministic(tiny_data, tmp_path):
         result = subprocess.run([sys.executable, "-m", "anndl", "clean", "--data", str(tiny_data),
                                  "--out", str(tmp_path / name)], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-    assert "sticker" in result.stdout and "after" in result.stdout
+    assert "'sticker': 2" in result.stdout and "'green': 2" in result.stdout and "after" in result.stdout
     assert (tmp_path / "a/clean_manifest.csv").read_bytes() == (tmp_path / "b/clean_manifest.csv").read_bytes()
+    planted = pd.read_csv(tiny_data / "planted_outliers.csv")
+    flagged = pd.read_csv(tmp_path / "a/clean_manifest.csv").query("status != 'kept'")
+    assert sorted(zip(flagged.sample_index, flagged.status)) == sorted(zip(planted.sample_index, planted.kind))
 
 
 def test_keras_embedder_from_a_locally_saved_model(tiny_data, tmp_path):
