@@ -23,6 +23,10 @@ runpy.run_path("bench/gpu.py", run_name="__main__")
 
 
 def main():
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        sys.exit("bench/bench_gpu_tiny.py: jax is not installed (pinned in requirements.txt; make venv)")
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
     sys.exit(subprocess.call([sys.executable, "-c", NO_TENSORFLOW, *sys.argv[1:]], cwd=ROOT, env=env))
 

@@ -6,7 +6,8 @@ Measures, each under XLA (one ``jax.jit`` of Keras's own ``train_step``, the sam
 * training tiles/s of the scratch ResNet (``ScratchResNetConfig()``, the report's net), ConvNeXt Large
   (``keras.applications.ConvNeXtLarge``, ImageNet-sized, + a 4-way head) and ViT-B/16 (KerasHub
   ``ViTBackbone``, class token + a 4-way head), in float32, mixed_bfloat16 and (on GPU) mixed_float16;
-* embedding (inference) tiles/s of ViT-B/16 and ViT-L/14 (the sizes of Phikon and Phikon-v2), class token;
+* embedding (inference) tiles/s of ViT-B/16 and ViT-L/14 (the sizes of Phikon and Phikon-v2), class token,
+  in pure bfloat16 (bf16 weights), mixed_bfloat16 and float32;
 * for each, the **model FLOPs utilisation**: FLOPs per tile from XLA's cost analysis of the compiled step
   (``jax.jit(f).lower(...).compile().cost_analysis()['flops']`` / batch) x tiles/s / the device's peak dense
   bf16 FLOP/s (table ``PEAK_BF16`` below, or ``--peak-tflops``). float32 rows are divided by the same bf16
@@ -27,7 +28,8 @@ rewritten after every case, so a run cut short keeps what it measured. ``--budge
 the cases left once the budget is spent (most important first: bf16, then float32, then float16);
 XLA compilation dominates (ConvNeXt Large's training step: tens of seconds per precision). A case that
 runs out of memory is retried once at half the batch. ``--only vit_b16,scratch_resnet`` runs a subset,
-``--batch-scale 0.5`` halves every batch.
+``--batch-scale 0.5`` halves every batch; ``--dry-run`` builds and traces every real-size case (no compile,
+no timing) and prints its FLOPs per tile: a check of this script on a CPU before spending GPU time.
 
 ``--tiny``: tiny model configurations, tiny batches, 2 steps, on the CPU, in under a minute — run by
 ``make bench`` (``bench/bench_gpu_tiny.py``) so this script cannot rot; its JSON goes to a temporary
@@ -62,7 +64,7 @@ PEAK_BF16 = [
     ("TPU V5 LITE", 197e12), ("TPU V5E", 197e12), ("TPU V5P", 459e12), ("TPU V4", 275e12),
 ]
 
-PRECISIONS = ("mixed_bfloat16", "float32", "mixed_float16")  # run in this order (most wanted first)
+PRECISIONS = ("mixed_bfloat16", "bfloat16", "float32", "mixed_float16")
 
 
 def peak_flops(kind: str, platform_name: str, override_tflops: float | None) -> tuple[float | None, str]:
@@ -176,20 +178,23 @@ TINY_BATCH = 4
 
 
 def plan(args, on_gpu: bool) -> list[dict]:
-    """Every case, most important first: bf16 (the goals' precision) for all, then float32, then float16."""
-    precisions = [p for p in PRECISIONS if p != "mixed_float16" or on_gpu or args.tiny]
+    """Every case, most important first: bf16 (the goals' precision), then float32, then float16.
+
+    Training runs in the mixed policies (float32 weights, bf16/fp16 compute) and float32; embedding also in
+    pure ``bfloat16`` (bf16 weights, as a frozen encoder is served), first."""
+    train = [dict(model=name, task="train") for name in MODELS]
+    embed = [dict(model=name, task="embed") for name in EMBEDDERS]
+    order = [(train, "mixed_bfloat16"), (embed, "bfloat16"), (embed, "mixed_bfloat16"), (train, "float32"),
+             (embed, "float32"), (train, "mixed_float16")]
+    cases = [dict(case, precision=precision) for group, precision in order for case in group]
+    if not (on_gpu or args.tiny):
+        cases = [c for c in cases if c["precision"] != "mixed_float16"]
     if args.precisions:
-        precisions = [p for p in precisions if p in args.precisions.split(",")]
+        cases = [c for c in cases if c["precision"] in args.precisions.split(",")]
+    elif args.tiny:  # every code path once, in under a minute
+        cases = [c for c in cases if c["precision"] == "mixed_bfloat16" or c["model"] == "scratch_resnet"
+                 or (c["model"], c["precision"]) == ("vit_b16", "bfloat16")]
     only = set(args.only.split(",")) if args.only else None
-    cases = []
-    for precision in precisions:
-        for name in MODELS:
-            cases.append(dict(model=name, task="train", precision=precision))
-        for name in EMBEDDERS:
-            if precision != "mixed_float16":  # embedding: bf16 and float32
-                cases.append(dict(model=name, task="embed", precision=precision))
-    if args.tiny and not args.precisions:  # every code path once, in under a minute: all models in bf16,
-        cases = [c for c in cases if c["precision"] == "mixed_bfloat16" or c["model"] == "scratch_resnet"]
     return [c for c in cases if only is None or c["model"] in only or f"{c['model']}:{c['task']}" in only]
 
 
@@ -233,7 +238,7 @@ def _time(run, state, warmup: int, min_steps: int, seconds: float):
     return steps, elapsed, state
 
 
-def measure(case: dict, batch: int, tiny: bool, timing: dict) -> dict:
+def measure(case: dict, batch: int, tiny: bool, timing: dict, dry_run: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
     import keras
@@ -283,13 +288,20 @@ def measure(case: dict, batch: int, tiny: bool, timing: dict) -> dict:
             lowered = jax.jit(embed).lower(weights, x)
             state = (weights, None)
             run = lambda s: (s[0], compiled(s[0], x))  # noqa: E731  (the weights stay; the output is waited on)
+        if dry_run:  # the real-size graphs, traced and counted, without compiling or running them
+            flops = _flops(lowered)
+            row.update(status="ok", dry_run=True, flops_per_tile_unoptimised_hlo=flops / batch if flops else None)
+            if case["model"].startswith("vit"):
+                row["flops_per_tile_analytic"] = vit_flops_per_tile(case["model"], tiny, case["task"] == "train")
+            return row
         start = time.perf_counter()
         compiled = lowered.compile()
         row["compile_s"] = round(time.perf_counter() - start, 2)
         flops, flops_lowered = _flops(compiled), _flops(lowered)
         steps, elapsed, state = _time(run, state, **timing)
         if case["task"] == "train":
-            row["weights_finite"] = bool(all(np.isfinite(np.asarray(v, np.float32)).all() for v in state[0]))
+            row["weights_finite"] = bool(all(np.isfinite(np.asarray(v, np.float32)).all()
+                                             for v in (state[0][0], state[0][-1])))  # first and last layer
         row.update(steps=steps, seconds=round(elapsed, 4), tiles_per_s=round(steps * batch / elapsed, 2),
                    flops_per_tile=flops / batch if flops else None,
                    flops_per_tile_unoptimised_hlo=flops_lowered / batch if flops_lowered else None)
@@ -318,6 +330,8 @@ def main(argv=None) -> Path:
     parser.add_argument("--precisions", default=None, help=f"comma-separated subset of {','.join(PRECISIONS)}")
     parser.add_argument("--budget-s", type=float, default=420.0, help="skip the cases left after this many seconds")
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per case (after warm-up)")
+    parser.add_argument("--dry-run", action="store_true", help="build and trace every case at batch 2, print the "
+                        "unoptimised HLO FLOPs per tile; no compile, no timing (checks the real sizes on a CPU)")
     parser.add_argument("--batch-scale", type=float, default=1.0, help="multiply every batch size")
     args = parser.parse_args(argv)
     began = time.perf_counter()
@@ -331,6 +345,11 @@ def main(argv=None) -> Path:
 
     if keras.backend.backend() != "jax":
         raise SystemExit(f"bench/gpu.py needs KERAS_BACKEND=jax (Keras is using {keras.backend.backend()})")
+    if not args.tiny:  # a rerun on the same machine skips XLA compilation
+        try:
+            jax.config.update("jax_compilation_cache_dir", str(Path(tempfile.gettempdir()) / "anndl_jax_cache"))
+        except Exception:
+            pass
     device = jax.devices()[0]
     on_gpu = device.platform != "cpu"
     kind = getattr(device, "device_kind", device.platform)
@@ -357,7 +376,10 @@ def main(argv=None) -> Path:
         "timing": timing, "mfu_note": "MFU = flops_per_tile x tiles_per_s / peak dense bf16 FLOP/s (float32 rows too)",
         "results": [],
     }
-    if not on_gpu and not args.tiny:
+    if args.dry_run:
+        out = Path(tempfile.gettempdir()) / "anndl_bench" / f"gpu_dry_run_{name}.json" if not args.out else out
+        out.parent.mkdir(parents=True, exist_ok=True)
+    if not on_gpu and not args.tiny and not args.dry_run:
         print("warning: no GPU/TPU visible to jax; measuring the CPU (MFU n/a)", flush=True)
     cases = plan(args, on_gpu)
     print(f"{kind} ({device.platform}); peak bf16 {peak / 1e12 if peak else 'n/a'} TFLOP/s [{peak_source}]; "
@@ -368,11 +390,11 @@ def main(argv=None) -> Path:
             row = dict(case, status=f"skipped: budget of {args.budget_s:.0f} s spent")
         else:
             spec = (MODELS if case["task"] == "train" else EMBEDDERS)[case["model"]]
-            batch = TINY_BATCH if args.tiny else max(1, int(spec["batch"] * args.batch_scale))
+            batch = TINY_BATCH if args.tiny else 2 if args.dry_run else max(1, int(spec["batch"] * args.batch_scale))
             row = None
             for attempt in range(2):
                 try:
-                    row = measure(case, batch, args.tiny, timing)
+                    row = measure(case, batch, args.tiny, timing, args.dry_run)
                     break
                 except Exception as error:  # keep going: one failing case must not cost the run
                     if attempt == 0 and _is_oom(error) and batch > 1:
@@ -384,7 +406,13 @@ def main(argv=None) -> Path:
                     traceback.print_exception(error, limit=-3)
                     row = dict(case, batch=batch, status=f"error: {detail}")
                     break
-        if row.get("status") == "ok":
+        if row.get("dry_run"):
+            flops = row.get("flops_per_tile_unoptimised_hlo")
+            analytic = row.get("flops_per_tile_analytic")
+            print(f"  {row['model']:15s} {row['task']:5s} {row['precision']:15s} {row['parameters']:>12,} parameters, "
+                  f"{(flops or 0) / 1e9:8.2f} GFLOP/tile (unoptimised HLO)"
+                  + (f", analytic {analytic / 1e9:.2f}" if analytic else "") + f" (build {row['build_s']} s)", flush=True)
+        elif row.get("status") == "ok":
             flops = row.get("flops_per_tile")
             achieved = flops * row["tiles_per_s"] if flops else None
             row["achieved_tflops"] = round(achieved / 1e12, 3) if achieved else None

@@ -17,7 +17,7 @@ from pathlib import Path
 START, END = "<!-- gpu-table:start -->", "<!-- gpu-table:end -->"
 NAMES = {"scratch_resnet": "scratch ResNet", "convnext_large": "ConvNeXt Large", "vit_b16": "ViT-B/16",
          "vit_l14": "ViT-L/14"}
-PRECISION = {"float32": "float32", "mixed_bfloat16": "bf16 mixed", "mixed_float16": "fp16 mixed"}
+PRECISION = {"float32": "float32", "mixed_bfloat16": "bf16 mixed", "bfloat16": "bf16", "mixed_float16": "fp16 mixed"}
 
 
 def _number(value, digits: int = 0) -> str:

@@ -47,25 +47,29 @@ def main(name: str, n_devices: int) -> dict:
     config = TrainConfig(epochs=1, batch_size=batch, learning_rate=1e-3, patience=1, cache=None)
 
     keras.utils.set_random_seed(0)
-    with tempfile.TemporaryDirectory() as run_dir, distribute.strategy_scope(name) as replicas:
-        model = scratch_resnet(model_config, size)
-        history = train.fit(model, replicas.fit_dataset(train_ds), replicas.fit_dataset(val_ds), infer_ds,
-                            val_labels, config, run_dir, train_labels=y)
-        written = sorted(p.name for p in Path(run_dir).iterdir())
-        distributed = predict_tiles(model, infer_ds)[0]
-        kernel = model.get_layer("stem_conv").kernel
-        if replicas.backend == "jax":
-            holders = len(kernel.value.sharding.device_set)
-            mesh = int(np.prod(replicas.distribution.device_mesh.shape))
-            layout = replicas.distribution.get_data_layout((batch, size, size, 3)).backend_layout
-            per_replica = [int(layout.shard_shape((batch, size, size, 3))[0])] * mesh
-        else:
-            holders = len(getattr(kernel.value, "values", [kernel.value]))  # a MirroredVariable's copies
-            mesh = int(replicas.strategy.num_replicas_in_sync)
-            first = next(iter(replicas.strategy.experimental_distribute_dataset(train_ds)))[0]
-            per_replica = [int(t.shape[0]) for t in replicas.strategy.experimental_local_results(first)]
-        predicted = model.predict(x[:10], verbose=0)
-    single = scratch_resnet(model_config, size)  # outside the scope: one device
+    with tempfile.TemporaryDirectory() as run_dir:
+        with distribute.strategy_scope(name) as replicas:
+            model = scratch_resnet(model_config, size)
+            history = train.fit(model, replicas.fit_dataset(train_ds), replicas.fit_dataset(val_ds), infer_ds,
+                                val_labels, config, run_dir, train_labels=y)
+            written = sorted(p.name for p in Path(run_dir).iterdir())
+            distributed = predict_tiles(model, infer_ds)[0]
+            kernel = model.get_layer("stem_conv").kernel
+            if replicas.backend == "jax":
+                holders = len(kernel.value.sharding.device_set)
+                mesh = int(np.prod(replicas.distribution.device_mesh.shape))
+                layout = replicas.distribution.get_data_layout((batch, size, size, 3)).backend_layout
+                per_replica = [int(layout.shard_shape((batch, size, size, 3))[0])] * mesh
+            else:
+                holders = len(getattr(kernel.value, "values", [kernel.value]))  # a MirroredVariable's copies
+                mesh = int(replicas.strategy.num_replicas_in_sync)
+                first = next(iter(replicas.strategy.experimental_distribute_dataset(train_ds)))[0]
+                per_replica = [int(t.shape[0]) for t in replicas.strategy.experimental_local_results(first)]
+            predicted = model.predict(x[:10], verbose=0)
+        after = predict_tiles(model, infer_ds)[0]  # as in experiment.train_run: evaluation and saving after the scope
+        model.save(Path(run_dir) / "model.keras")
+        reloaded = predict_tiles(keras.models.load_model(Path(run_dir) / "model.keras", compile=False), infer_ds)[0]
+    single = scratch_resnet(model_config, size)  # one device
     single.set_weights(model.get_weights())
     alone = predict_tiles(single, infer_ds)[0]
     return {"backend": keras.backend.backend(), "devices": devices, "replicas": replicas.num_replicas,
@@ -73,7 +77,9 @@ def main(name: str, n_devices: int) -> dict:
             "loss": float(history.history["loss"][-1]),
             "val_image_macro_f1": float(history.history["val_image_macro_f1"][-1]),
             "prediction_shape": list(predicted.shape), "probability_shape": list(alone.shape),
-            "max_abs_difference": float(np.abs(distributed - alone).max()), "written": written}
+            "max_abs_difference": float(max(np.abs(distributed - alone).max(), np.abs(after - alone).max(),
+                                             np.abs(reloaded - alone).max())),
+            "written": written}
 
 
 if __name__ == "__main__":
