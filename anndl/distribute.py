@@ -29,11 +29,14 @@ Names:
 
 A ``tf.distribute.Strategy`` object may be passed instead of a name (TensorFlow back end).
 
-Under JAX the input pipeline stays tf.data; every batch's size must be a multiple of the number of
-devices (JAX shards arrays evenly), so :meth:`Replicas.fit_dataset` rounds a short last batch up by
-repeating some of its tiles (at most ``num_replicas - 1`` per epoch). Under TensorFlow it returns the
-dataset unchanged (Keras distributes partial batches itself). Image-level evaluation
-(``predict_tiles``) calls the model on whole batches and needs no trimming.
+With several replicas, pass the training and validation datasets through
+:meth:`Replicas.fit_dataset`: it rounds a batch whose size is not a multiple of the replica count (the
+short last one) up by repeating some of its tiles (at most ``num_replicas - 1`` per epoch). JAX needs this
+(it shards arrays evenly; an odd batch fails with ``IndivisibleError``), and so does TensorFlow when the
+validation set is smaller than one global batch (Keras 3.15 builds ``evaluate`` by averaging the first
+batch's per-replica parts, which fails when they differ in size). The input pipeline stays tf.data under
+both back ends. Image-level evaluation (``predict_tiles``) calls the model on whole batches and needs
+neither.
 
 Several devices on one CPU (tests, CI), set up before the framework starts:
 
@@ -142,14 +145,12 @@ class Replicas:
         return global_batch // self.num_replicas
 
     def fit_dataset(self, dataset):
-        """``dataset`` (batched tf.data) made safe for ``fit``/``evaluate`` on these replicas.
-
-        Under JAX with several devices, a batch whose size is not a multiple of the device count (the
-        short last batch) is rounded up by repeating its first tiles (at most ``num_replicas - 1`` tiles
-        count twice in that epoch's loss; none is skipped, and the number of steps stays known).
-        Otherwise the dataset is returned unchanged.
+        """``dataset`` (batched tf.data) made safe for ``fit``/``evaluate`` on these replicas (see the module
+        docstring): with several replicas, a batch whose size is not a multiple of the replica count is rounded
+        up by repeating its first tiles (at most ``num_replicas - 1`` tiles count twice in that epoch's loss;
+        none is skipped, and the number of steps stays known). With one replica: unchanged.
         """
-        if self.distribution is None or self.num_replicas == 1:
+        if self.num_replicas == 1:
             return dataset
         import tensorflow as tf
 
