@@ -17,8 +17,8 @@ Names:
 ============================  ==============================================================================
 ``KERAS_BACKEND=tensorflow``
 ``None`` / ``"default"``      one device (``tf.distribute.get_strategy()``)
-``"mirrored"``                ``tf.distribute.MirroredStrategy`` over the visible GPUs, or, without a GPU,
-                              over the logical CPU devices (see :func:`use_cpu_devices`)
+``"mirrored"`` /              ``tf.distribute.MirroredStrategy`` over the visible GPUs, or, without a GPU,
+``"data_parallel"``           over the logical CPU devices (see :func:`use_cpu_devices`)
 ``"tpu"``                     ``tf.distribute.TPUStrategy`` on the attached TPU (Colab/Kaggle TPU runtimes)
 ``KERAS_BACKEND=jax``
 ``None`` / ``"default"``      one device (no distribution)
@@ -38,14 +38,15 @@ batch's per-replica parts, which fails when they differ in size). The input pipe
 both back ends. Image-level evaluation (``predict_tiles``) calls the model on whole batches and needs
 neither.
 
-Several devices on one CPU (tests, CI), set up before the framework starts:
+Several devices on one CPU (tests, CI, ``--cpu-devices``), set up before the framework starts:
 
 * TensorFlow: :func:`use_cpu_devices` ``(n)`` before any TensorFlow op runs
-  (``tf.config.set_logical_device_configuration``);
+  (``tf.config.set_logical_device_configuration``; importing TensorFlow is fine);
 * JAX: ``XLA_FLAGS=--xla_force_host_platform_device_count=n`` in the environment **before jax is
-  imported** (importing Keras with the JAX back end imports jax). :func:`use_cpu_devices` sets it (and
-  ``jax_num_cpu_devices`` where jax has that option) when called first thing in a process, and raises
-  when jax has already started with fewer devices.
+  imported** (importing Keras with the JAX back end imports jax) — the portable way, and what CI uses.
+  :func:`use_cpu_devices` also sets jax's ``jax_num_cpu_devices`` option (jax >= 0.4.38), which works after
+  the import too, as long as no jax computation has run yet; it raises ``RuntimeError`` when jax already
+  started with another device count.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def backend() -> str:
 def use_cpu_devices(n: int) -> list[str]:
     """Split the host CPU into ``n`` logical devices (for multi-replica runs without accelerators).
 
-    Call it first thing in a process: TensorFlow fixes its devices when it initialises (the first op),
-    jax when its CPU backend starts. Returns the CPU device names. Raises ``RuntimeError`` when the
+    Call it first thing in a process: TensorFlow fixes its devices at its first op, jax when its CPU
+    backend starts (its first computation; with jax < 0.4.38 only ``XLA_FLAGS`` set before importing jax works). Returns the CPU device names. Raises ``RuntimeError`` when the
     framework already started with another device count.
     """
     if n < 1:
