@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--profile", default="smoke", choices=["smoke", "full"])
         p.add_argument("--epochs", type=int, default=None, help="override the profile's epoch count")
         p.add_argument("--mixed-precision", default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)")
-        p.add_argument("--strategy", default=None, choices=["default", "mirrored", "tpu"])
+        p.add_argument("--strategy", default=None, choices=["default", "mirrored", "data_parallel", "tpu"],
+                       help="several devices: mirrored (all GPUs, TensorFlow), data_parallel (KERAS_BACKEND=jax), tpu")
         p.add_argument("--voting", default="hard", choices=["hard", "soft"])
         p.add_argument("--embedder", default="offline")
         p.add_argument("--tile-size", type=int, default=224)

@@ -105,7 +105,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     majority-class and colour-histogram baselines on the same split. ``built``: what ``build_model`` returned
     for these same settings (a notebook that showed the model first), trained instead of a new build.
     """
-    from anndl.train import get_strategy
+    from anndl.distribute import strategy_scope
 
     run_dir = Path(run_dir)
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
@@ -116,8 +116,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
         raise ValueError(f"the model passed as built= was built as {built.settings}, but this run asks for {settings}")
     if built is not None and strategy not in (None, "default"):
         raise ValueError("built= takes a model built outside any distribution strategy; leave strategy unset")
-    strategy = get_strategy(strategy) if isinstance(strategy, (str, type(None))) else strategy
-    with precision_policy(mixed_precision), strategy.scope(), artifacts.lock(run_dir):
+    with precision_policy(mixed_precision), strategy_scope(strategy) as replicas, artifacts.lock(run_dir):
         if built is None:
             built = _build(settings)
         phases = [dataclasses.replace(phase, config=dataclasses.replace(phase.config, **changes))
@@ -131,10 +130,11 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
             print(f"{shown(run_dir)}: interrupted earlier: resuming where its saved state allows")
         elif reason != "not made yet":
             print(f"{shown(run_dir)}: {reason}: training it again")
-        return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo)
+        return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo, replicas=replicas)
 
 
-def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool) -> dict:
+def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool,
+           replicas) -> dict:
     """Train (or resume) the phases, then evaluate and write the run's files and record (the record last)."""
     request_id = artifacts.fingerprint(req)
     state = None if fresh else load_state(run_dir)
@@ -152,7 +152,8 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     config = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
               "classes": list(classes), **record, "settings": req["settings"], "tiles": prep.tiles_id,
               "phases": [config_record(c=p.config)["c"] for p in phases],
-              "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
+              "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params()),
+              "distribution": replicas.record()}  # how it ran, not what it is: not part of the request
     artifacts.write_json(run_dir / "config.json", config)
     n_train = int((prep.tiles.split == "train").sum())
     val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
@@ -179,8 +180,10 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
             print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
         c = phase.config
         done = resume["epochs"] if resume else 0
+        replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
         train_ds, steps, val_ds, val_infer, _ = _datasets(prep, c.batch_size, c.cache, seed,
                                                           epochs_before + done, c.epochs - done)
+        train_ds, val_ds = replicas.fit_dataset(train_ds), replicas.fit_dataset(val_ds)
         best = float(pd.concat(logs).val_image_macro_f1.max()) if logs else None
         rows = fit(model, train_ds, steps, val_ds, val_infer, val_table.label_index.to_numpy(), c, run_dir,
                    phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],

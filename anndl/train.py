@@ -21,6 +21,7 @@ import pandas as pd
 import tensorflow as tf
 
 from anndl import artifacts
+from anndl.callbacks import tensorboard_callback
 from anndl.config import TrainConfig
 from anndl.labels import NUM_CLASSES
 from anndl.inference import predict_tiles
@@ -28,20 +29,6 @@ from anndl.metrics import macro_f1
 from anndl.voting import VOTING_RULES, vote
 
 MONITOR = "val_image_macro_f1"
-
-
-def get_strategy(name: str | None = None) -> tf.distribute.Strategy:
-    """``None``/'default': one device; 'mirrored': all local GPUs; 'tpu': the attached TPU."""
-    if name in (None, "default"):
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"strategy must be default, mirrored or tpu, got {name!r}")
 
 
 @contextlib.contextmanager
@@ -205,7 +192,8 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds
         model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch,
                   validation_data=one_hot(val_ds, n_classes), epochs=initial_epoch + config.epochs,
                   initial_epoch=initial_epoch + done, class_weight=weights, verbose=2, shuffle=False,
-                  callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress, *callbacks])
+                  callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress,
+                             tensorboard_callback(run_dir), *callbacks])
     if best_path(run_dir).exists():
         model.load_weights(best_path(run_dir))
     return progress.rows
