@@ -126,12 +126,14 @@ def test_a_second_run_into_the_same_folder_stops_at_once(tiny_data, tmp_path):
     first = _start(_command(tiny_data, out))
     try:
         end = time.monotonic() + 120
-        while not (out / "tiles" / "record.json").exists():
+        while not (out / "runs" / "scratch_resnet" / "resume" / "state.json").exists():  # mid-training
             assert first.poll() is None and time.monotonic() < end
             time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)  # frozen while it holds the run folder: the overlap is certain
         second = subprocess.run([sys.executable, "-m", "anndl", *_command(tiny_data, out)], capture_output=True,
                                 text=True, env=ENV, timeout=120)
     finally:
+        first.send_signal(signal.SIGCONT)
         first.communicate(timeout=180)
     assert second.returncode == 2
     assert f"is being written by another process (PID {first.pid})" in second.stderr.strip().splitlines()[-1]
