@@ -109,7 +109,8 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) ->
     from anndl import experiment
 
     kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
-                  weights=weights, seed=args.seed, redo=args.redo)
+                  weights=weights, seed=args.seed, redo=args.redo,
+                  overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
     if args.folds:
         return experiment.train_folds(prep, run_dir, name, args.profile, args.folds, **kwargs)
     return experiment.train_run(prep, run_dir, name, args.profile, **kwargs)
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--strategy", default=None, choices=["default", "mirrored", "data_parallel", "tpu"],
                        help="several devices: mirrored (all GPUs, TensorFlow), data_parallel (KERAS_BACKEND=jax), tpu")
         p.add_argument("--voting", default="hard", choices=["hard", "soft"])
+        p.add_argument("--stain-augment", default=None, choices=["light", "strong"],
+                       help="HED stain jitter on training tiles (Tellez et al., 2019)")
         p.add_argument("--embedder", default="offline")
         p.add_argument("--tile-size", type=int, default=224)
         p.add_argument("--min-mask-pixels", type=int, default=200)

@@ -50,7 +50,8 @@ class ScratchResNetConfig:
 @dataclass(frozen=True)
 class ModelSettings:
     """What a model is built from. ``seed`` sets the initial weights, each epoch's shuffling and dropout;
-    ``mixed_precision``: a Keras dtype policy such as ``mixed_bfloat16`` (CPU/TPU) or ``mixed_float16`` (GPU)."""
+    ``mixed_precision``: a Keras dtype policy such as ``mixed_bfloat16`` (CPU/TPU) or ``mixed_float16`` (GPU);
+    ``stain_augment``: ``anndl.stain.HEDJitter`` strength (Tellez et al., 2019), active only in training."""
 
     model: str = "scratch_resnet"
     profile: str = "smoke"
@@ -60,6 +61,7 @@ class ModelSettings:
     weights: str | None = None
     num_classes: int = 4
     mixed_precision: str | None = None
+    stain_augment: str | float | None = None  # HED stain jitter in training: "light", "strong" or a sigma
 
     def __post_init__(self):
         check_profile(self.profile)

@@ -36,9 +36,10 @@ from anndl.train import config_record, fit, load_state, precision_policy, save_s
 
 def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
                 weights: str | None = None, num_classes: int = len(LABELS),
-                mixed_precision: str | None = None) -> Built:
+                mixed_precision: str | None = None, stain_augment: str | float | None = None) -> Built:
     """The model ``name`` of ``profile`` (``anndl.registry``): seeded, under the dtype policy asked for."""
-    return _build(ModelSettings(name, profile, tile_size, augment, seed, weights, num_classes, mixed_precision))
+    return _build(ModelSettings(name, profile, tile_size, augment, seed, weights, num_classes, mixed_precision,
+                                stain_augment))
 
 
 # ------------------------------------------------------------------------------------------ train runs
@@ -100,7 +101,8 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
 
     Reused when ``run_dir`` holds a finished run of exactly this request; resumed from its last epoch when
     a run of this request was interrupted; trained from scratch otherwise. ``epochs`` overrides every phase's
-    epoch count, ``overrides`` other ``TrainConfig`` fields (``augment``: the augmentation layers). ``seed``
+    epoch count, ``overrides`` other ``TrainConfig`` fields (``augment``: the augmentation layers;
+    ``stain_augment``: HED stain jitter, "light" or "strong"). ``seed``
     sets the initial weights, every epoch's shuffling and dropout. ``with_baselines``: also score the
     majority-class and colour-histogram baselines on the same split. ``built``: what ``build_model`` returned
     for these same settings (a notebook that showed the model first), trained instead of a new build.
@@ -111,7 +113,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
     augment = changes.pop("augment", False)
     settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
-                             len(prep.classes), mixed_precision)
+                             len(prep.classes), mixed_precision, changes.pop("stain_augment", None))
     if built is not None and built.settings != settings:
         raise ValueError(f"the model passed as built= was built as {built.settings}, but this run asks for {settings}")
     if built is not None and strategy not in (None, "default"):

@@ -49,7 +49,7 @@ def _scratch(s: ModelSettings) -> Built:
         raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
     model_config, train_config = scratch_profile(s.profile)
     model = models.scratch_resnet(model_config, s.tile_size, augment=s.augment, seed=s.seed,
-                                  num_classes=s.num_classes)
+                                  num_classes=s.num_classes, stain_augment=s.stain_augment)
     record = {"model_config": config_record(c=model_config)["c"],
               "weights": "random initialisation (trained from scratch)", "from_logits": False}
     return Built(model, (Phase(train_config, None, _lion),), record, s)
@@ -60,7 +60,7 @@ def _transfer(set_phase2: Callable[[keras.Model], list[str]]):
         transfer = transfer_profile(s.profile)
         model, note = models.transfer_model(s.model, s.profile, s.tile_size, transfer.head_units,
                                             transfer.head_dropout, weights=s.weights, augment=s.augment,
-                                            seed=s.seed, num_classes=s.num_classes)
+                                            seed=s.seed, num_classes=s.num_classes, stain_augment=s.stain_augment)
 
         def differential(config: TrainConfig):  # backbone at the phase's rate, head at the head rate
             return differential_optimizer(config.learning_rate, transfer.head_learning_rate, transfer.weight_decay)

@@ -33,7 +33,9 @@ from anndl.report import markdown_table, write_report  # noqa: E402
 
 FAMILIES = {"scratch_resnet": ("scratch_resnet", {}),
             "scratch_resnet_seed7": ("scratch_resnet", {"seed": 7}),          # the same model, another seed
-            "scratch_resnet_aug": ("scratch_resnet", {"augment": True})}      # flips/rotations (slow on CPU)
+            "scratch_resnet_aug": ("scratch_resnet", {"augment": True}),      # flips/rotations (slow on CPU)
+            "scratch_resnet_hed": ("scratch_resnet", {"stain_augment": "light"}),   # HED stain jitter
+            "scratch_resnet_hed_strong": ("scratch_resnet", {"stain_augment": "strong"})}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -56,3 +56,11 @@ def test_train_run_trains_the_model_a_notebook_already_built(tiny_data, tmp_path
     result = experiment.train_run(prep, tmp_path / "run", "scratch_resnet", "smoke", epochs=1, built=built,
                                   with_baselines=False)
     assert result["model"] is built.model and (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_stain_augmentation_is_part_of_the_model_and_of_its_run_request():
+    plain = experiment.build_model("scratch_resnet", "smoke", 32)
+    jittered = experiment.build_model("scratch_resnet", "smoke", 32, stain_augment="light")
+    names = {layer.name for layer in jittered.model.layers}
+    assert "stain_augmentation" in names and "stain_augmentation" not in {layer.name for layer in plain.model.layers}
+    assert jittered.settings.stain_augment == "light" != plain.settings.stain_augment
