@@ -14,8 +14,12 @@ import sys
 from pathlib import Path
 
 from anndl.artifacts import ArtifactError
-from anndl.config import EXTRA_MODELS, MODELS, WeightsUnavailable
+from anndl.config import EXTRA_MODELS, MODELS, ModelSettings, WeightsUnavailable
 from anndl.data import DataError
+from anndl.stages import VAL_FRACTION as _VAL_FRACTION
+from anndl.tiling import TilingConfig
+
+_TILING, _MODEL = TilingConfig(), ModelSettings()  # the CLI's defaults are the dataclasses' defaults
 from anndl.heads import HEADS
 
 
@@ -202,11 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--clean", required=True, type=Path, help="the folder `anndl clean` wrote (or its clean_manifest.csv)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--tile-size", type=int, default=224)
+    p.add_argument("--tile-size", type=int, default=_TILING.tile_size)
     p.add_argument("--stride", type=int, default=None, help="default: tile size")
-    p.add_argument("--min-mask-pixels", type=int, default=200)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=42, help="seeds the image-level split")
+    p.add_argument("--min-mask-pixels", type=int, default=_TILING.min_mask_pixels)
+    p.add_argument("--val-fraction", type=float, default=_VAL_FRACTION)
+    p.add_argument("--seed", type=int, default=_MODEL.seed, help="seeds the image-level split")
     p.add_argument("--redo", action="store_true", help="tile again even when a matching result exists")
     p.set_defaults(func=cmd_tile)
 
@@ -222,9 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stain-augment", default=None, choices=["light", "strong"],
                        help="HED stain jitter on training tiles (Tellez et al., 2019)")
         p.add_argument("--embedder", default="offline")
-        p.add_argument("--tile-size", type=int, default=224)
-        p.add_argument("--min-mask-pixels", type=int, default=200)
-        p.add_argument("--seed", type=int, default=42,
+        p.add_argument("--tile-size", type=int, default=_TILING.tile_size)
+        p.add_argument("--min-mask-pixels", type=int, default=_TILING.min_mask_pixels)
+        p.add_argument("--seed", type=int, default=_MODEL.seed,
                        help="seeds the split, the folds, the initial weights, each epoch's shuffling and dropout")
         p.add_argument("--redo", action="store_true",
                        help="recompute every step, even those with a matching finished result (no resuming)")
@@ -257,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--mixed-precision", default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)")
     p.add_argument("--embedder", default="offline", help="the cleaning step's embedder (see clean)")
-    p.add_argument("--tile-size", type=int, default=224)
-    p.add_argument("--min-mask-pixels", type=int, default=200)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--tile-size", type=int, default=_TILING.tile_size)
+    p.add_argument("--min-mask-pixels", type=int, default=_TILING.min_mask_pixels)
+    p.add_argument("--seed", type=int, default=_MODEL.seed)
     p.add_argument("--redo", action="store_true", help="embed again even when the cache matches")
     p.set_defaults(func=cmd_embed)
 

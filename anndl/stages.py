@@ -18,6 +18,8 @@ from anndl import artifacts, outliers, tiling
 from anndl.data import describe_data, read_challenge, read_classes
 from anndl.labels import LABELS
 
+VAL_FRACTION = 0.1  # the report's validation share of the cleaned train images
+
 
 def shown(path: Path | str) -> str:
     """A path as printed: relative to the working directory when it lies below it."""
@@ -76,7 +78,7 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
 
 
 def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
-                config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1, seed: int = 42,
+                config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION, seed: int = 42,
                 redo: bool = False) -> dict:
     """``folder/split.csv`` (image-level, stratified, mask groups together) and ``folder/tiles.csv``."""
     folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
@@ -94,7 +96,7 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
 
 
 def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
-            tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = 0.1,
+            tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION,
             seed: int = 42, redo: bool = False,
             outlier_config: outliers.OutlierConfig = outliers.OutlierConfig()) -> Prepared:
     """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` (each reused

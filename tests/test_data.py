@@ -151,6 +151,14 @@ def test_cli_reports_data_fault_without_traceback(data_copy):
 
 def test_resolve_prefers_real_folder_then_synthetic(tiny_data, tmp_path):
     assert resolve_data_dir(tiny_data) == tiny_data
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    tiny = dict(n_train=8, n_test=1, scale=0.05, n_stickers=0, n_green=0, workers=1, progress=False)
+    made = resolve_data_dir(empty, tiny)  # no challenge folder: the synthetic default is generated ...
+    assert made == empty / "synthetic" and (made / "planted_outliers.csv").is_file()
+    assert len(read_challenge(made).query("split == 'train'")) == 8
+    stamp = (made / "train_labels.csv").stat().st_mtime_ns
+    assert resolve_data_dir(empty, tiny) == made and (made / "train_labels.csv").stat().st_mtime_ns == stamp  # ... once
     (tmp_path / "train_data").mkdir()
     with pytest.raises(DataError, match="incomplete challenge folder"):
         resolve_data_dir(tmp_path)

@@ -46,3 +46,14 @@ def test_other_label_sets_get_no_challenge_reference_and_comparisons_are_include
     assert table["report_test_f1 (real data, for reference)"].isna().all()  # a challenge score means nothing here
     text = (tmp_path / "results.md").read_text()
     assert "## Variants on the same folds: bach" in text and "| scratch_resnet + TTA | 0.55 |" in text
+
+
+def test_report_on_a_broken_metrics_file_names_it(tmp_path, capsys):
+    from anndl import cli
+
+    (tmp_path / "runs" / "scratch_resnet").mkdir(parents=True)
+    (tmp_path / "runs" / "scratch_resnet" / "metrics.json").write_text("")  # a full disk while writing it
+    assert cli.main(["report", "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'runs' / 'scratch_resnet' / 'metrics.json'}: "
+                                               "unreadable record")

@@ -1,0 +1,57 @@
+"""Every registered model kind on a tiny configuration: build, output shape, what each phase trains, and a
+save/load round trip that predicts the same (one shared helper, as KerasHub's tiny-configuration tests)."""
+
+import keras
+import numpy as np
+import pytest
+
+from anndl import registry
+from anndl.config import ModelSettings
+
+TILE = 32
+
+
+def check_model(built: registry.Built, tmp_path, n_classes: int = 4) -> None:
+    """The checks every model kind must pass."""
+    model = built.model
+    x = np.random.default_rng(0).uniform(0, 255, (2, TILE, TILE, 3)).astype("float32")
+    out = np.asarray(model(x, training=False))
+    assert out.shape == (2, n_classes) and np.isfinite(out).all()
+    if not built.record["from_logits"]:
+        np.testing.assert_allclose(out.sum(1), 1, rtol=1e-5)
+    for phase in built.phases:  # each phase trains something, and the head always
+        if phase.set_trainable:
+            phase.set_trainable(model)
+        trainable = {v.path for v in model.trainable_variables}
+        assert trainable and any(p.startswith("head_") for p in trainable)
+        assert phase.optimizer(phase.config) is not None
+    if len(built.phases) == 2:  # transfer learning: phase 1 trains the head only, phase 2 more
+        built.phases[0].set_trainable(model)
+        head_only = len(model.trainable_variables)
+        built.phases[1].set_trainable(model)
+        assert len(model.trainable_variables) > head_only
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(again(x, training=False)), out, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["scratch_resnet", "convnext", "vit"])
+def test_every_registered_model_kind(name, tmp_path):
+    check_model(registry.build_model(ModelSettings(name, "smoke", TILE, num_classes=4)), tmp_path)
+
+
+def test_encoder_kind_from_a_saved_encoder(tmp_path):
+    inputs = keras.Input((TILE, TILE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, name="c1")(x)
+    x = keras.layers.Conv2D(4, 3, name="c2")(x)
+    encoder = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x), name="tiny_encoder")
+    encoder.save(tmp_path / "encoder.keras")
+    built = registry.build_model(ModelSettings("encoder", "smoke", TILE, weights=str(tmp_path / "encoder.keras"),
+                                               num_classes=3))
+    check_model(built, tmp_path, n_classes=3)
+
+
+def test_unknown_model_names_the_choices():
+    with pytest.raises(ValueError, match="unknown model 'resnet'; choose from"):
+        registry.build_model(ModelSettings("resnet"))
