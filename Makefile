@@ -8,6 +8,7 @@ PROFILE ?= smoke
 DATA_DIR ?= $(CURDIR)/data
 SEED ?= 42
 PYTEST_ARGS ?=
+UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
@@ -20,11 +21,16 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@echo "installing pinned requirements into .venv (first run only; a few minutes)"
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
-	@$(BIN)/python -c "import tensorflow, keras, keras_hub, cv2, sklearn, papermill, anndl" \
-		|| { echo "error: .venv is incomplete (see pip output above)"; exit 1; }
+	@echo "installing pinned requirements into .venv (first run only; uv, else pip)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) 2>&1 | grep -v "^WARNING: Location" || true
+	@if [ -x $(BIN)/uv ] && $(BIN)/uv pip install -q --python $(BIN)/python -r requirements.txt \
+		&& $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e . ; then :; else \
+		echo "uv unavailable or failed: installing with pip"; \
+		$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true; \
+		$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true; \
+	fi
+	@$(BIN)/python -c "import tensorflow, keras, keras_hub, cv2, sklearn, papermill, jax, safetensors, anndl" \
+		|| { echo "error: .venv is incomplete (see the installer's output above)"; exit 1; }
 	@touch $(STAMP)
 
 ## Run every notebook top-to-bottom on data/ (the real challenge folder, or the synthetic default)
@@ -39,7 +45,7 @@ notebooks: $(STAMP)
 
 ## Unit tests and a smoke run of every notebook on a tiny synthetic set.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 
 ## Benchmarks: ratios measured in one run (not part of make test).
 bench: $(STAMP)
