@@ -27,7 +27,6 @@ output made from it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -273,19 +272,6 @@ def weights_digest(paths) -> str:
     return h.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def dtype_policy(name: str | None):
-    import keras
-
-    previous = keras.config.dtype_policy()
-    if name:
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
 def identify(source: str | Path, pooling: str = "cls") -> dict:
     """What an encoder source is, without building it: kind, architecture, weights note and hash,
     preprocessing, pooling. Cheap enough to decide whether a cached output can be reused."""
@@ -353,7 +339,9 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
 
         model = mil.run_encoder(where) if kind == "run" else mil.load_encoder(where, tile_size)
         return Encoder(model, identity)
-    with dtype_policy(mixed_precision):
+    from anndl.models import precision_policy
+
+    with precision_policy(mixed_precision):
         inputs = keras.Input((tile_size, tile_size, 3), name="tile")
         if kind == "hf_folder":
             pre = Preprocessing(**identity["preprocessing"])

@@ -29,7 +29,8 @@ from anndl.registry import Built, build_model as _build
 from anndl.submission import write_submission
 from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
                           tiles_stage, weights_identity)                              # of the notebooks, CLI)
-from anndl.train import config_record, fit, load_state, precision_policy, save_state, state_dir
+from anndl.models import precision_policy
+from anndl.train import config_record, fit, load_state, save_state, state_dir
 
 
 # --------------------------------------------------------------------------------------------- models

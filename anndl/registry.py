@@ -14,7 +14,8 @@ import keras
 
 from anndl import models
 from anndl.config import ModelSettings, TrainConfig, scratch_profile, transfer_profile
-from anndl.train import config_record, differential_optimizer, precision_policy
+from anndl.models import precision_policy
+from anndl.train import config_record, differential_optimizer
 
 
 @dataclass(frozen=True)

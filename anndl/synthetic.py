@@ -181,9 +181,11 @@ def _image_size(rng: np.random.Generator, scale: float) -> tuple[int, int]:
     return (short, long) if rng.random() < 0.5 else (long, short)
 
 
-def _image_morphology(rng: np.random.Generator, label: str) -> Morphology:
-    own = CLASS_MORPHOLOGY[label]
-    other = CLASS_MORPHOLOGY[LABELS[rng.integers(len(LABELS))]]
+def _image_morphology(rng: np.random.Generator, label: str, looks: dict | None = None) -> Morphology:
+    """The class's look (``looks``: ``CLASS_MORPHOLOGY`` by default) blended towards a random class's, jittered."""
+    looks = CLASS_MORPHOLOGY if looks is None else looks
+    own = looks[label]
+    other = looks[LABELS[rng.integers(len(LABELS))]]
     t = rng.uniform(0, OVERLAP)
     values = [(1 - t) * a + t * b for a, b in zip(vars(own).values(), vars(other).values())]
     values = [v * float(np.exp(rng.normal(0, JITTER))) for v in values]
@@ -211,11 +213,7 @@ def _draw_nuclei(rng, density_map, points, radius, pleo, aspect, darkness):
 
 def _image_balanced_morphology(rng: np.random.Generator, label: str) -> Morphology:
     """Like :func:`_image_morphology`, on the balanced looks, and darkness left unjittered (colour)."""
-    own = BALANCED_MORPHOLOGY[label]
-    other = BALANCED_MORPHOLOGY[LABELS[rng.integers(len(LABELS))]]
-    t = rng.uniform(0, OVERLAP)
-    values = [(1 - t) * a + t * b for a, b in zip(vars(own).values(), vars(other).values())]
-    values = [v * float(np.exp(rng.normal(0, JITTER))) for v in values]
+    values = list(vars(_image_morphology(rng, label, BALANCED_MORPHOLOGY)).values())
     values[5] = NUCLEAR_DARKNESS
     return Morphology(*values)
 

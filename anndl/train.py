@@ -7,7 +7,6 @@ tile-level weighted F1, which is not what the leaderboard measures.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -29,18 +28,6 @@ from anndl.metrics import macro_f1
 from anndl.voting import VOTING_RULES, vote
 
 MONITOR = "val_image_macro_f1"
-
-
-@contextlib.contextmanager
-def precision_policy(name: str | None):
-    """Set a Keras dtype policy (e.g. 'mixed_bfloat16') for the models built inside the block."""
-    previous = keras.config.dtype_policy()
-    if name:
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def make_loss(config: TrainConfig, from_logits: bool = False) -> keras.losses.Loss:
