@@ -111,8 +111,23 @@ def _major_minor(version: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def plain_progress(mininterval: float = 30.0) -> None:
+    """Text progress bars that update at most every ``mininterval`` seconds: a rendered notebook then keeps a
+    few lines ending at 100% instead of a frozen ``0%`` widget (call before the package's modules are imported)."""
+    os.environ.setdefault("TQDM_MININTERVAL", str(mininterval))
+    try:
+        import tqdm.auto
+        import tqdm.std
+
+        tqdm.auto.tqdm = tqdm.std.tqdm
+    except ImportError:
+        pass
+
+
 def notebook_setup() -> dict:
-    """Install what a hosted runtime lacks, print versions, warn when no GPU is visible."""
+    """Install what a hosted runtime lacks, import TensorFlow quietly, print versions, warn when no GPU is
+    visible; progress bars as plain text (``plain_progress``)."""
+    plain_progress()
     runtime = hosted_runtime()
     if runtime:
         missing = missing_requirements()

@@ -243,3 +243,19 @@ def tiles(n_tiles: int, n_images: int, n_test_tiles: int | None = None, n_test_i
     if n_test_tiles is not None and n_test_images:
         text += f", and {n_test_tiles:,} test tiles from {n_test_images} images (theirs: 2,707 from 477)"
     return shows(text + ". The report itself gives no tile counts.")
+
+
+FULL_MODELS = {"scratch_resnet": "the report's scratch ResNet (2 stacks × 3 residual blocks, 32 filters; ~0.69 M "
+                                 "parameters)",
+               "convnext": "ConvNeXt Large (~196 M parameters, ImageNet-22k weights)",
+               "vit": "ViT-B/16 (~86 M parameters, ImageNet weights; the report used ViT-S/16)"}
+
+
+def model_line(model, name: str, profile: str) -> str:
+    """A model as one line: parameter count and, in the smoke profile, what it stands in for (instead of a
+    long summary of a tiny network under text that describes the real one)."""
+    count = model.count_params()
+    full = FULL_MODELS.get(name, name)
+    if profile == "smoke":
+        return f"{count:,} parameters — a tiny stand-in of {full}, randomly initialised (smoke profile)"
+    return f"{count:,} parameters — {full}"
