@@ -71,12 +71,23 @@ def quiet_tensorflow():
     return tf
 
 
+_ROOTS: dict[str, str] = {}
+
+
+def name_root(path: Path | str, name: str) -> None:
+    """Show ``path`` (e.g. a data or output folder outside the repository) as ``<name>`` in ``portable``."""
+    _ROOTS[str(Path(path).resolve())] = f"<{name}>"
+
+
 def portable(text) -> str:
     """``text`` with this machine's repository folder removed from every path in it (``/home/me/anndl/outputs``
-    -> ``outputs``), and a Kaggle input mount shortened, so that rendered outputs carry no machine path."""
+    -> ``outputs``), folders named with ``name_root`` shown by name, and a Kaggle mount shortened, so that
+    rendered outputs carry no machine path."""
     text = str(text)
     root = str(REPO_ROOT)
     text = text.replace(root + os.sep, "").replace(root, ".")
+    for folder, name in sorted(_ROOTS.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(folder, name)
     return re.sub(r"/kaggle/(input|working)/", r"kaggle:\1/", text)
 
 
@@ -115,6 +126,7 @@ def plain_progress(mininterval: float = 30.0) -> None:
     """Text progress bars that update at most every ``mininterval`` seconds: a rendered notebook then keeps a
     few lines ending at 100% instead of a frozen ``0%`` widget (call before the package's modules are imported)."""
     os.environ.setdefault("TQDM_MININTERVAL", str(mininterval))
+    os.environ.setdefault("TQDM_DELAY", "3")  # loops shorter than this print no bar at all
     try:
         import tqdm.auto
         import tqdm.std
@@ -226,7 +238,8 @@ def files_written(folder: Path | str, since: float) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(portable(p) for p in folder.rglob("*")
-                  if p.is_file() and p.stat().st_mtime >= since and "resume" not in p.parts)
+                  if p.is_file() and p.stat().st_mtime >= since and not p.name.startswith(".")
+                  and not {"resume", "tensorboard"} & set(p.parts))
 
 
 def footer(started: float, seed: int, output_dir: Path | str, max_files: int = 25) -> str:

@@ -30,6 +30,23 @@ def _downscaled(array: np.ndarray, max_side: int = DISPLAY_SIDE) -> tuple[np.nda
     return array[::step, ::step], step
 
 
+def show(dpi: int = 72, quality: int = 80) -> None:
+    """Display every open figure in a notebook and close it: figures holding images (tissue) as JPEG, which
+    keeps a rendered notebook small, charts as PNG (sharp lines)."""
+    import io
+
+    from IPython.display import Image, display
+
+    for number in plt.get_fignums():
+        fig = plt.figure(number)
+        photo = any(ax.images for ax in fig.axes)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="jpeg" if photo else "png", dpi=dpi, bbox_inches="tight",
+                    **({"pil_kwargs": {"quality": quality}} if photo else {}))
+        display(Image(data=buffer.getvalue(), format="jpeg" if photo else "png"))
+        plt.close(fig)
+
+
 def save_fig(fig, name: str, figures_dir: Path | str, dpi: int = 110) -> Path:
     """Save ``fig`` as ``figures_dir/name.png`` and return the path."""
     figures_dir = Path(figures_dir)
