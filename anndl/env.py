@@ -75,8 +75,8 @@ _ROOTS: dict[str, str] = {}
 
 
 def name_root(path: Path | str, name: str) -> None:
-    """Show ``path`` (e.g. a data or output folder outside the repository) as ``<name>`` in ``portable``."""
-    _ROOTS[str(Path(path).resolve())] = f"<{name}>"
+    """Show ``path`` (e.g. a data or output folder outside the repository) as ``name`` in ``portable``."""
+    _ROOTS[str(Path(path).resolve())] = name
 
 
 def portable(text) -> str:
