@@ -5,7 +5,8 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
-DATA_DIR ?= $(CURDIR)/data
+# the data folder as the notebooks see it (they run in notebooks/): relative, so no machine path is rendered
+DATA_DIR ?= ../data
 SEED ?= 42
 PYTEST_ARGS ?=
 UV_VERSION := 0.13.9

@@ -159,10 +159,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from anndl.report import markdown_table, write_report
+    from anndl.report import markdown, write_report
 
     table = write_report(args.runs)
-    print(markdown_table(table.drop(columns=["data", "weights"]).fillna("n/a")))
+    print(markdown(table))
     print(f"wrote {args.runs / 'results.csv'} and {args.runs / 'results.md'}")
 
 
@@ -293,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if _needs_tensorflow(args):
+            from anndl.env import quiet_tensorflow
+
+            quiet_tensorflow()  # imported once, without its start-up log lines
         args.func(args)
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
@@ -303,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _needs_tensorflow(args: argparse.Namespace) -> bool:
+    """Commands that build or run a model; the data stages (and the offline embedder) start without TensorFlow."""
+    if args.func in (cmd_synth, cmd_validate, cmd_tile, cmd_report):
+        return False
+    return not (args.func is cmd_clean and getattr(args, "embedder", "offline") == "offline")
 
 
 def _one_line(e: Exception) -> str:

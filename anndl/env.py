@@ -1,4 +1,6 @@
-"""Notebook set-up: detect Colab / Kaggle, install only what is missing there, report versions.
+"""Notebook set-up and footer: detect Colab / Kaggle, install only what is missing there, import TensorFlow
+quietly, report versions; at the end, say what produced the rendering (wall time, hardware, seed, commit,
+package versions, files written).
 
 Hosted runtimes already ship TensorFlow; it is never reinstalled (a reinstall breaks their CUDA).
 """
@@ -8,14 +10,85 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import os
 import platform
+import re
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from anndl.config import REPO_ROOT
 
 NEVER_REINSTALL = {"tensorflow", "jupyter", "ipykernel", "nbconvert"}
 MIN_KERAS = (3, 15)  # keras.optimizers.MultiOptimizer
+
+
+# Set before TensorFlow is imported: C++ logging (INFO/WARNING/ERROR such as the cuInit failure on a machine
+# without a GPU) and glog/absl verbosity. The lines TensorFlow prints while its shared libraries load
+# ("All log messages before absl::InitializeLog()", port.cc's oneDNN note, cudart_stub, cpu_feature_guard)
+# ignore every variable (checked with TensorFlow 2.21 on this machine), so ``quiet_tensorflow`` imports
+# TensorFlow with the process's stderr sent to a file and passes on only what is not such a line.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3",
+             "GRPC_VERBOSITY": "ERROR"}
+_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING: All log messages before absl|To enable the following "
+                    r"instructions|.*rebuild TensorFlow with the appropriate compiler flags)")
+
+
+def quiet_environment() -> None:
+    """Set TensorFlow's and absl's log-level variables (call before TensorFlow is imported; harmless after)."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def quiet_tensorflow():
+    """Import TensorFlow (once) without its start-up log lines; silence its Python-side warnings (retracing,
+    deprecations). Returns the module. Anything else written to stderr during the import is passed on."""
+    quiet_environment()
+    if "tensorflow" not in sys.modules:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile(mode="w+b") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                kept = [line for line in sink.read().decode("utf-8", "replace").splitlines()
+                        if line.strip() and not _NOISE.match(line)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # "5 out of the last 5 calls ... triggered tf.function retracing"
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
+    return tf
+
+
+_ROOTS: dict[str, str] = {}
+
+
+def name_root(path: Path | str, name: str) -> None:
+    """Show ``path`` (e.g. a data or output folder outside the repository) as ``name`` in ``portable``."""
+    _ROOTS[str(Path(path).resolve())] = name
+
+
+def portable(text) -> str:
+    """``text`` with this machine's repository folder removed from every path in it (``/home/me/anndl/outputs``
+    -> ``outputs``), folders named with ``name_root`` shown by name, and a Kaggle mount shortened, so that
+    rendered outputs carry no machine path."""
+    text = str(text)
+    root = str(REPO_ROOT)
+    text = text.replace(root + os.sep, "").replace(root, ".")
+    for folder, name in sorted(_ROOTS.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(folder, name)
+    return re.sub(r"/kaggle/(input|working)/", r"kaggle:\1/", text)
 
 
 def hosted_runtime() -> str | None:
@@ -49,8 +122,24 @@ def _major_minor(version: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def plain_progress(mininterval: float = 30.0) -> None:
+    """Text progress bars that update at most every ``mininterval`` seconds: a rendered notebook then keeps a
+    few lines ending at 100% instead of a frozen ``0%`` widget (call before the package's modules are imported)."""
+    os.environ.setdefault("TQDM_MININTERVAL", str(mininterval))
+    os.environ.setdefault("TQDM_DELAY", "3")  # loops shorter than this print no bar at all
+    try:
+        import tqdm.auto
+        import tqdm.std
+
+        tqdm.auto.tqdm = tqdm.std.tqdm
+    except ImportError:
+        pass
+
+
 def notebook_setup() -> dict:
-    """Install what a hosted runtime lacks, print versions, warn when no GPU is visible."""
+    """Install what a hosted runtime lacks, import TensorFlow quietly, print versions, warn when no GPU is
+    visible; progress bars as plain text (``plain_progress``)."""
+    plain_progress()
     runtime = hosted_runtime()
     if runtime:
         missing = missing_requirements()
@@ -59,8 +148,8 @@ def notebook_setup() -> dict:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(REPO_ROOT)],
                        check=True)
+    tf = quiet_tensorflow()
     import keras
-    import tensorflow as tf
 
     info = {"runtime": runtime or "local", "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -72,3 +161,99 @@ def notebook_setup() -> dict:
     if not info["gpus"]:
         print("WARNING: no GPU found; the smoke profile runs on a CPU, the full profile wants a GPU.")
     return info
+
+
+# ------------------------------------------------------------------------------------- Kaggle, data
+
+def kaggle_data_dir(root: Path | str = "/kaggle/input") -> Path | None:
+    """On Kaggle, the attached dataset folder that holds a challenge folder (``train_labels.csv``), read-only;
+    None when there is none (attach the dataset: *Add data*, or the synthetic stand-in is used)."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    found = sorted(p.parent for p in root.glob("*/train_labels.csv")) + \
+        sorted(p.parent for p in root.glob("*/*/train_labels.csv"))
+    return found[0] if found else None
+
+
+def runtime_paths(data_dir, output_dir, data_root: Path, outputs: Path) -> tuple[Path, Path]:
+    """Where a notebook reads data and writes outputs. Kaggle: data from ``/kaggle/input/...`` (read-only),
+    outputs to ``/kaggle/working/outputs``; elsewhere the parameters, else the repository's folders."""
+    if hosted_runtime() == "kaggle":
+        data = data_dir or kaggle_data_dir() or data_root
+        return Path(data), Path(output_dir or "/kaggle/working/outputs")
+    return Path(data_dir or data_root), Path(output_dir or outputs)
+
+
+def refuse_synthetic(profile: str, data_dir: Path | str, allow_synthetic: bool = False) -> None:
+    """The full profile is for real data: on the synthetic stand-in it stops unless ``allow_synthetic``."""
+    from anndl.data import is_synthetic
+
+    if profile == "full" and is_synthetic(data_dir) and not allow_synthetic:
+        raise RuntimeError(
+            f"PROFILE='full' but {portable(data_dir)} is the synthetic stand-in: put the challenge data in data/ "
+            "(on Kaggle: attach it with Add data), or set ALLOW_SYNTHETIC = True to train the full settings on "
+            "synthetic data anyway (the numbers then say nothing about the challenge).")
+
+
+# ------------------------------------------------------------------------------------------- footer
+
+def hardware() -> str:
+    """CPU cores and model, GPUs (names) as one line; no TensorFlow import when it is not loaded yet."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"{os.cpu_count()} CPU cores ({cpu})"]
+    if "tensorflow" in sys.modules:
+        gpus = sys.modules["tensorflow"].config.list_physical_devices("GPU")
+        parts.append(f"{len(gpus)} GPU" + ("s" if len(gpus) != 1 else ""))
+    return ", ".join(parts)
+
+
+def commit() -> str:
+    """The repository's commit (short), with ``+changes`` when the work tree differs; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode:
+            return "unknown (not a git clone)"
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + (" +changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+FOOTER_PACKAGES = ("anndl", "tensorflow", "keras", "keras-hub", "numpy", "pandas", "scikit-learn", "matplotlib")
+
+
+def files_written(folder: Path | str, since: float) -> list[str]:
+    """Files below ``folder`` modified at or after ``since`` (a ``time.time()``), as portable paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(portable(p) for p in folder.rglob("*")
+                  if p.is_file() and p.stat().st_mtime >= since and not p.name.startswith(".")
+                  and not {"resume", "tensorboard"} & set(p.parts))
+
+
+def footer(started: float, seed: int, output_dir: Path | str, max_files: int = 25) -> str:
+    """The closing lines of a notebook: wall time since ``started`` (``time.time()`` in the setup cell),
+    hardware, seed, commit, package versions and the files written below ``output_dir`` since then."""
+    versions = []
+    for name in FOOTER_PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    files = files_written(output_dir, started - 1)
+    shown = files[:max_files] + ([f"… and {len(files) - max_files} more"] if len(files) > max_files else [])
+    lines = [f"wall time: {time.time() - started:.0f} s · hardware: {hardware()} · seed: {seed}",
+             f"commit: {commit()} · python {platform.python_version()} · " + ", ".join(versions),
+             f"files written ({len(files)}):" + ("".join(f"\n  {f}" for f in shown) if files else " none")]
+    return "\n".join(lines)

@@ -1,4 +1,8 @@
-"""Figures shared by the notebooks; every figure is saved under one folder with ``save_fig``."""
+"""Figures shared by the notebooks; every figure is saved under one folder with ``save_fig``.
+
+One class order (the label set's) and one palette (``class_colours``) everywhere; images are downscaled for
+display (``DISPLAY_SIDE``) so that a rendered notebook stays small.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,37 @@ import pandas as pd
 
 from anndl.data import read_image, read_mask
 from anndl.labels import LABELS
+
+PALETTE = ["#c67fae", "#8e5ea2", "#3e95cd", "#e8a33d", "#5aa469", "#d9534f", "#7f7f7f", "#17becf"]
+DISPLAY_SIDE = 512   # longest side of an image drawn in a notebook (pixels of the source kept per axis)
+
+
+def class_colours(classes=LABELS) -> dict[str, str]:
+    """The colour of each class, in the label set's order (the same in every notebook and figure)."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(classes)}
+
+
+def _downscaled(array: np.ndarray, max_side: int = DISPLAY_SIDE) -> tuple[np.ndarray, int]:
+    """``array`` with every ``step``-th pixel so its longer side is at most ``max_side``; returns the step."""
+    step = max(1, int(np.ceil(max(array.shape[:2]) / max_side)))
+    return array[::step, ::step], step
+
+
+def show(dpi: int = 72, quality: int = 80) -> None:
+    """Display every open figure in a notebook and close it: figures holding images (tissue) as JPEG, which
+    keeps a rendered notebook small, charts as PNG (sharp lines)."""
+    import io
+
+    from IPython.display import Image, display
+
+    for number in plt.get_fignums():
+        fig = plt.figure(number)
+        photo = any(ax.images for ax in fig.axes)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="jpeg" if photo else "png", dpi=dpi, bbox_inches="tight",
+                    **({"pil_kwargs": {"quality": quality}} if photo else {}))
+        display(Image(data=buffer.getvalue(), format="jpeg" if photo else "png"))
+        plt.close(fig)
 
 
 def save_fig(fig, name: str, figures_dir: Path | str, dpi: int = 110) -> Path:
@@ -25,8 +60,7 @@ def class_distribution(labels: pd.Series, ax=None, title: str = "Images per clas
     """Bar chart of label counts in the label set's order."""
     ax = ax or plt.subplots(figsize=(6, 3.2))[1]
     counts = labels.value_counts().reindex(list(classes), fill_value=0)
-    palette = ["#c67fae", "#8e5ea2", "#3e95cd", "#e8a33d"]
-    bars = ax.bar(range(len(classes)), counts.values, color=[palette[i % 4] for i in range(len(classes))])
+    bars = ax.bar(range(len(classes)), counts.values, color=list(class_colours(classes).values()))
     ax.bar_label(bars)
     ax.set_xticks(range(len(classes)), classes)
     ax.set_title(title)
@@ -44,7 +78,20 @@ def image_with_mask(image_path, mask_path, ax_image, ax_mask, title: str = "", m
         ax.set_axis_off()
 
 
-def thumbnails(paths, titles, ncols: int = 6, size: float = 2.2, max_side: int = 384):
+def image_with_outline(image_path, mask_path, ax, title: str = "", max_side: int = DISPLAY_SIDE,
+                       colour: str = "#ffd400"):
+    """The report's Figure 1 panel: an image with its ROI mask's outline drawn on it (downsampled for display)."""
+    image, step = _downscaled(read_image(image_path), max_side)
+    mask = read_mask(mask_path)[::step, ::step]
+    ax.imshow(image)
+    if mask.any() and not mask.all():
+        ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    return ax
+
+
+def thumbnails(paths, titles, ncols: int = 6, size: float = 2.2, max_side: int = 256):
     """A grid of downsampled images with titles; returns the figure."""
     nrows = max(1, int(np.ceil(len(paths) / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size), squeeze=False)
@@ -59,60 +106,85 @@ def thumbnails(paths, titles, ncols: int = 6, size: float = 2.2, max_side: int =
     return fig
 
 
-def tile_selection(image_path, mask_path, grid: pd.DataFrame, kept: pd.DataFrame, tile_size: int, axes=None):
-    """The report's Figure 2: the tile grid over image and mask, kept tiles in green, dropped in red."""
+def tile_selection(image_path, mask_path, grid: pd.DataFrame, kept: pd.DataFrame, tile_size: int, axes=None,
+                   max_side: int = DISPLAY_SIDE):
+    """The report's Figure 2: the tile grid over image and mask as outlines (kept: solid green, rejected:
+    dashed red), so the tissue stays visible, with a legend. Coordinates are in the source image's pixels."""
     import matplotlib.patches as patches
+    from matplotlib.lines import Line2D
 
-    image, mask = read_image(image_path), read_mask(mask_path)
+    image, step = _downscaled(read_image(image_path), max_side)
+    mask = read_mask(mask_path)[::step, ::step]
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 5))
-    axes[0].imshow(image)
-    axes[1].imshow(mask, cmap="gray", vmin=0, vmax=1)
+    extent = (0, image.shape[1] * step, image.shape[0] * step, 0)
+    axes[0].imshow(image, extent=extent)
+    axes[1].imshow(mask, cmap="gray", vmin=0, vmax=1, extent=extent)
     kept_xy = set(zip(kept.x, kept.y))
     for ax in axes:
         for row in grid.itertuples():
             keep = (row.x, row.y) in kept_xy
-            ax.add_patch(patches.Rectangle((row.x, row.y), tile_size, tile_size, fill=keep, alpha=0.25 if keep else 1,
-                                           facecolor="lime", edgecolor="lime" if keep else "red",
-                                           linewidth=1.5 if keep else 0.8))
+            ax.add_patch(patches.Rectangle((row.x, row.y), tile_size, tile_size, fill=False,
+                                           edgecolor="#00c800" if keep else "#e02020", linestyle="-" if keep else "--",
+                                           linewidth=1.6 if keep else 0.8))
         ax.set_axis_off()
     axes[0].set_title(f"{len(kept)} of {len(grid)} grid tiles kept")
     axes[1].set_title("mask (white: ROI)")
+    handles = [Line2D([], [], color="#00c800", lw=1.6, label="kept (mask pixels ≥ threshold)"),
+               Line2D([], [], color="#e02020", lw=0.8, ls="--", label="rejected")]
+    axes[1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return axes
 
 
-def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion matrix (images)", classes=LABELS):
-    """Counts with row-normalised shading; rows: true class, columns: predicted."""
+def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion matrix (images)", classes=LABELS,
+                     colorbar: bool = True):
+    """Image counts in each cell; shading is row-normalised (the share of each true class's images, i.e.
+    recall on the diagonal), with a colourbar; rows: true class, columns: predicted."""
     ax = ax or plt.subplots(figsize=(4.8, 4.2))[1]
+    cm = np.asarray(cm)
     shade = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    ax.imshow(shade, cmap="Blues", vmin=0, vmax=1)
+    shown = ax.imshow(shade, cmap="Blues", vmin=0, vmax=1)
+    if colorbar:
+        ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="share of the true class (row-normalised)")
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
             ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if shade[i, j] > 0.5 else "black")
     short = [label.replace("Triple negative", "Triple neg.") for label in classes]
     ax.set_xticks(range(len(classes)), short, rotation=30, ha="right")
     ax.set_yticks(range(len(classes)), short)
-    ax.set_xlabel("predicted")
+    ax.set_xlabel("predicted (numbers: image counts)")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=10)
     return ax
 
 
-def training_curves(log: pd.DataFrame, title: str = ""):
-    """Loss and image-level validation macro F1 per epoch."""
+def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None = None):
+    """Loss and image-level validation macro F1 per epoch (integer ticks, 1-based over all phases), with the
+    selected epoch (``best_epoch``, 1-based as in ``metrics.json``; default: the best validation F1) marked."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
-    epochs = log.epoch + 1
-    a.plot(epochs, log.loss, label="train (tiles)")
-    a.plot(epochs, log.val_loss, label="validation (tiles)")
-    a.set_xlabel("epoch")
+    epochs = np.arange(1, len(log) + 1)
+    a.plot(epochs, log.loss, marker="o", ms=3, label="train (tiles)")
+    a.plot(epochs, log.val_loss, marker="o", ms=3, label="validation (tiles)")
     a.set_title("loss")
-    a.legend()
     for rule in ("hard", "soft"):
         b.plot(epochs, log[f"val_image_f1_{rule}"], marker="o", ms=3, label=f"{rule} voting")
-    b.set_xlabel("epoch")
+    if best_epoch is None and "val_image_macro_f1" in log:
+        best_epoch = int(np.argmax(log.val_image_macro_f1.to_numpy())) + 1
+    for ax in (a, b):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, max(len(log), 2) + 0.5)
+        if best_epoch:
+            ax.axvline(best_epoch, color="k", ls=":", lw=1)
+    if best_epoch:
+        b.plot([best_epoch], [log[f"val_image_f1_hard"].iloc[best_epoch - 1]], marker="*", ms=12, color="k",
+               ls="none", label=f"selected (epoch {best_epoch})")
     b.set_title("validation macro F1 (images)")
     b.set_ylim(0, 1)
-    b.legend()
+    a.legend(fontsize=8)
+    b.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -123,15 +195,16 @@ def attention_overlay(image_path, tiles: pd.DataFrame, attention: np.ndarray, ti
     """Draw per-tile attention weights (attention-MIL) over the image, one translucent square per tile."""
     import matplotlib.patches as patches
 
-    image = read_image(image_path)
+    image, step = _downscaled(read_image(image_path))
     ax = ax or plt.subplots(figsize=(6, 6))[1]
-    ax.imshow(image)
+    ax.imshow(image, extent=(0, image.shape[1] * step, image.shape[0] * step, 0))
     top = attention.max() if len(attention) else 1.0
     cmap = plt.get_cmap("inferno")
     for (x, y), a in zip(tiles[["x", "y"]].to_numpy(), attention):
         ax.add_patch(patches.Rectangle((x, y), tile_size, tile_size, facecolor=cmap(a / top), alpha=0.55,
                                        edgecolor="white", linewidth=0.6))
-        ax.text(x + tile_size / 2, y + tile_size / 2, f"{a:.2f}", ha="center", va="center", fontsize=7, color="white")
+        ax.text(x + tile_size / 2, y + tile_size / 2, f"{a:.2f}", ha="center", va="center", fontsize=8, color="white",
+                weight="bold", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.5, lw=0))
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
     return ax

@@ -22,12 +22,15 @@ VAL_FRACTION = 0.1  # the report's validation share of the cleaned train images
 
 
 def shown(path: Path | str) -> str:
-    """A path as printed: relative to the working directory when it lies below it."""
+    """A path as printed: relative to the working directory when it lies below it, else relative to the
+    repository (``anndl.env.portable``), so that no machine path reaches a rendered notebook."""
+    from anndl.env import portable
+
     path = Path(path)
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path)
+        return portable(path.resolve())
 
 
 # ---------------------------------------------------------------------------------------- data, prepare

@@ -42,7 +42,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="default: data/ (else the synthetic default)")
-    parser.add_argument("--out", type=Path, default=OUTPUTS)
+    parser.add_argument("--out", type=Path, default=OUTPUTS / "bench",
+                        help="work folder (clean/, tiles/, runs/); never outputs/runs, which the notebooks report")
     parser.add_argument("--bach", type=Path, default=None,
                         help="the BACH ROI samples folder: build a two-class challenge folder from it and use that")
     parser.add_argument("--tag", default="synthetic")

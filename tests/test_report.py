@@ -1,35 +1,69 @@
-"""The results table is built from runs' metrics.json, with the report's figures kept apart."""
+"""The results table is built from runs' metrics.json, one ranking per data folder and profile, with the
+report's figures kept apart."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from anndl.report import REPORT_TEST_F1, write_report
+from anndl.report import REFERENCE, REPORT_TEST_F1, collect, markdown, sections, select, write_report
+
+SYNTH = "synthetic stand-in (anndl synth) at /somewhere/data/synthetic [fingerprint aaaa11112222]"
+OTHER = "synthetic stand-in (anndl synth) at /elsewhere/data/synthetic [fingerprint bbbb33334444]"
+REAL = "challenge data at /home/me/anndl/data [fingerprint cccc55556666]"
 
 
-def _metrics(folder, model, **extra):
+def _metrics(folder, model, profile="smoke", data=SYNTH, hard=0.5, soft=None, **extra):
     folder.mkdir(parents=True)
-    scores = {"macro_f1": 0.5, "macro_f1_ci95": [0.4, 0.6], "accuracy": 0.5, "images": 58}
-    payload = {"model": model, "profile": "smoke", "data": "synthetic stand-in", "weights": "random", **extra}
-    payload.setdefault("validation", {"hard": scores, "soft": {**scores, "macro_f1": 0.45}})
+    soft = hard - 0.05 if soft is None else soft
+    scores = {"macro_f1": hard, "macro_f1_ci95": [hard - 0.1, hard + 0.1], "accuracy": 0.5, "images": 58}
+    weights = "random initialisation (trained from scratch)" if model == "scratch_resnet" else "imagenet"
+    payload = {"model": model, "profile": profile, "data": data, "weights": weights, **extra}
+    payload.setdefault("validation", {"hard": scores, "soft": {**scores, "macro_f1": soft}})
     (folder / "metrics.json").write_text(json.dumps(payload))
 
 
 def test_table_rows_come_from_runs(tmp_path):
     _metrics(tmp_path / "a", "scratch_resnet")
     scores = {"macro_f1": 0.6, "macro_f1_ci95": [0.5, 0.7], "accuracy": 0.6, "images": 581}
-    _metrics(tmp_path / "k", "vit", folds=5, oof={"hard": scores, "soft": scores}, validation=None)
+    _metrics(tmp_path / "k", "scratch_resnet", folds=5, oof={"hard": scores, "soft": scores}, validation=None)
     _metrics(tmp_path / "k" / "fold_0", "vit")  # fold runs are summarised by their parent
     table = write_report(tmp_path)
     assert len(table) == 4
     assert set(table.evaluated_on) == {"validation split", "out-of-fold (5 folds)"}
-    row = table[(table.model == "scratch_resnet") & (table.voting == "soft")].iloc[0]
+    row = table[(table.model == "scratch_resnet") & (table.voting == "soft") & table.folds.isna()].iloc[0]
     assert row.val_macro_f1 == 0.45 and row.val_ci95 == "0.400-0.600"
-    assert (table["report_test_f1 (real data, for reference)"] == table.model.map(REPORT_TEST_F1)).all()
+    assert (table[REFERENCE] == table.model.map(REPORT_TEST_F1)).all()
     assert pd.read_csv(tmp_path / "results.csv").shape[0] == 4
+    [(label, profile, _, rows)] = sections(table)
+    # one row per model and voting rule: the single-split validation score beside the out-of-fold one
+    assert len(rows) == 2 and rows.oof_macro_f1.tolist() == [0.6, 0.6] and rows.val_macro_f1.tolist() == [0.5, 0.45]
     text = (tmp_path / "results.md").read_text()
-    assert "not results" in text and "| scratch_resnet |" in text
+    assert "not results" in text and "| scratch_resnet | hard |" in text and "**0.500**" in text
+    assert "/somewhere" not in text and "aaaa1111" not in text  # no machine path, no hash in what is shown
+
+
+def test_two_data_folders_and_two_profiles_are_never_ranked_together(tmp_path):
+    _metrics(tmp_path / "scratch_smoke", "scratch_resnet", hard=0.30)
+    _metrics(tmp_path / "vit_smoke", "vit", hard=0.20)
+    _metrics(tmp_path / "bench_full", "scratch_resnet", profile="full", hard=0.55)   # a benchmark's full run
+    _metrics(tmp_path / "other_data", "vit", data=OTHER, hard=0.90)                  # another synthetic folder
+    _metrics(tmp_path / "real", "convnext", profile="full", data=REAL, hard=0.40)
+    table = write_report(tmp_path)
+    found = {(profile, fp): rows for _, profile, fp, rows in sections(table)}
+    assert set(found) == {("smoke", "aaaa11112222"), ("full", "aaaa11112222"), ("smoke", "bbbb33334444"),
+                          ("full", "cccc55556666")}
+    assert set(found["smoke", "aaaa11112222"].model) == {"scratch_resnet", "vit"}  # only this data, this profile
+    text = markdown(table)
+    assert text.count("## Data:") == 4
+    assert "data version 1 of 2" in text and "data version 2 of 2" in text  # same folder name, other content
+    smoke = text.split("## Data:")[1:]
+    # the best of a section is bold in that section only: 0.900 (other data) does not unbold 0.300
+    assert any("**0.300**" in part and "vit" in part and "**0.900**" not in part for part in smoke)
+    assert "REAL DATA" in text and "SYNTHETIC DATA" in text
+    # a notebook selects its own rendering's data and profile
+    mine = select(table, data=SYNTH, profile="smoke")
+    assert set(mine.run) == {"scratch_smoke", "vit_smoke"}
 
 
 def test_no_runs_is_an_error(tmp_path):
@@ -43,9 +77,10 @@ def test_other_label_sets_get_no_challenge_reference_and_comparisons_are_include
                   "gain": [0.0, 0.05], "verdict": ["—", "no real difference (interval holds 0)"]}
                  ).to_csv(tmp_path / "compare_bach.csv", index=False)
     table = write_report(tmp_path)
-    assert table["report_test_f1 (real data, for reference)"].isna().all()  # a challenge score means nothing here
+    assert collect(tmp_path)[REFERENCE].isna().all()  # a challenge score means nothing here
     text = (tmp_path / "results.md").read_text()
     assert "## Variants on the same folds: bach" in text and "| scratch_resnet + TTA | 0.55 |" in text
+    assert len(table) == 2
 
 
 def test_report_on_a_broken_metrics_file_names_it(tmp_path, capsys):

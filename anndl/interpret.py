@@ -1,0 +1,261 @@
+"""What a result shows, in words generated from its numbers, and the banner that says what produced it.
+
+Every notebook result is followed by a "What this shows" paragraph built here from the numbers of that cell,
+so the text stays true when the data (synthetic stand-in or the challenge's), the profile (smoke or full) or
+the weights change: swap which voting rule wins and the sentence changes with it. The banner
+(``banner``) states the profile, the data and the weights, and says plainly when the numbers are not results;
+``stamp`` writes it onto a score figure.
+
+Conventions: scores are dicts with ``macro_f1`` and ``macro_f1_ci95`` (``anndl.metrics.image_scores``); a
+difference counts as real only when its *paired* bootstrap interval excludes 0 (``metrics.paired_difference``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPORT_HARD_VOTING_GAIN = 0.007  # report §4: hard voting 0.7 points better than mask-weighted soft on the test set
+REPORT_TEST_F1 = {"scratch_resnet": 0.3436, "convnext": 0.3665, "vit": 0.4071}  # report Table 1 (real test set)
+NOT_RESULTS = "numbers are not results"
+HEADING = "**What this shows.**"
+
+
+# ------------------------------------------------------------------------------------------ the banner
+
+def is_synthetic_data(data) -> bool:
+    """``data``: a data folder (``planted_outliers.csv`` marks the synthetic stand-in) or a data note string."""
+    if isinstance(data, Path):
+        from anndl.data import is_synthetic
+
+        return is_synthetic(data)
+    return "synthetic" in str(data).lower()
+
+
+def weights_kind(weights) -> str | None:
+    """``RANDOM WEIGHTS`` (untrained tiny stand-ins, random encoders), ``TRAINED FROM SCRATCH``, ``PRETRAINED
+    WEIGHTS``, or None when no model is involved. ``weights``: a note (or list of notes) as runs record them."""
+    if weights is None:
+        return None
+    notes = [weights] if isinstance(weights, str) else list(weights)
+    text = " ".join(map(str, notes)).lower()
+    if not text:
+        return None
+    if "not pretrained" in text or "tiny" in text or ("random" in text and "from scratch" not in text):
+        return "RANDOM WEIGHTS"
+    if "from scratch" in text:
+        return "TRAINED FROM SCRATCH"
+    return "PRETRAINED WEIGHTS"
+
+
+def not_results(profile: str, data, weights=None) -> bool:
+    """True when the numbers check the code rather than measure a model: the smoke profile, the synthetic
+    stand-in, or untrained random weights."""
+    return profile == "smoke" or is_synthetic_data(data) or weights_kind(weights) == "RANDOM WEIGHTS"
+
+
+def banner(profile: str, data, weights=None) -> str:
+    """One line: ``SMOKE PROFILE · SYNTHETIC DATA · RANDOM WEIGHTS — numbers are not results``.
+
+    ``weights``: the run's weights note, or ``"random"`` for the smoke profile's tiny stand-ins, or None
+    (notebooks before any model)."""
+    parts = [f"{profile.upper()} PROFILE", "SYNTHETIC DATA" if is_synthetic_data(data) else "REAL DATA"]
+    if kind := weights_kind(weights):
+        parts.append(kind)
+    if not_results(profile, data, weights):
+        why = []
+        if profile == "smoke":
+            why.append("tiny models, few epochs")
+        if is_synthetic_data(data):
+            why.append("a synthetic stand-in, not the challenge images")
+        return " · ".join(parts) + f" — {NOT_RESULTS} ({'; '.join(why) or 'untrained weights'})"
+    return " · ".join(parts) + " — validation scores of one split; compare models out of fold (notebook 07)"
+
+
+def banner_markdown(profile: str, data, weights=None) -> str:
+    """The banner as a Markdown block for the top of a notebook."""
+    return f"> **{banner(profile, data, weights)}**"
+
+
+def stamp(fig, profile: str, data, weights=None) -> None:
+    """Write the banner across the top of a score figure (so a copied PNG keeps its caveat)."""
+    text = banner(profile, data, weights)
+    colour = "#b00020" if not_results(profile, data, weights) else "#333333"
+    fig.text(0.5, 1.0, text, ha="center", va="bottom", fontsize=8, color=colour, weight="bold",
+             transform=fig.transFigure)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+def _f1(scores: dict) -> str:
+    low, high = scores["macro_f1_ci95"]
+    return f"{scores['macro_f1']:.3f} (95% {low:.3f}–{high:.3f})"
+
+
+def _points(delta: float) -> str:
+    return f"{abs(delta) * 100:.1f} points"
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    (al, ah), (bl, bh) = a["macro_f1_ci95"], b["macro_f1_ci95"]
+    return al <= bh and bl <= ah
+
+
+def _smoke_caveat(profile: str) -> str:
+    return (" In the smoke profile the models are tiny and barely trained: this checks that the step runs, "
+            "it is not a model choice." if profile == "smoke" else "")
+
+
+def shows(*sentences: str) -> str:
+    """Markdown: the heading and the sentences as one paragraph (``IPython.display.Markdown`` renders it)."""
+    return f"{HEADING} " + " ".join(s.strip() for s in sentences if s and s.strip())
+
+
+# ---------------------------------------------------------------------------------- the interpretations
+
+def voting(results: dict, profile: str = "smoke") -> str:
+    """Hard vs mask-weighted soft voting against the report's +0.7 points for hard voting (test set).
+
+    ``results``: ``{"hard": scores, "soft": scores}``."""
+    hard, soft = results["hard"], results["soft"]
+    delta = hard["macro_f1"] - soft["macro_f1"]
+    head = f"Hard voting scores {_f1(hard)}, mask-weighted soft voting {_f1(soft)} on {hard.get('images', '?')} images."
+    if abs(delta) < 0.0005:
+        direction = ("Both rules give the same macro F1 here; the report found hard voting "
+                     f"{_points(REPORT_HARD_VOTING_GAIN)} better on the test set.")
+    elif delta > 0:
+        direction = (f"Hard voting is ahead by {_points(delta)}, the direction the report found on the test set "
+                     f"(hard better by {_points(REPORT_HARD_VOTING_GAIN)}).")
+    else:
+        direction = (f"Soft voting is ahead by {_points(delta)}, the opposite of the report's finding on the test "
+                     f"set (hard better by {_points(REPORT_HARD_VOTING_GAIN)}).")
+    noise = ("The two intervals overlap, so on this many images the rules cannot be told apart; one image moves "
+             "the score by more than the report's 0.7 points." if _overlap(hard, soft) else
+             "The intervals do not even overlap: the rule matters on this data.")
+    return shows(head, direction, noise, _smoke_caveat(profile))
+
+
+def outliers(scores, synthetic: bool) -> str:
+    """Precision/recall of outlier removal against the planted ground truth (``outliers.score_against_planted``
+    as a DataFrame or a list of row dicts), or None when there is no ground truth."""
+    if scores is None:
+        return shows("There is no ground truth on this data (no `planted_outliers.csv`): the removal can only be "
+                     "checked by eye, with the thumbnails above.")
+    rows = scores.to_dict("records") if hasattr(scores, "to_dict") else list(scores)
+    parts = [f"{r['kind']}s: precision {r['precision']:.2f}, recall {r['recall']:.2f} "
+             f"({r['true_positives']} of {r['planted']} planted found, {r['flagged']} flagged)" for r in rows]
+    perfect = all(r["precision"] >= 0.9995 and r["recall"] >= 0.9995 for r in rows)
+    if perfect and synthetic:
+        verdict = ("Perfect scores on the synthetic set mean the planted outliers are easy to find here (pasted "
+                   "cartoons and saturated green blobs on generated tissue), not that the method is perfect: the "
+                   "real stickers and blobs vary more, and there the thumbnails are the check.")
+    elif perfect:
+        verdict = "Every planted outlier is found and nothing else is removed."
+    else:
+        missed = [r["kind"] for r in rows if r["recall"] < 0.9995]
+        extra = [r["kind"] for r in rows if r["precision"] < 0.9995]
+        verdict = ("Not perfect: " + "; ".join(
+            ([f"missed {', '.join(missed)}s stay in the training set"] if missed else [])
+            + ([f"false {', '.join(extra)} flags remove good images"] if extra else [])) + ".")
+    return shows("; ".join(parts) + ".", verdict)
+
+
+def baselines(networks: dict, reference: dict, profile: str = "smoke") -> str:
+    """Networks vs the no-CNN baselines on the same images. ``networks`` / ``reference``: name -> scores."""
+    if not networks or not reference:
+        return shows("No baseline was scored on these images.")
+    best_net = max(networks, key=lambda k: networks[k]["macro_f1"])
+    best_base = max(reference, key=lambda k: reference[k]["macro_f1"])
+    n, b = networks[best_net], reference[best_base]
+    named = ", ".join(f"{k.replace('_', ' ')} {_f1(v)}" for k, v in reference.items())
+    if b["macro_f1"] > n["macro_f1"]:
+        verdict = (f"The {best_base.replace('_', ' ')} baseline beats every network (best: {best_net} "
+                   f"{n['macro_f1']:.3f}): on this data simple image statistics carry the label better than these "
+                   "models learned to" + (" — colour alone separates the classes of this stand-in." if
+                                          best_base == "colour_histogram" else "."))
+    else:
+        verdict = (f"The best network ({best_net}, {n['macro_f1']:.3f}) is ahead of the best baseline "
+                   f"({best_base.replace('_', ' ')}, {b['macro_f1']:.3f}) by {_points(n['macro_f1'] - b['macro_f1'])}"
+                   + ("; the intervals overlap, so the gap is not established on these images." if _overlap(n, b)
+                      else "; the intervals do not overlap."))
+    return shows(f"Baselines without a CNN: {named}.", verdict, _smoke_caveat(profile))
+
+
+def differences(table, profile: str = "smoke") -> str:
+    """Which variants differ from the first row by their paired interval (``compare.compare_variants`` or
+    ``heads.compare_oof``: columns ``variant``, ``oof_macro_f1``, ``gain``, ``gain_ci95``)."""
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+    first, rest = rows[0], rows[1:]
+    real = [r for r in rest if r["gain_ci95"][0] > 0 or r["gain_ci95"][1] < 0]
+    better = [r for r in real if r["gain"] > 0]
+    worse = [r for r in real if r["gain"] < 0]
+    same = [r for r in rest if r not in real]
+    best = max(rows, key=lambda r: r["oof_macro_f1"])
+    out = [f"Against {first['variant']} ({first['oof_macro_f1']:.3f}), on the same images (paired bootstrap):"]
+    if better:
+        out.append("better by a real difference: " + ", ".join(f"{r['variant']} ({r['gain']:+.3f})" for r in better)
+                   + ";")
+    if worse:
+        out.append("worse by a real difference: " + ", ".join(f"{r['variant']} ({r['gain']:+.3f})" for r in worse)
+                   + ";")
+    if same:
+        out.append("no real difference (interval holds 0): " + ", ".join(r["variant"] for r in same) + ".")
+    out.append(f"The highest score is {best['variant']} ({best['oof_macro_f1']:.3f}).")
+    if profile == "smoke":
+        out.append("These are smoke-profile verdicts on tiny, barely trained models: they show that the paired "
+                   "statistics work, they are not model choices.")
+    return shows(*out)
+
+
+def training(metrics: dict, log=None) -> str:
+    """Where the selected epoch lies and what that says (still improving, or past its best)."""
+    best, run = int(metrics["best_epoch"]), int(metrics["epochs_run"])
+    text = f"The checkpoint kept is epoch {best} of {run}, chosen by {metrics.get('selected_by', 'validation macro F1')}."
+    if run <= 3:
+        text += " With this few epochs the curves show that training runs, not how it converges."
+    elif best == run:
+        text += " The best epoch is the last one: the model was still improving when training stopped."
+    else:
+        text += f" Validation did not improve over the last {run - best} epochs, so training stopped there."
+    text += (" The selected score is the maximum over noisy epochs on few images, so it is optimistic; "
+             "out-of-fold scores (notebook 07) are the honest comparison.")
+    return shows(text)
+
+
+def results_table(table, profile: str | None = None) -> str:
+    """The ranking inside one section of ``report.sections`` (same data, same profile)."""
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+    if not rows:
+        return shows("No run of this data and profile yet.")
+    best = max(rows, key=lambda r: r["val_macro_f1"])
+    text = (f"Best here: {best['model']} with {best['voting']} voting, validation macro F1 {best['val_macro_f1']:.3f} "
+            f"({best['val_ci95']}).")
+    ref = best.get("report test F1 (real data)")
+    if isinstance(ref, float) and ref == ref:
+        text += (f" The report's {ref:.3f} for the same model is a Kaggle *test* score on the real data: a reference "
+                 "for the scale, not a row of this ranking.")
+    return shows(text, _smoke_caveat(profile or rows[0].get("profile", "")))
+
+
+def tiles(n_tiles: int, n_images: int, n_test_tiles: int | None = None, n_test_images: int | None = None) -> str:
+    """Tile counts against those of the report's authors' public notebooks (3,371 from 581; 2,707 from 477)."""
+    text = (f"{n_tiles:,} train+validation tiles from {n_images} clean images ({n_tiles / max(n_images, 1):.1f} per "
+            "image); the report's authors' public notebooks cut 3,371 from 581 (5.8 per image)")
+    if n_test_tiles is not None and n_test_images:
+        text += f", and {n_test_tiles:,} test tiles from {n_test_images} images (theirs: 2,707 from 477)"
+    return shows(text + ". The report itself gives no tile counts.")
+
+
+FULL_MODELS = {"scratch_resnet": "the report's scratch ResNet (2 stacks × 3 residual blocks, 32 filters; ~0.69 M "
+                                 "parameters)",
+               "convnext": "ConvNeXt Large (~196 M parameters, ImageNet-22k weights)",
+               "vit": "ViT-B/16 (~86 M parameters, ImageNet weights; the report used ViT-S/16)"}
+
+
+def model_line(model, name: str, profile: str) -> str:
+    """A model as one line: parameter count and, in the smoke profile, what it stands in for (instead of a
+    long summary of a tiny network under text that describes the real one)."""
+    count = model.count_params()
+    full = FULL_MODELS.get(name, name)
+    if profile == "smoke":
+        return f"{count:,} parameters — a tiny stand-in of {full}, randomly initialised (smoke profile)"
+    return f"{count:,} parameters — {full}"

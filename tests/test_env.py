@@ -1,0 +1,50 @@
+"""Notebook environment helpers: quiet TensorFlow import, portable paths, Kaggle paths, the full-profile guard,
+the footer."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from anndl import env
+from anndl.config import REPO_ROOT
+
+
+def test_tensorflow_imports_without_log_lines():
+    code = "from anndl.env import quiet_tensorflow; tf = quiet_tensorflow(); print(int(tf.constant(1) + 1))"
+    clean = {k: v for k, v in os.environ.items() if k not in env.QUIET_ENV}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=120,
+                          cwd=REPO_ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "2"
+    assert done.stderr.strip() == "", done.stderr  # no absl/oneDNN/cuInit/cpu_feature_guard line
+
+
+def test_portable_paths():
+    assert env.portable(f"wrote {REPO_ROOT / 'outputs' / 'runs'}") == "wrote outputs/runs"
+    assert env.portable("/kaggle/input/an2dl/train_data") == "kaggle:input/an2dl/train_data"
+
+
+def test_kaggle_paths_and_full_profile_guard(tmp_path, monkeypatch):
+    (tmp_path / "input" / "an2dl-challenge").mkdir(parents=True)
+    (tmp_path / "input" / "an2dl-challenge" / "train_labels.csv").write_text("sample_index,label\n")
+    assert env.kaggle_data_dir(tmp_path / "input") == tmp_path / "input" / "an2dl-challenge"
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setattr(env, "kaggle_data_dir", lambda: tmp_path / "input" / "an2dl-challenge")
+    data, out = env.runtime_paths(None, None, REPO_ROOT / "data", REPO_ROOT / "outputs")
+    assert data == tmp_path / "input" / "an2dl-challenge" and str(out) == "/kaggle/working/outputs"
+    (tmp_path / "planted_outliers.csv").write_text("sample_index,kind\n")
+    with pytest.raises(RuntimeError, match="ALLOW_SYNTHETIC"):
+        env.refuse_synthetic("full", tmp_path)
+    env.refuse_synthetic("full", tmp_path, allow_synthetic=True)
+    env.refuse_synthetic("smoke", tmp_path)
+
+
+def test_footer_names_time_seed_commit_versions_and_files(tmp_path):
+    started = time.time()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "01_a.png").write_bytes(b"x")
+    text = env.footer(started, 42, tmp_path)
+    assert "wall time:" in text and "seed: 42" in text and "commit:" in text and "numpy" in text
+    assert "files written (1):" in text and "01_a.png" in text

@@ -1,0 +1,82 @@
+"""The generated interpretations follow the numbers; the banner follows profile, data and weights."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from anndl import interpret  # noqa: E402
+
+
+def _s(f1, low=None, high=None, images=58):
+    return {"macro_f1": f1, "macro_f1_ci95": [f1 - 0.1 if low is None else low, f1 + 0.1 if high is None else high],
+            "images": images}
+
+
+def test_voting_sentence_follows_which_rule_wins():
+    hard_wins = interpret.voting({"hard": _s(0.52), "soft": _s(0.47)}, "full")
+    soft_wins = interpret.voting({"hard": _s(0.47), "soft": _s(0.52)}, "full")
+    assert hard_wins.startswith("**What this shows.**")
+    assert "Hard voting is ahead by 5.0 points, the direction the report found" in hard_wins
+    assert "Soft voting is ahead by 5.0 points, the opposite of the report's finding" in soft_wins
+    assert "0.7 points" in hard_wins and "0.7 points" in soft_wins
+    assert "cannot be told apart" in hard_wins  # overlapping intervals
+    apart = interpret.voting({"hard": _s(0.8, 0.75, 0.85), "soft": _s(0.4, 0.35, 0.45)}, "full")
+    assert "do not even overlap" in apart and "not a model choice" not in apart
+    assert "not a model choice" in interpret.voting({"hard": _s(0.5), "soft": _s(0.4)}, "smoke")
+
+
+def test_outlier_sentence_perfect_synthetic_means_easy():
+    perfect = pd.DataFrame([{"kind": "sticker", "planted": 60, "flagged": 60, "true_positives": 60,
+                             "precision": 1.0, "recall": 1.0},
+                            {"kind": "green", "planted": 50, "flagged": 50, "true_positives": 50,
+                             "precision": 1.0, "recall": 1.0}])
+    assert "planted outliers are easy" in interpret.outliers(perfect, synthetic=True)
+    missed = perfect.assign(recall=[0.9, 1.0], true_positives=[54, 50])
+    text = interpret.outliers(missed, synthetic=True)
+    assert "easy" not in text and "missed stickers" in text and "recall 0.90" in text
+    assert "no ground truth" in interpret.outliers(None, synthetic=False).lower()
+
+
+def test_baselines_against_networks():
+    nets = {"scratch_resnet": _s(0.53)}
+    colour_wins = interpret.baselines(nets, {"majority": _s(0.12), "colour_histogram": _s(0.63)}, "full")
+    assert "colour histogram baseline beats every network" in colour_wins and "colour alone" in colour_wins
+    net_wins = interpret.baselines({"vit": _s(0.8, 0.75, 0.85)}, {"colour_histogram": _s(0.5, 0.45, 0.55)}, "full")
+    assert "The best network (vit, 0.800) is ahead" in net_wins and "do not overlap" in net_wins
+
+
+def test_differences_by_paired_interval_and_smoke_verdicts():
+    table = pd.DataFrame({"variant": ["scratch", "scratch + TTA", "ensemble", "colour"],
+                          "oof_macro_f1": [0.53, 0.52, 0.45, 0.63], "gain": [0.0, -0.01, -0.08, 0.10],
+                          "gain_ci95": [[0, 0], [-0.03, 0.01], [-0.11, -0.04], [0.04, 0.16]]})
+    text = interpret.differences(table, "full")
+    assert "better by a real difference: colour (+0.100)" in text
+    assert "worse by a real difference: ensemble (-0.080)" in text
+    assert "no real difference (interval holds 0): scratch + TTA" in text
+    assert "not model choices" not in text and "not model choices" in interpret.differences(table, "smoke")
+
+
+def test_training_sentence_and_tiles():
+    assert "still improving" in interpret.training({"best_epoch": 12, "epochs_run": 12})
+    assert "did not improve over the last 10" in interpret.training({"best_epoch": 31, "epochs_run": 41})
+    text = interpret.tiles(3367, 581, 2743, 477)
+    assert "authors' public notebooks cut 3,371" in text and "report itself gives no tile counts" in text
+
+
+def test_banner_from_profile_data_and_weights(tmp_path):
+    smoke = interpret.banner("smoke", "synthetic stand-in (anndl synth) at x", "random initialisation (smoke "
+                             "profile: a tiny configuration, NOT pretrained)")
+    assert smoke.startswith("SMOKE PROFILE · SYNTHETIC DATA · RANDOM WEIGHTS — numbers are not results")
+    real = interpret.banner("full", "challenge data at y", "imagenet-22k convnext_large")
+    assert real.startswith("FULL PROFILE · REAL DATA · PRETRAINED WEIGHTS") and "not results" not in real
+    assert "TRAINED FROM SCRATCH" in interpret.banner("full", "challenge data", "random initialisation (trained from scratch)")
+    assert "not results" in interpret.banner("full", "synthetic stand-in", None)
+    (tmp_path / "planted_outliers.csv").write_text("sample_index,kind\n")
+    assert "SYNTHETIC DATA" in interpret.banner("full", tmp_path)  # a folder: the planted file marks it
+    fig = plt.figure()
+    interpret.stamp(fig, "smoke", "synthetic", "random")
+    assert any("not results" in t.get_text() for t in fig.texts)
+    plt.close(fig)

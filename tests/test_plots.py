@@ -1,0 +1,59 @@
+"""Figures: one palette, Figure 1 outline on the image, Figure 2 legend, integer epochs + selected epoch,
+confusion matrix colourbar and counts."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from anndl import plots  # noqa: E402
+from anndl.labels import LABELS  # noqa: E402
+
+
+def _pair(tmp_path, h=900, w=1300):
+    image = np.full((h, w, 3), 200, np.uint8)
+    mask = np.zeros((h, w, 3), np.uint8)
+    mask[100:600, 200:900] = 255
+    Image.fromarray(image).save(tmp_path / "img.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    return tmp_path / "img.png", tmp_path / "mask.png"
+
+
+def test_palette_is_one_per_class_in_label_order():
+    colours = plots.class_colours(LABELS)
+    assert list(colours) == list(LABELS) and len(set(colours.values())) == 4
+    ax = plots.class_distribution(pd.Series(["Luminal B", "Luminal A", "Luminal B"]))
+    assert [matplotlib.colors.to_hex(b.get_facecolor()) for b in ax.patches] == list(colours.values())
+    plt.close("all")
+
+
+def test_figure_one_and_two(tmp_path):
+    image, mask = _pair(tmp_path)
+    fig, ax = plt.subplots()
+    plots.image_with_outline(image, mask, ax, "x", max_side=256)
+    assert ax.images[0].get_array().shape[0] <= 256 and ax.collections  # downscaled, outline drawn
+    grid = pd.DataFrame({"x": [0, 224, 448], "y": [0, 0, 224]})
+    axes = plots.tile_selection(image, mask, grid, grid.iloc[1:], 224)
+    assert axes[1].get_legend() is not None
+    assert all(not p.get_fill() for p in axes[0].patches)  # outlines: the tissue stays visible
+    assert max(axes[0].images[0].get_array().shape[:2]) <= plots.DISPLAY_SIDE
+    plt.close("all")
+
+
+def test_training_curves_and_confusion():
+    log = pd.DataFrame({"epoch": [0, 1, 2], "loss": [1, 0.8, 0.7], "val_loss": [1, 0.9, 0.95],
+                        "val_image_f1_hard": [0.2, 0.4, 0.3], "val_image_f1_soft": [0.2, 0.35, 0.3],
+                        "val_image_macro_f1": [0.2, 0.4, 0.3]})
+    fig = plots.training_curves(log, "t")
+    ticks = fig.axes[1].get_xticks()
+    assert np.allclose(ticks, np.round(ticks))  # integer epochs
+    assert any("selected (epoch 2)" in t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    fig, ax = plt.subplots()
+    plots.confusion_matrix(np.array([[3, 1, 0, 0], [0, 2, 0, 0], [0, 0, 1, 1], [0, 0, 0, 4]]), ax=ax)
+    assert len(fig.axes) == 2  # the colourbar
+    assert "row-normalised" in fig.axes[1].get_ylabel() and "3" in [t.get_text() for t in ax.texts]
+    plt.close("all")
