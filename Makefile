@@ -11,7 +11,7 @@ SEED ?= 42
 PYTEST_ARGS ?=
 UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONHASHSEED ?= 0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
