@@ -47,7 +47,10 @@ class Embeddings:
 
 def folder_for(work_dir: Path | str, source: str, pooling: str = "cls") -> Path:
     """Where ``train --model linear_probe|attention_mil`` keeps an encoder's cache: ``work_dir/embeddings/<slug>``."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(source).removeprefix(encoders.HF_SCHEME)).strip("_.")[-60:]
+    source = str(source)
+    name = source.removeprefix(encoders.HF_SCHEME) if source.startswith(encoders.HF_SCHEME) else Path(source).name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.")[-40:]  # a name, never a machine path
+    slug += "_" + artifacts.fingerprint(source)[:6]                   # two sources of one name stay apart
     return Path(work_dir) / "embeddings" / (slug + ("" if pooling == "cls" else "_" + pooling.replace("+", "_")))
 
 

@@ -130,10 +130,11 @@ def _fmt(value, digits: int = 3) -> str:
 def section_markdown(label: str, profile: str, rows: pd.DataFrame, level: str = "##") -> str:
     """A section as Markdown: heading (data, profile), the table with the best validation F1 in bold, and
     the generated interpretation."""
-    from anndl.interpret import banner, results_table
+    from anndl.interpret import banner, not_results, results_table
 
-    best = rows.val_macro_f1.max() if rows.val_macro_f1.notna().any() else None
-    best_oof = rows.oof_macro_f1.max() if rows.oof_macro_f1.notna().any() else None
+    checks_only = not_results(profile, label)  # smoke or synthetic: no winner in bold, no real-data reference
+    best = rows.val_macro_f1.max() if rows.val_macro_f1.notna().any() and not checks_only else None
+    best_oof = rows.oof_macro_f1.max() if rows.oof_macro_f1.notna().any() and not checks_only else None
     shown = pd.DataFrame({
         "model": rows.model, "voting": rows.voting, "weights": rows.weights,
         "validation macro F1 (95%)": [
@@ -144,6 +145,8 @@ def section_markdown(label: str, profile: str, rows: pd.DataFrame, level: str = 
             for v, c, k in zip(rows.oof_macro_f1, rows.oof_ci95, rows.folds.fillna(0))],
         REFERENCE: [_fmt(v) for v in rows[REFERENCE]],
     })
+    if checks_only:
+        shown = shown.drop(columns=REFERENCE)
     heading = f"{level} Data: {label} · profile: {profile}"
     scored = rows.assign(val_macro_f1=rows.val_macro_f1.fillna(rows.oof_macro_f1),
                          val_ci95=rows.val_ci95.fillna(rows.oof_ci95), profile=profile)
