@@ -61,15 +61,6 @@ def _clear_run(run_dir: Path) -> None:
             path.unlink()
 
 
-def _datasets(prep: Prepared, batch_size: int, cache, seed: int, first_epoch: int, epochs: int):
-    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride)
-    train_ds, steps = pipeline.training_dataset(prep.tiles, prep.manifest, ("train",), batch_size=batch_size, seed=seed,
-                                                cache=cache, first_epoch=first_epoch, epochs=epochs, **kw)
-    val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=batch_size,
-                                                     cache=cache, **kw)
-    return train_ds, steps, val_ds, val_infer, pipeline.image_table(prep.tiles, prep.manifest, ("val",))
-
-
 def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False,
                     classes: tuple[str, ...] = LABELS) -> dict:
     """Vote a labelled split's tiles with every rule; scores and predictions per rule."""
@@ -163,6 +154,11 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     print(f"{built.settings.model} ({built.settings.profile} profile; weights: {record['weights']}): "
           f"{model.count_params():,} parameters; {n_train} train tiles, {len(val_table)} validation images")
     train_labels = prep.tiles[prep.tiles.split == "train"].label.map(classes.index).to_numpy()
+    # decoded once for every phase and the final evaluation (each image read once, tiles cached)
+    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache)
+    train_pairs, n_train_tiles = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), **kw)
+    val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
+                                                     **kw)
     logs, epochs_before = [], 0
     for number, phase in enumerate(phases, start=1):
         log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
@@ -184,12 +180,11 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
         c = phase.config
         done = resume["epochs"] if resume else 0
         replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
-        train_ds, steps, val_ds, val_infer, _ = _datasets(prep, c.batch_size, c.cache, seed,
-                                                          epochs_before + done, c.epochs - done)
-        train_ds, val_ds = replicas.fit_dataset(train_ds), replicas.fit_dataset(val_ds)
+        train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
+                                                 first_epoch=epochs_before + done, epochs=c.epochs - done)
         best = float(pd.concat(logs).val_image_macro_f1.max()) if logs else None
-        rows = fit(model, train_ds, steps, val_ds, val_infer, val_table.label_index.to_numpy(), c, run_dir,
-                   phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
+        rows = fit(model, replicas.fit_dataset(train_ds), steps, replicas.fit_dataset(val_ds), val_infer,
+                   val_table.label_index.to_numpy(), c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
                    log_name=log_name, initial_epoch=epochs_before, initial_best=best, resume=resume,
                    state_info={"request": request_id})
         save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
@@ -199,8 +194,6 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     log = pd.concat(logs, ignore_index=True)
     artifacts.write_csv(log, run_dir / "log.csv")
     _save_model(model, run_dir / "model.keras")
-    _, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), tile_size=prep.tiling.tile_size,
-                                                stride=prep.tiling.stride, batch_size=first.batch_size, cache=None)
     results = evaluate_images(model, val_infer, val_table, record["from_logits"], classes)
     best_row = log.loc[log.val_image_macro_f1.idxmax()]
     run_metrics = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,

@@ -101,26 +101,37 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
     return _view(ds, with_labels, batch_size)
 
 
+def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
+                   tile_size: int = 224, stride: int | None = None,
+                   cache: str | Path | None = "memory") -> tuple[tf.data.Dataset, int]:
+    """``(tile, label_index)`` pairs of ``splits`` in ``tiles.csv`` order, each image decoded once (and cached),
+    and their count: what ``epoch_batches`` shuffles anew every epoch (every training phase shares it)."""
+    table = image_table(tiles, manifest, splits)
+    ds = _view(_decoded_tiles(table, tile_size, stride or tile_size, cache), True, None)
+    return ds, int(sum(len(v) for v in table.tile_x))
+
+
+def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32, seed: int = 42,
+                  first_epoch: int = 0, epochs: int = 1, shuffle_buffer: int = 2048) -> tuple[tf.data.Dataset, int]:
+    """Batches of epochs ``first_epoch … first_epoch + epochs - 1`` back to back, and the number of batches per
+    epoch (for ``fit(steps_per_epoch=…)``). Each epoch's order is a function of ``(seed, epoch)`` alone, so a
+    run resumed at epoch N sees exactly the batches an uninterrupted run sees from epoch N on."""
+    def one_epoch(epoch):
+        order_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
+        return pairs.shuffle(shuffle_buffer, seed=order_seed, reshuffle_each_iteration=False).batch(batch_size)
+
+    epochs_ds = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(one_epoch)
+    return epochs_ds.prefetch(AUTOTUNE), -(-n_tiles // batch_size)
+
+
 def training_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
                      tile_size: int = 224, stride: int | None = None, batch_size: int = 32, seed: int = 42,
                      first_epoch: int = 0, epochs: int = 1, shuffle_buffer: int = 2048,
                      cache: str | Path | None = "memory") -> tuple[tf.data.Dataset, int]:
-    """``(tile, label_index)`` batches of epochs ``first_epoch … first_epoch + epochs - 1`` back to back, and
-    the number of batches per epoch (for ``fit(steps_per_epoch=…)``).
-
-    Each epoch's order is a function of ``(seed, epoch)`` alone, so a run resumed at epoch N sees exactly
-    the batches an uninterrupted run sees from epoch N on.
-    """
-    table = image_table(tiles, manifest, splits)
-    ds = _view(_decoded_tiles(table, tile_size, stride or tile_size, cache), True, None)
-    n_tiles = int(sum(len(v) for v in table.tile_x))
-
-    def one_epoch(epoch):
-        order_seed = tf.constant(seed, tf.int64) * 1_000_003 + epoch
-        return ds.shuffle(shuffle_buffer, seed=order_seed, reshuffle_each_iteration=False).batch(batch_size)
-
-    epochs_ds = tf.data.Dataset.range(first_epoch, first_epoch + epochs).flat_map(one_epoch)
-    return epochs_ds.prefetch(AUTOTUNE), -(-n_tiles // batch_size)
+    """``training_tiles`` then ``epoch_batches``: shuffled ``(tile, label_index)`` batches of the given epochs."""
+    pairs, n_tiles = training_tiles(tiles, manifest, splits, tile_size=tile_size, stride=stride, cache=cache)
+    return epoch_batches(pairs, n_tiles, batch_size=batch_size, seed=seed, first_epoch=first_epoch, epochs=epochs,
+                         shuffle_buffer=shuffle_buffer)
 
 
 def evaluation_datasets(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *,
