@@ -26,8 +26,10 @@ def _command(data, out, *extra):
 
 
 def _start(args) -> subprocess.Popen:
+    # SIGINT back to its default in the child: a test run started in the background (CI) inherits it ignored,
+    # and Python then installs no KeyboardInterrupt handler
     return subprocess.Popen([sys.executable, "-m", "anndl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
+                            text=True, env=ENV, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _kill_when(process: subprocess.Popen, path: Path, sig=signal.SIGKILL, timeout: float = 120) -> str:
