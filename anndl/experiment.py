@@ -221,7 +221,8 @@ def _save_model(model: keras.Model, path: Path) -> None:
 
 
 def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) -> dict:
-    """A finished run's metrics, its validation results per voting rule and its model (verified first)."""
+    """A finished run's metrics and validation results per voting rule (verified first), read from its files;
+    the model is not loaded (``load_run`` gives it) so that reusing a large run costs no model load."""
     run_dir = Path(run_dir)
     artifacts.load(run_dir, "train")
     run_metrics = artifacts.read_json(run_dir / "metrics.json")
@@ -230,8 +231,7 @@ def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) ->
     y_true = predictions.label.map(classes.index).to_numpy()
     results = {rule: _scored(y_true, predictions[f"pred_{rule}"].map(classes.index).to_numpy(), classes)
                for rule in voting.VOTING_RULES}
-    model = keras.models.load_model(run_dir / "model.keras", compile=False)
-    return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
+    return {"metrics": run_metrics, "results": results, "model": None, "run_dir": run_dir}
 
 
 # ------------------------------------------------------------------------------------------ K-fold runs
