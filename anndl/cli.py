@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-stickers", type=int, default=None, help="default: 60/691 of --n-train")
     p.add_argument("--n-green", type=int, default=None, help="default: 50/691 of --n-train")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--stain-sites", type=int, default=0,
+    p.add_argument("--stain-sites", type=int, default=5,
                    help="stain each image like one of N sites, independent of class (0: the earlier generator)")
     p.add_argument("--site-class-correlation", type=float, default=0.0,
                    help="in [0, 1]: how often an image takes its class's own site (a colour shortcut on purpose)")

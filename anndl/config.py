@@ -22,7 +22,7 @@ class WeightsUnavailable(RuntimeError):
 
 # The synthetic default dataset, generated when data/ holds no challenge folder: the real data's
 # image counts and sizes (`python -m anndl synth --out data/synthetic`).
-SYNTHETIC_DEFAULT = dict(n_train=691, n_test=477, scale=1.0, seed=0)
+SYNTHETIC_DEFAULT = dict(n_train=691, n_test=477, scale=1.0, seed=0, stain_sites=5)
 
 
 def check_profile(profile: str) -> str:

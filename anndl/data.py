@@ -265,12 +265,19 @@ def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = Non
     if found := find_data_dir(data_dir):
         return found
     synthetic_dir = data_dir / "synthetic"
+    from anndl import synthetic
+
+    wanted = synthetic.default_settings(**(synthetic_defaults or {}))
     if found := find_data_dir(synthetic_dir):
-        return found
+        made = synthetic.settings_of(found)
+        if made == wanted or (made is None and not (found / synthetic.SYNTH_MARKER).is_file()):
+            return found  # the default, or a folder the user put there (never overwritten)
+        why = ("it was cut short or made by an earlier version" if made is None else
+               ", ".join(f"{k} {made.get(k)} not {v}" for k, v in wanted.items() if made.get(k) != v))
+        print(f"{synthetic_dir} differs from the synthetic default ({why}): generating it again")
+        return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))
     if (data_dir / SPLIT_DIRS["train"]).exists() or (data_dir / LABELS_FILE).exists():
         raise DataError(data_dir, f"incomplete challenge folder: needs {SPLIT_DIRS['train']}/, "
                                   f"{SPLIT_DIRS['test']}/ and {LABELS_FILE}")
-    from anndl import synthetic
-
     print(f"{data_dir} holds no challenge folder: generating the synthetic default into {synthetic_dir}")
     return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))

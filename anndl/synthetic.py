@@ -29,6 +29,8 @@ drawn over it and a byte-identical copy of that image's mask (the pair's labels 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -393,14 +395,14 @@ def _die_with_parent() -> None:
 
 def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_TEST, scale: float = 1.0,
              seed: int = 0, n_stickers: int | None = None, n_green: int | None = None,
-             workers: int = 2, progress: bool = True, force: bool = False, stain_sites: int = 0,
+             workers: int = 2, progress: bool = True, force: bool = False, stain_sites: int = 5,
              site_class_correlation: float | bool = 0.0) -> Path:
     """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files.
 
     ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker); ``force``
     allows any folder. Only the files a synthetic folder holds are replaced; nothing else is deleted.
-    ``stain_sites``: how many of :data:`SITES` the images are stained by (0, the default until the
-    out-of-fold comparison is measured: the earlier generator, no sites, class-dependent colour).
+    ``stain_sites``: how many of :data:`SITES` the images are stained by (0: the earlier generator, no sites,
+    class-dependent colour). The settings are written to the ``.anndl-synth`` marker (:func:`settings_of`).
     ``site_class_correlation`` in [0, 1] (``True`` is 1): probability that an image takes its class's own
     site instead of a uniformly drawn one (shortcut learning on purpose)."""
     out = Path(out)
@@ -446,15 +448,19 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
         for s, t in twin_of.items():
             train_sites[s] = train_sites[t]  # a sticker image is a copy of its twin's tissue and stain
 
+    out.mkdir(parents=True, exist_ok=True)
+    marker = "written by anndl synth; this folder may be regenerated in place\n"
+    (out / SYNTH_MARKER).write_text(marker)  # its settings line comes last: a folder cut short has none
     for name in SYNTH_FILES:
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    (out / "train_data").mkdir(parents=True)
+    (out / "train_data").mkdir()
     (out / "test_data").mkdir()
-    (out / SYNTH_MARKER).write_text("written by anndl synth; this folder may be regenerated in place\n")
+    settings = dict(n_train=n_train, n_test=n_test, scale=scale, seed=seed, n_stickers=n_stickers,
+                    n_green=n_green, stain_sites=stain_sites, site_class_correlation=correlation)
     jobs = []
     for i in range(n_train):
         kind = kinds.get(i, "clean")
@@ -496,4 +502,33 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
                 for i, site in enumerate(sites[:len(names)]):
                     writer.writerow([split, f"img_{i:04d}.png", names[i] if split == "train" else "",
                                      site, SITES[site].name, correlation])
+    (out / (SYNTH_MARKER + ".tmp")).write_text(marker + json.dumps(settings, sort_keys=True) + "\n")
+    os.replace(out / (SYNTH_MARKER + ".tmp"), out / SYNTH_MARKER)
     return out
+
+
+def settings_of(folder: Path | str) -> dict | None:
+    """The settings a synthetic folder was generated with (its marker), or ``None`` when it has no complete
+    marker (not written by ``anndl synth``, cut short, or written by an earlier version)."""
+    marker = Path(folder) / SYNTH_MARKER
+    lines = marker.read_text().splitlines() if marker.is_file() else []
+    try:
+        return json.loads(lines[1]) if len(lines) > 1 else None
+    except json.JSONDecodeError:
+        return None
+
+
+def default_settings(**overrides) -> dict:
+    """The full settings :func:`generate` uses for these arguments (defaults filled in), as in the marker."""
+    import inspect
+
+    params = inspect.signature(generate).parameters
+    settings = {k: params[k].default for k in ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green",
+                                               "stain_sites", "site_class_correlation")} | overrides
+    n = settings["n_train"]
+    if settings["n_stickers"] is None:
+        settings["n_stickers"] = round(REAL_STICKERS * n / REAL_N_TRAIN)
+    if settings["n_green"] is None:
+        settings["n_green"] = round(REAL_GREEN * n / REAL_N_TRAIN)
+    settings["site_class_correlation"] = float(settings["site_class_correlation"])
+    return settings
