@@ -36,12 +36,13 @@ def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
     return pd.DataFrame(np.stack(features), index=rows.index)
 
 
-def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None
-                         ) -> pd.DataFrame:
+def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None,
+                         val_features: pd.DataFrame | None = None) -> pd.DataFrame:
     """Class index per ``val`` image of ``split`` from both baselines, trained on its ``train`` images.
 
     Columns ``sample_index``, ``label_index``, ``majority``, ``colour_histogram``. ``features``: histograms
-    computed earlier (``colour_features``), e.g. once for every fold of a cross-validation."""
+    computed earlier (``colour_features``), e.g. once for every fold of a cross-validation. ``val_features``:
+    the validation images' histograms from elsewhere (the same tissue stained otherwise: a stain shift)."""
     labels = manifest[manifest.split == "train"].set_index("sample_index").label_index
     features = colour_features(manifest, split.sample_index) if features is None else features
     train, val = split[split.split == "train"].sample_index, split[split.split == "val"].sample_index
@@ -50,7 +51,8 @@ def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: 
     model.fit(features.loc[train].to_numpy(), y_train)
     return pd.DataFrame({"sample_index": val.to_numpy(), "label_index": labels.loc[val].to_numpy(),
                          "majority": np.bincount(y_train).argmax(),
-                         "colour_histogram": model.predict(features.loc[val].to_numpy())})
+                         "colour_histogram": model.predict((features if val_features is None else
+                                                            val_features).loc[val].to_numpy())})
 
 
 def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_classes: int = NUM_CLASSES) -> dict:

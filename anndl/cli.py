@@ -85,7 +85,7 @@ def _prepare(args: argparse.Namespace, work_dir: Path):
 
     config = tiling.TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels)
     return stages.prepare(args.data, work_dir, embedder=args.embedder, tiling_config=config,
-                              seed=args.seed, redo=args.redo)
+                          seed=args.seed, redo=args.redo, stain_normalize=getattr(args, "stain_normalize", None))
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--voting", default="hard", choices=["hard", "soft"])
         p.add_argument("--stain-augment", default=None, choices=["light", "strong"],
                        help="HED stain jitter on training tiles (Tellez et al., 2019)")
+        p.add_argument("--stain-normalize", default=None, choices=["macenko", "reinhard"],
+                       help="normalise every tile's stain (train, validation and test) to a reference fitted on the "
+                            "train images (Macenko et al., 2009; Reinhard et al., 2001)")
         p.add_argument("--embedder", default="offline")
         p.add_argument("--tile-size", type=int, default=_TILING.tile_size)
         p.add_argument("--min-mask-pixels", type=int, default=_TILING.min_mask_pixels)

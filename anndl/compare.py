@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anndl import metrics, mil, voting
+from anndl import artifacts, metrics, mil, voting
 from anndl.baselines import baseline_predictions, colour_features
-from anndl.experiment import Prepared, ensemble_probabilities, fold_preps
+from anndl.experiment import Prepared, ensemble_probabilities, fold_preps, run_stain
 
 
 def _timed(fn, *args, **kwargs):
@@ -24,13 +24,17 @@ def _timed(fn, *args, **kwargs):
 
 
 def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "hard", with_mil: bool = True,
-                     seed: int = 0) -> tuple[pd.DataFrame, dict]:
+                     seed: int = 0, tta: bool = True, ensembles: bool = True,
+                     trained_on: Prepared | None = None) -> tuple[pd.DataFrame, dict]:
     """Out-of-fold scores of every variant for K-fold runs sharing one ``folds.csv``.
 
     ``runs``: {name: K-fold run folder}. Returns the table and the details: per-image out-of-fold predictions
     and the MIL attention of the last fold (for drawing). The table has, per variant, its macro F1 with its
     interval, ``ms_per_image`` (prediction wall time on this machine, model loading included) and the ``gain``
     over the first row (the first run's single model) with its paired-bootstrap interval and a verdict.
+    ``tta``/``ensembles``: also score each run with test-time augmentation / the runs' ensemble.
+    ``trained_on``: the runs were trained on other images of the same tissue (another staining, same names and
+    masks): each held-out image is scored as ``prep`` has it (a stain shift), the colour baseline likewise.
     """
     names = list(runs)
     folds_files = {(Path(r) / "folds.csv").read_text() for r in runs.values()}
@@ -47,6 +51,13 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
 
     kept = prep.clean[prep.clean.status == "kept"].sample_index
     features, feature_seconds = _timed(colour_features, prep.manifest, kept)
+    train_features = features
+    if trained_on is not None:
+        trained_kept = trained_on.clean[trained_on.clean.status == "kept"].sample_index
+        if set(trained_kept) != set(kept):
+            raise ValueError("the runs' training data kept other images than the evaluation data; a stain shift "
+                             "needs the same tissue (the same synthetic seed and sizes)")
+        train_features = colour_features(trained_on.manifest, kept)
     for k, fold in enumerate(fold_preps(prep, next(iter(runs.values())))):
         plain, augmented = {}, {}
         for name in names:
@@ -54,28 +65,33 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             tp, s = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",))
             p, numbers, weights, table = tp.probabilities, tp.image_numbers, tp.weights, tp.table
             plain[name] = (p, s)
-            tp_tta, s_tta = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",), tta=True)
-            p_tta = tp_tta.probabilities
-            augmented[name] = (p_tta, s_tta)
             add(f"{name}", voting.vote(p, numbers, weights, len(table), rule), s)
-            add(f"{name} + TTA", voting.vote(p_tta, numbers, weights, len(table), rule), s_tta)
-        if len(names) > 1:
+            if tta:
+                tp_tta, s_tta = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",),
+                                       tta=True)
+                augmented[name] = (tp_tta.probabilities, s_tta)
+                add(f"{name} + TTA", voting.vote(tp_tta.probabilities, numbers, weights, len(table), rule), s_tta)
+        if len(names) > 1 and ensembles:
             mean = sum(plain[n][0] for n in names) / len(names)
             add("ensemble of " + " + ".join(names), voting.vote(mean, numbers, weights, len(table), rule),
                 sum(plain[n][1] for n in names))
-            mean_tta = sum(augmented[n][0] for n in names) / len(names)
-            add("ensemble + TTA", voting.vote(mean_tta, numbers, weights, len(table), rule),
-                sum(augmented[n][1] for n in names))
+            if tta:
+                mean_tta = sum(augmented[n][0] for n in names) / len(names)
+                add("ensemble + TTA", voting.vote(mean_tta, numbers, weights, len(table), rule),
+                    sum(augmented[n][1] for n in names))
         if with_mil:
             name = names[0]
             start = time.perf_counter()
-            encoder = mil.run_encoder(Path(runs[name]) / f"fold_{k}")
+            fold_dir = Path(runs[name]) / f"fold_{k}"
+            encoder = mil.run_encoder(fold_dir)
+            stain = run_stain([fold_dir], [artifacts.read_json(fold_dir / "config.json")])
             tile_size = int(encoder.input_shape[1])
-            emb, num, tab = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("train",), tile_size)
+            emb, num, tab = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("train",), tile_size, stain=stain)
             x_train, m_train = mil.bags(emb, num, len(tab))
             y_train = tab.label_index.to_numpy()
             val_start = time.perf_counter()
-            emb_v, num_v, tab_v = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("val",), tile_size)
+            emb_v, num_v, tab_v = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("val",), tile_size,
+                                                      stain=stain)
             embed_val_seconds = time.perf_counter() - val_start
             x_val, m_val = mil.bags(emb_v, num_v, len(tab_v))
             head = mil.train_mil(x_train, m_train, y_train, x_val, m_val, tab_v.label_index.to_numpy(), seed=seed,
@@ -84,7 +100,7 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             add(f"attention-MIL on {name} embeddings", probabilities.argmax(1), embed_val_seconds + s)
             attention = {"table": tab_v, "attention": attention_k, "mask": m_val, "fold": k,
                          "tiles": fold.tiles[fold.tiles.split == "val"], "train_seconds": time.perf_counter() - start}
-        baseline = baseline_predictions(fold.manifest, fold.split, features).set_index("sample_index")
+        baseline = baseline_predictions(fold.manifest, fold.split, train_features, features).set_index("sample_index")
         baseline = baseline.loc[table.sample_index]
         add("colour-histogram baseline (no CNN)", baseline.colour_histogram.to_numpy(),
             feature_seconds * len(table) / len(kept))

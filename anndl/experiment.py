@@ -10,6 +10,7 @@ a kill or a lost session continues from the last finished epoch (``redo=True`` s
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ from anndl.data import read_challenge, read_classes
 from anndl.inference import predict_tiles
 from anndl.labels import LABELS
 from anndl.registry import Built, build_model as _build
+from anndl.stain import normalizer_from_settings
 from anndl.submission import write_submission
 from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
-                          tiles_stage, weights_identity)                              # of the notebooks, CLI)
+                          stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
 from anndl.models import precision_policy
 from anndl.train import config_record, fit, load_state, save_state, state_dir
 
@@ -81,7 +83,13 @@ def run_request(prep: Prepared, built: Built, phases, with_baselines: bool) -> d
     settings["weights"] = weights_identity(built.settings.weights)
     return artifacts.request("train", data=prep.data_note, inputs={"tiles": prep.tiles_id},
                              settings={"model": settings, "phases": [config_record(c=c)["c"] for c in phases],
-                                       "classes": list(prep.classes), "with_baselines": with_baselines})
+                                       "classes": list(prep.classes), "with_baselines": with_baselines,
+                                       **_stain_setting(prep)})
+
+
+def _stain_setting(prep: Prepared) -> dict:
+    """The stain normalisation a run's tiles get, as a request setting (absent when none, as before it existed)."""
+    return {"stain_normalization": prep.stain} if prep.stain else {}
 
 
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
@@ -147,7 +155,8 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
               "classes": list(classes), **record, "settings": req["settings"], "tiles": prep.tiles_id,
               "phases": [config_record(c=p.config)["c"] for p in phases],
               "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params()),
-              "distribution": replicas.record()}  # how it ran, not what it is: not part of the request
+              "distribution": replicas.record(),  # how it ran, not what it is: not part of the request
+              "stain_normalization": prep.stain}
     artifacts.write_json(run_dir / "config.json", config)
     n_train = int((prep.tiles.split == "train").sum())
     val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
@@ -155,7 +164,10 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
           f"{model.count_params():,} parameters; {n_train} train tiles, {len(val_table)} validation images")
     train_labels = prep.tiles[prep.tiles.split == "train"].label.map(classes.index).to_numpy()
     # decoded once for every phase and the final evaluation (each image read once, tiles cached)
-    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache)
+    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache,
+              stain=normalizer_from_settings(prep.stain))
+    if prep.stain:
+        print(f"tiles stain-normalised on decoding: {prep.stain['method']} to {prep.stain['reference']['source']}")
     train_pairs, n_train_tiles = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), **kw)
     val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
                                                      **kw)
@@ -264,7 +276,7 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
                       if k != "strategy"}
     req = artifacts.request("kfold", data=prep.data_note, inputs={"tiles": prep.tiles_id},
                             settings={"model": model_name, "profile": profile, "folds": folds, "seed": seed,
-                                      "train": train_settings})
+                                      "train": train_settings, **_stain_setting(prep)})
     with artifacts.lock(run_dir):
         reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
         if reason is None:
@@ -347,6 +359,16 @@ class TileProbabilities:
         return voting.vote(self.probabilities, self.image_numbers, self.weights, len(self.table), rule)
 
 
+def run_stain(dirs, configs):
+    """The stain normaliser the runs' tiles went through in training (the same for all, or none), which their
+    input tiles must go through too."""
+    stains = {json.dumps(c.get("stain_normalization"), sort_keys=True) for c in configs}
+    if len(stains) > 1:
+        raise ValueError(f"runs {', '.join(map(str, dirs))} were trained on differently stain-normalised tiles; "
+                         "an ensemble needs one normalisation")
+    return normalizer_from_settings(configs[0].get("stain_normalization"))
+
+
 def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...],
                            tta: bool = False, batch_size: int = 32) -> TileProbabilities:
     """Tile probabilities averaged over every model of ``run_dirs``. All runs must share one tiling and label set."""
@@ -356,10 +378,11 @@ def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame
         raise ValueError(f"runs {', '.join(map(str, dirs))} were tiled differently; an ensemble needs one tiling")
     if len({tuple(c.get("classes", LABELS)) for c in configs}) > 1:
         raise ValueError(f"runs {', '.join(map(str, dirs))} predict different label sets; an ensemble needs one")
+    stain = run_stain(dirs, configs)
     tiling_config = tiling.TilingConfig(**configs[0]["tiling"])
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tiling_config.tile_size,
                                     stride=tiling_config.stride, batch_size=batch_size, with_labels=False,
-                                    cache="memory" if len(dirs) > 1 else None)
+                                    cache="memory" if len(dirs) > 1 else None, stain=stain)
     total = None
     for d, config in zip(dirs, configs):
         model, _ = load_run(d)

@@ -71,10 +71,11 @@ def load_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
 
 
 def tile_embeddings(encoder: keras.Model, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...],
-                    tile_size: int = 224, stride: int | None = None, batch_size: int = 32):
-    """(embeddings (n_tiles, D), image numbers, image table) for the tiles of ``splits``."""
+                    tile_size: int = 224, stride: int | None = None, batch_size: int = 32, stain=None):
+    """(embeddings (n_tiles, D), image numbers, image table) for the tiles of ``splits`` (``stain``: the
+    normaliser the encoder's run trained with, ``experiment.run_stain``)."""
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
-                                    batch_size=batch_size, with_labels=False)
+                                    batch_size=batch_size, with_labels=False, stain=stain)
     features, numbers = [], []
     for batch, image_numbers, _ in dataset:
         features.append(np.asarray(encoder(batch, training=False), np.float32))

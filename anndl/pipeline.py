@@ -22,7 +22,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
     """One row per image of ``splits``: path, label index, tile offsets (in tiles.csv order)."""
     subset = tiles[tiles.split.isin(splits)]
-    source = manifest.assign(source=manifest.split)[["source", "sample_index", "image_path", "label_index"]]
+    source = manifest.assign(source=manifest.split)[["source", "sample_index", "image_path", "mask_path",
+                                                     "label_index"]]
     subset = subset.assign(source=np.where(subset.split == "test", "test", "train"))
     subset = subset.merge(source, on=["source", "sample_index"], how="left", validate="many_to_one")
     if subset.image_path.isna().any():
@@ -30,7 +31,7 @@ def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, 
         raise ValueError(f"tiles.csv: no image for {bad.split}/{bad.sample_index} in the challenge folder")
     keys = ["split", "sample_index"]
     table = subset.groupby(keys, sort=False).agg(
-        image_path=("image_path", "first"), label=("label", "first"), label_index=("label_index", "first"),
+        image_path=("image_path", "first"), mask_path=("mask_path", "first"), label=("label", "first"), label_index=("label_index", "first"),
         tile_x=("x", list), tile_y=("y", list), tile_weight=("weight", list)).reset_index()
     return table
 
@@ -53,10 +54,18 @@ def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride:
     return tf.gather(flat, (ys // stride) * nw + xs // stride)
 
 
-def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str | Path | None) -> tf.data.Dataset:
-    """``(tile, label_index, image_number, weight)`` per tile: each image decoded once and cut, optionally cached."""
+def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str | Path | None,
+                   stain=None) -> tf.data.Dataset:
+    """``(tile, label_index, image_number, weight)`` per tile: each image decoded once (stain-normalised on
+    its ROI tissue when ``stain``, an ``anndl.stain.StainNormalizer``, is given) and cut, optionally cached."""
+    normalize = None
+    if stain is not None:
+        from anndl.stain import tf_normalize
+
+        normalize = tf_normalize(stain)
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
+        "mask_path": table.mask_path.to_numpy(str),
         "ys": tf.ragged.constant(table.tile_y.tolist(), dtype=tf.int32),
         "xs": tf.ragged.constant(table.tile_x.tolist(), dtype=tf.int32),
         "weights": tf.ragged.constant(table.tile_weight.tolist(), dtype=tf.float32),
@@ -66,6 +75,8 @@ def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str 
 
     def decode_and_cut(item):
         image = tf.io.decode_png(tf.io.read_file(item["path"]), channels=3)
+        if normalize is not None:
+            image = normalize(image, tf.io.decode_png(tf.io.read_file(item["mask_path"]), channels=1)[..., 0] > 0)
         cut = _cut(image, item["ys"], item["xs"], tile_size, stride)
         n = tf.shape(cut)[0]
         return cut, tf.fill([n], item["label"]), tf.fill([n], item["image"]), item["weights"]
@@ -90,24 +101,24 @@ def _view(ds: tf.data.Dataset, with_labels: bool, batch_size: int | None) -> tf.
 
 def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
                  stride: int | None = None, batch_size: int = 32, cache: str | Path | None = None,
-                 with_labels: bool = True) -> tf.data.Dataset:
+                 with_labels: bool = True, stain=None) -> tf.data.Dataset:
     """Batches of tiles for the images of ``splits``, in ``tiles.csv`` order (training: ``training_dataset``).
 
     ``with_labels``: ``(tile, label_index)``, for training and validation loss.
     Otherwise: ``(tile, image_number, weight)``, where ``image_number`` indexes
     ``image_table(tiles, manifest, splits)`` (for voting).
     """
-    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache)
+    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache, stain)
     return _view(ds, with_labels, batch_size)
 
 
 def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
                    tile_size: int = 224, stride: int | None = None,
-                   cache: str | Path | None = "memory") -> tuple[tf.data.Dataset, int]:
+                   cache: str | Path | None = "memory", stain=None) -> tuple[tf.data.Dataset, int]:
     """``(tile, label_index)`` pairs of ``splits`` in ``tiles.csv`` order, each image decoded once (and cached),
     and their count: what ``epoch_batches`` shuffles anew every epoch (every training phase shares it)."""
     table = image_table(tiles, manifest, splits)
-    ds = _view(_decoded_tiles(table, tile_size, stride or tile_size, cache), True, None)
+    ds = _view(_decoded_tiles(table, tile_size, stride or tile_size, cache, stain), True, None)
     return ds, int(sum(len(v) for v in table.tile_x))
 
 
@@ -127,19 +138,20 @@ def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32,
 def training_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
                      tile_size: int = 224, stride: int | None = None, batch_size: int = 32, seed: int = 42,
                      first_epoch: int = 0, epochs: int = 1, shuffle_buffer: int = 2048,
-                     cache: str | Path | None = "memory") -> tuple[tf.data.Dataset, int]:
+                     cache: str | Path | None = "memory", stain=None) -> tuple[tf.data.Dataset, int]:
     """``training_tiles`` then ``epoch_batches``: shuffled ``(tile, label_index)`` batches of the given epochs."""
-    pairs, n_tiles = training_tiles(tiles, manifest, splits, tile_size=tile_size, stride=stride, cache=cache)
+    pairs, n_tiles = training_tiles(tiles, manifest, splits, tile_size=tile_size, stride=stride, cache=cache,
+                                    stain=stain)
     return epoch_batches(pairs, n_tiles, batch_size=batch_size, seed=seed, first_epoch=first_epoch, epochs=epochs,
                          shuffle_buffer=shuffle_buffer)
 
 
 def evaluation_datasets(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *,
                         tile_size: int = 224, stride: int | None = None, batch_size: int = 32,
-                        cache: str | Path | None = "memory") -> tuple[tf.data.Dataset, tf.data.Dataset]:
+                        cache: str | Path | None = "memory", stain=None) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Both views of a labelled split, ``(tile, label_index)`` for the loss and ``(tile, image_number, weight)``
     for voting, over one stream of tiles: each image is decoded once and its tiles cached once."""
-    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache)
+    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache, stain)
     return _view(ds, True, batch_size), _view(ds, False, batch_size)
 
 

@@ -59,6 +59,7 @@ class Prepared:
     tiling: tiling.TilingConfig
     classes: tuple[str, ...] = LABELS  # the label set, in model-output order (data.read_classes)
     tiles_id: str = ""                 # the tiles artifact this split comes from (runs record it)
+    stain: dict | None = None          # stain normalisation (method, constants, reference) tiles get on decoding
     baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
 
     @property
@@ -98,22 +99,57 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 
 
+STAIN_METHODS = ("macenko", "reinhard")
+
+
+def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
+                method: str = "macenko", max_images: int = 64, seed: int = 0, redo: bool = False) -> dict:
+    """``folder/stain.json``: the stain normaliser every tile of a run goes through when it is decoded
+    (``anndl.stain``: ``method`` and a reference fitted on the ROI tissue of up to ``max_images`` kept train
+    images, no labels used). Runs record these settings; prediction applies the same to the test images."""
+    if method not in STAIN_METHODS:
+        raise ValueError(f"stain normalisation must be one of {STAIN_METHODS}, got {method!r}")
+    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
+    req = artifacts.request("stain", data=note, inputs={"clean": clean_record["id"]},
+                            settings={"method": method, "max_images": max_images, "seed": seed})
+
+    def build():
+        from anndl import stain  # numpy/OpenCV work, but the module also holds a Keras layer: import on use
+
+        clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
+        kept = manifest[manifest.sample_index.isin(clean[clean.status == "kept"].sample_index)
+                        & (manifest.split == "train")]
+        reference = stain.reference_from_manifest(kept, max_images, seed)
+        artifacts.write_json(folder / "stain.json", stain.StainNormalizer(reference, method).settings())
+        return ["stain.json"]
+
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "stain.json"),
+                            verb="fitting the stain reference")
+
+
 def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
             tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION,
             seed: int = 42, redo: bool = False,
-            outlier_config: outliers.OutlierConfig = outliers.OutlierConfig()) -> Prepared:
+            outlier_config: outliers.OutlierConfig = outliers.OutlierConfig(),
+            stain_normalize: str | None = None) -> Prepared:
     """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` (each reused
-    only when made from the same data, upstream artifact and settings)."""
+    only when made from the same data, upstream artifact and settings). ``stain_normalize`` (``macenko`` or
+    ``reinhard``): fit a stain reference -> ``work_dir/stain_<method>`` for the tiles to be normalised to."""
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     manifest = read_challenge(data_dir)
     note = data_note(data_dir, manifest)
     clean_stage(manifest, note, work_dir / "clean", embedder, outlier_config, redo=redo)
     record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, val_fraction, seed,
                          redo=redo)
+    stain = None
+    if stain_normalize:
+        folder = work_dir / f"stain_{stain_normalize}"
+        stain_stage(manifest, note, work_dir / "clean", folder, stain_normalize, redo=redo)
+        stain = artifacts.read_json(folder / "stain.json")
     return Prepared(data_dir, work_dir, manifest, artifacts.read_csv(work_dir / "clean" / "clean_manifest.csv"),
                     artifacts.read_csv(work_dir / "tiles" / "split.csv"),
                     artifacts.read_csv(work_dir / "tiles" / "tiles.csv"), tiling_config, read_classes(data_dir),
-                    tiles_id=record["id"])
+                    tiles_id=record["id"], stain=stain)
 
 
 def weights_identity(weights: str | None) -> dict | None:

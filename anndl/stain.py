@@ -340,6 +340,17 @@ def normalize(image: np.ndarray, mask: np.ndarray | None, reference: StainRefere
     return StainNormalizer(reference, method)(image, mask)
 
 
+def normalizer_from_settings(settings: dict | None) -> StainNormalizer | None:
+    """The normaliser a run recorded (:meth:`StainNormalizer.settings`), or ``None`` for none. Settings made
+    with other constants than this version's are refused: the same record must give the same images."""
+    if not settings:
+        return None
+    normalizer = StainNormalizer(StainReference.from_dict(settings["reference"]), settings["method"])
+    if normalizer.settings() != json.loads(json.dumps(settings)):
+        raise ValueError(f"stain normalisation recorded with other constants than this version's: {settings}")
+    return normalizer
+
+
 def tf_normalize(normalizer: StainNormalizer):
     """A function ``(image uint8 (h, w, 3), mask bool (h, w)) -> uint8 image`` for a ``tf.data`` map, running
     ``normalizer`` through ``tf.numpy_function`` (Python, so it holds the GIL: cache its output)."""

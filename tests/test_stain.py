@@ -194,3 +194,70 @@ def test_stain_examples_figure(tmp_path):
     assert len(fig.axes) == 2 * 5
     plots.save_fig(fig, "stain", tmp_path)
     assert (tmp_path / "stain.png").stat().st_size > 0
+
+
+def test_pipeline_normalises_each_image_on_its_roi_before_cutting(tiny_data):
+    from anndl import pipeline, tiling
+    from anndl.data import read_mask
+
+    manifest = read_challenge(tiny_data)
+    test = manifest[manifest.split == "test"].head(2)
+    tiles = tiling.tile_images(test.assign(label=""), tiling.TilingConfig(), progress=False)
+    reference = stain.reference_from_manifest(manifest, max_images=4)
+    normalizer = stain.StainNormalizer(reference, "macenko")
+    ds = pipeline.tile_dataset(tiles, manifest, ("test",), batch_size=None, with_labels=False, stain=normalizer)
+    got = np.stack([tile.numpy() for tile, _, _ in ds])
+    plain = np.stack([tile.numpy() for tile, _, _ in pipeline.tile_dataset(
+        tiles, manifest, ("test",), batch_size=None, with_labels=False)])
+    expected = []
+    for row in test.itertuples():  # normalise the whole image on its ROI mask, then cut its tiles
+        image = normalizer(read_image(row.image_path), read_mask(row.mask_path))
+        for t in tiles[tiles.sample_index == row.sample_index].itertuples():
+            expected.append(image[t.y:t.y + 224, t.x:t.x + 224])
+    np.testing.assert_array_equal(got, np.stack(expected))
+    assert np.abs(got.astype(int) - plain).mean() > 1  # it did change the colours
+
+
+def test_normalizer_settings_round_trip_and_refuse_other_constants():
+    reference = stain.fit_reference([_same_tissue_two_sites(0, 1)[0]])
+    settings = stain.StainNormalizer(reference, "reinhard").settings()
+    again = stain.normalizer_from_settings(json.loads(json.dumps(settings)))
+    assert again.method == "reinhard" and again.settings() == settings
+    assert stain.normalizer_from_settings(None) is None
+    with pytest.raises(ValueError, match="other constants"):
+        stain.normalizer_from_settings({**settings, "io": 250})
+
+
+def test_a_stain_normalised_run_records_it_and_predicts_through_it(tiny_data, tmp_path, capsys):
+    from anndl import artifacts, experiment
+
+    prep = experiment.prepare(tiny_data, tmp_path / "work", stain_normalize="macenko")
+    assert prep.stain["method"] == "macenko" and (tmp_path / "work" / "stain_macenko" / "record.json").is_file()
+    plain = experiment.prepare(tiny_data, tmp_path / "work")
+    assert plain.stain is None and plain.tiles_id == prep.tiles_id  # tiles are cut from masks, whatever the stain
+    experiment.train_run(prep, tmp_path / "run", "scratch_resnet", "smoke", epochs=1, with_baselines=False)
+    assert "tiles stain-normalised on decoding: macenko" in capsys.readouterr().out
+    config = artifacts.read_json(tmp_path / "run" / "config.json")
+    assert config["stain_normalization"] == prep.stain
+    assert artifacts.read_json(tmp_path / "run" / "record.json")["settings"]["stain_normalization"] == prep.stain
+    # the same run asked for without normalisation is another request: trained again, not reused
+    assert artifacts.check(tmp_path / "run", experiment.run_request(
+        plain, experiment.build_model("scratch_resnet", "smoke", 224),
+        [c.config for c in experiment.build_model("scratch_resnet", "smoke", 224).phases], False)) is not None
+    # prediction applies the run's normalisation to the test tiles: other probabilities than without it
+    test = prep.manifest[prep.manifest.split == "test"]
+    tiles = prep.tiles[prep.tiles.split == "test"]
+    normalised = experiment.ensemble_probabilities(tmp_path / "run", tiles, prep.manifest, ("test",))
+    assert experiment.run_stain([tmp_path / "run"], [config]).settings() == prep.stain
+    submission = experiment.predict_run(tmp_path / "run", tiny_data, tmp_path / "sub.csv")
+    assert len(pd.read_csv(submission)) == len(test)
+    with pytest.raises(ValueError, match="differently stain-normalised"):
+        experiment.run_stain(["a", "b"], [config, {**config, "stain_normalization": None}])
+    from anndl import pipeline
+    from anndl.inference import predict_tiles
+
+    model, _ = experiment.load_run(tmp_path / "run")
+    unnormalised, _, _ = predict_tiles(model, pipeline.tile_dataset(tiles, prep.manifest, ("test",),
+                                                                    with_labels=False), False)
+    assert normalised.probabilities.shape == unnormalised.shape
+    assert not np.allclose(normalised.probabilities, unnormalised, atol=1e-6)
