@@ -523,8 +523,8 @@ def default_settings(**overrides) -> dict:
     import inspect
 
     params = inspect.signature(generate).parameters
-    settings = {k: params[k].default for k in ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green",
-                                               "stain_sites", "site_class_correlation")} | overrides
+    keys = ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green", "stain_sites", "site_class_correlation")
+    settings = {k: overrides.get(k, params[k].default) for k in keys}  # not how it is run (workers, progress)
     n = settings["n_train"]
     if settings["n_stickers"] is None:
         settings["n_stickers"] = round(REAL_STICKERS * n / REAL_N_TRAIN)

@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from anndl import synthetic
+
 from anndl.data import DataError, describe_data, read_challenge, read_classes, read_image, read_mask, resolve_data_dir
 from anndl.labels import LABELS
 
@@ -159,6 +161,17 @@ def test_resolve_prefers_real_folder_then_synthetic(tiny_data, tmp_path):
     assert len(read_challenge(made).query("split == 'train'")) == 8
     stamp = (made / "train_labels.csv").stat().st_mtime_ns
     assert resolve_data_dir(empty, tiny) == made and (made / "train_labels.csv").stat().st_mtime_ns == stamp  # ... once
+    # a default made with other settings (an earlier default, or one cut short) is generated again
+    assert resolve_data_dir(empty, {**tiny, "stain_sites": 2}) == made
+    assert synthetic.settings_of(made)["stain_sites"] == 2
+    (made / synthetic.SYNTH_MARKER).write_text("written by anndl synth; this folder may be regenerated in place\n")
+    resolve_data_dir(empty, tiny)
+    assert synthetic.settings_of(made) == synthetic.default_settings(**tiny)
+    # a folder the user put at data/synthetic (no marker) is theirs: used as it is, never overwritten
+    (made / synthetic.SYNTH_MARKER).unlink()
+    stamp = (made / "train_labels.csv").stat().st_mtime_ns
+    assert resolve_data_dir(empty, {**tiny, "stain_sites": 2}) == made
+    assert (made / "train_labels.csv").stat().st_mtime_ns == stamp
     (tmp_path / "train_data").mkdir()
     with pytest.raises(DataError, match="incomplete challenge folder"):
         resolve_data_dir(tmp_path)
