@@ -187,3 +187,18 @@ def markdown_table(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def read_comparison(md_path: Path | str) -> tuple[pd.DataFrame, dict]:
+    """A comparison a benchmark wrote (``bench/stain_compare.py``: ``NAME.md`` with its settings as a JSON block,
+    ``NAME.csv`` beside it) as ``(table, settings)``; ``gain_ci95`` as a list again."""
+    import json
+
+    md_path = Path(md_path)
+    text = md_path.read_text(encoding="utf-8")
+    if "```json\n" not in text:
+        raise artifacts.ArtifactError(f"{md_path}: no settings block (```json) above the table")
+    settings = json.loads(text.split("```json\n", 1)[1].split("\n```", 1)[0])
+    table = artifacts.read_csv(md_path.with_suffix(".csv"))
+    table["gain_ci95"] = table.gain_ci95.map(json.loads)
+    return table, settings

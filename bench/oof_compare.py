@@ -8,6 +8,7 @@ out-of-fold rows of every run.
 
 Usage:
   python bench/oof_compare.py      # synthetic default, 3 folds, report settings: 12 epochs, its seed-7 twin 8
+  python bench/oof_compare.py --tag sites --family scratch_resnet:30 --single   # the report's ResNet vs baselines
   python bench/oof_compare.py --bach ../shared/data/he_samples/bach_roi --tag bach --epochs 40 \
       --family scratch_resnet scratch_resnet_seed7
 Families (``--family NAME[:EPOCHS]``): ``scratch_resnet`` (the report's settings), ``scratch_resnet_seed7``
@@ -55,6 +56,8 @@ def main() -> None:
     parser.add_argument("--mixed-precision", default="mixed_bfloat16")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--single", action="store_true",
+                        help="score each family alone against the baselines: no TTA, ensemble or attention-MIL rows")
     args = parser.parse_args()
 
     work = args.out / args.tag if args.tag != "synthetic" else args.out
@@ -76,7 +79,8 @@ def main() -> None:
                                **({"weights": args.weights} if args.weights and model != "scratch_resnet" else {}))
         timings[family] = round(time.perf_counter() - start, 1)
         runs[family] = run_dir
-    table, details = compare_variants(prep, runs, seed=args.seed)
+    table, details = compare_variants(prep, runs, seed=args.seed, **(
+        dict(tta=False, ensembles=False, with_mil=False) if args.single else {}))
     predictions = pd.DataFrame({"sample_index": details["images"], "y_true": details["y_true"],
                                 **details["predictions"]})  # per-image out-of-fold predictions, for pairwise tests
     settings = {"data": prep.data_note, "profile": args.profile, "folds": args.folds, "epochs_cap": args.epochs,

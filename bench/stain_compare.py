@@ -16,10 +16,12 @@ tables, each with the colour-histogram and majority baselines on the same folds:
 
 Written to ``OUT/stain_<table>.csv|md`` with the per-image predictions, and copied to ``bench/results/``.
 
-    python bench/stain_compare.py [--epochs 8 --learning-rate 1e-4 --folds 3]
+    python bench/stain_compare.py [--epochs 10 --learning-rate 1e-5 --folds 3]
 
-The report's rate (1e-5) learns too slowly for a CPU epoch cap (fold 0 of the synthetic default: validation loss
-still at chance, 1.38, after 4 epochs), so these runs use Lion at 1e-4, stated in every table.
+The report's settings (Lion at 1e-5, dropout 0.5, batch 32) with the epochs capped for a CPU, stated in every
+table. Lion at 1e-4 was tried and dropped: on fold 0 of the synthetic default the training accuracy rose
+(0.32 -> 0.51 in 6 epochs) while the validation loss blew up (1.33 -> 8.7) and every validation image got one
+class, the instability the report cites for choosing 1e-5.
 """
 
 import argparse
@@ -75,8 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUTPUTS / "bench")
     parser.add_argument("--folds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--learning-rate", type=float, default=1e-5)
     parser.add_argument("--mixed-precision", default="mixed_bfloat16")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--only", choices=["sites", "shortcut"], default=None)
