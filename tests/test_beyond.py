@@ -1,5 +1,6 @@
 """Beyond the report: folds, TTA views, ensembles, attention-MIL, pluggable encoders."""
 
+import dataclasses
 import json
 
 import keras
@@ -123,6 +124,32 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, tmp_path):
     for row in table.itertuples():   # the gain is the difference of the two out-of-fold scores
         assert row.gain == pytest.approx(row.oof_macro_f1 - table.oof_macro_f1.iloc[0], abs=2e-4)
         assert row.gain_ci95[0] <= row.gain <= row.gain_ci95[1]
+
+    # a stain shift: the same tissue stained otherwise (same seed, each class its own site), scored by the runs
+    # and the colour baseline trained on ``prep``; no TTA, ensemble or MIL rows when not asked for
+    from anndl import synthetic
+    from anndl.baselines import baseline_predictions, colour_features
+    from anndl.outliers import OutlierConfig
+
+    twin = synthetic.generate(tmp_path / "twin", progress=False, workers=1, **TINY, site_class_correlation=1.0)
+    shifted = experiment.prepare(twin, tmp_path / "twin_work")
+    table, details = compare.compare_variants(shifted, runs, tta=False, ensembles=False, with_mil=False,
+                                              trained_on=prep)
+    assert list(table.variant) == ["scratch_resnet", "vit", "colour-histogram baseline (no CNN)", "majority class"]
+    kept = prep.clean.sample_index[prep.clean.status == "kept"]
+    folds = pd.read_csv(tmp_path / "scratch_resnet" / "folds.csv")
+    expected = []
+    for k in sorted(folds.fold.unique()):
+        split = folds.assign(split=np.where(folds.fold == k, "val", "train"))
+        expected.append(baseline_predictions(prep.manifest, split, colour_features(prep.manifest, kept),
+                                             colour_features(shifted.manifest, kept)))
+    expected = pd.concat(expected).set_index("sample_index").colour_histogram
+    got = pd.Series(details["predictions"]["colour-histogram baseline (no CNN)"], index=details["images"])
+    assert (got == expected.loc[got.index]).all()
+    other = experiment.prepare(tiny_data, tmp_path / "other_work",
+                               outlier_config=dataclasses.replace(OutlierConfig(), sticker_min_z=1e6))
+    with pytest.raises(ValueError, match="kept other images"):
+        compare.compare_variants(shifted, runs, tta=False, with_mil=False, trained_on=other)
 
 
 def _two_class_copy(data_copy):
