@@ -210,6 +210,27 @@ def differences(table, profile: str = "smoke") -> str:
     return shows(*out)
 
 
+def stain_shift(in_distribution, shifted) -> str:
+    """How each variant's out-of-fold score moves from the training stains to a stain shift (two tables of
+    ``compare.compare_variants`` over the same models: scored on their own stains, then on other stains of the
+    same tissue). A variant that falls to about the majority baseline learned the colour, not the tissue."""
+    before = {r["variant"]: r for r in in_distribution.to_dict("records")}
+    after = {r["variant"]: r for r in shifted.to_dict("records")}
+    floor = after.get("majority class", {}).get("oof_macro_f1")
+    out = ["Trained on stains that give the class away, then scored on the same tissue stained independently of it:"]
+    moves = []
+    for name, row in after.items():
+        if name not in before or name == "majority class":
+            continue
+        a, b = before[name]["oof_macro_f1"], row["oof_macro_f1"]
+        verb = "falls" if b < a else "rises" if b > a else "stays"
+        moves.append(f"{name} {verb} from {a:.3f} to {b:.3f}"
+                     + (" (no better than the majority class: it learned the colour)"
+                        if floor is not None and row["ci95_high"] < floor + 0.05 else ""))
+    out.append("; ".join(moves) + ".")
+    return shows(*out)
+
+
 def training(metrics: dict, log=None) -> str:
     """Where the selected epoch lies and what that says (still improving, or past its best)."""
     best, run = int(metrics["best_epoch"]), int(metrics["epochs_run"])

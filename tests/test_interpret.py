@@ -82,3 +82,19 @@ def test_banner_from_profile_data_and_weights(tmp_path):
     interpret.stamp(fig, "smoke", "synthetic", "random")
     assert any("not results" in t.get_text() for t in fig.texts)
     plt.close(fig)
+
+
+def test_stain_shift_sentence_names_who_learned_the_colour():
+    import pandas as pd
+
+    def table(rows):
+        return pd.DataFrame([{"variant": v, "oof_macro_f1": f, "ci95_low": f - 0.03, "ci95_high": f + 0.03}
+                             for v, f in rows])
+    inside = table([("none", 0.90), ("Macenko", 0.40), ("colour", 0.95), ("majority class", 0.12)])
+    shifted = table([("none", 0.13), ("Macenko", 0.38), ("colour", 0.10), ("majority class", 0.12)])
+    text = interpret.stain_shift(inside, shifted)
+    assert "none falls from 0.900 to 0.130 (no better than the majority class: it learned the colour)" in text
+    assert "Macenko falls from 0.400 to 0.380;" in text and "Macenko falls from 0.400 to 0.380 (" not in text
+    assert "majority class falls" not in text
+    text = interpret.stain_shift(inside, table([("none", 0.92), ("majority class", 0.12)]))
+    assert "none rises from 0.900 to 0.920." in text
