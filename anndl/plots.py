@@ -192,21 +192,26 @@ def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None =
 
 def attention_overlay(image_path, tiles: pd.DataFrame, attention: np.ndarray, tile_size: int, ax=None,
                       title: str = ""):
-    """Draw per-tile attention weights (attention-MIL) over the image, one translucent square per tile."""
+    """Draw per-tile attention weights (attention-MIL) over the image, one translucent square per tile, with a
+    colour bar of the weights (they sum to 1 over the image's tiles)."""
     import matplotlib.patches as patches
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     image, step = _downscaled(read_image(image_path))
     ax = ax or plt.subplots(figsize=(6, 6))[1]
     ax.imshow(image, extent=(0, image.shape[1] * step, image.shape[0] * step, 0))
-    top = attention.max() if len(attention) else 1.0
+    norm = Normalize(0, float(attention.max()) if len(attention) else 1.0)
     cmap = plt.get_cmap("inferno")
     for (x, y), a in zip(tiles[["x", "y"]].to_numpy(), attention):
-        ax.add_patch(patches.Rectangle((x, y), tile_size, tile_size, facecolor=cmap(a / top), alpha=0.55,
+        ax.add_patch(patches.Rectangle((x, y), tile_size, tile_size, facecolor=cmap(norm(a)), alpha=0.55,
                                        edgecolor="white", linewidth=0.6))
         ax.text(x + tile_size / 2, y + tile_size / 2, f"{a:.2f}", ha="center", va="center", fontsize=8, color="white",
                 weight="bold", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.5, lw=0))
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
+    bar = ax.figure.colorbar(ScalarMappable(norm, cmap), ax=ax, fraction=0.04, pad=0.02)
+    bar.set_label("attention weight (sums to 1 per image)", fontsize=8)
     return ax
 
 
