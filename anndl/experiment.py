@@ -413,6 +413,7 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
     note = {"runs": [shown(d) for d in dirs], "run_ids": [artifacts.read_json(d / artifacts.RECORD)["id"] for d in dirs],
             "models": [c["model"] for c in tp.configs], "profiles": sorted({c["profile"] for c in tp.configs}),
             "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
-            "voting": voting_rule, "tta": tta, "test_images": int(len(test))}
+            "voting": voting_rule, "tta": tta, "test_images": int(len(test)),
+            "stain_normalization": tp.configs[0].get("stain_normalization")}
     artifacts.write_json(Path(out).with_suffix(".json"), note)
     return path

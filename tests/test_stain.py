@@ -251,6 +251,7 @@ def test_a_stain_normalised_run_records_it_and_predicts_through_it(tiny_data, tm
     assert experiment.run_stain([tmp_path / "run"], [config]).settings() == prep.stain
     submission = experiment.predict_run(tmp_path / "run", tiny_data, tmp_path / "sub.csv")
     assert len(pd.read_csv(submission)) == len(test)
+    assert artifacts.read_json(submission.with_suffix(".json"))["stain_normalization"] == prep.stain
     with pytest.raises(ValueError, match="differently stain-normalised"):
         experiment.run_stain(["a", "b"], [config, {**config, "stain_normalization": None}])
     from anndl import pipeline
