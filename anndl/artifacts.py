@@ -261,12 +261,14 @@ def ensure(folder: Path | str, req: dict, build: Callable[[], Iterable[str]], *,
     folder = Path(folder)
     label = label or str(folder)
     with lock(folder):
+        from anndl.env import portable  # no machine path in a rendered notebook
+
         reason = "--redo asked for" if redo else check(folder, req)
         if reason is None:
-            print(f"reusing {label}")
+            print(portable(f"reusing {label}"))
             return read_json(folder / RECORD)
         if reason != "not made yet":
-            print(f"{label}: {reason}: {verb} it again")
+            print(portable(f"{label}: {reason}: {verb} it again"))
         invalidate(folder)
         files = list(build())
         return complete(folder, req, files)

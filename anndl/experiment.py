@@ -31,6 +31,7 @@ from anndl.stain import normalizer_from_settings
 from anndl.submission import write_submission
 from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
                           stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
+from anndl.env import portable
 from anndl.models import precision_policy
 from anndl.train import config_record, fit, load_state, save_state, state_dir
 
@@ -131,7 +132,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
         if reason == "not finished (no record)":
             print(f"{shown(run_dir)}: interrupted earlier: resuming where its saved state allows")
         elif reason != "not made yet":
-            print(f"{shown(run_dir)}: {reason}: training it again")
+            print(portable(f"{shown(run_dir)}: {reason}: training it again"))
         return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo, replicas=replicas)
 
 
@@ -284,7 +285,7 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
             return {"metrics": artifacts.read_json(run_dir / "metrics.json"),
                     "oof": artifacts.read_csv(run_dir / "oof_predictions.csv")}
         if reason not in ("not made yet", "not finished (no record)"):
-            print(f"{shown(run_dir)}: {reason}: training it again")
+            print(portable(f"{shown(run_dir)}: {reason}: training it again"))
             _clear_run(run_dir)
         artifacts.invalidate(run_dir)
         kept = prep.clean[prep.clean.status == "kept"]

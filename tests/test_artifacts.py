@@ -89,3 +89,21 @@ def test_a_second_writer_stops_at_once_naming_the_holder(tmp_path):
     with artifacts.lock(folder):  # the killed holder's lock is gone with it
         with artifacts.lock(folder):  # and the lock is re-entrant within one process
             pass
+
+
+def test_reuse_messages_carry_no_machine_path(capsys):
+    """What ``ensure`` prints reaches rendered notebooks: the repository's own folder is never named."""
+    from anndl.config import OUTPUTS, REPO_ROOT
+
+    folder = OUTPUTS / "test_artifacts_messages"
+    try:
+        for data in ("a", "b"):  # the second request differs: the reason names both data notes
+            note = f"synthetic stand-in at {REPO_ROOT / 'data' / data}"
+            artifacts.ensure(folder, artifacts.request("t", data=note), lambda: [], label=str(folder / "x.csv"))
+        artifacts.ensure(folder, artifacts.request("t", data=note), lambda: [], label=str(folder / "x.csv"))
+        out = capsys.readouterr().out
+        assert "outputs/test_artifacts_messages/x.csv: made from data synthetic stand-in at data/a" in out
+        assert "reusing outputs/test_artifacts_messages/x.csv" in out and str(REPO_ROOT) not in out
+    finally:
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
