@@ -30,6 +30,7 @@ from anndl import experiment, planting  # noqa: E402
 from anndl.compare import compare_variants  # noqa: E402
 from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
+from anndl.env import portable  # noqa: E402
 from anndl.report import markdown_table, write_report  # noqa: E402
 
 FAMILIES = {"scratch_resnet": ("scratch_resnet", {}),
@@ -86,9 +87,11 @@ def main() -> None:
         dict(tta=False, ensembles=False, with_mil=False) if args.single else {}))
     predictions = pd.DataFrame({"sample_index": details["images"], "y_true": details["y_true"],
                                 **details["predictions"]})  # per-image out-of-fold predictions, for pairwise tests
-    settings = {"data": prep.data_note, "profile": args.profile, "folds": args.folds, "epochs_cap": args.epochs,
+    settings = {"data": portable(prep.data_note), "profile": args.profile, "folds": args.folds,
+                "epochs_cap": {spec.partition(":")[0]: int(spec.partition(":")[2] or args.epochs) for spec in args.family},
                 "mixed_precision": args.mixed_precision, "seed": args.seed, "families": args.family,
-                "runs": {k: str(v) for k, v in runs.items()}, "train_seconds": timings,
+                "overrides": {f: FAMILIES.get(f, (f, {}))[1] for f in runs},
+                "runs": {k: portable(v) for k, v in runs.items()}, "train_seconds": timings,
                 "ms_per_image": "prediction time on this machine per out-of-fold image (2-core CPU unless noted)"}
     heading = (f"# Out-of-fold comparison ({args.tag})\n\n{json.dumps(settings, indent=1)}\n\n")
     for folder in (work / "runs", RESULTS):

@@ -39,6 +39,7 @@ from anndl import experiment, synthetic  # noqa: E402
 from anndl.compare import compare_variants  # noqa: E402
 from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
+from anndl.env import portable  # noqa: E402
 from anndl.report import markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,7 +102,7 @@ def main() -> None:
             preps[name], runs[name] = train_family(default, args.out, name, args)
         table, details = compare_variants(preps["no stain handling"], runs, with_mil=False, seed=args.seed, tta=False,
                                           ensembles=False)
-        write_table("sites", table, details, {**settings, "data": preps["no stain handling"].data_note},
+        write_table("sites", table, details, {**settings, "data": portable(preps["no stain handling"].data_note)},
                     args.out / "runs")
     if args.only in (None, "shortcut"):
         runs, preps = {}, {}
@@ -109,13 +110,14 @@ def main() -> None:
             preps[name], runs[name] = train_family(shortcut, shortcut_work, name, args)
         trained = preps["no stain handling"]
         table, details = compare_variants(trained, runs, with_mil=False, seed=args.seed, tta=False, ensembles=False)
-        write_table("shortcut, in distribution", table, details, {**settings, "data": trained.data_note},
+        write_table("shortcut, in distribution", table, details, {**settings, "data": portable(trained.data_note)},
                     shortcut_work / "runs")
         target = experiment.prepare(default, args.out, seed=args.seed)
         table, details = compare_variants(target, runs, with_mil=False, seed=args.seed, tta=False, ensembles=False,
                                           trained_on=trained)
         write_table("shortcut, stain shift", table, details,
-                    {**settings, "trained_on": trained.data_note, "scored_on": target.data_note}, shortcut_work / "runs")
+                    {**settings, "trained_on": portable(trained.data_note), "scored_on": portable(target.data_note)},
+                    shortcut_work / "runs")
 
 
 if __name__ == "__main__":
