@@ -91,7 +91,7 @@ def main() -> None:
                 "epochs_cap": {spec.partition(":")[0]: int(spec.partition(":")[2] or args.epochs) for spec in args.family},
                 "mixed_precision": args.mixed_precision, "seed": args.seed, "families": args.family,
                 "overrides": {f: FAMILIES.get(f, (f, {}))[1] for f in runs},
-                "runs": {k: portable(v) for k, v in runs.items()}, "train_seconds": timings,
+                "runs": {k: portable(v) for k, v in runs.items()}, "train_seconds (0: reused)": timings,
                 "ms_per_image": "prediction time on this machine per out-of-fold image (2-core CPU unless noted)"}
     heading = (f"# Out-of-fold comparison ({args.tag})\n\n{json.dumps(settings, indent=1)}\n\n")
     for folder in (work / "runs", RESULTS):
