@@ -109,10 +109,20 @@ def test_other_data_other_settings_cut_and_empty_files_are_rebuilt(tiny_data, re
 
 def test_kfold_interrupted_after_a_fold_is_refused_then_completed(tiny_data, tmp_path, capsys):
     run = tmp_path / "work" / "kfold"
-    args = ["train", "--data", str(tiny_data), "--out", str(run), "--folds", "2", "--epochs", "1"]
+    args = ["train", "--data", str(tiny_data), "--out", str(run), "--folds", "2", "--epochs", "3"]
     process = _start(args)
-    stderr = _kill_when(process, run / "fold_0" / "record.json", sig=signal.SIGINT)  # Ctrl-C
-    assert process.returncode == 130
+    end = time.monotonic() + 120
+    while not (run / "fold_0" / "record.json").exists():
+        assert process.poll() is None and time.monotonic() < end
+        time.sleep(0.02)
+    for _ in range(3):  # Ctrl-C, again if the first one landed where TensorFlow swallowed it
+        process.send_signal(signal.SIGINT)
+        try:
+            stderr = process.communicate(timeout=20)[1]
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    assert process.returncode == 130, stderr[-2000:]
     assert stderr.strip().splitlines()[-1].startswith("interrupted: finished steps are kept")
     predict = ["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(tmp_path / "s.csv")]
     assert cli.main(predict) == 2
