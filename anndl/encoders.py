@@ -337,8 +337,10 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
     if kind in ("keras_file", "run"):
         from anndl import mil
 
-        if kind == "run" and (Path(where) / "config.json").is_file() and json.loads(
-                (Path(where) / "config.json").read_text()).get("stain_normalization"):
+        from anndl.artifacts import read_json
+
+        config = Path(where) / "config.json"
+        if kind == "run" and config.is_file() and read_json(config).get("stain_normalization"):
             raise ValueError(f"{where}: trained on stain-normalised tiles; embedding with it is not supported "
                              "(its tiles would need the same normalisation)")
         model = mil.run_encoder(where) if kind == "run" else mil.load_encoder(where, tile_size)

@@ -99,23 +99,20 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 
 
-STAIN_METHODS = ("macenko", "reinhard")
-
-
 def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
                 method: str = "macenko", max_images: int = 64, seed: int = 0, redo: bool = False) -> dict:
     """``folder/stain.json``: the stain normaliser every tile of a run goes through when it is decoded
     (``anndl.stain``: ``method`` and a reference fitted on the ROI tissue of up to ``max_images`` kept train
     images, no labels used). Runs record these settings; prediction applies the same to the test images."""
-    if method not in STAIN_METHODS:
-        raise ValueError(f"stain normalisation must be one of {STAIN_METHODS}, got {method!r}")
+    from anndl import stain  # numpy/OpenCV work, but the module also holds a Keras layer: import on use
+
+    if method not in stain.METHODS:
+        raise ValueError(f"stain normalisation must be one of {stain.METHODS}, got {method!r}")
     folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
     req = artifacts.request("stain", data=note, inputs={"clean": clean_record["id"]},
                             settings={"method": method, "max_images": max_images, "seed": seed})
 
     def build():
-        from anndl import stain  # numpy/OpenCV work, but the module also holds a Keras layer: import on use
-
         clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
         kept = manifest[manifest.sample_index.isin(clean[clean.status == "kept"].sample_index)
                         & (manifest.split == "train")]

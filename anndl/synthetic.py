@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from anndl import artifacts
 from anndl.labels import LABELS
 
 REAL_TRAIN_COUNTS = {"Luminal A": 205, "Luminal B": 220, "HER2(+)": 189, "Triple negative": 77}
@@ -422,8 +422,7 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
         raise ValueError(f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}")
     if not 0.02 <= scale <= 4:
         raise ValueError(f"scale must be in [0.02, 4], got {scale}")
-    n_stickers = round(REAL_STICKERS * n_train / REAL_N_TRAIN) if n_stickers is None else n_stickers
-    n_green = round(REAL_GREEN * n_train / REAL_N_TRAIN) if n_green is None else n_green
+    n_stickers, n_green = outlier_counts(n_train, n_stickers, n_green)
     if 2 * n_stickers + n_green > n_train // 2:
         raise ValueError(f"{n_stickers} stickers (each with a twin) and {n_green} green images "
                          f"leave too few clean images out of {n_train}")
@@ -502,8 +501,7 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
                 for i, site in enumerate(sites[:len(names)]):
                     writer.writerow([split, f"img_{i:04d}.png", names[i] if split == "train" else "",
                                      site, SITES[site].name, correlation])
-    (out / (SYNTH_MARKER + ".tmp")).write_text(marker + json.dumps(settings, sort_keys=True) + "\n")
-    os.replace(out / (SYNTH_MARKER + ".tmp"), out / SYNTH_MARKER)
+    artifacts.write_text(out / SYNTH_MARKER, marker + json.dumps(settings, sort_keys=True) + "\n")
     return out
 
 
@@ -525,10 +523,13 @@ def default_settings(**overrides) -> dict:
     params = inspect.signature(generate).parameters
     keys = ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green", "stain_sites", "site_class_correlation")
     settings = {k: overrides.get(k, params[k].default) for k in keys}  # not how it is run (workers, progress)
-    n = settings["n_train"]
-    if settings["n_stickers"] is None:
-        settings["n_stickers"] = round(REAL_STICKERS * n / REAL_N_TRAIN)
-    if settings["n_green"] is None:
-        settings["n_green"] = round(REAL_GREEN * n / REAL_N_TRAIN)
+    settings["n_stickers"], settings["n_green"] = outlier_counts(settings["n_train"], settings["n_stickers"],
+                                                                 settings["n_green"])
     settings["site_class_correlation"] = float(settings["site_class_correlation"])
     return settings
+
+
+def outlier_counts(n_train: int, n_stickers: int | None, n_green: int | None) -> tuple[int, int]:
+    """Planted stickers and green images: as given, else the real data's shares of ``n_train``."""
+    return (round(REAL_STICKERS * n_train / REAL_N_TRAIN) if n_stickers is None else n_stickers,
+            round(REAL_GREEN * n_train / REAL_N_TRAIN) if n_green is None else n_green)
