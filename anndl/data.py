@@ -16,6 +16,7 @@ Every fault in the folder raises :class:`DataError` with the offending file and 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ CLASSES_FILE = "classes.txt"
 SOURCE_FILE = "source.txt"
 MANIFEST_COLUMNS = [
     "split", "sample_index", "image_path", "mask_path", "label", "label_index",
-    "height", "width", "mask_pixels", "image_mode",
+    "height", "width", "mask_pixels", "image_mode", "content_hash",
 ]
 
 
@@ -116,7 +117,16 @@ def read_mask(path: Path | str) -> np.ndarray:
     return array > 0
 
 
-def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int]:
+def content_hash(*paths: Path) -> str:
+    """A short hash of the files' bytes (so that restained pixels under the same names and masks count)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "blake2b").digest())
+    return digest.hexdigest()
+
+
+def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int, str]:
     image = _decode(image_path, cv2.IMREAD_UNCHANGED)
     _, mode = to_rgb(image[:1, :1], image_path)  # the conversion a full read would make
     mask = read_mask(mask_path)
@@ -126,7 +136,7 @@ def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int]:
             f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
             f"{image.shape[1]}x{image.shape[0]} (width x height)",
         )
-    return ImageInfo(image.shape[0], image.shape[1], mode), int(mask.sum())
+    return ImageInfo(image.shape[0], image.shape[1], mode), int(mask.sum()), content_hash(image_path, mask_path)
 
 
 def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -223,14 +233,14 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
                                                  f"(image {image_path} has no label row)")
         with ThreadPoolExecutor(workers) as pool:
             inspected = list(pool.map(lambda p: _inspect_pair(p[1], p[2]), pairs))
-        for (name, image_path, mask_path), (info, mask_pixels) in zip(pairs, inspected):
+        for (name, image_path, mask_path), (info, mask_pixels, digest) in zip(pairs, inspected):
             label = labels.get(name)
             rows.append({
                 "split": split, "sample_index": name,
                 "image_path": str(image_path), "mask_path": str(mask_path),
                 "label": label, "label_index": classes.index(label) if label else -1,
                 "height": info.height, "width": info.width,
-                "mask_pixels": mask_pixels, "image_mode": info.mode,
+                "mask_pixels": mask_pixels, "image_mode": info.mode, "content_hash": digest,
             })
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 

@@ -36,8 +36,9 @@ def shown(path: Path | str) -> str:
 # ---------------------------------------------------------------------------------------- data, prepare
 
 def fingerprint(manifest: pd.DataFrame) -> str:
-    """A short hash of what the manifest says about every image (names, sizes, mask pixels)."""
-    columns = ["split", "sample_index", "label", "height", "width", "mask_pixels"]
+    """A short hash of what the manifest says about every image: names, labels, sizes, mask pixels and the
+    bytes of the image and mask files (so one tissue restained under the same names is other data)."""
+    columns = ["split", "sample_index", "label", "height", "width", "mask_pixels", "content_hash"]
     return artifacts.fingerprint(manifest[columns].to_csv(index=False))
 
 

@@ -11,6 +11,7 @@ from anndl import synthetic
 
 from anndl.data import DataError, describe_data, read_challenge, read_classes, read_image, read_mask, resolve_data_dir
 from anndl.labels import LABELS
+from anndl.stages import fingerprint
 
 
 def test_manifest_of_synthetic_folder(tiny_data):
@@ -24,6 +25,20 @@ def test_manifest_of_synthetic_folder(tiny_data):
     row = train.iloc[0]
     assert read_mask(row.mask_path).sum() == row.mask_pixels
     assert read_image(row.image_path).shape == (row.height, row.width, 3)
+
+
+def test_fingerprint_follows_pixel_content_not_the_folder(tiny_data, data_copy):
+    """Restained pixels under the same names, sizes and masks are other data; a copy elsewhere is the same."""
+    original = read_challenge(tiny_data)
+    assert fingerprint(read_challenge(data_copy)) == fingerprint(original)
+    path = data_copy / "train_data" / "img_0005.png"
+    image = cv2.imread(str(path))
+    cv2.imwrite(str(path), image[:, :, ::-1].copy())            # same size and mask, other colours
+    changed = read_challenge(data_copy)
+    assert (changed.drop(columns=["image_path", "mask_path", "content_hash"])
+            .equals(original.drop(columns=["image_path", "mask_path", "content_hash"])))
+    assert fingerprint(changed) != fingerprint(original)
+    assert (changed.content_hash != original.content_hash).sum() == 1
 
 
 def test_rgba_grayscale_and_mask_formats_are_converted(data_copy):
