@@ -30,7 +30,7 @@ from anndl import experiment, planting  # noqa: E402
 from anndl.compare import compare_variants  # noqa: E402
 from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
-from anndl.env import portable  # noqa: E402
+from anndl.env import commit, portable  # noqa: E402
 from anndl.report import markdown_table, write_report  # noqa: E402
 
 FAMILIES = {"scratch_resnet": ("scratch_resnet", {}),
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--single", action="store_true",
                         help="score each family alone against the baselines: no TTA, ensemble or attention-MIL rows")
     args = parser.parse_args()
+    code = commit()  # the code that trains, taken before anything runs
 
     work = args.out / args.tag if args.tag != "synthetic" else args.out
     if args.bach:
@@ -87,7 +88,7 @@ def main() -> None:
         dict(tta=False, ensembles=False, with_mil=False) if args.single else {}))
     predictions = pd.DataFrame({"sample_index": details["images"], "y_true": details["y_true"],
                                 **details["predictions"]})  # per-image out-of-fold predictions, for pairwise tests
-    settings = {"data": portable(prep.data_note), "profile": args.profile, "folds": args.folds,
+    settings = {"code": code, "data": portable(prep.data_note), "profile": args.profile, "folds": args.folds,
                 "epochs_cap": {spec.partition(":")[0]: int(spec.partition(":")[2] or args.epochs) for spec in args.family},
                 "mixed_precision": args.mixed_precision, "seed": args.seed, "families": args.family,
                 "overrides": {f: FAMILIES.get(f, (f, {}))[1] for f in runs},

@@ -40,7 +40,7 @@ from anndl import experiment, synthetic  # noqa: E402
 from anndl.compare import compare_variants  # noqa: E402
 from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
-from anndl.env import portable  # noqa: E402
+from anndl.env import commit, portable  # noqa: E402
 from anndl.report import markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", choices=list(KEYS), default=["none", "hed", "macenko"],
                         help="which stain handlings, in this order (the first is every table's reference row)")
     args = parser.parse_args()
+    code = commit()  # the code that trains, taken before anything runs
     families = [KEYS[k] for k in args.families]
 
     default = resolve_data_dir(DATA_ROOT, SYNTHETIC_DEFAULT)
@@ -96,7 +97,7 @@ def main() -> None:
     shortcut = shortcut_work / "data"
     if synthetic.settings_of(shortcut) != synthetic.default_settings(**SYNTHETIC_DEFAULT, site_class_correlation=1.0):
         synthetic.generate(shortcut, **SYNTHETIC_DEFAULT, site_class_correlation=1.0)
-    settings = {"model": "scratch_resnet (the report's architecture, Lion)", "learning_rate": args.learning_rate,
+    settings = {"code": code, "model": "scratch_resnet (the report's architecture, Lion)", "learning_rate": args.learning_rate,
                 "early_stopping": "none (patience 1000)",
                 "epochs_cap": args.epochs, "folds": args.folds, "seed": args.seed,
                 "mixed_precision": args.mixed_precision, "voting": "hard",
