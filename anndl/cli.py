@@ -121,6 +121,10 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) ->
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.model in HEADS and (args.stain_augment or args.stain_normalize):
+        raise ValueError(f"--model {args.model} is a head on cached embeddings of the raw tiles: "
+                         "--stain-augment and --stain-normalize do not apply to it (use them with a network "
+                         "trained on tiles: scratch_resnet, convnext, vit, encoder)")
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
     if args.model in HEADS:

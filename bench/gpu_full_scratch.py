@@ -98,12 +98,21 @@ def main():
     log.to_csv(OUT / "gpu_full_scratch_log.csv", index=False)
     summary = {"model": "scratch_resnet", "profile": "full (report settings: Lion 1e-5, batch 32, patience 10)",
                "backend": f"keras {keras.__version__} / {keras.backend.backend()}, mixed_bfloat16",
-               "data": describe_data(data), "weights": "random initialisation (trained from scratch)",
+               "device": _device(), "data": describe_data(data), "weights": "random initialisation (trained from scratch)",
                "best_epoch": int(log.f1_hard.idxmax()) + 1, "epochs_run": len(log),
                "validation": scores, "baselines": baselines,
                "seconds": {"data": round(prep_seconds), "training": round(time.perf_counter() - train_start)}}
     (OUT / "gpu_full_scratch.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
+
+
+def _device() -> str:
+    """The accelerator that trained (its kind as the back end reports it)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return keras.backend.backend()
 
 
 if __name__ == "__main__":
