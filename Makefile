@@ -9,6 +9,7 @@ PROFILE ?= smoke
 DATA_DIR ?= ../data
 SEED ?= 42
 PYTEST_ARGS ?=
+SHELL := /bin/bash
 UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
@@ -49,8 +50,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 
 ## Benchmarks: ratios measured in one run (not part of make test).
+## Each benchmark's printed numbers are also kept in bench/results/<name>.txt (with the commit that made them).
 bench: $(STAMP)
-	@for b in $(sort $(wildcard bench/bench_*.py)); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@set -o pipefail; for b in $(sort $(wildcard bench/bench_*.py)); do name=$$(basename $$b .py); \
+		echo "== $$b"; { echo "# $$b at commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' +changes'), $$(date -u +%F)"; \
+		$(BIN)/python $$b; } | tee bench/results/$$name.txt.part && mv bench/results/$$name.txt.part bench/results/$$name.txt \
+		|| { rm -f bench/results/$$name.txt.part; exit 1; }; done
 
 clean-outputs:
 	rm -rf outputs/figures outputs/clean outputs/tiles outputs/runs outputs/submissions
