@@ -53,7 +53,7 @@ test: $(STAMP)
 ## Each benchmark's printed numbers are also kept in bench/results/<name>.txt (with the commit that made them).
 bench: $(STAMP)
 	@set -o pipefail; for b in $(sort $(wildcard bench/bench_*.py)); do name=$$(basename $$b .py); \
-		echo "== $$b"; { echo "# $$b at commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo ' +changes'), $$(date -u +%F)"; \
+		echo "== $$b"; { echo "# $$b at commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain --untracked-files=no -- . ':!bench/results' 2>/dev/null | grep -q . && echo ' +changes'), $$(date -u +%F)"; \
 		$(BIN)/python $$b; } | tee bench/results/$$name.txt.part && mv bench/results/$$name.txt.part bench/results/$$name.txt \
 		|| { rm -f bench/results/$$name.txt.part; exit 1; }; done
 
