@@ -62,8 +62,9 @@ def max_pixels() -> int:
     return int(os.environ.get("ANNDL_MAX_PIXELS", 20_000 * 20_000))
 
 
-def _decode(path: Path, flags: int) -> np.ndarray:
-    """Decode a PNG completely, or raise DataError (missing, empty, unreadable, truncated)."""
+def _decode(path: Path, flags: int, digest=None) -> np.ndarray:
+    """Decode a PNG completely, or raise DataError (missing, empty, unreadable, truncated). ``digest`` (a
+    hashlib object), when given, is updated with the blake2b of the file's bytes, read once for both."""
     if not path.is_file():
         raise DataError(path, "file is missing")
     raw = np.fromfile(path, dtype=np.uint8)
@@ -77,6 +78,8 @@ def _decode(path: Path, flags: int) -> np.ndarray:
     if width * height > max_pixels():
         raise DataError(path, f"image is {width}x{height} pixels, above the limit of {max_pixels():,} "
                               "(set ANNDL_MAX_PIXELS to raise it)")
+    if digest is not None:
+        digest.update(hashlib.blake2b(raw).digest())
     array = cv2.imdecode(raw, flags)
     if array is None:
         raise DataError(path, "unreadable PNG (decoder failed)")
@@ -105,10 +108,10 @@ def read_image(path: Path | str) -> np.ndarray:
     return to_rgb(_decode(path, cv2.IMREAD_UNCHANGED), path)[0]
 
 
-def read_mask(path: Path | str) -> np.ndarray:
+def read_mask(path: Path | str, digest=None) -> np.ndarray:
     """Read a binary ROI mask as bool (H, W). Accepts 1/3/4 channels (channel 0 is used), 0/1 or 0/255."""
     path = Path(path)
-    array = _decode(path, cv2.IMREAD_UNCHANGED)
+    array = _decode(path, cv2.IMREAD_UNCHANGED, digest)
     if array.ndim == 3:
         array = array[:, :, 2] if array.shape[2] >= 3 else array[:, :, 0]  # BGR order: RGB channel 0
     values = np.unique(array)
@@ -117,26 +120,20 @@ def read_mask(path: Path | str) -> np.ndarray:
     return array > 0
 
 
-def content_hash(*paths: Path) -> str:
-    """A short hash of the files' bytes (so that restained pixels under the same names and masks count)."""
-    digest = hashlib.blake2b(digest_size=8)
-    for path in paths:
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "blake2b").digest())
-    return digest.hexdigest()
-
-
 def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int, str]:
-    image = _decode(image_path, cv2.IMREAD_UNCHANGED)
+    """Size, mode, mask pixels and ``content_hash`` (of both files' bytes: restained pixels under the same
+    names and masks are other data) of one image and its mask."""
+    digest = hashlib.blake2b(digest_size=8)
+    image = _decode(image_path, cv2.IMREAD_UNCHANGED, digest)
     _, mode = to_rgb(image[:1, :1], image_path)  # the conversion a full read would make
-    mask = read_mask(mask_path)
+    mask = read_mask(mask_path, digest)
     if mask.shape != image.shape[:2]:
         raise DataError(
             mask_path,
             f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
             f"{image.shape[1]}x{image.shape[0]} (width x height)",
         )
-    return ImageInfo(image.shape[0], image.shape[1], mode), int(mask.sum()), content_hash(image_path, mask_path)
+    return ImageInfo(image.shape[0], image.shape[1], mode), int(mask.sum()), digest.hexdigest()
 
 
 def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
