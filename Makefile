@@ -5,8 +5,9 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= smoke
-# the data folder as the notebooks see it (they run in notebooks/): relative, so no machine path is rendered
-DATA_DIR ?= ../data
+# a data folder for every notebook (as the notebooks see it: they run in notebooks/); empty: the notebooks' own
+# default (data/, else the synthetic stand-in), so the committed parameters cell holds no machine path
+DATA_DIR ?=
 SEED ?= 42
 PYTEST_ARGS ?=
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ export PYTHONHASHSEED ?= 0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: notebooks test bench venv clean-outputs
+.PHONY: notebooks test test-min publish bench venv clean-outputs
 
 venv: $(STAMP)
 
@@ -36,18 +37,36 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 ## Run every notebook top-to-bottom on data/ (the real challenge folder, or the synthetic default)
-## and keep the rendered copies in notebooks/. PROFILE=full for the report's settings (GPU).
+## and keep the rendered copies in notebooks/ (the parameters that ran written into each parameters cell,
+## no injected cell). PROFILE=full for the report's settings (GPU).
 notebooks: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb (profile $(PROFILE), data $(DATA_DIR))"; start=$$(date +%s); \
-		$(BIN)/papermill "$$nb" "$$nb" --cwd notebooks -k python3 --no-progress-bar \
-			-p DATA_DIR "$(DATA_DIR)" -p PROFILE "$(PROFILE)" -p SEED $(SEED) || exit 1; \
+		echo "== $$nb (profile $(PROFILE), data $(or $(DATA_DIR),the notebooks' default))"; start=$$(date +%s); \
+		$(BIN)/python -m anndl.rendering "$$nb" --cwd notebooks -p PROFILE "$(PROFILE)" -p SEED $(SEED) \
+			$(if $(DATA_DIR),-p DATA_DIR "$(DATA_DIR)") || exit 1; \
 		echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
 	done
 
 ## Unit tests and a smoke run of every notebook on a tiny synthetic set.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10 $(PYTEST_ARGS)
+
+## The unit tests and notebooks 01 and 04 in a second venv at the lowest versions pyproject.toml states
+## (uv's lowest-direct resolution), as an older hosted runtime would carry them.
+VENV_MIN := $(CURDIR)/.venv-min
+test-min: $(STAMP)
+	@test -x $(VENV_MIN)/bin/python || $(PY) -m venv $(VENV_MIN)
+	@$(BIN)/uv pip install -q --python $(VENV_MIN)/bin/python --resolution lowest-direct -e . \
+		$$(grep -E '^(pytest|papermill|ipykernel|nbconvert|jax|jaxlib)==' requirements.txt)
+	@$(VENV_MIN)/bin/python -c "import importlib.metadata as m; print('test-min resolved:', ', '.join(f'{d} {m.version(d)}' \
+		for d in ['tensorflow','keras','keras-hub','numpy','pandas','scikit-learn','matplotlib','opencv-python-headless','tqdm','safetensors']))"
+	PATH=$(VENV_MIN)/bin:$$PATH $(VENV_MIN)/bin/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
+	PATH=$(VENV_MIN)/bin:$$PATH $(VENV_MIN)/bin/python -m pytest -q tests/test_notebooks.py -k '01_eda or 04_scratch' $(PYTEST_ARGS)
+
+## Write the repository's address into pyproject.toml, the badges and every notebook's setup cell.
+publish: $(STAMP)
+	@test -n "$(REPOSITORY)" || { echo "usage: make publish REPOSITORY=https://github.com/<owner>/<name>"; exit 2; }
+	$(BIN)/python -m anndl publish "$(REPOSITORY)"
 
 ## Benchmarks: ratios measured in one run (not part of make test).
 ## Each benchmark's printed numbers are also kept in bench/results/<name>.txt (with the commit that made them).

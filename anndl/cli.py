@@ -16,6 +16,7 @@ from pathlib import Path
 from anndl.artifacts import ArtifactError
 from anndl.config import EXTRA_MODELS, MODELS, ModelSettings, WeightsUnavailable
 from anndl.data import DataError
+from anndl.hosted import SetupError
 from anndl.stages import VAL_FRACTION as _VAL_FRACTION
 from anndl.tiling import TilingConfig
 
@@ -170,6 +171,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {args.runs / 'results.csv'} and {args.runs / 'results.md'}")
 
 
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from anndl import hosted
+
+    print("\n".join(hosted.doctor(hosted.places(args.data, args.out, args.drive))))
+
+
+def cmd_publish(args: argparse.Namespace) -> None:
+    from anndl import hosted
+
+    changed = hosted.publish(args.repository)
+    print(f"wrote {args.repository} into {len(changed)} files: {', '.join(p.name for p in changed) or 'none changed'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anndl import synthetic
 
@@ -289,6 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("doctor", help="what this runtime is and can do: versions, GPUs and their precision, the data, "
+                                      "where outputs go and whether they outlive the session")
+    p.add_argument("--data", type=Path, default=None, help="default: as the notebooks find it on this runtime")
+    p.add_argument("--out", type=Path, default=None, help="default: as the notebooks choose it on this runtime")
+    p.add_argument("--drive", default=None, help="Colab: the Google Drive folder the notebooks' DRIVE names")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("publish", help="write the repository's address into pyproject.toml, badges and setup cells")
+    p.add_argument("repository", help="https://github.com/<owner>/<name>")
+    p.set_defaults(func=cmd_publish)
+
     p = sub.add_parser("report", help="the report's Table 1 from the runs' metrics.json (CSV and Markdown)")
     p.add_argument("--runs", required=True, type=Path)
     p.set_defaults(func=cmd_report)
@@ -308,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
         return 130
-    except (DataError, ValueError, FileNotFoundError, WeightsUnavailable, ArtifactError, OSError) as e:
+    except (DataError, ValueError, FileNotFoundError, WeightsUnavailable, ArtifactError, OSError, SetupError) as e:
         if os.environ.get("ANNDL_DEBUG"):  # the full traceback, for developers
             raise
         print(f"error: {_one_line(e)}", file=sys.stderr)
@@ -318,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _needs_tensorflow(args: argparse.Namespace) -> bool:
     """Commands that build or run a model; the data stages (and the offline embedder) start without TensorFlow."""
-    if args.func in (cmd_synth, cmd_validate, cmd_tile, cmd_report):
+    if args.func in (cmd_synth, cmd_validate, cmd_tile, cmd_report, cmd_publish):
         return False
     return not (args.func is cmd_clean and getattr(args, "embedder", "offline") == "offline")
 

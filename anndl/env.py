@@ -1,8 +1,6 @@
-"""Notebook set-up and footer: detect Colab / Kaggle, install only what is missing there, import TensorFlow
-quietly, report versions; at the end, say what produced the rendering (wall time, hardware, seed, commit,
-package versions, files written).
-
-Hosted runtimes already ship TensorFlow; it is never reinstalled (a reinstall breaks their CUDA).
+"""Notebook environment: TensorFlow imported quietly, paths shown without machine folders, plain progress bars,
+the full profile's guard, and the footer that says what produced a rendering (wall time, hardware, seed, commit,
+package versions, files written). Colab, Kaggle and the notebooks' start: ``anndl.hosted``.
 """
 
 from __future__ import annotations
@@ -19,8 +17,6 @@ from pathlib import Path
 
 from anndl.config import REPO_ROOT
 
-NEVER_REINSTALL = {"tensorflow", "jupyter", "ipykernel", "nbconvert"}
-MIN_KERAS = (3, 15)  # keras.optimizers.MultiOptimizer
 
 
 # Set before TensorFlow is imported: C++ logging (INFO/WARNING/ERROR such as the cuInit failure on a machine
@@ -91,37 +87,6 @@ def portable(text) -> str:
     return re.sub(r"/kaggle/(input|working)/", r"kaggle:\1/", text)
 
 
-def hosted_runtime() -> str | None:
-    """'colab', 'kaggle' or None."""
-    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
-        return "colab"
-    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-        return "kaggle"
-    return None
-
-
-def missing_requirements(requirements: Path = REPO_ROOT / "requirements.txt") -> list[str]:
-    """Pinned requirements whose distribution is not installed at all (any version counts)."""
-    missing = []
-    for line in requirements.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if not line:
-            continue
-        name = line.split("==")[0].split(">=")[0].strip()
-        if name.lower() in NEVER_REINSTALL:
-            continue
-        try:
-            metadata.version(name)
-        except metadata.PackageNotFoundError:
-            missing.append(line)
-    return missing
-
-
-def _major_minor(version: str) -> tuple[int, int]:
-    parts = version.split(".")
-    return int(parts[0]), int(parts[1])
-
-
 def plain_progress(mininterval: float = 30.0) -> None:
     """Text progress bars that update at most every ``mininterval`` seconds: a rendered notebook then keeps a
     few lines ending at 100% instead of a frozen ``0%`` widget (call before the package's modules are imported)."""
@@ -136,54 +101,7 @@ def plain_progress(mininterval: float = 30.0) -> None:
         pass
 
 
-def notebook_setup() -> dict:
-    """Install what a hosted runtime lacks, import TensorFlow quietly, print versions, warn when no GPU is
-    visible; progress bars as plain text (``plain_progress``)."""
-    plain_progress()
-    runtime = hosted_runtime()
-    if runtime:
-        missing = missing_requirements()
-        if missing:
-            print(f"{runtime}: installing {missing}")
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", str(REPO_ROOT)],
-                       check=True)
-    tf = quiet_tensorflow()
-    import keras
-
-    info = {"runtime": runtime or "local", "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "gpus": len(tf.config.list_physical_devices("GPU"))}
-    print(" | ".join(f"{k} {v}" for k, v in info.items()))
-    if _major_minor(keras.__version__) < MIN_KERAS:
-        print(f"WARNING: keras {keras.__version__} is older than 3.15; MultiOptimizer needs 3.15 "
-              f"(pip install -U 'keras>=3.15')")
-    if not info["gpus"]:
-        print("WARNING: no GPU found; the smoke profile runs on a CPU, the full profile wants a GPU.")
-    return info
-
-
-# ------------------------------------------------------------------------------------- Kaggle, data
-
-def kaggle_data_dir(root: Path | str = "/kaggle/input") -> Path | None:
-    """On Kaggle, the attached dataset folder that holds a challenge folder (``train_labels.csv``), read-only;
-    None when there is none (attach the dataset: *Add data*, or the synthetic stand-in is used)."""
-    root = Path(root)
-    if not root.is_dir():
-        return None
-    found = sorted(p.parent for p in root.glob("*/train_labels.csv")) + \
-        sorted(p.parent for p in root.glob("*/*/train_labels.csv"))
-    return found[0] if found else None
-
-
-def runtime_paths(data_dir, output_dir, data_root: Path, outputs: Path) -> tuple[Path, Path]:
-    """Where a notebook reads data and writes outputs. Kaggle: data from ``/kaggle/input/...`` (read-only),
-    outputs to ``/kaggle/working/outputs``; elsewhere the parameters, else the repository's folders."""
-    if hosted_runtime() == "kaggle":
-        data = data_dir or kaggle_data_dir() or data_root
-        return Path(data), Path(output_dir or "/kaggle/working/outputs")
-    return Path(data_dir or data_root), Path(output_dir or outputs)
-
+# ------------------------------------------------------------------------------------------- data
 
 def refuse_synthetic(profile: str, data_dir: Path | str, allow_synthetic: bool = False) -> None:
     """The full profile is for real data: on the synthetic stand-in it stops unless ``allow_synthetic``."""

@@ -1,5 +1,4 @@
-"""Notebook environment helpers: quiet TensorFlow import, portable paths, Kaggle paths, the full-profile guard,
-the footer."""
+"""Notebook environment helpers: quiet TensorFlow import, portable paths, the full-profile guard, the footer."""
 
 import os
 import subprocess
@@ -26,14 +25,7 @@ def test_portable_paths():
     assert env.portable("/kaggle/input/an2dl/train_data") == "kaggle:input/an2dl/train_data"
 
 
-def test_kaggle_paths_and_full_profile_guard(tmp_path, monkeypatch):
-    (tmp_path / "input" / "an2dl-challenge").mkdir(parents=True)
-    (tmp_path / "input" / "an2dl-challenge" / "train_labels.csv").write_text("sample_index,label\n")
-    assert env.kaggle_data_dir(tmp_path / "input") == tmp_path / "input" / "an2dl-challenge"
-    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
-    monkeypatch.setattr(env, "kaggle_data_dir", lambda: tmp_path / "input" / "an2dl-challenge")
-    data, out = env.runtime_paths(None, None, REPO_ROOT / "data", REPO_ROOT / "outputs")
-    assert data == tmp_path / "input" / "an2dl-challenge" and str(out) == "/kaggle/working/outputs"
+def test_full_profile_guard(tmp_path):
     (tmp_path / "planted_outliers.csv").write_text("sample_index,kind\n")
     with pytest.raises(RuntimeError, match="ALLOW_SYNTHETIC"):
         env.refuse_synthetic("full", tmp_path)
