@@ -40,6 +40,10 @@ def test_committed_notebook_runs_what_its_parameters_cell_says(notebook):
     names = {t.id for node in ast.parse("".join(cells[0]["source"])).body if isinstance(node, ast.Assign)
              for t in node.targets if isinstance(t, ast.Name)}
     assert {"DATA_DIR", "PROFILE", "SEED", "OUTPUT_DIR", "DRIVE"} <= names
+    values = {t.id: node.value for node in ast.parse("".join(cells[0]["source"])).body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    for name in ("DATA_DIR", "OUTPUT_DIR", "DRIVE"):  # a committed rendering carries no machine's folder
+        assert isinstance(values[name], ast.Constant) and values[name].value is None, name
     assert "".join(cells[1]["source"]) == hosted.bootstrap_cell(), "the setup cell is not anndl.hosted.BOOTSTRAP"
     for cell in cells[1:]:  # no later cell sets a parameter again
         for node in ast.parse("".join(cell["source"]).replace("%", "#")).body:
@@ -152,24 +156,26 @@ def test_runtime_constraints_pin_tensorflow_jax_and_cuda(monkeypatch):
 
 @pytest.mark.slow
 def test_setup_upgrades_an_older_keras_and_asks_for_one_restart(tmp_path):
-    """A throwaway venv with Keras 3.10 (as an older hosted runtime carries): the setup upgrades it to the lower
-    bound; Keras was already imported, so it stops once asking for a restart; after that nothing is installed."""
+    """A throwaway venv with Keras 3.10 and numpy 2.0 (as an older hosted runtime carries): the setup upgrades both
+    to their lower bounds and never installs TensorFlow; numpy was already imported, so it stops once asking for a
+    restart; after that nothing is installed."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    got = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "keras==3.10.0"],
-                         capture_output=True, text=True)
+    got = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "keras==3.10.0",
+                          "numpy==2.0.2"], capture_output=True, text=True)
     if got.returncode:
         pytest.skip(f"no package index reachable for the throwaway venv: {got.stderr.strip()[-200:]}")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import keras; from anndl import hosted\n"
-            "try:\n    hosted.ensure_requirements({'keras': '3.15', 'tensorflow': '2.19'})\n"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy; from anndl import hosted\n"
+            "try:\n    hosted.ensure_requirements({'keras': '3.15', 'numpy': '2.1', 'tensorflow': '2.19'})\n"
             "except hosted.SetupError as e:\n    print('SETUP', e)\n"
-            "import importlib.metadata as m; print('KERAS', m.version('keras'))")
+            "import importlib.metadata as m; print('VERSIONS', m.version('keras'), m.version('numpy'))")
     first = subprocess.run([python, "-c", code, str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
-    assert "installing ['keras>=3.15']" in first.stdout, first.stdout + first.stderr
-    assert "SETUP upgraded ['keras']" in first.stdout and "restart the runtime" in first.stdout
+    assert "installing ['keras>=3.15', 'numpy>=2.1']" in first.stdout, first.stdout + first.stderr
+    assert "SETUP upgraded ['numpy']" in first.stdout and "restart the runtime" in first.stdout
     assert "WARNING: tensorflow is missing" in first.stdout  # reported, never installed
-    assert hosted._version_tuple(first.stdout.split("KERAS ")[1]) >= (3, 15)
+    keras_version, numpy_version = first.stdout.split("VERSIONS ")[1].split()
+    assert hosted._version_tuple(keras_version) >= (3, 15) and hosted._version_tuple(numpy_version) >= (2, 1)
     second = subprocess.run([python, "-c", code, str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
     assert "installing" not in second.stdout and "SETUP" not in second.stdout, second.stdout
     assert subprocess.run([python, "-c", "import tensorflow"], capture_output=True).returncode != 0
@@ -379,7 +385,12 @@ def test_colab_keeps_outputs_on_drive_and_resumes_after_a_lost_session(kaggle_se
     assert "runtime: colab" in printed and "kept after the session: yes (Google Drive: anndl/outputs)" in printed
     reference = kaggle_session[0] / "working" / "outputs"
     for name in COMPARED:
-        assert (outputs / name).read_bytes() == (reference / name).read_bytes(), name
+        if name.endswith(".json"):  # the same but for the folder the data was read from (Kaggle's input, Colab's copy)
+            ours, theirs = (json.loads((folder / name).read_text()) for folder in (outputs, reference))
+            assert ours.pop("data").split(" [")[1] == theirs.pop("data").split(" [")[1]  # the same fingerprint
+            assert ours == theirs, name
+        else:
+            assert (outputs / name).read_bytes() == (reference / name).read_bytes(), name
     print(f"Colab simulation (killed, then resumed): {seconds:.0f} s")
     doctor = subprocess.run([sys.executable, "-m", "anndl", "doctor", "--drive", "anndl"], capture_output=True,
                             text=True, timeout=300, env={**os.environ, **env}, cwd=tmp_path / "content" / "anndl")
