@@ -356,6 +356,21 @@ def test_kaggle_reads_the_attached_data_in_place_and_writes_to_working(kaggle_se
 
 
 @pytest.mark.slow
+def test_kaggle_with_internet_off_uses_the_repository_attached_as_a_dataset(tiny_data, repository_url, tmp_path):
+    shutil.copytree(repository_url.removeprefix("file://"), tmp_path / "input" / "anndl-code" / "anndl",
+                    ignore=shutil.ignore_patterns(".git"))
+    shutil.copytree(tiny_data, tmp_path / "input" / "an2dl")
+    env = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": "", "ANNDL_KAGGLE_INPUT": str(tmp_path / "input"),
+           "ANNDL_KAGGLE_WORKING": str(tmp_path / "working")}
+    nb = _run_cells(["PROFILE = 'smoke'", hosted.bootstrap_cell(), "print(ROOT, CTX.data, CTX.output)"], tmp_path, env)
+    assert not _errors(nb), _errors(nb)
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.outputs)
+    assert "runtime: kaggle" in printed
+    assert printed.strip().splitlines()[-1] == f"{tmp_path / 'working' / 'anndl'} {tmp_path / 'input' / 'an2dl'} " \
+                                              f"{tmp_path / 'working' / 'outputs'}"
+
+
+@pytest.mark.slow
 def test_colab_keeps_outputs_on_drive_and_resumes_after_a_lost_session(kaggle_session, tiny_data, repository_url,
                                                                        tmp_path):
     """Notebook 04 with DRIVE set, the challenge data a zip on Drive: killed mid-training (the session lost),
