@@ -132,6 +132,37 @@ def read_csv(path: Path | str) -> pd.DataFrame:
         raise ArtifactError(f"{path}: unreadable table ({e})") from e
 
 
+def nonfinite_weights(path: Path | str) -> tuple[int, int]:
+    """(non-finite values, all values) in the weights of a saved model (``.keras``: its ``model.weights.h5``)
+    or weights file (``.weights.h5``), read with h5py alone (no TensorFlow); ``ArtifactError`` when unreadable."""
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    path = Path(path)
+    bad = total = 0
+
+    def visit(_, node):
+        nonlocal bad, total
+        if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" and node.size:
+            values = node[()]
+            bad += int(values.size - np.isfinite(values).sum())
+            total += int(values.size)
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw, \
+                    h5py.File(io.BytesIO(raw.read()), "r") as h5:
+                h5.visititems(visit)
+        else:
+            with h5py.File(path, "r") as h5:
+                h5.visititems(visit)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}: cannot read its weights ({e})") from e
+    return bad, total
+
+
 # ------------------------------------------------------------------------------------------ fingerprints
 
 def fingerprint(payload) -> str:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -384,11 +384,14 @@ SYNTH_FILES = ("train_data", "test_data", "train_labels.csv", "planted_outliers.
 
 
 def _die_with_parent() -> None:
-    """In a worker: end when the parent process dies (Linux ``prctl(PR_SET_PDEATHSIG)``), never linger."""
+    """In a worker: end when the parent process dies (Linux ``prctl(PR_SET_PDEATHSIG)``), never linger; ignore
+    SIGINT (a terminal's Ctrl-C reaches the whole process group): the parent alone handles it, by terminating
+    the pool."""
     import ctypes
     import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
@@ -472,15 +475,24 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
                      "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i],
                      "site": test_sites[i]})
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
-            for _ in pool.map(_render_one, jobs, chunksize=4):
+    try:
+        if workers > 1:
+            pool = multiprocessing.Pool(workers, initializer=_die_with_parent)
+            try:
+                for _ in pool.imap(_render_one, jobs, chunksize=4):
+                    bar.update()
+                pool.close()
+            except BaseException:  # Ctrl-C or a worker's error: stop the workers now, never wait for their queue
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+        else:
+            for job in jobs:
+                _render_one(job)
                 bar.update()
-    else:
-        for job in jobs:
-            _render_one(job)
-            bar.update()
-    bar.close()
+    finally:
+        bar.close()  # before any message about the interruption
     for s, t in twin_of.items():
         shutil.copyfile(out / "train_data" / f"mask_{t:04d}.png", out / "train_data" / f"mask_{s:04d}.png")
 
