@@ -46,8 +46,12 @@ def nonfinite(model: keras.Model) -> tuple[int, int]:
 
 
 def _advice(learning_rate: float | None, phase: int) -> str:
-    rate = f" (phase {phase}'s is {learning_rate:g})" if learning_rate is not None else ""
-    return f"nothing was recorded as finished; try a lower learning rate{rate}, e.g. --learning-rate for phase 1"
+    if learning_rate is None:
+        return "nothing was recorded as finished; try a lower --learning-rate"
+    if phase == 1:
+        return f"nothing was recorded as finished; try a lower --learning-rate (phase 1's is {learning_rate:g})"
+    return (f"nothing was recorded as finished; try a lower learning rate (phase {phase}'s is {learning_rate:g}; "
+            "--learning-rate sets phase 1's)")
 
 
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
