@@ -302,14 +302,22 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
 
-def draw_sticker(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Draw a cartoon ogre (a "Shrek" sticker) over an RGB image, returning a new image."""
+STICKER_SKIN = (150, 190, 60)  # the generator's ogre skin: G exceeds R by 40, just below the green margin
+# Shades to test the sticker/green distinction with (``plant_outliers(sticker_skins=...)``): the default, a
+# clearer green, and a saturated green like the real "Shrek" images, which colour alone would call green.
+STICKER_SKINS = {"olive": STICKER_SKIN, "green": (110, 200, 50), "saturated": (70, 215, 40)}
+
+
+def draw_sticker(rng: np.random.Generator, image: np.ndarray, skin: tuple[int, int, int] = STICKER_SKIN) -> np.ndarray:
+    """Draw a cartoon ogre (a "Shrek" sticker) with ``skin`` colour (RGB) over an RGB image, returning a new image."""
     out = image.copy()
     h, w = out.shape[:2]
     s = rng.uniform(0.28, 0.42) * min(h, w)
     cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.6) * h
     t = max(2, int(s / 45))
-    black, skin, dark = (20, 20, 10), (150, 190, 60), (100, 140, 40)
+    skin = tuple(int(c) for c in skin)
+    black = (20, 20, 10)
+    dark = (100, 140, 40) if skin == STICKER_SKIN else tuple(int(c * 0.72) for c in skin)  # the nose
 
     def ellipse(center, axes, color, angle=0.0, thick=-1):
         c = (int(center[0]), int(center[1]))
