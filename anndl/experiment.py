@@ -33,7 +33,8 @@ from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare
                           stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
 from anndl.env import portable
 from anndl.models import precision_policy
-from anndl.train import Diverged, config_record, fit, load_state, nonfinite, save_atomically, save_state, state_dir
+from anndl.train import (Diverged, weight_bytes, config_record, fit, load_state, nonfinite, save_atomically,
+                         save_state, state_dir)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -253,7 +254,7 @@ def _save_model(model: keras.Model, path: Path) -> None:
     if bad:
         raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
                        "nothing was recorded as finished; try a lower learning rate (--learning-rate)")
-    save_atomically(model.save, path, f".{path.stem}.tmp.keras")
+    save_atomically(model.save, path, f".{path.stem}.tmp.keras", weight_bytes(model))
 
 
 def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) -> dict:

@@ -153,13 +153,41 @@ def save_weights(model: keras.Model, path: Path) -> None:
     if bad:
         raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
                        + _advice(None, 0))
-    save_atomically(model.save_weights, path, f".{path.stem}.tmp.weights.h5")
+    save_atomically(model.save_weights, path, f".{path.stem}.tmp.weights.h5", weight_bytes(model))
 
 
-def save_atomically(save, path: Path, tmp_name: str) -> None:
-    """``save(tmp)`` (Keras / h5py saving) then ``os.replace(tmp, path)``; any failure removes ``tmp`` and
-    becomes one ``ArtifactError`` line naming ``path`` (h5py reports a full disk as many kinds of error)."""
+def weight_bytes(model: keras.Model) -> int:
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+
+
+def _memory_folder(needed: int) -> str | None:
+    """A memory-backed folder (``/dev/shm``) with room for ``needed`` bytes, or None."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if st.f_bavail * st.f_frsize > 2 * needed + (64 << 20) else None
+
+
+def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None:
+    """``save(tmp)`` (Keras / h5py saving), then into place atomically. HDF5 writes into memory (``/dev/shm``,
+    where it has room) and ``artifacts.write_bytes`` puts the bytes on disk: HDF5 crashes the process on a full
+    disk, ``write_bytes`` gives one line naming ``path``. Elsewhere ``save(tmp)`` then ``os.replace``; any
+    failure removes ``tmp`` and becomes one ``ArtifactError`` line naming ``path``."""
+    import tempfile
+
     path = Path(path)
+    memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
+    if memory is not None:
+        with tempfile.TemporaryDirectory(dir=memory, prefix="anndl-") as scratch:
+            staged = Path(scratch) / tmp_name.lstrip(".")
+            try:
+                save(staged)
+            except Exception as e:
+                raise artifacts.ArtifactError(f"{path}: could not write ({' '.join(str(e).split())[:200]})") from e
+            data = staged.read_bytes()
+        artifacts.write_bytes(path, data)
+        return
     tmp = path.with_name(tmp_name)
     try:
         save(tmp)
