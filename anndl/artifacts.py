@@ -2,9 +2,11 @@
 
 One place decides reuse, one place writes, one place locks (compare ``make``'s targets and DVC's stage
 locks). A stage's folder counts as done only when its ``record.json`` is there, matches the request
-(data fingerprint, upstream artifacts, every setting that changes behaviour, package version) and its
-files verify (sizes and hashes). The record is written last, so a kill, a full disk or a second writer
-never leaves a folder that counts as done.
+(data fingerprint, upstream artifacts, every setting that changes behaviour, the stage's own code version) and
+its files verify (sizes and hashes). The record is written last, so a kill, a full disk or a second writer
+never leaves a folder that counts as done. A stage that is made again is built beside the old result (in
+``folder/.staging``) and swapped in only when complete: a kill during the redo leaves the previous result
+intact and reusable.
 
     record = artifacts.ensure(folder, request, build)   # reuse, or build() and record
 
@@ -21,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
@@ -45,6 +48,31 @@ def version() -> str:
     return __version__
 
 
+# Each stage's code version: bump a stage's number when its output for the same request would change (a
+# record made with another number is made again). The package's release number is recorded for information
+# only, so a release that changes nothing in a stage retrains nothing. clean 2: a green region that is drawn
+# (outlined, flat) is a sticker, not a green blob.
+CODE_VERSIONS = {"clean": 2, "tiles": 1, "stain": 1, "train": 1, "kfold": 1, "embed": 1, "head": 1}
+STAGING = ".staging"
+
+
+def code_version(stage: str) -> int:
+    return CODE_VERSIONS.get(stage, 1)
+
+
+def _file_mode() -> int:
+    """The mode a newly created file gets under the process's umask (0644 under the usual 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it (and put it back at once)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 def write_bytes(path: Path | str, data: bytes) -> Path:
@@ -56,6 +84,7 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
             raise IsADirectoryError(errno.EISDIR, "is a folder, not a file")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            os.fchmod(fd, _file_mode())  # mkstemp makes 0600; the file gets what the umask gives, as open() would
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -102,6 +131,37 @@ def read_csv(path: Path | str) -> pd.DataFrame:
         raise ArtifactError(f"{path}: missing") from e
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise ArtifactError(f"{path}: unreadable table ({e})") from e
+
+
+def nonfinite_weights(path: Path | str) -> tuple[int, int]:
+    """(non-finite values, all values) in the weights of a saved model (``.keras``: its ``model.weights.h5``)
+    or weights file (``.weights.h5``), read with h5py alone (no TensorFlow); ``ArtifactError`` when unreadable."""
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    path = Path(path)
+    bad = total = 0
+
+    def visit(_, node):
+        nonlocal bad, total
+        if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" and node.size:
+            values = node[()]
+            bad += int(values.size - np.isfinite(values).sum())
+            total += int(values.size)
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw, \
+                    h5py.File(io.BytesIO(raw.read()), "r") as h5:
+                h5.visititems(visit)
+        else:
+            with h5py.File(path, "r") as h5:
+                h5.visititems(visit)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}: cannot read its weights ({e})") from e
+    return bad, total
 
 
 # ------------------------------------------------------------------------------------------ fingerprints
@@ -170,18 +230,47 @@ def lock(folder: Path | str):
         os.close(fd)  # closing releases the flock
 
 
+def lock_holder(folder: Path | str) -> str | None:
+    """The PID (as written in the lock) of another process holding ``folder``'s lock; None when nobody else does."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    if folder in _held or not (folder / LOCK).is_file():
+        return None
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # releases the shared lock taken to look
+    return None
+
+
 # ------------------------------------------------------------------------------------- records, reuse
 
 def request(stage: str, *, data: str | None = None, inputs: dict | None = None, settings: dict | None = None) -> dict:
     """What a stage is asked to produce: the data fingerprint, the upstream artifacts' ids, its settings."""
-    return {"stage": stage, "version": version(), "data": data, "inputs": inputs or {},
-            "settings": json.loads(json.dumps(settings or {}, default=str))}
+    return {"stage": stage, "code": code_version(stage), "package_version": version(), "data": data,
+            "inputs": inputs or {}, "settings": json.loads(json.dumps(settings or {}, default=str))}
+
+
+REQUEST_KEYS = ("stage", "code", "data", "inputs", "settings")  # what decides reuse (package_version: information)
 
 
 def artifact_id(record: dict) -> str:
     """The identity of a finished artifact: its request and its files' hashes (what downstream records cite)."""
-    return fingerprint({k: record[k] for k in ("stage", "version", "data", "inputs", "settings")} |
+    return fingerprint({k: record.get(k) for k in REQUEST_KEYS} |
                        {"files": {n: e["sha256"] for n, e in record["files"].items()}})
+
+
+def _data_fingerprint(note):
+    """The fingerprint in a data note (``… [fingerprint a1b2…]``): data is identified by content, not by where it lies."""
+    found = re.search(r"\[fingerprint (\w+)\]", note) if isinstance(note, str) else None
+    return found.group(1) if found else note
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:
@@ -189,7 +278,8 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         old, new = dict(enumerate(old)), dict(enumerate(new))
     if not (isinstance(old, dict) and isinstance(new, dict)):
-        return [] if old == new else [f"{prefix.rstrip('.')} {old!r}, not {new!r}"]
+        where = prefix.rstrip(".")
+        return [] if old == new else [f"{where + ' ' if where else ''}{old!r}, not {new!r}"]
     out = []
     for key in sorted(set(old) | set(new), key=str):
         out += _differences(old.get(key, "<unset>"), new.get(key, "<unset>"), f"{prefix}{key}.")
@@ -209,9 +299,14 @@ def check(folder: Path | str, req: dict) -> str | None:
         return str(e)
     if not isinstance(record, dict) or "files" not in record:
         return f"{path}: not an artifact record"
-    if record.get("data") != req["data"]:
+    if _data_fingerprint(record.get("data")) != _data_fingerprint(req["data"]):
         return f"made from data {record.get('data')}, not {req['data']}"
-    for key in ("stage", "version", "inputs", "settings"):
+    if record.get("stage") != req["stage"]:
+        return f"made by stage {record.get('stage')!r}, not {req['stage']!r}"
+    if record.get("code") != req["code"]:
+        return (f"made by {req['stage']} code version {record.get('code', '<unrecorded>')}, not {req['code']} "
+                f"(package {record.get('package_version', record.get('version', '?'))})")
+    for key in ("inputs", "settings"):
         if record.get(key) != req[key]:
             return f"made with {key} " + "; ".join(_differences(record.get(key), req[key])[:3])
     for name, entry in record["files"].items():
@@ -243,21 +338,48 @@ def load(folder: Path | str, stage: str | None = None) -> dict:
     folder = Path(folder)
     path = folder / RECORD
     if not path.is_file():
+        holder = lock_holder(folder)
+        if holder is not None:
+            raise Locked(f"{folder}: not finished yet: it is being written by another process (PID {holder}); "
+                         "wait for it to finish")
         raise ArtifactError(f"{folder}: not a finished {stage or 'artifact'} (no {RECORD}; "
                             "killed before it finished, or never made)")
     record = read_json(path)
     if stage and record.get("stage") != stage:
         raise ArtifactError(f"{folder}: a {record.get('stage')} artifact, not a {stage}")
-    reason = check(folder, {k: record.get(k) for k in ("stage", "version", "data", "inputs", "settings")})
+    reason = check(folder, {k: record.get(k) for k in REQUEST_KEYS})
     if reason:
         raise ArtifactError(f"{folder}: {reason}")
     return record
 
 
-def ensure(folder: Path | str, req: dict, build: Callable[[], Iterable[str]], *, redo: bool = False,
+def swap_in(staging: Path | str, folder: Path | str, record: dict, extra: Iterable[str] = ()) -> dict:
+    """Move a complete artifact built in ``staging`` (its record written there last) into ``folder``: the
+    recorded files and ``extra`` names that exist, then the record; ``staging`` is removed. The old result
+    stops counting only here, for the moment the renames take."""
+    import shutil
+
+    staging, folder = Path(staging), Path(folder)
+    invalidate(folder)
+    for name in [*record["files"], *extra]:
+        source, target = staging / name, folder / name
+        if not source.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(source, target)
+    os.replace(staging / RECORD, folder / RECORD)
+    shutil.rmtree(staging, ignore_errors=True)
+    return record
+
+
+def ensure(folder: Path | str, req: dict, build: Callable[[Path], Iterable[str]], *, redo: bool = False,
            label: str | None = None, verb: str = "making") -> dict:
-    """Reuse ``folder`` when its record matches ``req`` and its files verify; otherwise ``build()`` (which
-    writes into ``folder`` and returns the file names to record) and record it. Holds the folder's lock."""
+    """Reuse ``folder`` when its record matches ``req`` and its files verify; otherwise ``build(out)`` (which
+    writes into the folder ``out`` and returns the file names to record), record it and swap it in. ``out``
+    is ``folder/.staging`` (kept after a kill, so a resumable build continues there): the previous result
+    stays in place, and reusable, until the new one is complete. Holds the folder's lock."""
     folder = Path(folder)
     label = label or str(folder)
     with lock(folder):
@@ -269,6 +391,7 @@ def ensure(folder: Path | str, req: dict, build: Callable[[], Iterable[str]], *,
             return read_json(folder / RECORD)
         if reason != "not made yet":
             print(portable(f"{label}: {reason}: {verb} it again"))
-        invalidate(folder)
-        files = list(build())
-        return complete(folder, req, files)
+        staging = folder / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        files = list(build(staging))
+        return swap_in(staging, folder, complete(staging, req, files))

@@ -40,8 +40,9 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     manifest = read_challenge(args.data)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        manifest.to_csv(args.out, index=False)
+        from anndl import artifacts
+
+        artifacts.write_csv(manifest, args.out)
     counts = manifest.groupby("split").size().to_dict()
     print(f"{args.data}: valid challenge folder, {counts}")
     train = manifest[manifest.split == "train"]
@@ -116,6 +117,8 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) ->
     kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
                   weights=weights, seed=args.seed, redo=args.redo,
                   overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
+    if args.learning_rate is not None:  # passed only when given: earlier K-fold records stay valid
+        kwargs["learning_rate"] = args.learning_rate
     if args.folds:
         return experiment.train_folds(prep, run_dir, name, args.profile, args.folds, **kwargs)
     return experiment.train_run(prep, run_dir, name, args.profile, **kwargs)
@@ -126,6 +129,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ValueError(f"--model {args.model} is a head on cached embeddings of the raw tiles: "
                          "--stain-augment and --stain-normalize do not apply to it (use them with a network "
                          "trained on tiles: scratch_resnet, convnext, vit, encoder)")
+    if args.model in HEADS and args.learning_rate is not None:
+        raise ValueError(f"--model {args.model} is a head on cached embeddings: --learning-rate applies to networks "
+                         "trained on tiles (scratch_resnet, convnext, vit, encoder)")
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
     if args.model in HEADS:
@@ -237,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default="scratch_resnet", choices=model_choices)
         p.add_argument("--profile", default="smoke", choices=["smoke", "full"])
         p.add_argument("--epochs", type=int, default=None, help="override the profile's epoch count")
+        p.add_argument("--learning-rate", type=float, default=None,
+                       help="phase 1's learning rate instead of the profile's (recorded with the run's settings)")
         p.add_argument("--mixed-precision", default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)")
         p.add_argument("--strategy", default=None, choices=["default", "mirrored", "data_parallel", "tpu"],
                        help="several devices: mirrored (all GPUs, TensorFlow), data_parallel (KERAS_BACKEND=jax), tpu")
@@ -331,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet_tensorflow()  # imported once, without its start-up log lines
         args.func(args)
     except KeyboardInterrupt:
-        print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
+        print(f"interrupted: {_AFTER_INTERRUPT.get(args.command, _AFTER_INTERRUPT['default'])}", file=sys.stderr)
         return 130
     except (DataError, ValueError, FileNotFoundError, WeightsUnavailable, ArtifactError, OSError, SetupError) as e:
         if os.environ.get("ANNDL_DEBUG"):  # the full traceback, for developers
@@ -339,6 +347,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+_AFTER_INTERRUPT = {  # what the same command does when run again, per command (said after Ctrl-C)
+    "synth": "the folder is incomplete; the same command writes it again from the start",
+    "validate": "nothing was written; the same command checks the folder again",
+    "predict": "no submission was written; the same command predicts again",
+    "report": "the tables are as before (each is replaced whole or not at all); the same command writes them again",
+    "train": "finished steps are kept; the same command reuses them and resumes training from the last saved epoch",
+    "run": "finished steps are kept; the same command reuses them and resumes training from the last saved epoch",
+    "embed": "finished steps are kept; the same command resumes embedding from the last finished chunk",
+    "default": "finished steps are kept; the same command reuses them and makes the rest again",
+}
 
 
 def _needs_tensorflow(args: argparse.Namespace) -> bool:

@@ -62,11 +62,28 @@ def max_pixels() -> int:
     return int(os.environ.get("ANNDL_MAX_PIXELS", 20_000 * 20_000))
 
 
+def _regular(path: Path) -> None:
+    """A DataError unless ``path`` is a regular file (or a link to one): missing, or a device, fifo, socket or
+    folder (a link to ``/dev/zero`` would be read forever)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(path, "file is missing" if not path.is_symlink() else "broken link (its target is missing)") from None
+    except OSError as e:
+        raise DataError(path, f"cannot read it ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a fifo" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        via = " (through a link)" if path.is_symlink() else ""
+        raise DataError(path, f"not a regular file: {kind}{via}")
+
+
 def _decode(path: Path, flags: int, digest=None) -> np.ndarray:
     """Decode a PNG completely, or raise DataError (missing, empty, unreadable, truncated). ``digest`` (a
     hashlib object), when given, is updated with the blake2b of the file's bytes, read once for both."""
-    if not path.is_file():
-        raise DataError(path, "file is missing")
+    _regular(path)
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0:
         raise DataError(path, "file is empty")
@@ -162,9 +179,16 @@ def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
 def read_classes(data_dir: Path | str) -> tuple[str, ...]:
     """The folder's label set in model-output order: ``classes.txt`` if present, else the four subtypes."""
     path = Path(data_dir) / CLASSES_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return LABELS
-    classes = tuple(line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip())
+    _regular(path)
+    lines = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n").split("\n")  # lines end at \n only
+    for number, line in enumerate(lines, start=1):
+        odd = [c for c in line if c in "\u2028\u2029\x85\x0b\x0c\x1c\x1d\x1e\r"]
+        if odd:  # str.splitlines() would cut the label in two there; a spreadsheet or editor may too
+            raise DataError(path, f"line {number}: label {line.strip()!r} contains a line or paragraph separator "
+                                  f"(U+{ord(odd[0]):04X}); one label per line, without such characters")
+    classes = tuple(line.strip() for line in lines if line.strip())
     if len(classes) < 2:
         raise DataError(path, f"needs at least two labels, one per line; found {list(classes)}")
     if len(set(classes)) != len(classes):
@@ -178,8 +202,7 @@ def read_classes(data_dir: Path | str) -> tuple[str, ...]:
 def read_labels(path: Path | str, classes: tuple[str, ...] = LABELS) -> dict[str, str]:
     """Read ``train_labels.csv`` into {sample_index: label}, checking header, labels and duplicates."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file is missing")
+    _regular(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)

@@ -82,14 +82,14 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
     table = prep.tiles.assign(_o=prep.tiles.split.map({"train": 0, "val": 1, "test": 2}))
     table = table.sort_values(["_o", "sample_index"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
-    def build():
+    def build(out):
         import tensorflow as tf
         from tqdm.auto import tqdm
 
         from anndl import pipeline
 
         tile_size, stride = prep.tiling.tile_size, prep.tiling.stride
-        parts = out_dir / PARTS / artifacts.fingerprint(req)
+        parts = out / PARTS / artifacts.fingerprint(req)
         images = table[["split", "sample_index"]].drop_duplicates()
         chunks = [images.iloc[i:i + chunk_images] for i in range(0, len(images), chunk_images)]
         encoder, run = None, None
@@ -126,11 +126,11 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
             outputs.append(features)
         bar.close()
         rows = pd.concat(rows, ignore_index=True)
-        artifacts.write_bytes(out_dir / FILE, _npz_bytes(
+        artifacts.write_bytes(out / FILE, _npz_bytes(
             embeddings=np.concatenate(outputs).astype(np.float32), sample_index=rows.sample_index.to_numpy(str),
             x=rows.x.to_numpy(np.int64), y=rows.y.to_numpy(np.int64), split=rows.split.to_numpy(str),
             label=rows.label.fillna("").to_numpy(str), weight=rows.weight.to_numpy(np.float32)))
-        shutil.rmtree(out_dir / PARTS, ignore_errors=True)
+        shutil.rmtree(out / PARTS, ignore_errors=True)
         return [FILE]
 
     artifacts.ensure(out_dir, req, build, redo=redo, label=f"{out_dir / FILE}")

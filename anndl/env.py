@@ -78,12 +78,21 @@ def name_root(path: Path | str, name: str) -> None:
 def portable(text) -> str:
     """``text`` with this machine's repository folder removed from every path in it (``/home/me/anndl/outputs``
     -> ``outputs``), folders named with ``name_root`` shown by name, and a Kaggle mount shortened, so that
-    rendered outputs carry no machine path."""
+    rendered outputs carry no machine path. Folders match by whole path components (``Path.is_relative_to``
+    for a path, component boundaries in text): ``/x/anndl_data`` is not below ``/x/anndl`` and is kept as given."""
+    folders = sorted([(str(REPO_ROOT), "."), *_ROOTS.items()], key=lambda kv: -len(kv[0]))
+    if isinstance(text, Path) and text.is_absolute():
+        for folder, name in folders:
+            if text.is_relative_to(folder):
+                rest = text.relative_to(folder)
+                shown = str(rest) if name == "." else str(Path(name) / rest)
+                return "." if shown in ("", ".") else shown.removesuffix("/.")
+        return re.sub(r"^/kaggle/(input|working)/", r"kaggle:\1/", str(text))
     text = str(text)
-    root = str(REPO_ROOT)
-    text = text.replace(root + os.sep, "").replace(root, ".")
-    for folder, name in sorted(_ROOTS.items(), key=lambda kv: -len(kv[0])):
-        text = text.replace(folder, name)
+    for folder, name in folders:
+        # the folder itself or a path below it, never a longer name that starts with it (``anndl`` vs ``anndl_o``)
+        pattern = r"(?<![\w.\-/])" + re.escape(folder) + r"(?:(?P<below>/)|(?![\w.\-]))"
+        text = re.sub(pattern, lambda m: ("" if name == "." else name + "/") if m["below"] else name, text)
     return re.sub(r"/kaggle/(input|working)/", r"kaggle:\1/", text)
 
 

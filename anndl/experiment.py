@@ -33,7 +33,8 @@ from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare
                           stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
 from anndl.env import portable
 from anndl.models import precision_policy
-from anndl.train import config_record, fit, load_state, save_state, state_dir
+from anndl.train import (Diverged, weight_bytes, config_record, fit, load_state, nonfinite, save_atomically,
+                         save_state, state_dir)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -96,7 +97,8 @@ def _stain_setting(prep: Prepared) -> dict:
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
               epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
               overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True,
-              built: Built | None = None, seed: int = 42, redo: bool = False) -> dict:
+              built: Built | None = None, seed: int = 42, redo: bool = False,
+              learning_rate: float | None = None) -> dict:
     """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir``: ``model.keras``,
     ``config.json``, ``log.csv``, ``metrics.json``, ``val_predictions.csv`` and the run's ``record.json``.
 
@@ -104,13 +106,16 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     a run of this request was interrupted; trained from scratch otherwise. ``epochs`` overrides every phase's
     epoch count, ``overrides`` other ``TrainConfig`` fields (``augment``: the augmentation layers;
     ``stain_augment``: HED stain jitter, "light" or "strong"). ``seed``
-    sets the initial weights, every epoch's shuffling and dropout. ``with_baselines``: also score the
+    sets the initial weights, every epoch's shuffling and dropout. ``learning_rate``: phase 1's learning rate
+    instead of the profile's (recorded with the phases). ``with_baselines``: also score the
     majority-class and colour-histogram baselines on the same split. ``built``: what ``build_model`` returned
     for these same settings (a notebook that showed the model first), trained instead of a new build.
     """
     from anndl.distribute import strategy_scope
 
     run_dir = Path(run_dir)
+    if learning_rate is not None and not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"--learning-rate must be a positive number, got {learning_rate!r}")
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
     augment = changes.pop("augment", False)
     settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
@@ -124,21 +129,33 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
             built = _build(settings)
         phases = [dataclasses.replace(phase, config=dataclasses.replace(phase.config, **changes))
                   for phase in built.phases]
+        if learning_rate is not None:  # the first knob a user turns: phase 1's rate
+            phases[0] = dataclasses.replace(phases[0], config=dataclasses.replace(phases[0].config,
+                                                                                  learning_rate=float(learning_rate)))
         req = run_request(prep, built, [p.config for p in phases], with_baselines)
         reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
         if reason is None:
             print(f"reusing {shown(run_dir)}")
             return finished_run(run_dir, prep.classes)
+        # a finished result (of another request, or --redo): the new run is built beside it, in .staging, and
+        # replaces it only when complete, so a kill during the retraining keeps the old one intact and reusable
+        beside = (run_dir / artifacts.RECORD).is_file()
         if reason == "not finished (no record)":
             print(f"{shown(run_dir)}: interrupted earlier: resuming where its saved state allows")
         elif reason != "not made yet":
-            print(portable(f"{shown(run_dir)}: {reason}: training it again"))
-        return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo, replicas=replicas)
+            print(portable(f"{shown(run_dir)}: {reason}: training it again"
+                           + (" (the finished run stays until the new one is complete)" if beside else "")))
+        return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo, replicas=replicas,
+                      final_dir=run_dir if beside else None)
 
 
 def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool,
-           replicas) -> dict:
-    """Train (or resume) the phases, then evaluate and write the run's files and record (the record last)."""
+           replicas, final_dir: Path | None = None) -> dict:
+    """Train (or resume) the phases, then evaluate and write the run's files and record (the record last).
+    ``final_dir``: the run folder whose finished result this one replaces; training happens in its ``.staging``
+    folder, swapped in at the end."""
+    if final_dir is not None:
+        run_dir = final_dir / artifacts.STAGING
     request_id = artifacts.fingerprint(req)
     state = None if fresh else load_state(run_dir)
     if state is not None and state.get("request") != request_id:
@@ -219,18 +236,25 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     artifacts.write_csv(pd.DataFrame({"sample_index": val_table.sample_index, "label": val_table.label,
                                       **{f"pred_{rule}": [classes[i] for i in r["y_pred"]]
                                          for rule, r in results.items()}}), run_dir / "val_predictions.csv")
-    artifacts.complete(run_dir, req, RUN_FILES)
+    record = artifacts.complete(run_dir, req, RUN_FILES)
     shutil.rmtree(state_dir(run_dir), ignore_errors=True)
+    if final_dir is not None:  # the new run is complete: only now does it replace the old one
+        for name in ("best.weights.h5", "resume"):
+            stale = final_dir / name
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        artifacts.swap_in(run_dir, final_dir, record, extra=("log_phase1.csv", "log_phase2.csv", "best.weights.h5",
+                                                              "tensorboard"))
+        run_dir = final_dir
     return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise artifacts.ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
+    """``model.keras``, atomically; refused when a weight is not finite (``Diverged``)."""
+    bad, total = nonfinite(model)
+    if bad:
+        raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
+                       "nothing was recorded as finished; try a lower learning rate (--learning-rate)")
+    save_atomically(model.save, path, f".{path.stem}.tmp.keras", weight_bytes(model))
 
 
 def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) -> dict:
@@ -285,9 +309,9 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
             return {"metrics": artifacts.read_json(run_dir / "metrics.json"),
                     "oof": artifacts.read_csv(run_dir / "oof_predictions.csv")}
         if reason not in ("not made yet", "not finished (no record)"):
+            # no deleting first: each fold run replaces its finished model only once the new one is complete,
+            # and this record is replaced last (until then, a fold already replaced makes predict refuse the mix)
             print(portable(f"{shown(run_dir)}: {reason}: training it again"))
-            _clear_run(run_dir)
-        artifacts.invalidate(run_dir)
         kept = prep.clean[prep.clean.status == "kept"]
         artifacts.write_csv(tiling.assign_folds(kept, folds, seed=seed), run_dir / "folds.csv")
         oof, per_fold, fold_ids = [], [], []
@@ -322,10 +346,15 @@ def load_run(run_dir: Path | str):
     artifacts.load(run_dir, "train")
     config = artifacts.read_json(run_dir / "config.json")
     try:
-        return keras.models.load_model(run_dir / "model.keras", compile=False), config
+        model = keras.models.load_model(run_dir / "model.keras", compile=False)
     except Exception as e:  # Keras raises many kinds for a damaged or foreign file
         raise artifacts.ArtifactError(f"{run_dir / 'model.keras'}: cannot load the model ({type(e).__name__}: "
                                       f"{str(e)[:200]})") from e
+    bad, total = nonfinite(model)
+    if bad:
+        raise artifacts.ArtifactError(f"{run_dir / 'model.keras'}: {bad:,} of {total:,} weights are not finite "
+                                      "(training diverged); train it again with a lower --learning-rate")
+    return model, config
 
 
 def model_dirs(run_dirs) -> list[Path]:

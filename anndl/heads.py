@@ -155,14 +155,14 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
                             settings={"head": head, "folds": folds, "seed": seed, "classes": list(classes)})
     result = {}
 
-    def build():
+    def build(out):
         labels = _labels(emb, classes)
         labelled = np.flatnonzero(emb.tiles.split.isin(["train", "val"]).to_numpy())
         sample = emb.tiles.sample_index.to_numpy()
         if folds:
             kept = prep.clean[prep.clean.status == "kept"]
             assignment = tiling.assign_folds(kept, folds, seed=seed)
-            artifacts.write_csv(assignment, run_dir / "folds.csv")
+            artifacts.write_csv(assignment, out / "folds.csv")
             fold_of = assignment.set_index("sample_index").fold
             row_fold = pd.Series(sample[labelled]).map(fold_of).to_numpy()
             if pd.isna(row_fold).any():
@@ -176,7 +176,7 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
             keys, numbers = _images(emb, train_rows)
             model = _fit(head, emb.embeddings[train_rows], labels[train_rows], numbers, len(keys), seed + k,
                          len(classes))
-            files.append(prefix + _save(head, model, run_dir / prefix))
+            files.append(prefix + _save(head, model, out / prefix))
             val_keys, val_numbers = _images(emb, val_rows)
             y_true = np.zeros(len(val_keys), np.int64)
             y_true[val_numbers] = labels[val_rows]
@@ -189,7 +189,7 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
             predictions.append(frame.assign(fold=k) if folds else frame)
         table = pd.concat(predictions, ignore_index=True)
         name = "oof_predictions.csv" if folds else "val_predictions.csv"
-        artifacts.write_csv(table, run_dir / name)
+        artifacts.write_csv(table, out / name)
         y_true = table.label.map(classes.index).to_numpy()
         scores = {r: image_scores(y_true, table[f"pred_{r}"].map(classes.index).to_numpy(),
                                          n_classes=len(classes)) for r in RULES[head]}
@@ -209,8 +209,8 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
                   "classes": list(classes), "weights": encoder["weights"], "encoder": encoder,
                   "embeddings": metrics["embeddings"], "folds": folds, "seed": seed,
                   "rules": list(RULES[head]), "tiling": emb.record["settings"]["tiling"]}
-        artifacts.write_json(run_dir / "metrics.json", metrics)
-        artifacts.write_json(run_dir / "config.json", config)
+        artifacts.write_json(out / "metrics.json", metrics)
+        artifacts.write_json(out / "config.json", config)
         result["metrics"] = metrics
         return files + [name, "metrics.json", "config.json"]
 

@@ -23,10 +23,13 @@ from anndl.synthetic import draw_green_blob, draw_sticker
 
 
 def plant_outliers(pairs: list[tuple[Path, Path]], out: Path | str, n_stickers: int, n_green: int,
-                   seed: int = 0) -> Path:
+                   seed: int = 0, sticker_skins=None, n_green_twins: int = 0) -> Path:
     """Write a challenge folder: all ``pairs`` as genuine images (the first ``n_green`` of them with a
-    green blob), then ``n_stickers`` sticker copies of the next ones. Writes ``planted_outliers.csv``."""
-    if n_green + n_stickers > len(pairs):
+    green blob), then ``n_stickers`` sticker copies of the next ones (sticker ``k`` with skin colour
+    ``sticker_skins[k % len]``, default the generator's), then ``n_green_twins`` green-blob copies of the
+    images after those, each with a byte copy of its original's mask (green blobs inside identical-mask
+    groups). Writes ``planted_outliers.csv``."""
+    if n_green + n_stickers + n_green_twins > len(pairs):
         raise ValueError(f"{n_green} green + {n_stickers} sticker twins need more than {len(pairs)} images")
     rng = np.random.default_rng(seed)
     out = Path(out)
@@ -55,9 +58,15 @@ def plant_outliers(pairs: list[tuple[Path, Path]], out: Path | str, n_stickers: 
             write(i, image, None, read_mask(mask_path))
     for k in range(n_stickers):
         twin = n_green + k
-        image = draw_sticker(rng, read_image(pairs[twin][0]))
+        skin = {} if not sticker_skins else {"skin": list(sticker_skins)[k % len(sticker_skins)]}
+        image = draw_sticker(rng, read_image(pairs[twin][0]), **skin)
         name = write(len(pairs) + k, image, train / f"mask_{twin:04d}.png", None)
         planted.append([name, "sticker", f"img_{twin:04d}.png"])
+    for k in range(n_green_twins):
+        twin = n_green + n_stickers + k
+        image = draw_green_blob(rng, read_image(pairs[twin][0]), read_mask(pairs[twin][1]))
+        name = write(len(pairs) + n_stickers + k, image, train / f"mask_{twin:04d}.png", None)
+        planted.append([name, "green", f"img_{twin:04d}.png"])
     # one test pair so the folder is a complete challenge layout
     shutil.copyfile(train / "img_0000.png", test / "img_0000.png")
     shutil.copyfile(train / "mask_0000.png", test / "mask_0000.png")

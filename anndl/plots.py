@@ -48,12 +48,15 @@ def show(dpi: int = 72, quality: int = 80) -> None:
 
 
 def save_fig(fig, name: str, figures_dir: Path | str, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``figures_dir/name.png`` and return the path."""
-    figures_dir = Path(figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    path = figures_dir / f"{name}.png"
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    """Save ``fig`` as ``figures_dir/name.png`` (atomically: ``anndl.artifacts.write_bytes``) and return the path."""
+    import io
+
+    from anndl import artifacts
+
+    path = Path(figures_dir) / f"{name}.png"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return artifacts.write_bytes(path, buffer.getvalue())
 
 
 def class_distribution(labels: pd.Series, ax=None, title: str = "Images per class", classes=LABELS):

@@ -45,6 +45,10 @@ def collect(runs_dir: Path | str) -> pd.DataFrame:
         if path.parent.name.startswith("fold_"):
             continue  # a K-fold run reports its out-of-fold score once, at its top
         m = artifacts.read_json(path)  # a broken file: one line naming it
+        refused = _not_finite(path.parent, m)
+        if refused:
+            print(f"not ranked: {refused}")
+            continue
         folded = "oof" in m
         evaluated = f"out-of-fold ({m['folds']} folds)" if folded else "validation split"
         for rule, scores in (m["oof"] if folded else m["validation"]).items():
@@ -65,6 +69,32 @@ def collect(runs_dir: Path | str) -> pd.DataFrame:
     if not rows:
         raise FileNotFoundError(f"{runs_dir}: no metrics.json found below this folder")
     return pd.DataFrame(rows)
+
+
+def _not_finite(run_dir: Path, m: dict) -> str | None:
+    """Why a run cannot be ranked because of a non-finite number (a score, or a weight of its model or fold
+    models: a diverged training), or None."""
+    import math
+
+    def numbers(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from numbers(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from numbers(v)
+        elif isinstance(value, float):
+            yield value
+
+    scores = {k: m.get(k) for k in ("validation", "oof")}
+    if any(not math.isfinite(v) for v in numbers(scores)):
+        return f"{run_dir / 'metrics.json'}: a score is not finite (training diverged)"
+    for model in [run_dir / "model.keras", *sorted(run_dir.glob("fold_*/model.keras"))]:
+        if model.is_file():
+            bad, total = artifacts.nonfinite_weights(model)
+            if bad:
+                return f"{model}: {bad:,} of {total:,} weights are not finite (training diverged)"
+    return None
 
 
 def select(table: pd.DataFrame, data: str | None = None, profile: str | None = None) -> pd.DataFrame:
@@ -165,7 +195,7 @@ def write_report(runs_dir: Path | str, out_dir: Path | str | None = None) -> pd.
     table = collect(runs_dir)
     out_dir = Path(out_dir or runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table.drop(columns=["written"]).to_csv(out_dir / "results.csv", index=False, lineterminator="\n")
+    artifacts.write_csv(table.drop(columns=["written"]), out_dir / "results.csv")  # whole or not at all
     note = ("Image-level macro F1 with a bootstrap 95% interval. Runs of different data folders or profiles are "
             "never ranked together: each has its own section. Smoke-profile rows are checks that the code runs, "
             "not results. The last column is the report's published Kaggle test score on the real data, a "
@@ -178,7 +208,7 @@ def write_report(runs_dir: Path | str, out_dir: Path | str | None = None) -> pd.
                      f"(`{path.name}`, details in `{path.with_suffix('.md').name}`).")
         sections_md.append(f"## Variants on the same folds: {path.stem.removeprefix('compare_')}\n\n{explained}\n\n"
                            + markdown_table(variants) + "\n")
-    (out_dir / "results.md").write_text("\n".join(sections_md))
+    artifacts.write_text(out_dir / "results.md", "\n".join(sections_md))
     return table
 
 

@@ -74,9 +74,9 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
     folder = Path(folder)
     req = artifacts.request("clean", data=note, settings={"embedder": embedder, "config": dataclasses.asdict(config)})
 
-    def build():
+    def build(out):
         cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
-        outliers.write_outputs(cleaned, folder, config, note)
+        outliers.write_outputs(cleaned, out, config, note)
         return ["clean_manifest.csv", "clean_summary.json"]
 
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "clean_manifest.csv"), verb="cleaning")
@@ -90,11 +90,11 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
     req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
                             settings={"tiling": dataclasses.asdict(config), "val_fraction": val_fraction, "seed": seed})
 
-    def build():
+    def build(out):
         clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
         split = tiling.split_images(clean[clean.status == "kept"], val_fraction, seed)
-        artifacts.write_csv(split, folder / "split.csv")
-        tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), folder, config, note)
+        artifacts.write_csv(split, out / "split.csv")
+        tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), out, config, note)
         return ["split.csv", "tiles.csv", "tiles.json"]
 
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
@@ -113,12 +113,12 @@ def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
     req = artifacts.request("stain", data=note, inputs={"clean": clean_record["id"]},
                             settings={"method": method, "max_images": max_images, "seed": seed})
 
-    def build():
+    def build(out):
         clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
         kept = manifest[manifest.sample_index.isin(clean[clean.status == "kept"].sample_index)
                         & (manifest.split == "train")]
         reference = stain.reference_from_manifest(kept, max_images, seed)
-        artifacts.write_json(folder / "stain.json", stain.StainNormalizer(reference, method).settings())
+        artifacts.write_json(out / "stain.json", stain.StainNormalizer(reference, method).settings())
         return ["stain.json"]
 
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "stain.json"),

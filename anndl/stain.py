@@ -396,20 +396,20 @@ def write_normalized_folder(data_dir: Path | str, out_dir: Path | str, method: s
     data_note = f"{data_dir.resolve()} [{artifacts.fingerprint(manifest.drop(columns=['image_path', 'mask_path']).to_dict('list'))}]"
     req = artifacts.request("stain", data=data_note, settings=normalizer.settings())
 
-    def build():
+    def build(staging):
         files = []
         for row in tqdm(list(manifest.itertuples()), desc=f"stain {method}", unit="img", disable=not progress):
             sub = Path(SPLIT_DIRS[row.split])
             image = normalizer(read_image(row.image_path), read_mask(row.mask_path))
             ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            artifacts.write_bytes(out_dir / sub / Path(row.image_path).name, png.tobytes())
-            shutil.copyfile(row.mask_path, out_dir / sub / Path(row.mask_path).name)
+            artifacts.write_bytes(staging / sub / Path(row.image_path).name, png.tobytes())
+            shutil.copyfile(row.mask_path, staging / sub / Path(row.mask_path).name)
             files += [str(sub / Path(row.image_path).name), str(sub / Path(row.mask_path).name)]
         for name in (LABELS_FILE, CLASSES_FILE, "source.txt", "planted_outliers.csv", "sites.csv"):
             if (data_dir / name).is_file():
-                shutil.copyfile(data_dir / name, out_dir / name)
+                shutil.copyfile(data_dir / name, staging / name)
                 files.append(name)
-        artifacts.write_json(out_dir / "stain_counts.json", {"counts": normalizer.counts, "images": len(manifest)})
+        artifacts.write_json(staging / "stain_counts.json", {"counts": normalizer.counts, "images": len(manifest)})
         return files + ["stain_counts.json"]
 
     artifacts.ensure(out_dir, req, build, label=f"stain-normalised folder {out_dir}")

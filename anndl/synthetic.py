@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,14 +302,22 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
 
-def draw_sticker(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-    """Draw a cartoon ogre (a "Shrek" sticker) over an RGB image, returning a new image."""
+STICKER_SKIN = (150, 190, 60)  # the generator's ogre skin: G exceeds R by 40, just below the green margin
+# Shades to test the sticker/green distinction with (``plant_outliers(sticker_skins=...)``): the default, a
+# clearer green, and a saturated green like the real "Shrek" images, which colour alone would call green.
+STICKER_SKINS = {"olive": STICKER_SKIN, "green": (110, 200, 50), "saturated": (70, 215, 40)}
+
+
+def draw_sticker(rng: np.random.Generator, image: np.ndarray, skin: tuple[int, int, int] = STICKER_SKIN) -> np.ndarray:
+    """Draw a cartoon ogre (a "Shrek" sticker) with ``skin`` colour (RGB) over an RGB image, returning a new image."""
     out = image.copy()
     h, w = out.shape[:2]
     s = rng.uniform(0.28, 0.42) * min(h, w)
     cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.6) * h
     t = max(2, int(s / 45))
-    black, skin, dark = (20, 20, 10), (150, 190, 60), (100, 140, 40)
+    skin = tuple(int(c) for c in skin)
+    black = (20, 20, 10)
+    dark = (100, 140, 40) if skin == STICKER_SKIN else tuple(int(c * 0.72) for c in skin)  # the nose
 
     def ellipse(center, axes, color, angle=0.0, thick=-1):
         c = (int(center[0]), int(center[1]))
@@ -384,11 +392,14 @@ SYNTH_FILES = ("train_data", "test_data", "train_labels.csv", "planted_outliers.
 
 
 def _die_with_parent() -> None:
-    """In a worker: end when the parent process dies (Linux ``prctl(PR_SET_PDEATHSIG)``), never linger."""
+    """In a worker: end when the parent process dies (Linux ``prctl(PR_SET_PDEATHSIG)``), never linger; ignore
+    SIGINT (a terminal's Ctrl-C reaches the whole process group): the parent alone handles it, by terminating
+    the pool."""
     import ctypes
     import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
@@ -472,15 +483,24 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
                      "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i],
                      "site": test_sites[i]})
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
-            for _ in pool.map(_render_one, jobs, chunksize=4):
+    try:
+        if workers > 1:
+            pool = multiprocessing.Pool(workers, initializer=_die_with_parent)
+            try:
+                for _ in pool.imap(_render_one, jobs, chunksize=4):
+                    bar.update()
+                pool.close()
+            except BaseException:  # Ctrl-C or a worker's error: stop the workers now, never wait for their queue
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+        else:
+            for job in jobs:
+                _render_one(job)
                 bar.update()
-    else:
-        for job in jobs:
-            _render_one(job)
-            bar.update()
-    bar.close()
+    finally:
+        bar.close()  # before any message about the interruption
     for s, t in twin_of.items():
         shutil.copyfile(out / "train_data" / f"mask_{t:04d}.png", out / "train_data" / f"mask_{s:04d}.png")
 

@@ -30,6 +30,57 @@ from anndl.voting import VOTING_RULES, vote
 MONITOR = "val_image_macro_f1"
 
 
+class Diverged(ValueError):
+    """Training produced a non-finite loss, metric or weight: the run is refused (nothing counts as finished)."""
+
+
+def nonfinite(model: keras.Model) -> tuple[int, int]:
+    """(non-finite values, all values) in ``model``'s weights."""
+    bad = total = 0
+    for variable in model.weights:
+        values = np.asarray(keras.ops.convert_to_numpy(variable))
+        if values.dtype.kind == "f":
+            bad += int(values.size - np.isfinite(values).sum())
+            total += int(values.size)
+    return bad, total
+
+
+def _advice(learning_rate: float | None, phase: int) -> str:
+    if learning_rate is None:
+        return "nothing was recorded as finished; try a lower --learning-rate"
+    if phase == 1:
+        return f"nothing was recorded as finished; try a lower --learning-rate (phase 1's is {learning_rate:g})"
+    return (f"nothing was recorded as finished; try a lower learning rate (phase {phase}'s is {learning_rate:g}; "
+            "--learning-rate sets phase 1's)")
+
+
+class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
+    """``keras.callbacks.TerminateOnNaN`` (its batch-loss check, raising), with one line naming the run, the
+    phase and the epoch; at each epoch end every logged loss and metric must be finite too (it runs first)."""
+
+    def __init__(self, run: str, phase: int, learning_rate: float | None = None):
+        super().__init__(raise_error=True)
+        self.run, self.phase, self.learning_rate, self.epoch = run, phase, learning_rate, 0
+
+    def _fail(self, what: str):
+        raise Diverged(f"{self.run}: training diverged in phase {self.phase}, epoch {self.epoch + 1} ({what}): "
+                       + _advice(self.learning_rate, self.phase))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError:
+            self._fail(f"loss {float((logs or {}).get('loss')):g} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in sorted((logs or {}).items()):
+            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                self._fail(f"{key} {float(value):g}")
+
+
 def make_loss(config: TrainConfig, from_logits: bool = False) -> keras.losses.Loss:
     """Cross-entropy (plain or, with class weights passed to fit, weighted) or focal loss on one-hot labels."""
     if config.loss == "focal":
@@ -95,10 +146,61 @@ class RunProgress(keras.callbacks.Callback):
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
-    """``model.save_weights`` to a temporary name, then ``os.replace`` (a kill never leaves half a file)."""
-    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    """``model.save_weights`` to a temporary name, then ``os.replace`` (a kill never leaves half a file).
+    Non-finite weights are refused (``Diverged``); a failed write (full disk) is an ``ArtifactError`` naming
+    ``path``, and the temporary file is removed."""
+    bad, total = nonfinite(model)
+    if bad:
+        raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
+                       + _advice(None, 0))
+    save_atomically(model.save_weights, path, f".{path.stem}.tmp.weights.h5", weight_bytes(model))
+
+
+def weight_bytes(model: keras.Model) -> int:
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+
+
+def _memory_folder(needed: int) -> str | None:
+    """A memory-backed folder (``/dev/shm``) with room for ``needed`` bytes, or None."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if st.f_bavail * st.f_frsize > 2 * needed + (64 << 20) else None
+
+
+def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None:
+    """``save(tmp)`` (Keras / h5py saving), then into place atomically. HDF5 writes into memory (``/dev/shm``,
+    where it has room) and ``artifacts.write_bytes`` puts the bytes on disk: HDF5 crashes the process on a full
+    disk, ``write_bytes`` gives one line naming ``path``. Elsewhere ``save(tmp)`` then ``os.replace``; any
+    failure removes ``tmp`` and becomes one ``ArtifactError`` line naming ``path``."""
+    import tempfile
+
+    path = Path(path)
+    memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
+    if memory is not None:
+        with tempfile.TemporaryDirectory(dir=memory, prefix="anndl-") as scratch:
+            staged = Path(scratch) / tmp_name.lstrip(".")
+            try:
+                save(staged)
+            except Exception as e:
+                raise artifacts.ArtifactError(f"{path}: could not write ({' '.join(str(e).split())[:200]})") from e
+            data = staged.read_bytes()
+        artifacts.write_bytes(path, data)
+        return
+    tmp = path.with_name(tmp_name)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        cause = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
+        raise artifacts.ArtifactError(f"{path}: could not write ({cause or type(e).__name__})") from e
 
 
 def state_dir(run_dir: Path | str) -> Path:
@@ -179,11 +281,18 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds
         model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch,
                   validation_data=one_hot(val_ds, n_classes), epochs=initial_epoch + config.epochs,
                   initial_epoch=initial_epoch + done, class_weight=weights, verbose=2, shuffle=False,
-                  callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress,
+                  callbacks=[StopOnNonFinite(_run_name(run_dir), phase, config.learning_rate),
+                             ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress,
                              tensorboard_callback(run_dir), *callbacks])
     if best_path(run_dir).exists():
         model.load_weights(best_path(run_dir))
     return progress.rows
+
+
+def _run_name(run_dir: Path) -> str:
+    from anndl.env import portable
+
+    return portable(run_dir.parent if run_dir.name == artifacts.STAGING else run_dir)
 
 
 def best_path(run_dir: Path | str) -> Path:

@@ -14,8 +14,8 @@ from anndl import artifacts
 
 
 def _build(folder, text="a,b\n1,2\n"):
-    def build():
-        artifacts.write_text(folder / "table.csv", text)
+    def build(out):
+        artifacts.write_text(out / "table.csv", text)
         return ["table.csv"]
     return build
 
@@ -31,7 +31,10 @@ def test_reuse_needs_the_same_request_and_intact_files(tmp_path, capsys):
     assert artifacts.check(folder, other_data) == "made from data data [fingerprint aaa], not data [fingerprint bbb]"
     other_settings = artifacts.request("demo", data=req["data"], settings={"k": 2})
     assert artifacts.check(folder, other_settings) == "made with settings k 1, not 2"
-    assert artifacts.check(folder, dict(req, version="0.0.1")).startswith("made with version ")
+    assert artifacts.check(folder, dict(req, code=2)) == f"made by demo code version 1, not 2 (package {artifacts.version()})"
+    assert artifacts.check(folder, dict(req, package_version="9.9.9")) is None  # information only
+    moved = dict(req, data="data moved elsewhere [fingerprint aaa]")  # same content, other folder
+    assert artifacts.check(folder, moved) is None
     (folder / "table.csv").write_text("a,b\n")  # cut short, as a kill or a full disk leaves it
     assert artifacts.check(folder, req) == "table.csv changed since it was recorded (cut short or edited)"
     artifacts.ensure(folder, req, _build(folder))
@@ -99,8 +102,8 @@ def test_reuse_messages_carry_no_machine_path(capsys):
     try:
         for data in ("a", "b"):  # the second request differs: the reason names both data notes
             note = f"synthetic stand-in at {REPO_ROOT / 'data' / data}"
-            artifacts.ensure(folder, artifacts.request("t", data=note), lambda: [], label=str(folder / "x.csv"))
-        artifacts.ensure(folder, artifacts.request("t", data=note), lambda: [], label=str(folder / "x.csv"))
+            artifacts.ensure(folder, artifacts.request("t", data=note), lambda out: [], label=str(folder / "x.csv"))
+        artifacts.ensure(folder, artifacts.request("t", data=note), lambda out: [], label=str(folder / "x.csv"))
         out = capsys.readouterr().out
         assert "outputs/test_artifacts_messages/x.csv: made from data synthetic stand-in at data/a" in out
         assert "reusing outputs/test_artifacts_messages/x.csv" in out and str(REPO_ROOT) not in out

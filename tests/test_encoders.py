@@ -126,13 +126,13 @@ def test_embed_resumes_from_finished_chunks(embedded, checkpoints, tiny_data):
     first = embed.load(work / "emb")
     t = first.tiles
     n = int(((t.split == t.split[0]) & (t.sample_index == t.sample_index[0])).sum())  # chunk 0: the first image
-    part = work / "emb2" / embed.PARTS / artifacts.fingerprint(req) / "part_00000.npy"
+    part = work / "emb2" / artifacts.STAGING / embed.PARTS / artifacts.fingerprint(req) / "part_00000.npy"
     part.parent.mkdir(parents=True)
     np.save(part, np.full((n, 16), 7.0, np.float32))  # as a killed run would have left it
     again = embed.embed(prep, str(checkpoints["vit_bare"]), work / "emb2", chunk_images=1, progress=False)
     assert (again.embeddings[:n] == 7).all()
     np.testing.assert_allclose(again.embeddings[n:], first.embeddings[n:], atol=1e-5)
-    assert not (work / "emb2" / embed.PARTS).exists()
+    assert not (work / "emb2" / artifacts.STAGING).exists() and not (work / "emb2" / embed.PARTS).exists()
 
 
 @pytest.mark.parametrize("head", ["linear_probe", "attention_mil"])

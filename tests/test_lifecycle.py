@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anndl import cli, synthetic
+from anndl import artifacts, cli, synthetic
 
 pytestmark = pytest.mark.slow
 COMPARED = ("runs/scratch_resnet/metrics.json", "runs/scratch_resnet/log.csv", "submission.csv")
@@ -68,11 +68,13 @@ def test_kill_mid_training_resumes_to_identical_outputs(tiny_data, reference, tm
     assert "resuming from epoch 2" in printed and "reusing runs" not in printed
     _same_outputs(reference, out)
     assert pd.read_csv(run / "log.csv").epoch.tolist() == [0, 1, 2]  # every epoch exactly once
-    # --redo killed inside the finished run, then the plain command: never "reusing" the old files
-    _kill_when(_start(_command(tiny_data, out, "--redo")), run / "resume" / "state.json")
+    # --redo killed mid-training: it trained beside the finished run (in .staging), which stays intact and is
+    # what the plain command then reuses
+    _kill_when(_start(_command(tiny_data, out, "--redo")), run / artifacts.STAGING / "resume" / "state.json")
+    assert (run / "record.json").is_file()
     assert cli.main(_command(tiny_data, out)) == 0
     printed = capsys.readouterr().out
-    assert f"reusing {run}" not in printed and "resuming from epoch 2" in printed
+    assert f"reusing {run}" in printed and "resuming" not in printed
     _same_outputs(reference, out)
 
 

@@ -143,3 +143,27 @@ def test_green_blob_image_that_shares_a_mask_is_reported_green(data_copy):
     truth = pd.concat([planted, pd.DataFrame({"sample_index": [new], "kind": ["green"], "twin": [twin]})])
     scores = outliers.score_against_planted(cleaned.reset_index(), truth).set_index("kind")
     assert (scores.precision == 1).all() and (scores.recall == 1).all(), scores
+
+
+@pytest.mark.parametrize("shade", ["olive", "green", "saturated"])
+def test_green_skinned_stickers_in_groups_are_stickers_and_green_blobs_in_groups_green(tiny_data, tmp_path, shade):
+    """Stickers in several greens (the saturated one is green-dominant everywhere colour looks) and green blobs
+    alone or inside identical-mask groups: each is called what it is, by outline and flat colour, not by hue."""
+    from anndl.synthetic import STICKER_SKINS
+
+    planted = pd.read_csv(tiny_data / "planted_outliers.csv")
+    bad = set(planted.sample_index) | set(planted.twin.dropna())
+    train = tiny_data / "train_data"
+    names = sorted(p.name for p in train.glob("img_*.png") if p.name not in bad)
+    pairs = [(train / n, train / n.replace("img_", "mask_")) for n in names]
+    folder = plant_outliers(pairs, tmp_path / shade, n_stickers=3, n_green=2, n_green_twins=2, seed=1,
+                            sticker_skins=[STICKER_SKINS[shade]])
+    truth = pd.read_csv(folder / "planted_outliers.csv")
+    cleaned = outliers.clean(read_challenge(folder), outliers.ColourTextureEmbedder())
+    status = cleaned.set_index("sample_index").status
+    in_groups = cleaned.set_index("sample_index").group[truth.sample_index[truth.twin.notna()]]
+    assert (in_groups >= 0).all()  # every sticker and twinned green blob shares its mask
+    assert (status[truth.sample_index[truth.kind == "sticker"]] == "sticker").all(), cleaned.to_string()
+    assert (status[truth.sample_index[truth.kind == "green"]] == "green").all(), cleaned.to_string()
+    scores = outliers.score_against_planted(cleaned, truth)
+    assert (scores.precision == 1).all() and (scores.recall == 1).all(), scores

@@ -1,0 +1,267 @@
+"""Faults a hostile user meets (issue 23): non-finite training refused, a redo that never deletes the finished
+result first, Ctrl-C that ends, a full disk that leaves nothing behind, paths shown by whole components, and
+the smaller checks (file modes, a held lock, not-regular files, Unicode line separators in labels)."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from anndl import artifacts, cli, env
+from anndl.config import REPO_ROOT
+from anndl.data import DataError, read_challenge, read_classes
+
+
+def _error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+
+
+# --------------------------------------------------------------------------------------- finite or refused
+
+@pytest.fixture(scope="module")
+def finished(tiny_data, tmp_path_factory):
+    """A finished one-epoch smoke run (``WORK/runs/ok``) and its prepared data."""
+    from anndl import experiment
+
+    work = tmp_path_factory.mktemp("faults")
+    prep = experiment.prepare(tiny_data, work)
+    experiment.train_run(prep, work / "runs" / "ok", epochs=1)
+    return prep, work
+
+
+def test_a_nan_run_exits_2_naming_run_phase_epoch_and_records_nothing(finished, tiny_data, capsys):
+    _, work = finished
+    run = work / "runs" / "nan"
+    code = cli.main(["train", "--data", str(tiny_data), "--out", str(run), "--work", str(work),
+                     "--learning-rate", "1e30", "--epochs", "1"])
+    errors = _error_lines(capsys)
+    assert code == 2 and len(errors) == 1, errors
+    assert f"{run}: training diverged in phase 1, epoch 1 (loss nan" in errors[0]
+    assert "try a lower --learning-rate (phase 1's is 1e+30)" in errors[0]
+    assert not (run / artifacts.RECORD).exists() and not (run / "model.keras").exists()
+    assert artifacts.read_json(run / "config.json")["phases"][0]["learning_rate"] == 1e30  # recorded
+
+
+def test_a_killed_or_diverged_redo_keeps_the_finished_run(finished, tiny_data, monkeypatch, capsys):
+    from anndl import experiment
+
+    prep, work = finished
+    run = work / "runs" / "ok"
+    before = artifacts.read_json(run / artifacts.RECORD)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "fit", killed)
+    with pytest.raises(KeyboardInterrupt):  # another request: retrained beside the finished run, killed
+        experiment.train_run(prep, run, epochs=2)
+    monkeypatch.undo()
+    assert "the finished run stays until the new one is complete" in capsys.readouterr().out
+    assert artifacts.load(run, "train")["id"] == before["id"]  # intact, verified
+    experiment.train_run(prep, run, epochs=1)  # and reusable
+    assert "reusing" in capsys.readouterr().out
+    code = cli.main(["train", "--data", str(tiny_data), "--out", str(run), "--work", str(work),
+                     "--learning-rate", "1e30", "--epochs", "1"])
+    assert code == 2 and "training diverged" in _error_lines(capsys)[0]
+    assert artifacts.load(run, "train")["id"] == before["id"]
+
+
+def test_predict_and_report_refuse_a_model_with_nonfinite_weights(finished, tiny_data, tmp_path, capsys):
+    """A run finished before the finite check existed: its model holds NaN weights, its record verifies."""
+    import keras
+    import numpy as np
+
+    from anndl import experiment, report
+
+    _, work = finished
+    runs = tmp_path / "runs"
+    bad = Path(shutil.copytree(work / "runs" / "ok", runs / "bad"))
+    model = keras.models.load_model(bad / "model.keras", compile=False)
+    weight = model.weights[0]
+    weight.assign(np.full(weight.shape, np.nan, "float32"))
+    model.save(bad / "model.keras")
+    record = artifacts.read_json(bad / artifacts.RECORD)
+    artifacts.complete(bad, {k: record[k] for k in (*artifacts.REQUEST_KEYS, "package_version")},
+                       experiment.RUN_FILES)
+    with pytest.raises(artifacts.ArtifactError, match=r"model.keras: [\d,]+ of [\d,]+ weights are not finite"):
+        experiment.predict_run(bad, tiny_data, tmp_path / "submission.csv")
+    assert not (tmp_path / "submission.csv").exists()
+    shutil.copytree(work / "runs" / "ok", runs / "good")
+    table = report.collect(runs)
+    assert set(table.run) == {"good"}
+    assert f"not ranked: {bad / 'model.keras'}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------- replace, not delete
+
+def test_a_killed_redo_of_a_stage_keeps_the_old_result(tmp_path, capsys):
+    folder = tmp_path / "stage"
+    old = artifacts.request("demo", data="d [fingerprint aaa]", settings={"k": 1})
+
+    def build(out):
+        artifacts.write_text(out / "table.csv", "a\n1\n")
+        return ["table.csv"]
+
+    def killed(out):
+        artifacts.write_text(out / "table.csv", "a\n")  # half made
+        raise KeyboardInterrupt
+
+    artifacts.ensure(folder, old, build)
+    with pytest.raises(KeyboardInterrupt):
+        artifacts.ensure(folder, dict(old, settings={"k": 2}), killed)
+    assert artifacts.check(folder, old) is None and (folder / "table.csv").read_text() == "a\n1\n"
+    artifacts.ensure(folder, old, build)
+    assert "reusing" in capsys.readouterr().out
+    new = artifacts.ensure(folder, dict(old, settings={"k": 2}), build)  # completed: swapped in, staging gone
+    assert artifacts.load(folder)["id"] == new["id"] and not (folder / artifacts.STAGING).exists()
+
+
+def test_a_package_release_alone_reuses_and_a_code_version_says_so_in_one_space(tmp_path):
+    folder = tmp_path / "stage"
+    req = artifacts.request("clean", data="d")
+    artifacts.ensure(folder, req, lambda out: [])
+    assert artifacts.check(folder, dict(req, package_version="0.2.1")) is None
+    reason = artifacts.check(folder, dict(req, code=req["code"] + 1))
+    assert reason == f"made by clean code version {req['code']}, not {req['code'] + 1} (package {artifacts.version()})"
+    assert "  " not in artifacts.check(folder, dict(req, settings={"x": 1}))
+
+
+# ----------------------------------------------------------------------------------------------- Ctrl-C
+
+def test_ctrl_c_ends_synth_within_two_seconds_with_status_130_and_no_children(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "anndl", "synth", "--out", str(tmp_path / "s"), "--n-train", "400",
+                             "--n-test", "20", "--scale", "0.3", "--workers", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO_ROOT)
+    children, deadline = [], time.time() + 120
+    while len(children) < 2 and time.time() < deadline and proc.poll() is None:  # until the pool works
+        time.sleep(0.2)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 2, "the pool did not start"
+    time.sleep(1)
+    sent = time.time()
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    try:
+        _, err = proc.communicate(timeout=2)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert time.time() - sent < 2 and proc.returncode == 130
+    assert err.rstrip().splitlines()[-1] == ("interrupted: the folder is incomplete; the same command writes it "
+                                             "again from the start")
+    assert "Traceback" not in err
+    assert not [c for c in children if Path(f"/proc/{c}").exists()]
+
+
+# -------------------------------------------------------------------------------------------- full disk
+
+def test_a_full_disk_while_saving_weights_is_one_line_and_no_file(tmp_path, monkeypatch):
+    import keras
+    import numpy as np
+
+    from anndl import train
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = tmp_path / "best.weights.h5"
+
+    def full(self, filepath, *args, **kwargs):  # what h5py does on ENOSPC: part of a file, then an error
+        Path(filepath).write_bytes(b"\x89HDF" * 100)
+        raise OSError("Unable to synchronously write data (file write failed: errno = 28, error message = "
+                      "'No space left on device')")
+
+    monkeypatch.setattr(keras.Model, "save_weights", full)
+    with pytest.raises(artifacts.ArtifactError) as caught:
+        train.save_weights(model, path)
+    assert str(caught.value).startswith(f"{path}: could not write (") and "No space left" in str(caught.value)
+    assert "\n" not in str(caught.value) and list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    model.weights[0].assign(np.full((3, 2), np.inf, "float32"))
+    with pytest.raises(train.Diverged, match="6 of 8 weights are not finite"):
+        train.save_weights(model, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_report_is_one_line_exit_2_and_no_file(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    scores = {"macro_f1": 0.5, "macro_f1_ci95": [0.4, 0.6], "accuracy": 0.5, "images": 8}
+    (runs / "a" / "metrics.json").write_text(json.dumps({
+        "model": "scratch_resnet", "profile": "smoke", "weights": "random initialisation (trained from scratch)",
+        "data": "synthetic stand-in (anndl synth) at /x [fingerprint aaaa11112222]",
+        "validation": {"hard": scores, "soft": scores}}))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert cli.main(["report", "--runs", str(runs)]) == 2
+    assert _error_lines(capsys) == [f"error: {runs / 'results.csv'}: could not write (No space left on device)"]
+    assert sorted(p.name for p in runs.iterdir()) == ["a"]
+
+
+# ------------------------------------------------------------------------------------------------ paths
+
+def test_portable_keeps_a_sibling_whose_name_starts_with_the_repository_s(monkeypatch):
+    monkeypatch.setattr(env, "_ROOTS", {})
+    sibling = Path(f"{REPO_ROOT}_o") / "submission.csv"
+    assert env.portable(sibling) == str(sibling)
+    assert env.portable(f"wrote {sibling}") == f"wrote {sibling}"
+    assert env.portable(f"wrote {REPO_ROOT / 'outputs' / 'x.csv'}: ok") == "wrote outputs/x.csv: ok"
+    assert env.portable(REPO_ROOT) == "." and env.portable(REPO_ROOT / "runs") == "runs"
+    env.name_root("/data/anndl", "DATA")
+    assert env.portable("/data/anndl/x and /data/anndl_data/y, /data/anndl") == "DATA/x and /data/anndl_data/y, DATA"
+    assert env.portable(Path("/data/anndl_data/y")) == "/data/anndl_data/y"
+
+
+# ----------------------------------------------------------------------------------------------- smaller
+
+def test_written_files_get_the_umask_s_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert (artifacts.write_text(tmp_path / "a.txt", "x").stat().st_mode & 0o777) == 0o644
+        os.umask(0o027)
+        assert (artifacts.write_text(tmp_path / "b.txt", "x").stat().st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_a_step_being_written_is_reported_with_the_writer_s_pid(tmp_path):
+    folder = tmp_path / "clean"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from anndl import artifacts\n"
+        f"with artifacts.lock({str(folder)!r}):\n"
+        "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(artifacts.Locked, match=f"being written by another process \\(PID {holder.pid}\\)"):
+            artifacts.load(folder, "clean")
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.raises(artifacts.ArtifactError, match="killed before it finished, or never made"):
+        artifacts.load(folder, "clean")
+
+
+def test_devices_fifos_and_links_to_them_are_not_regular_files(data_copy):
+    image = data_copy / "test_data" / "img_0000.png"
+    image.unlink()
+    image.symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="img_0000.png: not a regular file: a device \\(through a link\\)"):
+        read_challenge(data_copy)
+    image.unlink()
+    os.mkfifo(image)
+    with pytest.raises(DataError, match="img_0000.png: not a regular file: a fifo"):
+        read_challenge(data_copy)
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_labels_with_unicode_line_separators_are_refused_with_the_line_number(tmp_path, separator):
+    (tmp_path / "classes.txt").write_text(f"benign\nin{separator}situ\ninvasive\n", encoding="utf-8")
+    with pytest.raises(DataError, match=f"line 2: label .* line or paragraph separator \\(U\\+{ord(separator):04X}\\)"):
+        read_classes(tmp_path)
