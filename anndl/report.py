@@ -172,7 +172,7 @@ def section_markdown(label: str, profile: str, rows: pd.DataFrame, level: str = 
             for v, c in zip(rows.val_macro_f1, rows.val_ci95)],
         "out-of-fold macro F1 (95%)": [
             "n/a" if v is None or v != v else (f"**{v:.3f}**" if v == best_oof else f"{v:.3f}") + f" ({c}, {int(k)} folds)"
-            for v, c, k in zip(rows.oof_macro_f1, rows.oof_ci95, rows.folds.fillna(0))],
+            for v, c, k in zip(rows.oof_macro_f1, rows.oof_ci95, pd.to_numeric(rows.folds, errors="coerce").fillna(0))],
         REFERENCE: [_fmt(v) for v in rows[REFERENCE]],
     })
     if checks_only:
