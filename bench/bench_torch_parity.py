@@ -100,6 +100,17 @@ def serve(kind: str, precision: str) -> None:
         print(json.dumps({"seconds": time.perf_counter() - start, "loss": loss}), flush=True)
 
 
+def cpu_pressure() -> str:
+    """Linux's CPU pressure (share of time some runnable task waited for a CPU), 'n/a' where unavailable: the load
+    other jobs put on a shared machine, which slows torch's OpenMP loops (static partitioning) more than TensorFlow's
+    work-stealing thread pool."""
+    try:
+        fields = dict(f.split("=") for f in Path("/proc/pressure/cpu").read_text().split("\n")[0].split()[1:])
+        return f"{float(fields['avg60']):.0f}% (last 60 s)"
+    except (OSError, KeyError, ValueError):
+        return "n/a"
+
+
 def torch_python() -> str | None:
     """An interpreter that imports torch: this one, else ``ANNDL_TORCH_PYTHON``; None when neither does."""
     for python in (sys.executable, os.environ.get("ANNDL_TORCH_PYTHON")):
@@ -140,6 +151,7 @@ def main(reps: int = REPS, steps: int = STEPS) -> None:
     version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                              text=True).stdout.strip()
     precisions = ("float32", "mixed_bfloat16")
+    pressure_before = cpu_pressure()
     workers = []
     try:
         for precision in precisions:
@@ -157,6 +169,7 @@ def main(reps: int = REPS, steps: int = STEPS) -> None:
     median = {k: statistics.median(v) for k, v in rates.items()}
     print(f"scratch ResNet training step, batch {BATCH} of {SIZE}x{SIZE}, Lion; {reps} interleaved rounds of {steps} "
           f"steps after {WARMUP} warm-up; torch {version} eager (autocast for bf16); {os.cpu_count()} CPUs")
+    print(f"CPU pressure from other jobs: {pressure_before} before, {cpu_pressure()} after")
     print(f"{'precision':>15} | {'anndl tiles/s':>13} | {'torch tiles/s':>13} | anndl / torch (median of rounds)")
     for p in precisions:
         ratios = [a / t for a, t in zip(rates[("anndl", p)], rates[("torch", p)])]

@@ -86,12 +86,13 @@ def test_jax_backend_takes_keras_batch_norm_path(tmp_path):
             "y = np.eye(4, dtype='float32')[np.arange(8) % 4]\n"
             "loss = [float(m.train_on_batch(x, y)) for _ in range(2)]\n"
             "assert np.isfinite(loss).all(), loss\n"
-            "m.save(r'%s')\n"
-            "again = keras.models.load_model(r'%s')\n"
+            "import sys\n"
+            "m.save(sys.argv[1])\n"
+            "again = keras.models.load_model(sys.argv[1])\n"
             "np.testing.assert_allclose(m.predict(x, verbose=0), again.predict(x, verbose=0), rtol=1e-2, atol=1e-2)\n"
-            "print(keras.backend.backend(), m.jit_compile)\n") % (tmp_path / "m.keras", tmp_path / "m.keras")
+            "print(keras.backend.backend(), m.jit_compile)\n")
     env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-2:] == ["jax", "True"]
 
