@@ -245,3 +245,104 @@ def _jax_scope(name: str) -> Iterator[Replicas]:
         yield Replicas(name, "jax", len(devices), tuple(str(d) for d in devices), distribution=distribution)
     finally:
         keras.distribution.set_distribution(previous)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Precision
+# ---------------------------------------------------------------------------------------------------
+
+# GPUs named by Colab/Kaggle/cloud runtimes. float16 tensor cores (or P100's double-rate float16) but no
+# fast bfloat16: mixed_float16 (with Keras's loss scaling). Ampere and later, and TPUs: mixed_bfloat16 (float32's
+# range, no loss scaling needed).
+FLOAT16_GPUS = ("T4", "P100", "V100", "TITAN V", "RTX 20")
+BFLOAT16_GPUS = ("A100", "A10", "A30", "A40", "L4", "L40", "H100", "H200", "H20", "GH200", "B100", "B200", "RTX 30",
+                 "RTX 40", "RTX 50", "RTX A")
+# x86 CPU flags (/proc/cpuinfo) of a native bfloat16 dot product: oneDNN then runs bfloat16 convolutions on
+# avx512_core_bf16 or AMX kernels. Without them it emulates bfloat16 (jit_bf16:avx512_core in ONEDNN_VERBOSE),
+# which made the scratch ResNet's training step 0.3-0.4x float32's on an Ice Lake CPU (README, "Training speed").
+CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def precision_for(kind: str, name: str = "", compute_capability: tuple[int, int] | None = None,
+                  cpu_flags=()) -> tuple[str, str]:
+    """(Keras dtype policy, reason) for training on a device of ``kind`` 'gpu', 'tpu' or 'cpu': the rules of
+    :func:`fastest_precision`, without looking at the machine. ``name``: the GPU's name (e.g. 'Tesla T4');
+    ``compute_capability``: used when the name is not one listed; ``cpu_flags``: the CPU's flags."""
+    kind = kind.lower()
+    if kind == "tpu":
+        return "mixed_bfloat16", "TPU: bfloat16 matrix units"
+    if kind == "gpu":
+        upper = name.upper()
+        for policy, names in (("mixed_bfloat16", BFLOAT16_GPUS), ("mixed_float16", FLOAT16_GPUS)):
+            hit = next((n for n in names if n in upper), None)
+            if hit:
+                units = "bfloat16 tensor cores" if policy == "mixed_bfloat16" else "float16 units, no fast bfloat16"
+                return policy, f"GPU {name} ({hit}: {units})"
+        if compute_capability is not None:
+            if tuple(compute_capability) >= (8, 0):
+                return "mixed_bfloat16", f"GPU {name or '?'} (compute capability {compute_capability}: bfloat16)"
+            if tuple(compute_capability) >= (7, 0):  # Volta/Turing tensor cores (most 6.x Pascal: slow float16)
+                return "mixed_float16", f"GPU {name or '?'} (compute capability {compute_capability}: float16)"
+        return "float32", f"GPU {name or '?'}: no known fast reduced precision"
+    if kind == "cpu":
+        have = [flag for flag in CPU_BFLOAT16_FLAGS if flag in set(cpu_flags)]
+        if have:
+            return "mixed_bfloat16", f"CPU with {', '.join(have)}: native bfloat16 kernels"
+        return "float32", ("CPU without amx_bf16/avx512_bf16: bfloat16 is emulated and slower than float32 "
+                           "(float16 has no fast CPU kernels)")
+    raise ValueError(f"kind must be 'gpu', 'tpu' or 'cpu', got {kind!r}")
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty where it is not readable)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _accelerator() -> tuple[str, str, tuple[int, int] | None]:
+    """(kind, name, compute capability) of the first accelerator the Keras back end sees, else ('cpu', '', None)."""
+    if backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform in ("gpu", "cuda", "rocm"):
+            cc = getattr(device, "compute_capability", None)
+            cc = tuple(int(p) for p in str(cc).split(".")[:2]) if cc else None
+            return "gpu", device.device_kind, cc
+        if device.platform == "tpu":
+            return "tpu", device.device_kind, None
+        return "cpu", "", None
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("TPU"):
+        return "tpu", "TPU", None
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return "gpu", details.get("device_name", ""), details.get("compute_capability")
+    return "cpu", "", None
+
+
+def precision_advice() -> tuple[str, str]:
+    """(Keras dtype policy, one-line reason) to train with on this machine; see :func:`fastest_precision`."""
+    kind, name, cc = _accelerator()
+    return precision_for(kind, name, cc, cpu_flags() if kind == "cpu" else ())
+
+
+def fastest_precision() -> str:
+    """The Keras dtype policy that trains fastest here, for notebooks' ``MIXED_PRECISION`` and ``doctor``.
+
+    By device rules, not a timing run: a GPU by name (mixed_float16 on T4/P100/V100, mixed_bfloat16 on
+    A100/L4/H100 and later; else by compute capability), mixed_bfloat16 on a TPU, and on a CPU by its flags:
+    mixed_bfloat16 only with ``amx_bf16`` or ``avx512_bf16``, else float32. Flags rather than a micro-benchmark:
+    they decide which kernels oneDNN runs, they cost nothing to read, and a benchmark of both policies takes a
+    minute of two model builds and is unreliable on a CPU shared with other jobs (the reason ``bench/`` interleaves
+    its runs). 'float32' means: no mixed precision.
+    """
+    return precision_advice()[0]

@@ -249,6 +249,11 @@ def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None
             variable.assign(value)
 
 
+def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
+    """``model.compile`` with the engine's compile options."""
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
 def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds, val_labels: np.ndarray,
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
@@ -265,7 +270,7 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model.compile(optimizer=optimizer, loss=make_loss(config, from_logits),
+    compile_model(model, optimizer, make_loss(config, from_logits),
                   metrics=[keras.metrics.CategoricalAccuracy(name="tile_accuracy")])
     rows, best, wait = [], initial_best, 0
     if resume is not None:
