@@ -326,33 +326,6 @@ def _below(path: Path, root: Path) -> bool:
 
 # --------------------------------------------------------------------------------------------- doctor
 
-GPU_PRECISION = (  # (name fragment, precision): Tensor Cores with float16 only, or with bfloat16 too
-    ("T4", "mixed_float16"), ("P100", "mixed_float16"), ("V100", "mixed_float16"),
-    ("L4", "mixed_bfloat16"), ("A100", "mixed_bfloat16"), ("H100", "mixed_bfloat16"), ("H200", "mixed_bfloat16"),
-    ("A10", "mixed_bfloat16"), ("L40", "mixed_bfloat16"),
-)
-
-
-def gpu_precision(name: str) -> str:
-    """The mixed precision to train with on a GPU called ``name``: float16 where the card has no fast
-    bfloat16 (T4, P100, V100), bfloat16 on Ampere and newer; float32 on an unknown card."""
-    for fragment, precision in GPU_PRECISION:
-        if re.search(rf"\b{fragment}\b", name):
-            return precision
-    return "float32"
-
-
-def cpu_precision() -> str:
-    """The precision to train with on this CPU: ``mixed_bfloat16`` where it has bfloat16 instructions (AMX or
-    AVX-512 BF16: the scratch ResNet trained 1.22-1.30x faster than float32 on such a 2-core CPU, README), else
-    float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "mixed_bfloat16" if re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) else "float32"
-
-
 def gpus() -> list[tuple[str, str]]:
     """``(name, memory)`` of each GPU: ``nvidia-smi`` where it exists, else TensorFlow's device details."""
     smi = shutil.which("nvidia-smi")
@@ -387,13 +360,17 @@ def doctor(where: Places, short: bool = False) -> list[str]:
     versions = [f"python {platform.python_version()}"]
     for name in ("tensorflow", "keras", "keras-hub"):
         versions.append(f"{name} {installed_version(name) or 'not installed'}")
+    from anndl.distribute import cpu_flags, precision_for
+
     lines = [f"runtime: {where.runtime}", "versions: " + ", ".join(versions)]
     found = gpus()
     for i, (name, memory) in enumerate(found):
-        lines.append(f"GPU {i}: {name}, {memory}: train with {gpu_precision(name)}")
+        policy, why = precision_for("gpu", name)
+        lines.append(f"GPU {i}: {name}, {memory}: MIXED_PRECISION = {policy!r} ({why.split('(', 1)[-1].rstrip(')')})")
     if not found:
-        lines.append(f"GPU: none; CPU {os.cpu_count()} cores: train with {cpu_precision()} (smoke profile; "
-                     "the full profile wants a GPU)")
+        policy, why = precision_for("cpu", cpu_flags=cpu_flags())
+        lines.append(f"GPU: none; {os.cpu_count()} CPU cores: MIXED_PRECISION = {policy!r} ({why}); the smoke "
+                     "profile runs here, the full profile wants a GPU")
     lines.append("data: " + _describe(where.data, short))
     lines.append(f"outputs: {portable(where.output)} · kept after the session: {where.persistent}")
     probe = where.output if where.output.exists() else next(p for p in where.output.parents if p.exists())

@@ -230,8 +230,8 @@ def test_doctor_lines_are_computed(tiny_data, tmp_path, monkeypatch):
     import tensorflow as tf
 
     assert f"tensorflow {tf.__version__}" in lines[1] and f"keras {keras.__version__}" in lines[1]
-    assert lines[2] == "GPU 0: Tesla T4, 15360 MiB: train with mixed_float16"
-    assert lines[3] == "GPU 1: NVIDIA A100-SXM4-40GB, 40960 MiB: train with mixed_bfloat16"
+    assert lines[2].startswith("GPU 0: Tesla T4, 15360 MiB: MIXED_PRECISION = 'mixed_float16' (T4: float16")
+    assert lines[3].startswith("GPU 1: NVIDIA A100-SXM4-40GB, 40960 MiB: MIXED_PRECISION = 'mixed_bfloat16' (A100")
     manifest = read_challenge(tiny_data)
     assert f"{(manifest.split == 'train').sum()} train and {(manifest.split == 'test').sum()} test images" in lines[4]
     assert lines[4].endswith(f"fingerprint {fingerprint(manifest)}") and "synthetic stand-in" in lines[4]
@@ -242,8 +242,10 @@ def test_doctor_lines_are_computed(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setattr(hosted.socket, "create_connection", lambda *a, **k: type("C", (), {"close": lambda s: None})())
     assert hosted.doctor(where, short=True)[-1] == "pretrained weights downloadable: yes"
     assert "fingerprint" not in hosted.doctor(where, short=True)[4]
-    assert hosted.gpu_precision("Tesla P100-PCIE-16GB") == "mixed_float16"
-    assert hosted.gpu_precision("NVIDIA L4") == "mixed_bfloat16" and hosted.gpu_precision("Quadro K80") == "float32"
+    monkeypatch.setattr(hosted, "gpus", lambda: [])
+    from anndl.distribute import cpu_flags, precision_for
+
+    assert f"MIXED_PRECISION = {precision_for('cpu', cpu_flags=cpu_flags())[0]!r}" in hosted.doctor(where, short=True)[2]
 
 
 # ---------------------------------------------------------------------- simulated Colab and Kaggle sessions
