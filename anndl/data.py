@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from anndl.env import portable
 from anndl.labels import LABELS
 
 IMAGE_RE = re.compile(r"^img_(\d+)\.png$")
@@ -304,10 +305,11 @@ def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = Non
             return found  # the default, or a folder the user put there (never overwritten)
         why = ("it was cut short or made by an earlier version" if made is None else
                ", ".join(f"{k} {made.get(k)} not {v}" for k, v in wanted.items() if made.get(k) != v))
-        print(f"{synthetic_dir} differs from the synthetic default ({why}): generating it again")
+        print(f"{portable(synthetic_dir)} differs from the synthetic default ({why}): generating it again")
         return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))
     if (data_dir / SPLIT_DIRS["train"]).exists() or (data_dir / LABELS_FILE).exists():
         raise DataError(data_dir, f"incomplete challenge folder: needs {SPLIT_DIRS['train']}/, "
                                   f"{SPLIT_DIRS['test']}/ and {LABELS_FILE}")
-    print(f"{data_dir} holds no challenge folder: generating the synthetic default into {synthetic_dir}")
+    print(f"{portable(data_dir)} holds no challenge folder: generating the synthetic default into "
+          f"{portable(synthetic_dir)}")
     return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))

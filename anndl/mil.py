@@ -36,8 +36,6 @@ def _features(model: keras.Model, output) -> keras.Model:
 
 def run_encoder(run_dir: Path | str) -> keras.Model:
     """A trained run's model without its head: tiles -> the features its head reads."""
-    from anndl import models  # noqa: F401  (registers FusedBatchNormalization)
-
     model = keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
     names = [layer.name for layer in model.layers]
     if "head_pool" in names:
@@ -54,8 +52,6 @@ def load_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
     if path.suffix == ".keras":
         if not path.is_file():
             raise FileNotFoundError(f"{path}: encoder model file not found")
-        from anndl import models  # noqa: F401  (registers FusedBatchNormalization)
-
         model = keras.models.load_model(path, compile=False)
         return _features(model, model.outputs[0])
     if not path.is_dir():

@@ -56,53 +56,13 @@ def _stain_augmentation(x, strength: str | float | None, seed: int):
     return HEDJitter(strength, seed=seed, name="stain_augmentation")(x)
 
 
-@keras.saving.register_keras_serializable(package="anndl")
-class FusedBatchNormalization(layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` (same variables, config and arguments) that, under the TensorFlow back
-    end, on 4-D channels-last inputs, runs TensorFlow's fused kernel (``FusedBatchNormV3``; oneDNN's on x86 CPUs,
-    cuDNN's on GPUs) instead of Keras 3's composite of moments, casts and elementwise ops.
-
-    Keras 3 upcasts a bfloat16/float16 input to float32 and normalises it in five separate elementwise passes (and
-    as many in the backward pass); the fused kernel takes the bfloat16/float16 tensor as it is, keeps its statistics
-    in float32, and does forward and backward in one pass each: 1.4-1.7x on the scratch ResNet's training step on a
-    2-core CPU (README, "Training speed"). Numerics: the same normalisation; the moving variance is updated with the
-    batch's unbiased variance (as Keras 2's fused path did; a factor n/(n-1) with n = batch x height x width, at
-    least 25,000 here). Other back ends, inputs and options (masks, renorm, synchronized, no scale or centre) take
-    the Keras layer's own path.
-    """
-
-    def _fused(self, inputs, mask) -> bool:
-        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and self.center and self.scale and not self.renorm
-                and not self.synchronized)
-
-    def call(self, inputs, training=None, mask=None):
-        if not self._fused(inputs, mask):
-            return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
-        x = tf.cast(inputs, self.compute_dtype)  # float16/bfloat16 under a mixed policy: the kernel's input type
-        if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
-                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=True,
-                exponential_avg_factor=1.0 - self.momentum)  # returns the updated moving mean and variance
-            self.moving_mean.assign(mean)
-            self.moving_variance.assign(variance)
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
-                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)
-        return y
-
-
 def _residual_block(x, filters: int, stride: int, name: str):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    y = FusedBatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = FusedBatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         # ResNet-D shortcut (average pool, then 1x1 conv): the plain strided 1x1 projection crashes
         # TensorFlow 2.21's oneDNN backward pass on AVX-512/AMX CPUs (heap corruption), and ResNet-D
@@ -110,7 +70,7 @@ def _residual_block(x, filters: int, stride: int, name: str):
         if stride != 1:
             shortcut = layers.AveragePooling2D(stride, strides=stride, padding="same", name=f"{name}_pool")(shortcut)
         shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(shortcut)
-        shortcut = FusedBatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
@@ -125,7 +85,7 @@ def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_siz
     x = augmentation(seed)(x) if augment else x
     x = layers.Rescaling(1 / 255, name="rescale")(x)
     x = layers.Conv2D(config.filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = FusedBatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for s in range(config.stacks):

@@ -191,8 +191,6 @@ def keras_file_embedder(path: str | Path, image_size: int | None = None) -> Kera
     """Embedder from a saved ``.keras`` model whose output is a feature vector (or map, flattened)."""
     import keras
 
-    from anndl import models  # noqa: F401  (registers FusedBatchNormalization, e.g. for a scratch ResNet run)
-
     model = keras.models.load_model(path, compile=False)
     size = image_size or int(model.input_shape[1])
     return KerasEmbedder(model, f"Keras model {Path(path).name}", image_size=size)
