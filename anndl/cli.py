@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from anndl.artifacts import ArtifactError
-from anndl.config import EXTRA_MODELS, MODELS, ModelSettings, WeightsUnavailable
+from anndl.config import EXTRA_MODELS, MODELS, OUTPUTS, ModelSettings, WeightsUnavailable
 from anndl.data import DataError
 from anndl.hosted import SetupError
 from anndl.stages import VAL_FRACTION as _VAL_FRACTION
@@ -167,6 +167,51 @@ def cmd_run(args: argparse.Namespace) -> None:
         submission = out / ("submission.csv" if len(models) == 1 else f"submission_{name}.csv")
         experiment.predict_run(run_dir, args.data, submission, args.voting, tta=args.tta)
         print(f"wrote {experiment.shown(submission)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from anndl import compare, interpret
+    from anndl.report import markdown_table
+
+    if args.list:
+        for name, spec in compare.COMPARISONS.items():
+            print(f"{name}: {spec.question}\n    variants: {' | '.join(spec.variants)}")
+        return
+    jobs = [(name, None) for name in args.comparison]
+    if args.variant or args.set:
+        names = args.variant or ["cross-entropy"]
+        variants = {name: compare.VARIANTS[name] if name in compare.VARIANTS else _unknown_variant(name)
+                    for name in names}
+        if args.set:
+            label, variant = compare.custom_variant(names[0], args.set)
+            variants[label] = variant
+        jobs.append((args.name, variants))
+    if not jobs:
+        raise ValueError("name a comparison (--list shows them), or --variant NAME … and/or --set key=value")
+    data = _default_data(args.data)
+    weights = dict(w.split("=", 1) for w in args.weights) if args.weights else {}
+    for name, variants in jobs:
+        result = compare.run_comparison(name, data, args.out, variants=variants, profile=args.profile,
+                                        folds=args.folds, epochs=args.epochs, seed=args.seed,
+                                        mixed_precision=args.mixed_precision, weights=weights, redo=args.redo)
+        print(f"\n## {result.provenance_line()}\n")
+        print(markdown_table(compare.display_table(result)))
+        print("\n" + interpret.comparison(result))
+        print(f"\nwrote {result.folder / 'table.csv'}")
+
+
+def _unknown_variant(name: str):
+    from anndl import compare
+
+    raise ValueError(f"unknown variant {name!r}; choose from {list(compare.VARIANTS)}")
+
+
+def _default_data(data: Path | None) -> Path:
+    """``data`` when given (a challenge folder), else data/ (the challenge folder there, else the synthetic default)."""
+    from anndl.config import DATA_ROOT, SYNTHETIC_DEFAULT
+    from anndl.data import resolve_data_dir
+
+    return resolve_data_dir(data) if data else resolve_data_dir(DATA_ROOT, SYNTHETIC_DEFAULT)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -322,6 +367,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repository", help="https://github.com/<owner>/<name>")
     p.set_defaults(func=cmd_publish)
 
+    p = sub.add_parser("compare", help="variants out of fold on the same K folds, with paired intervals: the "
+                                       "report's experiments by name (--list), or --variant/--set")
+    p.add_argument("comparison", nargs="*", help="named comparisons (see --list), run in turn")
+    p.add_argument("--list", action="store_true", help="print the named comparisons and their variants")
+    p.add_argument("--variant", action="append", default=[], help="a named variant (repeat; the first is the reference)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further variant: the first --variant with these overrides (repeat), e.g. loss=focal")
+    p.add_argument("--name", default="custom", help="the folder name of a --variant/--set comparison")
+    p.add_argument("--data", type=Path, default=None, help="default: data/ (else the synthetic default)")
+    p.add_argument("--out", type=Path, default=OUTPUTS, help="where clean/, tiles/ and compare/ live")
+    p.add_argument("--profile", default="smoke", choices=["smoke", "full"])
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None, help="a cap on every phase's epochs (a CPU budget)")
+    p.add_argument("--seed", type=int, default=_MODEL.seed, help="the folds' seed (and the initial weights')")
+    p.add_argument("--mixed-precision", default=None)
+    p.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
+                   help="local pretrained weights for a model, e.g. vit=weights/vit_preset (repeat)")
+    p.add_argument("--redo", action="store_true", help="train and score every variant again")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("report", help="the report's Table 1 from the runs' metrics.json (CSV and Markdown)")
     p.add_argument("--runs", required=True, type=Path)
     p.set_defaults(func=cmd_report)
@@ -363,7 +428,7 @@ _AFTER_INTERRUPT = {  # what the same command does when run again, per command (
 
 def _needs_tensorflow(args: argparse.Namespace) -> bool:
     """Commands that build or run a model; the data stages (and the offline embedder) start without TensorFlow."""
-    if args.func in (cmd_synth, cmd_validate, cmd_tile, cmd_report, cmd_publish):
+    if args.func in (cmd_synth, cmd_validate, cmd_tile, cmd_report, cmd_publish) or getattr(args, "list", False):
         return False
     return not (args.func is cmd_clean and getattr(args, "embedder", "offline") == "offline")
 

@@ -51,20 +51,40 @@ class ScratchResNetConfig:
 class ModelSettings:
     """What a model is built from. ``seed`` sets the initial weights, each epoch's shuffling and dropout;
     ``mixed_precision``: a Keras dtype policy such as ``mixed_bfloat16`` (CPU/TPU) or ``mixed_float16`` (GPU);
-    ``stain_augment``: ``anndl.stain.HEDJitter`` strength (Tellez et al., 2019), active only in training."""
+    ``stain_augment``: ``anndl.stain.HEDJitter`` strength (Tellez et al., 2019), active only in training;
+    ``augment``: the report's augmentation sets (§6), ``geometric``, ``photometric`` or ``both`` (``True``);
+    ``filters``: the scratch ResNet's starting width instead of the profile's (the report: 16 vs 32, §4.1)."""
 
     model: str = "scratch_resnet"
     profile: str = "smoke"
     tile_size: int = 224
-    augment: bool = False
+    augment: bool | str = False
     seed: int = 42
     weights: str | None = None
     num_classes: int = 4
     mixed_precision: str | None = None
     stain_augment: str | float | None = None  # HED stain jitter in training: "light", "strong" or a sigma
+    filters: int | None = None
 
     def __post_init__(self):
         check_profile(self.profile)
+        object.__setattr__(self, "augment", augment_kind(self.augment) or False)
+        if self.filters is not None and (int(self.filters) != self.filters or self.filters < 1):
+            raise ValueError(f"filters must be a positive integer, got {self.filters!r}")
+
+
+AUGMENTATIONS = ("geometric", "photometric", "both")
+
+
+def augment_kind(augment) -> str | None:
+    """``augment`` as one of ``AUGMENTATIONS`` (``True``: both), or None for no augmentation."""
+    if augment in (None, False, "none", ""):
+        return None
+    if augment is True:
+        return "both"
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS} (or none), got {augment!r}")
+    return augment
 
 
 @dataclass(frozen=True)
@@ -80,6 +100,7 @@ class TrainConfig:
     patience: int = 10
     voting: str = "hard"              # the voting rule whose validation macro F1 selects the checkpoint
     cache: str | None = "memory"      # decoded-tile cache: None, "memory" or a file prefix
+    oversample: str | None = None     # a class whose training tiles are seen twice per epoch (report §6: Triple negative)
 
     def __post_init__(self):
         if self.loss not in ("crossentropy", "weighted_crossentropy", "focal"):

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from anndl.stain import normalizer_from_settings
 from anndl.submission import write_submission
 from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
                           stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
-from anndl.env import portable
+from anndl.env import hardware, portable
 from anndl.models import precision_policy
 from anndl.train import (Diverged, weight_bytes, config_record, fit, load_state, nonfinite, save_atomically,
                          save_state, state_dir)
@@ -51,7 +52,7 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
 
 RUN_FILES = ("config.json", "log.csv", "model.keras", "metrics.json", "val_predictions.csv")
 _RUN_LEFTOVERS = ("best.weights.h5", "log_phase1.csv", "log_phase2.csv", "tensorboard", "resume", "folds.csv",
-                  "oof_predictions.csv")
+                  "oof_predictions.csv", "val_predictions_phase1.csv", "val_predictions_phase2.csv")
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -119,7 +120,8 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
     augment = changes.pop("augment", False)
     settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
-                             len(prep.classes), mixed_precision, changes.pop("stain_augment", None))
+                             len(prep.classes), mixed_precision, changes.pop("stain_augment", None),
+                             changes.pop("filters", None))
     if built is not None and built.settings != settings:
         raise ValueError(f"the model passed as built= was built as {built.settings}, but this run asks for {settings}")
     if built is not None and strategy not in (None, "default"):
@@ -186,7 +188,15 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
               stain=normalizer_from_settings(prep.stain))
     if prep.stain:
         print(f"tiles stain-normalised on decoding: {prep.stain['method']} to {prep.stain['reference']['source']}")
-    train_pairs, n_train_tiles = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), **kw)
+    oversample = None
+    if first.oversample is not None:
+        if first.oversample not in classes:
+            raise ValueError(f"oversample: {first.oversample!r} is not a class of this data ({', '.join(classes)})")
+        oversample = classes.index(first.oversample)
+        print(f"{first.oversample}: training tiles seen twice per epoch (oversampled)")
+    started = time.perf_counter()
+    train_pairs, n_train_tiles = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), oversample=oversample,
+                                                         **kw)
     val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
                                                      **kw)
     logs, epochs_before = [], 0
@@ -217,6 +227,9 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                    val_table.label_index.to_numpy(), c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
                    log_name=log_name, initial_epoch=epochs_before, initial_best=best, resume=resume,
                    state_info={"request": request_id})
+        if len(phases) > 1:  # each phase's selected model, scored: the fine-tuning gain is measured on the same run
+            _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val_table, classes,
+                               evaluate_images(model, val_infer, val_table, record["from_logits"], classes))
         save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
                                     "request": request_id})
         logs.append(pd.DataFrame(rows).assign(phase=number))
@@ -224,18 +237,25 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     log = pd.concat(logs, ignore_index=True)
     artifacts.write_csv(log, run_dir / "log.csv")
     _save_model(model, run_dir / "model.keras")
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     results = evaluate_images(model, val_infer, val_table, record["from_logits"], classes)
+    predict_seconds = time.perf_counter() - started
     best_row = log.loc[log.val_image_macro_f1.idxmax()]
     run_metrics = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
                    "classes": list(classes), "weights": record["weights"],
                    "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
                    "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
                    "validation": {rule: r["scores"] for rule, r in results.items()},
-                   "baselines": prep.baseline_scores if with_baselines else None}
+                   "baselines": prep.baseline_scores if with_baselines else None,
+                   # this machine's cost (training since the last resume; prediction of the validation images)
+                   "cost": {"train_seconds": round(train_seconds, 1), "predict_seconds": round(predict_seconds, 2),
+                            "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
+                            "machine": hardware()}}
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
-    artifacts.write_csv(pd.DataFrame({"sample_index": val_table.sample_index, "label": val_table.label,
-                                      **{f"pred_{rule}": [classes[i] for i in r["y_pred"]]
-                                         for rule, r in results.items()}}), run_dir / "val_predictions.csv")
+    _write_predictions(run_dir / "val_predictions.csv", val_table, classes, results,
+                       [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases) + 1)]
+                       if len(phases) > 1 else [])
     record = artifacts.complete(run_dir, req, RUN_FILES)
     shutil.rmtree(state_dir(run_dir), ignore_errors=True)
     if final_dir is not None:  # the new run is complete: only now does it replace the old one
@@ -243,9 +263,25 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
             stale = final_dir / name
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         artifacts.swap_in(run_dir, final_dir, record, extra=("log_phase1.csv", "log_phase2.csv", "best.weights.h5",
-                                                              "tensorboard"))
+                                                              "tensorboard", "val_predictions_phase1.csv",
+                                                              "val_predictions_phase2.csv"))
         run_dir = final_dir
     return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
+
+
+def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
+                       phase_files: list[Path] = ()) -> None:
+    """One row per validation image: its label and the prediction of every voting rule (``pred_hard``, …), and,
+    from ``phase_files``, the prediction after each training phase (``pred_hard_phase1``, …)."""
+    frame = pd.DataFrame({"sample_index": table.sample_index, "label": table.label,
+                          **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()}})
+    for number, phase_file in enumerate(phase_files, start=1):
+        phase = artifacts.read_csv(phase_file)
+        if list(phase.sample_index) != list(frame.sample_index):
+            raise artifacts.ArtifactError(f"{phase_file}: not the validation images of this run")
+        for rule in results:
+            frame[f"pred_{rule}_phase{number}"] = phase[f"pred_{rule}"].to_numpy()
+    artifacts.write_csv(frame, path)
 
 
 def _save_model(model: keras.Model, path: Path) -> None:

@@ -203,10 +203,58 @@ def differences(table, profile: str = "smoke") -> str:
                    + ";")
     if same:
         out.append("no real difference (interval holds 0): " + ", ".join(r["variant"] for r in same) + ".")
-    out.append(f"The highest score is {best['variant']} ({best['oof_macro_f1']:.3f}).")
+    if best in better:  # a winner is named only when its paired interval says it beats the reference
+        out.append(f"The highest score is {best['variant']} ({best['oof_macro_f1']:.3f}).")
+    elif not better:
+        out.append("No variant is ahead of the reference by its paired interval: these numbers name no winner.")
     if profile == "smoke":
         out.append("These are smoke-profile verdicts on tiny, barely trained models: they show that the paired "
                    "statistics work, they are not model choices.")
+    return shows(*out)
+
+
+def comparison(result) -> str:
+    """What a named comparison shows (``compare.run_comparison``'s result): each variant against the reference
+    by its paired interval, a winner only when that interval excludes 0, the rows that could not run, and what
+    the numbers can and cannot tell about the report's finding (cited) on this data and profile."""
+    table, p = result.table, result.provenance
+    rows = table.to_dict("records")
+    scored = [r for r in rows if r["gain_ci95"] is not None and r["images"]]
+    reference, rest = scored[0], scored[1:]
+    out = [f"Against {reference['variant']} (out-of-fold macro F1 {reference['oof_macro_f1']:.3f}, 95% "
+           f"{reference['ci95_low']:.3f}–{reference['ci95_high']:.3f}), on the same {reference['images']} images "
+           f"(paired bootstrap):"]
+    verdicts = []
+    for r in rest:
+        low, high = r["gain_ci95"]
+        real = low > 0 or high < 0
+        verdicts.append(f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
+                        + (("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
+                           else "no real difference"))
+    out.append("; ".join(verdicts) + ".")
+    winners = [r for r in rest if r["gain_ci95"][0] > 0]
+    losers = [r for r in rest if r["gain_ci95"][1] < 0]
+    if not winners and not losers:
+        out.append("No interval excludes 0: on these images the comparison names no winner.")
+    elif winners:
+        best = max(winners, key=lambda r: r["gain"])
+        out.append(f"{best['variant']} beats the reference here.")
+    for r in rows:
+        if r not in scored:
+            out.append(f"{r['variant']}: {r['verdict']}.")
+    weights = [r["weights"] for r in scored]
+    report = f"{p['report']} [{p['source']}]" if p.get("report") else None
+    if not_results(p["profile"], p["data"], weights):
+        what = [("the smoke profile's tiny, briefly trained models" if p["profile"] == "smoke" else
+                 f"the {p['profile']} profile's models"),
+                "random (not pretrained) weights" if weights_kind(weights) == "RANDOM WEIGHTS" else None,
+                "the synthetic stand-in" if is_synthetic_data(p["data"]) else None]
+        out.append(f"These numbers come from {what[0]}" + (f" with {what[1]}" if what[1] else "")
+                   + (f" on {what[2]}" if what[2] else "") + ": they show that the comparison runs and what its "
+                   "paired statistics say on this data, and cannot confirm or refute a finding about the challenge"
+                   + (f". The report's finding: {report}." if report else "."))
+    elif report:
+        out.append(f"The report's finding, for reference (its real test set): {report}.")
     return shows(*out)
 
 

@@ -34,16 +34,20 @@ def precision_policy(name: str | None):
         keras.config.set_dtype_policy(previous)
 
 
-def augmentation(seed: int = 42) -> keras.Sequential:
-    """Geometric (flips, 90-degree-free rotations, zoom) and photometric (colour jitter) augmentation,
-    active only in training. Off by default, as in the report (§6: it degraded their scores)."""
-    return keras.Sequential([
-        layers.RandomFlip("horizontal_and_vertical", seed=seed),
-        layers.RandomRotation(0.5, fill_mode="reflect", seed=seed),
-        layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=seed),
-        layers.RandomColorJitter(value_range=(0, 255), brightness_factor=0.1, contrast_factor=0.1,
-                                 saturation_factor=(0.4, 0.6), hue_factor=0.02, seed=seed),
-    ], name="augmentation")
+def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:
+    """The report's augmentation sets (§6), active only in training: ``geometric`` (flips, rotations, zoom as
+    a random crop), ``photometric`` (brightness, contrast, saturation and hue jitter) or ``both``. Off by
+    default, as in the report (every scheme degraded their scores)."""
+    from anndl.config import augment_kind
+
+    kind = augment_kind(kind)
+    geometric = [layers.RandomFlip("horizontal_and_vertical", seed=seed),
+                 layers.RandomRotation(0.5, fill_mode="reflect", seed=seed),
+                 layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=seed)]
+    photometric = [layers.RandomColorJitter(value_range=(0, 255), brightness_factor=0.1, contrast_factor=0.1,
+                                            saturation_factor=(0.4, 0.6), hue_factor=0.02, seed=seed)]
+    chosen = {"geometric": geometric, "photometric": photometric, "both": geometric + photometric}[kind]
+    return keras.Sequential(chosen, name="augmentation")
 
 
 def _stain_augmentation(x, strength: str | float | None, seed: int):
@@ -76,13 +80,13 @@ def _residual_block(x, filters: int, stride: int, name: str):
 
 
 def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_size: int = 224,
-                   augment: bool = False, seed: int = 42, num_classes: int = NUM_CLASSES,
+                   augment: bool | str = False, seed: int = 42, num_classes: int = NUM_CLASSES,
                    stain_augment: str | float | None = None) -> keras.Model:
     """The from-scratch ResNet; input: (tile_size, tile_size, 3) tiles in [0, 255]. ``stain_augment``: HED
     stain augmentation ('light', 'strong' or a sigma; :class:`anndl.stain.HEDJitter`), training only."""
     inputs = keras.Input((tile_size, tile_size, 3), name="tile")
     x = _stain_augmentation(inputs, stain_augment, seed)
-    x = augmentation(seed)(x) if augment else x
+    x = augmentation(seed, augment)(x) if augment else x
     x = layers.Rescaling(1 / 255, name="rescale")(x)
     x = layers.Conv2D(config.filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
@@ -173,13 +177,13 @@ def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
 
 
 def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
-                   weights: str | None = None, augment: bool = False, seed: int = 42,
+                   weights: str | None = None, augment: bool | str = False, seed: int = 42,
                    num_classes: int = NUM_CLASSES, stain_augment: str | float | None = None) -> tuple[keras.Model, str]:
     """``kind`` 'convnext', 'vit' or 'encoder' (a local encoder at ``weights``): (model with logits output,
     weights note). ``stain_augment``: as for :func:`scratch_resnet`."""
     inputs = keras.Input((tile_size, tile_size, 3), name="tile")
     x = _stain_augmentation(inputs, stain_augment, seed)
-    x = augmentation(seed)(x) if augment else x
+    x = augmentation(seed, augment)(x) if augment else x
     if kind == "convnext":
         backbone, note = convnext_backbone(profile, tile_size, weights)
         features = backbone(x, training=False)  # frozen-BN/dropout behaviour, as the Keras fine-tuning guide

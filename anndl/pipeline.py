@@ -114,12 +114,21 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
 
 def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
                    tile_size: int = 224, stride: int | None = None,
-                   cache: str | Path | None = "memory", stain=None) -> tuple[tf.data.Dataset, int]:
+                   cache: str | Path | None = "memory", stain=None,
+                   oversample: int | None = None) -> tuple[tf.data.Dataset, int]:
     """``(tile, label_index)`` pairs of ``splits`` in ``tiles.csv`` order, each image decoded once (and cached),
-    and their count: what ``epoch_batches`` shuffles anew every epoch (every training phase shares it)."""
+    and their count: what ``epoch_batches`` shuffles anew every epoch (every training phase shares it).
+    ``oversample``: a label index whose tiles are seen twice per epoch (the copies follow the originals; the
+    epoch's shuffle mixes them, and augmentation, when the model has it, makes each copy differ)."""
     table = image_table(tiles, manifest, splits)
     ds = _view(_decoded_tiles(table, tile_size, stride or tile_size, cache, stain), True, None)
-    return ds, int(sum(len(v) for v in table.tile_x))
+    n_tiles = int(sum(len(v) for v in table.tile_x))
+    if oversample is not None:
+        n_extra = int(sum(len(v) for v, label in zip(table.tile_x, table.label_index) if label == oversample))
+        extra = ds.filter(lambda tile, label: tf.equal(label, oversample))
+        ds = ds.concatenate(extra.apply(tf.data.experimental.assert_cardinality(n_extra)))
+        n_tiles += n_extra
+    return ds, n_tiles
 
 
 def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32, seed: int = 42,

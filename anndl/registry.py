@@ -7,6 +7,7 @@ each phase (as KerasHub's tasks own their parts), so no caller tests ``model.nam
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,6 +50,8 @@ def _scratch(s: ModelSettings) -> Built:
     if s.weights:
         raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
     model_config, train_config = scratch_profile(s.profile)
+    if s.filters is not None:
+        model_config = dataclasses.replace(model_config, filters=int(s.filters))
     model = models.scratch_resnet(model_config, s.tile_size, augment=s.augment, seed=s.seed,
                                   num_classes=s.num_classes, stain_augment=s.stain_augment)
     record = {"model_config": config_record(c=model_config)["c"],
@@ -58,6 +61,8 @@ def _scratch(s: ModelSettings) -> Built:
 
 def _transfer(set_phase2: Callable[[keras.Model], list[str]]):
     def build(s: ModelSettings) -> Built:
+        if s.filters is not None:
+            raise ValueError(f"filters sets the scratch ResNet's width; {s.model} is a pretrained architecture")
         transfer = transfer_profile(s.profile)
         model, note = models.transfer_model(s.model, s.profile, s.tile_size, transfer.head_units,
                                             transfer.head_dropout, weights=s.weights, augment=s.augment,

@@ -107,7 +107,8 @@ def select(table: pd.DataFrame, data: str | None = None, profile: str | None = N
     return table[keep]
 
 
-def _weights_short(note) -> str:
+def weights_short(note) -> str:
+    """A weights note in two or three words (``random weights``, ``trained from scratch``, ``pretrained weights``)."""
     from anndl.interpret import weights_kind
 
     return (weights_kind(note) or "").lower() or str(note)
@@ -123,7 +124,7 @@ def section_table(rows: pd.DataFrame) -> pd.DataFrame:
         s = single.iloc[-1] if len(single) else None
         f = folded.iloc[-1] if len(folded) else None
         first = s if s is not None else f
-        out.append({"model": model, "voting": rule, "weights": _weights_short(first.weights),
+        out.append({"model": model, "voting": rule, "weights": weights_short(first.weights),
                     "val_macro_f1": s.val_macro_f1 if s is not None else None,
                     "val_ci95": s.val_ci95 if s is not None else None,
                     "val_images": int(s.val_images) if s is not None else None,

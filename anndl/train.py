@@ -175,6 +175,7 @@ def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None
     disk, ``write_bytes`` gives one line naming ``path``. Elsewhere ``save(tmp)`` then ``os.replace``; any
     failure removes ``tmp`` and becomes one ``ArtifactError`` line naming ``path``."""
     import tempfile
+import warnings
 
     path = Path(path)
     memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
@@ -290,7 +291,9 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds
                              ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress,
                              tensorboard_callback(run_dir), *callbacks])
     if best_path(run_dir).exists():
-        model.load_weights(best_path(run_dir))
+        with warnings.catch_warnings():  # the checkpoint's optimizer slots belong to another phase: not needed
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(best_path(run_dir))
     return progress.rows
 
 

@@ -1,0 +1,198 @@
+"""`anndl compare`: every named comparison on a tiny folder, its table against a hand computation, the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from anndl import artifacts, cli, compare, interpret, metrics, pipeline
+from anndl.labels import LABELS
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_data, tmp_path_factory):
+    """Every named comparison on the tiny folder, 2 folds, smoke profile (one shared output folder)."""
+    out = tmp_path_factory.mktemp("compare") / "out"
+    return out, {name: compare.run_comparison(name, tiny_data, out, folds=2) for name in compare.COMPARISONS}
+
+
+def test_every_named_comparison_runs_and_scores_every_variant(compared, tiny_data):
+    out, results = compared
+    kept = artifacts.read_csv(out / "clean" / "clean_manifest.csv").query("status == 'kept'")
+    for name, result in results.items():
+        spec = compare.COMPARISONS[name]
+        assert list(result.table.variant) == list(spec.variants), name
+        assert result.table.verdict.iloc[0] == "reference"
+        assert set(result.table.verdict.iloc[1:]) <= {"real difference", "no real difference (interval holds 0)"}
+        assert (result.table.images == len(kept)).all(), name   # every kept image predicted out of fold, once
+        assert sorted(result.predictions.sample_index) == sorted(kept.sample_index)
+        assert (result.table.train_seconds > 0).all() and (result.table.epochs > 0).all()
+        line = result.provenance_line()
+        assert "smoke profile, 2 folds" in line and str(tiny_data.parent) not in line
+        text = interpret.comparison(result)
+        assert "cannot confirm or refute" in text   # smoke profile, synthetic data: never a result
+        if spec.report:
+            assert spec.report in text and compare.SOURCE in text
+    # the same request again reuses the recorded comparison: nothing trains
+    again = compare.run_comparison("losses", tiny_data, out, folds=2)
+    assert again.table.drop(columns=["train_seconds"]).equals(results["losses"].table.drop(columns=["train_seconds"]))
+
+
+def test_variants_that_differ_only_in_scoring_share_one_run(compared):
+    _, results = compared
+    voting = results["voting"].provenance["runs"]
+    assert voting["hard voting"] == voting["mask-weighted soft voting"]
+    assert voting["hard voting"] == results["losses"].provenance["runs"]["cross-entropy"]
+    tuned = results["fine_tuning_vit"].provenance["runs"]
+    assert tuned["ViT, phase 1 (head only)"] == tuned["ViT, phase 2 (fine-tuned)"] == results["table1"].provenance["runs"]["ViT"]
+    assert len(set(results["augmentation"].provenance["runs"].values())) == 4
+
+
+def test_table1_rows_say_their_weights_and_carry_the_reports_column(compared):
+    _, results = compared
+    shown = compare.display_table(results["table1"]).set_index("variant")
+    assert shown.loc["ConvNeXt", "weights"] == shown.loc["ViT", "weights"] == "random weights"
+    assert shown.loc["scratch ResNet", "weights"] == "trained from scratch"
+    assert shown["report: test F1 (real data)"].tolist() == ["0.3436", "0.3665", "0.4071"]
+    assert "report: test F1 (real data)" not in compare.display_table(results["losses"])
+
+
+def test_fine_tuning_reads_each_phase_of_the_same_runs(compared):
+    out, results = compared
+    run = out / results["fine_tuning_convnext"].provenance["runs"]["ConvNeXt, phase 1 (head only)"]
+    oof = artifacts.read_csv(run / "oof_predictions.csv")
+    assert {"pred_hard_phase1", "pred_soft_phase1", "pred_hard_phase2", "pred_soft_phase2"} <= set(oof.columns)
+    assert (oof.pred_hard_phase2 == oof.pred_hard).all()  # phase 2's selected model is the run's final model
+    phase1 = results["fine_tuning_convnext"].predictions.set_index("sample_index")["ConvNeXt, phase 1 (head only)"]
+    assert (phase1.loc[oof.sample_index].to_numpy() == oof.pred_hard_phase1.to_numpy()).all()
+
+
+def _fake_kfold(folder: Path, oof: pd.DataFrame, seconds: float) -> Path:
+    """A finished-looking K-fold run of two folds with the given out-of-fold predictions and cost."""
+    folder.mkdir(parents=True)
+    artifacts.write_csv(oof, folder / "oof_predictions.csv")
+    for k in range(2):
+        artifacts.write_json(folder / f"fold_{k}" / "metrics.json", {
+            "epochs_run": 3, "weights": "random initialisation (trained from scratch)",
+            "cost": {"train_seconds": seconds, "predict_seconds": 0.5, "validation_images": len(oof) // 2}})
+    artifacts.write_json(folder / artifacts.RECORD, {"fold_runs": ["fold_0", "fold_1"]})
+    return folder
+
+
+def _hand_paired(y, a, b, seed, n_boot=1000):
+    rows = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+    diffs = [f1_score(y[r], b[r], average="macro", labels=range(4), zero_division=0)
+             - f1_score(y[r], a[r], average="macro", labels=range(4), zero_division=0) for r in rows]
+    return np.percentile(diffs, [2.5, 97.5])
+
+
+def test_table_matches_a_hand_computation(tmp_path):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, 60)
+    ref = np.where(rng.random(60) < 0.4, y, rng.integers(0, 4, 60))
+    better = np.where(rng.random(60) < 0.85, y, rng.integers(0, 4, 60))
+    names = [f"img_{i:04d}.png" for i in range(60)]
+    frame = lambda p, soft: pd.DataFrame({"sample_index": names, "label": [LABELS[i] for i in y],  # noqa: E731
+                                          "pred_hard": [LABELS[i] for i in p], "pred_soft": [LABELS[i] for i in soft],
+                                          "fold": np.arange(60) % 2})
+    runs = {"a": _fake_kfold(tmp_path / "a", frame(ref, better), 10.0),
+            "b": _fake_kfold(tmp_path / "b", frame(better, ref).sample(frac=1, random_state=0), 20.0)}
+    variants = {"a": compare.Variant(), "b": compare.Variant(settings={"loss": "focal"}),
+                "a soft": compare.Variant(rule="soft")}
+    rows, predictions = compare.score_runs(variants, {**runs, "a soft": runs["a"]}, LABELS, seed=5)
+    table = pd.DataFrame(rows).set_index("variant")
+    assert table.loc["a", "oof_macro_f1"] == pytest.approx(f1_score(y, ref, average="macro"), abs=1e-4)
+    assert table.loc["b", "oof_macro_f1"] == pytest.approx(f1_score(y, better, average="macro"), abs=1e-4)
+    # b's rows were shuffled: aligned by image before pairing; a's soft column is b's predictions
+    assert table.loc["a soft", "oof_macro_f1"] == pytest.approx(table.loc["b", "oof_macro_f1"])
+    low, high = _hand_paired(y, ref, better, seed=5)
+    assert table.loc["b", "gain_ci95"] == pytest.approx([low, high], abs=1e-4)
+    assert table.loc["b", "gain"] == pytest.approx(f1_score(y, better, average="macro") - f1_score(y, ref, average="macro"),
+                                                   abs=1e-4)
+    assert table.loc["b", "verdict"] == ("real difference" if low > 0 or high < 0 else
+                                         "no real difference (interval holds 0)")
+    assert low > 0  # 85% vs 40% correct on 60 images: a real difference
+    assert table.loc["a", "verdict"] == "reference" and table.loc["a", "gain"] == 0
+    assert table.loc["b", "train_seconds"] == 40.0 and table.loc["b", "ms_per_image"] == pytest.approx(1000 / 60, abs=0.1)
+    assert table.loc["b", "epochs"] == 3
+    ci = metrics.bootstrap_ci(y, better, seed=5)
+    assert [table.loc["b", "ci95_low"], table.loc["b", "ci95_high"]] == pytest.approx(ci, abs=1e-4)
+    assert list(predictions.columns) == ["sample_index", "y_true", "a", "b", "a soft"]
+
+
+def test_scoring_refuses_runs_of_other_images_and_missing_phases(tmp_path):
+    names = [f"img_{i:04d}.png" for i in range(8)]
+    base = pd.DataFrame({"sample_index": names, "label": LABELS[0], "pred_hard": LABELS[0], "pred_soft": LABELS[1]})
+    a = _fake_kfold(tmp_path / "a", base, 1.0)
+    b = _fake_kfold(tmp_path / "b", base.iloc[:6], 1.0)
+    with pytest.raises(ValueError, match="different images"):
+        compare.score_runs({"a": compare.Variant(), "b": compare.Variant(rule="soft")}, {"a": a, "b": b}, LABELS)
+    with pytest.raises(ValueError, match="pred_hard_phase1.*one training phase"):
+        compare.score_runs({"a": compare.Variant(), "a1": compare.Variant(phase=1)}, {"a": a, "a1": a}, LABELS)
+
+
+def test_a_row_that_could_not_run_says_why_and_has_no_score(tmp_path):
+    names = [f"img_{i:04d}.png" for i in range(8)]
+    base = pd.DataFrame({"sample_index": names, "label": LABELS[0], "pred_hard": LABELS[0], "pred_soft": LABELS[1]})
+    a = _fake_kfold(tmp_path / "a", base, 1.0)
+    rows, _ = compare.score_runs({"a": compare.Variant(), "ViT": compare.Variant("vit")}, {"a": a}, LABELS,
+                                 refused={"ViT": "no ImageNet weights here"})
+    assert rows[1]["verdict"] == "not run: no ImageNet weights here" and np.isnan(rows[1]["oof_macro_f1"])
+
+
+def test_settings_parse_and_bad_requests_are_named():
+    assert compare.parse_settings(["loss=focal", "focal_gamma=2.0", "filters=16", "augment=none"]) == {
+        "loss": "focal", "focal_gamma": 2.0, "filters": 16, "augment": None}
+    with pytest.raises(ValueError, match="key=value"):
+        compare.parse_settings(["focal"])
+    with pytest.raises(ValueError, match="unknown comparison 'lossses'"):
+        compare.run_comparison("lossses", ".", ".")
+    with pytest.raises(ValueError, match="unknown variant"):
+        compare.custom_variant("nope", ["loss=focal"])
+    label, variant = compare.custom_variant("cross-entropy", ["loss=focal", "rule=soft"])
+    assert label == "loss=focal, rule=soft" and variant.settings == {"loss": "focal"} and variant.rule == "soft"
+
+
+def test_cli_compare_reuses_runs_and_prints_table_and_interpretation(compared, tiny_data, capsys):
+    out, _ = compared
+    assert cli.main(["compare", "voting", "--data", str(tiny_data), "--out", str(out), "--folds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "reusing comparison voting" in printed and "| mask-weighted soft voting |" in printed
+    assert interpret.HEADING in printed and "wrote" in printed
+    # a custom variant built on a named one: the same settings as the named focal variant reuse its run
+    assert cli.main(["compare", "--variant", "cross-entropy", "--set", "loss=focal", "--set", "focal_gamma=2.0",
+                     "--data", str(tiny_data), "--out", str(out), "--folds", "2", "--name", "focal_again"]) == 0
+    printed = capsys.readouterr().out
+    assert "| loss=focal, focal_gamma=2.0 |" in printed and "Epoch 1/" not in printed
+    assert cli.main(["compare", "--list"]) == 0
+    assert "augmentation: data augmentation" in capsys.readouterr().out
+    assert cli.main(["compare", "--data", str(tiny_data), "--out", str(out)]) == 2
+    assert "name a comparison" in capsys.readouterr().err
+
+
+def test_oversampling_doubles_the_named_class_and_bad_values_are_refused(tiny_data, tmp_path):
+    from anndl import experiment
+    from anndl.config import ModelSettings, TrainConfig
+
+    prep = experiment.prepare(tiny_data, tmp_path, seed=42)
+    train = prep.tiles[prep.tiles.split == "train"]
+    triple = LABELS.index("Triple negative")
+    _, n = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), tile_size=prep.tiling.tile_size)
+    pairs, doubled = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), tile_size=prep.tiling.tile_size,
+                                             oversample=triple)
+    labels = np.array([int(label) for _, label in pairs.as_numpy_iterator()])
+    assert n == len(train) and doubled == n + (train.label == "Triple negative").sum() == len(labels)
+    assert (labels == triple).sum() == 2 * (train.label == "Triple negative").sum()
+    with pytest.raises(ValueError, match="augment must be one of"):
+        ModelSettings(augment="strong")
+    with pytest.raises(ValueError, match="filters must be a positive integer"):
+        ModelSettings(filters=0)
+    assert ModelSettings(augment=True).augment == "both"
+    with pytest.raises(ValueError, match="'Triple Negative' is not a class of this data"):
+        experiment.train_run(prep, tmp_path / "run", overrides={"oversample": "Triple Negative"}, epochs=1)
+    with pytest.raises(ValueError, match="filters sets the scratch ResNet's width; vit"):
+        experiment.train_run(prep, tmp_path / "vit", "vit", overrides={"filters": 16}, epochs=1)
+    assert TrainConfig(oversample="Triple negative").oversample == "Triple negative"
