@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -175,7 +176,6 @@ def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None
     disk, ``write_bytes`` gives one line naming ``path``. Elsewhere ``save(tmp)`` then ``os.replace``; any
     failure removes ``tmp`` and becomes one ``ArtifactError`` line naming ``path``."""
     import tempfile
-import warnings
 
     path = Path(path)
     memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
