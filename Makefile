@@ -40,7 +40,10 @@ $(STAMP): requirements.txt pyproject.toml
 ## and keep the rendered copies in notebooks/ (the parameters that ran written into each parameters cell,
 ## no injected cell). PROFILE=full for the report's settings (GPU).
 notebooks: $(STAMP)
-	@for nb in $(NOTEBOOKS); do \
+	@export ANNDL_COMMIT="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain \
+		--untracked-files=no 2>/dev/null | grep -q . && echo ' +changes')"; \
+	echo "== rendering at commit $$ANNDL_COMMIT (every footer names this one)"; \
+	for nb in $(NOTEBOOKS); do \
 		echo "== $$nb (profile $(PROFILE), data $(or $(DATA_DIR),the notebooks' default))"; start=$$(date +%s); \
 		$(BIN)/python -m anndl.rendering "$$nb" --cwd notebooks -p PROFILE "$(PROFILE)" -p SEED $(SEED) \
 			$(if $(DATA_DIR),-p DATA_DIR "$(DATA_DIR)") || exit 1; \

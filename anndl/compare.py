@@ -300,6 +300,24 @@ def _run_dir(out: Path, variant: Variant, profile: str, folds: int, epochs: int 
     return out / "compare" / "runs" / f"{variant.model}-{key}"
 
 
+def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str = "smoke", folds: int = 3,
+              epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
+              weights: str | None = None, redo: bool = False) -> Path:
+    """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
+    it): trained, resumed or reused by ``experiment.train_folds``. ``prep`` must have the variant's stain
+    normalisation."""
+    from anndl.experiment import train_folds
+
+    if (prep.stain or {}).get("method") != variant.stain_normalize:
+        raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
+                         f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
+    run_dir = _run_dir(Path(out), variant, profile, folds, epochs, seed, weights)
+    train_folds(prep, run_dir, variant.model, profile, folds, seed=seed, redo=redo, epochs=epochs,
+                mixed_precision=mixed_precision, overrides=dict(variant.settings),
+                **({"weights": weights} if weights else {}))
+    return run_dir
+
+
 def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, variants: dict[str, Variant] | None = None,
                    profile: str = "smoke", folds: int = 3, epochs: int | None = None, seed: int = 42,
                    mixed_precision: str | None = None, weights: dict[str, str] | None = None,
@@ -316,7 +334,7 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, v
 
     from anndl.config import WeightsUnavailable
     from anndl.env import commit, hardware
-    from anndl.experiment import prepare, train_folds
+    from anndl.experiment import prepare
 
     if variants is None:
         if name not in COMPARISONS:
@@ -336,11 +354,9 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, v
         if variant.stain_normalize not in prepared:  # the data stages once per stain normalisation
             prepared[variant.stain_normalize] = prepare(data_dir, out, seed=seed, stain_normalize=variant.stain_normalize)
         prep = prepared[variant.stain_normalize]
-        run_dir = _run_dir(out, variant, profile, folds, epochs, seed, weights.get(variant.model))
-        extra = {"weights": weights[variant.model]} if weights.get(variant.model) else {}
         try:
-            train_folds(prep, run_dir, variant.model, profile, folds, seed=seed, redo=redo, epochs=epochs,
-                        mixed_precision=mixed_precision, overrides=dict(variant.settings), **extra)
+            run_dir = kfold_run(prep, out, variant, profile=profile, folds=folds, epochs=epochs, seed=seed,
+                                mixed_precision=mixed_precision, weights=weights.get(variant.model), redo=redo)
         except WeightsUnavailable as e:
             refused[label] = " ".join(str(e).split())
             continue
@@ -472,3 +488,16 @@ def display_table(result: ComparisonResult) -> pd.DataFrame:
             row["report: test F1 (real data)"] = f"{numbers[r['variant']]:.4f}" if r["variant"] in numbers else "—"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def markdown(result: ComparisonResult, heading: str = "####") -> str:
+    """A comparison as a notebook shows it: its question, the provenance line, the table, and the generated
+    "What this shows" (``interpret.comparison``)."""
+    from anndl import interpret
+    from anndl.report import markdown_table
+
+    p = result.provenance
+    title = p.get("question") or ", ".join(result.table.variant)
+    not_run = f" Not run: {', '.join(p['not_run'])}." if p.get("not_run") else ""
+    return (f"{heading} {result.name}: {title}\n\n*{result.provenance_line()}.*{not_run}\n\n"
+            f"{markdown_table(display_table(result))}\n\n{interpret.comparison(result)}")

@@ -143,7 +143,11 @@ def hardware() -> str:
 
 
 def commit() -> str:
-    """The repository's commit (short), with ``+changes`` when the work tree differs; ``unknown`` outside git."""
+    """The repository's commit (short), with ``+changes`` when the work tree differs; ``unknown`` outside git.
+    ``ANNDL_COMMIT`` (set by ``make notebooks`` once, before the first notebook rewrites itself) wins, so that
+    every notebook of one rendering run names the same commit."""
+    if os.environ.get("ANNDL_COMMIT"):
+        return os.environ["ANNDL_COMMIT"]
     try:
         head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10)

@@ -268,3 +268,29 @@ def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2,
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def comparison_forest(results, title: str = "Each variant minus the reference, out of fold (paired 95% interval)"):
+    """One panel per comparison (``compare.run_comparison`` results): each variant's macro F1 difference from
+    the comparison's reference with its paired bootstrap interval; a line at 0 (no difference)."""
+    results = list(results)
+    heights = [max(len(r.table) - 1, 1) for r in results]
+    fig, axes = plt.subplots(len(results), 1, figsize=(8.5, 0.9 + 0.55 * sum(heights) + 0.5 * len(results)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, result in zip(axes[:, 0], results):
+        rows = [r for r in result.table.to_dict("records")[1:] if r["gain_ci95"] is not None and r["images"]]
+        y = np.arange(len(rows))[::-1]
+        for yi, r in zip(y, rows):
+            low, high = r["gain_ci95"]
+            colour = "#1b7837" if low > 0 else "#b2182b" if high < 0 else "#4d4d4d"
+            ax.errorbar(r["gain"], yi, xerr=[[r["gain"] - low], [high - r["gain"]]], fmt="o", color=colour,
+                        capsize=4)
+        ax.axvline(0, color="black", lw=0.8, ls="--")
+        ax.set_yticks(y, [r["variant"] for r in rows])
+        ax.set_ylim(-0.6, max(len(rows) - 0.4, 0.6))
+        ax.set_title(f"{result.name}: against {result.table.variant.iloc[0]}", fontsize=10, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("Δ macro F1 vs the reference (green: real gain, red: real loss, grey: interval holds 0)")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -49,6 +49,26 @@ def fold_parameters(notebook: dict) -> dict:
     return notebook
 
 
+RUN_TIME = re.compile(r"\*\*Run time\.\*\* .*?(?= Colab T4| On Kaggle|$)", re.S)
+WALL_TIME = re.compile(r"wall time: (\d+) s · hardware: ([^·\n]+?) · ")
+
+
+def stamp_run_time(notebook: dict) -> dict:
+    """The header's run time set to the one this rendering measured: the footer's wall time (and hardware), so
+    that a notebook states one run time, the one of the rendering it shows. Unchanged without a footer."""
+    outputs = "".join("".join(o.get("text", "")) for c in notebook["cells"] if c["cell_type"] == "code"
+                      for o in c.get("outputs", []))
+    found = WALL_TIME.findall(outputs)
+    header = notebook["cells"][0] if notebook["cells"] else None
+    if not found or header is None or header["cell_type"] != "markdown":
+        return notebook
+    seconds, hardware = found[-1]
+    text = RUN_TIME.sub(f"**Run time.** This rendering: {seconds} s on {hardware.strip()} (the footer's wall time; "
+                        "outputs of the notebooks before it reused).", "".join(header["source"]), count=1)
+    header["source"] = text.splitlines(keepends=True)
+    return notebook
+
+
 def render(notebook: Path | str, parameters: dict, cwd: Path | str | None = None, output: Path | str | None = None,
            kernel: str = "python3") -> Path:
     """Execute ``notebook`` with ``parameters`` (papermill) and write it, parameters folded, to ``output``
@@ -64,7 +84,7 @@ def render(notebook: Path | str, parameters: dict, cwd: Path | str | None = None
     except BaseException:
         partial.unlink(missing_ok=True)  # papermill leaves the failed rendering: show where it stopped
         raise
-    folded = fold_parameters(json.loads(partial.read_text(encoding="utf-8")))
+    folded = stamp_run_time(fold_parameters(json.loads(partial.read_text(encoding="utf-8"))))
     partial.write_text(json.dumps(folded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(partial, output)
     return output

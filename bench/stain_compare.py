@@ -27,6 +27,7 @@ class, the instability the report cites for choosing 1e-5.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -37,29 +38,26 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anndl import experiment, synthetic  # noqa: E402
-from anndl.compare import compare_variants  # noqa: E402
+from anndl.compare import COMPARISONS, VARIANTS, compare_variants, kfold_run  # noqa: E402
 from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
 from anndl.env import commit, portable  # noqa: E402
 from anndl.report import markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FAMILIES = {"no stain handling": {},
-            "HED augmentation (strong)": {"stain_augment": "strong"},
-            "Macenko normalisation": {"stain_normalize": "macenko"}}
-KEYS = {"none": "no stain handling", "hed": "HED augmentation (strong)", "macenko": "Macenko normalisation"}
+KEYS = dict(zip(("none", "hed", "macenko"), COMPARISONS["stain"].variants))  # the package's stain comparison
 
 
 def train_family(data: Path, work: Path, name: str, args) -> tuple[experiment.Prepared, Path]:
-    """One K-fold run of the scratch ResNet with the family's stain handling; returns (prep, run folder)."""
-    options = dict(FAMILIES[name])
-    prep = experiment.prepare(data, work, seed=args.seed, stain_normalize=options.pop("stain_normalize", None))
-    slug = name.split(" (")[0].lower().replace(" ", "_")
-    run_dir = work / "runs" / f"stain_{slug}_k{args.folds}_e{args.epochs}_lr{args.learning_rate:g}"
+    """One K-fold run of the scratch ResNet with the variant's stain handling (``anndl.compare.VARIANTS``), at
+    this script's learning rate and without early stopping; returns (prep, run folder)."""
+    variant = VARIANTS[name]
+    variant = dataclasses.replace(variant, settings={**variant.settings, "learning_rate": args.learning_rate,
+                                                     "patience": 1000})
+    prep = experiment.prepare(data, work, seed=args.seed, stain_normalize=variant.stain_normalize)
     start = time.perf_counter()
-    experiment.train_folds(prep, run_dir, "scratch_resnet", "full", args.folds, seed=args.seed, epochs=args.epochs,
-                           mixed_precision=args.mixed_precision,
-                           overrides={"learning_rate": args.learning_rate, "patience": 1000, **options})
+    run_dir = kfold_run(prep, work, variant, profile="full", folds=args.folds, epochs=args.epochs, seed=args.seed,
+                        mixed_precision=args.mixed_precision)
     print(f"{name} on {work.name}: {time.perf_counter() - start:.0f} s (0 when reused)")
     return prep, run_dir
 

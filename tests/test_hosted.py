@@ -67,6 +67,26 @@ def test_fold_parameters_writes_the_values_into_the_parameters_cell():
     assert "injected-parameters" not in json.dumps(folded)
 
 
+def test_a_rendering_states_one_run_time_its_own():
+    header = {"cell_type": "markdown", "metadata": {}, "source": [
+        "# 04\n", "**Run time.** This 2-core CPU: ~3.5 min (207 s, this rendering). Colab T4: ~1 min (**estimates**).\n"]}
+    footer = {"cell_type": "code", "metadata": {}, "execution_count": 9, "source": ["print(footer(...))"],
+              "outputs": [{"output_type": "stream", "name": "stdout",
+                           "text": ["wall time: 196 s · hardware: 2 CPU cores (Xeon), 0 GPUs · seed: 42\n"]}]}
+    text = "".join(rendering.stamp_run_time({"cells": [header, footer]})["cells"][0]["source"])
+    assert "**Run time.** This rendering: 196 s on 2 CPU cores (Xeon), 0 GPUs (the footer's wall time" in text
+    assert "207" not in text and "3.5 min" not in text and "Colab T4: ~1 min (**estimates**)" in text
+
+
+def test_one_rendering_run_names_one_commit(monkeypatch):
+    from anndl import env
+
+    monkeypatch.setenv("ANNDL_COMMIT", "abc1234")
+    assert env.commit() == "abc1234"
+    monkeypatch.delenv("ANNDL_COMMIT")
+    assert env.commit() != "abc1234"
+
+
 # --------------------------------------------------------------------------------- repository address
 
 def test_publish_leaves_no_placeholder_in_what_a_user_opens(tmp_path):

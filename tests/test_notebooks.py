@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
-EXTRA = {"07_beyond": {"FOLDS": 2}}  # the fewest folds that still exercise cross-validation
+EXTRA = {"07_beyond": {"FOLDS": 2},  # the fewest folds that still exercise cross-validation
+         **{name: {"COMPARE_FOLDS": 2} for name in ("04_scratch_resnet", "05_convnext", "06_vit")}}
 
 
 @pytest.fixture(scope="module")
