@@ -304,17 +304,17 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
               epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
               weights: str | None = None, redo: bool = False) -> Path:
     """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
-    it): trained, resumed or reused by ``experiment.train_folds``. ``prep`` must have the variant's stain
-    normalisation."""
+    it): trained, resumed or reused by ``experiment.train_folds``. ``epochs``: a cap on every phase's epochs
+    (the profile's count where it is lower). ``prep`` must have the variant's stain normalisation."""
     from anndl.experiment import train_folds
 
     if (prep.stain or {}).get("method") != variant.stain_normalize:
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
                          f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
     run_dir = _run_dir(Path(out), variant, profile, folds, epochs, seed, weights)
-    train_folds(prep, run_dir, variant.model, profile, folds, seed=seed, redo=redo, epochs=epochs,
-                mixed_precision=mixed_precision, overrides=dict(variant.settings),
-                **({"weights": weights} if weights else {}))
+    train_folds(prep, run_dir, variant.model, profile, folds, seed=seed, redo=redo, mixed_precision=mixed_precision,
+                overrides=dict(variant.settings), **({"weights": weights} if weights else {}),
+                **({"max_epochs": epochs} if epochs else {}))
     return run_dir
 
 

@@ -99,7 +99,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
               epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
               overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True,
               built: Built | None = None, seed: int = 42, redo: bool = False,
-              learning_rate: float | None = None) -> dict:
+              learning_rate: float | None = None, max_epochs: int | None = None) -> dict:
     """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir``: ``model.keras``,
     ``config.json``, ``log.csv``, ``metrics.json``, ``val_predictions.csv`` and the run's ``record.json``.
 
@@ -109,7 +109,8 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     ``stain_augment``: HED stain jitter, "light" or "strong"). ``seed``
     sets the initial weights, every epoch's shuffling and dropout. ``learning_rate``: phase 1's learning rate
     instead of the profile's (recorded with the phases). ``with_baselines``: also score the
-    majority-class and colour-histogram baselines on the same split. ``built``: what ``build_model`` returned
+    majority-class and colour-histogram baselines on the same split. ``max_epochs``: a cap on every phase's epoch
+    count (a budget: a phase with fewer epochs keeps its own). ``built``: what ``build_model`` returned
     for these same settings (a notebook that showed the model first), trained instead of a new build.
     """
     from anndl.distribute import strategy_scope
@@ -131,6 +132,12 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
             built = _build(settings)
         phases = [dataclasses.replace(phase, config=dataclasses.replace(phase.config, **changes))
                   for phase in built.phases]
+        if max_epochs is not None:
+            if int(max_epochs) < 1:
+                raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
+            phases = [dataclasses.replace(p, config=dataclasses.replace(p.config, epochs=min(p.config.epochs,
+                                                                                            int(max_epochs))))
+                      for p in phases]
         if learning_rate is not None:  # the first knob a user turns: phase 1's rate
             phases[0] = dataclasses.replace(phases[0], config=dataclasses.replace(phases[0].config,
                                                                                   learning_rate=float(learning_rate)))
