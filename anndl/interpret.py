@@ -18,6 +18,9 @@ REPORT_HARD_VOTING_GAIN = 0.007  # report §4: hard voting 0.7 points better tha
 REPORT_TEST_F1 = {"scratch_resnet": 0.3436, "convnext": 0.3665, "vit": 0.4071}  # report Table 1 (real test set)
 NOT_RESULTS = "numbers are not results"
 HEADING = "**What this shows.**"
+# where every claim about the report, its authors' notebooks, other teams or the literature is sourced (a Markdown
+# link relative to notebooks/, where these sentences are displayed)
+FACTS = "[docs/dataset_facts.md](../docs/dataset_facts.md)"
 
 
 # ------------------------------------------------------------------------------------------ the banner
@@ -121,19 +124,19 @@ def voting(results: dict, profile: str = "smoke") -> str:
     head = f"Hard voting scores {_f1(hard)}, mask-weighted soft voting {_f1(soft)} on {hard.get('images', '?')} images."
     if profile == "smoke":
         direction = ("Which rule wins in a smoke run says nothing about the report's finding (hard voting "
-                     f"{_points(REPORT_HARD_VOTING_GAIN)} better on the real test set): these are tiny, barely trained "
-                     "models.")
+                     f"{_points(REPORT_HARD_VOTING_GAIN)} better on the real test set, report §4, {FACTS}): these are "
+                     "tiny, barely trained models.")
     elif abs(delta) < 0.0005:
         direction = ("Both rules give the same macro F1 here; the report found hard voting "
-                     f"{_points(REPORT_HARD_VOTING_GAIN)} better on the test set.")
+                     f"{_points(REPORT_HARD_VOTING_GAIN)} better on the test set (report §4, {FACTS}).")
     elif delta > 0:
         direction = (f"Hard voting is ahead by {_points(delta)}, the direction the report found on the test set "
-                     f"(hard better by {_points(REPORT_HARD_VOTING_GAIN)}).")
+                     f"(hard better by {_points(REPORT_HARD_VOTING_GAIN)}, report §4, {FACTS}).")
     else:
         direction = (f"Soft voting is ahead by {_points(delta)}, the opposite of the report's finding on the test "
-                     f"set (hard better by {_points(REPORT_HARD_VOTING_GAIN)}).")
+                     f"set (hard better by {_points(REPORT_HARD_VOTING_GAIN)}, report §4, {FACTS}).")
     noise = ("The two (unpaired) intervals overlap: on this many images one image moves the score by more than the "
-             "report's 0.7 points; notebook 07 compares the rules out of fold with paired intervals."
+             "report's 0.7 points (see notebook 04's out-of-fold comparison)."
              if _overlap(hard, soft) else "The intervals do not even overlap: the rule matters on this data.")
     return shows(head, direction, noise, _smoke_caveat(profile))
 
@@ -163,25 +166,56 @@ def outliers(scores, synthetic: bool) -> str:
     return shows("; ".join(parts) + ".", verdict)
 
 
-def baselines(networks: dict, reference: dict, profile: str = "smoke") -> str:
-    """Networks vs the no-CNN baselines on the same images. ``networks`` / ``reference``: name -> scores."""
+SEPARATES_F1 = 0.8  # "colour alone separates the classes" only when even the interval's low end is this high
+
+
+def _colour_verdict(colour: dict, majority: dict | None, num_classes: int) -> str:
+    """What the colour-histogram baseline's interval says about colour on this data, from its numbers only:
+    *separates* needs the whole interval at or above ``SEPARATES_F1``; *carries part of the label* needs it
+    above both chance (1/K, about the macro F1 of guessing uniformly) and the majority class's interval."""
+    low, high = colour["macro_f1_ci95"]
+    chance = 1.0 / max(int(num_classes), 1)
+    floor = max(chance, majority["macro_f1_ci95"][1] if majority else 0.0)
+    where = (f"chance (1/{num_classes} = {chance:.2f})" + (f" and the majority class (up to {majority['macro_f1_ci95'][1]:.3f})"
+                                                           if majority else ""))
+    if low >= SEPARATES_F1:
+        return (f"Colour alone separates the classes of this data: the colour histogram's interval ({low:.3f}–"
+                f"{high:.3f}) lies at or above {SEPARATES_F1:.2f}.")
+    if low > floor:
+        return (f"Colour carries part of the label here (the colour histogram's interval, {low:.3f}–{high:.3f}, lies "
+                f"above {where}), but it does not separate the classes.")
+    return (f"Colour alone does not separate the classes here: the low end of the colour histogram's interval "
+            f"({low:.3f}–{high:.3f}) does not clear " + ("the higher of " if majority else "") + f"{where}.")
+
+
+def baselines(networks: dict, reference: dict, profile: str = "smoke", num_classes: int = 4) -> str:
+    """Networks vs the no-CNN baselines on the same images. ``networks`` / ``reference``: name -> scores
+    (``reference`` as ``baselines.run_baselines`` names them: ``majority``, ``colour_histogram``).
+
+    A baseline "beats" the networks only when its interval clears theirs; what colour says about the data is
+    computed from the colour histogram's interval against chance (1/``num_classes``) and the majority class."""
     if not networks or not reference:
         return shows("No baseline was scored on these images.")
     best_net = max(networks, key=lambda k: networks[k]["macro_f1"])
     best_base = max(reference, key=lambda k: reference[k]["macro_f1"])
     n, b = networks[best_net], reference[best_base]
+    base_name = best_base.replace("_", " ")
     named = ", ".join(f"{k.replace('_', ' ')} {_f1(v)}" for k, v in reference.items())
-    if b["macro_f1"] > n["macro_f1"]:
-        verdict = (f"The {best_base.replace('_', ' ')} baseline beats every network (best: {best_net} "
-                   f"{n['macro_f1']:.3f}): on this data simple image statistics carry the label better than these "
-                   "models learned to" + (" — colour alone separates the classes of this stand-in." if
-                                          best_base == "colour_histogram" else "."))
+    if b["macro_f1"] > n["macro_f1"] and not _overlap(n, b):
+        verdict = (f"The {base_name} baseline beats every network (best: {best_net} {n['macro_f1']:.3f}; the "
+                   "intervals do not overlap): on this data simple image statistics carry the label better than "
+                   "these models learned to.")
+    elif b["macro_f1"] > n["macro_f1"]:
+        verdict = (f"The {base_name} baseline scores above every network (best: {best_net} {n['macro_f1']:.3f}), "
+                   "but the intervals overlap, so the baseline is not established as better on these images.")
     else:
         verdict = (f"The best network ({best_net}, {n['macro_f1']:.3f}) is ahead of the best baseline "
-                   f"({best_base.replace('_', ' ')}, {b['macro_f1']:.3f}) by {_points(n['macro_f1'] - b['macro_f1'])}"
+                   f"({base_name}, {b['macro_f1']:.3f}) by {_points(n['macro_f1'] - b['macro_f1'])}"
                    + ("; the intervals overlap, so the gap is not established on these images." if _overlap(n, b)
                       else "; the intervals do not overlap."))
-    return shows(f"Baselines without a CNN: {named}.", verdict, _smoke_caveat(profile))
+    colour = (_colour_verdict(reference["colour_histogram"], reference.get("majority"), num_classes)
+              if "colour_histogram" in reference else "")
+    return shows(f"Baselines without a CNN: {named}.", verdict, colour, _smoke_caveat(profile))
 
 
 def differences(table, profile: str = "smoke") -> str:
@@ -317,15 +351,15 @@ def results_table(table, profile: str | None = None) -> str:
                 f"{best['val_macro_f1']:.3f} ({best['val_ci95']}).")
     ref = best.get("report test F1 (real data)")
     if profile != "smoke" and isinstance(ref, float) and ref == ref:
-        text += (f" The report's {ref:.3f} for the same model is a Kaggle *test* score on the real data: a reference "
-                 "for the scale, not a row of this ranking.")
+        text += (f" The report's {ref:.3f} for the same model (Table 1, {FACTS}) is a Kaggle *test* score on the real "
+                 "data: a reference for the scale, not a row of this ranking.")
     return shows(text, _smoke_caveat(profile))
 
 
 def tiles(n_tiles: int, n_images: int, n_test_tiles: int | None = None, n_test_images: int | None = None) -> str:
     """Tile counts against those of the report's authors' public notebooks (3,371 from 581; 2,707 from 477)."""
     text = (f"{n_tiles:,} train+validation tiles from {n_images} clean images ({n_tiles / max(n_images, 1):.1f} per "
-            "image); the report's authors' public notebooks cut 3,371 from 581 (5.8 per image)")
+            f"image); the report's authors' public notebooks cut 3,371 from 581 (5.8 per image; {FACTS})")
     if n_test_tiles is not None and n_test_images:
         text += f", and {n_test_tiles:,} test tiles from {n_test_images} images (theirs: 2,707 from 477)"
     return shows(text + ". The report itself gives no tile counts.")
@@ -334,7 +368,8 @@ def tiles(n_tiles: int, n_images: int, n_test_tiles: int | None = None, n_test_i
 FULL_MODELS = {"scratch_resnet": "the report's scratch ResNet (2 stacks × 3 residual blocks, 32 filters; ~0.69 M "
                                  "parameters)",
                "convnext": "ConvNeXt Large (~196 M parameters, ImageNet-22k weights)",
-               "vit": "ViT-B/16 (~86 M parameters, ImageNet weights; the report used ViT-S/16)"}
+               "vit": "ViT-B/16 (~86 M parameters, ImageNet weights; the report names no size, the authors' public "
+                      "notebooks used ViT-Small/16: docs/dataset_facts.md, \"What the report's authors actually ran\")"}
 
 
 def model_line(model, name: str, profile: str) -> str:

@@ -15,7 +15,9 @@ import pandas as pd
 from anndl.data import read_image, read_mask
 from anndl.labels import LABELS
 
-PALETTE = ["#c67fae", "#8e5ea2", "#3e95cd", "#e8a33d", "#5aa469", "#d9534f", "#7f7f7f", "#17becf"]
+# the Okabe-Ito colour-blind-safe palette: Luminal A blue, Luminal B orange, HER2(+) bluish green, Triple negative
+# reddish purple (four clearly different hues, also under red-green colour blindness), then the rest of the set
+PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000"]
 DISPLAY_SIDE = 512   # longest side of an image drawn in a notebook (pixels of the source kept per axis)
 
 
@@ -81,17 +83,98 @@ def image_with_mask(image_path, mask_path, ax_image, ax_mask, title: str = "", m
         ax.set_axis_off()
 
 
+def readable_example(rows: pd.DataFrame, first: int = 10):
+    """The row among the first ``first`` of ``rows`` (columns ``width``, ``height``) whose aspect ratio is closest
+    to 1, so that a figure's example is not a 4:1 strip."""
+    head = rows.head(first)
+    skew = np.abs(np.log(head.width.to_numpy(float) / head.height.to_numpy(float)))
+    return head.iloc[int(np.argmin(skew))]
+
+
+def _crop_box(shape, mask: np.ndarray | None, max_aspect: float) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the largest window of aspect at most ``max_aspect`` centred on the ROI (the image's
+    centre without ROI), inside the image."""
+    h, w = shape[:2]
+    if max(h, w) <= max_aspect * min(h, w):
+        return 0, h, 0, w
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask)
+        cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    else:
+        cy, cx = h / 2, w / 2
+    if w > h:
+        cw = int(round(max_aspect * h))
+        x0 = int(np.clip(round(cx - cw / 2), 0, w - cw))
+        return 0, h, x0, x0 + cw
+    ch = int(round(max_aspect * w))
+    y0 = int(np.clip(round(cy - ch / 2), 0, h - ch))
+    return y0, y0 + ch, 0, w
+
+
 def image_with_outline(image_path, mask_path, ax, title: str = "", max_side: int = DISPLAY_SIDE,
-                       colour: str = "#ffd400"):
-    """The report's Figure 1 panel: an image with its ROI mask's outline drawn on it (downsampled for display)."""
-    image, step = _downscaled(read_image(image_path), max_side)
-    mask = read_mask(mask_path)[::step, ::step]
+                       colour: str = "#ffd400", max_aspect: float | None = None) -> str:
+    """The report's Figure 1 panel: an image with its ROI mask's outline drawn on it (downsampled for display).
+
+    ``max_aspect``: crop a long strip to the window of at most this aspect ratio centred on its ROI. Returns what
+    is shown, e.g. ``"1024×1079 px"`` or ``"ROI-centred 1638×1024 of 3516×1024 px"``, which also ends the title."""
+    image, mask = read_image(image_path), read_mask(mask_path)
+    h, w = image.shape[:2]
+    shown = f"{w}×{h} px"
+    if max_aspect:
+        y0, y1, x0, x1 = _crop_box(image.shape, mask, max_aspect)
+        if (y1 - y0, x1 - x0) != (h, w):
+            image, mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+            shown = f"ROI-centred {x1 - x0}×{y1 - y0} of {w}×{h} px"
+    image, step = _downscaled(image, max_side)
+    mask = mask[::step, ::step]
     ax.imshow(image)
     if mask.any() and not mask.all():
         ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title}\n{shown}" if title else shown, fontsize=9)
     ax.set_axis_off()
-    return ax
+    return shown
+
+
+def identical_mask_pairs(groups, max_side: int = 256, size: float = 2.4):
+    """One row per identical-mask group: each member's image (titled), then the mask they share.
+
+    ``groups``: a list of ``(members, mask_path)``, ``members`` a list of ``(image_path, title)``. Returns the
+    figure."""
+    groups = list(groups)
+    ncols = max(len(members) for members, _ in groups) + 1
+    fig, axes = plt.subplots(len(groups), ncols, figsize=(ncols * size, len(groups) * size * 1.05), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for row, (members, mask_path) in zip(axes, groups):
+        for ax, (path, title) in zip(row, members):
+            ax.imshow(_downscaled(read_image(path), max_side)[0])
+            ax.set_title(title, fontsize=8)
+        ax = row[ncols - 1]
+        ax.imshow(_downscaled(read_mask(mask_path), max_side)[0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title("the shared mask\n(white: ROI)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tiles_per_image(counts: pd.DataFrame, axes=None, order=("train", "val", "test")):
+    """Histograms of tiles per image, one panel per split (so that no split hides another), integer bins.
+    ``counts``: columns ``split``, ``tiles`` (one row per image). Returns the axes."""
+    from matplotlib.ticker import MaxNLocator
+
+    splits = [s for s in order if s in set(counts.split)] + sorted(set(counts.split) - set(order))
+    if axes is None:
+        _, axes = plt.subplots(1, len(splits), figsize=(3.6 * len(splits), 3.2), sharex=True, squeeze=False)
+        axes = axes[0]
+    bins = np.arange(0.5, counts.tiles.max() + 1.5)
+    colours = {"train": "#0072B2", "val": "#D55E00", "test": "#7f7f7f"}
+    for ax, split in zip(axes, splits):
+        part = counts[counts.split == split].tiles
+        ax.hist(part, bins=bins, color=colours.get(split, "#333333"))
+        ax.set_title(f"{split}: {len(part)} images, median {part.median():.0f} tiles", fontsize=9)
+        ax.set_xlabel("tiles per image")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_ylabel("images")
+    return axes
 
 
 def thumbnails(paths, titles, ncols: int = 6, size: float = 2.2, max_side: int = 256):
@@ -194,9 +277,15 @@ def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None =
 
 
 def attention_overlay(image_path, tiles: pd.DataFrame, attention: np.ndarray, tile_size: int, ax=None,
-                      title: str = ""):
+                      title: str = "", norm=None, colorbar: bool = True, numbers: bool | None = None,
+                      relative: bool = False, cmap: str = "inferno"):
     """Draw per-tile attention weights (attention-MIL) over the image, one translucent square per tile, with a
-    colour bar of the weights (they sum to 1 over the image's tiles)."""
+    colour bar of the weights (they sum to 1 over the image's tiles).
+
+    ``relative``: colour by weight × number of tiles (1 = the uniform weight), comparable across images with
+    different tile counts; ``norm``: a shared ``matplotlib.colors.Normalize`` (see ``attention_panels``);
+    ``colorbar=False`` leaves the colour bar to the caller; ``numbers``: print each tile's value (default: only
+    while the tiles are drawn large enough to hold a legible label). Returns the mappable."""
     import matplotlib.patches as patches
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -204,18 +293,64 @@ def attention_overlay(image_path, tiles: pd.DataFrame, attention: np.ndarray, ti
     image, step = _downscaled(read_image(image_path))
     ax = ax or plt.subplots(figsize=(6, 6))[1]
     ax.imshow(image, extent=(0, image.shape[1] * step, image.shape[0] * step, 0))
-    norm = Normalize(0, float(attention.max()) if len(attention) else 1.0)
-    cmap = plt.get_cmap("inferno")
-    for (x, y), a in zip(tiles[["x", "y"]].to_numpy(), attention):
-        ax.add_patch(patches.Rectangle((x, y), tile_size, tile_size, facecolor=cmap(norm(a)), alpha=0.55,
+    values = np.asarray(attention, float) * (len(attention) if relative else 1)
+    norm = norm or Normalize(0, float(values.max()) if len(values) else 1.0)
+    colours = plt.get_cmap(cmap)
+    if numbers is None:  # a label needs about 0.4 inch of tile on the drawn figure
+        box = ax.get_position()
+        scale = min(box.width * ax.figure.get_figwidth() / max(image.shape[1] * step, 1),
+                    box.height * ax.figure.get_figheight() / max(image.shape[0] * step, 1))
+        numbers = scale * tile_size >= 0.4 and len(values) <= 40
+    for (x, y), a in zip(tiles[["x", "y"]].to_numpy(), values):
+        ax.add_patch(patches.Rectangle((x, y), tile_size, tile_size, facecolor=colours(norm(a)), alpha=0.55,
                                        edgecolor="white", linewidth=0.6))
-        ax.text(x + tile_size / 2, y + tile_size / 2, f"{a:.2f}", ha="center", va="center", fontsize=8, color="white",
-                weight="bold", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.5, lw=0))
+        if numbers:
+            ax.text(x + tile_size / 2, y + tile_size / 2, f"{a:.2f}", ha="center", va="center", fontsize=8,
+                    color="white", weight="bold", bbox=dict(boxstyle="round,pad=0.1", fc="black", alpha=0.5, lw=0))
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
-    bar = ax.figure.colorbar(ScalarMappable(norm, cmap), ax=ax, fraction=0.04, pad=0.02)
-    bar.set_label("attention weight (sums to 1 per image)", fontsize=8)
-    return ax
+    mappable = ScalarMappable(norm, colours)
+    if colorbar:
+        bar = ax.figure.colorbar(mappable, ax=ax, fraction=0.04, pad=0.02)
+        bar.set_label("attention × tiles (1 = uniform)" if relative else "attention weight (sums to 1 per image)",
+                      fontsize=8)
+    return mappable
+
+
+def readable_attention_examples(names, tile_counts, aspects, k: int = 3, min_tiles: int = 4,
+                                max_aspect: float = 1.8) -> list:
+    """Up to ``k`` of ``names`` for an attention figure: images of aspect ratio at most ``max_aspect`` (either
+    way) with at least ``min_tiles`` tiles, the most tiles first; filled up with the least elongated others when
+    too few qualify."""
+    frame = pd.DataFrame({"name": list(names), "tiles": list(tile_counts), "aspect": list(aspects)})
+    frame["elongation"] = np.maximum(frame.aspect, 1 / frame.aspect)
+    good = frame[(frame.elongation <= max_aspect) & (frame.tiles >= min_tiles)].sort_values("tiles", ascending=False)
+    rest = frame.drop(good.index).sort_values(["elongation", "tiles"], ascending=[True, False])
+    return list(pd.concat([good, rest]).name.head(k))
+
+
+def attention_panels(items, tile_size: int, panel: float = 5.0, relative: bool = True, suptitle: str = ""):
+    """Attention overlays side by side with ONE colour scale and one colour bar. ``items``: ``(image_path, tiles,
+    attention, title)`` tuples. By default colours show weight × tiles (1 = uniform), comparable across images
+    of different tile counts. Returns the figure."""
+    from matplotlib.colors import Normalize
+
+    items = list(items)
+    top = max(float((np.asarray(a, float) * (len(a) if relative else 1)).max()) for _, _, a, _ in items if len(a))
+    norm = Normalize(0, max(top, 1e-9))
+    fig, axes = plt.subplots(1, len(items), figsize=(panel * len(items) + 0.8, panel + 0.6), squeeze=False)
+    mappable = None
+    for ax, (path, tiles, attention, title) in zip(axes[0], items):
+        mappable = attention_overlay(path, tiles, attention, tile_size, ax=ax, title=title, norm=norm,
+                                     colorbar=False, relative=relative)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    cax = fig.add_axes([0.93, 0.15, 0.012, 0.7])
+    bar = fig.colorbar(mappable, cax=cax)
+    bar.set_label("attention × tiles in the image (1 = uniform)" if relative
+                  else "attention weight (sums to 1 per image)", fontsize=9)
+    return fig
 
 
 def _best_tile(image: np.ndarray, mask: np.ndarray | None, tile_size: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -199,8 +199,8 @@ def write_report(runs_dir: Path | str, out_dir: Path | str | None = None) -> pd.
     artifacts.write_csv(table.drop(columns=["written"]), out_dir / "results.csv")  # whole or not at all
     note = ("Image-level macro F1 with a bootstrap 95% interval. Runs of different data folders or profiles are "
             "never ranked together: each has its own section. Smoke-profile rows are checks that the code runs, "
-            "not results. The last column is the report's published Kaggle test score on the real data, a "
-            "reference only.\n\n")
+            "not results. The last column is the report's published Kaggle test score on the real data (its "
+            "Table 1, as quoted in the repository's docs/dataset_facts.md), a reference only.\n\n")
     sections_md = ["# Results\n\n" + note + markdown(table) + "\n"]
     for path in sorted(Path(runs_dir).glob("compare_*.csv")):  # written by bench/oof_compare.py
         variants = pd.read_csv(path)

@@ -44,10 +44,39 @@ def test_outlier_sentence_perfect_synthetic_means_easy():
 
 def test_baselines_against_networks():
     nets = {"scratch_resnet": _s(0.53)}
-    colour_wins = interpret.baselines(nets, {"majority": _s(0.12), "colour_histogram": _s(0.63)}, "full")
-    assert "colour histogram baseline beats every network" in colour_wins and "colour alone" in colour_wins
+    overlapping = interpret.baselines(nets, {"majority": _s(0.12), "colour_histogram": _s(0.63)}, "full")
+    assert "scores above every network" in overlapping and "intervals overlap" in overlapping
+    assert "beats every network" not in overlapping  # overlapping intervals establish no winner
+    colour_wins = interpret.baselines({"scratch_resnet": _s(0.3, 0.25, 0.35)},
+                                      {"majority": _s(0.12, 0.09, 0.15), "colour_histogram": _s(0.9, 0.85, 0.95)}, "full")
+    assert "colour histogram baseline beats every network" in colour_wins
+    assert "Colour alone separates the classes of this data" in colour_wins
     net_wins = interpret.baselines({"vit": _s(0.8, 0.75, 0.85)}, {"colour_histogram": _s(0.5, 0.45, 0.55)}, "full")
     assert "The best network (vit, 0.800) is ahead" in net_wins and "do not overlap" in net_wins
+
+
+def test_colour_sentence_follows_the_colour_interval():
+    """The rendered notebooks 04-06 said "colour alone separates the classes" beside 0.357 (0.250-0.449)."""
+    rendered = {"majority": _s(0.123, 0.086, 0.155), "colour_histogram": _s(0.357, 0.250, 0.449)}
+    text = interpret.baselines({"scratch_resnet": _s(0.194, 0.12, 0.27)}, rendered, "smoke")
+    assert "separates the classes of this" not in text
+    assert "Colour alone does not separate the classes here" in text and "chance (1/4 = 0.25)" in text
+    part = interpret.baselines({"vit": _s(0.7, 0.6, 0.8)},
+                               {"majority": _s(0.12, 0.09, 0.15), "colour_histogram": _s(0.5, 0.42, 0.58)}, "full")
+    assert "Colour carries part of the label here" in part and "does not separate the classes" in part
+    two = interpret.baselines({"vit": _s(0.7, 0.6, 0.8)}, {"colour_histogram": _s(0.56, 0.48, 0.64)}, "full",
+                              num_classes=2)
+    assert "does not clear chance (1/2 = 0.50)" in two  # chance depends on the number of classes
+    assert "Colour" not in interpret.baselines({"vit": _s(0.7)}, {"majority": _s(0.12)}, "full")
+
+
+def test_sentences_cite_their_sources_and_promise_nothing_missing():
+    text = interpret.voting({"hard": _s(0.52), "soft": _s(0.47)}, "full")
+    assert "notebook 07 compares the rules" not in text and "notebook 04's out-of-fold comparison" in text
+    assert "docs/dataset_facts.md" in text  # the report's +0.7 points is a sourced claim
+    assert "docs/dataset_facts.md" in interpret.tiles(3367, 581)
+    assert "the report used ViT-S/16" not in interpret.FULL_MODELS["vit"]
+    assert "authors' public notebooks used ViT-Small/16" in interpret.FULL_MODELS["vit"]
 
 
 def test_differences_by_paired_interval_and_smoke_verdicts():

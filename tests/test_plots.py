@@ -69,3 +69,46 @@ def test_attention_overlay_colours_by_weight_and_has_a_colour_bar(tmp_path):
     assert len(faces) == 3 and faces[0] != faces[2]  # the weights set the colours
     assert len(fig.axes) == 2 and "attention weight" in fig.axes[1].get_ylabel()
     plt.close(fig)
+
+
+def test_palette_hues_are_clearly_different():
+    import colorsys
+
+    hues = [colorsys.rgb_to_hsv(*matplotlib.colors.to_rgb(c))[0] for c in plots.class_colours(LABELS).values()]
+    gaps = [min(abs(a - b), 1 - abs(a - b)) for i, a in enumerate(hues) for b in hues[i + 1:]]
+    assert min(gaps) > 0.08  # Luminal A and B used to be two close purples
+
+
+def test_readable_examples_and_strip_crop(tmp_path):
+    rows = pd.DataFrame({"width": [3516, 1024, 1300], "height": [1024, 1079, 1024], "name": ["strip", "square", "wide"]})
+    assert plots.readable_example(rows)["name"] == "square"
+    image, mask = _pair(tmp_path, h=300, w=1200)  # a 4:1 strip
+    fig, ax = plt.subplots()
+    shown = plots.image_with_outline(image, mask, ax, "t", max_aspect=1.6)
+    h, w = ax.images[0].get_array().shape[:2]
+    assert w / h <= 1.61 and "ROI-centred 480×300 of 1200×300" in shown and shown in ax.get_title()
+    names = plots.readable_attention_examples(["strip", "few", "good"], [20, 2, 8], [4.0, 1.0, 1.2], k=2)
+    assert names == ["good", "few"]  # the squarish image with enough tiles first, never the strip before them
+    plt.close("all")
+
+
+def test_identical_mask_pairs_and_tiles_per_image(tmp_path):
+    image, mask = _pair(tmp_path)
+    fig = plots.identical_mask_pairs([([(image, "a"), (image, "b")], mask)] * 2)
+    assert len(fig.axes) == 6 and "shared mask" in fig.axes[2].get_title()
+    counts = pd.DataFrame({"split": ["train"] * 5 + ["val"] * 2 + ["test"] * 3, "tiles": [1, 2, 2, 3, 5, 2, 4, 1, 1, 6]})
+    axes = plots.tiles_per_image(counts)
+    assert [ax.get_title().split(":")[0] for ax in axes] == ["train", "val", "test"]  # one panel per split
+    plt.close("all")
+
+
+def test_attention_panels_share_one_colour_scale(tmp_path):
+    path = tmp_path / "image.png"
+    Image.fromarray(np.full((64, 96, 3), 200, np.uint8)).save(path)
+    tiles = pd.DataFrame({"x": [0, 32, 64], "y": [0, 0, 32]})
+    fig = plots.attention_panels([(path, tiles, np.array([0.1, 0.3, 0.6]), "a"),
+                                  (path, tiles.iloc[:2], np.array([0.5, 0.5]), "b")], 32)
+    assert len(fig.axes) == 3  # two panels, one colour bar
+    assert "1 = uniform" in fig.axes[2].get_ylabel()
+    assert np.isclose(fig.axes[2].get_ylim()[1], 1.8)  # the largest weight × tiles over all panels
+    plt.close(fig)
