@@ -456,7 +456,7 @@ def _fold_costs(run_dir: Path) -> dict:
     weights = ""
     for fold in record["fold_runs"]:
         m = artifacts.read_json(run_dir / fold / "metrics.json")
-        cost = m.get("cost", {})
+        cost = artifacts.read_json(run_dir / fold / "cost.json")
         train += cost.get("train_seconds", 0.0)
         predict += cost.get("predict_seconds", 0.0)
         images += cost.get("validation_images", 0)

@@ -50,7 +50,7 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
 
 # ------------------------------------------------------------------------------------------ train runs
 
-RUN_FILES = ("config.json", "log.csv", "model.keras", "metrics.json", "val_predictions.csv")
+RUN_FILES = ("config.json", "log.csv", "model.keras", "metrics.json", "val_predictions.csv", "cost.json")
 _RUN_LEFTOVERS = ("best.weights.h5", "log_phase1.csv", "log_phase2.csv", "tensorboard", "resume", "folds.csv",
                   "oof_predictions.csv", "val_predictions_phase1.csv", "val_predictions_phase2.csv")
 
@@ -254,12 +254,14 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                    "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
                    "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
                    "validation": {rule: r["scores"] for rule, r in results.items()},
-                   "baselines": prep.baseline_scores if with_baselines else None,
-                   # this machine's cost (training since the last resume; prediction of the validation images)
-                   "cost": {"train_seconds": round(train_seconds, 1), "predict_seconds": round(predict_seconds, 2),
-                            "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
-                            "machine": hardware()}}
+                   "baselines": prep.baseline_scores if with_baselines else None}
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
+    # this machine's cost (training since the last resume; prediction of the validation images): beside the
+    # metrics, not in them, so that a resumed run's results are byte-identical to an uninterrupted run's
+    artifacts.write_json(run_dir / "cost.json", {"train_seconds": round(train_seconds, 1),
+                                                 "predict_seconds": round(predict_seconds, 2),
+                                                 "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
+                                                 "machine": hardware()})
     _write_predictions(run_dir / "val_predictions.csv", val_table, classes, results,
                        [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases) + 1)]
                        if len(phases) > 1 else [])
