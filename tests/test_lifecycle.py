@@ -167,3 +167,36 @@ def test_synth_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
     assert cli.main([*args, "--force"]) == 0 and (precious / "notes.txt").read_text() == "keep me"
     assert cli.main(args) == 0  # its own folder: regenerated in place, still keeping the other file
     assert (precious / "notes.txt").is_file() and (precious / "train_labels.csv").is_file()
+
+
+def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_does_not(tiny_data, tmp_path, capsys):
+    """Data is identified by its content: the same folder under another name and place (Drive vs the local disk,
+    a renamed download) reuses the cleaning, tiles, a train run and a K-fold run; one changed pixel does not."""
+    import cv2
+
+    from anndl import experiment
+
+    first = Path(shutil.copytree(tiny_data, tmp_path / "downloads" / "challenge"))
+    work = tmp_path / "work"
+    prep = experiment.prepare(first, work)
+    experiment.train_run(prep, work / "runs" / "one", epochs=1)
+    experiment.train_folds(prep, work / "runs" / "kfold", folds=2, epochs=1)
+    moved = tmp_path / "elsewhere" / "an2dl_renamed"
+    moved.parent.mkdir()
+    shutil.move(str(first), str(moved))
+    capsys.readouterr()
+    prep = experiment.prepare(moved, work)
+    experiment.train_run(prep, work / "runs" / "one", epochs=1)
+    experiment.train_folds(prep, work / "runs" / "kfold", folds=2, epochs=1)
+    printed = capsys.readouterr().out
+    assert printed.count("reusing") == 4 and "Epoch" not in printed, printed
+    image = moved / "train_data" / "img_0003.png"
+    pixels = cv2.imread(str(image))
+    pixels[0, 0] = 255 - pixels[0, 0]
+    cv2.imwrite(str(image), pixels)
+    prep = experiment.prepare(moved, work)
+    experiment.train_run(prep, work / "runs" / "one", epochs=1)
+    printed = capsys.readouterr().out
+    for step in ("cleaning it again", "tiling it again", "training it again"):  # each says the data changed
+        assert step in printed, printed
+    assert printed.count("made from data") == 3, printed
