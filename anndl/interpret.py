@@ -263,7 +263,8 @@ def comparison(result) -> str:
         low, high = r["gain_ci95"]
         real = low > 0 or high < 0
         verdicts.append(f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
-                        + (("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
+                        + ("the same predictions for every image" if low == high == r["gain"] == 0 else
+                           ("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
                            else "no real difference"))
     out.append("; ".join(verdicts) + ".")
     winners = [r for r in rest if r["gain_ci95"][0] > 0]
@@ -323,9 +324,25 @@ def training(metrics: dict, log=None) -> str:
         text += " The best epoch is the last one: the model was still improving when training stopped."
     else:
         text += f" Validation did not improve over the last {run - best} epochs, so training stopped there."
-    text += (" The selected score is the maximum over noisy epochs on few images, so it is optimistic; "
-             "out-of-fold scores (notebook 07) are the honest comparison.")
+    text += (" The selected score is the maximum over noisy epochs on few images, so it is optimistic. Out-of-fold "
+             "scores (the comparisons of notebooks 04–07) score every image with a model that did not train on it; "
+             "each fold's checkpoint is still chosen on those images, so they are optimistic too, but alike for "
+             "every variant compared.")
     return shows(text)
+
+
+def _ci_overlap(a, b) -> bool:
+    """Whether two intervals written ``"0.117-0.166"`` (or as pairs) overlap; False when either is missing."""
+    import re
+
+    def bounds(ci):
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            return float(ci[0]), float(ci[1])
+        found = re.findall(r"\d+\.\d+", str(ci)) if ci is not None else []
+        return (float(found[0]), float(found[1])) if len(found) >= 2 else None
+
+    x, y = bounds(a), bounds(b)
+    return bool(x and y and x[0] <= y[1] and y[0] <= x[1])
 
 
 def results_table(table, profile: str | None = None) -> str:
@@ -349,6 +366,13 @@ def results_table(table, profile: str | None = None) -> str:
         best = max(rows, key=lambda r: r["val_macro_f1"])
         text = (f"Highest here: {best['model']} with {best['voting']} voting, validation macro F1 "
                 f"{best['val_macro_f1']:.3f} ({best['val_ci95']}).")
+    key, ci = ("oof_macro_f1", "oof_ci95") if folded else ("val_macro_f1", "val_ci95")
+    pool = folded or [r for r in rows if r[key] == r[key]]
+    rivals = [r for r in pool if r is not best and _ci_overlap(r.get(ci), best.get(ci))]
+    if rivals:  # a winner is named only when its interval clears the others'
+        rival = max(rivals, key=lambda r: r[key])
+        text += (f" It is not clearly ahead: its interval overlaps that of {rival['model']} with {rival['voting']} "
+                 f"voting ({rival[key]:.3f}, {rival[ci]}), so this ranking names no winner.")
     ref = best.get("report test F1 (real data)")
     if profile != "smoke" and isinstance(ref, float) and ref == ref:
         text += (f" The report's {ref:.3f} for the same model (Table 1, {FACTS}) is a Kaggle *test* score on the real "

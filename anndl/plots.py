@@ -411,7 +411,7 @@ def comparison_forest(results, title: str = "Each variant minus the reference, o
     results = list(results)
     heights = [max(len(r.table) - 1, 1) for r in results]
     fig, axes = plt.subplots(len(results), 1, figsize=(8.5, 0.9 + 0.55 * sum(heights) + 0.5 * len(results)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+                             gridspec_kw={"height_ratios": heights}, squeeze=False, sharex=True)
     for ax, result in zip(axes[:, 0], results):
         rows = [r for r in result.table.to_dict("records")[1:] if r["gain_ci95"] is not None and r["images"]]
         y = np.arange(len(rows))[::-1]

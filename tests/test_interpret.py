@@ -127,3 +127,30 @@ def test_stain_shift_sentence_names_who_learned_the_colour():
     assert "majority class falls" not in text
     text = interpret.stain_shift(inside, table([("none", 0.92), ("majority class", 0.12)]))
     assert "none rises from 0.900 to 0.920." in text
+
+
+def test_a_ranking_names_no_winner_when_the_intervals_overlap():
+    import pandas as pd
+
+    row = lambda model, f1, ci: {"model": model, "voting": "hard", "val_macro_f1": f1, "val_ci95": ci,  # noqa: E731
+                                 "oof_macro_f1": None, "profile": "full"}
+    close = interpret.results_table(pd.DataFrame([row("vit", 0.220, "0.150-0.291"), row("convnext", 0.173, "0.107-0.239")]))
+    assert "Highest here: vit" in close and "names no winner" in close and "convnext" in close
+    apart = interpret.results_table(pd.DataFrame([row("vit", 0.62, "0.55-0.70"), row("convnext", 0.30, "0.22-0.38")]))
+    assert "Highest here: vit" in apart and "names no winner" not in apart
+
+
+def test_a_comparison_says_when_two_rows_are_the_same_predictions():
+    import pandas as pd
+    from types import SimpleNamespace
+
+    table = pd.DataFrame([
+        {"variant": "ViT, phase 1 (head only)", "oof_macro_f1": 0.212, "ci95_low": 0.185, "ci95_high": 0.24,
+         "gain": 0.0, "gain_ci95": [0.0, 0.0], "verdict": "reference", "weights": "pretrained", "images": 581},
+        {"variant": "ViT, phase 2 (fine-tuned)", "oof_macro_f1": 0.212, "ci95_low": 0.185, "ci95_high": 0.24,
+         "gain": 0.0, "gain_ci95": [0.0, 0.0], "verdict": "no real difference (interval holds 0)",
+         "weights": "pretrained", "images": 581}])
+    result = SimpleNamespace(table=table, provenance={"profile": "full", "data": "challenge data [fingerprint ab]",
+                                                      "report": None})
+    text = interpret.comparison(result)
+    assert "the same predictions for every image" in text and "names no winner" in text
