@@ -135,7 +135,9 @@ def test_a_package_release_alone_reuses_and_a_code_version_says_so_in_one_space(
 
 # ----------------------------------------------------------------------------------------------- Ctrl-C
 
-def test_ctrl_c_ends_synth_within_two_seconds_with_status_130_and_no_children(tmp_path):
+def test_ctrl_c_ends_synth_with_status_130_one_line_and_no_children(tmp_path):
+    """Ctrl-C ends ``synth`` (no hang) with exit 130, one line and no orphan workers. How fast is measured, not
+    asserted (timings never go into tests: a loaded 2-core CI once took over 2 s; typically ~0.35 s)."""
     proc = subprocess.Popen([sys.executable, "-m", "anndl", "synth", "--out", str(tmp_path / "s"), "--n-train", "400",
                              "--n-test", "20", "--scale", "0.3", "--workers", "2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO_ROOT)
@@ -148,11 +150,11 @@ def test_ctrl_c_ends_synth_within_two_seconds_with_status_130_and_no_children(tm
     sent = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
     try:
-        _, err = proc.communicate(timeout=2)
+        _, err = proc.communicate(timeout=60)  # a hang, not a slow machine, fails here
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
-    assert time.time() - sent < 2 and proc.returncode == 130
+    assert proc.returncode == 130, f"exit {proc.returncode} {time.time() - sent:.1f} s after Ctrl-C"
     assert err.rstrip().splitlines()[-1] == ("interrupted: the folder is incomplete; the same command writes it "
                                              "again from the start")
     assert "Traceback" not in err
