@@ -264,12 +264,13 @@ def custom_variant(base: str, pairs) -> tuple[str, Variant]:
     if base not in VARIANTS:
         raise ValueError(f"unknown variant {base!r}; choose from {list(VARIANTS)}")
     changes = parse_settings(pairs)
+    label = ", ".join(f"{k}={v}" for k, v in changes.items())
     variant = VARIANTS[base]
     for key in ("rule", "phase", "model", "stain_normalize"):
         if key in changes:
             variant = dataclasses.replace(variant, **{key: changes.pop(key)})
     variant = dataclasses.replace(variant, settings={**variant.settings, **changes})
-    return ", ".join(f"{k}={v}" for k, v in parse_settings(pairs).items()), variant
+    return label, variant
 
 
 @dataclass

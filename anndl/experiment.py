@@ -52,7 +52,7 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
 
 RUN_FILES = ("config.json", "log.csv", "model.keras", "metrics.json", "val_predictions.csv", "cost.json")
 _RUN_LEFTOVERS = ("best.weights.h5", "log_phase1.csv", "log_phase2.csv", "tensorboard", "resume", "folds.csv",
-                  "oof_predictions.csv", "val_predictions_phase1.csv", "val_predictions_phase2.csv")
+                  "oof_predictions.csv", "val_predictions_phase1.csv")
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -234,7 +234,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                    val_table.label_index.to_numpy(), c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
                    log_name=log_name, initial_epoch=epochs_before, initial_best=best, resume=resume,
                    state_info={"request": request_id})
-        if len(phases) > 1:  # each phase's selected model, scored: the fine-tuning gain is measured on the same run
+        if number < len(phases):  # each earlier phase's selected model, scored (the last one is the final model)
             _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val_table, classes,
                                evaluate_images(model, val_infer, val_table, record["from_logits"], classes))
         save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
@@ -263,8 +263,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                                  "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
                                                  "machine": hardware()})
     _write_predictions(run_dir / "val_predictions.csv", val_table, classes, results,
-                       [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases) + 1)]
-                       if len(phases) > 1 else [])
+                       [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases))])
     record = artifacts.complete(run_dir, req, RUN_FILES)
     shutil.rmtree(state_dir(run_dir), ignore_errors=True)
     if final_dir is not None:  # the new run is complete: only now does it replace the old one
@@ -272,8 +271,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
             stale = final_dir / name
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
         artifacts.swap_in(run_dir, final_dir, record, extra=("log_phase1.csv", "log_phase2.csv", "best.weights.h5",
-                                                              "tensorboard", "val_predictions_phase1.csv",
-                                                              "val_predictions_phase2.csv"))
+                                                              "tensorboard", "val_predictions_phase1.csv"))
         run_dir = final_dir
     return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
 
@@ -281,7 +279,8 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
 def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
                        phase_files: list[Path] = ()) -> None:
     """One row per validation image: its label and the prediction of every voting rule (``pred_hard``, …), and,
-    from ``phase_files``, the prediction after each training phase (``pred_hard_phase1``, …)."""
+    for a run of several phases, the prediction after each (``pred_hard_phase1``, …): the earlier phases' from
+    ``phase_files``, the last phase's being the final model's."""
     frame = pd.DataFrame({"sample_index": table.sample_index, "label": table.label,
                           **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()}})
     for number, phase_file in enumerate(phase_files, start=1):
@@ -290,6 +289,9 @@ def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...]
             raise artifacts.ArtifactError(f"{phase_file}: not the validation images of this run")
         for rule in results:
             frame[f"pred_{rule}_phase{number}"] = phase[f"pred_{rule}"].to_numpy()
+    if phase_files:
+        for rule in results:
+            frame[f"pred_{rule}_phase{len(phase_files) + 1}"] = frame[f"pred_{rule}"]
     artifacts.write_csv(frame, path)
 
 
