@@ -1,6 +1,7 @@
-"""Precision options of the training engine: a short run's validation F1 in mixed_bfloat16 is the float32 run's
-within its interval, mixed_float16 keeps its loss scaling, the JAX back end trains, saves and loads in
-mixed_bfloat16, and the precision recommended per device."""
+"""Precision options of the training engine: the fused BatchNormalization computes what Keras's does (every policy),
+a short run's validation F1 is unchanged within its interval, mixed_float16 keeps its loss scaling, the JAX back end
+trains, saves and loads in mixed_bfloat16 (Keras's own normalisation path), and the precision recommended per
+device."""
 
 import os
 import subprocess
@@ -11,10 +12,45 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anndl import distribute, experiment
+from anndl import distribute, experiment, models
 from anndl.config import ScratchResNetConfig, TrainConfig
-from anndl.models import precision_policy, scratch_resnet
+from anndl.models import FusedBatchNormalization, precision_policy, scratch_resnet
 from anndl.train import compile_model, make_loss
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_fused_batch_norm_matches_keras(policy):
+    """Same variables, outputs, gradients and moving statistics as keras.layers.BatchNormalization, in training and
+    in inference, within each precision's rounding."""
+    x = tf.constant(np.random.default_rng(0).normal(2, 3, (4, 10, 10, 6)).astype("float32"))
+    with precision_policy(policy):
+        fused, stock = FusedBatchNormalization(momentum=0.9), keras.layers.BatchNormalization(momentum=0.9)
+    fused.build(x.shape), stock.build(x.shape)
+    assert [w.path.split("/")[-1] for w in fused.weights] == [w.path.split("/")[-1] for w in stock.weights]
+    for layer in (fused, stock):  # a non-trivial scale and offset
+        layer.gamma.assign(np.linspace(0.5, 2, 6)), layer.beta.assign(np.linspace(-1, 1, 6))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        outs = [layer(x, training=True) for layer in (fused, stock)]
+        losses = [tf.reduce_sum(tf.cast(y, "float32") ** 2 * tf.range(6, dtype="float32")) for y in outs]
+    assert outs[0].dtype == outs[1].dtype == keras.mixed_precision.Policy(policy).compute_dtype
+    tol = 1e-5 if policy == "float32" else 2e-2
+    np.testing.assert_allclose(np.asarray(tf.cast(outs[0], "float32")), np.asarray(tf.cast(outs[1], "float32")),
+                               atol=tol * 10, rtol=tol)
+    for a, b in zip(tape.gradient(losses[0], [x, fused.gamma.value, fused.beta.value]),
+                    tape.gradient(losses[1], [x, stock.gamma.value, stock.beta.value])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4 if policy == "float32" else 5e-2,
+                                   atol=1e-3 if policy == "float32" else 0.5)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), stock.moving_mean.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), stock.moving_variance.numpy(), rtol=1e-4)
+    assert not np.allclose(fused.moving_variance.numpy(), 1.0)  # the update happened
+    inference = [np.asarray(tf.cast(layer(x, training=False), "float32")) for layer in (fused, stock)]
+    np.testing.assert_allclose(inference[0], inference[1], rtol=2e-2, atol=2e-2)
+    frozen = FusedBatchNormalization(momentum=0.9)
+    frozen.build(x.shape)
+    frozen.trainable = False  # a frozen layer normalises with its moving statistics, as Keras's does
+    frozen(x, training=True)
+    np.testing.assert_allclose(frozen.moving_mean.numpy(), 0.0)
 
 
 def test_mixed_float16_trains_with_loss_scaling():
@@ -29,9 +65,10 @@ def test_mixed_float16_trains_with_loss_scaling():
     assert model.get_layer("stem_bn").compute_dtype == "float16"
 
 
-def test_short_run_f1_is_unchanged_within_its_interval(tiny_data, tmp_path):
-    """The same seeded 2-epoch smoke run in float32 and in mixed_bfloat16: the bfloat16 run's validation F1 lies
-    inside the float32 run's 95% interval."""
+def test_short_run_f1_is_unchanged_within_its_interval(tiny_data, tmp_path, monkeypatch):
+    """The same seeded 2-epoch smoke run with Keras's own BatchNormalization in float32 (the engine before the fused
+    layer) and with the fused layer in float32 and in mixed_bfloat16: each validation F1 inside the reference's 95%
+    interval."""
     prep = experiment.prepare(tiny_data, tmp_path / "work")
 
     def f1(name, policy):
@@ -39,10 +76,13 @@ def test_short_run_f1_is_unchanged_within_its_interval(tiny_data, tmp_path):
                                       mixed_precision=policy, with_baselines=False)
         return result["metrics"]["validation"]["hard"]
 
-    reference = f1("float32", None)
+    with monkeypatch.context() as patch:
+        patch.setattr(models, "FusedBatchNormalization", keras.layers.BatchNormalization)
+        reference = f1("reference", None)
     low, high = reference["macro_f1_ci95"]
-    score = f1("bf16", "mixed_bfloat16")["macro_f1"]
-    assert low <= score <= high, (score, reference)
+    for name, policy in (("fused", None), ("fused_bf16", "mixed_bfloat16")):
+        score = f1(name, policy)["macro_f1"]
+        assert low <= score <= high, (name, score, reference)
 
 
 def test_jax_backend_trains_saves_and_loads_in_bfloat16(tmp_path):
