@@ -170,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from anndl import compare, interpret
+    from anndl import compare, interpret, report
     from anndl.report import markdown_table
 
     if args.list:
@@ -195,7 +195,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
                                         folds=args.folds, epochs=args.epochs, seed=args.seed,
                                         mixed_precision=args.mixed_precision, weights=weights, redo=args.redo)
         print(f"\n## {result.provenance_line()}\n")
-        print(markdown_table(compare.display_table(result)))
+        print(markdown_table(report.comparison_table(result)))
         print("\n" + interpret.comparison(result))
         print(f"\nwrote {result.folder / 'table.csv'}")
 

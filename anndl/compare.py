@@ -285,9 +285,9 @@ class ComparisonResult:
 
     def provenance_line(self) -> str:
         """One line: what produced the table (no machine path)."""
-        p = self.provenance
-        from anndl.report import data_label
+        from anndl.env import data_label
 
+        p = self.provenance
         epochs = f"at most {p['epochs']} epochs" if p["epochs"] else "the profile's epochs"
         return (f"{self.name}: {p['profile']} profile, {p['folds']} folds, {epochs}, seed {p['seed']}, "
                 f"{p['precision'] or 'float32'}; data: {data_label(p['data'])} [fingerprint "
@@ -465,40 +465,3 @@ def _fold_costs(run_dir: Path) -> dict:
         weights = m["weights"]
     return {"train_seconds": round(train, 1), "ms_per_image": round(1000 * predict / max(images, 1), 1),
             "epochs": round(epochs / len(record["fold_runs"]), 1), "weights": weights}
-
-
-def display_table(result: ComparisonResult) -> pd.DataFrame:
-    """The table as people read it: scores and intervals as text, cost, weights, and the report's own number
-    in a labelled column where it printed one (its real test set, not these runs)."""
-    from anndl.report import weights_short
-
-    rows = []
-    numbers = result.provenance.get("report_numbers") or {}
-    for r in result.table.to_dict("records"):
-        scored = r["gain_ci95"] is not None and r["images"]
-        row = {"variant": r["variant"],
-               "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
-               "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
-               "Δ vs reference (paired 95%)": "—" if not scored or r["verdict"] == "reference" else
-               f"{r['gain']:+.3f} ({r['gain_ci95'][0]:+.3f} to {r['gain_ci95'][1]:+.3f})",
-               "verdict": r["verdict"], "weights": weights_short(r["weights"]) if scored else "—",
-               "epochs/fold": r["epochs"] if scored else "—",
-               "train s (all folds)": f"{r['train_seconds']:.0f}" if scored else "—",
-               "predict ms/image": f"{r['ms_per_image']:.1f}" if scored else "—"}
-        if numbers:
-            row["report: test F1 (real data)"] = f"{numbers[r['variant']]:.4f}" if r["variant"] in numbers else "—"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def markdown(result: ComparisonResult, heading: str = "####") -> str:
-    """A comparison as a notebook shows it: its question, the provenance line, the table, and the generated
-    "What this shows" (``interpret.comparison``)."""
-    from anndl import interpret
-    from anndl.report import markdown_table
-
-    p = result.provenance
-    title = p.get("question") or ", ".join(result.table.variant)
-    not_run = f" Not run: {', '.join(p['not_run'])}." if p.get("not_run") else ""
-    return (f"{heading} {result.name}: {title}\n\n*{result.provenance_line()}.*{not_run}\n\n"
-            f"{markdown_table(display_table(result))}\n\n{interpret.comparison(result)}")

@@ -137,3 +137,8 @@ def transfer_profile(profile: str) -> TransferConfig:
     quick = dict(epochs=1, batch_size=16, patience=1)
     return TransferConfig(phase1=TrainConfig(learning_rate=3e-4, **quick),
                           phase2=TrainConfig(learning_rate=1e-5, **quick))
+
+
+def config_record(**parts) -> dict:
+    """A JSON-ready record of dataclass configs and plain values."""
+    return {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in parts.items()}

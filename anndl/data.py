@@ -313,3 +313,12 @@ def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = Non
     print(f"{portable(data_dir)} holds no challenge folder: generating the synthetic default into "
           f"{portable(synthetic_dir)}")
     return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))
+
+
+def refuse_synthetic(profile: str, data_dir: Path | str, allow_synthetic: bool = False) -> None:
+    """The full profile is for real data: on the synthetic stand-in it stops unless ``allow_synthetic``."""
+    if profile == "full" and is_synthetic(data_dir) and not allow_synthetic:
+        raise RuntimeError(
+            f"PROFILE='full' but {portable(data_dir)} is the synthetic stand-in: put the challenge data in data/ "
+            "(on Kaggle: attach it with Add data), or set ALLOW_SYNTHETIC = True to train the full settings on "
+            "synthetic data anyway (the numbers then say nothing about the challenge).")

@@ -251,6 +251,20 @@ def _jax_scope(name: str) -> Iterator[Replicas]:
 # Precision
 # ---------------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def precision_policy(name: str | None):
+    """Set a Keras dtype policy (e.g. 'mixed_bfloat16') for the models built inside the block."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    if name:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 # GPUs named by Colab/Kaggle/cloud runtimes. float16 tensor cores (or P100's double-rate float16) but no
 # fast bfloat16: mixed_float16 (with Keras's loss scaling). Ampere and later, and TPUs: mixed_bfloat16 (float32's
 # range, no loss scaling needed).

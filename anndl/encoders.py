@@ -345,7 +345,7 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
                              "(its tiles would need the same normalisation)")
         model = mil.run_encoder(where) if kind == "run" else mil.load_encoder(where, tile_size)
         return Encoder(model, identity)
-    from anndl.models import precision_policy
+    from anndl.distribute import precision_policy
 
     with precision_policy(mixed_precision):
         inputs = keras.Input((tile_size, tile_size, 3), name="tile")

@@ -110,17 +110,12 @@ def plain_progress(mininterval: float = 30.0) -> None:
         pass
 
 
-# ------------------------------------------------------------------------------------------- data
-
-def refuse_synthetic(profile: str, data_dir: Path | str, allow_synthetic: bool = False) -> None:
-    """The full profile is for real data: on the synthetic stand-in it stops unless ``allow_synthetic``."""
-    from anndl.data import is_synthetic
-
-    if profile == "full" and is_synthetic(data_dir) and not allow_synthetic:
-        raise RuntimeError(
-            f"PROFILE='full' but {portable(data_dir)} is the synthetic stand-in: put the challenge data in data/ "
-            "(on Kaggle: attach it with Add data), or set ALLOW_SYNTHETIC = True to train the full settings on "
-            "synthetic data anyway (the numbers then say nothing about the challenge).")
+def data_label(note: str) -> str:
+    """A data note without machine path or hash: its kind and the folder's name (``synthetic stand-in
+    (anndl synth) in synthetic/``)."""
+    note = re.sub(r"\s*\[fingerprint [0-9a-f]+\]", "", str(note))
+    kind, sep, where = note.partition(" at ")
+    return f"{kind} in {Path(where.strip()).name}/" if sep else kind
 
 
 # ------------------------------------------------------------------------------------------- footer

@@ -23,7 +23,7 @@ import pandas as pd
 
 from anndl import artifacts, metrics, pipeline, tiling, voting
 from anndl.baselines import run_baselines
-from anndl.config import ModelSettings
+from anndl.config import ModelSettings, config_record
 from anndl.data import read_challenge, read_classes
 from anndl.inference import predict_tiles
 from anndl.labels import LABELS
@@ -33,8 +33,8 @@ from anndl.submission import write_submission
 from anndl.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
                           stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
 from anndl.env import hardware, portable
-from anndl.models import precision_policy
-from anndl.train import (Diverged, weight_bytes, config_record, fit, load_state, nonfinite, save_atomically,
+from anndl.distribute import precision_policy
+from anndl.train import (Diverged, weight_bytes, fit, load_state, nonfinite, save_atomically,
                          save_state, state_dir)
 
 

@@ -469,7 +469,7 @@ def start(params: dict) -> Context:
     where = places(params.get("DATA_DIR"), params.get("OUTPUT_DIR"), params.get("DRIVE"))
     where.output.mkdir(parents=True, exist_ok=True)
     data = resolve_data_dir(where.data, SYNTHETIC_DEFAULT)
-    env.refuse_synthetic(profile, data, params.get("ALLOW_SYNTHETIC", False))
+    data.refuse_synthetic(profile, data, params.get("ALLOW_SYNTHETIC", False))
     env.name_root(data, "data"), env.name_root(where.output, "outputs")
     lines = doctor(Places(where.runtime, data, where.output, where.persistent), short=True)
     print("\n".join(lines))

@@ -13,25 +13,11 @@ address them by ``variable.path``.
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 from keras import layers
 
 from anndl.config import ScratchResNetConfig, WeightsUnavailable
 from anndl.labels import NUM_CLASSES
-
-
-@contextlib.contextmanager
-def precision_policy(name: str | None):
-    """Set a Keras dtype policy (e.g. 'mixed_bfloat16') for the models built inside the block."""
-    previous = keras.config.dtype_policy()
-    if name:
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:

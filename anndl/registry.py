@@ -14,9 +14,8 @@ from typing import Callable
 import keras
 
 from anndl import models
-from anndl.config import ModelSettings, TrainConfig, scratch_profile, transfer_profile
-from anndl.models import precision_policy
-from anndl.train import config_record, differential_optimizer
+from anndl.config import ModelSettings, TrainConfig, config_record, scratch_profile, transfer_profile
+from anndl.distribute import precision_policy
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,14 @@ def _lion(config: TrainConfig):
 
 def _adamw(config: TrainConfig):
     return keras.optimizers.AdamW(learning_rate=config.learning_rate)
+
+
+def differential_optimizer(backbone_rate: float, head_rate: float, weight_decay: float = 0.0):
+    """AdamW for the backbone, AdamW at ``head_rate`` for the ``head_*`` variables (regex over
+    ``variable.path``; ``keras.optimizers.MultiOptimizer``, Keras >= 3.15)."""
+    head = keras.optimizers.AdamW(learning_rate=head_rate, weight_decay=weight_decay)
+    backbone = keras.optimizers.AdamW(learning_rate=backbone_rate, weight_decay=weight_decay)
+    return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(backbone, {"head_.*": head}))
 
 
 def _scratch(s: ModelSettings) -> Built:

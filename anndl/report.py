@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from anndl import artifacts
+from anndl import artifacts, interpret
+from anndl.env import data_label
 from anndl.interpret import REPORT_TEST_F1  # report Table 1 (real test set)
 from anndl.labels import LABELS
 
@@ -27,14 +28,6 @@ def data_fingerprint(note: str) -> str:
     """The manifest fingerprint inside a data note (``… [fingerprint a1b2c3]``); the note itself without one."""
     found = re.search(r"\[fingerprint ([0-9a-f]+)\]", str(note))
     return found.group(1) if found else str(note)
-
-
-def data_label(note: str) -> str:
-    """A data note without machine path or hash: its kind and the folder's name (``synthetic stand-in
-    (anndl synth) in synthetic/``)."""
-    note = re.sub(r"\s*\[fingerprint [0-9a-f]+\]", "", str(note))
-    kind, sep, where = note.partition(" at ")
-    return f"{kind} in {Path(where.strip()).name}/" if sep else kind
 
 
 def collect(runs_dir: Path | str) -> pd.DataFrame:
@@ -233,3 +226,36 @@ def read_comparison(md_path: Path | str) -> tuple[pd.DataFrame, dict]:
     table = artifacts.read_csv(md_path.with_suffix(".csv"))
     table["gain_ci95"] = table.gain_ci95.map(json.loads)
     return table, settings
+
+
+def comparison_table(result) -> pd.DataFrame:
+    """The table as people read it: scores and intervals as text, cost, weights, and the report's own number
+    in a labelled column where it printed one (its real test set, not these runs). ``result``: a
+    :class:`anndl.compare.ComparisonResult`."""
+    rows = []
+    numbers = result.provenance.get("report_numbers") or {}
+    for r in result.table.to_dict("records"):
+        scored = r["gain_ci95"] is not None and r["images"]
+        row = {"variant": r["variant"],
+               "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
+               "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
+               "Δ vs reference (paired 95%)": "—" if not scored or r["verdict"] == "reference" else
+               f"{r['gain']:+.3f} ({r['gain_ci95'][0]:+.3f} to {r['gain_ci95'][1]:+.3f})",
+               "verdict": r["verdict"], "weights": weights_short(r["weights"]) if scored else "—",
+               "epochs/fold": r["epochs"] if scored else "—",
+               "train s (all folds)": f"{r['train_seconds']:.0f}" if scored else "—",
+               "predict ms/image": f"{r['ms_per_image']:.1f}" if scored else "—"}
+        if numbers:
+            row["report: test F1 (real data)"] = f"{numbers[r['variant']]:.4f}" if r["variant"] in numbers else "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_markdown(result, heading: str = "####") -> str:
+    """A comparison as a notebook shows it: its question, the provenance line, the table, and the generated
+    "What this shows" (``interpret.comparison``)."""
+    p = result.provenance
+    title = p.get("question") or ", ".join(result.table.variant)
+    not_run = f" Not run: {', '.join(p['not_run'])}." if p.get("not_run") else ""
+    return (f"{heading} {result.name}: {title}\n\n*{result.provenance_line()}.*{not_run}\n\n"
+            f"{markdown_table(comparison_table(result))}\n\n{interpret.comparison(result)}")

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -305,16 +304,3 @@ def _run_name(run_dir: Path) -> str:
 
 def best_path(run_dir: Path | str) -> Path:
     return Path(run_dir) / "best.weights.h5"
-
-
-def differential_optimizer(backbone_rate: float, head_rate: float, weight_decay: float = 0.0):
-    """AdamW for the backbone, AdamW at ``head_rate`` for the ``head_*`` variables (regex over
-    ``variable.path``; ``keras.optimizers.MultiOptimizer``, Keras >= 3.15)."""
-    head = keras.optimizers.AdamW(learning_rate=head_rate, weight_decay=weight_decay)
-    backbone = keras.optimizers.AdamW(learning_rate=backbone_rate, weight_decay=weight_decay)
-    return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(backbone, {"head_.*": head}))
-
-
-def config_record(**parts) -> dict:
-    """A JSON-ready record of dataclass configs and plain values."""
-    return {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in parts.items()}

@@ -45,7 +45,8 @@ def anndl_worker(policy: str):
 
     from anndl import train
     from anndl.config import ScratchResNetConfig, TrainConfig
-    from anndl.models import precision_policy, scratch_resnet
+    from anndl.distribute import precision_policy
+    from anndl.models import scratch_resnet
 
     with precision_policy(policy):
         model = scratch_resnet(ScratchResNetConfig(), SIZE)

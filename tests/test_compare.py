@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from anndl import artifacts, cli, compare, interpret, metrics, pipeline
+from anndl import artifacts, cli, compare, interpret, metrics, pipeline, report
 from anndl.labels import LABELS
 
 
@@ -53,11 +53,11 @@ def test_variants_that_differ_only_in_scoring_share_one_run(compared):
 
 def test_table1_rows_say_their_weights_and_carry_the_reports_column(compared):
     _, results = compared
-    shown = compare.display_table(results["table1"]).set_index("variant")
+    shown = report.comparison_table(results["table1"]).set_index("variant")
     assert shown.loc["ConvNeXt", "weights"] == shown.loc["ViT", "weights"] == "random weights"
     assert shown.loc["scratch ResNet", "weights"] == "trained from scratch"
     assert shown["report: test F1 (real data)"].tolist() == ["0.3436", "0.3665", "0.4071"]
-    assert "report: test F1 (real data)" not in compare.display_table(results["losses"])
+    assert "report: test F1 (real data)" not in report.comparison_table(results["losses"])
 
 
 def test_fine_tuning_reads_each_phase_of_the_same_runs(compared):

@@ -28,9 +28,9 @@ def test_portable_paths():
 def test_full_profile_guard(tmp_path):
     (tmp_path / "planted_outliers.csv").write_text("sample_index,kind\n")
     with pytest.raises(RuntimeError, match="ALLOW_SYNTHETIC"):
-        env.refuse_synthetic("full", tmp_path)
-    env.refuse_synthetic("full", tmp_path, allow_synthetic=True)
-    env.refuse_synthetic("smoke", tmp_path)
+        data.refuse_synthetic("full", tmp_path)
+    data.refuse_synthetic("full", tmp_path, allow_synthetic=True)
+    data.refuse_synthetic("smoke", tmp_path)
 
 
 def test_footer_names_time_seed_commit_versions_and_files(tmp_path):

@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from anndl import distribute, experiment, models
 from anndl.config import ScratchResNetConfig, TrainConfig
-from anndl.models import FusedBatchNormalization, precision_policy, scratch_resnet
+from anndl.distribute import precision_policy
+from anndl.models import FusedBatchNormalization, scratch_resnet
 from anndl.train import compile_model, make_loss
 
 
@@ -88,7 +89,8 @@ def test_short_run_f1_is_unchanged_within_its_interval(tiny_data, tmp_path, monk
 def test_jax_backend_trains_saves_and_loads_in_bfloat16(tmp_path):
     code = ("import numpy as np, keras\n"
             "from anndl.config import ScratchResNetConfig, TrainConfig\n"
-            "from anndl.models import scratch_resnet, precision_policy\n"
+            "from anndl.models import scratch_resnet\n"
+            "from anndl.distribute import precision_policy\n"
             "from anndl.train import compile_model, make_loss\n"
             "with precision_policy('mixed_bfloat16'):\n"
             "    m = scratch_resnet(ScratchResNetConfig(filters=4, stacks=2, blocks_per_stack=1), tile_size=32)\n"
