@@ -229,9 +229,9 @@ def hf_backbone(folder: Path | str, image_size: int | None = None):
 
     ``image_size``: the DINOv2 input side (its position embeddings are interpolated once, as KerasHub
     does); ViTs keep their ``image_size`` (tiles are resized to it)."""
-    import keras_hub
-    from keras_hub.src.utils.transformers import convert_dinov2, convert_vit
-    from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
+    from anndl.keras_adapter import hf_converters
+
+    convert_vit, convert_dinov2, SafetensorLoader = hf_converters()
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
@@ -256,7 +256,6 @@ def hf_backbone(folder: Path | str, image_size: int | None = None):
     except Exception as e:
         raise ValueError(f"{folder}: could not read the {layout} checkpoint ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200]})") from e
-    del keras_hub
     return backbone, layout, config
 
 
@@ -300,7 +299,7 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
         out.update(weights=note, weights_sha256=weights_digest([path]),
                    preprocessing="the model's own layers", pooling="the model's feature layer")
     else:  # a KerasHub preset folder or name
-        from keras_hub.src.utils.preset_utils import get_file
+        from anndl.keras_adapter import preset_file as get_file
 
         try:
             files = [get_file(where, name) for name in ("config.json", "model.weights.h5")]

@@ -17,6 +17,7 @@ import keras
 from keras import layers
 
 from anndl.config import ScratchResNetConfig, WeightsUnavailable
+from anndl.keras_adapter import sublayers, weighted_leaf_layers
 from anndl.labels import NUM_CLASSES
 
 
@@ -149,7 +150,7 @@ def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) 
 
     ``weights``: None (full: ImageNet download; smoke: random) or a local ``.h5`` file of the same variant.
     """
-    from keras.src.applications import convnext  # the generic builder behind ConvNeXtTiny...XLarge
+    from anndl.keras_adapter import convnext_builder
 
     if profile == "full":
         source = weights or CONVNEXT_PRESET
@@ -163,7 +164,7 @@ def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) 
                 "where the internet is reachable and pass --weights /path/to/convnext_large_notop.h5") from e
         note = f"ImageNet-pretrained ConvNeXtLarge ({'local file ' + str(weights) if weights else 'downloaded'})"
     else:
-        backbone = convnext.ConvNeXt(depths=[1, 1, 1, 1], projection_dims=[8, 16, 32, 64], default_size=tile_size,
+        backbone = convnext_builder()(depths=[1, 1, 1, 1], projection_dims=[8, 16, 32, 64], default_size=tile_size,
                                      name="convnext_smoke", include_top=False, weights=weights, pooling="avg",
                                      input_shape=(tile_size, tile_size, 3))
         note = f"local weights {weights} (smoke configuration)" if weights else SMOKE_NOTE
@@ -260,7 +261,7 @@ def vit_last_block(model: keras.Model) -> list[str]:
     backbone.trainable = True
     encoder = backbone.get_layer("vit_encoder")
     backbone.get_layer("vit_patching_and_embedding").trainable = False
-    inner = encoder._layers  # KerasHub's ViTEncoder is a Layer: no public list of its sublayers
+    inner = sublayers(encoder)
     blocks = [layer for layer in inner if layer.name.startswith("transformer_block")]
     for layer in inner:
         layer.trainable = layer is blocks[-1] or layer.name == "ln"
@@ -271,6 +272,5 @@ def encoder_last_fifth(model: keras.Model) -> list[str]:
     """Phase 2 for a generic encoder: the head and the last fifth of the encoder's layers that hold weights."""
     backbone = model.get_layer("backbone")
     backbone.trainable = True
-    weighted = [layer for layer in backbone._flatten_layers(include_self=False)  # nested layers, in order
-                if layer.weights and not layer._flatten_layers(include_self=False, recursive=False)]
+    weighted = weighted_leaf_layers(backbone)
     return _train_last(weighted, int(len(weighted) * 0.8))

@@ -38,6 +38,8 @@ import cv2
 import keras
 import numpy as np
 
+from anndl.keras_adapter import data_layer_base, data_layer_seed
+
 # Ruifrok & Johnston (2001) H&E-DAB optical-density vectors (rows: haematoxylin, eosin, DAB; columns R, G, B),
 # exactly scikit-image's ``skimage.color.rgb_from_hed`` (skimage/color/colorconv.py).
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],
@@ -58,10 +60,7 @@ def hed_to_rgb(hed: np.ndarray) -> np.ndarray:
     return np.clip(256.0 * np.exp(-(np.asarray(hed, np.float64) @ RGB_FROM_HED)) - 1.0, 0.0, 255.0)
 
 
-try:  # Keras's tf.data-safe base (switches to TensorFlow ops inside a tf.data map under any backend)
-    from keras.src.layers.preprocessing.data_layer import DataLayer as _Base
-except ImportError:  # pragma: no cover - older/newer Keras: a plain layer (fine with the TensorFlow backend)
-    _Base = keras.layers.Layer
+_Base = data_layer_base()  # Keras's tf.data-safe base (TensorFlow ops inside a tf.data map under any backend)
 
 
 class _KerasOps:
@@ -99,9 +98,7 @@ class HEDJitter(_Base):
             self.backend = _KerasOps()
 
     def _seed(self):
-        if hasattr(self, "_get_seed_generator"):
-            return self._get_seed_generator(self.backend._backend)
-        return self.generator
+        return data_layer_seed(self, self.generator)
 
     def call(self, inputs, training=True):
         if not training or self.sigma == 0.0:
