@@ -45,7 +45,7 @@ notebooks: $(STAMP)
 	echo "== rendering at commit $$ANNDL_COMMIT (every footer names this one)"; \
 	for nb in $(NOTEBOOKS); do \
 		echo "== $$nb (profile $(PROFILE), data $(or $(DATA_DIR),the notebooks' default))"; start=$$(date +%s); \
-		$(BIN)/python -m anndl.rendering "$$nb" --cwd notebooks -p PROFILE "$(PROFILE)" -p SEED $(SEED) \
+		$(BIN)/python -m anndl.notebook.rendering "$$nb" --cwd notebooks -p PROFILE "$(PROFILE)" -p SEED $(SEED) \
 			$(if $(DATA_DIR),-p DATA_DIR "$(DATA_DIR)") || exit 1; \
 		echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
 	done

@@ -1,7 +1,7 @@
 import sys
 
 try:
-    from anndl.env import quiet_environment
+    from anndl.core.env import quiet_environment
 
     quiet_environment()  # TensorFlow's and absl's log levels, before anything imports TensorFlow
 

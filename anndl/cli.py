@@ -13,19 +13,19 @@ import os
 import sys
 from pathlib import Path
 
-from anndl.artifacts import ArtifactError
-from anndl.config import EXTRA_MODELS, MODELS, OUTPUTS, ModelSettings, WeightsUnavailable
+from anndl.core.artifacts import ArtifactError
+from anndl.core.config import EXTRA_MODELS, MODELS, OUTPUTS, ModelSettings, WeightsUnavailable
 from anndl.data import DataError
-from anndl.hosted import SetupError
-from anndl.stages import VAL_FRACTION as _VAL_FRACTION
-from anndl.tiling import TilingConfig
+from anndl.data.stages import VAL_FRACTION as _VAL_FRACTION
+from anndl.data.tiling import TilingConfig
+from anndl.notebook.hosted import SetupError
 
 _TILING, _MODEL = TilingConfig(), ModelSettings()  # the CLI's defaults are the dataclasses' defaults
-from anndl.heads import HEADS
+from anndl.engine.heads import HEADS
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from anndl import synthetic
+    from anndl.data import synthetic
 
     out = synthetic.generate(args.out, n_train=args.n_train, n_test=args.n_test, scale=args.scale,
                              seed=args.seed, n_stickers=args.n_stickers, n_green=args.n_green,
@@ -40,7 +40,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     manifest = read_challenge(args.data)
     if args.out:
-        from anndl import artifacts
+        from anndl.core import artifacts
 
         artifacts.write_csv(manifest, args.out)
     counts = manifest.groupby("split").size().to_dict()
@@ -50,8 +50,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
-    from anndl import stages
     from anndl.data import read_challenge
+    from anndl.data import stages
 
     manifest = read_challenge(args.data)
     stages.clean_stage(manifest, stages.data_note(args.data, manifest), args.out, args.embedder,
@@ -64,8 +64,8 @@ def cmd_clean(args: argparse.Namespace) -> None:
 
 
 def cmd_tile(args: argparse.Namespace) -> None:
-    from anndl import stages, tiling
     from anndl.data import read_challenge
+    from anndl.data import stages, tiling
 
     manifest = read_challenge(args.data)
     clean_folder = args.clean.parent if args.clean.suffix == ".csv" else args.clean
@@ -77,13 +77,13 @@ def cmd_tile(args: argparse.Namespace) -> None:
 
 
 def _read_json(path: Path) -> dict:
-    from anndl import artifacts
+    from anndl.core import artifacts
 
     return artifacts.read_json(path)
 
 
 def _prepare(args: argparse.Namespace, work_dir: Path):
-    from anndl import stages, tiling
+    from anndl.data import stages, tiling
 
     config = tiling.TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels)
     return stages.prepare(args.data, work_dir, embedder=args.embedder, tiling_config=config,
@@ -91,7 +91,7 @@ def _prepare(args: argparse.Namespace, work_dir: Path):
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    from anndl import embed
+    from anndl.engine import embed
 
     prep = _prepare(args, args.work or args.out.parent)
     emb = embed.embed(prep, args.encoder, args.out, pooling=args.pooling, batch_size=args.batch_size,
@@ -101,7 +101,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def _train_head(args: argparse.Namespace, prep) -> dict:
-    from anndl import embed, heads
+    from anndl.engine import embed, heads
 
     if not args.encoder:
         raise ValueError(f"--model {args.model} needs --encoder SRC (a Hugging Face folder or hf:// handle, "
@@ -112,7 +112,7 @@ def _train_head(args: argparse.Namespace, prep) -> dict:
 
 
 def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) -> dict:
-    from anndl import experiment
+    from anndl.engine import experiment
 
     kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
                   weights=weights, seed=args.seed, redo=args.redo,
@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from anndl import experiment, heads
+    from anndl.engine import experiment, heads
 
     if len(args.run) == 1 and heads.is_head_run(args.run[0]):
         path = heads.predict(args.run[0], args.data, args.out, args.voting)
@@ -156,7 +156,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from anndl import experiment
+    from anndl.engine import experiment
 
     out = args.out
     prep = _prepare(args, out)
@@ -170,8 +170,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from anndl import compare, interpret, report
-    from anndl.report import markdown_table
+    from anndl.engine import compare
+    from anndl.notebook import interpret, report
+    from anndl.notebook.report import markdown_table
 
     if args.list:
         for name, spec in compare.COMPARISONS.items():
@@ -201,21 +202,21 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def _unknown_variant(name: str):
-    from anndl import compare
+    from anndl.engine import compare
 
     raise ValueError(f"unknown variant {name!r}; choose from {list(compare.VARIANTS)}")
 
 
 def _default_data(data: Path | None) -> Path:
     """``data`` when given (a challenge folder), else data/ (the challenge folder there, else the synthetic default)."""
-    from anndl.config import DATA_ROOT, SYNTHETIC_DEFAULT
+    from anndl.core.config import DATA_ROOT, SYNTHETIC_DEFAULT
     from anndl.data import resolve_data_dir
 
     return resolve_data_dir(data) if data else resolve_data_dir(DATA_ROOT, SYNTHETIC_DEFAULT)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from anndl.report import markdown, write_report
+    from anndl.notebook.report import markdown, write_report
 
     table = write_report(args.runs)
     print(markdown(table))
@@ -223,20 +224,20 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> None:
-    from anndl import hosted
+    from anndl.notebook import hosted
 
     print("\n".join(hosted.doctor(hosted.places(args.data, args.out, args.drive))))
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from anndl import hosted
+    from anndl.notebook import hosted
 
     changed = hosted.publish(args.repository)
     print(f"wrote {args.repository} into {len(changed)} files: {', '.join(p.name for p in changed) or 'none changed'}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from anndl import synthetic
+    from anndl.data import synthetic
 
     parser = argparse.ArgumentParser(prog="anndl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -394,12 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from anndl.artifacts import ArtifactError
+    from anndl.core.artifacts import ArtifactError
 
     args = build_parser().parse_args(argv)
     try:
         if _needs_tensorflow(args):
-            from anndl.env import quiet_tensorflow
+            from anndl.core.env import quiet_tensorflow
 
             quiet_tensorflow()  # imported once, without its start-up log lines
         args.func(args)

@@ -25,7 +25,8 @@ DEFAULT_TILES = 3367 + 2743  # synthetic default, README "Measured"
 
 
 def prepare(work: Path, images: int):
-    from anndl import experiment, synthetic
+    from anndl.data import synthetic
+    from anndl.engine import experiment
 
     data = work / "data"
     if not (data / "train_labels.csv").is_file():
@@ -35,7 +36,7 @@ def prepare(work: Path, images: int):
 
 
 def child(work: Path, precision: str | None) -> None:
-    from anndl import embed
+    from anndl.engine import embed
 
     prep = prepare(work, 0)
     start = time.perf_counter()
@@ -51,7 +52,7 @@ def child(work: Path, precision: str | None) -> None:
 def heads_and_finetune(work: Path) -> dict:
     import numpy as np
 
-    from anndl import embed, heads
+    from anndl.engine import embed, heads
     from anndl.models import encoder_last_fifth, freeze_backbone, transfer_model
 
     prep = prepare(work, 0)
@@ -86,7 +87,7 @@ def main() -> None:
     if args.child:
         child(args.work, None if args.child == "float32" else args.child)
         return
-    from anndl import encoders
+    from anndl.models import encoders
 
     args.work.mkdir(parents=True, exist_ok=True)
     prep = prepare(args.work, args.images)

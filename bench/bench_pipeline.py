@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import prepared  # noqa: E402
 
-from anndl.pipeline import decode_only_dataset, image_table, tile_dataset  # noqa: E402
+from anndl.data.pipeline import decode_only_dataset, image_table, tile_dataset  # noqa: E402
 
 
 def timed_pass(dataset) -> float:

@@ -2,12 +2,12 @@
 
 On a small full-size synthetic set (default 16 train images at scale 1, tiles as ``anndl tile`` keeps them):
 
-* plain: ``anndl.pipeline.tile_dataset`` (decode each PNG once, cut its tiles, batch), no cache;
-* + HED: the same batches through :class:`anndl.stain.HEDJitter` ('strong') in the ``tf.data`` map (on a
+* plain: ``anndl.data.pipeline.tile_dataset`` (decode each PNG once, cut its tiles, batch), no cache;
+* + HED: the same batches through :class:`anndl.data.stain.HEDJitter` ('strong') in the ``tf.data`` map (on a
   GPU it would run inside the model instead, where its cost is a few element-wise ops per pixel);
 * + Macenko / Reinhard in the pipeline: ``tile_dataset(stain=...)``, each image normalised on its ROI tissue
   when it is decoded (``tf.numpy_function``), uncached (training caches decoded tiles: paid once per run);
-* Macenko offline: normalising the images once into a folder (:func:`anndl.stain.write_normalized_folder`),
+* Macenko offline: normalising the images once into a folder (:func:`anndl.data.stain.write_normalized_folder`),
   after which every epoch costs what the plain pipeline costs.
 
     python bench/bench_stain.py [--n 16 --scale 1.0]
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from anndl import stain, synthetic
 from anndl.data import read_challenge
-from anndl.pipeline import tile_dataset
-from anndl.tiling import TilingConfig, tile_images
+from anndl.data import stain, synthetic
+from anndl.data.pipeline import tile_dataset
+from anndl.data.tiling import TilingConfig, tile_images
 
 
 def timed(dataset, repeats: int = 3) -> float:

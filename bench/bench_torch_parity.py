@@ -40,12 +40,12 @@ def _batch():
 
 
 def anndl_worker(policy: str):
-    """Yields a function running n training steps of anndl's scratch ResNet (as ``anndl.train.fit`` compiles it)."""
+    """Yields a function running n training steps of anndl's scratch ResNet (as ``anndl.engine.train.fit`` compiles it)."""
     import keras
 
-    from anndl import train
-    from anndl.config import ScratchResNetConfig, TrainConfig
-    from anndl.distribute import precision_policy
+    from anndl.core.config import ScratchResNetConfig, TrainConfig
+    from anndl.core.distribute import precision_policy
+    from anndl.engine import train
     from anndl.models import scratch_resnet
 
     with precision_policy(policy):

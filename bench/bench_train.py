@@ -16,7 +16,7 @@ def measure(policy: str) -> float:
     import keras
     import numpy as np
 
-    from anndl.config import ScratchResNetConfig
+    from anndl.core.config import ScratchResNetConfig
     from anndl.models import scratch_resnet
 
     keras.config.set_dtype_policy(policy)

@@ -2,7 +2,7 @@
 
 transformers itself writes tiny random checkpoints in the published layouts (a bare ``ViTModel`` as
 ``owkin/phikon``, a prefixed ``ViTForImageClassification``, a ``Dinov2Model`` whose positions are interpolated
-from 64 to 32 px as DINOv2's 518 -> 224), plus one bare ViT written by ``anndl.encoders.write_random_checkpoint``
+from 64 to 32 px as DINOv2's 518 -> 224), plus one bare ViT written by ``anndl.models.encoders.write_random_checkpoint``
 (checking that transformers loads that layout with no missing key). For the same tiles it compares
 
 * the normalised pixels (transformers' image processor with resize/crop off vs anndl's ``normalise`` layer), and
@@ -108,7 +108,7 @@ def reference_embed(work: Path) -> None:
 def anndl_embed(work: Path) -> dict:
     import keras
 
-    from anndl import encoders
+    from anndl.models import encoders
 
     encoders.write_random_checkpoint(work / "anndl", "vit", image_size=TILE, patch_size=8, hidden_size=32,
                                      num_layers=2, num_heads=4, intermediate_size=64, seed=3)

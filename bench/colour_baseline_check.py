@@ -2,8 +2,8 @@
 
 Generates small synthetic sets (default: 400 train images at scale 0.25, no outliers) with the stain
 sites off, on (default: independent of class) and on with the site-class correlation switched on, and
-scores the colour-histogram logistic regression (:mod:`anndl.baselines`) over 3 folds
-(:func:`anndl.tiling.assign_folds`). Issue 14 asks for <= 0.40 macro F1 on the new default.
+scores the colour-histogram logistic regression (:mod:`anndl.evaluate.baselines`) over 3 folds
+(:func:`anndl.data.tiling.assign_folds`). Issue 14 asks for <= 0.40 macro F1 on the new default.
 
     python bench/colour_baseline_check.py [--n-train 120 --scale 0.25 --folds 3 --out /tmp/colour_check]
 
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anndl import synthetic
-from anndl.baselines import baseline_predictions, colour_features
 from anndl.data import read_challenge
-from anndl.tiling import assign_folds
-from anndl.voting import image_scores
+from anndl.data import synthetic
+from anndl.data.tiling import assign_folds
+from anndl.evaluate.baselines import baseline_predictions, colour_features
+from anndl.evaluate.voting import image_scores
 
 SETTINGS = {
     "no sites (old generator colour)": dict(stain_sites=0),

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from anndl import experiment
-from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT
+from anndl.core.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT
 from anndl.data import resolve_data_dir
+from anndl.engine import experiment
 
 
 def prepared():

@@ -94,7 +94,7 @@ def _head(features):
 
 
 def build_scratch_resnet(tiny: bool):
-    from anndl.config import ScratchResNetConfig
+    from anndl.core.config import ScratchResNetConfig
     from anndl.models import scratch_resnet
 
     if tiny:

@@ -20,9 +20,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from anndl import metrics, outliers, synthetic, tiling, voting  # noqa: E402
-from anndl.baselines import run_baselines  # noqa: E402
-from anndl.config import SYNTHETIC_DEFAULT, ScratchResNetConfig, scratch_profile  # noqa: E402
+from anndl.evaluate import metrics, voting  # noqa: E402
+from anndl.data import outliers, synthetic, tiling
+from anndl.evaluate.baselines import run_baselines  # noqa: E402
+from anndl.core.config import SYNTHETIC_DEFAULT, ScratchResNetConfig, scratch_profile  # noqa: E402
 from anndl.data import describe_data, read_challenge, read_image  # noqa: E402
 from anndl.models import scratch_resnet  # noqa: E402
 

@@ -2,7 +2,7 @@
 same K folds, each with its bootstrap 95% interval and its prediction cost per image.
 
 Trains K-fold runs for each family (reused when the run's record matches, resumed when interrupted), compares them
-with ``anndl.compare.compare_variants`` and writes the table to ``OUT/runs/compare_<tag>.csv|md`` and a
+with ``anndl.engine.compare.compare_variants`` and writes the table to ``OUT/runs/compare_<tag>.csv|md`` and a
 copy with its settings to ``bench/results/``. The results table (``anndl report``) then holds the
 out-of-fold rows of every run.
 
@@ -11,7 +11,7 @@ Usage:
   python bench/oof_compare.py --tag sites --family "no early stopping:30" --single  # ResNet vs baselines
   python bench/oof_compare.py --bach ../shared/data/he_samples/bach_roi --tag bach --epochs 40 \
       --family "seed 42" "seed 7"
-Families (``--family NAME[:EPOCHS]``) are the package's variants (``anndl.compare.VARIANTS``, e.g. ``"seed 42"``,
+Families (``--family NAME[:EPOCHS]``) are the package's variants (``anndl.engine.compare.VARIANTS``, e.g. ``"seed 42"``,
 ``"seed 7"``, ``"HED augmentation (light)"``, ``"no early stopping"``, ``ViT``); pretrained ones need weights this
 machine cannot download (``--weights``). The report's experiments are ``python -m anndl compare`` (named
 comparisons); this script adds what ``compare_variants`` scores on top: TTA, the runs' ensemble, attention-MIL.
@@ -27,12 +27,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anndl import experiment, planting  # noqa: E402
-from anndl.compare import VARIANTS, compare_variants, kfold_run  # noqa: E402
-from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
+from anndl.engine import experiment  # noqa: E402
+from anndl.data import planting
+from anndl.engine.compare import VARIANTS, compare_variants, kfold_run  # noqa: E402
+from anndl.core.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
-from anndl.env import commit, portable  # noqa: E402
-from anndl.report import markdown_table, write_report  # noqa: E402
+from anndl.core.env import commit, portable  # noqa: E402
+from anndl.notebook.report import markdown_table, write_report  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from anndl import outliers
+from anndl.data import outliers
 from anndl.data import read_challenge
-from anndl.planting import bach_pairs, plant_outliers
-from anndl.synthetic import STICKER_SKINS
+from anndl.data.planting import bach_pairs, plant_outliers
+from anndl.data.synthetic import STICKER_SKINS
 
 HE = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_samples" / "bach_roi"
 

@@ -16,8 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anndl import artifacts, cli, train  # noqa: E402
-from anndl.config import DATA_ROOT, SYNTHETIC_DEFAULT  # noqa: E402
+from anndl.core import artifacts  # noqa: E402
+from anndl import cli
+from anndl.engine import train
+from anndl.core.config import DATA_ROOT, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
 
 SPENT = {"records (check, verify, write)": 0.0, "resume state + best checkpoint": 0.0}

@@ -37,19 +37,20 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anndl import experiment, synthetic  # noqa: E402
-from anndl.compare import COMPARISONS, VARIANTS, compare_variants, kfold_run  # noqa: E402
-from anndl.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
+from anndl.engine import experiment  # noqa: E402
+from anndl.data import synthetic
+from anndl.engine.compare import COMPARISONS, VARIANTS, compare_variants, kfold_run  # noqa: E402
+from anndl.core.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
-from anndl.env import commit, portable  # noqa: E402
-from anndl.report import markdown_table  # noqa: E402
+from anndl.core.env import commit, portable  # noqa: E402
+from anndl.notebook.report import markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = dict(zip(("none", "hed", "macenko"), COMPARISONS["stain"].variants))  # the package's stain comparison
 
 
 def train_family(data: Path, work: Path, name: str, args) -> tuple[experiment.Prepared, Path]:
-    """One K-fold run of the scratch ResNet with the variant's stain handling (``anndl.compare.VARIANTS``), at
+    """One K-fold run of the scratch ResNet with the variant's stain handling (``anndl.engine.compare.VARIANTS``), at
     this script's learning rate and without early stopping; returns (prep, run folder)."""
     variant = VARIANTS[name]
     variant = dataclasses.replace(variant, settings={**variant.settings, "learning_rate": args.learning_rate,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from anndl import synthetic
+from anndl.data import synthetic
 
 HE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_samples"
 TINY = dict(n_train=24, n_test=6, scale=0.25, seed=7, n_stickers=2, n_green=2)

@@ -2,7 +2,7 @@
 
 ``python tests/distributed_worker.py STRATEGY N_DEVICES`` with ``KERAS_BACKEND`` set (and, for JAX,
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) splits the CPU into N devices *before* the
-framework starts, trains the tiny scratch ResNet for one epoch through ``anndl.train.fit`` (Lion, image-level
+framework starts, trains the tiny scratch ResNet for one epoch through ``anndl.engine.train.fit`` (Lion, image-level
 F1 callback, checkpoint) inside ``distribute.strategy_scope``, and prints one JSON line: replicas used,
 how many devices hold the variables, loss, prediction shape, and the largest difference between
 ``predict_tiles`` on the trained model and on a single-device copy of it.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anndl import distribute  # noqa: E402  (imports no framework)
+from anndl.core import distribute  # noqa: E402  (imports no framework)
 
 
 def main(name: str, n_devices: int) -> dict:
@@ -25,13 +25,13 @@ def main(name: str, n_devices: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from anndl import train
-    from anndl.config import ScratchResNetConfig, TrainConfig
+    from anndl.core.config import ScratchResNetConfig, TrainConfig
+    from anndl.engine import train
     from anndl.models import scratch_resnet
     try:
-        from anndl.inference import predict_tiles
+        from anndl.engine.inference import predict_tiles
     except ImportError:
-        from anndl.voting import predict_tiles
+        from anndl.evaluate.voting import predict_tiles
 
     rng = np.random.default_rng(0)
     n_tiles, tiles_per_image, size, batch = 37, 4, 32, 8  # 4 full global batches + an odd one of 5

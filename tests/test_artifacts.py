@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from anndl import artifacts
+from anndl.core import artifacts
 
 
 def _build(folder, text="a,b\n1,2\n"):
@@ -77,7 +77,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 def test_a_second_writer_stops_at_once_naming_the_holder(tmp_path):
     folder = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from anndl import artifacts\n"
+        "import sys, time; from anndl.core import artifacts\n"
         f"with artifacts.lock({str(folder)!r}):\n"
         "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     try:
@@ -96,7 +96,7 @@ def test_a_second_writer_stops_at_once_naming_the_holder(tmp_path):
 
 def test_reuse_messages_carry_no_machine_path(capsys):
     """What ``ensure`` prints reaches rendered notebooks: the repository's own folder is never named."""
-    from anndl.config import OUTPUTS, REPO_ROOT
+    from anndl.core.config import OUTPUTS, REPO_ROOT
 
     folder = OUTPUTS / "test_artifacts_messages"
     try:

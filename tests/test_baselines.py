@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from anndl.baselines import baseline_predictions, colour_features, run_baselines
+from anndl.evaluate.baselines import baseline_predictions, colour_features, run_baselines
 
 
 def _colour_coded(tmp_path, n=24):

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl import mil, tiling
-from anndl.inference import dihedral, predict_tiles
+from anndl.data import tiling
+from anndl.engine.inference import dihedral, predict_tiles
+from anndl.models import mil
 from tests.conftest import HE_SAMPLES, TINY
 
 
@@ -98,8 +99,8 @@ def test_pluggable_encoders_from_keras_file_and_preset(tmp_path):
 
 @pytest.mark.slow
 def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, tmp_path):
-    from anndl import compare, experiment
     from anndl.data import read_challenge
+    from anndl.engine import compare, experiment
 
     prep = experiment.prepare(tiny_data, tmp_path)
     runs = {}
@@ -127,9 +128,9 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, tmp_path):
 
     # a stain shift: the same tissue stained otherwise (same seed, each class its own site), scored by the runs
     # and the colour baseline trained on ``prep``; no TTA, ensemble or MIL rows when not asked for
-    from anndl import synthetic
-    from anndl.baselines import baseline_predictions, colour_features
-    from anndl.outliers import OutlierConfig
+    from anndl.data import synthetic
+    from anndl.data.outliers import OutlierConfig
+    from anndl.evaluate.baselines import baseline_predictions, colour_features
 
     twin = synthetic.generate(tmp_path / "twin", progress=False, workers=1, **TINY, site_class_correlation=1.0)
     shifted = experiment.prepare(twin, tmp_path / "twin_work")
@@ -164,7 +165,7 @@ def _two_class_copy(data_copy):
 
 @pytest.mark.slow
 def test_another_label_set_runs_end_to_end(data_copy, tiny_data, tmp_path):
-    from anndl import compare, experiment
+    from anndl.engine import compare, experiment
 
     folder = _two_class_copy(data_copy)
     prep = experiment.prepare(folder, tmp_path / "work")
@@ -187,7 +188,8 @@ def test_another_label_set_runs_end_to_end(data_copy, tiny_data, tmp_path):
 @pytest.mark.real
 @pytest.mark.skipif(not (HE_SAMPLES / "bach_roi").is_dir(), reason="real H&E samples not present")
 def test_bach_samples_as_a_two_class_challenge_folder(tmp_path):
-    from anndl import experiment, planting
+    from anndl.data import planting
+    from anndl.engine import experiment
 
     folder = planting.bach_challenge(HE_SAMPLES / "bach_roi", tmp_path / "bach")
     prep = experiment.prepare(folder, tmp_path / "work")

@@ -8,8 +8,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from anndl import artifacts, cli, compare, interpret, metrics, pipeline, report
-from anndl.labels import LABELS
+from anndl import cli
+from anndl.core import artifacts
+from anndl.core.labels import LABELS
+from anndl.data import pipeline
+from anndl.engine import compare
+from anndl.evaluate import metrics
+from anndl.notebook import interpret, report
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +180,8 @@ def test_cli_compare_reuses_runs_and_prints_table_and_interpretation(compared, t
 
 
 def test_oversampling_doubles_the_named_class_and_bad_values_are_refused(tiny_data, tmp_path):
-    from anndl import experiment
-    from anndl.config import ModelSettings, TrainConfig
+    from anndl.core.config import ModelSettings, TrainConfig
+    from anndl.engine import experiment
 
     prep = experiment.prepare(tiny_data, tmp_path, seed=42)
     train = prep.tiles[prep.tiles.split == "train"]

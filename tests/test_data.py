@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from anndl import synthetic
+from anndl.data import synthetic
 
+from anndl.core.labels import LABELS
 from anndl.data import DataError, describe_data, read_challenge, read_classes, read_image, read_mask, resolve_data_dir
-from anndl.labels import LABELS
-from anndl.stages import fingerprint
+from anndl.data.stages import fingerprint
 
 
 def test_manifest_of_synthetic_folder(tiny_data):

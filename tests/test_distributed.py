@@ -70,7 +70,7 @@ def test_jax_data_parallel_on_two_cpu_devices(runs):
 
 
 def test_strategy_names():
-    from anndl import distribute
+    from anndl.core import distribute
 
     with pytest.raises(ValueError, match="strategy must be one of"):
         with distribute.strategy_scope("mirored"):
@@ -87,7 +87,7 @@ def test_tensorboard_writes_epoch_logs(tmp_path):
     import keras
     import tensorflow as tf
 
-    from anndl.callbacks import tensorboard_callback
+    from anndl.engine.callbacks import tensorboard_callback
 
     x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
     y = np.eye(4, dtype="float32")[np.arange(16) % 4]

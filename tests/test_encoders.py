@@ -7,8 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl import artifacts, cli, embed, encoders
-from anndl.config import WeightsUnavailable
+from anndl import cli
+from anndl.core import artifacts
+from anndl.core.config import WeightsUnavailable
+from anndl.engine import embed
+from anndl.models import encoders
 
 TILE = 32
 TINY_CHECKPOINT = dict(image_size=TILE, patch_size=8, hidden_size=16, num_layers=1, num_heads=2)
@@ -117,7 +120,8 @@ def test_embed_writes_the_cache_with_its_record_and_reuses_it(embedded, checkpoi
 
 
 def test_embed_resumes_from_finished_chunks(embedded, checkpoints, tiny_data):
-    from anndl import experiment, tiling
+    from anndl.data import tiling
+    from anndl.engine import experiment
 
     work, _ = embedded
     prep = experiment.prepare(tiny_data, work, tiling_config=tiling.TilingConfig(TILE, TILE, 200))
@@ -168,7 +172,8 @@ def test_fine_tuning_takes_a_hugging_face_folder(embedded, checkpoints, tiny_dat
 
 
 def test_head_runs_compare_on_the_same_folds_and_draw_attention(embedded, tiny_data):
-    from anndl import experiment, heads, tiling
+    from anndl.data import tiling
+    from anndl.engine import experiment, heads
 
     work, _ = embedded
     runs = {"linear probe": (work / "run_linear_probe", "hard"), "attention-MIL": (work / "run_attention_mil", "attention")}

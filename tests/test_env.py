@@ -7,12 +7,13 @@ import time
 
 import pytest
 
-from anndl import env
-from anndl.config import REPO_ROOT
+from anndl import data
+from anndl.core import env
+from anndl.core.config import REPO_ROOT
 
 
 def test_tensorflow_imports_without_log_lines():
-    code = "from anndl.env import quiet_tensorflow; tf = quiet_tensorflow(); print(int(tf.constant(1) + 1))"
+    code = "from anndl.core.env import quiet_tensorflow; tf = quiet_tensorflow(); print(int(tf.constant(1) + 1))"
     clean = {k: v for k, v in os.environ.items() if k not in env.QUIET_ENV}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=120,
                           cwd=REPO_ROOT)

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from anndl import experiment, outliers, synthetic, tiling
+from anndl.data import outliers, synthetic, tiling
+from anndl.engine import experiment
 
 
 def test_prepare_reuses_only_outputs_of_the_same_data(tiny_data, tmp_path, capsys):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from anndl import artifacts, cli, env
-from anndl.config import REPO_ROOT
+from anndl import cli
+from anndl.core import artifacts, env
+from anndl.core.config import REPO_ROOT
 from anndl.data import DataError, read_challenge, read_classes
 
 
@@ -28,7 +29,7 @@ def _error_lines(capsys) -> list[str]:
 @pytest.fixture(scope="module")
 def finished(tiny_data, tmp_path_factory):
     """A finished one-epoch smoke run (``WORK/runs/ok``) and its prepared data."""
-    from anndl import experiment
+    from anndl.engine import experiment
 
     work = tmp_path_factory.mktemp("faults")
     prep = experiment.prepare(tiny_data, work)
@@ -50,7 +51,7 @@ def test_a_nan_run_exits_2_naming_run_phase_epoch_and_records_nothing(finished, 
 
 
 def test_a_killed_or_diverged_redo_keeps_the_finished_run(finished, tiny_data, monkeypatch, capsys):
-    from anndl import experiment
+    from anndl.engine import experiment
 
     prep, work = finished
     run = work / "runs" / "ok"
@@ -78,7 +79,8 @@ def test_predict_and_report_refuse_a_model_with_nonfinite_weights(finished, tiny
     import keras
     import numpy as np
 
-    from anndl import experiment, report
+    from anndl.engine import experiment
+    from anndl.notebook import report
 
     _, work = finished
     runs = tmp_path / "runs"
@@ -171,7 +173,7 @@ def test_a_full_disk_while_saving_weights_is_one_line_and_no_file(tmp_path, monk
     import keras
     import numpy as np
 
-    from anndl import train
+    from anndl.engine import train
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     path = tmp_path / "best.weights.h5"
@@ -240,7 +242,7 @@ def test_written_files_get_the_umask_s_mode(tmp_path):
 def test_a_step_being_written_is_reported_with_the_writer_s_pid(tmp_path):
     folder = tmp_path / "clean"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from anndl import artifacts\n"
+        "import time; from anndl.core import artifacts\n"
         f"with artifacts.lock({str(folder)!r}):\n"
         "    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     try:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from anndl import hosted, rendering
-from anndl.config import REPO_ROOT
+from anndl.core.config import REPO_ROOT
 from anndl.data import read_challenge
-from anndl.stages import fingerprint
+from anndl.data.stages import fingerprint
+from anndl.notebook import hosted, rendering
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
 COMPARED = ("runs/scratch_resnet_smoke/metrics.json", "runs/scratch_resnet_smoke/log.csv",
@@ -44,7 +44,7 @@ def test_committed_notebook_runs_what_its_parameters_cell_says(notebook):
               for t in node.targets if isinstance(t, ast.Name)}
     for name in ("DATA_DIR", "OUTPUT_DIR", "DRIVE"):  # a committed rendering carries no machine's folder
         assert isinstance(values[name], ast.Constant) and values[name].value is None, name
-    assert "".join(cells[1]["source"]) == hosted.bootstrap_cell(), "the setup cell is not anndl.hosted.BOOTSTRAP"
+    assert "".join(cells[1]["source"]) == hosted.bootstrap_cell(), "the setup cell is not anndl.notebook.hosted.BOOTSTRAP"
     for cell in cells[1:]:  # no later cell sets a parameter again
         for node in ast.parse("".join(cell["source"]).replace("%", "#")).body:
             targets = node.targets if isinstance(node, ast.Assign) else []
@@ -79,7 +79,7 @@ def test_a_rendering_states_one_run_time_its_own():
 
 
 def test_one_rendering_run_names_one_commit(monkeypatch):
-    from anndl import env
+    from anndl.core import env
 
     monkeypatch.setenv("ANNDL_COMMIT", "abc1234")
     assert env.commit() == "abc1234"
@@ -186,7 +186,7 @@ def test_setup_upgrades_an_older_keras_and_asks_for_one_restart(tmp_path):
                           "numpy==2.0.2"], capture_output=True, text=True)
     if got.returncode:
         pytest.skip(f"no package index reachable for the throwaway venv: {got.stderr.strip()[-200:]}")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy; from anndl import hosted\n"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy; from anndl.notebook import hosted\n"
             "try:\n    hosted.ensure_requirements({'keras': '3.15', 'numpy': '2.1', 'tensorflow': '2.19'})\n"
             "except hosted.SetupError as e:\n    print('SETUP', e)\n"
             "import importlib.metadata as m; print('VERSIONS', m.version('keras'), m.version('numpy'))")
@@ -263,7 +263,7 @@ def test_doctor_lines_are_computed(tiny_data, tmp_path, monkeypatch):
     assert hosted.doctor(where, short=True)[-1] == "pretrained weights downloadable: yes"
     assert "fingerprint" not in hosted.doctor(where, short=True)[4]
     monkeypatch.setattr(hosted, "gpus", lambda: [])
-    from anndl.distribute import cpu_flags, precision_for
+    from anndl.core.distribute import cpu_flags, precision_for
 
     assert f"MIXED_PRECISION = {precision_for('cpu', cpu_flags=cpu_flags())[0]!r}" in hosted.doctor(where, short=True)[2]
 

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from anndl import interpret  # noqa: E402
+from anndl.notebook import interpret  # noqa: E402
 
 
 def _s(f1, low=None, high=None, images=58):

@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anndl import artifacts, cli, synthetic
+from anndl import cli
+from anndl.core import artifacts
+from anndl.data import synthetic
 
 pytestmark = pytest.mark.slow
 COMPARED = ("runs/scratch_resnet/metrics.json", "runs/scratch_resnet/log.csv", "submission.csv")
@@ -174,7 +176,7 @@ def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_do
     a renamed download) reuses the cleaning, tiles, a train run and a K-fold run; one changed pixel does not."""
     import cv2
 
-    from anndl import experiment
+    from anndl.engine import experiment
 
     first = Path(shutil.copytree(tiny_data, tmp_path / "downloads" / "challenge"))
     work = tmp_path / "work"

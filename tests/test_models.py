@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from anndl import registry
-from anndl.config import ModelSettings
+from anndl.core.config import ModelSettings
+from anndl.models import registry
 
 TILE = 32
 

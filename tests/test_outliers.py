@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl import outliers
+from anndl.data import outliers
 from anndl.data import read_challenge
-from anndl.planting import bach_pairs, plant_outliers
+from anndl.data.planting import bach_pairs, plant_outliers
 from tests.conftest import HE_SAMPLES
 
 
@@ -121,7 +121,7 @@ def test_green_blob_image_that_shares_a_mask_is_reported_green(data_copy):
     """A green-blob copy of a genuine image with a byte copy of its mask is far from its twin because of the
     blob: it must be reported ``green`` (not ``sticker``), and its twin kept."""
     from anndl.data import read_image, read_mask
-    from anndl.synthetic import draw_green_blob
+    from anndl.data.synthetic import draw_green_blob
 
     planted = pd.read_csv(data_copy / "planted_outliers.csv")
     train = data_copy / "train_data"
@@ -149,7 +149,7 @@ def test_green_blob_image_that_shares_a_mask_is_reported_green(data_copy):
 def test_green_skinned_stickers_in_groups_are_stickers_and_green_blobs_in_groups_green(tiny_data, tmp_path, shade):
     """Stickers in several greens (the saturated one is green-dominant everywhere colour looks) and green blobs
     alone or inside identical-mask groups: each is called what it is, by outline and flat colour, not by hue."""
-    from anndl.synthetic import STICKER_SKINS
+    from anndl.data.synthetic import STICKER_SKINS
 
     planted = pd.read_csv(tiny_data / "planted_outliers.csv")
     bad = set(planted.sample_index) | set(planted.twin.dropna())

@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from anndl import outliers, tiling
+from anndl.data import outliers, tiling
 from anndl.data import read_challenge, read_image
-from anndl.pipeline import evaluation_datasets, image_table, tile_dataset, training_dataset
+from anndl.data.pipeline import evaluation_datasets, image_table, tile_dataset, training_dataset
 
 
 def _tiles(tiny_data, tile_size=64, stride=64):

@@ -10,8 +10,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from anndl import plots  # noqa: E402
-from anndl.labels import LABELS  # noqa: E402
+from anndl.notebook import plots  # noqa: E402
+from anndl.core.labels import LABELS  # noqa: E402
 
 
 def _pair(tmp_path, h=900, w=1300):

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anndl import distribute, experiment, models
-from anndl.config import ScratchResNetConfig, TrainConfig
-from anndl.distribute import precision_policy
+from anndl import models
+from anndl.core import distribute
+from anndl.core.config import ScratchResNetConfig, TrainConfig
+from anndl.core.distribute import precision_policy
+from anndl.engine import experiment
+from anndl.engine.train import compile_model, make_loss
 from anndl.models import FusedBatchNormalization, scratch_resnet
-from anndl.train import compile_model, make_loss
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
@@ -88,10 +90,10 @@ def test_short_run_f1_is_unchanged_within_its_interval(tiny_data, tmp_path, monk
 
 def test_jax_backend_trains_saves_and_loads_in_bfloat16(tmp_path):
     code = ("import numpy as np, keras\n"
-            "from anndl.config import ScratchResNetConfig, TrainConfig\n"
+            "from anndl.core.config import ScratchResNetConfig, TrainConfig\n"
             "from anndl.models import scratch_resnet\n"
-            "from anndl.distribute import precision_policy\n"
-            "from anndl.train import compile_model, make_loss\n"
+            "from anndl.core.distribute import precision_policy\n"
+            "from anndl.engine.train import compile_model, make_loss\n"
             "with precision_policy('mixed_bfloat16'):\n"
             "    m = scratch_resnet(ScratchResNetConfig(filters=4, stacks=2, blocks_per_stack=1), tile_size=32)\n"
             "compile_model(m, keras.optimizers.Lion(1e-4), make_loss(TrainConfig()))\n"

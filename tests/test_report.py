@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from anndl.report import REFERENCE, REPORT_TEST_F1, collect, markdown, sections, select, write_report
+from anndl.notebook.report import REFERENCE, REPORT_TEST_F1, collect, markdown, sections, select, write_report
 
 SYNTH = "synthetic stand-in (anndl synth) at /somewhere/data/synthetic [fingerprint aaaa11112222]"
 OTHER = "synthetic stand-in (anndl synth) at /elsewhere/data/synthetic [fingerprint bbbb33334444]"

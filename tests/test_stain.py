@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency
 
-from anndl import stain, synthetic
+from anndl.core.labels import LABELS
 from anndl.data import read_challenge, read_image
-from anndl.labels import LABELS
+from anndl.data import stain, synthetic
 
 
 def _tiles(n=4, size=24, seed=0):
@@ -152,7 +152,7 @@ def test_no_site_makes_green_dominant_pixels():
 
 
 def test_normalised_folder_is_a_recorded_challenge_folder(tiny_data, tmp_path, monkeypatch):
-    from anndl import artifacts
+    from anndl.core import artifacts
     out = stain.write_normalized_folder(tiny_data, tmp_path / "norm", "macenko", max_reference_images=8,
                                         progress=False)
     manifest = read_challenge(out)
@@ -169,7 +169,7 @@ def test_normalised_folder_is_a_recorded_challenge_folder(tiny_data, tmp_path, m
 
 def test_models_take_an_optional_stain_augmentation(tmp_path):
     from anndl import models
-    from anndl.config import ScratchResNetConfig
+    from anndl.core.config import ScratchResNetConfig
 
     model = models.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32,
                                   stain_augment="strong")
@@ -185,7 +185,7 @@ def test_models_take_an_optional_stain_augmentation(tmp_path):
 def test_stain_examples_figure(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
-    from anndl import plots
+    from anndl.notebook import plots
 
     image, other, mask = _same_tissue_two_sites(3, 2, size=160)
     reference = stain.fit_reference([image], [mask])
@@ -197,7 +197,7 @@ def test_stain_examples_figure(tmp_path):
 
 
 def test_pipeline_normalises_each_image_on_its_roi_before_cutting(tiny_data):
-    from anndl import pipeline, tiling
+    from anndl.data import pipeline, tiling
     from anndl.data import read_mask
 
     manifest = read_challenge(tiny_data)
@@ -229,7 +229,8 @@ def test_normalizer_settings_round_trip_and_refuse_other_constants():
 
 
 def test_a_stain_normalised_run_records_it_and_predicts_through_it(tiny_data, tmp_path, capsys):
-    from anndl import artifacts, experiment
+    from anndl.core import artifacts
+    from anndl.engine import experiment
 
     prep = experiment.prepare(tiny_data, tmp_path / "work", stain_normalize="macenko")
     assert prep.stain["method"] == "macenko" and (tmp_path / "work" / "stain_macenko" / "record.json").is_file()
@@ -254,8 +255,8 @@ def test_a_stain_normalised_run_records_it_and_predicts_through_it(tiny_data, tm
     assert artifacts.read_json(submission.with_suffix(".json"))["stain_normalization"] == prep.stain
     with pytest.raises(ValueError, match="differently stain-normalised"):
         experiment.run_stain(["a", "b"], [config, {**config, "stain_normalization": None}])
-    from anndl import pipeline
-    from anndl.inference import predict_tiles
+    from anndl.data import pipeline
+    from anndl.engine.inference import predict_tiles
 
     model, _ = experiment.load_run(tmp_path / "run")
     unnormalised, _, _ = predict_tiles(model, pipeline.tile_dataset(tiles, prep.manifest, ("test",),

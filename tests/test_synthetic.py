@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl import synthetic
 from anndl.data import read_challenge, read_image, read_mask
+from anndl.data import synthetic
 
 
 def _tree_digest(root):

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl import tiling
 from anndl.data import read_challenge
+from anndl.data import tiling
 
 
 def test_config_is_validated():

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl.config import ScratchResNetConfig, TrainConfig
+from anndl.core.config import ScratchResNetConfig, TrainConfig
 from anndl.data import read_challenge
+from anndl.engine.train import class_weights, make_loss
 from anndl.models import scratch_resnet
-from anndl.train import class_weights, make_loss
 
 
 def test_scratch_resnet_shape_names_and_round_trip(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from anndl.models import (WeightsUnavailable, convnext_backbone, convnext_last_stage, freeze_backbone, transfer_model,
                           vit_backbone, vit_last_block)
-from anndl.registry import differential_optimizer
+from anndl.models.registry import differential_optimizer
 
 
 def _step(model, optimizer, x, y):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anndl import metrics, submission, voting
+from anndl.evaluate import metrics, submission, voting
 
 
 def test_hard_voting_majority_and_tie_break():
@@ -81,7 +81,7 @@ def test_paired_difference_sees_a_consistent_gain_that_separate_intervals_miss()
 
 
 def test_vectorised_bootstrap_matches_sklearn_on_every_resample():
-    from anndl.metrics import _resampled_macro_f1
+    from anndl.evaluate.metrics import _resampled_macro_f1
 
     rng = np.random.default_rng(1)
     y, p = rng.integers(0, 4, 40), rng.integers(0, 4, 40)

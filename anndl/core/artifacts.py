@@ -1,0 +1,397 @@
+"""Artifacts: a stage's output folder plus the record of exactly what made it.
+
+One place decides reuse, one place writes, one place locks (compare ``make``'s targets and DVC's stage
+locks). A stage's folder counts as done only when its ``record.json`` is there, matches the request
+(data fingerprint, upstream artifacts, every setting that changes behaviour, the stage's own code version) and
+its files verify (sizes and hashes). The record is written last, so a kill, a full disk or a second writer
+never leaves a folder that counts as done. A stage that is made again is built beside the old result (in
+``folder/.staging``) and swapped in only when complete: a kill during the redo leaves the previous result
+intact and reusable.
+
+    record = artifacts.ensure(folder, request, build)   # reuse, or build() and record
+
+Every file is written to a temporary name and ``os.replace``-d into place (``write_text``,
+``write_json``, ``write_csv``). A writer holds ``folder/.lock`` (``fcntl.flock``: the kernel releases
+it when the process dies, so a stale lock never blocks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+RECORD = "record.json"
+LOCK = ".lock"
+
+
+class ArtifactError(RuntimeError):
+    """A one-line fault in an artifact (unreadable record, locked folder, failed write), naming the path."""
+
+
+class Locked(ArtifactError):
+    """Another process holds the folder's lock."""
+
+
+def version() -> str:
+    from anndl import __version__
+
+    return __version__
+
+
+# Each stage's code version: bump a stage's number when its output for the same request would change (a
+# record made with another number is made again). The package's release number is recorded for information
+# only, so a release that changes nothing in a stage retrains nothing. clean 2: a green region that is drawn
+# (outlined, flat) is a sticker, not a green blob.
+CODE_VERSIONS = {"clean": 2, "tiles": 1, "stain": 1, "train": 3, "kfold": 3, "embed": 1, "head": 1}
+STAGING = ".staging"
+
+
+def code_version(stage: str) -> int:
+    return CODE_VERSIONS.get(stage, 1)
+
+
+def _file_mode() -> int:
+    """The mode a newly created file gets under the process's umask (0644 under the usual 022)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it by setting it (and put it back at once)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, _file_mode())  # mkstemp makes 0600; the file gets what the umask gives, as open() would
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
+    return path
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path: Path | str, payload) -> Path:
+    return write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
+    """A CSV with ``\\n`` line ends and no index (byte-identical for the same frame)."""
+    return write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def read_json(path: Path | str):
+    """JSON from ``path``; a missing, empty or broken file is an ``ArtifactError`` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: missing") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: unreadable record ({e})") from e
+
+
+def read_csv(path: Path | str) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        return pd.read_csv(path, keep_default_na=False)
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: missing") from e
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ArtifactError(f"{path}: unreadable table ({e})") from e
+
+
+def nonfinite_weights(path: Path | str) -> tuple[int, int]:
+    """(non-finite values, all values) in the weights of a saved model (``.keras``: its ``model.weights.h5``)
+    or weights file (``.weights.h5``), read with h5py alone (no TensorFlow); ``ArtifactError`` when unreadable."""
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    path = Path(path)
+    bad = total = 0
+
+    def visit(_, node):
+        nonlocal bad, total
+        if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" and node.size:
+            values = node[()]
+            bad += int(values.size - np.isfinite(values).sum())
+            total += int(values.size)
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw, \
+                    h5py.File(io.BytesIO(raw.read()), "r") as h5:
+                h5.visititems(visit)
+        else:
+            with h5py.File(path, "r") as h5:
+                h5.visititems(visit)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}: cannot read its weights ({e})") from e
+    return bad, total
+
+
+# ------------------------------------------------------------------------------------------ fingerprints
+
+def fingerprint(payload) -> str:
+    """A short, stable hash of any JSON-ready value."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def file_digest(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_entry(path: Path) -> dict:
+    """Size, hash and (for CSVs) data row count of one file."""
+    entry = {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+    if path.suffix == ".csv":
+        with open(path, "rb") as f:
+            entry["rows"] = max(sum(1 for _ in f) - 1, 0)
+    return entry
+
+
+# -------------------------------------------------------------------------------------------- locking
+
+_held: dict[Path, tuple[int, int]] = {}  # folder -> (fd, depth): re-entrant within one process
+
+
+@contextlib.contextmanager
+def lock(folder: Path | str):
+    """Hold ``folder/.lock`` for the block; another process holding it raises ``Locked`` at once."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    if folder in _held:
+        fd, depth = _held[folder]
+        _held[folder] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _held[folder]
+            _held[folder] = (fd, depth - 1)
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ArtifactError(f"{folder}: cannot create the folder's lock ({e.strerror or e})") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise Locked(f"{folder} is being written by another process (PID {holder}); "
+                     "wait for it to finish or stop it") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[folder] = (fd, 1)
+    try:
+        yield
+    finally:
+        del _held[folder]
+        os.close(fd)  # closing releases the flock
+
+
+def lock_holder(folder: Path | str) -> str | None:
+    """The PID (as written in the lock) of another process holding ``folder``'s lock; None when nobody else does."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    if folder in _held or not (folder / LOCK).is_file():
+        return None
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # releases the shared lock taken to look
+    return None
+
+
+# ------------------------------------------------------------------------------------- records, reuse
+
+def request(stage: str, *, data: str | None = None, inputs: dict | None = None, settings: dict | None = None) -> dict:
+    """What a stage is asked to produce: the data fingerprint, the upstream artifacts' ids, its settings."""
+    return {"stage": stage, "code": code_version(stage), "package_version": version(), "data": data,
+            "inputs": inputs or {}, "settings": json.loads(json.dumps(settings or {}, default=str))}
+
+
+REQUEST_KEYS = ("stage", "code", "data", "inputs", "settings")  # what decides reuse (package_version: information)
+
+
+def artifact_id(record: dict) -> str:
+    """The identity of a finished artifact: its request and its files' hashes (what downstream records cite)."""
+    return fingerprint({k: record.get(k) for k in REQUEST_KEYS} |
+                       {"files": {n: e["sha256"] for n, e in record["files"].items()}})
+
+
+def _data_fingerprint(note):
+    """The fingerprint in a data note (``… [fingerprint a1b2…]``): data is identified by content, not by where it lies."""
+    found = re.search(r"\[fingerprint (\w+)\]", note) if isinstance(note, str) else None
+    return found.group(1) if found else note
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """Where two JSON-like values differ, as ``path old, not new`` lines (``phases.0.epochs 3, not 2``)."""
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        old, new = dict(enumerate(old)), dict(enumerate(new))
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        where = prefix.rstrip(".")
+        return [] if old == new else [f"{where + ' ' if where else ''}{old!r}, not {new!r}"]
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        out += _differences(old.get(key, "<unset>"), new.get(key, "<unset>"), f"{prefix}{key}.")
+    return out
+
+
+def check(folder: Path | str, req: dict) -> str | None:
+    """None when ``folder`` holds a finished artifact of exactly ``req`` whose files verify; else why not."""
+    folder = Path(folder)
+    path = folder / RECORD
+    if not path.is_file():
+        started = folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
+        return "not finished (no record)" if started else "not made yet"
+    try:
+        record = read_json(path)
+    except ArtifactError as e:
+        return str(e)
+    if not isinstance(record, dict) or "files" not in record:
+        return f"{path}: not an artifact record"
+    if _data_fingerprint(record.get("data")) != _data_fingerprint(req["data"]):
+        return f"made from data {record.get('data')}, not {req['data']}"
+    if record.get("stage") != req["stage"]:
+        return f"made by stage {record.get('stage')!r}, not {req['stage']!r}"
+    if record.get("code") != req["code"]:
+        return (f"made by {req['stage']} code version {record.get('code', '<unrecorded>')}, not {req['code']} "
+                f"(package {record.get('package_version', record.get('version', '?'))})")
+    for key in ("inputs", "settings"):
+        if record.get(key) != req[key]:
+            return f"made with {key} " + "; ".join(_differences(record.get(key), req[key])[:3])
+    for name, entry in record["files"].items():
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != entry["bytes"] or file_entry(file) != entry:
+            return f"{name} changed since it was recorded (cut short or edited)"
+    return None
+
+
+def complete(folder: Path | str, req: dict, files: Iterable[str], extra: dict | None = None) -> dict:
+    """Record ``files`` (relative to ``folder``) as the artifact of ``req``; written last, atomically."""
+    folder = Path(folder)
+    record = dict(req, files={name: file_entry(folder / name) for name in sorted(files)}, **(extra or {}))
+    record["id"] = artifact_id(record)
+    write_json(folder / RECORD, record)
+    return record
+
+
+def invalidate(folder: Path | str) -> None:
+    """Make ``folder`` count as not done (before rebuilding it in place)."""
+    with contextlib.suppress(FileNotFoundError):
+        (Path(folder) / RECORD).unlink()
+
+
+def load(folder: Path | str, stage: str | None = None) -> dict:
+    """The record of a finished artifact, its files verified; ``ArtifactError`` naming the folder otherwise."""
+    folder = Path(folder)
+    path = folder / RECORD
+    if not path.is_file():
+        holder = lock_holder(folder)
+        if holder is not None:
+            raise Locked(f"{folder}: not finished yet: it is being written by another process (PID {holder}); "
+                         "wait for it to finish")
+        raise ArtifactError(f"{folder}: not a finished {stage or 'artifact'} (no {RECORD}; "
+                            "killed before it finished, or never made)")
+    record = read_json(path)
+    if stage and record.get("stage") != stage:
+        raise ArtifactError(f"{folder}: a {record.get('stage')} artifact, not a {stage}")
+    reason = check(folder, {k: record.get(k) for k in REQUEST_KEYS})
+    if reason:
+        raise ArtifactError(f"{folder}: {reason}")
+    return record
+
+
+def swap_in(staging: Path | str, folder: Path | str, record: dict, extra: Iterable[str] = ()) -> dict:
+    """Move a complete artifact built in ``staging`` (its record written there last) into ``folder``: the
+    recorded files and ``extra`` names that exist, then the record; ``staging`` is removed. The old result
+    stops counting only here, for the moment the renames take."""
+    import shutil
+
+    staging, folder = Path(staging), Path(folder)
+    invalidate(folder)
+    for name in [*record["files"], *extra]:
+        source, target = staging / name, folder / name
+        if not source.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(source, target)
+    os.replace(staging / RECORD, folder / RECORD)
+    shutil.rmtree(staging, ignore_errors=True)
+    return record
+
+
+def ensure(folder: Path | str, req: dict, build: Callable[[Path], Iterable[str]], *, redo: bool = False,
+           label: str | None = None, verb: str = "making") -> dict:
+    """Reuse ``folder`` when its record matches ``req`` and its files verify; otherwise ``build(out)`` (which
+    writes into the folder ``out`` and returns the file names to record), record it and swap it in. ``out``
+    is ``folder/.staging`` (kept after a kill, so a resumable build continues there): the previous result
+    stays in place, and reusable, until the new one is complete. Holds the folder's lock."""
+    folder = Path(folder)
+    label = label or str(folder)
+    with lock(folder):
+        from anndl.core.env import portable  # no machine path in a rendered notebook
+
+        reason = "--redo asked for" if redo else check(folder, req)
+        if reason is None:
+            print(portable(f"reusing {label}"))
+            return read_json(folder / RECORD)
+        if reason != "not made yet":
+            print(portable(f"{label}: {reason}: {verb} it again"))
+        staging = folder / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        files = list(build(staging))
+        return swap_in(staging, folder, complete(staging, req, files))

@@ -1,0 +1,164 @@
+"""The data stages as artifacts: validate, clean -> ``clean/``, split + tile -> ``tiles/``.
+
+Each stage is a function plus a recorded artifact (``anndl.core.artifacts``): its folder is reused only when its
+record matches the request (the data fingerprint, the upstream artifact, every setting) and its files
+verify; otherwise it is made again and the message says why. No TensorFlow here: ``anndl clean`` and
+``anndl tile`` start fast. Training runs and submissions are stages too (``anndl.engine.experiment``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from anndl.core import artifacts
+from anndl.core.labels import LABELS
+from anndl.data import describe_data, read_challenge, read_classes
+from anndl.data import outliers, tiling
+
+VAL_FRACTION = 0.1  # the report's validation share of the cleaned train images
+
+
+def shown(path: Path | str) -> str:
+    """A path as printed: relative to the working directory when it lies below it, else relative to the
+    repository (``anndl.core.env.portable``), so that no machine path reaches a rendered notebook."""
+    from anndl.core.env import portable
+
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return portable(path.resolve())
+
+
+# ---------------------------------------------------------------------------------------- data, prepare
+
+def fingerprint(manifest: pd.DataFrame) -> str:
+    """A short hash of what the manifest says about every image: names, labels, sizes, mask pixels and the
+    bytes of the image and mask files (so one tissue restained under the same names is other data)."""
+    columns = ["split", "sample_index", "label", "height", "width", "mask_pixels", "content_hash"]
+    return artifacts.fingerprint(manifest[columns].to_csv(index=False))
+
+
+def data_note(data_dir: Path | str, manifest: pd.DataFrame) -> str:
+    """Which data a step's output comes from: the folder, its kind and the manifest's fingerprint."""
+    return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest)}]"
+
+
+@dataclass
+class Prepared:
+    """A validated challenge folder with its cleaning, split and tiles (and the ids of those artifacts)."""
+
+    data_dir: Path
+    work_dir: Path
+    manifest: pd.DataFrame
+    clean: pd.DataFrame
+    split: pd.DataFrame
+    tiles: pd.DataFrame
+    tiling: tiling.TilingConfig
+    classes: tuple[str, ...] = LABELS  # the label set, in model-output order (data.read_classes)
+    tiles_id: str = ""                 # the tiles artifact this split comes from (runs record it)
+    stain: dict | None = None          # stain normalisation (method, constants, reference) tiles get on decoding
+    baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
+
+    @property
+    def data_note(self) -> str:
+        return data_note(self.data_dir, self.manifest)
+
+
+def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder: str = "offline",
+                config: outliers.OutlierConfig = outliers.OutlierConfig(), redo: bool = False) -> dict:
+    """``folder/clean_manifest.csv``: every train image ``kept``, ``sticker`` or ``green`` (reused when recorded)."""
+    folder = Path(folder)
+    req = artifacts.request("clean", data=note, settings={"embedder": embedder, "config": dataclasses.asdict(config)})
+
+    def build(out):
+        cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
+        outliers.write_outputs(cleaned, out, config, note)
+        return ["clean_manifest.csv", "clean_summary.json"]
+
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "clean_manifest.csv"), verb="cleaning")
+
+
+def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
+                config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION, seed: int = 42,
+                redo: bool = False) -> dict:
+    """``folder/split.csv`` (image-level, stratified, mask groups together) and ``folder/tiles.csv``."""
+    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
+    req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
+                            settings={"tiling": dataclasses.asdict(config), "val_fraction": val_fraction, "seed": seed})
+
+    def build(out):
+        clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
+        split = tiling.split_images(clean[clean.status == "kept"], val_fraction, seed)
+        artifacts.write_csv(split, out / "split.csv")
+        tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), out, config, note)
+        return ["split.csv", "tiles.csv", "tiles.json"]
+
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
+
+
+def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
+                method: str = "macenko", max_images: int = 64, seed: int = 0, redo: bool = False) -> dict:
+    """``folder/stain.json``: the stain normaliser every tile of a run goes through when it is decoded
+    (``anndl.data.stain``: ``method`` and a reference fitted on the ROI tissue of up to ``max_images`` kept train
+    images, no labels used). Runs record these settings; prediction applies the same to the test images."""
+    from anndl.data import stain  # numpy/OpenCV work, but the module also holds a Keras layer: import on use
+
+    if method not in stain.METHODS:
+        raise ValueError(f"stain normalisation must be one of {stain.METHODS}, got {method!r}")
+    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
+    req = artifacts.request("stain", data=note, inputs={"clean": clean_record["id"]},
+                            settings={"method": method, "max_images": max_images, "seed": seed})
+
+    def build(out):
+        clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
+        kept = manifest[manifest.sample_index.isin(clean[clean.status == "kept"].sample_index)
+                        & (manifest.split == "train")]
+        reference = stain.reference_from_manifest(kept, max_images, seed)
+        artifacts.write_json(out / "stain.json", stain.StainNormalizer(reference, method).settings())
+        return ["stain.json"]
+
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "stain.json"),
+                            verb="fitting the stain reference")
+
+
+def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
+            tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION,
+            seed: int = 42, redo: bool = False,
+            outlier_config: outliers.OutlierConfig = outliers.OutlierConfig(),
+            stain_normalize: str | None = None) -> Prepared:
+    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` (each reused
+    only when made from the same data, upstream artifact and settings). ``stain_normalize`` (``macenko`` or
+    ``reinhard``): fit a stain reference -> ``work_dir/stain_<method>`` for the tiles to be normalised to."""
+    data_dir, work_dir = Path(data_dir), Path(work_dir)
+    manifest = read_challenge(data_dir)
+    note = data_note(data_dir, manifest)
+    clean_stage(manifest, note, work_dir / "clean", embedder, outlier_config, redo=redo)
+    record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, val_fraction, seed,
+                         redo=redo)
+    stain = None
+    if stain_normalize:
+        folder = work_dir / f"stain_{stain_normalize}"
+        stain_stage(manifest, note, work_dir / "clean", folder, stain_normalize, redo=redo)
+        stain = artifacts.read_json(folder / "stain.json")
+    return Prepared(data_dir, work_dir, manifest, artifacts.read_csv(work_dir / "clean" / "clean_manifest.csv"),
+                    artifacts.read_csv(work_dir / "tiles" / "split.csv"),
+                    artifacts.read_csv(work_dir / "tiles" / "tiles.csv"), tiling_config, read_classes(data_dir),
+                    tiles_id=record["id"], stain=stain)
+
+
+def weights_identity(weights: str | None) -> dict | None:
+    """What a ``--weights`` source is: its path and a hash of its content (a file) or of its files' names and sizes."""
+    if not weights:
+        return None
+    path = Path(weights)
+    if path.is_file():
+        return {"path": str(path.resolve()), "sha256": artifacts.file_digest(path)}
+    if path.is_dir():
+        listing = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+        return {"path": str(path.resolve()), "files": artifacts.fingerprint(listing)}
+    return {"name": weights}  # a preset name or handle: downloaded by name

@@ -1,0 +1,555 @@
+"""Synthetic stand-in for the challenge data: same folder layout, H&E-like tissue, planted outliers.
+
+The real challenge data is not public. This generator writes a folder that the data layer reads
+exactly like the real one (see :mod:`anndl.data`), plus ``planted_outliers.csv`` (ground truth for
+measuring outlier removal; the pipeline never reads it).
+
+Tissue: pale background, pink fibrous stroma, purple nuclei, an ROI mask around the tumour. The four
+classes differ in morphology only through overlapping per-image parameters (nuclear size,
+elongation, pleomorphism, gland formation, lymphocytes). Nuclei keep their pixel size at
+every ``scale`` (a smaller scale is a smaller field of view, not a blurrier image).
+
+Stain sites (the default, ``stain_sites=5``): every image is stained by one of several "sites" (:data:`SITES`:
+distinct haematoxylin and eosin optical-density vectors and strengths, plus per-image jitter), drawn
+independently of the class, and rendered with the Beer-Lambert law (``RGB = I0 * exp(-OD)``) from
+per-pixel stain concentrations, as real brightfield H&E is (Ruifrok & Johnston, 2001). The classes are
+balanced in what a colour histogram sees: equal nuclear darkness, nuclear area per ROI pixel (density
+scaled by nuclear size) and pale lumen area per ROI pixel (clear spaces fill up what glands leave), so
+colour statistics carry little of the label while morphology carries it all.
+``site_class_correlation`` in [0, 1] draws the site from the class instead with that probability (1: each
+class has its own site), to show shortcut learning on purpose. ``stain_sites=0`` is the earlier generator
+(linear colour blending, class-dependent nuclear darkness and coverage), byte-identical to its output.
+Each image's site is in ``sites.csv`` (ground truth, like ``planted_outliers.csv``; the pipeline never reads it).
+
+Outliers, like the real ones: "sticker" images are a copy of a genuine image with a cartoon ogre
+drawn over it and a byte-identical copy of that image's mask (the pair's labels may differ);
+"green" images carry a green slime blob on the tissue. None are in the test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from anndl.core import artifacts
+from anndl.core.labels import LABELS
+
+REAL_TRAIN_COUNTS = {"Luminal A": 205, "Luminal B": 220, "HER2(+)": 189, "Triple negative": 77}
+REAL_N_TRAIN, REAL_N_TEST = 691, 477
+REAL_STICKERS, REAL_GREEN = 60, 50
+SITES_FILE = "sites.csv"
+
+
+@dataclass(frozen=True)
+class Morphology:
+    """Per-class mean look of the tumour region (nuclei in pixels; density in nuclei per pixel)."""
+
+    gland: float        # fraction of tumour nuclei arranged around gland lumina
+    radius: float       # mean nuclear radius
+    pleomorphism: float # relative spread of nuclear size
+    aspect: float       # mean nuclear elongation (major / minor axis)
+    density: float      # nuclei per tumour pixel
+    darkness: float     # hematoxylin strength of nuclei
+    lymphocytes: float  # lymphocytes per tumour nucleus
+
+
+CLASS_MORPHOLOGY = {
+    "Luminal A": Morphology(0.75, 4.2, 0.12, 1.15, 0.0030, 0.60, 0.04),
+    "Luminal B": Morphology(0.45, 5.2, 0.22, 1.25, 0.0036, 0.68, 0.10),
+    "HER2(+)": Morphology(0.15, 6.4, 0.32, 1.30, 0.0040, 0.62, 0.08),
+    "Triple negative": Morphology(0.02, 6.0, 0.42, 1.55, 0.0044, 0.85, 0.35),
+}
+OVERLAP = 0.55  # each image mixes in up to this share of another class's look
+JITTER = 0.10   # log-normal spread of every parameter per image
+
+# Balanced looks for the stain-site generator: what a colour histogram of the ROI sees is equal across
+# classes (nuclear darkness, nuclear area and pale lumen area per ROI pixel); the rest of the morphology
+# (size, shape, pleomorphism, gland arrangement, lymphocytes) is the class's.
+NUCLEAR_COVERAGE = 0.28   # expected share of ROI pixels covered by nuclei (tumour + lymphocytes)
+NUCLEAR_DARKNESS = 0.70   # haematoxylin strength of every nucleus, lymphocytes included
+LUMEN_COVERAGE = 0.13     # expected share of ROI pixels that are pale lumen or clear space
+LYMPHOCYTE_RADIUS = 2.6
+
+
+def _balanced(m: Morphology) -> Morphology:
+    """``m`` with darkness fixed and density scaled so that nuclei cover ``NUCLEAR_COVERAGE`` of the ROI."""
+    area_per_nucleus = np.pi * (m.radius ** 2 * np.exp(2 * m.pleomorphism ** 2)
+                                + 0.8 * m.lymphocytes * LYMPHOCYTE_RADIUS ** 2)
+    return Morphology(m.gland, m.radius, m.pleomorphism, m.aspect, NUCLEAR_COVERAGE / area_per_nucleus,
+                      NUCLEAR_DARKNESS, m.lymphocytes)
+
+
+BALANCED_MORPHOLOGY = {label: _balanced(m) for label, m in CLASS_MORPHOLOGY.items()}
+
+
+@dataclass(frozen=True)
+class StainSite:
+    """One lab's H&E: optical density per unit concentration of each stain (R, G, B; normalised to unit
+    length when rendering), stain strengths and the unstained background (RGB in [0, 1])."""
+
+    name: str
+    hematoxylin: tuple[float, float, float]
+    eosin: tuple[float, float, float]
+    h_strength: float
+    e_strength: float
+    background: tuple[float, float, float]
+
+
+# Five distinct sites. The first uses Ruifrok & Johnston's H and E vectors (scikit-image ``rgb_from_hed``),
+# the second Macenko's reference vectors; the others are bluer / redder / darker / fainter variants.
+# Every vector absorbs green at least about as much as red, so no pixel can turn green-dominant
+# (green blobs stay detectable).
+SITES = (
+    StainSite("ruifrok", (0.650, 0.704, 0.286), (0.072, 0.990, 0.105), 1.00, 1.00, (0.96, 0.94, 0.95)),
+    StainSite("macenko", (0.563, 0.720, 0.406), (0.216, 0.801, 0.558), 1.15, 0.80, (0.94, 0.92, 0.95)),
+    StainSite("blue-pale", (0.450, 0.750, 0.480), (0.100, 0.950, 0.300), 0.85, 0.55, (0.97, 0.96, 0.97)),
+    StainSite("dark", (0.700, 0.690, 0.220), (0.050, 0.920, 0.380), 1.45, 1.35, (0.92, 0.90, 0.92)),
+    StainSite("faded-pink", (0.600, 0.740, 0.300), (0.030, 0.970, 0.220), 0.70, 1.25, (0.97, 0.95, 0.96)),
+)
+H_CONCENTRATION = 2.5     # haematoxylin concentration of a nucleus of darkness 1 at strength 1
+E_CONCENTRATION = 0.65    # eosin concentration of dense stroma at strength 1
+SITE_JITTER = 0.03        # per-image spread of each OD vector component (before renormalising)
+STRENGTH_JITTER = 0.08    # per-image log-normal spread of each stain strength
+
+
+def _unit(v) -> np.ndarray:
+    v = np.maximum(np.asarray(v, np.float64), 0.01)
+    return v / np.linalg.norm(v)
+
+
+def jittered_stain(rng: np.random.Generator, site: StainSite) -> dict:
+    """One image's stain: the site's vectors and strengths with per-image jitter."""
+    return {"hematoxylin": _unit(np.asarray(site.hematoxylin) + rng.normal(0, SITE_JITTER, 3)),
+            "eosin": _unit(np.asarray(site.eosin) + rng.normal(0, SITE_JITTER, 3)),
+            "h_strength": site.h_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
+            "e_strength": site.e_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
+            "background": np.clip(np.asarray(site.background) + rng.normal(0, 0.01, 3), 0.85, 1.0)}
+
+
+def site_of_images(rng: np.random.Generator, label_indices, n_sites: int, correlation: float) -> np.ndarray:
+    """Site index per image: uniform and independent of the class, except that with probability
+    ``correlation`` an image takes its class's own site (class ``k`` -> site ``k mod n_sites``)."""
+    label_indices = np.asarray(label_indices, int)
+    uniform = rng.integers(0, n_sites, size=len(label_indices))
+    own = rng.random(len(label_indices)) < correlation
+    return np.where(own, label_indices % n_sites, uniform)
+
+
+def class_counts(n: int) -> dict[str, int]:
+    """Split ``n`` images over the classes in the real proportions (largest remainder)."""
+    total = sum(REAL_TRAIN_COUNTS.values())
+    exact = {k: n * v / total for k, v in REAL_TRAIN_COUNTS.items()}
+    counts = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def _noise_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
+    """Smooth noise in [0, 1] with features about ``cell`` pixels wide."""
+    small = rng.random((max(2, h // cell + 2), max(2, w // cell + 2))).astype(np.float32)
+    field = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    field -= field.min()
+    return field / max(float(field.max()), 1e-6)
+
+
+def _roi_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """An irregular ROI blob covering a few to ~15% of the image (about six 224-px tiles at scale 1,
+    as in the real data: 3,371 tiles from 581 images)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
+    ry, rx = rng.uniform(0.1, 0.2) * h, rng.uniform(0.1, 0.2) * w
+    bump = 1.0 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2
+    field = bump + 0.8 * (_noise_field(rng, h, w, max(24, min(h, w) // 5)) - 0.5)
+    mask = field > 0
+    if mask.sum() < 0.01 * h * w:  # never an (almost) empty ROI
+        mask = bump > 0
+    return mask
+
+
+def _image_size(rng: np.random.Generator, scale: float) -> tuple[int, int]:
+    short = max(32, int(round(1024 * scale)))
+    u = rng.random()
+    aspect = rng.uniform(1.0, 1.25) if u < 0.8 else rng.uniform(1.25, 2.5) if u < 0.95 else rng.uniform(2.5, 3.9)
+    long = int(round(short * aspect))
+    return (short, long) if rng.random() < 0.5 else (long, short)
+
+
+def _image_morphology(rng: np.random.Generator, label: str, looks: dict | None = None) -> Morphology:
+    """The class's look (``looks``: ``CLASS_MORPHOLOGY`` by default) blended towards a random class's, jittered."""
+    looks = CLASS_MORPHOLOGY if looks is None else looks
+    own = looks[label]
+    other = looks[LABELS[rng.integers(len(LABELS))]]
+    t = rng.uniform(0, OVERLAP)
+    values = [(1 - t) * a + t * b for a, b in zip(vars(own).values(), vars(other).values())]
+    values = [v * float(np.exp(rng.normal(0, JITTER))) for v in values]
+    return Morphology(*values)
+
+
+def _sample_points(rng: np.random.Generator, region: np.ndarray | tuple, n: int) -> np.ndarray:
+    """``n`` uniform (x, y) points inside a boolean region (or its precomputed ``np.nonzero``)."""
+    ys, xs = np.nonzero(region) if isinstance(region, np.ndarray) else region
+    if len(xs) == 0 or n <= 0:
+        return np.zeros((0, 2), np.float32)
+    pick = rng.integers(0, len(xs), size=n)
+    return np.stack([xs[pick], ys[pick]], axis=1).astype(np.float32) + rng.random((n, 2), dtype=np.float32)
+
+
+def _draw_nuclei(rng, density_map, points, radius, pleo, aspect, darkness):
+    for x, y in points:
+        r = max(1.2, radius * float(np.exp(rng.normal(0, pleo))))
+        a = max(1.0, aspect * float(np.exp(rng.normal(0, 0.15))))
+        axes = (max(1, int(round(r * np.sqrt(a)))), max(1, int(round(r / np.sqrt(a)))))
+        value = float(np.clip(darkness * rng.uniform(0.75, 1.1), 0.1, 1.0))
+        cv2.ellipse(density_map, (int(x), int(y)), axes, float(rng.uniform(0, 180)), 0, 360,
+                    value, -1, cv2.LINE_AA)
+
+
+def _image_balanced_morphology(rng: np.random.Generator, label: str) -> Morphology:
+    """Like :func:`_image_morphology`, on the balanced looks, and darkness left unjittered (colour)."""
+    values = list(vars(_image_morphology(rng, label, BALANCED_MORPHOLOGY)).values())
+    values[5] = NUCLEAR_DARKNESS
+    return Morphology(*values)
+
+
+def _clear_spaces(rng: np.random.Generator, lumen: np.ndarray, mask: np.ndarray, mask_pixels, target: float) -> None:
+    """Draw round clear spaces (class-independent sizes) inside the ROI until pale area reaches ``target``."""
+    area = max(1, int(mask.sum()))
+    for _ in range(20):
+        missing = target * area - int(lumen[mask].sum())
+        if missing <= 0:
+            return
+        radii = rng.uniform(4, 12, size=max(1, int(missing / (np.pi * 8.5 ** 2)) + 1))
+        for (x, y), r in zip(_sample_points(rng, mask_pixels, len(radii)), radii):
+            cv2.circle(lumen, (int(x), int(y)), int(round(r)), 1, -1, cv2.LINE_AA)
+
+
+def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
+                  site: StainSite | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One H&E-like RGB image (uint8) and its boolean ROI mask. ``site``: Beer-Lambert rendering in that
+    site's stain on the balanced morphology (with per-image jitter); ``None``: the earlier generator."""
+    f32 = np.float32
+    if site is None:
+        m = _image_morphology(rng, label)
+        hema = (np.array([0.32, 0.12, 0.45]) + rng.normal(0, 0.05, 3)).astype(f32)       # nuclei (purple)
+        eosin = (np.array([0.93, 0.56, 0.74]) + rng.normal(0, 0.04, 3)).astype(f32)      # stroma (pink)
+        background = (np.array([0.95, 0.92, 0.95]) + rng.normal(0, 0.01, 3)).astype(f32)
+        lymph_darkness = 0.95
+    else:
+        m = _image_balanced_morphology(rng, label)
+        stain = jittered_stain(rng, site)
+        background = stain["background"].astype(f32)
+        lymph_darkness = NUCLEAR_DARKNESS
+    mask = _roi_mask(rng, h, w)
+
+    # Stroma: fibrous pink with holes of pale background.
+    fibres = cv2.GaussianBlur(rng.random((h, w), dtype=np.float32), (0, 0), sigmaX=6, sigmaY=1.5)
+    fibres = (fibres - fibres.mean()) * f32(6)
+    tissue = _noise_field(rng, h, w, 96)
+    tissue = np.clip((tissue - 0.12) * 6, 0, 1) * f32(0.9) + f32(0.1) * mask
+    stroma_strength = np.clip(f32(0.75) + fibres + f32(0.15) * (_noise_field(rng, h, w, 24) - f32(0.5)), 0.3, 1.0)
+    alpha = (tissue * stroma_strength)[..., None]
+    if site is None:
+        image = background * (1 - alpha) + eosin * alpha
+
+    # Nuclei: tumour inside the ROI, sparse elongated fibroblasts outside.
+    density_map = np.zeros((h, w), np.float32)
+    n_tumour = int(m.density * mask.sum())
+    n_gland = int(m.gland * n_tumour)
+    gland_points, lumen = [], np.zeros((h, w), np.uint8)
+    mask_pixels = np.nonzero(mask)
+    while len(gland_points) < n_gland:
+        cx, cy = _sample_points(rng, mask_pixels, 1)[0]
+        ring = rng.uniform(3.2, 6.0) * m.radius
+        cv2.circle(lumen, (int(cx), int(cy)), int(ring * 0.75), 1, -1, cv2.LINE_AA)
+        k = max(6, int(2 * np.pi * ring / (2.3 * m.radius)))
+        angles = np.linspace(0, 2 * np.pi, k, endpoint=False) + rng.uniform(0, 2 * np.pi)
+        gland_points.extend(zip(cx + ring * np.cos(angles), cy + ring * np.sin(angles)))
+    if site is not None:
+        _clear_spaces(rng, lumen, mask, mask_pixels, LUMEN_COVERAGE * float(np.exp(rng.normal(0, JITTER))))
+    lumen_alpha = cv2.GaussianBlur(lumen.astype(np.float32), (0, 0), 1.5)[..., None] * 0.85
+    if site is None:
+        image = image * (1 - lumen_alpha) + background * lumen_alpha
+    sheet = _sample_points(rng, mask_pixels, n_tumour - n_gland)
+    _draw_nuclei(rng, density_map, np.array(gland_points).reshape(-1, 2), m.radius, m.pleomorphism,
+                 m.aspect, m.darkness)
+    _draw_nuclei(rng, density_map, sheet, m.radius, m.pleomorphism, m.aspect, m.darkness)
+    stroma_region = (~mask) & (tissue > 0.5)
+    _draw_nuclei(rng, density_map, _sample_points(rng, stroma_region, int(0.0006 * stroma_region.sum())),
+                 3.0, 0.2, 3.0, 0.55)
+    lymph = np.concatenate([_sample_points(rng, mask_pixels, int(0.8 * m.lymphocytes * n_tumour)),
+                            rng.random((int(0.2 * m.lymphocytes * n_tumour), 2), dtype=f32) * f32([w, h])])
+    _draw_nuclei(rng, density_map, lymph, LYMPHOCYTE_RADIUS, 0.1, 1.05, lymph_darkness)
+
+    d = cv2.GaussianBlur(density_map, (0, 0), 0.8)[..., None]
+    nuclear = np.clip(d * (f32(0.85) + f32(0.3) * rng.random((h, w, 1), dtype=f32)), 0, 1)
+    if site is None:
+        image = image * (1 - nuclear) + hema * nuclear
+    else:  # Beer-Lambert: optical density adds over stains; eosin thins under nuclei
+        e_conc = alpha * (1 - lumen_alpha) * (1 - f32(0.5) * nuclear) * f32(E_CONCENTRATION * stain["e_strength"])
+        h_conc = nuclear * f32(H_CONCENTRATION * stain["h_strength"])
+        od = e_conc * stain["eosin"].astype(f32) + h_conc * stain["hematoxylin"].astype(f32)
+        image = background * np.exp(-od)
+    image += rng.standard_normal(image.shape, dtype=f32) * f32(0.006)
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
+
+
+STICKER_SKIN = (150, 190, 60)  # the generator's ogre skin: G exceeds R by 40, just below the green margin
+# Shades to test the sticker/green distinction with (``plant_outliers(sticker_skins=...)``): the default, a
+# clearer green, and a saturated green like the real "Shrek" images, which colour alone would call green.
+STICKER_SKINS = {"olive": STICKER_SKIN, "green": (110, 200, 50), "saturated": (70, 215, 40)}
+
+
+def draw_sticker(rng: np.random.Generator, image: np.ndarray, skin: tuple[int, int, int] = STICKER_SKIN) -> np.ndarray:
+    """Draw a cartoon ogre (a "Shrek" sticker) with ``skin`` colour (RGB) over an RGB image, returning a new image."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    s = rng.uniform(0.28, 0.42) * min(h, w)
+    cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.6) * h
+    t = max(2, int(s / 45))
+    skin = tuple(int(c) for c in skin)
+    black = (20, 20, 10)
+    dark = (100, 140, 40) if skin == STICKER_SKIN else tuple(int(c * 0.72) for c in skin)  # the nose
+
+    def ellipse(center, axes, color, angle=0.0, thick=-1):
+        c = (int(center[0]), int(center[1]))
+        a = (max(1, int(axes[0])), max(1, int(axes[1])))
+        cv2.ellipse(out, c, a, angle, 0, 360, color, thick, cv2.LINE_AA)
+
+    ellipse((cx, cy + 0.75 * s), (0.55 * s, 0.35 * s), (215, 195, 150))     # shirt
+    ellipse((cx, cy + 0.75 * s), (0.55 * s, 0.35 * s), black, thick=t)
+    for side in (-1, 1):                                                     # ears
+        ellipse((cx + side * 0.45 * s, cy - 0.1 * s), (0.12 * s, 0.06 * s), skin, 90 + side * 30)
+        ellipse((cx + side * 0.45 * s, cy - 0.1 * s), (0.12 * s, 0.06 * s), black, 90 + side * 30, t)
+    ellipse((cx, cy), (0.4 * s, 0.46 * s), skin)                              # head
+    ellipse((cx, cy), (0.4 * s, 0.46 * s), black, thick=t)
+    for side in (-1, 1):                                                     # eyes and brows
+        ellipse((cx + side * 0.15 * s, cy - 0.08 * s), (0.09 * s, 0.07 * s), (250, 250, 245))
+        ellipse((cx + side * 0.15 * s, cy - 0.08 * s), (0.04 * s, 0.045 * s), (70, 50, 20))
+        cv2.line(out, (int(cx + side * 0.07 * s), int(cy - 0.2 * s)),
+                 (int(cx + side * 0.25 * s), int(cy - 0.16 * s)), (60, 70, 20), 2 * t, cv2.LINE_AA)
+    ellipse((cx, cy + 0.08 * s), (0.08 * s, 0.06 * s), dark)                 # nose
+    cv2.ellipse(out, (int(cx), int(cy + 0.2 * s)), (int(0.2 * s), int(0.08 * s)), 0, 10, 170,
+                black, t, cv2.LINE_AA)                                       # smile
+    return out
+
+
+def draw_green_blob(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Paint a green slime-like blob (with drips and shading) on the tissue, returning a new image."""
+    h, w = image.shape[:2]
+    r = rng.uniform(0.07, 0.14) * min(h, w)
+    ys, xs = np.nonzero(mask)
+    k = rng.integers(len(xs))
+    cx = float(np.clip(xs[k], r, w - r))
+    cy = float(np.clip(ys[k], r, h - r))
+    angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    radius = r * (1 + sum(rng.uniform(0, 0.25) * np.cos(f * angles + rng.uniform(0, 6.3)) for f in (2, 3, 5)))
+    polygon = np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1).astype(np.int32)
+    blob = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(blob, [polygon], 1, cv2.LINE_AA)
+    for _ in range(rng.integers(1, 4)):  # drips
+        x0 = int(cx + rng.uniform(-0.6, 0.6) * r)
+        cv2.line(blob, (x0, int(cy)), (x0, int(min(h - 1, cy + r * rng.uniform(1.1, 1.7)))), 1,
+                 max(2, int(r / 6)), cv2.LINE_AA)
+    alpha = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), 2.0)[..., None] * 0.92
+    shade = _noise_field(rng, h, w, max(8, int(r / 3)))[..., None]
+    slime = np.array([95, 215, 60], np.float32) * (0.8 + 0.35 * shade)
+    out = image.astype(np.float32) * (1 - alpha) + slime * alpha
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"{path}: could not write PNG")
+
+
+def _render_one(job: dict) -> None:
+    """Render and write one sample (worker entry point; deterministic in its own seed)."""
+    rng = np.random.default_rng(job["seed"])
+    h, w = job["size"]
+    site = SITES[job["site"]] if job.get("site") is not None else None
+    image, mask = render_tissue(rng, h, w, job["tissue_label"], site)
+    out_dir = Path(job["dir"])
+    if job["kind"] == "sticker":
+        image = draw_sticker(np.random.default_rng(job["seed_outlier"]), image)
+    elif job["kind"] == "green":
+        image = draw_green_blob(np.random.default_rng(job["seed_outlier"]), image, mask)
+    _write_png(out_dir / f"img_{job['number']:04d}.png", image)
+    if job["kind"] != "sticker":  # a sticker's mask is a byte copy of its twin's, written afterwards
+        _write_png(out_dir / f"mask_{job['number']:04d}.png", np.repeat(mask[..., None] * 255, 3, 2).astype(np.uint8))
+
+
+SYNTH_MARKER = ".anndl-synth"
+SYNTH_FILES = ("train_data", "test_data", "train_labels.csv", "planted_outliers.csv", "sites.csv")
+
+
+def _die_with_parent() -> None:
+    """In a worker: end when the parent process dies (Linux ``prctl(PR_SET_PDEATHSIG)``), never linger; ignore
+    SIGINT (a terminal's Ctrl-C reaches the whole process group): the parent alone handles it, by terminating
+    the pool."""
+    import ctypes
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+
+
+def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_TEST, scale: float = 1.0,
+             seed: int = 0, n_stickers: int | None = None, n_green: int | None = None,
+             workers: int = 2, progress: bool = True, force: bool = False, stain_sites: int = 5,
+             site_class_correlation: float | bool = 0.0) -> Path:
+    """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files.
+
+    ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker); ``force``
+    allows any folder. Only the files a synthetic folder holds are replaced; nothing else is deleted.
+    ``stain_sites``: how many of :data:`SITES` the images are stained by (0: the earlier generator, no sites,
+    class-dependent colour). The settings are written to the ``.anndl-synth`` marker (:func:`settings_of`).
+    ``site_class_correlation`` in [0, 1] (``True`` is 1): probability that an image takes its class's own
+    site instead of a uniformly drawn one (shortcut learning on purpose)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force and not (out / SYNTH_MARKER).is_file():
+        raise ValueError(f"{out}: folder is not empty and was not written by `anndl synth`; "
+                         "choose an empty folder or pass --force")
+    if not 0 <= stain_sites <= len(SITES):
+        raise ValueError(f"stain_sites must be in [0, {len(SITES)}], got {stain_sites}")
+    correlation = float(site_class_correlation)
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"site_class_correlation must be in [0, 1], got {site_class_correlation}")
+    if correlation > 0 and stain_sites == 0:
+        raise ValueError("site_class_correlation needs stain sites (stain_sites >= 1)")
+    if n_train < 8 or n_test < 1:
+        raise ValueError(f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}")
+    if not 0.02 <= scale <= 4:
+        raise ValueError(f"scale must be in [0.02, 4], got {scale}")
+    n_stickers, n_green = outlier_counts(n_train, n_stickers, n_green)
+    if 2 * n_stickers + n_green > n_train // 2:
+        raise ValueError(f"{n_stickers} stickers (each with a twin) and {n_green} green images "
+                         f"leave too few clean images out of {n_train}")
+    rng = np.random.default_rng(seed)
+    labels = [label for label, n in class_counts(n_train).items() for _ in range(n)]
+    labels = [labels[i] for i in rng.permutation(n_train)]
+    order = rng.permutation(n_train)
+    stickers, twins = order[:n_stickers], order[n_stickers:2 * n_stickers]
+    greens = order[2 * n_stickers:2 * n_stickers + n_green]
+    kinds = {int(i): "sticker" for i in stickers} | {int(i): "green" for i in greens}
+    twin_of = {int(s): int(t) for s, t in zip(stickers, twins)}
+    sizes = [_image_size(rng, scale) for _ in range(n_train)]
+    for s, t in twin_of.items():
+        sizes[s] = sizes[t]
+    test_labels = [LABELS[i] for i in rng.choice(len(LABELS), n_test, p=np.array(
+        list(REAL_TRAIN_COUNTS.values())) / sum(REAL_TRAIN_COUNTS.values()))]
+    test_sizes = [_image_size(rng, scale) for _ in range(n_test)]
+    train_sites = test_sites = [None] * max(n_train, n_test)
+    if stain_sites:  # drawn after everything else, so labels, sizes and outliers match stain_sites=0
+        train_sites = site_of_images(rng, [LABELS.index(x) for x in labels], stain_sites, correlation).tolist()
+        test_sites = site_of_images(rng, [LABELS.index(x) for x in test_labels], stain_sites, correlation).tolist()
+        for s, t in twin_of.items():
+            train_sites[s] = train_sites[t]  # a sticker image is a copy of its twin's tissue and stain
+
+    out.mkdir(parents=True, exist_ok=True)
+    marker = "written by anndl synth; this folder may be regenerated in place\n"
+    (out / SYNTH_MARKER).write_text(marker)  # its settings line comes last: a folder cut short has none
+    for name in SYNTH_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (out / "train_data").mkdir()
+    (out / "test_data").mkdir()
+    settings = dict(n_train=n_train, n_test=n_test, scale=scale, seed=seed, n_stickers=n_stickers,
+                    n_green=n_green, stain_sites=stain_sites, site_class_correlation=correlation)
+    jobs = []
+    for i in range(n_train):
+        kind = kinds.get(i, "clean")
+        tissue_of = twin_of.get(i, i)  # a sticker image is a copy of its twin's tissue
+        jobs.append({"dir": str(out / "train_data"), "number": i, "size": sizes[i], "kind": kind,
+                     "seed": [seed, 0, tissue_of], "seed_outlier": [seed, 2, i],
+                     "tissue_label": labels[tissue_of], "site": train_sites[i]})
+    for i in range(n_test):
+        jobs.append({"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean",
+                     "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i],
+                     "site": test_sites[i]})
+    bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
+    try:
+        if workers > 1:
+            pool = multiprocessing.Pool(workers, initializer=_die_with_parent)
+            try:
+                for _ in pool.imap(_render_one, jobs, chunksize=4):
+                    bar.update()
+                pool.close()
+            except BaseException:  # Ctrl-C or a worker's error: stop the workers now, never wait for their queue
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+        else:
+            for job in jobs:
+                _render_one(job)
+                bar.update()
+    finally:
+        bar.close()  # before any message about the interruption
+    for s, t in twin_of.items():
+        shutil.copyfile(out / "train_data" / f"mask_{t:04d}.png", out / "train_data" / f"mask_{s:04d}.png")
+
+    with open(out / "train_labels.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["sample_index", "label"])
+        writer.writerows([f"img_{i:04d}.png", labels[i]] for i in range(n_train))
+    with open(out / "planted_outliers.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["sample_index", "kind", "twin"])
+        for i in sorted(kinds):
+            writer.writerow([f"img_{i:04d}.png", kinds[i], f"img_{twin_of[i]:04d}.png" if i in twin_of else ""])
+    if stain_sites:
+        with open(out / SITES_FILE, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["split", "sample_index", "label", "site", "site_name", "site_class_correlation"])
+            for split, sites, names in (("train", train_sites, labels), ("test", test_sites, test_labels)):
+                for i, site in enumerate(sites[:len(names)]):
+                    writer.writerow([split, f"img_{i:04d}.png", names[i] if split == "train" else "",
+                                     site, SITES[site].name, correlation])
+    artifacts.write_text(out / SYNTH_MARKER, marker + json.dumps(settings, sort_keys=True) + "\n")
+    return out
+
+
+def settings_of(folder: Path | str) -> dict | None:
+    """The settings a synthetic folder was generated with (its marker), or ``None`` when it has no complete
+    marker (not written by ``anndl synth``, cut short, or written by an earlier version)."""
+    marker = Path(folder) / SYNTH_MARKER
+    lines = marker.read_text().splitlines() if marker.is_file() else []
+    try:
+        return json.loads(lines[1]) if len(lines) > 1 else None
+    except json.JSONDecodeError:
+        return None
+
+
+def default_settings(**overrides) -> dict:
+    """The full settings :func:`generate` uses for these arguments (defaults filled in), as in the marker."""
+    import inspect
+
+    params = inspect.signature(generate).parameters
+    keys = ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green", "stain_sites", "site_class_correlation")
+    settings = {k: overrides.get(k, params[k].default) for k in keys}  # not how it is run (workers, progress)
+    settings["n_stickers"], settings["n_green"] = outlier_counts(settings["n_train"], settings["n_stickers"],
+                                                                 settings["n_green"])
+    settings["site_class_correlation"] = float(settings["site_class_correlation"])
+    return settings
+
+
+def outlier_counts(n_train: int, n_stickers: int | None, n_green: int | None) -> tuple[int, int]:
+    """Planted stickers and green images: as given, else the real data's shares of ``n_train``."""
+    return (round(REAL_STICKERS * n_train / REAL_N_TRAIN) if n_stickers is None else n_stickers,
+            round(REAL_GREEN * n_train / REAL_N_TRAIN) if n_green is None else n_green)

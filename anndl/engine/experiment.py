@@ -1,0 +1,498 @@
+"""The model stages as artifacts: train run, K-fold run, submission (the data stages: ``anndl.data.stages``).
+
+Each stage is a function plus a recorded artifact (``anndl.core.artifacts``): its output folder is reused only
+when its record matches the request (data fingerprint, upstream artifacts, every setting) and its files
+verify; otherwise it is made again, and the message says why. The CLI, the notebooks and the benchmarks
+all call these functions; none checks for a file by hand. Training is resumable: the same request after
+a kill or a lost session continues from the last finished epoch (``redo=True`` starts over).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from anndl.core import artifacts
+from anndl.core.config import ModelSettings, config_record
+from anndl.core.labels import LABELS
+from anndl.data import pipeline, tiling
+from anndl.data import read_challenge, read_classes
+from anndl.data.stain import normalizer_from_settings
+from anndl.engine.inference import predict_tiles
+from anndl.evaluate import metrics, voting
+from anndl.evaluate.baselines import run_baselines
+from anndl.evaluate.submission import write_submission
+from anndl.models.registry import Built, build_model as _build
+from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
+                               stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
+from anndl.core.distribute import precision_policy
+from anndl.core.env import hardware, portable
+from anndl.engine.train import (Diverged, weight_bytes, fit, load_state, nonfinite, save_atomically,
+                                save_state, state_dir)
+
+
+# --------------------------------------------------------------------------------------------- models
+
+def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
+                weights: str | None = None, num_classes: int = len(LABELS),
+                mixed_precision: str | None = None, stain_augment: str | float | None = None) -> Built:
+    """The model ``name`` of ``profile`` (``anndl.models.registry``): seeded, under the dtype policy asked for."""
+    return _build(ModelSettings(name, profile, tile_size, augment, seed, weights, num_classes, mixed_precision,
+                                stain_augment))
+
+
+# ------------------------------------------------------------------------------------------ train runs
+
+RUN_FILES = ("config.json", "log.csv", "model.keras", "metrics.json", "val_predictions.csv", "cost.json")
+_RUN_LEFTOVERS = ("best.weights.h5", "log_phase1.csv", "log_phase2.csv", "tensorboard", "resume", "folds.csv",
+                  "oof_predictions.csv", "val_predictions_phase1.csv")
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove what an earlier run left in ``run_dir`` (only the files a run writes; nothing else)."""
+    artifacts.invalidate(run_dir)
+    for name in (*RUN_FILES, *_RUN_LEFTOVERS, *(p.name for p in run_dir.glob("fold_*"))):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False,
+                    classes: tuple[str, ...] = LABELS) -> dict:
+    """Vote a labelled split's tiles with every rule; scores and predictions per rule."""
+    probabilities, numbers, weights = predict_tiles(model, dataset, from_logits)
+    return {rule: _scored(table.label_index.to_numpy(), voting.vote(probabilities, numbers, weights, len(table), rule),
+                          classes) for rule in voting.VOTING_RULES}
+
+
+def _scored(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
+    return {"scores": metrics.image_scores(y_true, y_pred, n_classes=len(classes)), "y_pred": y_pred,
+            "per_class": metrics.per_class_table(y_true, y_pred, classes),
+            "confusion": metrics.confusion(y_true, y_pred, len(classes))}
+
+
+def run_request(prep: Prepared, built: Built, phases, with_baselines: bool) -> dict:
+    """What a train run is asked to be: the data, the tiles artifact, the model settings, every phase's settings."""
+    settings = dataclasses.asdict(built.settings)
+    settings["weights"] = weights_identity(built.settings.weights)
+    return artifacts.request("train", data=prep.data_note, inputs={"tiles": prep.tiles_id},
+                             settings={"model": settings, "phases": [config_record(c=c)["c"] for c in phases],
+                                       "classes": list(prep.classes), "with_baselines": with_baselines,
+                                       **_stain_setting(prep)})
+
+
+def _stain_setting(prep: Prepared) -> dict:
+    """The stain normalisation a run's tiles get, as a request setting (absent when none, as before it existed)."""
+    return {"stain_normalization": prep.stain} if prep.stain else {}
+
+
+def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
+              epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
+              overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True,
+              built: Built | None = None, seed: int = 42, redo: bool = False,
+              learning_rate: float | None = None, max_epochs: int | None = None) -> dict:
+    """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir``: ``model.keras``,
+    ``config.json``, ``log.csv``, ``metrics.json``, ``val_predictions.csv`` and the run's ``record.json``.
+
+    Reused when ``run_dir`` holds a finished run of exactly this request; resumed from its last epoch when
+    a run of this request was interrupted; trained from scratch otherwise. ``epochs`` overrides every phase's
+    epoch count, ``overrides`` other ``TrainConfig`` fields (``augment``: the augmentation layers;
+    ``stain_augment``: HED stain jitter, "light" or "strong"). ``seed``
+    sets the initial weights, every epoch's shuffling and dropout. ``learning_rate``: phase 1's learning rate
+    instead of the profile's (recorded with the phases). ``with_baselines``: also score the
+    majority-class and colour-histogram baselines on the same split. ``max_epochs``: a cap on every phase's epoch
+    count (a budget: a phase with fewer epochs keeps its own). ``built``: what ``build_model`` returned
+    for these same settings (a notebook that showed the model first), trained instead of a new build.
+    """
+    from anndl.core.distribute import strategy_scope
+
+    run_dir = Path(run_dir)
+    if learning_rate is not None and not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"--learning-rate must be a positive number, got {learning_rate!r}")
+    changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
+    augment = changes.pop("augment", False)
+    settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
+                             len(prep.classes), mixed_precision, changes.pop("stain_augment", None),
+                             changes.pop("filters", None))
+    if built is not None and built.settings != settings:
+        raise ValueError(f"the model passed as built= was built as {built.settings}, but this run asks for {settings}")
+    if built is not None and strategy not in (None, "default"):
+        raise ValueError("built= takes a model built outside any distribution strategy; leave strategy unset")
+    with precision_policy(mixed_precision), strategy_scope(strategy) as replicas, artifacts.lock(run_dir):
+        if built is None:
+            built = _build(settings)
+        phases = [dataclasses.replace(phase, config=dataclasses.replace(phase.config, **changes))
+                  for phase in built.phases]
+        if max_epochs is not None:
+            if int(max_epochs) < 1:
+                raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
+            phases = [dataclasses.replace(p, config=dataclasses.replace(p.config, epochs=min(p.config.epochs,
+                                                                                            int(max_epochs))))
+                      for p in phases]
+        if learning_rate is not None:  # the first knob a user turns: phase 1's rate
+            phases[0] = dataclasses.replace(phases[0], config=dataclasses.replace(phases[0].config,
+                                                                                  learning_rate=float(learning_rate)))
+        req = run_request(prep, built, [p.config for p in phases], with_baselines)
+        reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
+        if reason is None:
+            print(f"reusing {shown(run_dir)}")
+            return finished_run(run_dir, prep.classes)
+        # a finished result (of another request, or --redo): the new run is built beside it, in .staging, and
+        # replaces it only when complete, so a kill during the retraining keeps the old one intact and reusable
+        beside = (run_dir / artifacts.RECORD).is_file()
+        if reason == "not finished (no record)":
+            print(f"{shown(run_dir)}: interrupted earlier: resuming where its saved state allows")
+        elif reason != "not made yet":
+            print(portable(f"{shown(run_dir)}: {reason}: training it again"
+                           + (" (the finished run stays until the new one is complete)" if beside else "")))
+        return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo, replicas=replicas,
+                      final_dir=run_dir if beside else None)
+
+
+def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool,
+           replicas, final_dir: Path | None = None) -> dict:
+    """Train (or resume) the phases, then evaluate and write the run's files and record (the record last).
+    ``final_dir``: the run folder whose finished result this one replaces; training happens in its ``.staging``
+    folder, swapped in at the end."""
+    if final_dir is not None:
+        run_dir = final_dir / artifacts.STAGING
+    request_id = artifacts.fingerprint(req)
+    state = None if fresh else load_state(run_dir)
+    if state is not None and state.get("request") != request_id:
+        state = None
+    if state is None:
+        _clear_run(run_dir)
+    else:
+        artifacts.invalidate(run_dir)
+    model, record = built.model, built.record
+    classes, seed = prep.classes, built.settings.seed
+    if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
+        prep.baseline_scores = run_baselines(prep.manifest, prep.split, n_classes=len(classes))
+    first = phases[0].config
+    config = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
+              "classes": list(classes), **record, "settings": req["settings"], "tiles": prep.tiles_id,
+              "phases": [config_record(c=p.config)["c"] for p in phases],
+              "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params()),
+              "distribution": replicas.record(),  # how it ran, not what it is: not part of the request
+              "stain_normalization": prep.stain}
+    artifacts.write_json(run_dir / "config.json", config)
+    n_train = int((prep.tiles.split == "train").sum())
+    val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
+    print(f"{built.settings.model} ({built.settings.profile} profile; weights: {record['weights']}): "
+          f"{model.count_params():,} parameters; {n_train} train tiles, {len(val_table)} validation images")
+    train_labels = prep.tiles[prep.tiles.split == "train"].label.map(classes.index).to_numpy()
+    # decoded once for every phase and the final evaluation (each image read once, tiles cached)
+    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache,
+              stain=normalizer_from_settings(prep.stain))
+    if prep.stain:
+        print(f"tiles stain-normalised on decoding: {prep.stain['method']} to {prep.stain['reference']['source']}")
+    oversample = None
+    if first.oversample is not None:
+        if first.oversample not in classes:
+            raise ValueError(f"oversample: {first.oversample!r} is not a class of this data ({', '.join(classes)})")
+        oversample = classes.index(first.oversample)
+        print(f"{first.oversample}: training tiles seen twice per epoch (oversampled)")
+    started = time.perf_counter()
+    train_pairs, n_train_tiles = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), oversample=oversample,
+                                                         **kw)
+    val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
+                                                     **kw)
+    logs, epochs_before = [], 0
+    for number, phase in enumerate(phases, start=1):
+        log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
+        resume = None
+        if state is not None and (state["phase"] > number or (state["phase"] == number and state["complete"])):
+            rows = artifacts.read_csv(run_dir / log_name).to_dict("records")  # a finished phase: its log stands
+            logs.append(pd.DataFrame(rows).assign(phase=number))
+            epochs_before += len(rows)
+            continue
+        if state is not None and state["phase"] == number - 1 and state["complete"]:
+            from anndl.engine.train import restore_state
+
+            restore_state(model, state, with_optimizer=False)  # the previous phase's selected weights
+        elif state is not None and state["phase"] == number:
+            resume = state
+        trained = phase.set_trainable(model) if phase.set_trainable else None
+        if trained is not None:
+            print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
+        c = phase.config
+        done = resume["epochs"] if resume else 0
+        replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
+        train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
+                                                 first_epoch=epochs_before + done, epochs=c.epochs - done)
+        best = float(pd.concat(logs).val_image_macro_f1.max()) if logs else None
+        rows = fit(model, replicas.fit_dataset(train_ds), steps, replicas.fit_dataset(val_ds), val_infer,
+                   val_table.label_index.to_numpy(), c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
+                   log_name=log_name, initial_epoch=epochs_before, initial_best=best, resume=resume,
+                   state_info={"request": request_id})
+        if number < len(phases):  # each earlier phase's selected model, scored (the last one is the final model)
+            _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val_table, classes,
+                               evaluate_images(model, val_infer, val_table, record["from_logits"], classes))
+        save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
+                                    "request": request_id})
+        logs.append(pd.DataFrame(rows).assign(phase=number))
+        epochs_before += len(rows)
+    log = pd.concat(logs, ignore_index=True)
+    artifacts.write_csv(log, run_dir / "log.csv")
+    _save_model(model, run_dir / "model.keras")
+    train_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    results = evaluate_images(model, val_infer, val_table, record["from_logits"], classes)
+    predict_seconds = time.perf_counter() - started
+    best_row = log.loc[log.val_image_macro_f1.idxmax()]
+    run_metrics = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
+                   "classes": list(classes), "weights": record["weights"],
+                   "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
+                   "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
+                   "validation": {rule: r["scores"] for rule, r in results.items()},
+                   "baselines": prep.baseline_scores if with_baselines else None}
+    artifacts.write_json(run_dir / "metrics.json", run_metrics)
+    # this machine's cost (training since the last resume; prediction of the validation images): beside the
+    # metrics, not in them, so that a resumed run's results are byte-identical to an uninterrupted run's
+    artifacts.write_json(run_dir / "cost.json", {"train_seconds": round(train_seconds, 1),
+                                                 "predict_seconds": round(predict_seconds, 2),
+                                                 "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
+                                                 "machine": hardware()})
+    _write_predictions(run_dir / "val_predictions.csv", val_table, classes, results,
+                       [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases))])
+    record = artifacts.complete(run_dir, req, RUN_FILES)
+    shutil.rmtree(state_dir(run_dir), ignore_errors=True)
+    if final_dir is not None:  # the new run is complete: only now does it replace the old one
+        for name in ("best.weights.h5", "resume"):
+            stale = final_dir / name
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        artifacts.swap_in(run_dir, final_dir, record, extra=("log_phase1.csv", "log_phase2.csv", "best.weights.h5",
+                                                              "tensorboard", "val_predictions_phase1.csv"))
+        run_dir = final_dir
+    return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
+
+
+def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
+                       phase_files: list[Path] = ()) -> None:
+    """One row per validation image: its label and the prediction of every voting rule (``pred_hard``, …), and,
+    for a run of several phases, the prediction after each (``pred_hard_phase1``, …): the earlier phases' from
+    ``phase_files``, the last phase's being the final model's."""
+    frame = pd.DataFrame({"sample_index": table.sample_index, "label": table.label,
+                          **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()}})
+    for number, phase_file in enumerate(phase_files, start=1):
+        phase = artifacts.read_csv(phase_file)
+        if list(phase.sample_index) != list(frame.sample_index):
+            raise artifacts.ArtifactError(f"{phase_file}: not the validation images of this run")
+        for rule in results:
+            frame[f"pred_{rule}_phase{number}"] = phase[f"pred_{rule}"].to_numpy()
+    if phase_files:
+        for rule in results:
+            frame[f"pred_{rule}_phase{len(phase_files) + 1}"] = frame[f"pred_{rule}"]
+    artifacts.write_csv(frame, path)
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    """``model.keras``, atomically; refused when a weight is not finite (``Diverged``)."""
+    bad, total = nonfinite(model)
+    if bad:
+        raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
+                       "nothing was recorded as finished; try a lower learning rate (--learning-rate)")
+    save_atomically(model.save, path, f".{path.stem}.tmp.keras", weight_bytes(model))
+
+
+def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) -> dict:
+    """A finished run's metrics and validation results per voting rule (verified first), read from its files;
+    the model is not loaded (``load_run`` gives it) so that reusing a large run costs no model load."""
+    run_dir = Path(run_dir)
+    artifacts.load(run_dir, "train")
+    run_metrics = artifacts.read_json(run_dir / "metrics.json")
+    classes = tuple(classes or run_metrics["classes"])
+    predictions = artifacts.read_csv(run_dir / "val_predictions.csv")
+    y_true = predictions.label.map(classes.index).to_numpy()
+    results = {rule: _scored(y_true, predictions[f"pred_{rule}"].map(classes.index).to_numpy(), classes)
+               for rule in voting.VOTING_RULES}
+    return {"metrics": run_metrics, "results": results, "model": None, "run_dir": run_dir}
+
+
+# ------------------------------------------------------------------------------------------ K-fold runs
+
+def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
+    """One ``Prepared`` per fold of a K-fold run (its ``folds.csv``): that fold's images are ``val``."""
+    path = Path(run_dir) / "folds.csv"
+    assignment = artifacts.read_csv(path)
+    folds_id = artifacts.file_digest(path)[:12]
+    fold_of = assignment.set_index("sample_index").fold
+    labelled = prep.tiles.split != "test"
+    preps = []
+    for k in sorted(assignment.fold.unique()):
+        split = assignment.assign(split=np.where(assignment.fold == k, "val", "train")).drop(columns="fold")
+        tiles = prep.tiles.copy()
+        tiles.loc[labelled, "split"] = np.where(tiles.loc[labelled, "sample_index"].map(fold_of) == k, "val", "train")
+        preps.append(dataclasses.replace(prep, split=split, tiles=tiles, baseline_scores=None,
+                                         tiles_id=artifacts.fingerprint([prep.tiles_id, folds_id, int(k)])))
+    return preps
+
+
+def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
+                folds: int = 5, seed: int = 42, redo: bool = False, **train_kwargs) -> dict:
+    """K-fold cross-validation by image: one model per fold (``run_dir/fold_k``, each a train run), then the
+    out-of-fold image-level macro F1 with its bootstrap interval (``metrics.json``: ``oof_macro_f1``,
+    ``oof_macro_f1_ci``), the number to compare models by. The fold models together form an ensemble for
+    ``predict``. A K-fold run counts as finished only when every fold is."""
+    run_dir = Path(run_dir)
+    train_settings = {k: (weights_identity(v) if k == "weights" else v) for k, v in sorted(train_kwargs.items())
+                      if k != "strategy"}
+    req = artifacts.request("kfold", data=prep.data_note, inputs={"tiles": prep.tiles_id},
+                            settings={"model": model_name, "profile": profile, "folds": folds, "seed": seed,
+                                      "train": train_settings, **_stain_setting(prep)})
+    with artifacts.lock(run_dir):
+        reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
+        if reason is None:
+            print(f"reusing {shown(run_dir)}")
+            return {"metrics": artifacts.read_json(run_dir / "metrics.json"),
+                    "oof": artifacts.read_csv(run_dir / "oof_predictions.csv")}
+        if reason not in ("not made yet", "not finished (no record)"):
+            # no deleting first: each fold run replaces its finished model only once the new one is complete,
+            # and this record is replaced last (until then, a fold already replaced makes predict refuse the mix)
+            print(portable(f"{shown(run_dir)}: {reason}: training it again"))
+        kept = prep.clean[prep.clean.status == "kept"]
+        artifacts.write_csv(tiling.assign_folds(kept, folds, seed=seed), run_dir / "folds.csv")
+        oof, per_fold, fold_ids = [], [], []
+        for k, fold_prep in enumerate(fold_preps(prep, run_dir)):
+            print(f"== fold {k + 1}/{folds}: {(fold_prep.split.split == 'val').sum()} validation images")
+            result = train_run(fold_prep, run_dir / f"fold_{k}", model_name, profile, with_baselines=False, seed=seed,
+                               redo=redo, **train_kwargs)
+            per_fold.append(result["metrics"]["validation"])
+            oof.append(artifacts.read_csv(run_dir / f"fold_{k}" / "val_predictions.csv").assign(fold=k))
+            fold_ids.append(artifacts.read_json(run_dir / f"fold_{k}" / artifacts.RECORD)["id"])
+        oof = pd.concat(oof, ignore_index=True)
+        artifacts.write_csv(oof, run_dir / "oof_predictions.csv")
+        y_true = oof.label.map(prep.classes.index).to_numpy()
+        scores = {rule: metrics.image_scores(y_true, oof[f"pred_{rule}"].map(prep.classes.index).to_numpy(),
+                                             n_classes=len(prep.classes)) for rule in voting.VOTING_RULES}
+        first = artifacts.read_json(run_dir / "fold_0" / "metrics.json")
+        run_metrics = {"model": model_name, "profile": profile, "data": prep.data_note, "classes": list(prep.classes),
+                       "weights": first["weights"], "folds": folds, "oof": scores,
+                       "oof_macro_f1": scores["hard"]["macro_f1"], "oof_macro_f1_ci": scores["hard"]["macro_f1_ci95"],
+                       "per_fold_validation": per_fold}
+        artifacts.write_json(run_dir / "metrics.json", run_metrics)
+        artifacts.complete(run_dir, req, ["folds.csv", "oof_predictions.csv", "metrics.json"],
+                           extra={"fold_runs": [f"fold_{k}" for k in range(folds)], "fold_ids": fold_ids})
+    return {"metrics": run_metrics, "oof": oof}
+
+
+# ------------------------------------------------------------------------------------------ prediction
+
+def load_run(run_dir: Path | str):
+    """(model, config) of a finished run (its record verified)."""
+    run_dir = Path(run_dir)
+    artifacts.load(run_dir, "train")
+    config = artifacts.read_json(run_dir / "config.json")
+    try:
+        model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    except Exception as e:  # Keras raises many kinds for a damaged or foreign file
+        raise artifacts.ArtifactError(f"{run_dir / 'model.keras'}: cannot load the model ({type(e).__name__}: "
+                                      f"{str(e)[:200]})") from e
+    bad, total = nonfinite(model)
+    if bad:
+        raise artifacts.ArtifactError(f"{run_dir / 'model.keras'}: {bad:,} of {total:,} weights are not finite "
+                                      "(training diverged); train it again with a lower --learning-rate")
+    return model, config
+
+
+def model_dirs(run_dirs) -> list[Path]:
+    """The finished train runs that ``run_dirs`` stand for: a train run itself, a K-fold run every fold.
+    Anything else (an unfinished or damaged run, a K-fold run missing a fold) is an ``ArtifactError``."""
+    found = []
+    for run_dir in map(Path, [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs):
+        record = artifacts.load(run_dir)
+        if record["stage"] == "train":
+            found.append(run_dir)
+        elif record["stage"] == "kfold":
+            for name, fold_id in zip(record["fold_runs"], record["fold_ids"]):
+                if artifacts.load(run_dir / name, "train")["id"] != fold_id:
+                    raise artifacts.ArtifactError(f"{run_dir / name}: not the fold model this K-fold run recorded")
+                found.append(run_dir / name)
+        else:
+            raise artifacts.ArtifactError(f"{run_dir}: a {record['stage']} artifact, not a run")
+    return found
+
+
+@dataclass(frozen=True)
+class TileProbabilities:
+    """Tile probabilities averaged over an ensemble's models (before voting), with what voting needs."""
+
+    probabilities: np.ndarray   # (n_tiles, n_classes)
+    image_numbers: np.ndarray   # row of ``table`` each tile belongs to
+    weights: np.ndarray         # mask-pixel share of each tile in its image
+    table: pd.DataFrame         # one row per image (``pipeline.image_table``)
+    configs: tuple[dict, ...]   # each model's config.json
+
+    def vote(self, rule: str = "hard") -> np.ndarray:
+        return voting.vote(self.probabilities, self.image_numbers, self.weights, len(self.table), rule)
+
+
+def run_stain(dirs, configs):
+    """The stain normaliser the runs' tiles went through in training (the same for all, or none), which their
+    input tiles must go through too."""
+    stains = {json.dumps(c.get("stain_normalization"), sort_keys=True) for c in configs}
+    if len(stains) > 1:
+        raise ValueError(f"runs {', '.join(map(str, dirs))} were trained on differently stain-normalised tiles; "
+                         "an ensemble needs one normalisation")
+    return normalizer_from_settings(configs[0].get("stain_normalization"))
+
+
+def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...],
+                           tta: bool = False, batch_size: int = 32) -> TileProbabilities:
+    """Tile probabilities averaged over every model of ``run_dirs``. All runs must share one tiling and label set."""
+    dirs = model_dirs(run_dirs)
+    configs = [artifacts.read_json(d / "config.json") for d in dirs]
+    if len({artifacts.fingerprint(c["tiling"]) for c in configs}) > 1:
+        raise ValueError(f"runs {', '.join(map(str, dirs))} were tiled differently; an ensemble needs one tiling")
+    if len({tuple(c.get("classes", LABELS)) for c in configs}) > 1:
+        raise ValueError(f"runs {', '.join(map(str, dirs))} predict different label sets; an ensemble needs one")
+    stain = run_stain(dirs, configs)
+    tiling_config = tiling.TilingConfig(**configs[0]["tiling"])
+    dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tiling_config.tile_size,
+                                    stride=tiling_config.stride, batch_size=batch_size, with_labels=False,
+                                    cache="memory" if len(dirs) > 1 else None, stain=stain)
+    total = None
+    for d, config in zip(dirs, configs):
+        model, _ = load_run(d)
+        probabilities, numbers, weights = predict_tiles(model, dataset, config.get("from_logits", False), tta)
+        total = probabilities if total is None else total + probabilities
+    return TileProbabilities(total / len(dirs), numbers, weights, pipeline.image_table(tiles, manifest, splits),
+                             tuple(configs))
+
+
+def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",
+                tta: bool = False) -> Path:
+    """Predict every test image of ``data_dir`` and write the submission CSV (and a JSON note beside it naming
+    the runs' records). ``run_dir``: one finished run or several (an ensemble: tile probabilities averaged
+    before voting); a K-fold run counts as its fold models. ``tta``: eight dihedral views per tile."""
+    dirs = model_dirs(run_dir)
+    first = artifacts.read_json(dirs[0] / "config.json")
+    tiling_config = tiling.TilingConfig(**first["tiling"])
+    manifest = read_challenge(data_dir)
+    classes = tuple(first.get("classes", LABELS))
+    if classes != read_classes(data_dir):
+        raise ValueError(f"{dirs[0]} predicts {list(classes)}, but {data_dir} has the labels "
+                         f"{list(read_classes(data_dir))}")
+    test = manifest[manifest.split == "test"]
+    tiles = tiling.tile_images(test.assign(label=""), tiling_config)
+    tp = ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
+    path = write_submission(tp.table.sample_index, tp.vote(voting_rule), out, expected=set(test.sample_index),
+                            classes=classes)
+    note = {"runs": [shown(d) for d in dirs], "run_ids": [artifacts.read_json(d / artifacts.RECORD)["id"] for d in dirs],
+            "models": [c["model"] for c in tp.configs], "profiles": sorted({c["profile"] for c in tp.configs}),
+            "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
+            "voting": voting_rule, "tta": tta, "test_images": int(len(test)),
+            "stain_normalization": tp.configs[0].get("stain_normalization")}
+    artifacts.write_json(Path(out).with_suffix(".json"), note)
+    return path

@@ -1,0 +1,318 @@
+"""Small heads trained on an embedding cache (``anndl.engine.embed``) in seconds instead of hours.
+
+* ``linear_probe``: a scikit-learn logistic regression (standardised features) on tile embeddings, voted into
+  images (``hard`` / ``soft`` as everywhere in anndl), and a second one on each image's mean tile embedding
+  (``mean_pool``); the standard linear evaluation of self-supervised encoders.
+* ``attention_mil``: the gated-attention MIL head of ``anndl.models.mil`` (Ilse et al., 2018) on each image's bag of
+  tile embeddings; early stopping watches a stratified 15% of the *training* images, never the scored ones.
+
+A head run writes what a trained run writes (``config.json``, ``metrics.json`` with the validation or, with
+``folds``, the out-of-fold macro F1 and its bootstrap interval, ``val_predictions.csv`` /
+``oof_predictions.csv``) plus its head (``head.pkl`` or ``head.keras``); it is an artifact whose record
+cites the embeddings it read. ``predict`` averages the fold heads' probabilities on the test tiles' cached
+embeddings and writes the submission.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anndl.core import artifacts
+from anndl.evaluate.metrics import image_scores, paired_difference
+
+HEADS = ("linear_probe", "attention_mil")
+STAGE = "head"
+RULES = {"linear_probe": ("hard", "soft", "mean_pool"), "attention_mil": ("attention",)}
+
+
+def _labels(emb, classes) -> np.ndarray:
+    """Class index per embedding row (-1 for test tiles)."""
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(label, -1) for label in emb.tiles.label], np.int64)
+
+
+def _images(emb, rows: np.ndarray):
+    """(image keys in first-appearance order, image number per row) for the embedding rows ``rows``."""
+    keys = list(zip(emb.tiles.split.to_numpy()[rows], emb.tiles.sample_index.to_numpy()[rows]))
+    order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return list(order), np.array([order[k] for k in keys], np.int64)
+
+
+def _fit(head: str, x, y, numbers, n_images, seed: int, num_classes: int):
+    """A fitted head (one or two models) on training rows."""
+    if head == "linear_probe":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        def probe():
+            return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+
+        image_y = np.zeros(n_images, np.int64)
+        image_y[numbers] = y
+        return {"tiles": probe().fit(x, y), "mean_pool": probe().fit(_mean_pool(x, numbers, n_images), image_y)}
+    from sklearn.model_selection import train_test_split
+
+    from anndl.models import mil
+
+    image_y = np.zeros(n_images, np.int64)
+    image_y[numbers] = y
+    bags, mask = mil.bags(x, numbers, n_images)
+    counts = np.bincount(image_y, minlength=num_classes)
+    n_val = max(int(round(0.15 * n_images)), 1)
+    stratify = image_y if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
+    inner_train, inner_val = train_test_split(np.arange(n_images), test_size=n_val, random_state=seed, stratify=stratify)
+    return mil.train_mil(bags[inner_train], mask[inner_train], image_y[inner_train], bags[inner_val],
+                         mask[inner_val], image_y[inner_val], seed=seed, num_classes=num_classes)
+
+
+def _mean_pool(x, numbers, n_images):
+    sums = np.zeros((n_images, x.shape[1]))
+    np.add.at(sums, numbers, x)
+    return sums / np.bincount(numbers, minlength=n_images)[:, None]
+
+
+def _probabilities(head: str, model, x, numbers, n_images) -> dict:
+    """Per rule's input: tile probabilities (linear probe) and image probabilities (mean pool, attention)."""
+    if head == "linear_probe":
+        return {"tiles": model["tiles"].predict_proba(x),
+                "mean_pool": model["mean_pool"].predict_proba(_mean_pool(x, numbers, n_images))}
+    from anndl.models import mil
+
+    bags, mask = mil.bags(x, numbers, n_images)
+    probabilities, attention = mil.predict_mil(model, bags, mask)
+    return {"attention": probabilities, "attention_weights": attention}
+
+
+def _full(probabilities: np.ndarray, classes_seen, num_classes: int) -> np.ndarray:
+    """Probabilities over all classes (a class absent from a fold's training images gets 0)."""
+    if probabilities.shape[1] == num_classes:
+        return probabilities
+    out = np.zeros((len(probabilities), num_classes))
+    out[:, np.asarray(classes_seen)] = probabilities
+    return out
+
+
+def _predict_rules(head, model, x, numbers, n_images, weights, num_classes) -> dict[str, np.ndarray]:
+    """Class probabilities per image for every rule of ``head``."""
+    from anndl.evaluate import voting
+
+    p = _probabilities(head, model, x, numbers, n_images)
+    if head == "attention_mil":
+        return {"attention": p["attention"]}
+    tiles = _full(p["tiles"], model["tiles"].classes_, num_classes)
+    # hard: the image's vote as a one-hot row; soft: its mask-weighted mean tile probability (same argmax as
+    # voting.vote(..., "soft")); both can be averaged over fold heads
+    return {"hard": np.eye(num_classes)[voting.vote(tiles, numbers, weights, n_images, "hard")],
+            "soft": _weighted(tiles, numbers, weights, n_images),
+            "mean_pool": _full(p["mean_pool"], model["mean_pool"].classes_, num_classes)}
+
+
+def _weighted(tiles, numbers, weights, n_images):
+    out = np.zeros((n_images, tiles.shape[1]))
+    np.add.at(out, numbers, tiles * np.asarray(weights, np.float64)[:, None])
+    return out / np.maximum(out.sum(1, keepdims=True), 1e-12)
+
+
+def _save(head, model, folder: Path) -> str:
+    if head == "linear_probe":
+        artifacts.write_bytes(folder / "head.pkl", pickle.dumps(model))
+        return "head.pkl"
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # Keras writes the file itself; then moved atomically
+        model.save(Path(tmp) / "head.keras")
+        artifacts.write_bytes(folder / "head.keras", (Path(tmp) / "head.keras").read_bytes())
+    return "head.keras"
+
+
+def _load(head, folder: Path):
+    if head == "linear_probe":
+        return pickle.loads((folder / "head.pkl").read_bytes())
+    import keras
+
+    from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
+
+    return keras.models.load_model(folder / "head.keras", compile=False)
+
+
+def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds: int | None = None,
+               seed: int = 42, redo: bool = False) -> dict:
+    """Train ``head`` on the embedding cache ``emb`` (``anndl.engine.embed.Embeddings``) for the images of ``prep``:
+    on its train split scored on val, or with ``folds`` one head per fold scored out of fold."""
+    from anndl.data import tiling
+    from anndl.evaluate import voting
+
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+    run_dir = Path(run_dir)
+    classes = tuple(prep.classes)
+    req = artifacts.request(STAGE, data=prep.data_note, inputs={"embeddings": emb.record["id"]},
+                            settings={"head": head, "folds": folds, "seed": seed, "classes": list(classes)})
+    result = {}
+
+    def build(out):
+        labels = _labels(emb, classes)
+        labelled = np.flatnonzero(emb.tiles.split.isin(["train", "val"]).to_numpy())
+        sample = emb.tiles.sample_index.to_numpy()
+        if folds:
+            kept = prep.clean[prep.clean.status == "kept"]
+            assignment = tiling.assign_folds(kept, folds, seed=seed)
+            artifacts.write_csv(assignment, out / "folds.csv")
+            fold_of = assignment.set_index("sample_index").fold
+            row_fold = pd.Series(sample[labelled]).map(fold_of).to_numpy()
+            if pd.isna(row_fold).any():
+                raise ValueError(f"{emb.folder}: embedded images missing from the fold assignment; embed again")
+            splits = [(labelled[row_fold != k], labelled[row_fold == k], f"fold_{k}/") for k in range(folds)]
+        else:
+            split = emb.tiles.split.to_numpy()
+            splits = [(np.flatnonzero(split == "train"), np.flatnonzero(split == "val"), "")]
+        files, predictions, per_fold = ["folds.csv"] if folds else [], [], []
+        for k, (train_rows, val_rows, prefix) in enumerate(splits):
+            keys, numbers = _images(emb, train_rows)
+            model = _fit(head, emb.embeddings[train_rows], labels[train_rows], numbers, len(keys), seed + k,
+                         len(classes))
+            files.append(prefix + _save(head, model, out / prefix))
+            val_keys, val_numbers = _images(emb, val_rows)
+            y_true = np.zeros(len(val_keys), np.int64)
+            y_true[val_numbers] = labels[val_rows]
+            probs = _predict_rules(head, model, emb.embeddings[val_rows], val_numbers, len(val_keys),
+                                   emb.tiles.weight.to_numpy()[val_rows], len(classes))
+            frame = pd.DataFrame({"sample_index": [s for _, s in val_keys], "label": [classes[i] for i in y_true],
+                                  **{f"pred_{r}": [classes[i] for i in p.argmax(1)] for r, p in probs.items()}})
+            per_fold.append({r: image_scores(y_true, p.argmax(1), n_classes=len(classes))
+                             for r, p in probs.items()})
+            predictions.append(frame.assign(fold=k) if folds else frame)
+        table = pd.concat(predictions, ignore_index=True)
+        name = "oof_predictions.csv" if folds else "val_predictions.csv"
+        artifacts.write_csv(table, out / name)
+        y_true = table.label.map(classes.index).to_numpy()
+        scores = {r: image_scores(y_true, table[f"pred_{r}"].map(classes.index).to_numpy(),
+                                         n_classes=len(classes)) for r in RULES[head]}
+        encoder = emb.encoder
+        metrics = {"model": head, "profile": "n/a (a head on cached embeddings)", "data": prep.data_note,
+                   "classes": list(classes), "weights": encoder["weights"], "encoder": encoder,
+                   "embeddings": {"folder": str(emb.folder.resolve()), "id": emb.record["id"]},
+                   "selected_by": "no selection (linear probe)" if head == "linear_probe" else
+                   "validation loss on 15% of the training images (early stopping)"}
+        primary = RULES[head][0]
+        if folds:
+            metrics |= {"folds": folds, "oof": scores, "oof_macro_f1": scores[primary]["macro_f1"],
+                        "oof_macro_f1_ci": scores[primary]["macro_f1_ci95"], "per_fold_validation": per_fold}
+        else:
+            metrics["validation"] = scores
+        config = {"model": head, "head": True, "profile": metrics["profile"], "data": prep.data_note,
+                  "classes": list(classes), "weights": encoder["weights"], "encoder": encoder,
+                  "embeddings": metrics["embeddings"], "folds": folds, "seed": seed,
+                  "rules": list(RULES[head]), "tiling": emb.record["settings"]["tiling"]}
+        artifacts.write_json(out / "metrics.json", metrics)
+        artifacts.write_json(out / "config.json", config)
+        result["metrics"] = metrics
+        return files + [name, "metrics.json", "config.json"]
+
+    artifacts.ensure(run_dir, req, build, redo=redo, label=str(run_dir))
+    if not result:
+        result["metrics"] = artifacts.read_json(run_dir / "metrics.json")
+    return {"metrics": result["metrics"], "run_dir": run_dir}
+
+
+def is_head_run(run_dir: Path | str) -> bool:
+    config = Path(run_dir) / "config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("head"))
+
+
+def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: str | None = None) -> Path:
+    """The submission of a head run: its head(s) on the cached test-tile embeddings (fold heads averaged)."""
+    from anndl.data import describe_data, read_challenge, read_classes
+    from anndl.engine import embed
+    from anndl.evaluate import submission
+
+    run_dir = Path(run_dir)
+    artifacts.load(run_dir, STAGE)
+    config = artifacts.read_json(run_dir / "config.json")
+    head, classes = config["model"], tuple(config["classes"])
+    rule = rule if rule in config["rules"] else config["rules"][0]
+    if classes != read_classes(data_dir):
+        raise ValueError(f"{run_dir} predicts {list(classes)}, but {data_dir} has the labels {list(read_classes(data_dir))}")
+    emb = embed.load(config["embeddings"]["folder"])
+    if emb.record["id"] != config["embeddings"]["id"]:
+        raise ValueError(f"{emb.folder}: the embeddings changed since {run_dir} was trained; train the head again")
+    test = read_challenge(data_dir).query("split == 'test'")
+    rows = np.flatnonzero(emb.tiles.split.to_numpy() == "test")
+    keys, numbers = _images(emb, rows)
+    if {s for _, s in keys} != set(test.sample_index):
+        raise ValueError(f"{emb.folder}: its test tiles are not those of {data_dir}; embed this folder first")
+    folders = [run_dir / f"fold_{k}" for k in range(config["folds"])] if config["folds"] else [run_dir]
+    total = 0
+    for folder in folders:
+        total = total + _predict_rules(head, _load(head, folder), emb.embeddings[rows], numbers, len(keys),
+                                       emb.tiles.weight.to_numpy()[rows], len(classes))[rule]
+    path = submission.write_submission([s for _, s in keys], total.argmax(1), out, expected=set(test.sample_index),
+                                   classes=classes)
+    artifacts.write_json(Path(out).with_suffix(".json"), {
+        "runs": [str(run_dir.resolve())], "models": [head], "weights": [config["weights"]],
+        "encoder": config["encoder"], "data": describe_data(data_dir), "voting": rule, "heads": len(folders),
+        "test_images": int(len(test))})
+    return path
+
+
+def attention_maps(run_dir: Path | str, emb, fold: int = 0) -> list[tuple[str, pd.DataFrame, np.ndarray]]:
+    """(sample_index, its tiles (x, y), attention per tile) for the images an attention-MIL fold head scored."""
+    from anndl.models import mil
+
+    run_dir = Path(run_dir)
+    config = artifacts.read_json(run_dir / "config.json")
+    if config["model"] != "attention_mil":
+        raise ValueError(f"{run_dir}: a {config['model']} run has no attention")
+    folder = run_dir / f"fold_{fold}" if config["folds"] else run_dir
+    oof = pd.read_csv(run_dir / ("oof_predictions.csv" if config["folds"] else "val_predictions.csv"),
+                      keep_default_na=False)
+    names = set(oof[oof.fold == fold].sample_index) if config["folds"] else set(oof.sample_index)
+    rows = np.flatnonzero(emb.tiles.split.isin(["train", "val"]).to_numpy() & emb.tiles.sample_index.isin(names))
+    keys, numbers = _images(emb, rows)
+    bags, mask = mil.bags(emb.embeddings[rows], numbers, len(keys))
+    _, attention = mil.predict_mil(_load("attention_mil", folder), bags, mask)
+    tiles = emb.tiles.iloc[rows]
+    return [(name, tiles[numbers == i][["x", "y"]], attention[i][: int(mask[i].sum())])
+            for i, (_, name) in enumerate(keys)]
+
+
+def compare_oof(prep, runs: dict[str, tuple[Path | str, str]], seed: int = 0) -> pd.DataFrame:
+    """Out-of-fold scores of K-fold runs on the same folds (``{name: (run folder, rule)}``; head runs and
+    ``train --folds`` runs alike) beside the colour-histogram and majority baselines, each with its bootstrap
+    interval and its gain over the first row with a paired-bootstrap interval."""
+    from anndl.engine.experiment import fold_preps
+    from anndl.evaluate import voting
+    from anndl.evaluate.baselines import baseline_predictions, colour_features
+
+    folds = {(Path(r) / "folds.csv").read_text() for r, _ in runs.values()}
+    if len(folds) != 1:
+        raise ValueError("the runs were trained on different folds; use the same --folds and seed")
+    classes = tuple(prep.classes)
+    tables = {name: pd.read_csv(Path(r) / "oof_predictions.csv", keep_default_na=False).set_index("sample_index")
+              for name, (r, _) in runs.items()}
+    first = next(iter(tables.values()))
+    preds = {name: tables[name].loc[first.index, f"pred_{rule}"].map(classes.index).to_numpy()
+             for name, (_, rule) in runs.items()}
+    kept = prep.clean[prep.clean.status == "kept"].sample_index
+    features = colour_features(prep.manifest, kept)
+    base = pd.concat([baseline_predictions(f.manifest, f.split, features)
+                      for f in fold_preps(prep, next(iter(runs.values()))[0])]).set_index("sample_index").loc[first.index]
+    preds["colour-histogram baseline (no CNN)"] = base.colour_histogram.to_numpy()
+    preds["majority class"] = base.majority.to_numpy()
+    y_true = first.label.map(classes.index).to_numpy()
+    reference = next(iter(preds.values()))
+    rows = []
+    for i, (name, predicted) in enumerate(preds.items()):
+        scores = image_scores(y_true, predicted, seed, len(classes))
+        gain = paired_difference(y_true, reference, predicted, seed=seed, n_classes=len(classes))
+        rows.append({"variant": name, "oof_macro_f1": scores["macro_f1"], "ci95_low": scores["macro_f1_ci95"][0],
+                     "ci95_high": scores["macro_f1_ci95"][1], "images": scores["images"], "gain": gain["gain"],
+                     "gain_ci95": gain["gain_ci95"], "verdict": "—" if i == 0 else
+                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,306 @@
+"""Training engine shared by every model: Lion, losses, callbacks, image-level model selection.
+
+Early stopping and checkpoint selection watch the **image-level validation macro F1** (the challenge
+metric, computed by voting at each epoch end), not a tile-level score: the report's code watched a
+tile-level weighted F1, which is not what the leaderboard measures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from anndl.core import artifacts
+from anndl.core.config import TrainConfig
+from anndl.core.labels import NUM_CLASSES
+from anndl.engine.callbacks import tensorboard_callback
+from anndl.engine.inference import predict_tiles
+from anndl.evaluate.metrics import macro_f1
+from anndl.evaluate.voting import VOTING_RULES, vote
+
+MONITOR = "val_image_macro_f1"
+
+
+class Diverged(ValueError):
+    """Training produced a non-finite loss, metric or weight: the run is refused (nothing counts as finished)."""
+
+
+def nonfinite(model: keras.Model) -> tuple[int, int]:
+    """(non-finite values, all values) in ``model``'s weights."""
+    bad = total = 0
+    for variable in model.weights:
+        values = np.asarray(keras.ops.convert_to_numpy(variable))
+        if values.dtype.kind == "f":
+            bad += int(values.size - np.isfinite(values).sum())
+            total += int(values.size)
+    return bad, total
+
+
+def _advice(learning_rate: float | None, phase: int) -> str:
+    if learning_rate is None:
+        return "nothing was recorded as finished; try a lower --learning-rate"
+    if phase == 1:
+        return f"nothing was recorded as finished; try a lower --learning-rate (phase 1's is {learning_rate:g})"
+    return (f"nothing was recorded as finished; try a lower learning rate (phase {phase}'s is {learning_rate:g}; "
+            "--learning-rate sets phase 1's)")
+
+
+class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
+    """``keras.callbacks.TerminateOnNaN`` (its batch-loss check, raising), with one line naming the run, the
+    phase and the epoch; at each epoch end every logged loss and metric must be finite too (it runs first)."""
+
+    def __init__(self, run: str, phase: int, learning_rate: float | None = None):
+        super().__init__(raise_error=True)
+        self.run, self.phase, self.learning_rate, self.epoch = run, phase, learning_rate, 0
+
+    def _fail(self, what: str):
+        raise Diverged(f"{self.run}: training diverged in phase {self.phase}, epoch {self.epoch + 1} ({what}): "
+                       + _advice(self.learning_rate, self.phase))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError:
+            self._fail(f"loss {float((logs or {}).get('loss')):g} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in sorted((logs or {}).items()):
+            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                self._fail(f"{key} {float(value):g}")
+
+
+def make_loss(config: TrainConfig, from_logits: bool = False) -> keras.losses.Loss:
+    """Cross-entropy (plain or, with class weights passed to fit, weighted) or focal loss on one-hot labels."""
+    if config.loss == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(gamma=config.focal_gamma, from_logits=from_logits)
+    return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+
+
+def class_weights(labels: np.ndarray, n_classes: int = NUM_CLASSES) -> dict[int, float]:
+    """Inverse-frequency weights n / (k * count), for weighted cross-entropy."""
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    return {c: float(len(labels) / (n_classes * counts[c])) if counts[c] else 0.0 for c in range(n_classes)}
+
+
+def one_hot(dataset: tf.data.Dataset, n_classes: int = NUM_CLASSES) -> tf.data.Dataset:
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, n_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class ImageF1(keras.callbacks.Callback):
+    """At each epoch end: vote the validation tiles into images and log macro F1 for every rule.
+
+    ``logs['val_image_macro_f1']`` is the selected rule's score, for EarlyStopping/ModelCheckpoint,
+    which must come after this callback in the list.
+    """
+
+    def __init__(self, dataset, y_true: np.ndarray, rule: str = "hard", from_logits: bool = False):
+        super().__init__()
+        self.dataset, self.y_true, self.rule, self.from_logits = dataset, np.asarray(y_true), rule, from_logits
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        probabilities, numbers, weights = predict_tiles(self.model, self.dataset, self.from_logits)
+        for rule in VOTING_RULES:
+            logs[f"val_image_f1_{rule}"] = macro_f1(self.y_true, vote(probabilities, numbers, weights,
+                                                                      len(self.y_true), rule), probabilities.shape[1])
+        logs[MONITOR] = logs[f"val_image_f1_{self.rule}"]
+
+
+class RunProgress(keras.callbacks.Callback):
+    """After each epoch, each written atomically: the log row, the best weights (when the score improved)
+    and the resume state (every model and optimizer variable, seed-generator states included). Stops
+    training after ``patience`` epochs without improvement (as ``EarlyStopping``, but resumable)."""
+
+    def __init__(self, run_dir: Path, log_name: str, rows: list[dict], best: float | None, wait: int,
+                 patience: int, phase: int, state_info: dict | None = None):
+        super().__init__()
+        self.run_dir, self.log_name, self.rows, self.best, self.wait = run_dir, log_name, rows, best, wait
+        self.patience, self.phase, self.state_info = patience, phase, state_info or {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.rows.append({"epoch": epoch, **{k: float(logs[k]) for k in sorted(logs)}})
+        score = float(logs[MONITOR])
+        if self.best is None or score > self.best:
+            self.best, self.wait = score, 0
+            save_weights(self.model, best_path(self.run_dir))
+        else:
+            self.wait += 1
+        artifacts.write_csv(pd.DataFrame(self.rows), self.run_dir / self.log_name)
+        save_state(self.model, self.run_dir, {**self.state_info, "phase": self.phase, "complete": False,
+                                              "epochs": len(self.rows), "best": self.best, "wait": self.wait})
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+
+
+def save_weights(model: keras.Model, path: Path) -> None:
+    """``model.save_weights`` to a temporary name, then ``os.replace`` (a kill never leaves half a file).
+    Non-finite weights are refused (``Diverged``); a failed write (full disk) is an ``ArtifactError`` naming
+    ``path``, and the temporary file is removed."""
+    bad, total = nonfinite(model)
+    if bad:
+        raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
+                       + _advice(None, 0))
+    save_atomically(model.save_weights, path, f".{path.stem}.tmp.weights.h5", weight_bytes(model))
+
+
+def weight_bytes(model: keras.Model) -> int:
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+
+
+def _memory_folder(needed: int) -> str | None:
+    """A memory-backed folder (``/dev/shm``) with room for ``needed`` bytes, or None."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if st.f_bavail * st.f_frsize > 2 * needed + (64 << 20) else None
+
+
+def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None:
+    """``save(tmp)`` (Keras / h5py saving), then into place atomically. HDF5 writes into memory (``/dev/shm``,
+    where it has room) and ``artifacts.write_bytes`` puts the bytes on disk: HDF5 crashes the process on a full
+    disk, ``write_bytes`` gives one line naming ``path``. Elsewhere ``save(tmp)`` then ``os.replace``; any
+    failure removes ``tmp`` and becomes one ``ArtifactError`` line naming ``path``."""
+    import tempfile
+
+    path = Path(path)
+    memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
+    if memory is not None:
+        with tempfile.TemporaryDirectory(dir=memory, prefix="anndl-") as scratch:
+            staged = Path(scratch) / tmp_name.lstrip(".")
+            try:
+                save(staged)
+            except Exception as e:
+                raise artifacts.ArtifactError(f"{path}: could not write ({' '.join(str(e).split())[:200]})") from e
+            data = staged.read_bytes()
+        artifacts.write_bytes(path, data)
+        return
+    tmp = path.with_name(tmp_name)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        cause = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
+        raise artifacts.ArtifactError(f"{path}: could not write ({cause or type(e).__name__})") from e
+
+
+def state_dir(run_dir: Path | str) -> Path:
+    return Path(run_dir) / "resume"
+
+
+def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
+    """The resume state: every variable of the model and its optimizer (``state.npz``), then ``state.json``
+    (written last: it is what makes the state count)."""
+    buffer = io.BytesIO()
+    optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
+    np.savez(buffer, *[np.asarray(v.numpy()) for v in model.variables],
+             *[np.asarray(v.numpy()) for v in optimizer_variables])
+    data = buffer.getvalue()
+    artifacts.write_bytes(state_dir(run_dir) / "state.npz", data)
+    artifacts.write_json(state_dir(run_dir) / "state.json",
+                         dict(info, model_variables=len(model.variables), sha256=hashlib.sha256(data).hexdigest()))
+
+
+def load_state(run_dir: Path | str) -> dict | None:
+    """The saved resume state (``state.json`` plus its arrays under ``arrays``), or None when there is none
+    or it does not verify."""
+    folder = state_dir(run_dir)
+    try:
+        info = json.loads((folder / "state.json").read_text())
+        data = (folder / "state.npz").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        return None
+    with np.load(io.BytesIO(data)) as arrays:
+        info["arrays"] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    return info
+
+
+def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None:
+    """Assign a saved state's values to the model's variables (and, with ``with_optimizer``, its optimizer's,
+    built first on the variables that train in this phase)."""
+    arrays = state["arrays"]
+    n = state["model_variables"]
+    for variable, value in zip(model.variables, arrays[:n], strict=True):
+        variable.assign(value)
+    if with_optimizer:
+        model.optimizer.build(model.trainable_variables)
+        for variable, value in zip(model.optimizer.variables, arrays[n:], strict=True):
+            variable.assign(value)
+
+
+def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
+    """``model.compile`` with the engine's compile options."""
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds, val_labels: np.ndarray,
+        config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
+        from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
+        initial_best: float | None = None, resume: dict | None = None, state_info: dict | None = None,
+        callbacks=()) -> list[dict]:
+    """Compile and train one phase with image-level selection; returns the phase's log rows.
+
+    ``train_ds``: the batches of every epoch from ``initial_epoch`` on, ``steps_per_epoch`` per epoch
+    (``pipeline.training_dataset``). Writes ``run_dir/log_name`` (one row per epoch), ``best.weights.h5``
+    and the resume state after every epoch; the model ends with the best epoch's weights. ``initial_best``:
+    the score an earlier phase reached (this phase's checkpoint replaces it only when it beats it).
+    ``resume``: a saved state of this phase (``load_state``): training continues after its last epoch.
+    ``state_info``: recorded in every resume state (e.g. the id of the run's request).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    compile_model(model, optimizer, make_loss(config, from_logits),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="tile_accuracy")])
+    rows, best, wait = [], initial_best, 0
+    if resume is not None:
+        restore_state(model, resume, with_optimizer=True)
+        rows = artifacts.read_csv(run_dir / log_name).iloc[: resume["epochs"]].to_dict("records")
+        best, wait = resume["best"], resume["wait"]
+        print(f"resuming from epoch {initial_epoch + len(rows) + 1} (phase {phase}; {len(rows)} epoch(s) done)")
+    done = len(rows)
+    progress = RunProgress(run_dir, log_name, rows, best, wait, config.patience, phase, state_info)
+    n_classes = int(model.output_shape[-1])
+    weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
+    if done < config.epochs and wait < config.patience:
+        model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch,
+                  validation_data=one_hot(val_ds, n_classes), epochs=initial_epoch + config.epochs,
+                  initial_epoch=initial_epoch + done, class_weight=weights, verbose=2, shuffle=False,
+                  callbacks=[StopOnNonFinite(_run_name(run_dir), phase, config.learning_rate),
+                             ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress,
+                             tensorboard_callback(run_dir), *callbacks])
+    if best_path(run_dir).exists():
+        with warnings.catch_warnings():  # the checkpoint's optimizer slots belong to another phase: not needed
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(best_path(run_dir))
+    return progress.rows
+
+
+def _run_name(run_dir: Path) -> str:
+    from anndl.core.env import portable
+
+    return portable(run_dir.parent if run_dir.name == artifacts.STAGING else run_dir)
+
+
+def best_path(run_dir: Path | str) -> Path:
+    return Path(run_dir) / "best.weights.h5"

@@ -1,0 +1,62 @@
+"""Trivial baselines measured on the same split as a model, so its score has something to beat.
+
+* ``majority``: every image gets the most frequent training class.
+* ``colour_histogram``: logistic regression on a normalised 8x8x8 RGB histogram of each image's ROI
+  (colour alone, no morphology).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from anndl.core.labels import NUM_CLASSES
+from anndl.data import read_image, read_mask
+from anndl.evaluate.metrics import image_scores
+
+
+def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
+    """Normalised joint RGB histogram of the ROI pixels (the whole image when the mask is empty)."""
+    image, mask = read_image(image_path), read_mask(mask_path)
+    pixels = image[mask] if mask.any() else image.reshape(-1, 3)
+    index = (pixels // (256 // bins)).astype(np.int64)
+    flat = (index[:, 0] * bins + index[:, 1]) * bins + index[:, 2]
+    return np.bincount(flat, minlength=bins ** 3) / len(flat)
+
+
+def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
+    """Colour histograms of the train images ``samples`` (one row each, indexed by sample_index)."""
+    rows = manifest[manifest.split == "train"].set_index("sample_index").loc[list(samples)]
+    features = [colour_histogram(r.image_path, r.mask_path)
+                for r in tqdm(list(rows.itertuples()), desc="baseline features", unit="img")]
+    return pd.DataFrame(np.stack(features), index=rows.index)
+
+
+def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None,
+                         val_features: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Class index per ``val`` image of ``split`` from both baselines, trained on its ``train`` images.
+
+    Columns ``sample_index``, ``label_index``, ``majority``, ``colour_histogram``. ``features``: histograms
+    computed earlier (``colour_features``), e.g. once for every fold of a cross-validation. ``val_features``:
+    the validation images' histograms from elsewhere (the same tissue stained otherwise: a stain shift)."""
+    labels = manifest[manifest.split == "train"].set_index("sample_index").label_index
+    features = colour_features(manifest, split.sample_index) if features is None else features
+    train, val = split[split.split == "train"].sample_index, split[split.split == "val"].sample_index
+    y_train = labels.loc[train].to_numpy()
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
+    model.fit(features.loc[train].to_numpy(), y_train)
+    return pd.DataFrame({"sample_index": val.to_numpy(), "label_index": labels.loc[val].to_numpy(),
+                         "majority": np.bincount(y_train).argmax(),
+                         "colour_histogram": model.predict((features if val_features is None else
+                                                            val_features).loc[val].to_numpy())})
+
+
+def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_classes: int = NUM_CLASSES) -> dict:
+    """Scores of both baselines on the ``val`` images of ``split``, trained on its ``train`` images."""
+    predicted = baseline_predictions(manifest, split)
+    return {name: image_scores(predicted.label_index, predicted[name], seed, n_classes)
+            for name in ("majority", "colour_histogram")}
