@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from anndl.core.artifacts import ArtifactError
-from anndl.core.config import EXTRA_MODELS, MODELS, OUTPUTS, ModelSettings, WeightsUnavailable
+from anndl.core.config import OUTPUTS, ModelSettings, WeightsUnavailable
 from anndl.data import DataError
 from anndl.data.stages import VAL_FRACTION as _VAL_FRACTION
 from anndl.data.tiling import TilingConfig
@@ -22,6 +22,7 @@ from anndl.notebook.hosted import SetupError
 
 _TILING, _MODEL = TilingConfig(), ModelSettings()  # the CLI's defaults are the dataclasses' defaults
 from anndl.engine.heads import HEADS
+from anndl.models import specs
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -128,10 +129,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.model in HEADS and (args.stain_augment or args.stain_normalize):
         raise ValueError(f"--model {args.model} is a head on cached embeddings of the raw tiles: "
                          "--stain-augment and --stain-normalize do not apply to it (use them with a network "
-                         "trained on tiles: scratch_resnet, convnext, vit, encoder)")
+                         f"trained on tiles: {', '.join(specs.names(consumes='tiles'))})")
     if args.model in HEADS and args.learning_rate is not None:
         raise ValueError(f"--model {args.model} is a head on cached embeddings: --learning-rate applies to networks "
-                         "trained on tiles (scratch_resnet, convnext, vit, encoder)")
+                         f"trained on tiles ({', '.join(specs.names(consumes='tiles'))})")
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
     if args.model in HEADS:
@@ -160,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     out = args.out
     prep = _prepare(args, out)
-    models = MODELS if args.model == "all" else (args.model,)
+    models = specs.names(in_all=True) if args.model == "all" else (args.model,)
     for name in models:
         run_dir = out / "runs" / name
         _train(args, prep, name, run_dir, args.weights if len(models) == 1 else None)
@@ -318,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="encoder feature: class token, or class token + mean of patch tokens")
 
     p = sub.add_parser("train", help="clean + tile (or reuse) and train one model into a run folder")
-    training_options(p, (*MODELS, *EXTRA_MODELS, *HEADS))
+    training_options(p, specs.names())
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--work", type=Path, default=None, help="where clean/ and tiles/ live (default: beside --out)")
     p.add_argument("--embeddings", type=Path, default=None,
@@ -353,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="clean -> tile -> train -> predict; reuses finished steps of the same request, "
                                    "resumes interrupted training")
-    training_options(p, (*MODELS, "all"))
+    training_options(p, (*specs.names(consumes="tiles"), "all"))
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_run)
 

@@ -53,7 +53,7 @@ def heads_and_finetune(work: Path) -> dict:
     import numpy as np
 
     from anndl.engine import embed, heads
-    from anndl.models import encoder_last_fifth, freeze_backbone, transfer_model
+    from anndl.models.networks import encoder_last_fifth, freeze_backbone, transfer_model
 
     prep = prepare(work, 0)
     emb = embed.load(work / "emb_float32")

@@ -46,7 +46,7 @@ def anndl_worker(policy: str):
     from anndl.core.config import ScratchResNetConfig, TrainConfig
     from anndl.core.distribute import precision_policy
     from anndl.engine import train
-    from anndl.models import scratch_resnet
+    from anndl.models.networks import scratch_resnet
 
     with precision_policy(policy):
         model = scratch_resnet(ScratchResNetConfig(), SIZE)

@@ -17,7 +17,7 @@ def measure(policy: str) -> float:
     import numpy as np
 
     from anndl.core.config import ScratchResNetConfig
-    from anndl.models import scratch_resnet
+    from anndl.models.networks import scratch_resnet
 
     keras.config.set_dtype_policy(policy)
     model = scratch_resnet(ScratchResNetConfig(), 224)

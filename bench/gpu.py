@@ -95,7 +95,7 @@ def _head(features):
 
 def build_scratch_resnet(tiny: bool):
     from anndl.core.config import ScratchResNetConfig
-    from anndl.models import scratch_resnet
+    from anndl.models.networks import scratch_resnet
 
     if tiny:
         return scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), 32)

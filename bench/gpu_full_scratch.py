@@ -25,7 +25,7 @@ from anndl.data import outliers, synthetic, tiling
 from anndl.evaluate.baselines import run_baselines  # noqa: E402
 from anndl.core.config import SYNTHETIC_DEFAULT, ScratchResNetConfig, scratch_profile  # noqa: E402
 from anndl.data import describe_data, read_challenge, read_image  # noqa: E402
-from anndl.models import scratch_resnet  # noqa: E402
+from anndl.models.networks import scratch_resnet  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "outputs/gpu"))
 

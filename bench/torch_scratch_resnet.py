@@ -1,4 +1,4 @@
-"""The scratch ResNet of ``anndl.models.scratch_resnet`` (default ``ScratchResNetConfig``) in plain PyTorch, for
+"""The scratch ResNet of ``anndl.models.networks.scratch_resnet`` (default ``ScratchResNetConfig``) in plain PyTorch, for
 ``bench/bench_torch_parity.py`` only: torch is never a dependency of anndl, and this file imports nothing of it.
 
 Same architecture, layer for layer: rescale 1/255; stem 3x3/2 conv (no bias), BN, ReLU, 3x3/2 max pool; 2 stacks x

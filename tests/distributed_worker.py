@@ -27,7 +27,7 @@ def main(name: str, n_devices: int) -> dict:
 
     from anndl.core.config import ScratchResNetConfig, TrainConfig
     from anndl.engine import train
-    from anndl.models import scratch_resnet
+    from anndl.models.networks import scratch_resnet
     try:
         from anndl.engine.inference import predict_tiles
     except ImportError:

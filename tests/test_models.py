@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anndl.core.config import ModelSettings
-from anndl.models import registry
+from anndl.models import registry, specs
 
 TILE = 32
 
@@ -35,7 +35,7 @@ def check_model(built: registry.Built, tmp_path, n_classes: int = 4) -> None:
     np.testing.assert_allclose(np.asarray(again(x, training=False)), out, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["scratch_resnet", "convnext", "vit"])
+@pytest.mark.parametrize("name", [s.name for s in specs.SPECS if s.consumes == "tiles" and not s.needs_weights])
 def test_every_registered_model_kind(name, tmp_path):
     check_model(registry.build_model(ModelSettings(name, "smoke", TILE, num_classes=4)), tmp_path)
 
@@ -55,3 +55,23 @@ def test_encoder_kind_from_a_saved_encoder(tmp_path):
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match="unknown model 'resnet'; choose from"):
         registry.build_model(ModelSettings("resnet"))
+
+
+def test_the_cli_and_the_report_read_the_specs():
+    """Adding a model family is one spec (and a builder for a network): the CLI's choices, `run --model all` and the
+    report's row order follow from ``specs.SPECS``; every network spec has a builder and no other name has one."""
+    from anndl import cli
+
+    parser = cli.build_parser()
+    for name in specs.names():
+        assert parser.parse_args(["train", "--model", name, "--out", "x", "--data", "d"]).model == name
+    for name in (*specs.names(consumes="tiles"), "all"):
+        assert parser.parse_args(["run", "--model", name, "--out", "x", "--data", "d"]).model == name
+    for argv in (["train", "--model", "resnet", "--out", "x", "--data", "d"],
+                 ["run", "--model", "linear_probe", "--out", "x", "--data", "d"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    assert specs.names(in_all=True) == ("scratch_resnet", "convnext", "vit")
+    assert set(registry.BUILDERS) == set(specs.names(consumes="tiles"))
+    assert sorted(["vit", "linear_probe", "unknown", "scratch_resnet", "convnext"], key=specs.order) == \
+        ["scratch_resnet", "convnext", "vit", "linear_probe", "unknown"]

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anndl import models
 from anndl.core import distribute
 from anndl.core.config import ScratchResNetConfig, TrainConfig
 from anndl.core.distribute import precision_policy
 from anndl.engine import experiment
 from anndl.engine.train import compile_model, make_loss
-from anndl.models import FusedBatchNormalization, scratch_resnet
+from anndl.models import networks
+from anndl.models.networks import FusedBatchNormalization, scratch_resnet
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
@@ -80,7 +80,7 @@ def test_short_run_f1_is_unchanged_within_its_interval(tiny_data, tmp_path, monk
         return result["metrics"]["validation"]["hard"]
 
     with monkeypatch.context() as patch:
-        patch.setattr(models, "FusedBatchNormalization", keras.layers.BatchNormalization)
+        patch.setattr(networks, "FusedBatchNormalization", keras.layers.BatchNormalization)
         reference = f1("reference", None)
     low, high = reference["macro_f1_ci95"]
     for name, policy in (("fused", None), ("fused_bf16", "mixed_bfloat16")):
@@ -91,7 +91,7 @@ def test_short_run_f1_is_unchanged_within_its_interval(tiny_data, tmp_path, monk
 def test_jax_backend_trains_saves_and_loads_in_bfloat16(tmp_path):
     code = ("import numpy as np, keras\n"
             "from anndl.core.config import ScratchResNetConfig, TrainConfig\n"
-            "from anndl.models import scratch_resnet\n"
+            "from anndl.models.networks import scratch_resnet\n"
             "from anndl.core.distribute import precision_policy\n"
             "from anndl.engine.train import compile_model, make_loss\n"
             "with precision_policy('mixed_bfloat16'):\n"

@@ -168,17 +168,17 @@ def test_normalised_folder_is_a_recorded_challenge_folder(tiny_data, tmp_path, m
 
 
 def test_models_take_an_optional_stain_augmentation(tmp_path):
-    from anndl import models
     from anndl.core.config import ScratchResNetConfig
+    from anndl.models import networks
 
-    model = models.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32,
+    model = networks.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32,
                                   stain_augment="strong")
     assert isinstance(model.get_layer("stain_augmentation"), stain.HEDJitter)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     x = _tiles(2, 32)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-    plain = models.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32)
+    plain = networks.scratch_resnet(ScratchResNetConfig(filters=4, stacks=1, blocks_per_stack=1), tile_size=32)
     assert "stain_augmentation" not in [layer.name for layer in plain.layers]
 
 

@@ -12,7 +12,7 @@ import pytest
 from anndl.core.config import ScratchResNetConfig, TrainConfig
 from anndl.data import read_challenge
 from anndl.engine.train import class_weights, make_loss
-from anndl.models import scratch_resnet
+from anndl.models.networks import scratch_resnet
 
 
 def test_scratch_resnet_shape_names_and_round_trip(tmp_path):

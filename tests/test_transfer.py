@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from anndl.models import (WeightsUnavailable, convnext_backbone, convnext_last_stage, freeze_backbone, transfer_model,
-                          vit_backbone, vit_last_block)
+from anndl.models.networks import (WeightsUnavailable, convnext_backbone, convnext_last_stage, freeze_backbone,
+                                   transfer_model, vit_backbone, vit_last_block)
 from anndl.models.registry import differential_optimizer
 
 

@@ -13,8 +13,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # anndl/core/config.py -> the r
 DATA_ROOT = REPO_ROOT / "data"
 OUTPUTS = REPO_ROOT / "outputs"
 PROFILES = ("smoke", "full")
-MODELS = ("scratch_resnet", "convnext", "vit")
-EXTRA_MODELS = ("encoder",)  # needs --weights: a local encoder (.keras file or KerasHub preset folder)
 
 
 class WeightsUnavailable(RuntimeError):

@@ -24,8 +24,9 @@ import pandas as pd
 
 from anndl.core import artifacts
 from anndl.evaluate.metrics import image_scores, paired_difference
+from anndl.models import specs
 
-HEADS = ("linear_probe", "attention_mil")
+HEADS = specs.names(consumes="embeddings")  # ("linear_probe", "attention_mil")
 STAGE = "head"
 RULES = {"linear_probe": ("hard", "soft", "mean_pool"), "attention_mil": ("attention",)}
 
@@ -136,7 +137,7 @@ def _load(head, folder: Path):
         return pickle.loads((folder / "head.pkl").read_bytes())
     import keras
 
-    from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
+    from anndl.models.networks import mil  # noqa: F401  (registers GatedAttentionPooling)
 
     return keras.models.load_model(folder / "head.keras", compile=False)
 

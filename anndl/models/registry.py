@@ -1,8 +1,8 @@
-"""Model registry: each model name maps to a spec that owns how it is built and trained.
+"""Model builders: for each network trained on tiles (``anndl.models.specs``), how it is built and trained.
 
-A spec knows its builder, its training phases (one for the scratch ResNet; head-only then fine-tuning
-for transfer learning), whether it outputs logits, the optimizer of each phase and which layers train in
-each phase (as KerasHub's tasks own their parts), so no caller tests ``model.name`` strings.
+A builder returns the model with its training phases (one for the scratch ResNet; head-only then fine-tuning for
+transfer learning), whether it outputs logits, each phase's optimizer and which layers train in it (as KerasHub's
+tasks own their parts), so no caller tests ``model.name`` strings.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Callable
 
 import keras
 
-from anndl import models
 from anndl.core.config import ModelSettings, TrainConfig, config_record, scratch_profile, transfer_profile
 from anndl.core.distribute import precision_policy
+from anndl.models import networks
+from anndl.models.specs import SPEC, names
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def _scratch(s: ModelSettings) -> Built:
     model_config, train_config = scratch_profile(s.profile)
     if s.filters is not None:
         model_config = dataclasses.replace(model_config, filters=int(s.filters))
-    model = models.scratch_resnet(model_config, s.tile_size, augment=s.augment, seed=s.seed,
+    model = networks.scratch_resnet(model_config, s.tile_size, augment=s.augment, seed=s.seed,
                                   num_classes=s.num_classes, stain_augment=s.stain_augment)
     record = {"model_config": config_record(c=model_config)["c"],
               "weights": "random initialisation (trained from scratch)", "from_logits": False}
@@ -71,32 +72,35 @@ def _transfer(set_phase2: Callable[[keras.Model], list[str]]):
         if s.filters is not None:
             raise ValueError(f"filters sets the scratch ResNet's width; {s.model} is a pretrained architecture")
         transfer = transfer_profile(s.profile)
-        model, note = models.transfer_model(s.model, s.profile, s.tile_size, transfer.head_units,
+        model, note = networks.transfer_model(s.model, s.profile, s.tile_size, transfer.head_units,
                                             transfer.head_dropout, weights=s.weights, augment=s.augment,
                                             seed=s.seed, num_classes=s.num_classes, stain_augment=s.stain_augment)
 
         def differential(config: TrainConfig):  # backbone at the phase's rate, head at the head rate
             return differential_optimizer(config.learning_rate, transfer.head_learning_rate, transfer.weight_decay)
 
-        phases = (Phase(transfer.phase1, models.freeze_backbone, _adamw), Phase(transfer.phase2, set_phase2, differential))
+        phases = (Phase(transfer.phase1, networks.freeze_backbone, _adamw), Phase(transfer.phase2, set_phase2, differential))
         return Built(model, phases, {"model_config": config_record(c=transfer)["c"], "weights": note,
                                      "from_logits": True}, s)
     return build
 
 
-REGISTRY: dict[str, Callable[[ModelSettings], Built]] = {
+BUILDERS: dict[str, Callable[[ModelSettings], Built]] = {
     "scratch_resnet": _scratch,
-    "convnext": _transfer(models.convnext_last_stage),
-    "vit": _transfer(models.vit_last_block),
-    "encoder": _transfer(models.encoder_last_fifth),
+    "convnext": _transfer(networks.convnext_last_stage),
+    "vit": _transfer(networks.vit_last_block),
+    "encoder": _transfer(networks.encoder_last_fifth),
 }
+if set(BUILDERS) != set(names(consumes="tiles")):  # pragma: no cover - a spec without a builder, or the reverse
+    raise ImportError(f"anndl.models.specs and the builders differ: {sorted(set(BUILDERS) ^ set(names('tiles')))}")
 
 
 def build_model(settings: ModelSettings) -> Built:
     """Build the model ``settings`` name: seeded (the same initial weights wherever it is built), under the
     settings' dtype policy."""
-    if settings.model not in REGISTRY:
-        raise ValueError(f"unknown model {settings.model!r}; choose from {sorted(REGISTRY)}")
+    if settings.model not in BUILDERS:
+        heads = " (a head on cached embeddings: anndl.engine.heads.train_head)" if settings.model in SPEC else ""
+        raise ValueError(f"unknown model {settings.model!r}{heads}; choose from {sorted(BUILDERS)}")
     keras.utils.set_random_seed(settings.seed)
     with precision_policy(settings.mixed_precision):
-        return REGISTRY[settings.model](settings)
+        return BUILDERS[settings.model](settings)

@@ -21,6 +21,7 @@ from anndl.core.env import data_label
 from anndl.notebook import interpret
 from anndl.notebook.interpret import REPORT_TEST_F1  # report Table 1 (real test set)
 from anndl.core.labels import LABELS
+from anndl.models import specs
 
 REFERENCE = "report test F1 (real data)"
 
@@ -128,8 +129,7 @@ def section_table(rows: pd.DataFrame) -> pd.DataFrame:
                     REFERENCE: first[REFERENCE],
                     "runs": ", ".join(sorted({*([s.run] if s is not None else []), *([f.run] if f is not None else [])}))})
     table = pd.DataFrame(out)
-    order = {m: i for i, m in enumerate(("scratch_resnet", "convnext", "vit"))}
-    table["_order"] = table.model.map(lambda m: order.get(m, len(order)))
+    table["_order"] = table.model.map(specs.order)
     return table.sort_values(["_order", "model", "voting"]).drop(columns="_order").reset_index(drop=True)
 
 

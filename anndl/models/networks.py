@@ -1,0 +1,276 @@
+"""Tile classifiers, each a ``keras.Model`` taking uint8-range RGB tiles and owning its preprocessing.
+
+* ``scratch_resnet``: the report's from-scratch ResNet (§4.1; He et al., 2016, "Deep Residual
+  Learning"): a strided stem, ``stacks`` stacks of ``blocks_per_stack`` basic residual blocks whose
+  width doubles per stack, global average pooling, dropout, a 4-way softmax.
+* ``transfer_model('convnext' | 'vit')``: ConvNeXt Large (Liu et al., 2022, ``keras.applications``) or
+  a ViT (Dosovitskiy et al., 2021, KerasHub) backbone with a new head (Dense 256 ReLU, dropout, 4 logits),
+  for two-phase transfer learning; ``set_trainable_stage`` chooses what trains in each phase.
+
+Parts are named (``stem``, ``stack{i}_block{j}``, ``head_*``) so that optimisers and freezing can
+address them by ``variable.path``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from anndl.core.config import ScratchResNetConfig, WeightsUnavailable
+from anndl.core.keras_adapter import sublayers, weighted_leaf_layers
+from anndl.core.labels import NUM_CLASSES
+
+
+def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:
+    """The report's augmentation sets (§6), active only in training: ``geometric`` (flips, rotations, zoom as
+    a random crop), ``photometric`` (brightness, contrast, saturation and hue jitter) or ``both``. Off by
+    default, as in the report (every scheme degraded their scores)."""
+    from anndl.core.config import augment_kind
+
+    kind = augment_kind(kind)
+    geometric = [layers.RandomFlip("horizontal_and_vertical", seed=seed),
+                 layers.RandomRotation(0.5, fill_mode="reflect", seed=seed),
+                 layers.RandomZoom((-0.1, 0.1), fill_mode="reflect", seed=seed)]
+    photometric = [layers.RandomColorJitter(value_range=(0, 255), brightness_factor=0.1, contrast_factor=0.1,
+                                            saturation_factor=(0.4, 0.6), hue_factor=0.02, seed=seed)]
+    chosen = {"geometric": geometric, "photometric": photometric, "both": geometric + photometric}[kind]
+    return keras.Sequential(chosen, name="augmentation")
+
+
+def _stain_augmentation(x, strength: str | float | None, seed: int):
+    """HED stain augmentation (Tellez et al., 2019) on the [0, 255] tiles, or ``x`` unchanged when ``strength``
+    is None; before the generic augmentation, so that it perturbs the stains as scanned."""
+    if strength is None:
+        return x
+    from anndl.data.stain import HEDJitter
+
+    return HEDJitter(strength, seed=seed, name="stain_augmentation")(x)
+
+
+@keras.saving.register_keras_serializable(package="anndl")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` (same variables, config, arguments and moving-statistics update) that,
+    under the TensorFlow back end, on 4-D channels-last inputs, normalises with TensorFlow's fused kernel
+    (``FusedBatchNormV3``: oneDNN's on x86 CPUs, cuDNN's on GPUs).
+
+    Keras 3 upcasts a bfloat16/float16 input to float32 and normalises it in separate elementwise passes (forward and
+    backward); the fused kernel takes the reduced-precision tensor as it is, keeps its statistics in float32 and does
+    each direction in one pass. On a CPU with native bfloat16 (avx512_bf16) that made the scratch ResNet's
+    mixed_bfloat16 training step about 2x faster; on one that emulates bfloat16 it changed nothing (README,
+    "Training speed"). The moving variance is updated with the batch's biased variance, as Keras does (the kernel
+    returns the unbiased one; it is rescaled by (n - 1) / n). Other back ends, inputs and options (masks, renorm,
+    synchronized, no scale or centre) take the Keras layer's own path.
+    """
+
+    def _fused(self, inputs, mask) -> bool:
+        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and self.center and self.scale and not self.renorm
+                and not self.synchronized)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, self.compute_dtype)  # float16/bfloat16 under a mixed policy: the kernel's input type
+        if not (training and self.trainable):
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
+                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)
+            return y
+        y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(x, self.gamma.value, self.beta.value,
+                                                             epsilon=self.epsilon, is_training=True)
+        shape = tf.shape(x)
+        n = tf.cast(shape[0] * shape[1] * shape[2], "float32")
+        variance = tf.where(n > 1, unbiased * (n - 1) / tf.maximum(n, 1), tf.zeros_like(unbiased))
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return y
+
+
+def _residual_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = FusedBatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = FusedBatchNormalization(name=f"{name}_bn2")(y)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        # ResNet-D shortcut (average pool, then 1x1 conv): the plain strided 1x1 projection crashes
+        # TensorFlow 2.21's oneDNN backward pass on AVX-512/AMX CPUs (heap corruption), and ResNet-D
+        # is no worse (He et al., 2019, "Bag of Tricks").
+        if stride != 1:
+            shortcut = layers.AveragePooling2D(stride, strides=stride, padding="same", name=f"{name}_pool")(shortcut)
+        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(shortcut)
+        shortcut = FusedBatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_size: int = 224,
+                   augment: bool | str = False, seed: int = 42, num_classes: int = NUM_CLASSES,
+                   stain_augment: str | float | None = None) -> keras.Model:
+    """The from-scratch ResNet; input: (tile_size, tile_size, 3) tiles in [0, 255]. ``stain_augment``: HED
+    stain augmentation ('light', 'strong' or a sigma; :class:`anndl.data.stain.HEDJitter`), training only."""
+    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
+    x = _stain_augmentation(inputs, stain_augment, seed)
+    x = augmentation(seed, augment)(x) if augment else x
+    x = layers.Rescaling(1 / 255, name="rescale")(x)
+    x = layers.Conv2D(config.filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = FusedBatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for s in range(config.stacks):
+        for b in range(config.blocks_per_stack):
+            stride = 2 if (s > 0 and b == 0) else 1
+            x = _residual_block(x, config.filters * 2 ** s, stride, f"stack{s + 1}_block{b + 1}")
+    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = layers.Dropout(config.dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_softmax")(x)
+    return keras.Model(inputs, outputs, name="scratch_resnet")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pretrained backbones (report §4.2). Each model: tiles in [0, 255] -> backbone (which owns its input
+# preprocessing) -> head_dense (ReLU) -> head_dropout -> head_logits (4 logits; use a from-logits loss).
+
+CONVNEXT_PRESET = "imagenet"                       # keras.applications ConvNeXtLarge weights
+VIT_PRESET = "vit_base_patch16_224_imagenet"       # KerasHub preset
+SMOKE_NOTE = "random initialisation (smoke profile: a tiny configuration, NOT pretrained)"
+
+
+def _head(features, units: int, dropout: float, num_classes: int = NUM_CLASSES):
+    x = layers.Dense(units, activation="relu", name="head_dense")(features)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(num_classes, dtype="float32", name="head_logits")(x)
+
+
+def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) -> tuple[keras.Model, str]:
+    """ConvNeXt Large (full) or a tiny ConvNeXt of the same architecture (smoke), pooled features.
+
+    ``weights``: None (full: ImageNet download; smoke: random) or a local ``.h5`` file of the same variant.
+    """
+    from anndl.core.keras_adapter import convnext_builder
+
+    if profile == "full":
+        source = weights or CONVNEXT_PRESET
+        try:
+            backbone = keras.applications.ConvNeXtLarge(include_top=False, weights=source, pooling="avg",
+                                                        input_shape=(tile_size, tile_size, 3))
+        except Exception as e:
+            raise WeightsUnavailable(
+                f"could not load ConvNeXtLarge weights {source!r} ({type(e).__name__}: {str(e)[:200]}). "
+                "Without internet, download convnext_large_notop.h5 from the keras-applications release "
+                "where the internet is reachable and pass --weights /path/to/convnext_large_notop.h5") from e
+        note = f"ImageNet-pretrained ConvNeXtLarge ({'local file ' + str(weights) if weights else 'downloaded'})"
+    else:
+        backbone = convnext_builder()(depths=[1, 1, 1, 1], projection_dims=[8, 16, 32, 64], default_size=tile_size,
+                                     name="convnext_smoke", include_top=False, weights=weights, pooling="avg",
+                                     input_shape=(tile_size, tile_size, 3))
+        note = f"local weights {weights} (smoke configuration)" if weights else SMOKE_NOTE
+    backbone.name = "backbone"
+    return backbone, note
+
+
+def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
+    """KerasHub ViT (full: preset ``vit_base_patch16_224_imagenet`` or a local preset folder; smoke: a
+    tiny random ViT), with the image converter (input scaling) the preset expects."""
+    import keras_hub
+
+    if profile == "full" or weights:
+        source = weights or VIT_PRESET
+        try:
+            backbone = keras_hub.models.ViTBackbone.from_preset(source)
+        except Exception as e:
+            raise WeightsUnavailable(
+                f"could not load the KerasHub ViT preset {source!r} ({type(e).__name__}: {str(e)[:200]}). "
+                f"Without internet, download the preset {VIT_PRESET} where the internet is reachable "
+                "(keras_hub.models.ViTBackbone.from_preset(...).save_to_preset(DIR) with the converter) "
+                "and pass --weights DIR") from e
+        try:
+            converter = keras_hub.layers.ViTImageConverter.from_preset(source)
+        except Exception:  # a backbone-only preset: the ImageNet ViT presets scale to [-1, 1]
+            converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size),
+                                                           scale=1 / 127.5, offset=-1.0)
+        note = f"pretrained ViT preset {source}" if profile == "full" else f"local preset {source} (smoke configuration)"
+    else:
+        backbone = keras_hub.models.ViTBackbone(image_shape=(tile_size, tile_size, 3), patch_size=32,
+                                                num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
+        converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size), scale=1 / 127.5,
+                                                       offset=-1.0)
+        note = SMOKE_NOTE
+    backbone.name = "backbone"
+    converter.name = "preprocess"
+    return backbone, converter, note
+
+
+def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
+                   weights: str | None = None, augment: bool | str = False, seed: int = 42,
+                   num_classes: int = NUM_CLASSES, stain_augment: str | float | None = None) -> tuple[keras.Model, str]:
+    """``kind`` 'convnext', 'vit' or 'encoder' (a local encoder at ``weights``): (model with logits output,
+    weights note). ``stain_augment``: as for :func:`scratch_resnet`."""
+    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
+    x = _stain_augmentation(inputs, stain_augment, seed)
+    x = augmentation(seed, augment)(x) if augment else x
+    if kind == "convnext":
+        backbone, note = convnext_backbone(profile, tile_size, weights)
+        features = backbone(x, training=False)  # frozen-BN/dropout behaviour, as the Keras fine-tuning guide
+    elif kind == "vit":
+        backbone, converter, note = vit_backbone(profile, tile_size, weights)
+        tokens = backbone(converter(x), training=False)
+        features = tokens[:, 0, :]  # the class token
+    elif kind == "encoder":  # any encoder source of anndl.models.encoders (HF folder or hf://, KerasHub, .keras, run)
+        from anndl.models import encoders
+
+        if not weights:
+            raise ValueError("model 'encoder' needs --weights SRC (or --encoder SRC): a Hugging Face folder or "
+                             "hf:// handle, a KerasHub preset, a .keras encoder or a run folder")
+        encoder = encoders.load(weights, tile_size)
+        backbone = encoder.model
+        backbone.name = "backbone"
+        features = backbone(x, training=False)
+        note = f"encoder {weights} (weights: {encoder.weights_note}; sha256 {encoder.identity['weights_sha256']})"
+    else:
+        raise ValueError(f"unknown transfer model {kind!r}")
+    return keras.Model(inputs, _head(features, head_units, head_dropout, num_classes), name=kind), note
+
+
+def freeze_backbone(model: keras.Model) -> list[str]:
+    """Phase 1 of transfer learning: only the head trains."""
+    model.get_layer("backbone").trainable = False
+    return []
+
+
+def _train_last(layers_in_order, start: int) -> list[str]:
+    for i, layer in enumerate(layers_in_order):
+        layer.trainable = i >= start
+    return [layer.name for layer in layers_in_order[start:]]
+
+
+def convnext_last_stage(model: keras.Model) -> list[str]:
+    """Phase 2 for ConvNeXt: the head and the backbone from its last downsampling block on (with the final norm)."""
+    backbone = model.get_layer("backbone")
+    backbone.trainable = True
+    names = [layer.name for layer in backbone.layers]
+    return _train_last(backbone.layers, max(i for i, n in enumerate(names) if "downsampling_block" in n))
+
+
+def vit_last_block(model: keras.Model) -> list[str]:
+    """Phase 2 for the ViT: the head, the last transformer block and the final layer norm."""
+    backbone = model.get_layer("backbone")
+    backbone.trainable = True
+    encoder = backbone.get_layer("vit_encoder")
+    backbone.get_layer("vit_patching_and_embedding").trainable = False
+    inner = sublayers(encoder)
+    blocks = [layer for layer in inner if layer.name.startswith("transformer_block")]
+    for layer in inner:
+        layer.trainable = layer is blocks[-1] or layer.name == "ln"
+    return [blocks[-1].name, "ln"]
+
+
+def encoder_last_fifth(model: keras.Model) -> list[str]:
+    """Phase 2 for a generic encoder: the head and the last fifth of the encoder's layers that hold weights."""
+    backbone = model.get_layer("backbone")
+    backbone.trainable = True
+    weighted = weighted_leaf_layers(backbone)
+    return _train_last(weighted, int(len(weighted) * 0.8))

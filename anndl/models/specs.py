@@ -1,0 +1,48 @@
+"""The model families, one :class:`ModelSpec` each, in the order the report and the tables show them.
+
+The CLI's choices, ``run --model all``, the report's row order and the tests' parameters are all read from
+``SPECS`` (no Keras import: the CLI reads it before TensorFlow starts). Networks trained on tiles are built by
+``anndl.models.registry``; heads on cached embeddings are fitted by ``anndl.engine.heads``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model family. ``consumes``: 'tiles' (a network, built by the registry) or 'embeddings' (a head on an
+    embedding cache); ``in_all``: trained by ``run --model all``; ``needs_weights``: trains only from given weights
+    or a given encoder (``--weights`` / ``--encoder``)."""
+
+    name: str
+    description: str
+    consumes: str = "tiles"
+    in_all: bool = True
+    needs_weights: bool = False
+
+
+SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec("scratch_resnet", "the report's ResNet, trained from scratch with Lion"),
+    ModelSpec("convnext", "ConvNeXt Large (keras.applications): head, then the last stage fine-tuned"),
+    ModelSpec("vit", "ViT (KerasHub): head, then the last transformer block fine-tuned"),
+    ModelSpec("encoder", "a given encoder (e.g. Phikon, DINOv2): head, then its last fifth fine-tuned",
+              in_all=False, needs_weights=True),
+    ModelSpec("linear_probe", "logistic regression on a cached embedding of the tiles", consumes="embeddings",
+              in_all=False, needs_weights=True),
+    ModelSpec("attention_mil", "gated attention-MIL over an image's cached tile embeddings", consumes="embeddings",
+              in_all=False, needs_weights=True),
+)
+SPEC = {spec.name: spec for spec in SPECS}
+
+
+def names(consumes: str | None = None, in_all: bool | None = None) -> tuple[str, ...]:
+    """The registered names, in the report's order; only those consuming ``consumes`` / in ``run --model all``."""
+    return tuple(s.name for s in SPECS if (consumes is None or s.consumes == consumes)
+                 and (in_all is None or s.in_all == in_all))
+
+
+def order(name: str) -> int:
+    """A model's place in tables (the registry's order; unknown names last)."""
+    return next((i for i, s in enumerate(SPECS) if s.name == name), len(SPECS))
