@@ -17,6 +17,14 @@ def tiny_data(tmp_path_factory) -> Path:
     return synthetic.generate(tmp_path_factory.mktemp("tiny") / "challenge", progress=False, workers=1, **TINY)
 
 
+@pytest.fixture(scope="session")
+def shared_outputs(tmp_path_factory) -> Path:
+    """One outputs folder for the tests that make the same requests as the notebooks (clean, tiles, the
+    comparisons' K-fold runs): what one test trained, the next reuses through its record, as `make notebooks`
+    does. Tests that change or break outputs use their own ``tmp_path``."""
+    return tmp_path_factory.mktemp("shared") / "outputs"
+
+
 @pytest.fixture
 def data_copy(tiny_data, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_data, tmp_path / "challenge"))

@@ -18,9 +18,10 @@ from anndl.notebook import interpret, report
 
 
 @pytest.fixture(scope="module")
-def compared(tiny_data, tmp_path_factory):
-    """Every named comparison on the tiny folder, 2 folds, smoke profile (one shared output folder)."""
-    out = tmp_path_factory.mktemp("compare") / "out"
+def compared(tiny_data, shared_outputs):
+    """Every named comparison on the tiny folder, 2 folds, smoke profile, in the session's shared outputs (the
+    notebooks' comparisons then reuse these runs)."""
+    out = shared_outputs
     return out, {name: compare.run_comparison(name, tiny_data, out, folds=2) for name in compare.COMPARISONS}
 
 
@@ -177,6 +178,21 @@ def test_cli_compare_reuses_runs_and_prints_table_and_interpretation(compared, t
     assert "augmentation: data augmentation" in capsys.readouterr().out
     assert cli.main(["compare", "--data", str(tiny_data), "--out", str(out)]) == 2
     assert "name a comparison" in capsys.readouterr().err
+
+
+def test_an_epoch_cap_that_binds_no_phase_shares_the_run(compared, tiny_data, capsys):
+    """The smoke profile trains 2 epochs (1 per transfer phase): a cap of 10 is the same run as no cap (reused,
+    nothing trains), a cap of 1 is another request."""
+    out, results = compared
+    ref, vit = compare.VARIANTS["cross-entropy"], compare.VARIANTS["ViT"]
+    assert compare.binding_cap(ref, "smoke", None) is None and compare.binding_cap(ref, "smoke", 10) is None
+    assert compare.binding_cap(ref, "smoke", 2) is None and compare.binding_cap(ref, "smoke", 1) == 1
+    assert compare.binding_cap(vit, "smoke", 1) is None and compare.binding_cap(vit, "full", 19) == 19
+    longer = compare.Variant(settings={"epochs": 5})
+    assert compare.binding_cap(longer, "smoke", 3) == 3 and compare.binding_cap(longer, "smoke", 5) is None
+    capped = compare.run_comparison("losses", tiny_data, out, folds=2, epochs=10)
+    assert capped.provenance["runs"] == results["losses"].provenance["runs"]
+    assert "Epoch 1/" not in capsys.readouterr().out and capped.provenance["epochs"] == 10
 
 
 def test_oversampling_doubles_the_named_class_and_bad_values_are_refused(tiny_data, tmp_path):

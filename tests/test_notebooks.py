@@ -13,11 +13,12 @@ EXTRA = {"07_beyond": {"FOLDS": 2},  # the fewest folds that still exercise cros
 
 
 @pytest.fixture(scope="module")
-def notebook_dirs(tiny_data, tmp_path_factory):
-    """A shared output folder, so later notebooks reuse earlier steps as `make notebooks` does."""
+def notebook_dirs(tiny_data, shared_outputs, tmp_path_factory):
+    """The session's shared outputs, so later notebooks reuse earlier steps as `make notebooks` does (and the
+    comparisons tests/test_compare.py ran); the data is a copy under another name, reused by its content."""
     base = tmp_path_factory.mktemp("notebooks")
     data = Path(shutil.copytree(tiny_data, base / "data"))
-    return data, base / "outputs", base / "rendered"
+    return data, shared_outputs, base / "rendered"
 
 
 @pytest.mark.slow

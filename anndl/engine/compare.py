@@ -296,6 +296,19 @@ class ComparisonResult:
                 f"{p['data_fingerprint']}]; trained on {p['machine']}; code {p['commit']}")
 
 
+def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | None:
+    """``epochs`` where it caps one of the variant's phases in ``profile``, else None: a cap that binds no phase
+    trains the same models, so the runs with and without it are one run (the notebooks' budget and a CLI
+    comparison without ``--epochs`` share their runs)."""
+    from anndl.models.registry import profile_phases
+
+    if epochs is None:
+        return None
+    phases = profile_phases(variant.model, profile)
+    longest = int(dict(variant.settings).get("epochs", max(p.epochs for p in phases)))
+    return int(epochs) if int(epochs) < longest else None
+
+
 def _run_dir(out: Path, variant: Variant, profile: str, folds: int, epochs: int | None, seed: int,
              weights: str | None) -> Path:
     key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
@@ -314,6 +327,7 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
     if (prep.stain or {}).get("method") != variant.stain_normalize:
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
                          f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
+    epochs = binding_cap(variant, profile, epochs)
     run_dir = _run_dir(Path(out), variant, profile, folds, epochs, seed, weights)
     train_folds(prep, run_dir, variant.model, profile, folds, seed=seed, redo=redo, mixed_precision=mixed_precision,
                 overrides=dict(variant.settings), **({"weights": weights} if weights else {}),

@@ -85,13 +85,31 @@ def _transfer(set_phase2: Callable[[keras.Model], list[str]]):
     return build
 
 
+def _transfer_phases(profile: str) -> tuple[TrainConfig, ...]:
+    transfer = transfer_profile(profile)
+    return transfer.phase1, transfer.phase2
+
+
+PHASES: dict[str, Callable[[str], tuple[TrainConfig, ...]]] = {  # each network's phase settings, by profile
+    "scratch_resnet": lambda profile: (scratch_profile(profile)[1],),
+    "convnext": _transfer_phases, "vit": _transfer_phases, "encoder": _transfer_phases,
+}
+
+
+def profile_phases(model: str, profile: str) -> tuple[TrainConfig, ...]:
+    """The settings of ``model``'s training phases in ``profile`` (what its builder gives), without building it."""
+    if model not in PHASES:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(PHASES)}")
+    return PHASES[model](profile)
+
+
 BUILDERS: dict[str, Callable[[ModelSettings], Built]] = {
     "scratch_resnet": _scratch,
     "convnext": _transfer(networks.convnext_last_stage),
     "vit": _transfer(networks.vit_last_block),
     "encoder": _transfer(networks.encoder_last_fifth),
 }
-if set(BUILDERS) != set(names(consumes="tiles")):  # pragma: no cover - a spec without a builder, or the reverse
+if set(BUILDERS) != set(names(consumes="tiles")) or set(PHASES) != set(BUILDERS):  # pragma: no cover - a spec without a builder, or the reverse
     raise ImportError(f"anndl.models.specs and the builders differ: {sorted(set(BUILDERS) ^ set(names('tiles')))}")
 
 
