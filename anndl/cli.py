@@ -21,7 +21,6 @@ from anndl.data.tiling import TilingConfig
 from anndl.notebook.hosted import SetupError
 
 _TILING, _MODEL = TilingConfig(), ModelSettings()  # the CLI's defaults are the dataclasses' defaults
-from anndl.engine.heads import HEADS
 from anndl.models import specs
 
 
@@ -101,73 +100,70 @@ def cmd_embed(args: argparse.Namespace) -> None:
           f"(weights: {emb.encoder['weights']})")
 
 
-def _train_head(args: argparse.Namespace, prep) -> dict:
-    from anndl.engine import embed, heads
+def _embeddings(args: argparse.Namespace, prep):
+    """The embedding cache a head reads (``--encoder``), made or reused."""
+    from anndl.engine import embed
 
     if not args.encoder:
         raise ValueError(f"--model {args.model} needs --encoder SRC (a Hugging Face folder or hf:// handle, "
                          "a KerasHub preset, a .keras model or a run folder)")
     folder = args.embeddings or embed.folder_for(args.work or args.out.parent, args.encoder, args.pooling)
-    emb = embed.embed(prep, args.encoder, folder, pooling=args.pooling, mixed_precision=args.mixed_precision)
-    return heads.train_head(prep, emb, args.out, args.model, folds=args.folds, seed=args.seed, redo=args.redo)
+    return embed.embed(prep, args.encoder, folder, pooling=args.pooling, mixed_precision=args.mixed_precision)
 
 
-def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights) -> dict:
-    from anndl.engine import experiment
+def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
+    """``runs.fit`` of ``name`` with the command's settings (a head: its embedding cache; a network: the
+    training options)."""
+    from anndl.engine import runs
 
-    kwargs = dict(epochs=args.epochs, mixed_precision=args.mixed_precision, strategy=args.strategy,
-                  weights=weights, seed=args.seed, redo=args.redo,
+    if specs.SPEC[name].consumes == "embeddings":
+        return runs.fit(prep, run_dir, name, folds=args.folds, embeddings=_embeddings(args, prep), seed=args.seed,
+                        redo=args.redo)
+    kwargs = dict(profile=args.profile, epochs=args.epochs, mixed_precision=args.mixed_precision,
+                  strategy=args.strategy, weights=weights,
                   overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
     if args.learning_rate is not None:  # passed only when given: earlier K-fold records stay valid
         kwargs["learning_rate"] = args.learning_rate
-    if args.folds:
-        return experiment.train_folds(prep, run_dir, name, args.profile, args.folds, **kwargs)
-    return experiment.train_run(prep, run_dir, name, args.profile, **kwargs)
+    return runs.fit(prep, run_dir, name, folds=args.folds, seed=args.seed, redo=args.redo, **kwargs)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    if args.model in HEADS and (args.stain_augment or args.stain_normalize):
+    if specs.SPEC[args.model].consumes == "embeddings" and (args.stain_augment or args.stain_normalize):
         raise ValueError(f"--model {args.model} is a head on cached embeddings of the raw tiles: "
                          "--stain-augment and --stain-normalize do not apply to it (use them with a network "
                          f"trained on tiles: {', '.join(specs.names(consumes='tiles'))})")
-    if args.model in HEADS and args.learning_rate is not None:
+    if specs.SPEC[args.model].consumes == "embeddings" and args.learning_rate is not None:
         raise ValueError(f"--model {args.model} is a head on cached embeddings: --learning-rate applies to networks "
                          f"trained on tiles ({', '.join(specs.names(consumes='tiles'))})")
     work_dir = args.work or args.out.parent
     prep = _prepare(args, work_dir)
-    if args.model in HEADS:
-        print(json.dumps(_train_head(args, prep)["metrics"], indent=2))
-        return
     if args.model == "encoder" and args.encoder and not args.weights:
         args.weights = args.encoder  # --encoder SRC names the encoder to fine-tune, as --weights SRC does
-    result = _train(args, prep, args.model, args.out, args.weights)
-    print(json.dumps(result["metrics"], indent=2))
+    print(json.dumps(_train(args, prep, args.model, args.out, args.weights).metrics, indent=2))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from anndl.engine import experiment, heads
+    from anndl.engine import runs
 
-    if len(args.run) == 1 and heads.is_head_run(args.run[0]):
-        path = heads.predict(args.run[0], args.data, args.out, args.voting)
-        print(f"wrote {path} (head run {args.run[0]})")
-        return
-    path = experiment.predict_run(args.run, args.data, args.out, args.voting, tta=args.tta)
-    print(f"wrote {path} ({args.voting} voting{', 8-view TTA' if args.tta else ''}, "
-          f"{len(experiment.model_dirs(args.run))} model(s))")
+    opened = [runs.open_run(r) for r in args.run]
+    path = runs.predict(opened, args.data, args.out, args.voting, tta=args.tta)
+    note = json.loads(Path(path).with_suffix(".json").read_text())
+    print(f"wrote {path} ({note['voting']} voting{', 8-view TTA' if args.tta else ''}, "
+          f"{len(note['runs'])} model(s))")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from anndl.engine import experiment
+    from anndl.data.stages import shown
+    from anndl.engine import runs
 
     out = args.out
     prep = _prepare(args, out)
     models = specs.names(in_all=True) if args.model == "all" else (args.model,)
     for name in models:
-        run_dir = out / "runs" / name
-        _train(args, prep, name, run_dir, args.weights if len(models) == 1 else None)
+        run = _train(args, prep, name, out / "runs" / name, args.weights if len(models) == 1 else None)
         submission = out / ("submission.csv" if len(models) == 1 else f"submission_{name}.csv")
-        experiment.predict_run(run_dir, args.data, submission, args.voting, tta=args.tta)
-        print(f"wrote {experiment.shown(submission)}")
+        runs.predict(run, args.data, submission, args.voting, tta=args.tta)
+        print(f"wrote {shown(submission)}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from anndl.data import tiling
 from anndl.engine.inference import dihedral, predict_tiles
-from anndl.models import mil
+from anndl.models import encoders, mil
 from tests.conftest import HE_SAMPLES, TINY
 
 
@@ -85,16 +85,16 @@ def test_pluggable_encoders_from_keras_file_and_preset(tmp_path):
     inputs = keras.Input((32, 32, 3))
     maps = keras.layers.Conv2D(5, 3, strides=2)(keras.layers.Rescaling(1 / 255)(inputs))
     keras.Model(inputs, maps).save(tmp_path / "enc.keras")
-    encoder = mil.load_encoder(tmp_path / "enc.keras")
+    encoder = encoders.keras_encoder(tmp_path / "enc.keras")
     tiles = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     assert encoder(tiles).shape == (2, 5)
     import keras_hub
     backbone = keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=16, num_layers=1, num_heads=1,
                                             hidden_dim=8, mlp_dim=8)
     backbone.save_to_preset(str(tmp_path / "preset"))
-    assert mil.load_encoder(tmp_path / "preset", tile_size=32)(tiles).shape == (2, 8)
+    assert encoders.keras_encoder(tmp_path / "preset", tile_size=32)(tiles).shape == (2, 8)
     with pytest.raises(FileNotFoundError, match="nothing.keras"):
-        mil.load_encoder(tmp_path / "nothing.keras")
+        encoders.keras_encoder(tmp_path / "nothing.keras")
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ import json
 import pandas as pd
 import pytest
 
+from anndl.core import artifacts
+
 from anndl.notebook.report import REFERENCE, REPORT_TEST_F1, collect, markdown, sections, select, write_report
 
 SYNTH = "synthetic stand-in (anndl synth) at /somewhere/data/synthetic [fingerprint aaaa11112222]"
@@ -21,6 +23,9 @@ def _metrics(folder, model, profile="smoke", data=SYNTH, hard=0.5, soft=None, **
     payload = {"model": model, "profile": profile, "data": data, "weights": weights, **extra}
     payload.setdefault("validation", {"hard": scores, "soft": {**scores, "macro_f1": soft}})
     (folder / "metrics.json").write_text(json.dumps(payload))
+    # a finished run: its record names the file (the report reads only runs whose record verifies)
+    artifacts.complete(folder, artifacts.request("kfold" if "oof" in payload else "train", data=data),
+                       ["metrics.json"])
 
 
 def test_table_rows_come_from_runs(tmp_path):
@@ -72,7 +77,7 @@ def test_two_data_folders_and_two_profiles_are_never_ranked_together(tmp_path):
 
 
 def test_no_runs_is_an_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+    with pytest.raises(FileNotFoundError, match="no finished run"):
         write_report(tmp_path)
 
 
@@ -88,12 +93,21 @@ def test_other_label_sets_get_no_challenge_reference_and_comparisons_are_include
     assert len(table) == 2
 
 
-def test_report_on_a_broken_metrics_file_names_it(tmp_path, capsys):
+def test_a_cut_or_unrecorded_run_is_not_ranked_and_a_line_names_it(tmp_path, capsys):
     from anndl import cli
 
-    (tmp_path / "runs" / "scratch_resnet").mkdir(parents=True)
-    (tmp_path / "runs" / "scratch_resnet" / "metrics.json").write_text("")  # a full disk while writing it
-    assert cli.main(["report", "--runs", str(tmp_path / "runs")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'runs' / 'scratch_resnet' / 'metrics.json'}: "
-                                               "unreadable record")
+    runs = tmp_path / "runs"
+    _metrics(runs / "scratch_resnet", "scratch_resnet", hard=0.5)
+    _metrics(runs / "vit", "vit", hard=0.9)
+    (runs / "vit" / "metrics.json").write_text("")  # a full disk while rewriting it
+    _metrics(runs / "convnext", "convnext", hard=0.8)
+    (runs / "convnext" / artifacts.RECORD).unlink()  # killed before its record was written
+    assert cli.main(["report", "--runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"not ranked: {runs / 'vit'}: metrics.json changed since it was recorded" in out
+    assert f"not ranked: {runs / 'convnext'}: not a finished artifact" in out
+    table = pd.read_csv(runs / "results.csv")
+    assert set(table.model) == {"scratch_resnet"}  # only the run whose record verifies
+    (runs / "scratch_resnet" / "metrics.json").write_text("{}")
+    assert cli.main(["report", "--runs", str(runs)]) == 2  # nothing left to rank: an error, not an empty table
+    assert "no finished run found" in capsys.readouterr().err

@@ -28,7 +28,8 @@ from anndl.data.stages import weights_identity
 from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, run_stain
 from anndl.evaluate import metrics, voting
 from anndl.evaluate.baselines import baseline_predictions, colour_features
-from anndl.models import mil
+from anndl.engine import embed
+from anndl.models import encoders, mil
 
 
 def _timed(fn, *args, **kwargs):
@@ -97,15 +98,15 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             name = names[0]
             start = time.perf_counter()
             fold_dir = Path(runs[name]) / f"fold_{k}"
-            encoder = mil.run_encoder(fold_dir)
-            stain = run_stain([fold_dir], [artifacts.read_json(fold_dir / "config.json")])
-            tile_size = int(encoder.input_shape[1])
-            emb, num, tab = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("train",), tile_size, stain=stain)
+            encoder = encoders.run_encoder(fold_dir)
+            config = artifacts.read_json(fold_dir / "config.json")
+            stain = run_stain([fold_dir], [config])
+            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"], stain=stain)
+            emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train",), **kw)
             x_train, m_train = mil.bags(emb, num, len(tab))
             y_train = tab.label_index.to_numpy()
             val_start = time.perf_counter()
-            emb_v, num_v, tab_v = mil.tile_embeddings(encoder, fold.tiles, fold.manifest, ("val",), tile_size,
-                                                      stain=stain)
+            emb_v, num_v, tab_v = embed.features(encoder, fold.tiles, fold.manifest, ("val",), **kw)
             embed_val_seconds = time.perf_counter() - val_start
             x_val, m_val = mil.bags(emb_v, num_v, len(tab_v))
             head = mil.train_mil(x_train, m_train, y_train, x_val, m_val, tab_v.label_index.to_numpy(), seed=seed,
@@ -123,21 +124,40 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         images.append(table.sample_index.to_numpy())
         n_images_total += len(table)
     y_true = np.concatenate(truth)
-    rows = []
-    base = np.concatenate(preds[names[0]])
-    for variant, parts in preds.items():
-        predicted = np.concatenate(parts)
-        scores = metrics.image_scores(y_true, predicted, seed, len(prep.classes))
-        gain = metrics.paired_difference(y_true, base, predicted, seed=seed, n_classes=len(prep.classes))
-        rows.append({"variant": variant, "oof_macro_f1": scores["macro_f1"],
-                     "ci95_low": scores["macro_f1_ci95"][0], "ci95_high": scores["macro_f1_ci95"][1],
-                     "images": scores["images"], "ms_per_image": round(1000 * cost[variant] / n_images_total, 1),
-                     "gain": gain["gain"], "gain_ci95": gain["gain_ci95"],
-                     "verdict": "—" if variant == names[0] else
-                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)")})
+    rows = metrics.compared(y_true, {v: np.concatenate(p) for v, p in preds.items()}, seed, len(prep.classes))
+    for row in rows:
+        row["ms_per_image"] = round(1000 * cost[row["variant"]] / n_images_total, 1)
     details = {"y_true": y_true, "images": np.concatenate(images),
                "predictions": {v: np.concatenate(p) for v, p in preds.items()}, "attention": attention}
     return pd.DataFrame(rows), details
+
+
+def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
+    """Out-of-fold scores of finished runs of any family on the same folds (``{name: (run, rule)}``, a run a
+    ``runs.Run`` or its folder) beside the colour-histogram and majority baselines, each with its bootstrap
+    interval and its gain over the first row with a paired-bootstrap interval."""
+    from anndl.engine.runs import Run, open_run
+
+    opened = {name: (r if isinstance(r, Run) else open_run(r), rule) for name, (r, rule) in runs.items()}
+    if len({run.folds_file().read_text() for run, _ in opened.values()}) != 1:
+        raise ValueError("the runs were trained on different folds; use the same --folds and seed")
+    classes = tuple(prep.classes)
+    tables = {name: run.predictions().set_index("sample_index") for name, (run, _) in opened.items()}
+    images = next(iter(tables.values())).index
+    for name, table in tables.items():
+        if set(table.index) != set(images):
+            raise ValueError(f"{name}: {opened[name][0].folder} scored other images than the first run")
+    preds = {name: tables[name].loc[images, f"pred_{rule}"].map(classes.index).to_numpy()
+             for name, (_, rule) in opened.items()}
+    kept = prep.clean[prep.clean.status == "kept"].sample_index
+    features = colour_features(prep.manifest, kept)
+    first = next(iter(opened.values()))[0].folder
+    base = pd.concat([baseline_predictions(f.manifest, f.split, features)
+                      for f in fold_preps(prep, first)]).set_index("sample_index").loc[images]
+    preds["colour-histogram baseline (no CNN)"] = base.colour_histogram.to_numpy()
+    preds["majority class"] = base.majority.to_numpy()
+    y_true = next(iter(tables.values())).loc[images].label.map(classes.index).to_numpy()
+    return pd.DataFrame(metrics.compared(y_true, preds, seed, len(classes)))
 
 
 # ------------------------------------------------------------------------------------ named comparisons
@@ -441,6 +461,8 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
             raise ValueError(f"{label} and {reference} were scored on different images; a comparison needs one fold set")
     y_true = oof[reference].label.map(classes.index).to_numpy()
     predicted = {label: oof[label].loc[images, variants[label].column()].map(classes.index).to_numpy() for label in oof}
+    ordered = {reference: predicted[reference], **predicted}  # the reference first: the gains are over it
+    scored = {row["variant"]: row for row in metrics.compared(y_true, ordered, seed, len(classes), "reference")}
     rows = []
     for label, variant in variants.items():
         if label not in runs:
@@ -449,17 +471,13 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
                          "verdict": f"not run: {refused[label]}", "weights": "unavailable", "epochs": 0,
                          "train_seconds": 0.0, "ms_per_image": float("nan"), "images": 0})
             continue
-        scores = metrics.image_scores(y_true, predicted[label], seed, len(classes))
-        gain = metrics.paired_difference(y_true, predicted[reference], predicted[label], seed=seed,
-                                         n_classes=len(classes))
+        row = scored[label]
         cost = _fold_costs(runs[label])
-        rows.append({"variant": label, "model": variant.model, "oof_macro_f1": scores["macro_f1"],
-                     "ci95_low": scores["macro_f1_ci95"][0], "ci95_high": scores["macro_f1_ci95"][1],
-                     "gain": gain["gain"], "gain_ci95": gain["gain_ci95"],
-                     "verdict": "reference" if label == reference else
-                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)"),
-                     "weights": cost["weights"], "epochs": cost["epochs"], "train_seconds": cost["train_seconds"],
-                     "ms_per_image": cost["ms_per_image"], "images": scores["images"]})
+        rows.append({"variant": label, "model": variant.model, "oof_macro_f1": row["oof_macro_f1"],
+                     "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"], "gain": row["gain"],
+                     "gain_ci95": row["gain_ci95"], "verdict": row["verdict"], "weights": cost["weights"],
+                     "epochs": cost["epochs"], "train_seconds": cost["train_seconds"],
+                     "ms_per_image": cost["ms_per_image"], "images": row["images"]})
     frame = pd.DataFrame({"sample_index": images, "y_true": oof[reference].label.to_numpy(),
                           **{label: [classes[i] for i in p] for label, p in predicted.items()}})
     return rows, frame

@@ -72,6 +72,28 @@ def _npz_bytes(**arrays) -> bytes:
     return buffer.getvalue()
 
 
+def features(model, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int,
+             stride: int | None = None, batch_size: int = 32, stain=None, on_batch=None):
+    """(embeddings (n_tiles, D) float32, image number per tile, image table) of the tiles of ``splits`` through the
+    encoder ``model``, in ``pipeline.tile_dataset``'s order (``stain``: the normaliser the tiles need;
+    ``on_batch(n)``: called after each batch, for a progress bar). The one place tiles become embeddings: the
+    cache below and the comparisons' attention-MIL both call it."""
+    import tensorflow as tf
+
+    from anndl.data import pipeline
+
+    run = tf.function(lambda x: model(tf.cast(x, "float32"), training=False), reduce_retracing=True)
+    dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
+                                    batch_size=batch_size, with_labels=False, stain=stain)
+    out, numbers = [], []
+    for batch, image_numbers, _ in dataset:
+        out.append(np.asarray(run(batch), np.float32))
+        numbers.append(image_numbers.numpy())
+        if on_batch is not None:
+            on_batch(len(out[-1]))
+    return np.concatenate(out), np.concatenate(numbers), pipeline.image_table(tiles, manifest, splits)
+
+
 def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch_size: int = 32,
           mixed_precision: str | None = None, chunk_images: int = 64, redo: bool = False,
           progress: bool = True) -> Embeddings:
@@ -84,7 +106,6 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
     table = table.sort_values(["_o", "sample_index"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
     def build(out):
-        import tensorflow as tf
         from tqdm.auto import tqdm
 
         from anndl.data import pipeline
@@ -93,7 +114,7 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
         parts = out / PARTS / artifacts.fingerprint(req)
         images = table[["split", "sample_index"]].drop_duplicates()
         chunks = [images.iloc[i:i + chunk_images] for i in range(0, len(images), chunk_images)]
-        encoder, run = None, None
+        encoder = None
         rows, outputs = [], []
         bar = tqdm(total=len(table), desc=f"embed ({identity['weights'][:40]})", unit="tile", disable=not progress)
         for number, chunk in enumerate(chunks):
@@ -112,19 +133,13 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
                 continue
             if encoder is None:
                 encoder = encoders.load(source, tile_size, pooling, mixed_precision, identity=identity)
-                model = encoder.model
-                run = tf.function(lambda x: model(tf.cast(x, "float32"), training=False), reduce_retracing=True)
-            dataset = pipeline.tile_dataset(tiles, prep.manifest, ("train", "val", "test"), tile_size=tile_size,
-                                            stride=stride, batch_size=batch_size, with_labels=False)
-            features = []
-            for batch, _, _ in dataset:
-                features.append(np.asarray(run(batch), np.float32))
-                bar.update(len(features[-1]))
-            features = np.concatenate(features)
+            chunk_features, _, _ = features(encoder.model, tiles, prep.manifest, ("train", "val", "test"),
+                                            tile_size=tile_size, stride=stride, batch_size=batch_size,
+                                            on_batch=bar.update)
             buffer = io.BytesIO()
-            np.save(buffer, features)
+            np.save(buffer, chunk_features)
             artifacts.write_bytes(part, buffer.getvalue())
-            outputs.append(features)
+            outputs.append(chunk_features)
         bar.close()
         rows = pd.concat(rows, ignore_index=True)
         artifacts.write_bytes(out / FILE, _npz_bytes(

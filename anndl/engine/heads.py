@@ -16,6 +16,7 @@ embeddings and writes the submission.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from anndl.core import artifacts
-from anndl.evaluate.metrics import image_scores, paired_difference
+from anndl.evaluate.metrics import image_scores
 from anndl.models import specs
 
 HEADS = specs.names(consumes="embeddings")  # ("linear_probe", "attention_mil")
@@ -110,14 +111,8 @@ def _predict_rules(head, model, x, numbers, n_images, weights, num_classes) -> d
     # hard: the image's vote as a one-hot row; soft: its mask-weighted mean tile probability (same argmax as
     # voting.vote(..., "soft")); both can be averaged over fold heads
     return {"hard": np.eye(num_classes)[voting.vote(tiles, numbers, weights, n_images, "hard")],
-            "soft": _weighted(tiles, numbers, weights, n_images),
+            "soft": voting.mask_weighted(tiles, numbers, weights, n_images),
             "mean_pool": _full(p["mean_pool"], model["mean_pool"].classes_, num_classes)}
-
-
-def _weighted(tiles, numbers, weights, n_images):
-    out = np.zeros((n_images, tiles.shape[1]))
-    np.add.at(out, numbers, tiles * np.asarray(weights, np.float64)[:, None])
-    return out / np.maximum(out.sum(1, keepdims=True), 1e-12)
 
 
 def _save(head, model, folder: Path) -> str:
@@ -137,7 +132,7 @@ def _load(head, folder: Path):
         return pickle.loads((folder / "head.pkl").read_bytes())
     import keras
 
-    from anndl.models.networks import mil  # noqa: F401  (registers GatedAttentionPooling)
+    from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
 
     return keras.models.load_model(folder / "head.keras", compile=False)
 
@@ -198,7 +193,9 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
         encoder = emb.encoder
         metrics = {"model": head, "profile": "n/a (a head on cached embeddings)", "data": prep.data_note,
                    "classes": list(classes), "weights": encoder["weights"], "encoder": encoder,
-                   "embeddings": {"folder": str(emb.folder.resolve()), "id": emb.record["id"]},
+                   # relative to the run folder: an outputs folder moved as a whole still finds its cache
+                   "embeddings": {"folder": os.path.relpath(emb.folder.resolve(), run_dir.resolve()),
+                                  "id": emb.record["id"]},
                    "selected_by": "no selection (linear probe)" if head == "linear_probe" else
                    "validation loss on 15% of the training images (early stopping)"}
         primary = RULES[head][0]
@@ -229,21 +226,23 @@ def is_head_run(run_dir: Path | str) -> bool:
 
 def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: str | None = None) -> Path:
     """The submission of a head run: its head(s) on the cached test-tile embeddings (fold heads averaged)."""
-    from anndl.data import describe_data, read_challenge, read_classes
+    from anndl.data import read_challenge, read_classes
+    from anndl.data.stages import data_note, shown
     from anndl.engine import embed
     from anndl.evaluate import submission
 
     run_dir = Path(run_dir)
-    artifacts.load(run_dir, STAGE)
+    record = artifacts.load(run_dir, STAGE)
     config = artifacts.read_json(run_dir / "config.json")
     head, classes = config["model"], tuple(config["classes"])
     rule = rule if rule in config["rules"] else config["rules"][0]
     if classes != read_classes(data_dir):
         raise ValueError(f"{run_dir} predicts {list(classes)}, but {data_dir} has the labels {list(read_classes(data_dir))}")
-    emb = embed.load(config["embeddings"]["folder"])
+    emb = embed.load(run_dir / config["embeddings"]["folder"])  # (an absolute folder in older runs)
     if emb.record["id"] != config["embeddings"]["id"]:
         raise ValueError(f"{emb.folder}: the embeddings changed since {run_dir} was trained; train the head again")
-    test = read_challenge(data_dir).query("split == 'test'")
+    manifest = read_challenge(data_dir)
+    test = manifest.query("split == 'test'")
     rows = np.flatnonzero(emb.tiles.split.to_numpy() == "test")
     keys, numbers = _images(emb, rows)
     if {s for _, s in keys} != set(test.sample_index):
@@ -256,8 +255,8 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
     path = submission.write_submission([s for _, s in keys], total.argmax(1), out, expected=set(test.sample_index),
                                    classes=classes)
     artifacts.write_json(Path(out).with_suffix(".json"), {
-        "runs": [str(run_dir.resolve())], "models": [head], "weights": [config["weights"]],
-        "encoder": config["encoder"], "data": describe_data(data_dir), "voting": rule, "heads": len(folders),
+        "runs": [shown(run_dir)], "run_ids": [record["id"]], "models": [head], "weights": [config["weights"]],
+        "encoder": config["encoder"], "data": data_note(data_dir, manifest), "voting": rule, "heads": len(folders),
         "test_images": int(len(test))})
     return path
 
@@ -281,39 +280,3 @@ def attention_maps(run_dir: Path | str, emb, fold: int = 0) -> list[tuple[str, p
     tiles = emb.tiles.iloc[rows]
     return [(name, tiles[numbers == i][["x", "y"]], attention[i][: int(mask[i].sum())])
             for i, (_, name) in enumerate(keys)]
-
-
-def compare_oof(prep, runs: dict[str, tuple[Path | str, str]], seed: int = 0) -> pd.DataFrame:
-    """Out-of-fold scores of K-fold runs on the same folds (``{name: (run folder, rule)}``; head runs and
-    ``train --folds`` runs alike) beside the colour-histogram and majority baselines, each with its bootstrap
-    interval and its gain over the first row with a paired-bootstrap interval."""
-    from anndl.engine.experiment import fold_preps
-    from anndl.evaluate import voting
-    from anndl.evaluate.baselines import baseline_predictions, colour_features
-
-    folds = {(Path(r) / "folds.csv").read_text() for r, _ in runs.values()}
-    if len(folds) != 1:
-        raise ValueError("the runs were trained on different folds; use the same --folds and seed")
-    classes = tuple(prep.classes)
-    tables = {name: pd.read_csv(Path(r) / "oof_predictions.csv", keep_default_na=False).set_index("sample_index")
-              for name, (r, _) in runs.items()}
-    first = next(iter(tables.values()))
-    preds = {name: tables[name].loc[first.index, f"pred_{rule}"].map(classes.index).to_numpy()
-             for name, (_, rule) in runs.items()}
-    kept = prep.clean[prep.clean.status == "kept"].sample_index
-    features = colour_features(prep.manifest, kept)
-    base = pd.concat([baseline_predictions(f.manifest, f.split, features)
-                      for f in fold_preps(prep, next(iter(runs.values()))[0])]).set_index("sample_index").loc[first.index]
-    preds["colour-histogram baseline (no CNN)"] = base.colour_histogram.to_numpy()
-    preds["majority class"] = base.majority.to_numpy()
-    y_true = first.label.map(classes.index).to_numpy()
-    reference = next(iter(preds.values()))
-    rows = []
-    for i, (name, predicted) in enumerate(preds.items()):
-        scores = image_scores(y_true, predicted, seed, len(classes))
-        gain = paired_difference(y_true, reference, predicted, seed=seed, n_classes=len(classes))
-        rows.append({"variant": name, "oof_macro_f1": scores["macro_f1"], "ci95_low": scores["macro_f1_ci95"][0],
-                     "ci95_high": scores["macro_f1_ci95"][1], "images": scores["images"], "gain": gain["gain"],
-                     "gain_ci95": gain["gain_ci95"], "verdict": "—" if i == 0 else
-                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)")})
-    return pd.DataFrame(rows)

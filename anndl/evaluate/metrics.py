@@ -71,3 +71,20 @@ def image_scores(y_true, y_pred, seed: int = 0, n_classes: int = NUM_CLASSES) ->
     return {"macro_f1": round(macro_f1(y_true, y_pred, n_classes), 4), "macro_f1_ci95": [round(low, 4), round(high, 4)],
             "accuracy": round(float(np.mean(np.asarray(y_true) == np.asarray(y_pred))), 4),
             "images": int(len(y_true))}
+
+
+def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSES,
+             reference_verdict: str = "—") -> list[dict]:
+    """One row per entry of ``predicted`` ({name: class index per image}, the first the reference): macro F1
+    with its bootstrap interval, the gain over the reference with its paired 95% interval and a verdict ("real
+    difference" only when that interval excludes 0). Every comparison table is built from these rows."""
+    reference = next(iter(predicted.values()))
+    rows = []
+    for i, (name, y_pred) in enumerate(predicted.items()):
+        scores = image_scores(y_true, y_pred, seed, n_classes)
+        gain = paired_difference(y_true, reference, y_pred, seed=seed, n_classes=n_classes)
+        rows.append({"variant": name, "oof_macro_f1": scores["macro_f1"], "ci95_low": scores["macro_f1_ci95"][0],
+                     "ci95_high": scores["macro_f1_ci95"][1], "images": scores["images"], "gain": gain["gain"],
+                     "gain_ci95": gain["gain_ci95"], "verdict": reference_verdict if i == 0 else
+                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)")})
+    return rows

@@ -30,12 +30,19 @@ def vote(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarr
     summed = np.zeros((n_images, n_classes))
     np.add.at(summed, image_numbers, probabilities)
     if rule == "soft":
-        weighted = np.zeros((n_images, n_classes))
-        np.add.at(weighted, image_numbers, probabilities * np.asarray(weights, np.float64)[:, None])
-        return weighted.argmax(1)
+        return mask_weighted(probabilities, image_numbers, weights, n_images).argmax(1)
     if rule != "hard":
         raise ValueError(f"voting rule must be one of {VOTING_RULES}, got {rule!r}")
     votes = np.zeros((n_images, n_classes))
     np.add.at(votes, (image_numbers, probabilities.argmax(1)), 1)
     tied = votes == votes.max(1, keepdims=True)
     return np.where(tied, summed, -np.inf).argmax(1)
+
+
+def mask_weighted(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarray,
+                  n_images: int) -> np.ndarray:
+    """Each image's mask-weighted mean tile probability (n_images, n_classes), rows summing to 1: the soft
+    rule's scores, which can be averaged over an ensemble's members before the argmax."""
+    out = np.zeros((n_images, np.shape(probabilities)[1]))
+    np.add.at(out, np.asarray(image_numbers), np.asarray(probabilities, np.float64) * np.asarray(weights, np.float64)[:, None])
+    return out / np.maximum(out.sum(1, keepdims=True), 1e-12)

@@ -293,9 +293,7 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
         path = Path(where) / "model.keras" if kind == "run" else Path(where)
         note = f"local model file {path}"
         if kind == "run":
-            from anndl.models.mil import describe_encoder
-
-            note = describe_encoder(where)
+            note = describe_run(where)
         out.update(weights=note, weights_sha256=weights_digest([path]),
                    preprocessing="the model's own layers", pooling="the model's feature layer")
     else:  # a KerasHub preset folder or name
@@ -313,6 +311,69 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
                    architecture=config.get("class_name"), preprocessing="the preset's image converter")
     out["pretrained"] = RANDOM_NOTE not in out["weights"]
     return out
+
+
+def _features(model: keras.Model, output) -> keras.Model:
+    """Wrap ``output`` as a (batch, D) feature vector: pool maps, take the class token of sequences."""
+    import keras
+    from keras import layers
+
+    if len(output.shape) == 4:
+        output = layers.GlobalAveragePooling2D(name="encoder_pool")(output)
+    elif len(output.shape) == 3:
+        output = output[:, 0, :]
+    return keras.Model(model.inputs, output, name="encoder")
+
+
+def run_encoder(run_dir: Path | str) -> keras.Model:
+    """A trained run's model without its head: tiles -> the features its head reads."""
+    import keras
+
+    model = keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
+    names = [layer.name for layer in model.layers]
+    if "head_pool" in names:
+        return _features(model, model.get_layer("head_pool").output)
+    return _features(model, model.get_layer("head_dense").input)
+
+
+def keras_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
+    """A tile encoder from a local ``.keras`` model file or a KerasHub preset folder.
+
+    The encoder receives tiles in [0, 255]; a ``.keras`` model must include its own preprocessing, a
+    preset brings its image converter when it saved one (else tiles are scaled to [-1, 1])."""
+    import keras
+    from keras import layers
+
+    path = Path(path)
+    if path.suffix == ".keras":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: encoder model file not found")
+        model = keras.models.load_model(path, compile=False)
+        return _features(model, model.outputs[0])
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: expected a .keras file or a KerasHub preset folder")
+    import keras_hub
+
+    backbone = keras_hub.models.Backbone.from_preset(str(path))
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(str(path))
+    except Exception:
+        converter = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
+    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
+    output = backbone(converter(inputs))
+    if isinstance(output, dict):  # some backbones return several outputs
+        output = output.get("pooled_output", next(iter(output.values())))
+    return _features(keras.Model(inputs, output), output)
+
+
+def describe_run(source: Path | str) -> str:
+    """Say what an encoder is, for the outputs that use it."""
+    source = Path(source)
+    config = source / "config.json"
+    if config.is_file():
+        info = json.loads(config.read_text())
+        return f"{info['model']} run {source} ({info['profile']} profile; weights: {info['weights']})"
+    return f"local encoder {source}"
 
 
 def _pool(tokens, pooling: str, skip: int):
@@ -334,15 +395,13 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
     identity = identity or identify(source, pooling)
     kind, where = resolve(source)
     if kind in ("keras_file", "run"):
-        from anndl.models import mil
-
         from anndl.core.artifacts import read_json
 
         config = Path(where) / "config.json"
         if kind == "run" and config.is_file() and read_json(config).get("stain_normalization"):
             raise ValueError(f"{where}: trained on stain-normalised tiles; embedding with it is not supported "
                              "(its tiles would need the same normalisation)")
-        model = mil.run_encoder(where) if kind == "run" else mil.load_encoder(where, tile_size)
+        model = run_encoder(where) if kind == "run" else keras_encoder(where, tile_size)
         return Encoder(model, identity)
     from anndl.core.distribute import precision_policy
 

@@ -1,86 +1,21 @@
-"""Attention-MIL aggregation and pluggable tile encoders (beyond the report).
+"""Attention-MIL aggregation (beyond the report).
 
 Instead of voting, an image becomes a *bag* of tile embeddings from a frozen encoder, and a small
 gated-attention pooling head (Ilse, Tomczak & Welling, 2018, "Attention-based Deep Multiple Instance
 Learning") learns which tiles matter: ``a_k = softmax_k(w^T (tanh(V h_k) * sigmoid(U h_k)))``,
 ``z = sum_k a_k h_k``, then a softmax classifier on ``z``. The attention weights can be drawn over the image.
 
-Encoders: any Keras model that maps uint8-range tiles to features — a trained run's model cut before its
-head (``run_encoder``), a local ``.keras`` file, or a local KerasHub preset folder (``load_encoder``), e.g. a
-histopathology foundation model a user converted. Spatial maps are average-pooled, token sequences give
-their first (class) token.
+The bags are tile embeddings from a frozen encoder (``anndl.models.encoders``, embedded by
+``anndl.engine.embed``).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import keras
 import numpy as np
-import pandas as pd
 from keras import layers, ops
 
 from anndl.core.labels import NUM_CLASSES
-from anndl.data import pipeline
-
-
-def _features(model: keras.Model, output) -> keras.Model:
-    """Wrap ``output`` as a (batch, D) feature vector: pool maps, take the class token of sequences."""
-    if len(output.shape) == 4:
-        output = layers.GlobalAveragePooling2D(name="encoder_pool")(output)
-    elif len(output.shape) == 3:
-        output = output[:, 0, :]
-    return keras.Model(model.inputs, output, name="encoder")
-
-
-def run_encoder(run_dir: Path | str) -> keras.Model:
-    """A trained run's model without its head: tiles -> the features its head reads."""
-    model = keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
-    names = [layer.name for layer in model.layers]
-    if "head_pool" in names:
-        return _features(model, model.get_layer("head_pool").output)
-    return _features(model, model.get_layer("head_dense").input)
-
-
-def load_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
-    """A tile encoder from a local ``.keras`` model file or a KerasHub preset folder.
-
-    The encoder receives tiles in [0, 255]; a ``.keras`` model must include its own preprocessing, a
-    preset brings its image converter when it saved one (else tiles are scaled to [-1, 1])."""
-    path = Path(path)
-    if path.suffix == ".keras":
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: encoder model file not found")
-        model = keras.models.load_model(path, compile=False)
-        return _features(model, model.outputs[0])
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: expected a .keras file or a KerasHub preset folder")
-    import keras_hub
-
-    backbone = keras_hub.models.Backbone.from_preset(str(path))
-    try:
-        converter = keras_hub.layers.ImageConverter.from_preset(str(path))
-    except Exception:
-        converter = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
-    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
-    output = backbone(converter(inputs))
-    if isinstance(output, dict):  # some backbones return several outputs
-        output = output.get("pooled_output", next(iter(output.values())))
-    return _features(keras.Model(inputs, output), output)
-
-
-def tile_embeddings(encoder: keras.Model, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...],
-                    tile_size: int = 224, stride: int | None = None, batch_size: int = 32, stain=None):
-    """(embeddings (n_tiles, D), image numbers, image table) for the tiles of ``splits`` (``stain``: the
-    normaliser the encoder's run trained with, ``experiment.run_stain``)."""
-    dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
-                                    batch_size=batch_size, with_labels=False, stain=stain)
-    features, numbers = [], []
-    for batch, image_numbers, _ in dataset:
-        features.append(np.asarray(encoder(batch, training=False), np.float32))
-        numbers.append(image_numbers.numpy())
-    return np.concatenate(features), np.concatenate(numbers), pipeline.image_table(tiles, manifest, splits)
 
 
 def bags(embeddings: np.ndarray, image_numbers: np.ndarray, n_images: int, max_tiles: int | None = None):
@@ -154,13 +89,3 @@ def predict_mil(model: keras.Model, bag_x, mask) -> tuple[np.ndarray, np.ndarray
     """(class probabilities per image, attention per tile slot)."""
     probabilities, attention = model.predict([bag_x, mask], verbose=0)
     return probabilities, attention
-
-
-def describe_encoder(source: Path | str) -> str:
-    """Say what an encoder is, for the outputs that use it."""
-    source = Path(source)
-    config = source / "config.json"
-    if config.is_file():
-        info = json.loads(config.read_text())
-        return f"{info['model']} run {source} ({info['profile']} profile; weights: {info['weights']})"
-    return f"local encoder {source}"

@@ -117,7 +117,7 @@ def build_model(settings: ModelSettings) -> Built:
     """Build the model ``settings`` name: seeded (the same initial weights wherever it is built), under the
     settings' dtype policy."""
     if settings.model not in BUILDERS:
-        heads = " (a head on cached embeddings: anndl.engine.heads.train_head)" if settings.model in SPEC else ""
+        heads = " (a head on cached embeddings: anndl.engine.runs.fit)" if settings.model in SPEC else ""
         raise ValueError(f"unknown model {settings.model!r}{heads}; choose from {sorted(BUILDERS)}")
     keras.utils.set_random_seed(settings.seed)
     with precision_policy(settings.mixed_precision):

@@ -220,7 +220,7 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
 
 def differences(table, profile: str = "smoke") -> str:
     """Which variants differ from the first row by their paired interval (``compare.compare_variants`` or
-    ``heads.compare_oof``: columns ``variant``, ``oof_macro_f1``, ``gain``, ``gain_ci95``)."""
+    ``compare.compare_runs``: columns ``variant``, ``oof_macro_f1``, ``gain``, ``gain_ci95``)."""
     rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
     first, rest = rows[0], rows[1:]
     real = [r for r in rest if r["gain_ci95"][0] > 0 or r["gain_ci95"][1] < 0]

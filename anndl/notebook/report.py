@@ -33,37 +33,58 @@ def data_fingerprint(note: str) -> str:
 
 
 def collect(runs_dir: Path | str) -> pd.DataFrame:
-    """One row per (run, voting rule) from every ``metrics.json`` below ``runs_dir``, with the run's data
-    fingerprint (``data_fingerprint``), a display label for its data and the file's time."""
+    """One row per (run, voting rule) from every finished run below ``runs_dir`` (any family, its record verified:
+    ``runs.open_run``), with the run's data fingerprint (``data_fingerprint``), a display label for its data and
+    its record's time. A folder whose record does not verify (a kill before the end, an edited file) is not
+    ranked, and a line says why."""
+    from anndl.engine.runs import open_run
+
+    runs_dir = Path(runs_dir)
     rows = []
-    for path in sorted(Path(runs_dir).rglob("metrics.json")):
-        if path.parent.name.startswith("fold_"):
+    candidates = {p.parent for name in (artifacts.RECORD, "metrics.json") for p in runs_dir.rglob(name)}
+    for folder in sorted(candidates):
+        if any(part.startswith("fold_") or part == artifacts.STAGING for part in folder.relative_to(runs_dir).parts):
             continue  # a K-fold run reports its out-of-fold score once, at its top
-        m = artifacts.read_json(path)  # a broken file: one line naming it
-        refused = _not_finite(path.parent, m)
+        try:
+            run = open_run(folder)
+        except artifacts.ArtifactError as e:
+            if (folder / artifacts.RECORD).is_file() and not _is_run_record(folder):
+                continue  # another stage's artifact (tiles, embeddings, a comparison): not a run
+            print(f"not ranked: {e}")
+            continue
+        m = run.metrics
+        refused = _not_finite(folder, m)
         if refused:
             print(f"not ranked: {refused}")
             continue
-        folded = "oof" in m
-        evaluated = f"out-of-fold ({m['folds']} folds)" if folded else "validation split"
-        for rule, scores in (m["oof"] if folded else m["validation"]).items():
+        evaluated = f"out-of-fold ({run.folds} folds)" if run.folds else "validation split"
+        for rule, scores in run.scores.items():
             test = (m.get("test") or {}).get(rule)
             rows.append({
-                "run": str(path.parent.relative_to(runs_dir)), "model": m["model"], "profile": m["profile"],
+                "run": str(folder.relative_to(runs_dir)), "model": run.model, "profile": m["profile"],
                 "weights": m["weights"], "data": m["data"], "data_fingerprint": data_fingerprint(m["data"]),
                 "data_label": data_label(m["data"]), "voting": rule, "evaluated_on": evaluated,
-                "folds": m.get("folds") if folded else None,
-                "val_macro_f1": scores["macro_f1"],
+                "folds": run.folds, "val_macro_f1": scores["macro_f1"],
                 "val_ci95": f"{scores['macro_f1_ci95'][0]:.3f}-{scores['macro_f1_ci95'][1]:.3f}",
                 "val_images": scores["images"],
                 "test_macro_f1": test["macro_f1"] if test else None,
                 REFERENCE:  # only where the label set is the challenge's
-                    REPORT_TEST_F1.get(m["model"]) if tuple(m.get("classes", LABELS)) == LABELS else None,
-                "written": path.stat().st_mtime,
+                    REPORT_TEST_F1.get(run.model) if tuple(m.get("classes", LABELS)) == LABELS else None,
+                "written": (folder / artifacts.RECORD).stat().st_mtime,
             })
     if not rows:
-        raise FileNotFoundError(f"{runs_dir}: no metrics.json found below this folder")
+        raise FileNotFoundError(f"{runs_dir}: no finished run found below this folder")
     return pd.DataFrame(rows)
+
+
+def _is_run_record(folder: Path) -> bool:
+    """Whether ``folder``'s record (readable or not) names a run stage."""
+    from anndl.engine.runs import STAGES
+
+    try:
+        return artifacts.read_json(folder / artifacts.RECORD).get("stage") in STAGES
+    except (artifacts.ArtifactError, AttributeError):
+        return True  # an unreadable record: say so rather than skip it
 
 
 def _not_finite(run_dir: Path, m: dict) -> str | None:

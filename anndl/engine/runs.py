@@ -1,0 +1,126 @@
+"""One lifecycle for every model family: ``fit`` a run, ``open_run`` a finished one, ``predict`` from runs.
+
+A model family is a spec (``anndl.models.specs``). Networks trained on tiles (the scratch ResNet, ConvNeXt,
+ViT, a given encoder fine-tuned) are train or K-fold runs (``anndl.engine.experiment``); heads on a cached
+embedding (linear probe, attention-MIL) are head runs (``anndl.engine.heads``). Both are recorded artifacts:
+reused when their record matches, resumed (networks: from the last epoch and the finished folds; heads:
+started again, they take seconds) when a kill left them unfinished. ``Run`` is what every caller holds: the
+CLI, ``compare``, ``report`` and the notebooks never ask which family made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from anndl.core import artifacts
+from anndl.models import specs
+
+STAGES = ("train", "kfold", "head")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run of any family, its record verified: its folder, stage, record and ``metrics.json``."""
+
+    folder: Path
+    stage: str
+    record: dict
+    metrics: dict
+
+    @property
+    def model(self) -> str:
+        return self.metrics["model"]
+
+    @property
+    def folds(self) -> int | None:
+        """The number of folds of an out-of-fold run; None for a run scored on its validation split."""
+        return self.metrics.get("folds") if "oof" in self.metrics else None
+
+    @property
+    def scores(self) -> dict:
+        """Image-level scores per voting rule: out of fold where the run has folds, else on its validation split."""
+        return self.metrics["oof" if self.folds else "validation"]
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(self.scores)
+
+    def predictions(self) -> pd.DataFrame:
+        """One row per scored image (``sample_index``, ``label``, ``pred_<rule>`` …): out of fold or validation."""
+        return artifacts.read_csv(self.folder / ("oof_predictions.csv" if self.folds else "val_predictions.csv"))
+
+    def folds_file(self) -> Path:
+        """The fold assignment of an out-of-fold run (runs compared image by image must share it)."""
+        if not self.folds:
+            raise ValueError(f"{self.folder}: a single-split run has no folds; train it with --folds")
+        return self.folder / "folds.csv"
+
+
+def open_run(folder: Path | str) -> Run:
+    """The finished run in ``folder`` (any family), its files verified; ``ArtifactError`` naming it otherwise."""
+    folder = Path(folder)
+    record = artifacts.load(folder)
+    if record["stage"] not in STAGES:
+        raise artifacts.ArtifactError(f"{folder}: a {record['stage']} artifact, not a run")
+    return Run(folder, record["stage"], record, artifacts.read_json(folder / "metrics.json"))
+
+
+def family(model: str) -> specs.ModelSpec:
+    if model not in specs.SPEC:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(specs.names())}")
+    return specs.SPEC[model]
+
+
+def fit(prep, run_dir: Path | str, model: str = "scratch_resnet", *, folds: int | None = None, embeddings=None,
+        seed: int = 42, redo: bool = False, **train) -> Run:
+    """Train (resume, or reuse) ``model`` on ``prep`` into ``run_dir``: on the train split scored on val, or with
+    ``folds`` one model per fold scored out of fold. A head reads ``embeddings`` (``anndl.engine.embed.embed``);
+    a network reads the tiles, and ``train`` passes its settings (``profile``, ``epochs``, ``overrides`` …,
+    ``experiment.train_run``)."""
+    spec = family(model)
+    if spec.consumes == "embeddings":
+        from anndl.engine import heads
+
+        if embeddings is None:
+            raise ValueError(f"{model} is a head on cached tile embeddings: pass embeddings= "
+                             "(anndl.engine.embed.embed of an encoder)")
+        if train:
+            raise ValueError(f"{model} is a head on cached embeddings: {', '.join(sorted(train))} apply to "
+                             f"networks trained on tiles ({', '.join(specs.names(consumes='tiles'))})")
+        heads.train_head(prep, embeddings, run_dir, model, folds=folds, seed=seed, redo=redo)
+    else:
+        from anndl.engine import experiment
+
+        if embeddings is not None:
+            raise ValueError(f"{model} trains on tiles; embeddings= is for the heads "
+                             f"({', '.join(specs.names(consumes='embeddings'))})")
+        if folds:
+            experiment.train_folds(prep, run_dir, model, folds=folds, seed=seed, redo=redo, **train)
+        else:
+            experiment.train_run(prep, run_dir, model, seed=seed, redo=redo, **train)
+    return open_run(run_dir)
+
+
+def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta: bool = False) -> Path:
+    """Predict every test image of ``data_dir`` into the submission ``out`` (and a JSON note beside it naming the
+    runs' records): one run, or several networks (an ensemble, tile probabilities averaged before voting). A
+    head run uses ``rule`` when it has it, else its own first rule (``attention`` for attention-MIL)."""
+    runs = [r if isinstance(r, Run) else open_run(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
+    if not runs:
+        raise ValueError("predict needs at least one run")
+    heads_ = [r for r in runs if r.stage == "head"]
+    if heads_:
+        from anndl.engine import heads
+
+        if len(runs) > 1:
+            raise ValueError(f"{heads_[0].folder}: a head run predicts alone; an ensemble takes network runs")
+        if tta:
+            raise ValueError(f"{heads_[0].folder}: test-time augmentation applies to networks that see tiles, "
+                             "not to a head on cached embeddings")
+        return heads.predict(runs[0].folder, data_dir, out, rule)
+    from anndl.engine import experiment
+
+    return experiment.predict_run([r.folder for r in runs], data_dir, out, rule, tta=tta)
