@@ -139,9 +139,10 @@ def test_embed_resumes_from_finished_chunks(embedded, checkpoints, tiny_data):
     assert not (work / "emb2" / artifacts.STAGING).exists() and not (work / "emb2" / embed.PARTS).exists()
 
 
-@pytest.mark.parametrize("head", ["linear_probe", "attention_mil"])
-def test_heads_train_out_of_fold_and_predict(embedded, checkpoints, tiny_data, tmp_path, head):
+def test_a_head_trains_out_of_fold_and_predicts_from_the_command_line(embedded, checkpoints, tiny_data, tmp_path):
+    """The CLI's path (every head's lifecycle through the API: tests/test_runs.py)."""
     work, common = embedded
+    head = "linear_probe"
     run = work / f"run_{head}"
     args = ["train", "--model", head, "--encoder", str(checkpoints["vit_bare"]), "--embeddings", str(work / "emb"),
             "--out", str(run), "--folds", "2", *common]
@@ -169,19 +170,3 @@ def test_fine_tuning_takes_a_hugging_face_folder(embedded, checkpoints, tiny_dat
     out = tmp_path / "submission.csv"
     assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 6
-
-
-def test_head_runs_compare_on_the_same_folds_and_draw_attention(embedded, tiny_data):
-    from anndl.data import tiling
-    from anndl.engine import experiment, heads
-
-    work, _ = embedded
-    runs = {"linear probe": (work / "run_linear_probe", "hard"), "attention-MIL": (work / "run_attention_mil", "attention")}
-    if not all((r / "metrics.json").is_file() for r, _ in runs.values()):
-        pytest.skip("needs the head runs of test_heads_train_out_of_fold_and_predict")
-    prep = experiment.prepare(tiny_data, work, tiling_config=tiling.TilingConfig(TILE, TILE, 200))
-    table = heads.compare_oof(prep, runs)
-    assert list(table.variant)[-2:] == ["colour-histogram baseline (no CNN)", "majority class"]
-    assert table.gain.iloc[0] == 0 and (table.images == table.images.iloc[0]).all()
-    maps = heads.attention_maps(work / "run_attention_mil", embed.load(work / "emb"), fold=1)
-    assert maps and all(len(t) == len(a) and np.isclose(a.sum(), 1, atol=1e-4) for _, t, a in maps)

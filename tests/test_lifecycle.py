@@ -58,6 +58,31 @@ def reference(tiny_data, tmp_path_factory):
     return out
 
 
+def test_run_writes_a_run_and_a_submission_and_reuses_every_step(tiny_data, reference, tmp_path, capsys):
+    from anndl.data import read_challenge
+
+    run = reference / "runs" / "scratch_resnet"
+    for name in ("model.keras", "config.json", "log.csv", "metrics.json", "best.weights.h5", "val_predictions.csv"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["profile"] == "smoke" and "synthetic" in metrics["data"]
+    assert metrics["weights"].startswith("random initialisation")
+    assert set(metrics["validation"]) == {"hard", "soft"}
+    log = pd.read_csv(run / "log.csv")
+    assert len(log) == 3 and "val_image_macro_f1" in log.columns
+    assert metrics["best_epoch"] == int(log.val_image_macro_f1.idxmax()) + 1
+    submission = pd.read_csv(reference / "submission.csv")
+    manifest = read_challenge(tiny_data)
+    assert sorted(submission.sample_index) == sorted(manifest.sample_index[manifest.split == "test"])
+    assert json.loads((reference / "submission.json").read_text())["profiles"] == ["smoke"]
+    capsys.readouterr()
+    assert cli.main(_command(tiny_data, reference)) == 0  # the same command again: every step reused
+    assert capsys.readouterr().out.count("reusing") == 3
+    soft = tmp_path / "soft.csv"
+    assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(soft), "--voting", "soft"]) == 0
+    assert sorted(pd.read_csv(soft).sample_index) == sorted(submission.sample_index)
+
+
 def test_kill_mid_training_resumes_to_identical_outputs(tiny_data, reference, tmp_path, capsys):
     out = tmp_path / "out"
     run = out / "runs" / "scratch_resnet"
@@ -171,7 +196,8 @@ def test_synth_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
     assert (precious / "notes.txt").is_file() and (precious / "train_labels.csv").is_file()
 
 
-def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_does_not(tiny_data, tmp_path, capsys):
+def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_does_not(tiny_data, reference, tmp_path,
+                                                                                    capsys):
     """Data is identified by its content: the same folder under another name and place (Drive vs the local disk,
     a renamed download) reuses the cleaning, tiles, a train run and a K-fold run; one changed pixel does not."""
     import cv2
@@ -179,16 +205,15 @@ def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_do
     from anndl.engine import experiment
 
     first = Path(shutil.copytree(tiny_data, tmp_path / "downloads" / "challenge"))
-    work = tmp_path / "work"
+    work = Path(shutil.copytree(reference, tmp_path / "work"))  # made from the session's folder, elsewhere
     prep = experiment.prepare(first, work)
-    experiment.train_run(prep, work / "runs" / "one", epochs=1)
     experiment.train_folds(prep, work / "runs" / "kfold", folds=2, epochs=1)
     moved = tmp_path / "elsewhere" / "an2dl_renamed"
     moved.parent.mkdir()
     shutil.move(str(first), str(moved))
     capsys.readouterr()
     prep = experiment.prepare(moved, work)
-    experiment.train_run(prep, work / "runs" / "one", epochs=1)
+    experiment.train_run(prep, work / "runs" / "scratch_resnet", epochs=3)  # as `run --epochs 3` made it
     experiment.train_folds(prep, work / "runs" / "kfold", folds=2, epochs=1)
     printed = capsys.readouterr().out
     assert printed.count("reusing") == 4 and "Epoch" not in printed, printed
@@ -197,7 +222,7 @@ def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_do
     pixels[0, 0] = 255 - pixels[0, 0]
     cv2.imwrite(str(image), pixels)
     prep = experiment.prepare(moved, work)
-    experiment.train_run(prep, work / "runs" / "one", epochs=1)
+    experiment.train_run(prep, work / "runs" / "scratch_resnet", epochs=1)
     printed = capsys.readouterr().out
     for step in ("cleaning it again", "tiling it again", "training it again"):  # each says the data changed
         assert step in printed, printed

@@ -39,7 +39,8 @@ def _fit(setting, model: str):
 
 
 @pytest.mark.parametrize("model", specs.names())
-def test_every_family_fits_resumes_predicts_compares_and_reports(setting, tiny_data, model, monkeypatch, tmp_path):
+def test_every_family_fits_resumes_predicts_compares_and_reports(setting, tiny_data, model, monkeypatch, tmp_path,
+                                                                 capsys):
     work, prep, _, _ = setting
     run_dir = work / "runs" / model
     write_csv = artifacts.write_csv
@@ -56,12 +57,16 @@ def test_every_family_fits_resumes_predicts_compares_and_reports(setting, tiny_d
     with pytest.raises(artifacts.ArtifactError, match="not a finished"):
         runs.open_run(run_dir)  # an interrupted run never counts as done
     folds_before = {p.parent.name: artifacts.read_json(p)["id"] for p in run_dir.glob("fold_*/record.json")}
+    capsys.readouterr()
 
     run = _fit(setting, model)
     assert run.model == model and run.folds == FOLDS and run.stage in runs.STAGES
+    printed = capsys.readouterr().out
     if specs.SPEC[model].consumes == "tiles":  # the finished folds were kept, not trained again
-        assert len(folds_before) == FOLDS
+        assert len(folds_before) == FOLDS and "Epoch" not in printed
         assert {p.parent.name: artifacts.read_json(p)["id"] for p in run_dir.glob("fold_*/record.json")} == folds_before
+    else:
+        assert all(f"{model}: fold {k + 1} reused from the interrupted run" in printed for k in range(FOLDS)), printed
     oof = run.predictions()
     kept = prep.clean[prep.clean.status == "kept"]
     assert sorted(oof.sample_index) == sorted(kept.sample_index)  # every kept image scored once, out of fold
@@ -80,6 +85,12 @@ def test_every_family_fits_resumes_predicts_compares_and_reports(setting, tiny_d
     table = compare.compare_runs(prep, {model: (run, rule)})
     assert list(table.variant) == [model, "colour-histogram baseline (no CNN)", "majority class"]
     assert table.oof_macro_f1.iloc[0] == run.scores[rule]["macro_f1"] and (table.images == len(kept)).all()
+
+    if model == "attention_mil":  # what it attends to, per held-out image, sums to 1 over the image's tiles
+        from anndl.engine import heads
+
+        maps = heads.attention_maps(run.folder, setting[3], fold=1)
+        assert maps and all(len(t) == len(a) and abs(a.sum() - 1) < 1e-4 for _, t, a in maps)
 
     rows = report.collect(work / "runs")
     mine = rows[rows.run == model]

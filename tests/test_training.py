@@ -1,16 +1,11 @@
 """Scratch ResNet and the training engine on tiny data: build, fit, select, save/load, submit."""
 
-import json
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
 from anndl.core.config import ScratchResNetConfig, TrainConfig
-from anndl.data import read_challenge
 from anndl.engine.train import class_weights, make_loss
 from anndl.models.networks import scratch_resnet
 
@@ -40,33 +35,3 @@ def test_losses_and_class_weights():
     assert weights[0] < weights[1] == weights[2] == weights[3]
     with pytest.raises(ValueError, match="loss must be"):
         TrainConfig(loss="mse")
-
-
-def test_run_command_end_to_end(tiny_data, tmp_path):
-    out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "anndl", "run", "--data", str(tiny_data), "--out", str(out),
-                             "--profile", "smoke", "--epochs", "2"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = out / "runs" / "scratch_resnet"
-    for name in ("model.keras", "config.json", "log.csv", "metrics.json", "best.weights.h5", "val_predictions.csv"):
-        assert (run / name).is_file(), name
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["profile"] == "smoke" and "synthetic" in metrics["data"]
-    assert metrics["weights"].startswith("random initialisation")
-    assert set(metrics["validation"]) == {"hard", "soft"}
-    log = pd.read_csv(run / "log.csv")
-    assert len(log) == 2 and "val_image_macro_f1" in log.columns
-    assert metrics["best_epoch"] == int(log.val_image_macro_f1.idxmax()) + 1
-    submission = pd.read_csv(out / "submission.csv")
-    manifest = read_challenge(tiny_data)
-    assert sorted(submission.sample_index) == sorted(manifest.sample_index[manifest.split == "test"])
-    assert json.loads((out / "submission.json").read_text())["profiles"] == ["smoke"]
-    # a second run reuses every step
-    again = subprocess.run([sys.executable, "-m", "anndl", "run", "--data", str(tiny_data), "--out", str(out)],
-                           capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("reusing") == 3, again.stdout
-    # predict with soft voting from the saved run
-    soft = subprocess.run([sys.executable, "-m", "anndl", "predict", "--run", str(run), "--data", str(tiny_data),
-                           "--out", str(tmp_path / "soft.csv"), "--voting", "soft"], capture_output=True, text=True)
-    assert soft.returncode == 0, soft.stderr[-2000:]
-    assert len(pd.read_csv(tmp_path / "soft.csv")) == len(submission)

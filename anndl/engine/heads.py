@@ -115,6 +115,10 @@ def _predict_rules(head, model, x, numbers, n_images, weights, num_classes) -> d
             "mean_pool": _full(p["mean_pool"], model["mean_pool"].classes_, num_classes)}
 
 
+FINISHED = "head_finished.json"  # beside a fold's head in the staging folder: the request it was fitted for
+_FILE = {"linear_probe": "head.pkl", "attention_mil": "head.keras"}
+
+
 def _save(head, model, folder: Path) -> str:
     if head == "linear_probe":
         artifacts.write_bytes(folder / "head.pkl", pickle.dumps(model))
@@ -169,11 +173,21 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
             split = emb.tiles.split.to_numpy()
             splits = [(np.flatnonzero(split == "train"), np.flatnonzero(split == "val"), "")]
         files, predictions, per_fold = ["folds.csv"] if folds else [], [], []
+        request_id = artifacts.fingerprint(req)
         for k, (train_rows, val_rows, prefix) in enumerate(splits):
-            keys, numbers = _images(emb, train_rows)
-            model = _fit(head, emb.embeddings[train_rows], labels[train_rows], numbers, len(keys), seed + k,
-                         len(classes))
-            files.append(prefix + _save(head, model, out / prefix))
+            done = out / prefix / FINISHED
+            if done.is_file() and artifacts.read_json(done) == {"request": request_id}:
+                # a fold head an interrupted run of this request finished (kept in the staging folder): reused
+                model, saved = _load(head, out / prefix), _FILE[head]
+                print(f"{head}: fold {k + 1} reused from the interrupted run" if folds else f"{head}: reused "
+                      "the head the interrupted run finished")
+            else:
+                keys, numbers = _images(emb, train_rows)
+                model = _fit(head, emb.embeddings[train_rows], labels[train_rows], numbers, len(keys), seed + k,
+                             len(classes))
+                saved = _save(head, model, out / prefix)
+                artifacts.write_json(done, {"request": request_id})  # after the head: a kill between is a refit
+            files.append(prefix + saved)
             val_keys, val_numbers = _images(emb, val_rows)
             y_true = np.zeros(len(val_keys), np.int64)
             y_true[val_numbers] = labels[val_rows]
