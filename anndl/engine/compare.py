@@ -29,7 +29,8 @@ from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps
 from anndl.evaluate import metrics, voting
 from anndl.evaluate.baselines import baseline_predictions, colour_features
 from anndl.engine import embed
-from anndl.models import encoders, mil
+from anndl.engine.heads import HEAD_CLASSES
+from anndl.models import encoders
 
 
 def _timed(fn, *args, **kwargs):
@@ -103,15 +104,14 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             stain = run_stain([fold_dir], [config])
             kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"], stain=stain)
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train",), **kw)
-            x_train, m_train = mil.bags(emb, num, len(tab))
-            y_train = tab.label_index.to_numpy()
             val_start = time.perf_counter()
             emb_v, num_v, tab_v = embed.features(encoder, fold.tiles, fold.manifest, ("val",), **kw)
             embed_val_seconds = time.perf_counter() - val_start
-            x_val, m_val = mil.bags(emb_v, num_v, len(tab_v))
-            head = mil.train_mil(x_train, m_train, y_train, x_val, m_val, tab_v.label_index.to_numpy(), seed=seed,
-                                 num_classes=len(prep.classes))
-            (probabilities, attention_k), s = _timed(mil.predict_mil, head, x_val, m_val)
+            # the attention-MIL head of ``heads``: early stopping on 15% of the fold's *training* images, never
+            # on the held-out images it is scored on
+            attention_mil = HEAD_CLASSES["attention_mil"]
+            head = attention_mil.fit(emb, tab.label_index.to_numpy()[num], num, len(tab), seed, len(prep.classes))
+            (probabilities, attention_k, m_val), s = _timed(attention_mil.attention, head, emb_v, num_v, len(tab_v))
             add(f"attention-MIL on {name} embeddings", probabilities.argmax(1), embed_val_seconds + s)
             attention = {"table": tab_v, "attention": attention_k, "mask": m_val, "fold": k,
                          "tiles": fold.tiles[fold.tiles.split == "val"], "train_seconds": time.perf_counter() - start}

@@ -9,13 +9,13 @@
 A head run writes what a trained run writes (``config.json``, ``metrics.json`` with the validation or, with
 ``folds``, the out-of-fold macro F1 and its bootstrap interval, ``val_predictions.csv`` /
 ``oof_predictions.csv``) plus its head (``head.pkl`` or ``head.keras``); it is an artifact whose record
-cites the embeddings it read. ``predict`` averages the fold heads' probabilities on the test tiles' cached
+cites the embeddings it read. Each head is one class (``LinearProbe``, ``AttentionMIL``: its rules, file, fit,
+predict, save, load): adding a head is a spec in ``anndl.models.specs`` and a class here. ``predict`` averages the fold heads' probabilities on the test tiles' cached
 embeddings and writes the submission.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 from pathlib import Path
@@ -27,9 +27,8 @@ from anndl.core import artifacts
 from anndl.evaluate.metrics import image_scores
 from anndl.models import specs
 
-HEADS = specs.names(consumes="embeddings")  # ("linear_probe", "attention_mil")
+HEADS = specs.names(consumes="embeddings")  # ("linear_probe", "attention_mil"), each a class below
 STAGE = "head"
-RULES = {"linear_probe": ("hard", "soft", "mean_pool"), "attention_mil": ("attention",)}
 
 
 def _labels(emb, classes) -> np.ndarray:
@@ -45,50 +44,16 @@ def _images(emb, rows: np.ndarray):
     return list(order), np.array([order[k] for k in keys], np.int64)
 
 
-def _fit(head: str, x, y, numbers, n_images, seed: int, num_classes: int):
-    """A fitted head (one or two models) on training rows."""
-    if head == "linear_probe":
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        def probe():
-            return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-
-        image_y = np.zeros(n_images, np.int64)
-        image_y[numbers] = y
-        return {"tiles": probe().fit(x, y), "mean_pool": probe().fit(_mean_pool(x, numbers, n_images), image_y)}
-    from sklearn.model_selection import train_test_split
-
-    from anndl.models import mil
-
+def _image_labels(y, numbers, n_images) -> np.ndarray:
     image_y = np.zeros(n_images, np.int64)
     image_y[numbers] = y
-    bags, mask = mil.bags(x, numbers, n_images)
-    counts = np.bincount(image_y, minlength=num_classes)
-    n_val = max(int(round(0.15 * n_images)), 1)
-    stratify = image_y if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
-    inner_train, inner_val = train_test_split(np.arange(n_images), test_size=n_val, random_state=seed, stratify=stratify)
-    return mil.train_mil(bags[inner_train], mask[inner_train], image_y[inner_train], bags[inner_val],
-                         mask[inner_val], image_y[inner_val], seed=seed, num_classes=num_classes)
+    return image_y
 
 
 def _mean_pool(x, numbers, n_images):
     sums = np.zeros((n_images, x.shape[1]))
     np.add.at(sums, numbers, x)
     return sums / np.bincount(numbers, minlength=n_images)[:, None]
-
-
-def _probabilities(head: str, model, x, numbers, n_images) -> dict:
-    """Per rule's input: tile probabilities (linear probe) and image probabilities (mean pool, attention)."""
-    if head == "linear_probe":
-        return {"tiles": model["tiles"].predict_proba(x),
-                "mean_pool": model["mean_pool"].predict_proba(_mean_pool(x, numbers, n_images))}
-    from anndl.models import mil
-
-    bags, mask = mil.bags(x, numbers, n_images)
-    probabilities, attention = mil.predict_mil(model, bags, mask)
-    return {"attention": probabilities, "attention_weights": attention}
 
 
 def _full(probabilities: np.ndarray, classes_seen, num_classes: int) -> np.ndarray:
@@ -100,45 +65,94 @@ def _full(probabilities: np.ndarray, classes_seen, num_classes: int) -> np.ndarr
     return out
 
 
-def _predict_rules(head, model, x, numbers, n_images, weights, num_classes) -> dict[str, np.ndarray]:
-    """Class probabilities per image for every rule of ``head``."""
-    from anndl.evaluate import voting
+class LinearProbe:
+    """Logistic regression on standardised tile embeddings (voted ``hard`` / ``soft``) and on each image's mean
+    tile embedding (``mean_pool``)."""
 
-    p = _probabilities(head, model, x, numbers, n_images)
-    if head == "attention_mil":
-        return {"attention": p["attention"]}
-    tiles = _full(p["tiles"], model["tiles"].classes_, num_classes)
-    # hard: the image's vote as a one-hot row; soft: its mask-weighted mean tile probability (same argmax as
-    # voting.vote(..., "soft")); both can be averaged over fold heads
-    return {"hard": np.eye(num_classes)[voting.vote(tiles, numbers, weights, n_images, "hard")],
-            "soft": voting.mask_weighted(tiles, numbers, weights, n_images),
-            "mean_pool": _full(p["mean_pool"], model["mean_pool"].classes_, num_classes)}
+    rules = ("hard", "soft", "mean_pool")
+    file = "head.pkl"
+    selected_by = "no selection (linear probe)"
+
+    def fit(self, x, y, numbers, n_images, seed: int, num_classes: int):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        def probe():
+            return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+
+        return {"tiles": probe().fit(x, y),
+                "mean_pool": probe().fit(_mean_pool(x, numbers, n_images), _image_labels(y, numbers, n_images))}
+
+    def predict(self, model, x, numbers, n_images, weights, num_classes) -> dict[str, np.ndarray]:
+        """Class probabilities per image for every rule (hard: the vote as a one-hot row; soft: the mask-weighted
+        mean tile probability; both can be averaged over fold heads)."""
+        from anndl.evaluate import voting
+
+        tiles = _full(model["tiles"].predict_proba(x), model["tiles"].classes_, num_classes)
+        pooled = model["mean_pool"].predict_proba(_mean_pool(x, numbers, n_images))
+        return {"hard": np.eye(num_classes)[voting.vote(tiles, numbers, weights, n_images, "hard")],
+                "soft": voting.mask_weighted(tiles, numbers, weights, n_images),
+                "mean_pool": _full(pooled, model["mean_pool"].classes_, num_classes)}
+
+    def save(self, model, folder: Path) -> None:
+        artifacts.write_bytes(folder / self.file, pickle.dumps(model))
+
+    def load(self, folder: Path):
+        return pickle.loads((folder / self.file).read_bytes())
 
 
+class AttentionMIL:
+    """Gated-attention MIL (``anndl.models.mil``) over each image's bag of tile embeddings; early stopping on a
+    stratified 15% of the training images."""
+
+    rules = ("attention",)
+    file = "head.keras"
+    selected_by = "validation loss on 15% of the training images (early stopping)"
+
+    def fit(self, x, y, numbers, n_images, seed: int, num_classes: int):
+        from sklearn.model_selection import train_test_split
+
+        from anndl.models import mil
+
+        image_y = _image_labels(y, numbers, n_images)
+        bags, mask = mil.bags(x, numbers, n_images)
+        counts = np.bincount(image_y, minlength=num_classes)
+        n_val = max(int(round(0.15 * n_images)), 1)
+        stratify = image_y if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
+        inner_train, inner_val = train_test_split(np.arange(n_images), test_size=n_val, random_state=seed,
+                                                  stratify=stratify)
+        return mil.train_mil(bags[inner_train], mask[inner_train], image_y[inner_train], bags[inner_val],
+                             mask[inner_val], image_y[inner_val], seed=seed, num_classes=num_classes)
+
+    def attention(self, model, x, numbers, n_images):
+        """(class probabilities per image, attention per tile slot, the bags' mask)."""
+        from anndl.models import mil
+
+        bags, mask = mil.bags(x, numbers, n_images)
+        probabilities, attention = mil.predict_mil(model, bags, mask)
+        return probabilities, attention, mask
+
+    def predict(self, model, x, numbers, n_images, weights, num_classes) -> dict[str, np.ndarray]:
+        return {"attention": self.attention(model, x, numbers, n_images)[0]}
+
+    def save(self, model, folder: Path) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:  # Keras writes the file itself; then moved atomically
+            model.save(Path(tmp) / self.file)
+            artifacts.write_bytes(folder / self.file, (Path(tmp) / self.file).read_bytes())
+
+    def load(self, folder: Path):
+        import keras
+
+        from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
+
+        return keras.models.load_model(folder / self.file, compile=False)
+
+
+HEAD_CLASSES = {"linear_probe": LinearProbe(), "attention_mil": AttentionMIL()}  # one per head spec
 FINISHED = "head_finished.json"  # beside a fold's head in the staging folder: the request it was fitted for
-_FILE = {"linear_probe": "head.pkl", "attention_mil": "head.keras"}
-
-
-def _save(head, model, folder: Path) -> str:
-    if head == "linear_probe":
-        artifacts.write_bytes(folder / "head.pkl", pickle.dumps(model))
-        return "head.pkl"
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:  # Keras writes the file itself; then moved atomically
-        model.save(Path(tmp) / "head.keras")
-        artifacts.write_bytes(folder / "head.keras", (Path(tmp) / "head.keras").read_bytes())
-    return "head.keras"
-
-
-def _load(head, folder: Path):
-    if head == "linear_probe":
-        return pickle.loads((folder / "head.pkl").read_bytes())
-    import keras
-
-    from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
-
-    return keras.models.load_model(folder / "head.keras", compile=False)
 
 
 def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds: int | None = None,
@@ -146,10 +160,10 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
     """Train ``head`` on the embedding cache ``emb`` (``anndl.engine.embed.Embeddings``) for the images of ``prep``:
     on its train split scored on val, or with ``folds`` one head per fold scored out of fold."""
     from anndl.data import tiling
-    from anndl.evaluate import voting
 
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+    kind = HEAD_CLASSES[head]
     run_dir = Path(run_dir)
     classes = tuple(prep.classes)
     req = artifacts.request(STAGE, data=prep.data_note, inputs={"embeddings": emb.record["id"]},
@@ -178,21 +192,21 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
             done = out / prefix / FINISHED
             if done.is_file() and artifacts.read_json(done) == {"request": request_id}:
                 # a fold head an interrupted run of this request finished (kept in the staging folder): reused
-                model, saved = _load(head, out / prefix), _FILE[head]
+                model = kind.load(out / prefix)
                 print(f"{head}: fold {k + 1} reused from the interrupted run" if folds else f"{head}: reused "
                       "the head the interrupted run finished")
             else:
                 keys, numbers = _images(emb, train_rows)
-                model = _fit(head, emb.embeddings[train_rows], labels[train_rows], numbers, len(keys), seed + k,
-                             len(classes))
-                saved = _save(head, model, out / prefix)
+                model = kind.fit(emb.embeddings[train_rows], labels[train_rows], numbers, len(keys), seed + k,
+                                 len(classes))
+                kind.save(model, out / prefix)
                 artifacts.write_json(done, {"request": request_id})  # after the head: a kill between is a refit
-            files.append(prefix + saved)
+            files.append(prefix + kind.file)
             val_keys, val_numbers = _images(emb, val_rows)
             y_true = np.zeros(len(val_keys), np.int64)
             y_true[val_numbers] = labels[val_rows]
-            probs = _predict_rules(head, model, emb.embeddings[val_rows], val_numbers, len(val_keys),
-                                   emb.tiles.weight.to_numpy()[val_rows], len(classes))
+            probs = kind.predict(model, emb.embeddings[val_rows], val_numbers, len(val_keys),
+                                 emb.tiles.weight.to_numpy()[val_rows], len(classes))
             frame = pd.DataFrame({"sample_index": [s for _, s in val_keys], "label": [classes[i] for i in y_true],
                                   **{f"pred_{r}": [classes[i] for i in p.argmax(1)] for r, p in probs.items()}})
             per_fold.append({r: image_scores(y_true, p.argmax(1), n_classes=len(classes))
@@ -203,16 +217,15 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
         artifacts.write_csv(table, out / name)
         y_true = table.label.map(classes.index).to_numpy()
         scores = {r: image_scores(y_true, table[f"pred_{r}"].map(classes.index).to_numpy(),
-                                         n_classes=len(classes)) for r in RULES[head]}
+                                  n_classes=len(classes)) for r in kind.rules}
         encoder = emb.encoder
         metrics = {"model": head, "profile": "n/a (a head on cached embeddings)", "data": prep.data_note,
                    "classes": list(classes), "weights": encoder["weights"], "encoder": encoder,
                    # relative to the run folder: an outputs folder moved as a whole still finds its cache
                    "embeddings": {"folder": os.path.relpath(emb.folder.resolve(), run_dir.resolve()),
                                   "id": emb.record["id"]},
-                   "selected_by": "no selection (linear probe)" if head == "linear_probe" else
-                   "validation loss on 15% of the training images (early stopping)"}
-        primary = RULES[head][0]
+                   "selected_by": kind.selected_by}
+        primary = kind.rules[0]
         if folds:
             metrics |= {"folds": folds, "oof": scores, "oof_macro_f1": scores[primary]["macro_f1"],
                         "oof_macro_f1_ci": scores[primary]["macro_f1_ci95"], "per_fold_validation": per_fold}
@@ -221,7 +234,7 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
         config = {"model": head, "head": True, "profile": metrics["profile"], "data": prep.data_note,
                   "classes": list(classes), "weights": encoder["weights"], "encoder": encoder,
                   "embeddings": metrics["embeddings"], "folds": folds, "seed": seed,
-                  "rules": list(RULES[head]), "tiling": emb.record["settings"]["tiling"]}
+                  "rules": list(kind.rules), "tiling": emb.record["settings"]["tiling"]}
         artifacts.write_json(out / "metrics.json", metrics)
         artifacts.write_json(out / "config.json", config)
         result["metrics"] = metrics
@@ -231,11 +244,6 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
     if not result:
         result["metrics"] = artifacts.read_json(run_dir / "metrics.json")
     return {"metrics": result["metrics"], "run_dir": run_dir}
-
-
-def is_head_run(run_dir: Path | str) -> bool:
-    config = Path(run_dir) / "config.json"
-    return config.is_file() and bool(json.loads(config.read_text()).get("head"))
 
 
 def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: str | None = None) -> Path:
@@ -262,10 +270,10 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
     if {s for _, s in keys} != set(test.sample_index):
         raise ValueError(f"{emb.folder}: its test tiles are not those of {data_dir}; embed this folder first")
     folders = [run_dir / f"fold_{k}" for k in range(config["folds"])] if config["folds"] else [run_dir]
-    total = 0
+    kind, total = HEAD_CLASSES[head], 0
     for folder in folders:
-        total = total + _predict_rules(head, _load(head, folder), emb.embeddings[rows], numbers, len(keys),
-                                       emb.tiles.weight.to_numpy()[rows], len(classes))[rule]
+        total = total + kind.predict(kind.load(folder), emb.embeddings[rows], numbers, len(keys),
+                                     emb.tiles.weight.to_numpy()[rows], len(classes))[rule]
     path = submission.write_submission([s for _, s in keys], total.argmax(1), out, expected=set(test.sample_index),
                                    classes=classes)
     artifacts.write_json(Path(out).with_suffix(".json"), {
@@ -277,8 +285,6 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
 
 def attention_maps(run_dir: Path | str, emb, fold: int = 0) -> list[tuple[str, pd.DataFrame, np.ndarray]]:
     """(sample_index, its tiles (x, y), attention per tile) for the images an attention-MIL fold head scored."""
-    from anndl.models import mil
-
     run_dir = Path(run_dir)
     config = artifacts.read_json(run_dir / "config.json")
     if config["model"] != "attention_mil":
@@ -289,8 +295,8 @@ def attention_maps(run_dir: Path | str, emb, fold: int = 0) -> list[tuple[str, p
     names = set(oof[oof.fold == fold].sample_index) if config["folds"] else set(oof.sample_index)
     rows = np.flatnonzero(emb.tiles.split.isin(["train", "val"]).to_numpy() & emb.tiles.sample_index.isin(names))
     keys, numbers = _images(emb, rows)
-    bags, mask = mil.bags(emb.embeddings[rows], numbers, len(keys))
-    _, attention = mil.predict_mil(_load("attention_mil", folder), bags, mask)
+    mil = HEAD_CLASSES["attention_mil"]
+    _, attention, mask = mil.attention(mil.load(folder), emb.embeddings[rows], numbers, len(keys))
     tiles = emb.tiles.iloc[rows]
     return [(name, tiles[numbers == i][["x", "y"]], attention[i][: int(mask[i].sum())])
             for i, (_, name) in enumerate(keys)]
