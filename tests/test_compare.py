@@ -36,6 +36,11 @@ def test_every_named_comparison_runs_and_scores_every_variant(compared, tiny_dat
         assert (result.table.images == len(kept)).all(), name   # every kept image predicted out of fold, once
         assert sorted(result.predictions.sample_index) == sorted(kept.sample_index)
         assert (result.table.train_seconds > 0).all() and (result.table.epochs > 0).all()
+        for row in result.table.itertuples():  # a variant's hard-voting interval is its K-fold run's, as recorded
+            variant = compare.VARIANTS[row.variant]
+            if variant.rule == "hard" and variant.phase is None:
+                recorded = artifacts.read_json(out / result.provenance["runs"][row.variant] / "metrics.json")
+                assert [row.ci95_low, row.ci95_high] == recorded["oof_macro_f1_ci"], (name, row.variant)
         line = result.provenance_line()
         assert "smoke profile, 2 folds" in line and str(tiny_data.parent) not in line
         text = interpret.comparison(result)

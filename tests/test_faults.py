@@ -203,6 +203,7 @@ def test_a_full_disk_during_report_is_one_line_exit_2_and_no_file(tmp_path, monk
         "model": "scratch_resnet", "profile": "smoke", "weights": "random initialisation (trained from scratch)",
         "data": "synthetic stand-in (anndl synth) at /x [fingerprint aaaa11112222]",
         "validation": {"hard": scores, "soft": scores}}))
+    artifacts.complete(runs / "a", artifacts.request("train", data="[fingerprint aaaa11112222]"), ["metrics.json"])
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")

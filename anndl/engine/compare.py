@@ -215,6 +215,7 @@ VARIANTS: dict[str, Variant] = {
     "seed 7": Variant(settings={"seed": 7}),
     "no early stopping": Variant(settings={"patience": 1000}),
 }
+BOOTSTRAP_SEED = 0  # resampling of the intervals (metrics.image_scores' default), apart from the training seed
 SOURCE = "docs/dataset_facts.md, “The report's experiments”"  # where each report finding below is cited from
 
 
@@ -401,7 +402,8 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, v
     reference = next(iter(variants))
     if reference not in runs:
         raise WeightsUnavailable(f"{reference} (the reference of {name}): {refused[reference]}")
-    rows, predictions = score_runs(variants, runs, preps[reference].classes, seed, refused)
+    # the bootstrap's own seed, the one every run's metrics.json used: a variant's interval here is its run's
+    rows, predictions = score_runs(variants, runs, preps[reference].classes, BOOTSTRAP_SEED, refused)
     first = preps[reference]
     provenance = {"comparison": name, "variants": {k: v.training() | {"rule": v.rule, "phase": v.phase}
                                                    for k, v in variants.items()},
