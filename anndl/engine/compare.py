@@ -103,6 +103,7 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             config = artifacts.read_json(fold_dir / "config.json")
             stain = run_stain([fold_dir], [config])
             kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"], stain=stain)
+            encoder = embed.encode_fn(encoder)  # traced once for the fold's train and val tiles
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train",), **kw)
             val_start = time.perf_counter()
             emb_v, num_v, tab_v = embed.features(encoder, fold.tiles, fold.manifest, ("val",), **kw)

@@ -72,17 +72,21 @@ def _npz_bytes(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-def features(model, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int,
-             stride: int | None = None, batch_size: int = 32, stain=None, on_batch=None):
-    """(embeddings (n_tiles, D) float32, image number per tile, image table) of the tiles of ``splits`` through the
-    encoder ``model``, in ``pipeline.tile_dataset``'s order (``stain``: the normaliser the tiles need;
-    ``on_batch(n)``: called after each batch, for a progress bar). The one place tiles become embeddings: the
-    cache below and the comparisons' attention-MIL both call it."""
+def encode_fn(model):
+    """The encoder ``model`` as one traced inference function (build it once, call it for every batch)."""
     import tensorflow as tf
 
+    return tf.function(lambda x: model(tf.cast(x, "float32"), training=False), reduce_retracing=True)
+
+
+def features(run, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int,
+             stride: int | None = None, batch_size: int = 32, stain=None, on_batch=None):
+    """(embeddings (n_tiles, D) float32, image number per tile, image table) of the tiles of ``splits`` through
+    ``run`` (``encode_fn(model)``), in ``pipeline.tile_dataset``'s order (``stain``: the normaliser the tiles
+    need; ``on_batch(n)``: called after each batch, for a progress bar). The one place tiles become embeddings:
+    the cache below and the comparisons' attention-MIL both call it."""
     from anndl.data import pipeline
 
-    run = tf.function(lambda x: model(tf.cast(x, "float32"), training=False), reduce_retracing=True)
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
                                     batch_size=batch_size, with_labels=False, stain=stain)
     out, numbers = [], []
@@ -131,9 +135,9 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
                 outputs.append(np.load(part))
                 bar.update(len(order))
                 continue
-            if encoder is None:
-                encoder = encoders.load(source, tile_size, pooling, mixed_precision, identity=identity)
-            chunk_features, _, _ = features(encoder.model, tiles, prep.manifest, ("train", "val", "test"),
+            if encoder is None:  # loaded and traced once, for every chunk still to embed
+                encoder = encode_fn(encoders.load(source, tile_size, pooling, mixed_precision, identity=identity).model)
+            chunk_features, _, _ = features(encoder, tiles, prep.manifest, ("train", "val", "test"),
                                             tile_size=tile_size, stride=stride, batch_size=batch_size,
                                             on_batch=bar.update)
             buffer = io.BytesIO()
