@@ -10,6 +10,8 @@ PROFILE ?= smoke
 DATA_DIR ?=
 SEED ?= 42
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test (auto: one per core; 0: the tests in this one process)
+TEST_WORKERS ?= auto
 SHELL := /bin/bash
 UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
@@ -54,7 +56,7 @@ notebooks: $(STAMP)
 
 ## Unit tests and a smoke run of every notebook on a tiny synthetic set.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=10 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=10 -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## The unit tests and notebooks 01 and 04 in a second venv at the lowest versions pyproject.toml states
 ## (uv's lowest-direct resolution), as an older hosted runtime would carry them.

@@ -11,6 +11,24 @@ HE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_sampl
 TINY = dict(n_train=24, n_test=6, scale=0.25, seed=7, n_stickers=2, n_green=2)
 
 
+# the tests that reuse each other's runs through ``shared_outputs`` (the notebooks reuse the comparisons' K-fold runs)
+SHARED = ("tests/test_compare.py::", "tests/test_notebooks.py::",
+          "tests/test_beyond.py::test_kfold_ensemble_tta_and_comparison_end_to_end")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs on every core (pytest-xdist): each module's tests stay on one worker, so a module's
+    fixtures are made once, and the ``SHARED`` tests share one worker and its ``shared_outputs``."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return "shared_outputs" if nodeid.startswith(SHARED) else nodeid.split("::", 1)[0]
+
+    return ByModule(config, log)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A read-only tiny synthetic folder; copy it (``data_copy``) before changing anything."""

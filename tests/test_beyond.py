@@ -98,18 +98,20 @@ def test_pluggable_encoders_from_keras_file_and_preset(tmp_path):
 
 
 @pytest.mark.slow
-def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, tmp_path):
+def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, shared_outputs, tmp_path):
+    """The K-fold runs of table 1 (tests/test_compare.py trained them in the session's outputs; reused through
+    their records) as an ensemble with TTA, and every extra variant on their folds."""
     from anndl.data import read_challenge
     from anndl.engine import compare, experiment
 
-    prep = experiment.prepare(tiny_data, tmp_path)
-    runs = {}
-    for name in ("scratch_resnet", "vit"):
-        result = experiment.train_folds(prep, tmp_path / name, name, "smoke", folds=2, epochs=1)
-        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert {"oof_macro_f1", "oof_macro_f1_ci"} <= set(metrics) and metrics["folds"] == 2
-        assert len(result["oof"]) == (prep.clean.status == "kept").sum()   # every kept image scored once
-        runs[name] = tmp_path / name
+    table1 = compare.run_comparison("table1", tiny_data, shared_outputs, folds=2).provenance["runs"]
+    prep = experiment.prepare(tiny_data, shared_outputs)
+    runs = {"scratch_resnet": shared_outputs / table1["scratch ResNet"], "vit": shared_outputs / table1["ViT"]}
+    for name, folder in runs.items():
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert {"oof_macro_f1", "oof_macro_f1_ci"} <= set(metrics) and metrics["folds"] == 2 and metrics["model"] == name
+        oof = pd.read_csv(folder / "oof_predictions.csv")
+        assert sorted(oof.sample_index) == sorted(prep.clean.sample_index[prep.clean.status == "kept"])  # once each
     out = experiment.predict_run(list(runs.values()), tiny_data, tmp_path / "ensemble.csv", tta=True)
     note = json.loads(out.with_suffix(".json").read_text())
     assert len(note["runs"]) == 4 and note["tta"] is True

@@ -244,14 +244,19 @@ def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None
     for variable, value in zip(model.variables, arrays[:n], strict=True):
         variable.assign(value)
     if with_optimizer:
-        model.optimizer.build(model.trainable_variables)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
         for variable, value in zip(model.optimizer.variables, arrays[n:], strict=True):
             variable.assign(value)
 
 
 def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
-    """``model.compile`` with the engine's compile options."""
+    """``model.compile`` with the engine's compile options, and the optimizer's slots built at once: Keras
+    (TensorFlow back end, no distribution strategy) otherwise creates them inside the first traced step, and
+    TensorFlow then traces the whole training step a second time."""
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    if model.built and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
 
 
 def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds, val_labels: np.ndarray,
