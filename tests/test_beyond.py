@@ -140,7 +140,7 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, shared_outputs,
                                               trained_on=prep)
     assert list(table.variant) == ["scratch_resnet", "vit", "colour-histogram baseline (no CNN)", "majority class"]
     kept = prep.clean.sample_index[prep.clean.status == "kept"]
-    folds = pd.read_csv(tmp_path / "scratch_resnet" / "folds.csv")
+    folds = pd.read_csv(runs["scratch_resnet"] / "folds.csv")
     expected = []
     for k in sorted(folds.fold.unique()):
         split = folds.assign(split=np.where(folds.fold == k, "val", "train"))

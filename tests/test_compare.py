@@ -79,6 +79,12 @@ def test_fine_tuning_reads_each_phase_of_the_same_runs(compared):
     assert (oof.pred_hard_phase2 == oof.pred_hard).all()  # phase 2's selected model is the run's final model
     phase1 = results["fine_tuning_convnext"].predictions.set_index("sample_index")["ConvNeXt, phase 1 (head only)"]
     assert (phase1.loc[oof.sample_index].to_numpy() == oof.pred_hard_phase1.to_numpy()).all()
+    cost = results["fine_tuning_convnext"].table.set_index("variant")  # phase 1's model cost phase 1 only
+    logs = [artifacts.read_csv(run / f"fold_{k}" / "log.csv") for k in range(2)]
+    assert cost.loc["ConvNeXt, phase 1 (head only)", "epochs"] == np.mean([(log.phase == 1).sum() for log in logs])
+    assert cost.loc["ConvNeXt, phase 2 (fine-tuned)", "epochs"] == np.mean([len(log) for log in logs])
+    phase_seconds = [artifacts.read_json(run / f"fold_{k}" / "cost.json")["phase_seconds"] for k in range(2)]
+    assert cost.loc["ConvNeXt, phase 1 (head only)", "train_seconds"] == pytest.approx(sum(s[0] for s in phase_seconds), abs=0.11)
 
 
 def _fake_kfold(folder: Path, oof: pd.DataFrame, seconds: float) -> Path:

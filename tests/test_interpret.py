@@ -67,6 +67,8 @@ def test_colour_sentence_follows_the_colour_interval():
     two = interpret.baselines({"vit": _s(0.7, 0.6, 0.8)}, {"colour_histogram": _s(0.56, 0.48, 0.64)}, "full",
                               num_classes=2)
     assert "does not clear chance (1/2 = 0.50)" in two  # chance depends on the number of classes
+    at_chance = interpret.baselines({"vit": _s(0.7, 0.6, 0.8)}, {"colour_histogram": _s(0.33, 0.2504, 0.41)}, "full")
+    assert "(0.250–0.410) does not clear chance" in at_chance  # compared as printed: 0.250 is not above 0.25
     assert "Colour" not in interpret.baselines({"vit": _s(0.7)}, {"majority": _s(0.12)}, "full")
 
 

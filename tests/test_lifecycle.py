@@ -214,7 +214,7 @@ def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_do
     capsys.readouterr()
     prep = experiment.prepare(moved, work)
     experiment.train_run(prep, work / "runs" / "scratch_resnet", epochs=3)  # as `run --epochs 3` made it
-    experiment.train_folds(prep, work / "runs" / "kfold", folds=2, epochs=1)
+    experiment.train_folds(prep, work / "runs" / "kfold", folds=2, epochs=1, max_epochs=None)  # None: as omitted
     printed = capsys.readouterr().out
     assert printed.count("reusing") == 4 and "Epoch" not in printed, printed
     image = moved / "train_data" / "img_0003.png"

@@ -475,7 +475,7 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
                          "train_seconds": 0.0, "ms_per_image": float("nan"), "images": 0})
             continue
         row = scored[label]
-        cost = _fold_costs(runs[label])
+        cost = _fold_costs(runs[label], variant.phase)
         rows.append({"variant": label, "model": variant.model, "oof_macro_f1": row["oof_macro_f1"],
                      "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"], "gain": row["gain"],
                      "gain_ci95": row["gain_ci95"], "verdict": row["verdict"], "weights": cost["weights"],
@@ -486,19 +486,24 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
     return rows, frame
 
 
-def _fold_costs(run_dir: Path) -> dict:
+def _fold_costs(run_dir: Path, phase: int | None = None) -> dict:
     """A K-fold run's cost summed over its folds (as each fold recorded it), its epochs per fold (mean) and its
-    weights note."""
+    weights note; with ``phase``, the cost of training up to the end of that phase (phase 1's model: phase 1 only)."""
     record = artifacts.read_json(run_dir / artifacts.RECORD)
     train = predict = images = epochs = 0.0
     weights = ""
     for fold in record["fold_runs"]:
         m = artifacts.read_json(run_dir / fold / "metrics.json")
         cost = artifacts.read_json(run_dir / fold / "cost.json")
-        train += cost.get("train_seconds", 0.0)
+        seconds = cost.get("phase_seconds")
+        train += sum(seconds[:phase]) if phase is not None and seconds else cost.get("train_seconds", 0.0)
         predict += cost.get("predict_seconds", 0.0)
         images += cost.get("validation_images", 0)
-        epochs += m["epochs_run"]
+        if phase is None:
+            epochs += m["epochs_run"]
+        else:
+            log = artifacts.read_csv(run_dir / fold / "log.csv")
+            epochs += int((log.phase <= phase).sum())
         weights = m["weights"]
     return {"train_seconds": round(train, 1), "ms_per_image": round(1000 * predict / max(images, 1), 1),
             "epochs": round(epochs / len(record["fold_runs"]), 1), "weights": weights}

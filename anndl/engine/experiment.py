@@ -208,14 +208,16 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                                          **kw)
     val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
                                                      **kw)
-    logs, epochs_before = [], 0
+    logs, epochs_before, phase_seconds = [], 0, []
     for number, phase in enumerate(phases, start=1):
+        phase_started = time.perf_counter()
         log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
         resume = None
         if state is not None and (state["phase"] > number or (state["phase"] == number and state["complete"])):
             rows = artifacts.read_csv(run_dir / log_name).to_dict("records")  # a finished phase: its log stands
             logs.append(pd.DataFrame(rows).assign(phase=number))
             epochs_before += len(rows)
+            phase_seconds.append(0.0)  # trained before the last resume
             continue
         if state is not None and state["phase"] == number - 1 and state["complete"]:
             from anndl.engine.train import restore_state
@@ -243,6 +245,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                     "request": request_id})
         logs.append(pd.DataFrame(rows).assign(phase=number))
         epochs_before += len(rows)
+        phase_seconds.append(round(time.perf_counter() - phase_started, 1))
     log = pd.concat(logs, ignore_index=True)
     artifacts.write_csv(log, run_dir / "log.csv")
     _save_model(model, run_dir / "model.keras")
@@ -260,7 +263,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
     # this machine's cost (training since the last resume; prediction of the validation images): beside the
     # metrics, not in them, so that a resumed run's results are byte-identical to an uninterrupted run's
-    artifacts.write_json(run_dir / "cost.json", {"train_seconds": round(train_seconds, 1),
+    artifacts.write_json(run_dir / "cost.json", {"train_seconds": round(train_seconds, 1), "phase_seconds": phase_seconds,
                                                  "predict_seconds": round(predict_seconds, 2),
                                                  "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
                                                  "machine": hardware()})
@@ -347,7 +350,7 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
     ``predict``. A K-fold run counts as finished only when every fold is."""
     run_dir = Path(run_dir)
     train_settings = {k: (weights_identity(v) if k == "weights" else v) for k, v in sorted(train_kwargs.items())
-                      if k != "strategy"}
+                      if k != "strategy" and v is not None}  # None: train_run's default, the same request as omitted
     req = artifacts.request("kfold", data=prep.data_note, inputs={"tiles": prep.tiles_id},
                             settings={"model": model_name, "profile": profile, "folds": folds, "seed": seed,
                                       "train": train_settings, **_stain_setting(prep)})

@@ -173,9 +173,9 @@ def _colour_verdict(colour: dict, majority: dict | None, num_classes: int) -> st
     """What the colour-histogram baseline's interval says about colour on this data, from its numbers only:
     *separates* needs the whole interval at or above ``SEPARATES_F1``; *carries part of the label* needs it
     above both chance (1/K, about the macro F1 of guessing uniformly) and the majority class's interval."""
-    low, high = colour["macro_f1_ci95"]
+    low, high = (round(v, 3) for v in colour["macro_f1_ci95"])  # compared as printed: 0.2504 does not clear 0.25
     chance = 1.0 / max(int(num_classes), 1)
-    floor = max(chance, majority["macro_f1_ci95"][1] if majority else 0.0)
+    floor = round(max(chance, majority["macro_f1_ci95"][1] if majority else 0.0), 3)
     where = (f"chance (1/{num_classes} = {chance:.2f})" + (f" and the majority class (up to {majority['macro_f1_ci95'][1]:.3f})"
                                                            if majority else ""))
     if low >= SEPARATES_F1:
