@@ -1,5 +1,6 @@
 """Every notebook runs top-to-bottom in the smoke profile on a tiny synthetic set (as `make test` promises)."""
 
+import json
 import os
 import shutil
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
-EXTRA = {"07_beyond": {"FOLDS": 2},  # the fewest folds that still exercise cross-validation
+EXTRA = {"07_beyond": {"FOLDS": 2}, "08_foundation": {"FOLDS": 2},  # the fewest folds that cross-validate (08 reuses
+         # 07's scratch ResNet run)
          **{name: {"COMPARE_FOLDS": 2} for name in ("04_scratch_resnet", "05_convnext", "06_vit")}}
 
 
@@ -36,3 +38,8 @@ def test_notebook_runs_in_smoke_profile(notebook, notebook_dirs, monkeypatch):
                                kernel_name="python3", progress_bar=False)
     made = [p.name for p in (outputs / "figures").glob(f"{notebook.stem[:2]}_*")]
     assert made, f"{notebook.name} saved no figure of its own"  # each notebook draws its own figures
+    if notebook.stem == "08_foundation":  # the same request as 07's scratch ResNet run (epochs=None or omitted)
+        nb = json.loads((rendered / notebook.name).read_text())
+        printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+        assert any(line.startswith("reusing ") and line.endswith("runs/scratch_resnet_smoke_k2")
+                   for line in printed.splitlines()), printed[-3000:]

@@ -6,7 +6,7 @@ import pandas as pd
 
 from anndl.data import outliers, tiling
 from anndl.data import read_challenge, read_image
-from anndl.data.pipeline import evaluation_datasets, image_table, tile_dataset, training_dataset
+from anndl.data.pipeline import image_table, tile_dataset, training_dataset
 
 
 def _tiles(tiny_data, tile_size=64, stride=64):
@@ -91,12 +91,13 @@ def test_each_epoch_order_is_a_function_of_seed_and_epoch(tiny_data, tmp_path):
     assert list((tmp_path / "c").iterdir())
 
 
-def test_evaluation_views_share_one_decoded_cache(data_copy):
+def test_validation_tiles_are_decoded_once_per_run(data_copy):
+    """Training scores the validation tiles after every epoch from one in-memory cache."""
     manifest, tiles = _tiles(data_copy)
     expected = _expected(manifest, tiles, "val", 64)
-    labelled, inference = evaluation_datasets(tiles, manifest, ("val",), tile_size=64, batch_size=4)
-    x = np.concatenate([x.numpy() for x, _ in labelled])   # decodes each image once and fills the cache
-    np.testing.assert_array_equal(x, expected)
+    inference = tile_dataset(tiles, manifest, ("val",), tile_size=64, batch_size=4, with_labels=False, cache="memory")
+    first = list(inference)                                 # decodes each image once and fills the cache
+    np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in first]), expected)
     for path in (data_copy / "train_data").glob("img_*.png"):
         path.unlink()                                       # a second decode would now fail
     batches = list(inference)

@@ -105,7 +105,7 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
                  with_labels: bool = True, stain=None) -> tf.data.Dataset:
     """Batches of tiles for the images of ``splits``, in ``tiles.csv`` order (training: ``training_dataset``).
 
-    ``with_labels``: ``(tile, label_index)``, for training and validation loss.
+    ``with_labels``: ``(tile, label_index)``, for training.
     Otherwise: ``(tile, image_number, weight)``, where ``image_number`` indexes
     ``image_table(tiles, manifest, splits)`` (for voting).
     """
@@ -155,15 +155,6 @@ def training_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[
                                     stain=stain)
     return epoch_batches(pairs, n_tiles, batch_size=batch_size, seed=seed, first_epoch=first_epoch, epochs=epochs,
                          shuffle_buffer=shuffle_buffer)
-
-
-def evaluation_datasets(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *,
-                        tile_size: int = 224, stride: int | None = None, batch_size: int = 32,
-                        cache: str | Path | None = "memory", stain=None) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Both views of a labelled split, ``(tile, label_index)`` for the loss and ``(tile, image_number, weight)``
-    for voting, over one stream of tiles: each image is decoded once and its tiles cached once."""
-    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache, stain)
-    return _view(ds, True, batch_size), _view(ds, False, batch_size)
 
 
 def decode_only_dataset(paths: list[str]) -> tf.data.Dataset:

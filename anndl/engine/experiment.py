@@ -206,8 +206,8 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     started = time.perf_counter()
     train_pairs, n_train_tiles = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), oversample=oversample,
                                                          **kw)
-    val_ds, val_infer = pipeline.evaluation_datasets(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
-                                                     **kw)
+    val_infer = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
+                                      with_labels=False, **kw)
     logs, epochs_before, phase_seconds = [], 0, []
     for number, phase in enumerate(phases, start=1):
         phase_started = time.perf_counter()
@@ -234,7 +234,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
         train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
                                                  first_epoch=epochs_before + done, epochs=c.epochs - done)
         best = float(pd.concat(logs).val_image_macro_f1.max()) if logs else None
-        rows = fit(model, replicas.fit_dataset(train_ds), steps, replicas.fit_dataset(val_ds), val_infer,
+        rows = fit(model, replicas.fit_dataset(train_ds), steps, val_infer,
                    val_table.label_index.to_numpy(), c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
                    log_name=log_name, initial_epoch=epochs_before, initial_best=best, resume=resume,
                    state_info={"request": request_id})

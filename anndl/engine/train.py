@@ -99,19 +99,25 @@ def one_hot(dataset: tf.data.Dataset, n_classes: int = NUM_CLASSES) -> tf.data.D
 
 
 class ImageF1(keras.callbacks.Callback):
-    """At each epoch end: vote the validation tiles into images and log macro F1 for every rule.
+    """At each epoch end, from one pass over the validation tiles: their loss (``loss``, on probabilities) and
+    accuracy (``val_loss``, ``val_tile_accuracy``), and the tiles voted into images, macro F1 for every rule.
 
     ``logs['val_image_macro_f1']`` is the selected rule's score, for EarlyStopping/ModelCheckpoint,
     which must come after this callback in the list.
     """
 
-    def __init__(self, dataset, y_true: np.ndarray, rule: str = "hard", from_logits: bool = False):
+    def __init__(self, dataset, y_true: np.ndarray, rule: str = "hard", from_logits: bool = False,
+                 loss: keras.losses.Loss | None = None):
         super().__init__()
         self.dataset, self.y_true, self.rule, self.from_logits = dataset, np.asarray(y_true), rule, from_logits
+        self.loss = loss or keras.losses.CategoricalCrossentropy()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         probabilities, numbers, weights = predict_tiles(self.model, self.dataset, self.from_logits)
+        labels = self.y_true[numbers]  # each tile carries its image's label
+        logs["val_loss"] = float(self.loss(np.eye(probabilities.shape[1], dtype="float32")[labels], probabilities))
+        logs["val_tile_accuracy"] = float(np.mean(probabilities.argmax(1) == labels))
         for rule in VOTING_RULES:
             logs[f"val_image_f1_{rule}"] = macro_f1(self.y_true, vote(probabilities, numbers, weights,
                                                                       len(self.y_true), rule), probabilities.shape[1])
@@ -259,7 +265,7 @@ def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
         model.optimizer.build(model.trainable_variables)
 
 
-def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds, val_labels: np.ndarray,
+def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_labels: np.ndarray,
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
         initial_best: float | None = None, resume: dict | None = None, state_info: dict | None = None,
@@ -288,12 +294,12 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_ds, val_infer_ds
     n_classes = int(model.output_shape[-1])
     weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
     if done < config.epochs and wait < config.patience:
-        model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch,
-                  validation_data=one_hot(val_ds, n_classes), epochs=initial_epoch + config.epochs,
+        # no validation_data: ImageF1's one pass over the validation tiles gives their loss and accuracy too
+        model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs,
                   initial_epoch=initial_epoch + done, class_weight=weights, verbose=2, shuffle=False,
-                  callbacks=[StopOnNonFinite(_run_name(run_dir), phase, config.learning_rate),
-                             ImageF1(val_infer_ds, val_labels, config.voting, from_logits), progress,
-                             tensorboard_callback(run_dir), *callbacks])
+                  callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
+                             StopOnNonFinite(_run_name(run_dir), phase, config.learning_rate),  # val_loss included
+                             progress, tensorboard_callback(run_dir), *callbacks])
     if best_path(run_dir).exists():
         with warnings.catch_warnings():  # the checkpoint's optimizer slots belong to another phase: not needed
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
