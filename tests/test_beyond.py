@@ -109,7 +109,8 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, shared_outputs,
     runs = {"scratch_resnet": shared_outputs / table1["scratch ResNet"], "vit": shared_outputs / table1["ViT"]}
     for name, folder in runs.items():
         metrics = json.loads((folder / "metrics.json").read_text())
-        assert {"oof_macro_f1", "oof_macro_f1_ci"} <= set(metrics) and metrics["folds"] == 2 and metrics["model"] == name
+        assert {"oof_macro_f1", "oof_macro_f1_ci"} <= set(metrics)
+        assert metrics["folds"] == 2 and metrics["model"] == name
         oof = pd.read_csv(folder / "oof_predictions.csv")
         assert sorted(oof.sample_index) == sorted(prep.clean.sample_index[prep.clean.status == "kept"])  # once each
     out = experiment.predict_run(list(runs.values()), tiny_data, tmp_path / "ensemble.csv", tta=True)

@@ -139,7 +139,8 @@ def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32,
     run resumed at epoch N sees exactly the batches an uninterrupted run sees from epoch N on."""
     def one_epoch(epoch: int) -> tf.data.Dataset:
         # a Python seed: TensorFlow's seed logic cannot take a tensor once its global seed is 0 (a model seeded 0)
-        return pairs.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False).batch(batch_size)
+        shuffled = pairs.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+        return shuffled.batch(batch_size)
 
     epochs_ds = functools.reduce(tf.data.Dataset.concatenate, map(one_epoch, range(first_epoch, first_epoch + epochs)),
                                  pairs.take(0).batch(batch_size))

@@ -263,7 +263,8 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
     # this machine's cost (training since the last resume; prediction of the validation images): beside the
     # metrics, not in them, so that a resumed run's results are byte-identical to an uninterrupted run's
-    artifacts.write_json(run_dir / "cost.json", {"train_seconds": round(train_seconds, 1), "phase_seconds": phase_seconds,
+    artifacts.write_json(run_dir / "cost.json", {"train_seconds": round(train_seconds, 1),
+                                                 "phase_seconds": phase_seconds,
                                                  "predict_seconds": round(predict_seconds, 2),
                                                  "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
                                                  "machine": hardware()})
