@@ -129,11 +129,13 @@ def test_embed_resumes_from_finished_chunks(embedded, checkpoints, tiny_data):
     req = embed.embed_request(prep, identity)
     first = embed.load(work / "emb")
     t = first.tiles
-    n = int(((t.split == t.split[0]) & (t.sample_index == t.sample_index[0])).sum())  # chunk 0: the first image
+    chunk = 8  # images per chunk: 4 chunks of the tiny folder's images
+    first_images = t[["split", "sample_index"]].drop_duplicates().head(chunk)
+    n = int(t.merge(first_images).shape[0])  # chunk 0: the tiles of the first 8 images, the first rows
     part = work / "emb2" / artifacts.STAGING / embed.PARTS / artifacts.fingerprint(req) / "part_00000.npy"
     part.parent.mkdir(parents=True)
     np.save(part, np.full((n, 16), 7.0, np.float32))  # as a killed run would have left it
-    again = embed.embed(prep, str(checkpoints["vit_bare"]), work / "emb2", chunk_images=1, progress=False)
+    again = embed.embed(prep, str(checkpoints["vit_bare"]), work / "emb2", chunk_images=chunk, progress=False)
     assert (again.embeddings[:n] == 7).all()
     np.testing.assert_allclose(again.embeddings[n:], first.embeddings[n:], atol=1e-5)
     assert not (work / "emb2" / artifacts.STAGING).exists() and not (work / "emb2" / embed.PARTS).exists()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
-EXTRA = {"07_beyond": {"FOLDS": 2}, "08_foundation": {"FOLDS": 2},  # the fewest folds that cross-validate (08 reuses
-         # 07's scratch ResNet run)
+EXTRA = {"07_beyond": {"FOLDS": 2}, "08_foundation": {"FOLDS": 2},  # the fewest folds that cross-validate (07 and 08
+         # reuse table 1's K-fold runs)
          **{name: {"COMPARE_FOLDS": 2} for name in ("04_scratch_resnet", "05_convnext", "06_vit")}}
 
 
@@ -32,14 +32,18 @@ def test_notebook_runs_in_smoke_profile(notebook, notebook_dirs, monkeypatch):
     rendered.mkdir(exist_ok=True)
     # the kernel is the interpreter running the tests
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    table1 = (outputs / "compare" / "table1" / "record.json").is_file()  # tests/test_compare.py ran before
     papermill.execute_notebook(str(notebook), str(rendered / notebook.name), cwd=str(notebook.parent),
                                parameters={"DATA_DIR": str(data), "PROFILE": "smoke", "SEED": 42,
                                            "OUTPUT_DIR": str(outputs), **EXTRA.get(notebook.stem, {})},
                                kernel_name="python3", progress_bar=False)
     made = [p.name for p in (outputs / "figures").glob(f"{notebook.stem[:2]}_*")]
     assert made, f"{notebook.name} saved no figure of its own"  # each notebook draws its own figures
-    if notebook.stem == "08_foundation":  # the same request as 07's scratch ResNet run (epochs=None or omitted)
-        nb = json.loads((rendered / notebook.name).read_text())
-        printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
-        assert any(line.startswith("reusing ") and line.endswith("runs/scratch_resnet_smoke_k2")
-                   for line in printed.splitlines()), printed[-3000:]
+    nb = json.loads((rendered / notebook.name).read_text())
+    printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    reused = [line for line in printed.splitlines() if line.startswith("reusing ") and "compare/runs/" in line]
+    # 07's families and 08's scratch ResNet are the comparisons' K-fold runs (table 1's: the same request)
+    if notebook.stem == "08_foundation" or (notebook.stem == "07_beyond" and table1):
+        expected = ["scratch_resnet"] + (["vit"] if notebook.stem == "07_beyond" else [])
+        assert sorted(line.rsplit("/", 1)[1].split("-")[0] for line in reused) == expected, printed[-3000:]
+        assert "Epoch 1/" not in printed, printed[-3000:]
