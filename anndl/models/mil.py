@@ -87,7 +87,7 @@ def train_mil(train_bags, train_mask, train_labels, val_bags, val_mask, val_labe
     train = (tf.data.Dataset.from_tensor_slices(((train_bags, train_mask), np.asarray(train_labels))).cache()
              .shuffle(len(train_labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
     val = tf.data.Dataset.from_tensor_slices(((val_bags, val_mask), np.asarray(val_labels))).batch(batch_size).cache()
-    model.fit(train, validation_data=val, epochs=epochs, verbose=verbose,
+    model.fit(train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False,  # shuffled above
               callbacks=[keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True)])
     return model
 
