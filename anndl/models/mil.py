@@ -76,17 +76,17 @@ def train_mil(train_bags, train_mask, train_labels, val_bags, val_mask, val_labe
               num_classes: int = NUM_CLASSES, batch_size: int = 16) -> keras.Model:
     """Fit the attention-MIL head on frozen embeddings; early stopping on validation loss.
 
-    The bags go in as cached ``tf.data`` datasets (reshuffled each epoch, seeded): the same epochs as NumPy
-    arrays, without Keras re-wrapping the arrays every epoch, which cost 7x the training itself on small bags."""
+    The bags go in as ``tf.data`` datasets (the training one reshuffled each epoch, seeded): given NumPy arrays,
+    Keras wraps them again every epoch, 7x as long per epoch on small bags."""
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     model = mil_model(train_bags.shape[-1], num_classes=num_classes)
     model.compile(keras.optimizers.Adam(learning_rate),
                   loss=[keras.losses.SparseCategoricalCrossentropy(), None])
-    train = (tf.data.Dataset.from_tensor_slices(((train_bags, train_mask), np.asarray(train_labels))).cache()
+    train = (tf.data.Dataset.from_tensor_slices(((train_bags, train_mask), np.asarray(train_labels)))
              .shuffle(len(train_labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
-    val = tf.data.Dataset.from_tensor_slices(((val_bags, val_mask), np.asarray(val_labels))).batch(batch_size).cache()
+    val = tf.data.Dataset.from_tensor_slices(((val_bags, val_mask), np.asarray(val_labels))).batch(batch_size)
     model.fit(train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False,  # shuffled above
               callbacks=[keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True)])
     return model
