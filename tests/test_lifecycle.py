@@ -83,10 +83,25 @@ def test_run_writes_a_run_and_a_submission_and_reuses_every_step(tiny_data, refe
     assert sorted(pd.read_csv(soft).sample_index) == sorted(submission.sample_index)
 
 
-def test_kill_mid_training_resumes_to_identical_outputs(tiny_data, reference, tmp_path, capsys):
+def test_a_second_writer_is_refused_and_a_kill_mid_training_resumes_to_identical_outputs(tiny_data, reference,
+                                                                                          tmp_path, capsys):
     out = tmp_path / "out"
     run = out / "runs" / "scratch_resnet"
-    _kill_when(_start(_command(tiny_data, out)), run / "resume" / "state.json")  # after epoch 1
+    first = _start(_command(tiny_data, out))
+    try:
+        end = time.monotonic() + 120
+        while not (run / "resume" / "state.json").exists():  # mid-training, after epoch 1
+            assert first.poll() is None, first.communicate()[1][-2000:]
+            assert time.monotonic() < end, "training never saved a state"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)  # frozen while it holds the run folder: the overlap is certain
+        second = subprocess.run([sys.executable, "-m", "anndl", *_command(tiny_data, out)], capture_output=True,
+                                text=True, env=ENV, timeout=120)
+    finally:
+        first.send_signal(signal.SIGKILL)  # then the first is killed, mid-training
+        first.communicate(timeout=60)
+    assert second.returncode == 2  # the second writer stops at once, touching nothing
+    assert f"is being written by another process (PID {first.pid})" in second.stderr.strip().splitlines()[-1]
     assert not (run / "record.json").exists()
     assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(tmp_path / "s.csv")]) == 2
     assert "not a finished artifact" in capsys.readouterr().err
@@ -160,27 +175,6 @@ def test_kfold_interrupted_after_a_fold_is_refused_then_completed(tiny_data, tmp
     assert f"reusing {run / 'fold_0'}" in capsys.readouterr().out.replace(str(Path.cwd()) + "/", "")
     assert cli.main(predict) == 0
     assert "2 model(s))" in capsys.readouterr().out
-
-
-def test_a_second_run_into_the_same_folder_stops_at_once(tiny_data, tmp_path):
-    out = tmp_path / "out"
-    first = _start(_command(tiny_data, out))
-    try:
-        end = time.monotonic() + 120
-        while not (out / "runs" / "scratch_resnet" / "resume" / "state.json").exists():  # mid-training
-            assert first.poll() is None and time.monotonic() < end
-            time.sleep(0.02)
-        first.send_signal(signal.SIGSTOP)  # frozen while it holds the run folder: the overlap is certain
-        second = subprocess.run([sys.executable, "-m", "anndl", *_command(tiny_data, out)], capture_output=True,
-                                text=True, env=ENV, timeout=120)
-    finally:
-        first.send_signal(signal.SIGCONT)
-        first.communicate(timeout=180)
-    assert second.returncode == 2
-    assert f"is being written by another process (PID {first.pid})" in second.stderr.strip().splitlines()[-1]
-    assert first.returncode == 0
-    assert json.loads((out / "runs/scratch_resnet/metrics.json").read_text())["epochs_run"] == 3
-    assert pd.read_csv(out / "runs/scratch_resnet/log.csv").epoch.tolist() == [0, 1, 2]
 
 
 def test_synth_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
