@@ -34,13 +34,18 @@ def _start(args) -> subprocess.Popen:
                             text=True, env=ENV, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def _kill_when(process: subprocess.Popen, path: Path, sig=signal.SIGKILL, timeout: float = 120) -> str:
-    """Send ``sig`` to ``process`` as soon as ``path`` exists; its standard error."""
+def _wait_for(process: subprocess.Popen, path: Path, timeout: float = 120) -> None:
+    """Return as soon as ``path`` exists; fail if ``process`` ends first or ``timeout`` seconds pass."""
     end = time.monotonic() + timeout
     while not path.exists():
         assert process.poll() is None, f"finished before {path} appeared: {process.stderr.read()[-2000:]}"
         assert time.monotonic() < end, f"{path} never appeared"
         time.sleep(0.02)
+
+
+def _kill_when(process: subprocess.Popen, path: Path, sig=signal.SIGKILL, timeout: float = 120) -> str:
+    """Send ``sig`` to ``process`` as soon as ``path`` exists; its standard error."""
+    _wait_for(process, path, timeout)
     process.send_signal(sig)
     return process.communicate(timeout=60)[1]
 
@@ -89,11 +94,7 @@ def test_a_second_writer_is_refused_and_a_kill_mid_training_resumes_to_identical
     run = out / "runs" / "scratch_resnet"
     first = _start(_command(tiny_data, out))
     try:
-        end = time.monotonic() + 120
-        while not (run / "resume" / "state.json").exists():  # mid-training, after epoch 1
-            assert first.poll() is None, first.communicate()[1][-2000:]
-            assert time.monotonic() < end, "training never saved a state"
-            time.sleep(0.02)
+        _wait_for(first, run / "resume" / "state.json")  # mid-training, after epoch 1
         first.send_signal(signal.SIGSTOP)  # frozen while it holds the run folder: the overlap is certain
         second = subprocess.run([sys.executable, "-m", "anndl", *_command(tiny_data, out)], capture_output=True,
                                 text=True, env=ENV, timeout=120)
@@ -155,10 +156,7 @@ def test_kfold_interrupted_after_a_fold_is_refused_then_completed(tiny_data, tmp
     run = tmp_path / "work" / "kfold"
     args = ["train", "--data", str(tiny_data), "--out", str(run), "--folds", "2", "--epochs", "3"]
     process = _start(args)
-    end = time.monotonic() + 120
-    while not (run / "fold_0" / "record.json").exists():
-        assert process.poll() is None and time.monotonic() < end
-        time.sleep(0.02)
+    _wait_for(process, run / "fold_0" / "record.json")
     for _ in range(3):  # Ctrl-C, again if the first one landed where TensorFlow swallowed it
         process.send_signal(signal.SIGINT)
         try:
