@@ -2,7 +2,9 @@
 
 A fault in the challenge folder, a bad argument, an unreadable record, a locked output folder or a failed
 write (full disk, read-only folder) ends the command with exit status 2 and one line naming the path and
-the fault, no traceback; set ANNDL_DEBUG=1 to see the traceback. Ctrl-C ends it with one line (status 130).
+the fault, no traceback; any other fault is one line naming the command (status 1). ``--debug`` (or
+ANNDL_DEBUG=1) shows the traceback. Ctrl-C ends a command with one line (status 130), and so does SIGTERM, how
+hosted sessions end a process (status 143).
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ def cmd_tile(args: argparse.Namespace) -> None:
     clean_folder = args.clean.parent if args.clean.suffix == ".csv" else args.clean
     config = tiling.TilingConfig(args.tile_size, args.stride or args.tile_size, args.min_mask_pixels)
     stages.tiles_stage(manifest, stages.data_note(args.data, manifest), clean_folder, args.out, config,
-                           args.val_fraction, args.seed, redo=args.redo)
-    tiles = __import__("pandas").read_csv(args.out / "tiles.csv", keep_default_na=False)
+                       args.val_fraction, args.seed, redo=args.redo)
+    stages.test_tiles_stage(manifest, stages.data_note(args.data, manifest, ("test",)), args.out / "test", config,
+                            redo=args.redo)
+    import pandas as pd
+
+    tiles = pd.concat([pd.read_csv(args.out / "tiles.csv", keep_default_na=False),
+                       pd.read_csv(args.out / "test" / "tiles.csv", keep_default_na=False)])
     print(tiles.groupby("split").agg(images=("sample_index", "nunique"), tiles=("x", "size")).to_string())
 
 
@@ -233,21 +240,29 @@ def cmd_publish(args: argparse.Namespace) -> None:
     print(f"wrote {args.repository} into {len(changed)} files: {', '.join(p.name for p in changed) or 'none changed'}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose refusal is one line (``error: anndl train: argument --epochs: must be at least 1, got 0``,
+    status 2) instead of the usage block; ``--help`` still shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (--help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anndl.data import synthetic
 
-    parser = argparse.ArgumentParser(prog="anndl", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="anndl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic challenge folder (same layout as the real one)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--n-train", type=int, default=synthetic.REAL_N_TRAIN)
-    p.add_argument("--n-test", type=int, default=synthetic.REAL_N_TEST)
+    p.add_argument("--n-train", type=_at_least(1), default=synthetic.REAL_N_TRAIN)
+    p.add_argument("--n-test", type=_at_least(1), default=synthetic.REAL_N_TEST)
     p.add_argument("--scale", type=float, default=1.0, help="image size factor (1.0: shorter side 1024)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-stickers", type=int, default=None, help="default: 60/691 of --n-train")
     p.add_argument("--n-green", type=int, default=None, help="default: 50/691 of --n-train")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=_at_least(1), default=2)
     p.add_argument("--stain-sites", type=int, default=5,
                    help="stain each image like one of N sites, independent of class (0: the earlier generator)")
     p.add_argument("--site-class-correlation", type=float, default=0.0,
@@ -285,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", required=True, type=Path)
         p.add_argument("--model", default="scratch_resnet", choices=model_choices)
         p.add_argument("--profile", default="smoke", choices=["smoke", "full"])
-        p.add_argument("--epochs", type=int, default=None, help="override the profile's epoch count")
+        p.add_argument("--epochs", type=_at_least(1), default=None, help="override the profile's epoch count")
         p.add_argument("--learning-rate", type=float, default=None,
                        help="phase 1's learning rate instead of the profile's (recorded with the run's settings)")
         p.add_argument("--mixed-precision", default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)")
@@ -304,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seeds the split, the folds, the initial weights, each epoch's shuffling and dropout")
         p.add_argument("--redo", action="store_true",
                        help="recompute every step, even those with a matching finished result (no resuming)")
-        p.add_argument("--folds", type=int, default=None, help="K-fold cross-validation by image (K models)")
+        p.add_argument("--folds", type=_at_least(2), default=None, help="K-fold cross-validation by image (K models)")
         p.add_argument("--tta", action="store_true", help="predict with 8-view test-time augmentation")
         p.add_argument("--weights", default=None,
                        help="pretrained weights: a local .h5 file (convnext) or KerasHub preset folder (vit)")
@@ -330,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the embedding folder (embeddings.npz + record.json)")
     p.add_argument("--work", type=Path, default=None, help="where clean/ and tiles/ live (default: beside --out)")
     p.add_argument("--pooling", default="cls", choices=["cls", "cls+mean"])
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_at_least(1), default=32)
     p.add_argument("--mixed-precision", default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)")
     p.add_argument("--embedder", default="offline", help="the cleaning step's embedder (see clean)")
     p.add_argument("--tile-size", type=int, default=_TILING.tile_size)
@@ -376,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help="default: data/ (else the synthetic default)")
     p.add_argument("--out", type=Path, default=OUTPUTS, help="where clean/, tiles/ and compare/ live")
     p.add_argument("--profile", default="smoke", choices=["smoke", "full"])
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=None, help="a cap on every phase's epochs (a CPU budget)")
+    p.add_argument("--folds", type=_at_least(2), default=3)
+    p.add_argument("--epochs", type=_at_least(1), default=None, help="a cap on every phase's epochs (a CPU budget)")
     p.add_argument("--seed", type=int, default=_MODEL.seed, help="the folds' seed (and the initial weights')")
     p.add_argument("--mixed-precision", default=None)
     p.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
@@ -391,25 +406,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _at_least(low: int):
+    """An argparse type: an integer of at least ``low`` (0 or a negative is refused with one line, status 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how Colab, Kaggle and schedulers end a process), raised where the process is, as Ctrl-C is: the
+    same cleanup runs (staging, locks, memory-backed scratch) and the same one line is printed."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import traceback
+
     from anndl.core.artifacts import ArtifactError
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or bool(os.environ.get("ANNDL_DEBUG"))
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if _needs_tensorflow(args):
             from anndl.core.env import quiet_tensorflow
 
             quiet_tensorflow()  # imported once, without its start-up log lines
         args.func(args)
-    except KeyboardInterrupt:
-        print(f"interrupted: {_AFTER_INTERRUPT.get(args.command, _AFTER_INTERRUPT['default'])}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"{what}: {_AFTER_INTERRUPT.get(args.command, _AFTER_INTERRUPT['default'])}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except (DataError, ValueError, FileNotFoundError, WeightsUnavailable, ArtifactError, OSError, SetupError) as e:
-        if os.environ.get("ANNDL_DEBUG"):  # the full traceback, for developers
+        if debug:  # the full traceback, for developers
             raise
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # a fault no check named: still one line, naming the command (traceback: --debug)
+        if debug:
+            raise
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        print(f"error: anndl {args.command} failed: {type(e).__name__}: {_one_line(e)} "
+              f"(at {Path(where.filename).name}:{where.lineno}; --debug shows the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if threading_main():
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def threading_main() -> bool:
+    """Signal handlers can be set only from the main thread (a notebook kernel's cells run there too)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 _AFTER_INTERRUPT = {  # what the same command does when run again, per command (said after Ctrl-C)

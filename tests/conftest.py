@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny synthetic challenge folder made once per test session."""
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,9 @@ from anndl.data import synthetic
 HE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_samples"
 TINY = dict(n_train=24, n_test=6, scale=0.25, seed=7, n_stickers=2, n_green=2)
 
+
+# the weights' digest cache (``artifacts.content_digest``) of this run, never the user's
+os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="anndl-test-cache-"))
 
 # the tests that reuse each other's runs through ``shared_outputs`` (the notebooks reuse the comparisons' K-fold runs)
 SHARED = ("tests/test_compare.py::", "tests/test_notebooks.py::",

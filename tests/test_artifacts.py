@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -110,3 +111,76 @@ def test_reuse_messages_carry_no_machine_path(capsys):
     finally:
         import shutil
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- a shared outputs folder (issue 35)
+
+def test_a_planted_lock_link_is_refused_and_its_target_untouched(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / artifacts.LOCK).symlink_to(target)
+    with pytest.raises(artifacts.ArtifactError, match=r"\.lock: a link, not a lock file"):
+        artifacts.ensure(folder, artifacts.request("demo", data="d"), _build(folder))
+    assert target.read_text() == "keep me\n" and artifacts.lock_holder(folder) is None
+
+
+def test_atomic_writes_replace_a_planted_link_and_never_write_through_it(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (tmp_path / "metrics.json").symlink_to(target)
+    artifacts.write_json(tmp_path / "metrics.json", {"a": 1})
+    assert target.read_text() == "keep me\n" and not (tmp_path / "metrics.json").is_symlink()
+
+
+@pytest.mark.parametrize("record", [
+    {"files": {"log.csv": 5}}, {"files": {"log.csv": {"bytes": "5", "sha256": "x"}}}, {"files": []}, [1, 2],
+    {"files": {"../../etc/passwd": {"bytes": 1, "sha256": "x"}}},
+    {"stage": "demo", "settings": "k=1", "files": {}}])
+def test_a_record_of_the_wrong_shape_is_one_line_and_a_rebuild(tmp_path, capsys, record):
+    folder = tmp_path / "stage"
+    req = artifacts.request("demo", data="d")
+    artifacts.ensure(folder, req, _build(folder))
+    (folder / artifacts.RECORD).write_text(json.dumps(record))
+    assert "not an artifact record" in artifacts.check(folder, req)
+    with pytest.raises(artifacts.ArtifactError, match="not an artifact record"):
+        artifacts.load(folder)
+    artifacts.ensure(folder, req, _build(folder))
+    assert "not an artifact record" in capsys.readouterr().out and artifacts.load(folder)["id"]
+
+
+def test_arrays_are_read_without_unpickling_and_a_fault_names_the_file(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "ok.npz", a=np.arange(3))
+    assert list(artifacts.read_arrays(tmp_path / "ok.npz")["a"]) == [0, 1, 2]
+    np.savez(tmp_path / "objects.npz", a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(artifacts.ArtifactError, match="objects.npz: not an array file"):
+        artifacts.read_arrays(tmp_path / "objects.npz")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 junk")
+    with pytest.raises(artifacts.ArtifactError, match="junk.npz"):
+        artifacts.read_arrays(tmp_path / "junk.npz")
+
+
+def test_weights_are_known_by_their_bytes_hashed_once(tmp_path, monkeypatch):
+    from anndl.data.stages import weights_identity
+
+    folder = tmp_path / "a" / "preset"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 64)
+    (folder / "config.json").write_text("{}")
+    file = tmp_path / "a" / "w.weights.h5"
+    file.write_bytes(b"\x01" * 8192)
+    first = {"folder": weights_identity(str(folder)), "file": weights_identity(str(file))}
+    moved = tmp_path / "b"
+    shutil.copytree(tmp_path / "a", moved)
+    assert weights_identity(str(moved / "preset")) == first["folder"]       # a moved copy: the same weights
+    assert weights_identity(str(moved / "w.weights.h5")) == first["file"]
+    data = bytearray((moved / "preset" / "model.safetensors").read_bytes())
+    data[4096:8192] = bytes(4096)                                         # 4 KB changed at the same size
+    (moved / "preset" / "model.safetensors").write_bytes(bytes(data))
+    assert weights_identity(str(moved / "preset")) != first["folder"]
+    hashed = []
+    monkeypatch.setattr(artifacts, "file_digest", lambda p: hashed.append(p) or "x")
+    assert weights_identity(str(file)) == first["file"] and hashed == []  # remembered: not read again

@@ -10,7 +10,8 @@ import pytest
 from anndl import cli
 from anndl.core import artifacts
 from anndl.core.config import WeightsUnavailable
-from anndl.engine import embed
+from anndl.data import tiling
+from anndl.engine import embed, experiment
 from anndl.models import encoders
 
 TILE = 32
@@ -107,22 +108,21 @@ def embedded(tiny_data, checkpoints, tmp_path_factory):
 def test_embed_writes_the_cache_with_its_record_and_reuses_it(embedded, checkpoints, capsys):
     work, common = embedded
     emb = embed.load(work / "emb")
-    tiles_csv = pd.read_csv(work / "tiles" / "tiles.csv", keep_default_na=False)
+    tiles_csv = pd.concat([pd.read_csv(work / "tiles" / "tiles.csv", keep_default_na=False),
+                           pd.read_csv(work / "tiles" / "test" / "tiles.csv", keep_default_na=False)])
     assert len(emb.embeddings) == len(tiles_csv) and emb.embeddings.dtype == np.float32
     assert set(emb.tiles.split) == {"train", "val", "test"}
     merged = emb.tiles.merge(tiles_csv, on=["split", "sample_index", "x", "y"], validate="one_to_one")
     assert len(merged) == len(tiles_csv) and (merged.label_x == merged.label_y).all()
-    settings = emb.record["settings"]["encoder"]
+    settings = emb.encoder
     assert settings["layout"] == "vit_bare" and "NOT pretrained" in settings["weights"]
+    assert "source" not in emb.record["settings"]["encoder"]  # known by its bytes, not where it lay
     assert settings["preprocessing"]["mean"] == [0.485, 0.456, 0.406] and settings["weights_sha256"]
     assert cli.main(["embed", "--encoder", str(checkpoints["vit_bare"]), "--out", str(work / "emb"), *common]) == 0
     assert "reusing" in capsys.readouterr().out
 
 
 def test_embed_resumes_from_finished_chunks(embedded, checkpoints, tiny_data):
-    from anndl.data import tiling
-    from anndl.engine import experiment
-
     work, _ = embedded
     prep = experiment.prepare(tiny_data, work, tiling_config=tiling.TilingConfig(TILE, TILE, 200))
     identity = encoders.identify(checkpoints["vit_bare"])
@@ -139,6 +139,54 @@ def test_embed_resumes_from_finished_chunks(embedded, checkpoints, tiny_data):
     assert (again.embeddings[:n] == 7).all()
     np.testing.assert_allclose(again.embeddings[n:], first.embeddings[n:], atol=1e-5)
     assert not (work / "emb2" / artifacts.STAGING).exists() and not (work / "emb2" / embed.PARTS).exists()
+
+
+def test_a_moved_encoder_is_reused_and_one_changed_byte_is_not(embedded, checkpoints, tmp_path, capsys):
+    import shutil
+
+    work, common = embedded
+    moved = shutil.copytree(checkpoints["vit_bare"], tmp_path / "elsewhere" / "vit_bare")
+    capsys.readouterr()
+    assert cli.main(["embed", "--encoder", str(moved), "--out", str(work / "emb"), *common]) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert embed.folder_for(work, str(moved)) == embed.folder_for(work, str(checkpoints["vit_bare"]))
+    weights = moved / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64:] = bytes(64)  # the last tensor's values changed at the same size
+    weights.write_bytes(bytes(data))
+    identity = encoders.identify(moved)
+    assert identity["weights_sha256"] != encoders.identify(checkpoints["vit_bare"])["weights_sha256"]
+    prep = experiment.prepare(common[1], work, tiling_config=tiling.TilingConfig(TILE, TILE, 200))
+    assert "weights_sha256" in artifacts.check(work / "emb", embed.embed_request(prep, identity))
+
+
+def test_a_planted_head_file_runs_nothing(embedded, checkpoints, tiny_data, tmp_path, capsys):
+    """A run folder is data: a head file replaced by a pickle payload (its record's hash updated, as anyone
+    sharing the folder can) is refused with one line; the payload never runs."""
+    import io
+    import pickle
+
+    work, common = embedded
+    run = tmp_path / "run"
+    assert cli.main(["train", "--model", "linear_probe", "--encoder", str(checkpoints["vit_bare"]), "--embeddings",
+                     str(work / "emb"), "--out", str(run), *common]) == 0
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for name in ("head.npz", "head.pkl"):
+        buffer = io.BytesIO()
+        np.savez(buffer, **{"tiles.logisticregression.coef_": np.array([Payload()], dtype=object)})
+        (run / name).write_bytes(pickle.dumps(Payload()) if name == "head.pkl" else buffer.getvalue())
+    record = json.loads((run / artifacts.RECORD).read_text())
+    record["files"]["head.npz"] = artifacts.file_entry(run / "head.npz")
+    (run / artifacts.RECORD).write_text(json.dumps(record))
+    capsys.readouterr()
+    assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "head.npz: not an array file" in err and "Traceback" not in err and not marker.exists()
 
 
 def test_a_head_trains_out_of_fold_and_predicts_from_the_command_line(embedded, checkpoints, tiny_data, tmp_path):

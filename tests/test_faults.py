@@ -137,9 +137,11 @@ def test_a_package_release_alone_reuses_and_a_code_version_says_so_in_one_space(
 
 # ----------------------------------------------------------------------------------------------- Ctrl-C
 
-def test_ctrl_c_ends_synth_with_status_130_one_line_and_no_children(tmp_path):
-    """Ctrl-C ends ``synth`` (no hang) with exit 130, one line and no orphan workers. How fast is measured, not
-    asserted (timings never go into tests; typically ~0.35 s)."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_end_synth_with_one_line_and_no_children(tmp_path, how):
+    """Ctrl-C ends ``synth`` (no hang) with exit 130, one line and no orphan workers; SIGTERM to the process alone
+    (how Colab, Kaggle and schedulers end it) the same way with exit 143. How fast is measured, not asserted
+    (timings never go into tests; typically ~0.35 s)."""
     proc = subprocess.Popen([sys.executable, "-m", "anndl", "synth", "--out", str(tmp_path / "s"), "--n-train", "400",
                              "--n-test", "20", "--scale", "0.3", "--workers", "2"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO_ROOT,
@@ -154,14 +156,18 @@ def test_ctrl_c_ends_synth_with_status_130_one_line_and_no_children(tmp_path):
     assert len(children) == 2, "the pool did not start"
     time.sleep(1)
     sent = time.time()
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)   # what a hosted runtime sends: the process alone
     try:
         _, err = proc.communicate(timeout=60)  # a hang, not a slow machine, fails here
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
-    assert proc.returncode == 130, f"exit {proc.returncode} {time.time() - sent:.1f} s after Ctrl-C"
-    assert err.rstrip().splitlines()[-1] == ("interrupted: the folder is incomplete; the same command writes it "
+    code, said = (130, "interrupted") if how == "ctrl-c" else (143, "terminated (SIGTERM)")
+    assert proc.returncode == code, f"exit {proc.returncode} {time.time() - sent:.1f} s after {how}"
+    assert err.rstrip().splitlines()[-1] == (f"{said}: the folder is incomplete; the same command writes it "
                                              "again from the start")
     assert "Traceback" not in err
     assert not [c for c in children if Path(f"/proc/{c}").exists()]
@@ -193,6 +199,31 @@ def test_a_full_disk_while_saving_weights_is_one_line_and_no_file(tmp_path, monk
     with pytest.raises(train.Diverged, match="6 of 8 weights are not finite"):
         train.save_weights(model, path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_scratch_is_swept_after_a_kill_and_a_planted_temporary_link_is_never_written(tmp_path, monkeypatch):
+    import keras
+
+    from anndl.engine import train
+
+    shm = tmp_path / "shm"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a PID that has exited, as after a SIGKILL
+    (shm / f"anndl-{dead}-x1").mkdir(parents=True)
+    (shm / f"anndl-{dead}-x1" / "model.keras").write_bytes(b"\0" * 1000)
+    (shm / f"anndl-{os.getpid()}-live").mkdir()  # this process's own: kept
+    monkeypatch.setattr(train, "SHM", str(shm))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    (tmp_path / "run").mkdir()
+    train.save_weights(model, tmp_path / "run" / "best.weights.h5")
+    assert sorted(p.name for p in shm.iterdir()) == [f"anndl-{os.getpid()}-live"]
+    monkeypatch.setattr(train, "_memory_folder", lambda needed: None)  # no memory folder: save in the run folder
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep")
+    (tmp_path / "run" / ".best.tmp.weights.h5").symlink_to(target)  # where a fixed temporary name would be
+    train.save_weights(model, tmp_path / "run" / "best.weights.h5")
+    assert target.read_bytes() == b"keep" and (tmp_path / "run" / "best.weights.h5").stat().st_size > 1000
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".best.tmp.weights.h5", "best.weights.h5"]
 
 
 def test_a_full_disk_during_report_is_one_line_exit_2_and_no_file(tmp_path, monkeypatch, capsys):
@@ -274,3 +305,54 @@ def test_labels_with_unicode_line_separators_are_refused_with_the_line_number(tm
     (tmp_path / "classes.txt").write_text(f"benign\nin{separator}situ\ninvasive\n", encoding="utf-8")
     with pytest.raises(DataError, match=f"line 2: label .* line or paragraph separator \\(U\\+{ord(separator):04X}\\)"):
         read_classes(tmp_path)
+
+
+# ------------------------------------------------------------------------------ settings at the door (issue 35)
+
+@pytest.mark.parametrize("args, said", [
+    (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["--epochs", "-1"], "argument --epochs: must be at least 1, got -1"),
+    (["--folds", "0"], "argument --folds: must be at least 2, got 0"),
+    (["--folds", "50"], "50 folds: class"),
+])
+def test_settings_that_would_be_ignored_or_clipped_are_refused_with_one_line(tiny_data, tmp_path, capsys, args, said):
+    try:
+        code = cli.main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--work", str(tmp_path),
+                         *args])
+    except SystemExit as e:  # argparse's refusal
+        code = e.code
+    err = [line for line in capsys.readouterr().err.splitlines() if "Traceback" in line or "error" in line]
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and said in err[0], err
+    assert not (tmp_path / "run" / artifacts.RECORD).exists()
+
+
+def test_an_unexpected_fault_is_one_line_naming_the_command_and_debug_shows_the_traceback(tmp_path, monkeypatch,
+                                                                                          capsys):
+    monkeypatch.setattr(cli, "cmd_validate", lambda args: {}["missing"])
+    monkeypatch.setattr(cli, "_needs_tensorflow", lambda args: False)
+    parser = cli.build_parser
+
+    def patched():
+        p = parser()
+        p._subparsers._group_actions[0].choices["validate"].set_defaults(func=cli.cmd_validate)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", patched)
+    assert cli.main(["validate", "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: anndl validate failed: KeyError:") and len(err.strip().splitlines()) == 1
+    with pytest.raises(KeyError):
+        cli.main(["validate", "--data", str(tmp_path), "--debug"])
+
+
+def test_a_scratch_resnet_run_is_an_encoder(finished, tiny_data):
+    """In a fresh process (where nothing imported the model registry, which registers the ResNet's layers)."""
+    _, work = finished
+    calls = [["embed", "--encoder", str(source), "--data", str(tiny_data), "--work", str(work),
+              "--out", str(work / "emb" / source.name)]
+             for source in (work / "runs" / "ok", work / "runs" / "ok" / "model.keras")]
+    done = subprocess.run([sys.executable, "-c", f"import sys; from anndl import cli; "
+                           f"sys.exit(max(cli.main(a) for a in {calls!r}))"], capture_output=True, text=True,
+                          cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert artifacts.load(work / "emb" / "ok", "embed") and artifacts.load(work / "emb" / "model.keras", "embed")

@@ -138,6 +138,11 @@ def test_setup_cell_without_an_address_or_network_says_one_line(tmp_path):
     nb = _run_cells([hosted.bootstrap_cell()], tmp_path, env)
     (error,) = _errors(nb)
     assert len(error.traceback) == 1 and "git clone" in error.traceback[0] and "Internet on" in error.traceback[0]
+    marker = tmp_path / "pwned"
+    env["ANNDL_REPOSITORY"] = f"--upload-pack=touch {marker};false"  # an address that looks like an option
+    nb = _run_cells([hosted.bootstrap_cell()], tmp_path, env)
+    (error,) = _errors(nb)
+    assert "'--upload-pack=touch" in error.traceback[0] and not marker.exists()  # read as an address, never run
 
 
 # -------------------------------------------------------------------------------- the runtime's stack

@@ -81,7 +81,10 @@ def test_tile_command_covers_every_image_once_and_is_byte_identical(tiny_data, t
         assert result.returncode == 0, result.stderr
         outputs.append((tmp_path / name / "tiles.csv").read_bytes())
     assert outputs[0] == outputs[1]
-    tiles = pd.read_csv(tmp_path / "a" / "tiles.csv", keep_default_na=False)
+    assert (tmp_path / "a" / "test" / "tiles.csv").read_bytes() == (tmp_path / "b" / "test" / "tiles.csv").read_bytes()
+    tiles = pd.concat([pd.read_csv(tmp_path / "a" / "tiles.csv", keep_default_na=False),
+                       pd.read_csv(tmp_path / "a" / "test" / "tiles.csv", keep_default_na=False)])
+    assert set(pd.read_csv(tmp_path / "a" / "tiles.csv").split) == {"train", "val"}  # test tiles: their own artifact
     clean = pd.read_csv(clean_dir / "clean_manifest.csv")
     manifest = read_challenge(tiny_data)
     kept = set(clean.sample_index[clean.status == "kept"])
@@ -106,3 +109,22 @@ def test_tile_command_rejects_bad_parameters_and_a_missing_clean_step(tiny_data,
     assert cli.main(missing) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'none'}: not a finished clean" in err and "Traceback" not in err
+
+
+def test_a_changed_test_image_remakes_only_what_reads_the_test_set(data_copy, tmp_path, capsys):
+    import cv2
+
+    from anndl.data import stages
+
+    work = tmp_path / "out"
+    first = stages.prepare(data_copy, work)
+    image = data_copy / "test_data" / "img_0001.png"
+    pixels = cv2.imread(str(image))
+    pixels[:8, :8] = 255 - pixels[:8, :8]
+    cv2.imwrite(str(image), pixels)
+    capsys.readouterr()
+    again = stages.prepare(data_copy, work)
+    out = capsys.readouterr().out
+    assert again.tiles_id == first.tiles_id and again.data_note == first.data_note   # training cites the same
+    assert again.test_tiles_id != first.test_tiles_id                              # the test tiles are made again
+    assert "tiles/test/tiles.csv: made from data" in out and out.count("reusing") == 2  # clean and train tiles

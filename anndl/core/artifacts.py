@@ -52,7 +52,10 @@ def version() -> str:
 # record made with another number is made again). The package's release number is recorded for information
 # only, so a release that changes nothing in a stage retrains nothing. clean 2: a green region that is drawn
 # (outlined, flat) is a sticker, not a green blob.
-CODE_VERSIONS = {"clean": 2, "tiles": 1, "stain": 1, "train": 4, "kfold": 3, "embed": 1, "head": 1, "compare": 2}
+# tiles 2: train and val tiles only (test tiles are their own stage). head 2: a linear probe saved as arrays.
+# embed 2: the encoder known by its bytes, and the test tiles it reads cited.
+CODE_VERSIONS = {"clean": 3, "tiles": 2, "test_tiles": 1, "stain": 1, "train": 4, "kfold": 3, "embed": 2, "head": 2,
+                 "compare": 2}
 STAGING = ".staging"
 
 
@@ -179,6 +182,53 @@ def file_digest(path: Path | str) -> str:
     return h.hexdigest()
 
 
+def _digest_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anndl" / "digests.json"
+
+
+def content_digest(path: Path | str) -> str:
+    """The sha256 of a file's bytes, remembered (per user) by its path, size, inode and times, so that a 1 GB
+    checkpoint is hashed once; a changed byte changes the size or the times, a moved copy is hashed again."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key, stamp = str(path), [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    cache_file = _digest_cache()
+    try:
+        cache = json.loads(cache_file.read_text())
+        cache = cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        cache = {}
+    known = cache.get(key)
+    if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
+        return known["sha256"]
+    digest = file_digest(path)
+    cache[key] = {"stamp": stamp, "sha256": digest}
+    with contextlib.suppress(ArtifactError):  # a cache: a read-only home only costs the hash next time
+        write_json(cache_file, dict(list(cache.items())[-2000:]))
+    return digest
+
+
+def read_arrays(path: Path | str) -> dict:
+    """The arrays of an ``.npy``/``.npz`` file, never unpickling anything: an object array (or any fault) is an
+    ``ArtifactError`` naming the file."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return {"arr_0": loaded}
+            with loaded:
+                return {k: loaded[k] for k in loaded.files}
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: missing") from e
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}: not an array file anndl reads ({' '.join(str(e).split())[:160]})") from e
+
+
 def file_entry(path: Path) -> dict:
     """Size, hash and (for CSVs) data row count of one file."""
     entry = {"bytes": path.stat().st_size, "sha256": file_digest(path)}
@@ -210,8 +260,11 @@ def lock(folder: Path | str):
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link is refused
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ArtifactError(f"{folder / LOCK}: a link, not a lock file (anndl never writes through a link in "
+                                "an outputs folder); delete it") from e
         raise ArtifactError(f"{folder}: cannot create the folder's lock ({e.strerror or e})") from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -238,7 +291,7 @@ def lock_holder(folder: Path | str) -> str | None:
     if folder in _held or not (folder / LOCK).is_file():
         return None
     try:
-        fd = os.open(folder / LOCK, os.O_RDONLY)
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -286,6 +339,23 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return out
 
 
+def record_fault(record) -> str | None:
+    """What is wrong with the shape of a record read from disk (None when it has the shape ``complete`` writes)."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    files = record.get("files")
+    if not isinstance(files, dict):
+        return "no 'files' table"
+    for name, entry in files.items():
+        if (not isinstance(entry, dict) or type(entry.get("bytes")) is not int or not isinstance(entry.get("sha256"), str)
+                or Path(name).is_absolute() or ".." in Path(name).parts):
+            return f"files entry {name!r} is malformed"
+    for key, kind in (("stage", str), ("inputs", dict), ("settings", dict)):
+        if key in record and not isinstance(record[key], kind):
+            return f"{key!r} is not a {kind.__name__}"
+    return None
+
+
 def check(folder: Path | str, req: dict) -> str | None:
     """None when ``folder`` holds a finished artifact of exactly ``req`` whose files verify; else why not."""
     folder = Path(folder)
@@ -297,8 +367,9 @@ def check(folder: Path | str, req: dict) -> str | None:
         record = read_json(path)
     except ArtifactError as e:
         return str(e)
-    if not isinstance(record, dict) or "files" not in record:
-        return f"{path}: not an artifact record"
+    fault = record_fault(record)
+    if fault:
+        return f"{path}: not an artifact record ({fault})"
     if _data_fingerprint(record.get("data")) != _data_fingerprint(req["data"]):
         return f"made from data {record.get('data')}, not {req['data']}"
     if record.get("stage") != req["stage"]:
@@ -345,6 +416,9 @@ def load(folder: Path | str, stage: str | None = None) -> dict:
         raise ArtifactError(f"{folder}: not a finished {stage or 'artifact'} (no {RECORD}; "
                             "killed before it finished, or never made)")
     record = read_json(path)
+    fault = record_fault(record)
+    if fault:
+        raise ArtifactError(f"{path}: not an artifact record ({fault}); make it again")
     if stage and record.get("stage") != stage:
         raise ArtifactError(f"{folder}: a {record.get('stage')} artifact, not a {stage}")
     reason = check(folder, {k: record.get(k) for k in REQUEST_KEYS})

@@ -43,9 +43,11 @@ def fingerprint(manifest: pd.DataFrame) -> str:
     return artifacts.fingerprint(manifest[columns].to_csv(index=False))
 
 
-def data_note(data_dir: Path | str, manifest: pd.DataFrame) -> str:
-    """Which data a step's output comes from: the folder, its kind and the manifest's fingerprint."""
-    return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest)}]"
+def data_note(data_dir: Path | str, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",)) -> str:
+    """Which data a step's output comes from: the folder, its kind and the fingerprint of the images of
+    ``splits`` (by default the labelled ones: training never reads a test image, so a changed test image
+    remakes only what reads the test set)."""
+    return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest[manifest.split.isin(splits)])}]"
 
 
 @dataclass
@@ -60,7 +62,8 @@ class Prepared:
     tiles: pd.DataFrame
     tiling: tiling.TilingConfig
     classes: tuple[str, ...] = LABELS  # the label set, in model-output order (data.read_classes)
-    tiles_id: str = ""                 # the tiles artifact this split comes from (runs record it)
+    tiles_id: str = ""                 # the train/val tiles artifact this split comes from (runs record it)
+    test_tiles_id: str = ""            # the test tiles artifact (what reads the test set records it)
     stain: dict | None = None          # stain normalisation (method, constants, reference) tiles get on decoding
     baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
 
@@ -86,7 +89,8 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
 def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
                 config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION, seed: int = 42,
                 redo: bool = False) -> dict:
-    """``folder/split.csv`` (image-level, stratified, mask groups together) and ``folder/tiles.csv``."""
+    """``folder/split.csv`` (image-level, stratified, mask groups together) and ``folder/tiles.csv`` (train and
+    val tiles); the test images' tiles are their own artifact, ``folder/test/tiles.csv`` (``test_tiles_stage``)."""
     folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
     req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
                             settings={"tiling": dataclasses.asdict(config), "val_fraction": val_fraction, "seed": seed})
@@ -97,6 +101,20 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
         artifacts.write_csv(split, out / "split.csv")
         tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), out, config, note)
         return ["split.csv", "tiles.csv", "tiles.json"]
+
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
+
+
+def test_tiles_stage(manifest: pd.DataFrame, note: str, folder: Path | str,
+                     config: tiling.TilingConfig = tiling.TilingConfig(), redo: bool = False) -> dict:
+    """``folder/tiles.csv``: the tiles of every test image (``note``: the test images' data note)."""
+    folder = Path(folder)
+    req = artifacts.request("test_tiles", data=note, settings={"tiling": dataclasses.asdict(config)})
+
+    def build(out):
+        test = manifest[manifest.split == "test"].sort_values("sample_index", kind="stable").assign(label="")
+        tiling.write_tiles(tiling.tile_images(test, config), out, config, note)
+        return ["tiles.csv", "tiles.json"]
 
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 
@@ -140,6 +158,8 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
     clean_stage(manifest, note, work_dir / "clean", embedder, outlier_config, redo=redo)
     record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, val_fraction, seed,
                          redo=redo)
+    test_record = test_tiles_stage(manifest, data_note(data_dir, manifest, ("test",)), work_dir / "tiles" / "test",
+                                   tiling_config, redo=redo)
     stain = None
     if stain_normalize:
         folder = work_dir / f"stain_{stain_normalize}"
@@ -147,18 +167,23 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
         stain = artifacts.read_json(folder / "stain.json")
     return Prepared(data_dir, work_dir, manifest, artifacts.read_csv(work_dir / "clean" / "clean_manifest.csv"),
                     artifacts.read_csv(work_dir / "tiles" / "split.csv"),
-                    artifacts.read_csv(work_dir / "tiles" / "tiles.csv"), tiling_config, read_classes(data_dir),
-                    tiles_id=record["id"], stain=stain)
+                    pd.concat([artifacts.read_csv(work_dir / "tiles" / "tiles.csv"),
+                               artifacts.read_csv(work_dir / "tiles" / "test" / "tiles.csv")], ignore_index=True),
+                    tiling_config, read_classes(data_dir), tiles_id=record["id"], test_tiles_id=test_record["id"],
+                    stain=stain)
 
 
 def weights_identity(weights: str | None) -> dict | None:
-    """What a ``--weights`` source is: its path and a hash of its content (a file) or of its files' names and sizes."""
+    """What a ``--weights`` source is, by its bytes alone (a moved copy is the same weights; one changed byte is
+    not): the sha256 of a file, or of a folder's files (their names and hashes). Hashes are remembered by
+    size and times (``artifacts.content_digest``): a 1 GB checkpoint is read once."""
     if not weights:
         return None
     path = Path(weights)
     if path.is_file():
-        return {"path": str(path.resolve()), "sha256": artifacts.file_digest(path)}
+        return {"sha256": artifacts.content_digest(path)}
     if path.is_dir():
-        listing = sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
-        return {"path": str(path.resolve()), "files": artifacts.fingerprint(listing)}
+        listing = sorted((p.relative_to(path).as_posix(), artifacts.content_digest(p))
+                         for p in path.rglob("*") if p.is_file())
+        return {"files_sha256": artifacts.fingerprint(listing)}
     return {"name": weights}  # a preset name or handle: downloaded by name

@@ -113,9 +113,13 @@ def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFr
     that holds the fewest images of its members' classes so far: folds stay balanced per class even
     for a small class and for groups whose members carry different labels.
     """
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ValueError(f"folds must be an integer of at least 2, got {n_folds!r}")
     frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
+    smallest = frame.label.value_counts()
+    if len(smallest) and smallest.min() < n_folds:  # stratification's limit: every fold scores every class
+        raise ValueError(f"{n_folds} folds: class {smallest.idxmin()!r} has {smallest.min()} kept training images; "
+                         f"use at most {smallest.min()} folds")
     unit = np.where(frame.group >= 0, "group-" + frame.group.astype(str), "image-" + frame.sample_index)
     classes = sorted(frame.label.unique())
     counts = pd.crosstab(pd.Series(unit, name="unit"), frame.label).reindex(columns=classes, fill_value=0)
@@ -144,17 +148,15 @@ def tile_images(images: pd.DataFrame, config: TilingConfig, progress: bool = Tru
 
 def build_tiles(manifest: pd.DataFrame, clean: pd.DataFrame, split: pd.DataFrame,
                 config: TilingConfig, progress: bool = True) -> pd.DataFrame:
-    """Tiles of the kept train images (``split`` train/val) and of every test image."""
+    """Tiles of the kept train images (``split`` train/val); the test images' are cut by ``tile_images`` alone."""
     kept = clean[clean.status == "kept"]
     train = manifest[manifest.split == "train"].merge(split[["sample_index", "split"]].rename(
         columns={"split": "subset"}), on="sample_index")
     if set(train.sample_index) != set(kept.sample_index):
         raise ValueError("split.csv does not cover exactly the kept images of the clean manifest; "
                          "delete it to make a new split")
-    train = train.assign(split=train.subset)
-    test = manifest[manifest.split == "test"].assign(label="")
-    images = pd.concat([train, test], ignore_index=True)
-    order = images.split.map({"train": 0, "val": 1, "test": 2})
+    images = train.assign(split=train.subset)
+    order = images.split.map({"train": 0, "val": 1})
     images = images.assign(_o=order).sort_values(["_o", "sample_index"], kind="stable")
     tiles = tile_images(images, config, progress)
     missing = set(zip(images.split, images.sample_index)) - set(zip(tiles.split, tiles.sample_index))

@@ -41,9 +41,7 @@ class Embeddings:
     record: dict
     folder: Path
 
-    @property
-    def encoder(self) -> dict:
-        return self.record["settings"]["encoder"]
+    encoder: dict  # what made them (``identify``: source, weights note, hash, preprocessing, pooling)
 
 
 def folder_for(work_dir: Path | str, source: str, pooling: str = "cls") -> Path:
@@ -51,7 +49,7 @@ def folder_for(work_dir: Path | str, source: str, pooling: str = "cls") -> Path:
     source = str(source)
     name = source.removeprefix(encoders.HF_SCHEME) if source.startswith(encoders.HF_SCHEME) else Path(source).name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.")[-40:]  # a name, never a machine path
-    slug += "_" + artifacts.fingerprint(source)[:6]                   # two sources of one name stay apart
+    slug += "_" + encoders.identify(source, pooling)["weights_sha256"][:6]  # by the bytes: a moved copy is reused
     return Path(work_dir) / "embeddings" / (slug + ("" if pooling == "cls" else "_" + pooling.replace("+", "_")))
 
 
@@ -60,9 +58,16 @@ def tiles_id(prep) -> str:
     return getattr(prep, "tiles_id", None) or artifacts.fingerprint(prep.tiles.to_csv())
 
 
+ENCODER = "encoder.json"  # the encoder's whole identity, its source and weights note included
+
+
 def embed_request(prep, identity: dict, mixed_precision: str | None = None) -> dict:
-    return artifacts.request(STAGE, data=prep.data_note, inputs={"tiles": tiles_id(prep)},
-                             settings={"encoder": identity, "tiling": dataclasses.asdict(prep.tiling),
+    """The encoder is known by its bytes, architecture, preprocessing and pooling: a moved copy is the same
+    request (where it lay is in ``encoder.json``, for information)."""
+    encoder = {k: v for k, v in identity.items() if k not in ("source", "weights")}
+    return artifacts.request(STAGE, data=prep.data_note,
+                             inputs={"tiles": tiles_id(prep), "test_tiles": getattr(prep, "test_tiles_id", "")},
+                             settings={"encoder": encoder, "tiling": dataclasses.asdict(prep.tiling),
                                        "mixed_precision": mixed_precision})
 
 
@@ -132,7 +137,7 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
             rows.append(order.merge(tiles, on=["split", "sample_index", "x", "y"], how="left", validate="one_to_one"))
             part = parts / f"part_{number:05d}.npy"
             if part.is_file():  # a chunk an earlier, interrupted run finished
-                outputs.append(np.load(part))
+                outputs.append(artifacts.read_arrays(part)["arr_0"])
                 bar.update(len(order))
                 continue
             if encoder is None:  # loaded and traced once, for every chunk still to embed
@@ -150,8 +155,9 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
             embeddings=np.concatenate(outputs).astype(np.float32), sample_index=rows.sample_index.to_numpy(str),
             x=rows.x.to_numpy(np.int64), y=rows.y.to_numpy(np.int64), split=rows.split.to_numpy(str),
             label=rows.label.fillna("").to_numpy(str), weight=rows.weight.to_numpy(np.float32)))
+        artifacts.write_json(out / ENCODER, identity)
         shutil.rmtree(out / PARTS, ignore_errors=True)
-        return [FILE]
+        return [FILE, ENCODER]
 
     artifacts.ensure(out_dir, req, build, redo=redo, label=f"{out_dir / FILE}")
     return load(out_dir)
@@ -161,7 +167,9 @@ def load(folder: Path | str) -> Embeddings:
     """A finished embedding cache, its files verified against its record."""
     folder = Path(folder)
     record = artifacts.load(folder, STAGE)
-    with np.load(folder / FILE) as data:
-        arrays = {k: data[k] for k in data.files}
+    arrays = artifacts.read_arrays(folder / FILE)
+    missing = {"embeddings", "sample_index", "x", "y", "split", "label", "weight"} - set(arrays)
+    if missing:
+        raise artifacts.ArtifactError(f"{folder / FILE}: not an embedding cache (no {', '.join(sorted(missing))})")
     tiles = pd.DataFrame({k: arrays[k] for k in ("sample_index", "x", "y", "split", "label", "weight")})
-    return Embeddings(arrays["embeddings"], tiles, record, folder)
+    return Embeddings(arrays["embeddings"], tiles, record, folder, artifacts.read_json(folder / ENCODER))

@@ -31,6 +31,7 @@ from anndl.engine.inference import predict_tiles
 from anndl.evaluate import metrics, voting
 from anndl.evaluate.baselines import run_baselines
 from anndl.evaluate.submission import write_submission
+from anndl.models import networks
 from anndl.models.registry import Built, build_model as _build
 from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
                                stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
@@ -120,6 +121,8 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     run_dir = Path(run_dir)
     if learning_rate is not None and not (np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"--learning-rate must be a positive number, got {learning_rate!r}")
+    if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
+        raise ValueError(f"epochs must be an integer of at least 1, got {epochs!r}")
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
     augment = changes.pop("augment", False)
     settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
@@ -399,10 +402,9 @@ def load_run(run_dir: Path | str):
     artifacts.load(run_dir, "train")
     config = artifacts.read_json(run_dir / "config.json")
     try:
-        model = keras.models.load_model(run_dir / "model.keras", compile=False)
-    except Exception as e:  # Keras raises many kinds for a damaged or foreign file
-        raise artifacts.ArtifactError(f"{run_dir / 'model.keras'}: cannot load the model ({type(e).__name__}: "
-                                      f"{str(e)[:200]})") from e
+        model = networks.load_model(run_dir / "model.keras")
+    except (ValueError, OSError) as e:
+        raise artifacts.ArtifactError(str(e)) from e
     bad, total = nonfinite(model)
     if bad:
         raise artifacts.ArtifactError(f"{run_dir / 'model.keras'}: {bad:,} of {total:,} weights are not finite "
@@ -495,7 +497,7 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
                             classes=classes)
     note = {"runs": [shown(d) for d in dirs], "run_ids": [artifacts.read_json(d / artifacts.RECORD)["id"] for d in dirs],
             "models": [c["model"] for c in tp.configs], "profiles": sorted({c["profile"] for c in tp.configs}),
-            "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
+            "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest, ("train", "test")),
             "voting": voting_rule, "tta": tta, "test_images": int(len(test)),
             "stain_normalization": tp.configs[0].get("stain_normalization")}
     artifacts.write_json(Path(out).with_suffix(".json"), note)

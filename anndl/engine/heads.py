@@ -8,7 +8,8 @@
 
 A head run writes what a trained run writes (``config.json``, ``metrics.json`` with the validation or, with
 ``folds``, the out-of-fold macro F1 and its bootstrap interval, ``val_predictions.csv`` /
-``oof_predictions.csv``) plus its head (``head.pkl`` or ``head.keras``); it is an artifact whose record
+``oof_predictions.csv``) plus its head (``head.npz`` of arrays or ``head.keras``, loaded in Keras's safe mode:
+nothing a run folder holds is ever executed); it is an artifact whose record
 cites the embeddings it read. Each head is one class (``LinearProbe``, ``AttentionMIL``: its rules, file, fit,
 predict, save, load): adding a head is a spec in ``anndl.models.specs`` and a class here. ``predict`` averages the fold heads' probabilities on the test tiles' cached
 embeddings and writes the submission.
@@ -17,7 +18,6 @@ embeddings and writes the submission.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,7 @@ class LinearProbe:
     tile embedding (``mean_pool``)."""
 
     rules = ("hard", "soft", "mean_pool")
-    file = "head.pkl"
+    file = "head.npz"
     selected_by = "no selection (linear probe)"
 
     def fit(self, x, y, numbers, n_images, seed: int, num_classes: int):
@@ -95,11 +95,39 @@ class LinearProbe:
                 "soft": voting.mask_weighted(tiles, numbers, weights, n_images),
                 "mean_pool": _full(pooled, model["mean_pool"].classes_, num_classes)}
 
+    # what a fitted scaler + logistic regression is, as arrays (no pickle: a shared run folder runs no code)
+    _FITTED = {"standardscaler": ("mean_", "scale_", "var_"), "logisticregression": ("coef_", "intercept_", "classes_")}
+
     def save(self, model, folder: Path) -> None:
-        artifacts.write_bytes(folder / self.file, pickle.dumps(model))
+        import io
+
+        arrays = {f"{part}.{step}.{name}": getattr(pipe.named_steps[step], name)
+                  for part, pipe in model.items() for step, names in self._FITTED.items() for name in names}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        artifacts.write_bytes(folder / self.file, buffer.getvalue())
 
     def load(self, folder: Path):
-        return pickle.loads((folder / self.file).read_bytes())
+        """The fitted pipelines, rebuilt from the saved arrays (``read_arrays``: object arrays refused)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        path = folder / self.file
+        arrays = artifacts.read_arrays(path)
+        model = {}
+        for part in ("tiles", "mean_pool"):
+            pipe = make_pipeline(StandardScaler(), LogisticRegression())
+            for step, names in self._FITTED.items():
+                for name in names:
+                    key = f"{part}.{step}.{name}"
+                    if key not in arrays or arrays[key].dtype.kind not in "fiu":
+                        raise artifacts.ArtifactError(f"{path}: not a linear-probe head (no numeric {key})")
+                    setattr(pipe.named_steps[step], name, arrays[key])
+            pipe.named_steps["standardscaler"].n_features_in_ = arrays[f"{part}.standardscaler.mean_"].shape[0]
+            pipe.named_steps["logisticregression"].n_features_in_ = arrays[f"{part}.logisticregression.coef_"].shape[1]
+            model[part] = pipe
+        return model
 
 
 class AttentionMIL:
@@ -148,7 +176,7 @@ class AttentionMIL:
 
         from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
 
-        return keras.models.load_model(folder / self.file, compile=False)
+        return keras.models.load_model(folder / self.file, compile=False, safe_mode=True)
 
 
 HEAD_CLASSES = {"linear_probe": LinearProbe(), "attention_mil": AttentionMIL()}  # one per head spec
@@ -278,7 +306,7 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
                                    classes=classes)
     artifacts.write_json(Path(out).with_suffix(".json"), {
         "runs": [shown(run_dir)], "run_ids": [record["id"]], "models": [head], "weights": [config["weights"]],
-        "encoder": config["encoder"], "data": data_note(data_dir, manifest), "voting": rule, "heads": len(folders),
+        "encoder": config["encoder"], "data": data_note(data_dir, manifest, ("train", "test")), "voting": rule, "heads": len(folders),
         "test_images": int(len(test))})
     return path
 

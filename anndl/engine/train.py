@@ -166,13 +166,28 @@ def weight_bytes(model: keras.Model) -> int:
     return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
 
 
+SHM = "/dev/shm"
+
+
+def _sweep_memory(folder: str) -> None:
+    """Remove the scratch folders (``anndl-<pid>-…``) that a killed process (SIGKILL, out of memory) left in
+    memory; a live process's are kept."""
+    import shutil
+
+    for path in Path(folder).glob("anndl-*-*"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _memory_folder(needed: int) -> str | None:
-    """A memory-backed folder (``/dev/shm``) with room for ``needed`` bytes, or None."""
+    """A memory-backed folder (``/dev/shm``) with room for ``needed`` bytes, or None (stale scratch swept first)."""
     try:
-        st = os.statvfs("/dev/shm")
+        _sweep_memory(SHM)
+        st = os.statvfs(SHM)
     except OSError:
         return None
-    return "/dev/shm" if st.f_bavail * st.f_frsize > 2 * needed + (64 << 20) else None
+    return SHM if st.f_bavail * st.f_frsize > 2 * needed + (64 << 20) else None
 
 
 def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None:
@@ -185,7 +200,8 @@ def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None
     path = Path(path)
     memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
     if memory is not None:
-        with tempfile.TemporaryDirectory(dir=memory, prefix="anndl-") as scratch:
+        # removed on return, on an exception, Ctrl-C and SIGTERM (cli); after a SIGKILL by the next save's sweep
+        with tempfile.TemporaryDirectory(dir=memory, prefix=f"anndl-{os.getpid()}-") as scratch:
             staged = Path(scratch) / tmp_name.lstrip(".")
             try:
                 save(staged)
@@ -194,15 +210,16 @@ def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None
             data = staged.read_bytes()
         artifacts.write_bytes(path, data)
         return
-    tmp = path.with_name(tmp_name)
+    scratch = Path(tempfile.mkdtemp(prefix=".anndl-save-", dir=path.parent))  # new and ours: no planted link
+    tmp = scratch / tmp_name.lstrip(".")
     try:
         save(tmp)
         os.replace(tmp, path)
+        scratch.rmdir()
     except BaseException as e:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
         cause = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
@@ -237,8 +254,11 @@ def load_state(run_dir: Path | str) -> dict | None:
         return None
     if hashlib.sha256(data).hexdigest() != info.get("sha256"):
         return None
-    with np.load(io.BytesIO(data)) as arrays:
-        info["arrays"] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:  # an object array: no state, never unpickled
+            info["arrays"] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    except (OSError, ValueError, KeyError):
+        return None
     return info
 
 

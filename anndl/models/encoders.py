@@ -262,13 +262,11 @@ def hf_backbone(folder: Path | str, image_size: int | None = None):
 # ------------------------------------------------------------------------------------------ building
 
 def weights_digest(paths) -> str:
-    """A sha256 over the weight files (in order); what the outputs record as the weights' identity."""
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
+    """A hash over the weight files' bytes (in order; each file's sha256 remembered by size and times, so a 1 GB
+    checkpoint is read once); what the outputs record as the weights' identity."""
+    from anndl.core.artifacts import content_digest
+
+    return hashlib.sha256("".join(content_digest(p) for p in paths).encode()).hexdigest()[:16]
 
 
 def identify(source: str | Path, pooling: str = "cls") -> dict:
@@ -327,9 +325,9 @@ def _features(model: keras.Model, output) -> keras.Model:
 
 def run_encoder(run_dir: Path | str) -> keras.Model:
     """A trained run's model without its head: tiles -> the features its head reads."""
-    import keras
+    from anndl.models.networks import load_model
 
-    model = keras.models.load_model(Path(run_dir) / "model.keras", compile=False)
+    model = load_model(Path(run_dir) / "model.keras")
     names = [layer.name for layer in model.layers]
     if "head_pool" in names:
         return _features(model, model.get_layer("head_pool").output)
@@ -346,9 +344,9 @@ def keras_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
 
     path = Path(path)
     if path.suffix == ".keras":
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: encoder model file not found")
-        model = keras.models.load_model(path, compile=False)
+        from anndl.models.networks import load_model
+
+        model = load_model(path)
         return _features(model, model.outputs[0])
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: expected a .keras file or a KerasHub preset folder")

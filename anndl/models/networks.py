@@ -13,6 +13,8 @@ address them by ``variable.path``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 from keras import layers
 
@@ -45,6 +47,21 @@ def _stain_augmentation(x, strength: str | float | None, seed: int):
     from anndl.data.stain import HEDJitter
 
     return HEDJitter(strength, seed=seed, name="stain_augmentation")(x)
+
+
+def load_model(path: Path | str) -> keras.Model:
+    """A saved ``.keras`` model, anndl's own layers registered first, loaded in Keras's safe mode (a Lambda layer
+    or any other code in the file is refused); any fault is one ``ValueError`` naming the file."""
+    from anndl.data import stain  # noqa: F401  (registers HEDJitter and the stain layers)
+    from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many kinds for a damaged or foreign file
+        raise ValueError(f"{path}: cannot load the model ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
 
 
 @keras.saving.register_keras_serializable(package="anndl")

@@ -505,7 +505,7 @@ if ROOT is None:  # opened from a badge: fetch the repository beside the session
         if not REPOSITORY:
             raise SetupError("this copy has no repository address yet: set os.environ['ANNDL_REPOSITORY'] to a git URL "
                              "of anndl in a cell above, or run `make publish REPOSITORY=...` in your fork (README)")
-        done = subprocess.run(["git", "clone", "-q", "--depth", "1", REPOSITORY, str(ROOT)], capture_output=True, text=True)
+        done = subprocess.run(["git", "clone", "-q", "--depth", "1", "--", REPOSITORY, str(ROOT)], capture_output=True, text=True)
         if done.returncode:
             raise SetupError(f"git clone {{REPOSITORY}} failed: {{(done.stderr.strip().splitlines() or ['?'])[-1]}}"
                              + (" (Kaggle: turn Settings > Internet on, or attach the repository as a dataset)" if kaggle else ""))
