@@ -49,6 +49,13 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print(f"{args.data}: valid challenge folder, {counts}")
     train = manifest[manifest.split == "train"]
     print(train.label.value_counts().to_string())
+    from anndl.data import read_classes
+    from anndl.data.stages import absent_classes
+
+    missing = absent_classes(train, read_classes(args.data))
+    if missing:
+        print(f"warning: no training image of class {', '.join(map(repr, missing))}: train refuses this label set; "
+              "list the classes the folder has in classes.txt (data/README.md)")
 
 
 def cmd_clean(args: argparse.Namespace) -> None:

@@ -307,6 +307,40 @@ def test_labels_with_unicode_line_separators_are_refused_with_the_line_number(tm
         read_classes(tmp_path)
 
 
+@pytest.mark.parametrize("encoding, said", [("latin-1", "not UTF-8: byte 0xe9"), ("utf-16", "UTF-16: byte 0xff")])
+def test_a_labels_or_classes_file_not_in_utf8_is_named(data_copy, encoding, said):
+    labels = data_copy / "train_labels.csv"
+    text = labels.read_text(encoding="utf-8")
+    labels.write_text(text.replace("img_0000.png", "img_0000é.png") if encoding == "latin-1" else text,
+                      encoding=encoding)
+    with pytest.raises(DataError, match=f"{labels}: {said}.*save the file as UTF-8"):
+        read_challenge(data_copy)
+    (data_copy / "classes.txt").write_text("Luminal A\nHER2(+) é\n", encoding=encoding)
+    with pytest.raises(DataError, match=f"classes.txt: {said}"):
+        read_classes(data_copy)
+
+
+def test_a_class_without_a_training_image_is_named_by_validate_and_refused_by_train(data_copy, tmp_path, capsys):
+    import pandas as pd
+
+    labels = pd.read_csv(data_copy / "train_labels.csv")
+    gone = labels.sample_index[labels.label == "Triple negative"]
+    labels = labels[labels.label != "Triple negative"]
+    labels.to_csv(data_copy / "train_labels.csv", index=False)
+    for name in gone:
+        (data_copy / "train_data" / name).unlink()
+        (data_copy / "train_data" / name.replace("img_", "mask_")).unlink()
+    assert cli.main(["validate", "--data", str(data_copy)]) == 0
+    assert "warning: no training image of class 'Triple negative'" in capsys.readouterr().out
+    assert cli.main(["train", "--data", str(data_copy), "--out", str(tmp_path / "run"), "--work", str(tmp_path)]) == 2
+    (error,) = _error_lines(capsys)
+    assert error.startswith(f"error: {data_copy / 'train_labels.csv'}: no kept training image of class 'Triple negative'")
+    (data_copy / "classes.txt").write_text("Luminal A\nLuminal B\nHER2(+)\n")  # the folder's own label set
+    from anndl.data import stages
+
+    stages.prepare(data_copy, tmp_path / "three").require_every_class()  # no refusal: every class it names has images
+
+
 # ------------------------------------------------------------------------------ settings at the door (issue 35)
 
 @pytest.mark.parametrize("args, said", [

@@ -16,7 +16,7 @@ import pandas as pd
 
 from anndl.core import artifacts
 from anndl.core.labels import LABELS
-from anndl.data import describe_data, read_challenge, read_classes
+from anndl.data import CLASSES_FILE, LABELS_FILE, DataError, describe_data, read_challenge, read_classes
 from anndl.data import outliers, tiling
 
 VAL_FRACTION = 0.1  # the report's validation share of the cleaned train images
@@ -70,6 +70,21 @@ class Prepared:
     @property
     def data_note(self) -> str:
         return data_note(self.data_dir, self.manifest)
+
+    def require_every_class(self) -> None:
+        """Training refuses a label set with a class that no kept training image carries: a model would never
+        predict it and macro F1 would count it as 0 (``classes.txt`` names the classes a folder has)."""
+        missing = absent_classes(self.clean[self.clean.status == "kept"], self.classes)
+        if missing:
+            where = Path(self.data_dir) / (CLASSES_FILE if (Path(self.data_dir) / CLASSES_FILE).is_file() else LABELS_FILE)
+            raise DataError(where, f"no kept training image of class {', '.join(map(repr, missing))}: a model would "
+                                   "never predict it and macro F1 would count it as 0; add its images, or list the "
+                                   f"classes the folder has in {CLASSES_FILE} (data/README.md)")
+
+
+def absent_classes(images: pd.DataFrame, classes: tuple[str, ...]) -> list[str]:
+    """The classes of ``classes`` that no row of ``images`` carries."""
+    return [c for c in classes if c not in set(images.label)]
 
 
 def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder: str = "offline",

@@ -123,6 +123,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
         raise ValueError(f"--learning-rate must be a positive number, got {learning_rate!r}")
     if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
         raise ValueError(f"epochs must be an integer of at least 1, got {epochs!r}")
+    prep.require_every_class()
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
     augment = changes.pop("augment", False)
     settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
@@ -352,6 +353,7 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
     out-of-fold image-level macro F1 with its bootstrap interval (``metrics.json``: ``oof_macro_f1``,
     ``oof_macro_f1_ci``), the number to compare models by. The fold models together form an ensemble for
     ``predict``. A K-fold run counts as finished only when every fold is."""
+    prep.require_every_class()
     run_dir = Path(run_dir)
     train_settings = {k: (weights_identity(v) if k == "weights" else v) for k, v in sorted(train_kwargs.items())
                       if k != "strategy" and v is not None}  # None: train_run's default, the same request as omitted

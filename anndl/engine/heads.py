@@ -191,6 +191,7 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
 
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+    prep.require_every_class()
     kind = HEAD_CLASSES[head]
     run_dir = Path(run_dir)
     classes = tuple(prep.classes)
