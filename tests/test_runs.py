@@ -70,6 +70,19 @@ def test_every_family_fits_resumes_predicts_compares_and_reports(setting, tiny_d
     oof = run.predictions()
     kept = prep.clean[prep.clean.status == "kept"]
     assert sorted(oof.sample_index) == sorted(kept.sample_index)  # every kept image scored once, out of fold
+    held = []  # nested selection: each fold selects on part of its own training images, only scores its held-out
+    for k in range(FOLDS):
+        split = pd.read_csv(run_dir / f"fold_{k}" / "split.csv", keep_default_na=False)
+        assert set(split.split) <= {"train", "select", "held_out"} and split.sample_index.is_unique
+        held.append(set(split.sample_index[split.split == "held_out"]))
+        select = set(split.sample_index[split.split == "select"])
+        assert not select & held[-1] and set(split.sample_index) == set(kept.sample_index)
+        assert bool(select) == (model != "linear_probe")  # what selects has a selection split; the probe selects nothing
+        assert held[-1] == set(oof.sample_index[oof.fold == k])  # the images it scores are the held-out ones
+        recorded = (artifacts.load(run_dir / f"fold_{k}")["files"] if specs.SPEC[model].consumes == "tiles" else
+                    {n.split("/", 1)[1] for n in artifacts.load(run_dir)["files"] if n.startswith(f"fold_{k}/")})
+        assert "split.csv" in recorded  # the run's record says so
+    assert set().union(*held) == set(kept.sample_index) and sum(map(len, held)) == len(kept)  # a partition
     assert runs.open_run(run_dir).record["id"] == run.record["id"]
     assert _fit(setting, model).record["id"] == run.record["id"]  # the same request again: reused as it is
 

@@ -53,8 +53,9 @@ def version() -> str:
 # only, so a release that changes nothing in a stage retrains nothing. clean 2: a green region that is drawn
 # (outlined, flat) is a sticker, not a green blob.
 # tiles 2: train and val tiles only (test tiles are their own stage). head 2: a linear probe saved as arrays.
-# embed 2: the encoder known by its bytes, and the test tiles it reads cited.
-CODE_VERSIONS = {"clean": 3, "tiles": 2, "test_tiles": 1, "stain": 1, "train": 4, "kfold": 3, "embed": 2, "head": 2,
+# embed 2: the encoder known by its bytes, and the test tiles it reads cited. train 5 / kfold 4: a fold selects on
+# an inner split of its training images, each phase its own best epoch.
+CODE_VERSIONS = {"clean": 3, "tiles": 2, "test_tiles": 1, "stain": 1, "train": 5, "kfold": 4, "embed": 2, "head": 2,
                  "compare": 2}
 STAGING = ".staging"
 

@@ -106,6 +106,24 @@ def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42)
     return frame.assign(split=np.where(np.isin(unit, val_units), "val", "train"))
 
 
+SELECT_FRACTION = 0.15  # of a fold's training images: what early stopping and every other choice watch
+
+
+def nested_split(assignment: pd.DataFrame, fold: int, select_fraction: float = SELECT_FRACTION,
+                 seed: int = 42) -> pd.DataFrame:
+    """Fold ``fold`` of a K-fold ``assignment`` (``assign_folds``): its images ``held_out`` (only scored), and of
+    the other folds' images ``select_fraction`` as ``select`` (stratified, mask groups together, seeded: what
+    early stopping, the best epoch and phase, thresholds and blend weights watch), the rest ``train``.
+    ``select_fraction`` 0: nothing is selected (``train`` and ``held_out`` only). Columns ``sample_index``,
+    ``split``."""
+    held = (assignment.fold == fold).to_numpy()
+    split = np.where(held, "held_out", "train").astype(object)
+    if select_fraction:
+        inner = split_images(assignment[~held], select_fraction, seed + int(fold))
+        split[np.flatnonzero(~held)[(inner.split == "val").to_numpy()]] = "select"
+    return pd.DataFrame({"sample_index": assignment.sample_index.to_numpy(), "split": split})
+
+
 def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
     """Stratified, group-aware fold number (0..n_folds-1) for every image of ``clean``.
 

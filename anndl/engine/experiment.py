@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,8 @@ from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, pr
                                stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
 from anndl.core.distribute import precision_policy
 from anndl.core.env import hardware, portable
-from anndl.engine.train import (Diverged, weight_bytes, fit, load_state, nonfinite, save_atomically,
-                                save_state, state_dir)
+from anndl.engine.train import (MONITOR, Diverged, weight_bytes, fit, load_state, nonfinite, save_atomically,
+                                save_state, save_weights, state_dir)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -53,9 +54,10 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
 
 # ------------------------------------------------------------------------------------------ train runs
 
-RUN_FILES = ("config.json", "log.csv", "model.keras", "metrics.json", "val_predictions.csv", "cost.json")
-_RUN_LEFTOVERS = ("best.weights.h5", "log_phase1.csv", "log_phase2.csv", "tensorboard", "resume", "folds.csv",
-                  "oof_predictions.csv", "val_predictions_phase1.csv")
+RUN_FILES = ("config.json", "split.csv", "log.csv", "model.keras", "metrics.json", "val_predictions.csv", "cost.json")
+_PHASE_FILES = ("log_phase1.csv", "log_phase2.csv", "val_predictions_phase1.csv", "val_predictions_phase2.csv",
+                "best_phase1.weights.h5")
+_RUN_LEFTOVERS = ("best.weights.h5", "tensorboard", "resume", "folds.csv", "oof_predictions.csv", *_PHASE_FILES)
 
 
 def _clear_run(run_dir: Path) -> None:
@@ -193,8 +195,17 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     artifacts.write_json(run_dir / "config.json", config)
     n_train = int((prep.tiles.split == "train").sum())
     val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
+    # a K-fold fold selects (early stopping, best epoch, best phase) on ``select``, 15% of its own training images,
+    # and only scores its held-out ``val`` images; a single split selects and scores on ``val``, as the report did
+    nested = bool((prep.tiles.split == "select").any())
+    select_table = pipeline.image_table(prep.tiles, prep.manifest, ("select",)) if nested else val_table
+    artifacts.write_csv(prep.split[["sample_index", "split"]].replace({"split": {"val": "held_out"} if nested else {}}),
+                        run_dir / "split.csv")
     print(f"{built.settings.model} ({built.settings.profile} profile; weights: {record['weights']}): "
-          f"{model.count_params():,} parameters; {n_train} train tiles, {len(val_table)} validation images")
+          f"{model.count_params():,} parameters; {n_train} train tiles; "
+          + (f"selected on {len(select_table)} images of its own training split, scored on {len(val_table)} held-out "
+             "images" if nested else f"{len(val_table)} validation images, selected and scored on the same images "
+             "(the report's setup: the score is optimistic)"))
     train_labels = prep.tiles[prep.tiles.split == "train"].label.map(classes.index).to_numpy()
     # decoded once for every phase and the final evaluation (each image read once, tiles cached)
     kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache,
@@ -212,6 +223,8 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                                          **kw)
     val_infer = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
                                       with_labels=False, **kw)
+    select_infer = (pipeline.tile_dataset(prep.tiles, prep.manifest, ("select",), batch_size=first.batch_size,
+                                          with_labels=False, **kw) if nested else val_infer)
     logs, epochs_before, phase_seconds = [], 0, []
     for number, phase in enumerate(phases, start=1):
         phase_started = time.perf_counter()
@@ -237,14 +250,16 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
         replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
         train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
                                                  first_epoch=epochs_before + done, epochs=c.epochs - done)
-        best = float(pd.concat(logs).val_image_macro_f1.max()) if logs else None
-        rows = fit(model, replicas.fit_dataset(train_ds), steps, val_infer,
-                   val_table.label_index.to_numpy(), c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels, from_logits=record["from_logits"],
-                   log_name=log_name, initial_epoch=epochs_before, initial_best=best, resume=resume,
+        # each phase selects its own best epoch (so phase 2's model is fine-tuning's, never phase 1's kept)
+        rows = fit(model, replicas.fit_dataset(train_ds), steps, select_infer, select_table.label_index.to_numpy(),
+                   c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels,
+                   from_logits=record["from_logits"], log_name=log_name, initial_epoch=epochs_before, resume=resume,
                    state_info={"request": request_id})
-        if number < len(phases):  # each earlier phase's selected model, scored (the last one is the final model)
+        if len(phases) > 1:  # each phase's selected model, scored on the held-out images; kept for the choice
             _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val_table, classes,
                                evaluate_images(model, val_infer, val_table, record["from_logits"], classes))
+            if number < len(phases):
+                save_weights(model, run_dir / f"best_phase{number}.weights.h5")
         save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
                                     "request": request_id})
         logs.append(pd.DataFrame(rows).assign(phase=number))
@@ -252,15 +267,24 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
         phase_seconds.append(round(time.perf_counter() - phase_started, 1))
     log = pd.concat(logs, ignore_index=True)
     artifacts.write_csv(log, run_dir / "log.csv")
+    chosen = int(log.groupby("phase")[MONITOR].max().idxmax())  # the best phase on the selection images
+    if chosen < len(phases):
+        with warnings.catch_warnings():  # the checkpoint's optimizer slots belong to another phase: not needed
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(run_dir / f"best_phase{chosen}.weights.h5")
     _save_model(model, run_dir / "model.keras")
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     results = evaluate_images(model, val_infer, val_table, record["from_logits"], classes)
     predict_seconds = time.perf_counter() - started
-    best_row = log.loc[log.val_image_macro_f1.idxmax()]
+    best_row = log.loc[log[MONITOR].idxmax()]
     run_metrics = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
                    "classes": list(classes), "weights": record["weights"],
-                   "selected_by": f"image-level validation macro F1 ({first.voting} voting)",
+                   "selected_by": (f"image-level macro F1 ({first.voting} voting) on {len(select_table)} selection "
+                                   "images of this fold's training split; the held-out images are only scored"
+                                   if nested else f"image-level validation macro F1 ({first.voting} voting) on the "
+                                   "images it scores (the report's setup: optimistic)"),
+                   "selected_on": "select" if nested else "val", "selection_macro_f1": round(float(best_row[MONITOR]), 4),
                    "best_epoch": int(best_row.epoch) + 1, "best_phase": int(best_row.phase), "epochs_run": int(len(log)),
                    "validation": {rule: r["scores"] for rule, r in results.items()},
                    "baselines": prep.baseline_scores if with_baselines else None}
@@ -273,24 +297,24 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                                  "train_tiles": n_train_tiles, "validation_images": int(len(val_table)),
                                                  "machine": hardware()})
     _write_predictions(run_dir / "val_predictions.csv", val_table, classes, results,
-                       [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases))])
+                       [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases) + 1)]
+                       if len(phases) > 1 else [])
     record = artifacts.complete(run_dir, req, RUN_FILES)
     shutil.rmtree(state_dir(run_dir), ignore_errors=True)
     if final_dir is not None:  # the new run is complete: only now does it replace the old one
-        for name in ("best.weights.h5", "resume"):
+        for name in ("best.weights.h5", "resume", *_PHASE_FILES):
             stale = final_dir / name
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-        artifacts.swap_in(run_dir, final_dir, record, extra=("log_phase1.csv", "log_phase2.csv", "best.weights.h5",
-                                                              "tensorboard", "val_predictions_phase1.csv"))
+        artifacts.swap_in(run_dir, final_dir, record, extra=("best.weights.h5", "tensorboard", *_PHASE_FILES))
         run_dir = final_dir
     return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
 
 
 def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
                        phase_files: list[Path] = ()) -> None:
-    """One row per validation image: its label and the prediction of every voting rule (``pred_hard``, …), and,
-    for a run of several phases, the prediction after each (``pred_hard_phase1``, …): the earlier phases' from
-    ``phase_files``, the last phase's being the final model's."""
+    """One row per validation (held-out) image: its label and the prediction of every voting rule (``pred_hard``,
+    …), and, for a run of several phases, that of each phase's own selected model (``pred_hard_phase1``, …, from
+    ``phase_files``); the final model is the phase that scored best on the selection images."""
     frame = pd.DataFrame({"sample_index": table.sample_index, "label": table.label,
                           **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()}})
     for number, phase_file in enumerate(phase_files, start=1):
@@ -299,9 +323,6 @@ def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...]
             raise artifacts.ArtifactError(f"{phase_file}: not the validation images of this run")
         for rule in results:
             frame[f"pred_{rule}_phase{number}"] = phase[f"pred_{rule}"].to_numpy()
-    if phase_files:
-        for rule in results:
-            frame[f"pred_{rule}_phase{len(phase_files) + 1}"] = frame[f"pred_{rule}"]
     artifacts.write_csv(frame, path)
 
 
@@ -331,19 +352,22 @@ def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) ->
 # ------------------------------------------------------------------------------------------ K-fold runs
 
 def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
-    """One ``Prepared`` per fold of a K-fold run (its ``folds.csv``): that fold's images are ``val``."""
+    """One ``Prepared`` per fold of a K-fold run (its ``folds.csv``): that fold's images are ``val`` (held out:
+    only scored), 15% of the others ``select`` (what training selects on: ``tiling.nested_split``, seeded by the
+    folds file), the rest ``train``."""
     path = Path(run_dir) / "folds.csv"
     assignment = artifacts.read_csv(path)
     folds_id = artifacts.file_digest(path)[:12]
-    fold_of = assignment.set_index("sample_index").fold
     labelled = prep.tiles.split != "test"
     preps = []
     for k in sorted(assignment.fold.unique()):
-        split = assignment.assign(split=np.where(assignment.fold == k, "val", "train")).drop(columns="fold")
+        nested = tiling.nested_split(assignment, k, seed=int(folds_id[:7], 16))
+        split_of = nested.set_index("sample_index").split.replace({"held_out": "val"})
+        split = assignment.drop(columns="fold").assign(split=split_of.loc[assignment.sample_index].to_numpy())
         tiles = prep.tiles.copy()
-        tiles.loc[labelled, "split"] = np.where(tiles.loc[labelled, "sample_index"].map(fold_of) == k, "val", "train")
+        tiles.loc[labelled, "split"] = tiles.loc[labelled, "sample_index"].map(split_of).to_numpy()
         preps.append(dataclasses.replace(prep, split=split, tiles=tiles, baseline_scores=None,
-                                         tiles_id=artifacts.fingerprint([prep.tiles_id, folds_id, int(k)])))
+                                         tiles_id=artifacts.fingerprint([prep.tiles_id, folds_id, int(k), "nested"])))
     return preps
 
 
@@ -499,7 +523,8 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
                             classes=classes)
     note = {"runs": [shown(d) for d in dirs], "run_ids": [artifacts.read_json(d / artifacts.RECORD)["id"] for d in dirs],
             "models": [c["model"] for c in tp.configs], "profiles": sorted({c["profile"] for c in tp.configs}),
-            "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest, ("train", "test")),
+            "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
+            "test_data": data_note(data_dir, manifest, ("test",)),
             "voting": voting_rule, "tta": tta, "test_images": int(len(test)),
             "stain_normalization": tp.configs[0].get("stain_normalization")}
     artifacts.write_json(Path(out).with_suffix(".json"), note)

@@ -72,8 +72,9 @@ class LinearProbe:
     rules = ("hard", "soft", "mean_pool")
     file = "head.npz"
     selected_by = "no selection (linear probe)"
+    selects = False  # nothing is chosen on held-back images: every training image trains
 
-    def fit(self, x, y, numbers, n_images, seed: int, num_classes: int):
+    def fit(self, x, y, numbers, n_images, seed: int, num_classes: int, select=None):
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -136,20 +137,26 @@ class AttentionMIL:
 
     rules = ("attention",)
     file = "head.keras"
-    selected_by = "validation loss on 15% of the training images (early stopping)"
+    selected_by = "validation loss on the selection split (15% of the training images; early stopping)"
+    selects = True
 
-    def fit(self, x, y, numbers, n_images, seed: int, num_classes: int):
+    def fit(self, x, y, numbers, n_images, seed: int, num_classes: int, select=None):
+        """``select``: which of the ``n_images`` early stopping watches (the run's selection split); None: a
+        stratified 15% of them, drawn here."""
         from sklearn.model_selection import train_test_split
 
         from anndl.models import mil
 
         image_y = _image_labels(y, numbers, n_images)
         bags, mask = mil.bags(x, numbers, n_images)
-        counts = np.bincount(image_y, minlength=num_classes)
-        n_val = max(int(round(0.15 * n_images)), 1)
-        stratify = image_y if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
-        inner_train, inner_val = train_test_split(np.arange(n_images), test_size=n_val, random_state=seed,
-                                                  stratify=stratify)
+        if select is not None and np.any(select) and not np.all(select):
+            inner_train, inner_val = np.flatnonzero(~select), np.flatnonzero(select)
+        else:
+            counts = np.bincount(image_y, minlength=num_classes)
+            n_val = max(int(round(0.15 * n_images)), 1)
+            stratify = image_y if counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum() else None
+            inner_train, inner_val = train_test_split(np.arange(n_images), test_size=n_val, random_state=seed,
+                                                      stratify=stratify)
         return mil.train_mil(bags[inner_train], mask[inner_train], image_y[inner_train], bags[inner_val],
                              mask[inner_val], image_y[inner_val], seed=seed, num_classes=num_classes)
 
@@ -203,21 +210,31 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
         labels = _labels(emb, classes)
         labelled = np.flatnonzero(emb.tiles.split.isin(["train", "val"]).to_numpy())
         sample = emb.tiles.sample_index.to_numpy()
-        if folds:
+        fraction = tiling.SELECT_FRACTION if kind.selects else 0
+        if folds:  # the same nested selection as the tile networks' K-fold runs (``tiling.nested_split``)
             kept = prep.clean[prep.clean.status == "kept"]
             assignment = tiling.assign_folds(kept, folds, seed=seed)
             artifacts.write_csv(assignment, out / "folds.csv")
-            fold_of = assignment.set_index("sample_index").fold
-            row_fold = pd.Series(sample[labelled]).map(fold_of).to_numpy()
-            if pd.isna(row_fold).any():
-                raise ValueError(f"{emb.folder}: embedded images missing from the fold assignment; embed again")
-            splits = [(labelled[row_fold != k], labelled[row_fold == k], f"fold_{k}/") for k in range(folds)]
-        else:
-            split = emb.tiles.split.to_numpy()
-            splits = [(np.flatnonzero(split == "train"), np.flatnonzero(split == "val"), "")]
+            nested = [(tiling.nested_split(assignment, k, fraction, seed), f"fold_{k}/") for k in range(folds)]
+        else:  # the single split: scored on val; a head that selects does so on part of its train images
+            held = prep.split.split.eq("val").to_numpy()
+            inner = (tiling.split_images(prep.split[~held], fraction, seed).split.replace({"val": "select"})
+                     if fraction else pd.Series("train", index=range(int((~held).sum()))))
+            split = np.where(held, "held_out", "train").astype(object)
+            split[~held] = inner.to_numpy()
+            nested = [(pd.DataFrame({"sample_index": prep.split.sample_index.to_numpy(), "split": split}), "")]
+        splits = []
+        for frame, prefix in nested:
+            row_split = pd.Series(sample[labelled]).map(frame.set_index("sample_index").split).to_numpy()
+            if pd.isna(row_split).any():
+                raise ValueError(f"{emb.folder}: embedded images missing from the split; embed again")
+            artifacts.write_csv(frame, out / prefix / "split.csv")
+            splits.append((labelled[row_split != "held_out"], labelled[row_split == "select"],
+                           labelled[row_split == "held_out"], prefix))
         files, predictions, per_fold = ["folds.csv"] if folds else [], [], []
+        files += [prefix + "split.csv" for _, prefix in nested]
         request_id = artifacts.fingerprint(req)
-        for k, (train_rows, val_rows, prefix) in enumerate(splits):
+        for k, (train_rows, select_rows, val_rows, prefix) in enumerate(splits):
             done = out / prefix / FINISHED
             if done.is_file() and artifacts.read_json(done) == {"request": request_id}:
                 # a fold head an interrupted run of this request finished (kept in the staging folder): reused
@@ -226,8 +243,9 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
                       "the head the interrupted run finished")
             else:
                 keys, numbers = _images(emb, train_rows)
+                select = np.isin([s for _, s in keys], emb.tiles.sample_index.to_numpy()[select_rows])
                 model = kind.fit(emb.embeddings[train_rows], labels[train_rows], numbers, len(keys), seed + k,
-                                 len(classes))
+                                 len(classes), select=select)
                 kind.save(model, out / prefix)
                 artifacts.write_json(done, {"request": request_id})  # after the head: a kill between is a refit
             files.append(prefix + kind.file)
@@ -307,7 +325,8 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
                                    classes=classes)
     artifacts.write_json(Path(out).with_suffix(".json"), {
         "runs": [shown(run_dir)], "run_ids": [record["id"]], "models": [head], "weights": [config["weights"]],
-        "encoder": config["encoder"], "data": data_note(data_dir, manifest, ("train", "test")), "voting": rule, "heads": len(folders),
+        "encoder": config["encoder"], "data": data_note(data_dir, manifest),
+        "test_data": data_note(data_dir, manifest, ("test",)), "voting": rule, "heads": len(folders),
         "test_images": int(len(test))})
     return path
 

@@ -288,14 +288,14 @@ def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
 def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_labels: np.ndarray,
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
-        initial_best: float | None = None, resume: dict | None = None, state_info: dict | None = None,
+        resume: dict | None = None, state_info: dict | None = None,
         callbacks=()) -> list[dict]:
     """Compile and train one phase with image-level selection; returns the phase's log rows.
 
     ``train_ds``: the batches of every epoch from ``initial_epoch`` on, ``steps_per_epoch`` per epoch
     (``pipeline.training_dataset``). Writes ``run_dir/log_name`` (one row per epoch), ``best.weights.h5``
-    and the resume state after every epoch; the model ends with the best epoch's weights. ``initial_best``:
-    the score an earlier phase reached (this phase's checkpoint replaces it only when it beats it).
+    and the resume state after every epoch; the model ends with the phase's best epoch's weights (``val_*``: the
+    images it selects on, a fold's inner selection split).
     ``resume``: a saved state of this phase (``load_state``): training continues after its last epoch.
     ``state_info``: recorded in every resume state (e.g. the id of the run's request).
     """
@@ -303,7 +303,7 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
     run_dir.mkdir(parents=True, exist_ok=True)
     compile_model(model, optimizer, make_loss(config, from_logits),
                   metrics=[keras.metrics.CategoricalAccuracy(name="tile_accuracy")])
-    rows, best, wait = [], initial_best, 0
+    rows, best, wait = [], None, 0
     if resume is not None:
         restore_state(model, resume, with_optimizer=True)
         rows = artifacts.read_csv(run_dir / log_name).iloc[: resume["epochs"]].to_dict("records")
