@@ -202,3 +202,74 @@ def test_classes_file_with_a_bom_formula_labels_and_huge_images(data_copy, monke
     monkeypatch.setenv("ANNDL_MAX_PIXELS", "1000")
     with pytest.raises(DataError, match="img_0000.png: image is \\d+x\\d+ pixels, above the limit of 1,000"):
         read_challenge(data_copy)
+
+
+def test_decoding_is_bounded_by_pixels_in_flight(tiny_data, monkeypatch):
+    """Sizes come from the PNG headers; two big images (60 of a budget of 100) are never decoded at once,
+    while small ones are decoded four at a time."""
+    import threading
+
+    import anndl.data as data
+
+    big = {"img_0000.png", "img_0001.png"}  # train; mask_0000.png / mask_0001.png share their sizes
+    header = data.png_pixels
+    seen = {}
+
+    def fake_pixels(path):
+        seen[f"{path.parent.name}/{path.name}"] = header(path)  # the real header is read; a fake size stands in
+        return 60 if path.name.replace("mask_", "img_") in big and path.parent.name == "train_data" else 1
+
+    lock, state = threading.Lock(), {"in_flight": 0, "peak": 0, "small": 0}
+    four_small, two_big = threading.Event(), threading.Event()
+    real = data._inspect_pair
+
+    def fake_inspect(image_path, mask_path):
+        size = fake_pixels(image_path)
+        with lock:
+            state["in_flight"] += size
+            state["peak"] = max(state["peak"], state["in_flight"])
+            state["small"] += size == 1
+            if state["small"] >= 4:
+                four_small.set()
+            if state["in_flight"] >= 120:
+                two_big.set()
+        try:
+            # a chance for other images to start meanwhile: small ones wait until four are in flight (at once
+            # when allowed); a big one gives another big one the time to start, were that allowed
+            four_small.wait(10) if size == 1 else two_big.wait(0.5)
+            return real(image_path, mask_path)
+        finally:
+            with lock:
+                state["in_flight"] -= size
+                state["small"] -= size == 1
+
+    monkeypatch.setattr(data, "png_pixels", fake_pixels)
+    monkeypatch.setattr(data, "_inspect_pair", fake_inspect)
+    manifest = data.read_challenge(tiny_data, workers=4, pixel_budget=100)
+    assert len(manifest) == 30 and seen["train_data/img_0000.png"] == manifest.height[0] * manifest.width[0]
+    assert four_small.is_set() and not two_big.is_set()
+    assert state["peak"] <= 100
+
+
+def test_png_pixels_reads_the_header_only(tmp_path):
+    from anndl.data import png_pixels
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((30, 70, 3), np.uint8))
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    assert png_pixels(tmp_path / "a.png") == 2100
+    assert png_pixels(tmp_path / "b.png") == png_pixels(tmp_path / "missing.png") == png_pixels(tmp_path) == 0
+
+
+def test_bounded_map_keeps_order_and_raises_the_first_failure():
+    from anndl.data import bounded_map
+
+    assert bounded_map(lambda x: x * x, range(10), [5] * 10, budget=12, workers=3) == [x * x for x in range(10)]
+    assert bounded_map(str, [1, 2], [50, 50], budget=10, workers=2) == ["1", "2"]  # each larger than the budget: alone
+
+    def boom(x):
+        if x in (3, 6):
+            raise ValueError(f"item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="item 3"):
+        bounded_map(boom, range(10), [1] * 10, budget=4, workers=2)

@@ -14,7 +14,9 @@ def _tiles(tiny_data, tile_size=64, stride=64):
     clean = outliers.clean(manifest, outliers.ColourTextureEmbedder())
     split = tiling.split_images(clean[clean.status == "kept"], 0.2, seed=0)
     config = tiling.TilingConfig(tile_size=tile_size, stride=stride, min_mask_pixels=100)
-    return manifest, tiling.build_tiles(manifest, clean, split, config, progress=False)
+    test = manifest[manifest.split == "test"].assign(label="")
+    return manifest, pd.concat([tiling.build_tiles(manifest, clean, split, config, progress=False),
+                                tiling.tile_images(test, config, progress=False)], ignore_index=True)
 
 
 def _expected(manifest, tiles, split, t):

@@ -16,12 +16,16 @@ Every fault in the folder raises :class:`DataError` with the offending file and 
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import os
 import re
+import stat
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -63,11 +67,64 @@ def max_pixels() -> int:
     return int(os.environ.get("ANNDL_MAX_PIXELS", 20_000 * 20_000))
 
 
+def decode_budget() -> int:
+    """Pixels decoded at once across threads: 256 megapixels unless ``ANNDL_DECODE_PIXELS`` says otherwise.
+    Checking an RGB image takes about 8 bytes a pixel at its peak (its file, ~2, and OpenCV's decoding, 6):
+    about 2 GB for the budget. An image larger than the budget is decoded alone."""
+    return int(os.environ.get("ANNDL_DECODE_PIXELS", 256_000_000))
+
+
+def png_pixels(path: Path | str) -> int:
+    """Width x height from a PNG's header (its first 24 bytes), without decoding it; 0 for anything else
+    (a missing or irregular file, no PNG): decoding it then raises the DataError that says what is wrong."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a fifo or device: reading it could block
+            return 0
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return 0
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return 0
+    return int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big")
+
+
+def bounded_map(fn: Callable, items: Iterable, sizes: Iterable[int], budget: int, workers: int) -> list:
+    """``[fn(item) for item in items]`` on ``workers`` threads, started in order while the ``sizes`` of the
+    items in flight stay within ``budget`` (an item larger than it runs alone). The first failure in order
+    is raised; nothing new starts after a failure."""
+    lock = threading.Condition()
+    state = {"in_flight": 0, "failed": False}
+
+    def run(item, size):
+        try:
+            return fn(item)
+        except BaseException:
+            state["failed"] = True
+            raise
+        finally:
+            with lock:
+                state["in_flight"] -= size
+                lock.notify_all()
+
+    def room(size):
+        return state["failed"] or state["in_flight"] == 0 or state["in_flight"] + size <= budget
+
+    futures = []
+    with ThreadPoolExecutor(workers) as pool:
+        for item, size in zip(items, sizes):
+            with lock:
+                lock.wait_for(lambda: room(size))
+                if state["failed"]:
+                    break
+                state["in_flight"] += size
+            futures.append(pool.submit(run, item, size))
+    return [future.result() for future in futures]
+
+
 def _regular(path: Path) -> None:
     """A DataError unless ``path`` is a regular file (or a link to one): missing, or a device, fifo, socket or
     folder (a link to ``/dev/zero`` would be read forever)."""
-    import stat
-
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -144,14 +201,16 @@ def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int, st
     digest = hashlib.blake2b(digest_size=8)
     image = _decode(image_path, cv2.IMREAD_UNCHANGED, digest)
     _, mode = to_rgb(image[:1, :1], image_path)  # the conversion a full read would make
+    height, width = image.shape[:2]
+    del image  # not held while the mask is decoded
     mask = read_mask(mask_path, digest)
-    if mask.shape != image.shape[:2]:
+    if mask.shape != (height, width):
         raise DataError(
             mask_path,
             f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
-            f"{image.shape[1]}x{image.shape[0]} (width x height)",
+            f"{width}x{height} (width x height)",
         )
-    return ImageInfo(image.shape[0], image.shape[1], mode), int(mask.sum()), digest.hexdigest()
+    return ImageInfo(height, width, mode), int(np.count_nonzero(mask)), digest.hexdigest()
 
 
 def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -177,13 +236,25 @@ def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
     return [(images[n].name, images[n], masks[n]) for n in sorted(images)]
 
 
+def _utf8(path: Path) -> str:
+    """A text file's content; anything but UTF-8 (Latin-1, UTF-16 from a spreadsheet, …) is a ``DataError`` naming
+    the file and where it stops being UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        kind = "UTF-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8"
+        raise DataError(path, f"{kind}: byte 0x{data[e.start]:02x} at position {e.start} is not UTF-8 text; "
+                              "save the file as UTF-8") from None
+
+
 def read_classes(data_dir: Path | str) -> tuple[str, ...]:
     """The folder's label set in model-output order: ``classes.txt`` if present, else the four subtypes."""
     path = Path(data_dir) / CLASSES_FILE
     if not path.exists() and not path.is_symlink():
         return LABELS
     _regular(path)
-    lines = path.read_text(encoding="utf-8-sig").replace("\r\n", "\n").split("\n")  # lines end at \n only
+    lines = _utf8(path).replace("\r\n", "\n").split("\n")  # lines end at \n only
     for number, line in enumerate(lines, start=1):
         odd = [c for c in line if c in "\u2028\u2029\x85\x0b\x0c\x1c\x1d\x1e\r"]
         if odd:  # str.splitlines() would cut the label in two there; a spreadsheet or editor may too
@@ -204,7 +275,7 @@ def read_labels(path: Path | str, classes: tuple[str, ...] = LABELS) -> dict[str
     """Read ``train_labels.csv`` into {sample_index: label}, checking header, labels and duplicates."""
     path = Path(path)
     _regular(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with io.StringIO(_utf8(path), newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["sample_index", "label"]:
@@ -226,12 +297,14 @@ def read_labels(path: Path | str, classes: tuple[str, ...] = LABELS) -> dict[str
 
 
 def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "test"),
-                   workers: int = 4) -> pd.DataFrame:
+                   workers: int = 4, pixel_budget: int | None = None) -> pd.DataFrame:
     """Validate a challenge folder and return its manifest (columns: ``MANIFEST_COLUMNS``).
 
-    Every image and mask is decoded once to catch truncated files and size mismatches. ``label_index``
-    follows the folder's label set (:func:`read_classes`).
+    Every image and mask is decoded once to catch truncated files and size mismatches, on ``workers``
+    threads with at most ``pixel_budget`` pixels (default :func:`decode_budget`; sizes from the PNG
+    headers) decoded at once. ``label_index`` follows the folder's label set (:func:`read_classes`).
     """
+    budget = decode_budget() if pixel_budget is None else pixel_budget
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(data_dir, "challenge folder is missing")
@@ -252,8 +325,8 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
                 if name not in labels:
                     raise DataError(labels_path, f"sample_index {name!r} is missing "
                                                  f"(image {image_path} has no label row)")
-        with ThreadPoolExecutor(workers) as pool:
-            inspected = list(pool.map(lambda p: _inspect_pair(p[1], p[2]), pairs))
+        sizes = [max(png_pixels(image_path), png_pixels(mask_path)) for _, image_path, mask_path in pairs]
+        inspected = bounded_map(lambda p: _inspect_pair(p[1], p[2]), pairs, sizes, budget, workers)
         for (name, image_path, mask_path), (info, mask_pixels, digest) in zip(pairs, inspected):
             label = labels.get(name)
             rows.append({

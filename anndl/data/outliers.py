@@ -14,13 +14,24 @@ The report's method (§2), made a measured, reusable step:
 3. **Green artifacts**: H&E stains never produce green-dominant pixels, so the blob is isolated as the
    pixels where G exceeds both R and B by a margin; images whose blob covers more than a minimum
    fraction of the image are flagged.
-4. **Sticker or green blob**, whatever the sticker's shade of green: a green region that is a cartoon (a
-   dark outline around it, ``green_ink``: the share of near-black pixels in a ring around the region; flat
-   colour inside it, ``green_flat``: the share of its pixels with almost no local variation) is a sticker;
-   a smooth, shaded, outline-free green region is a blob. Measured (``bench/outlier_kinds.py``; synthetic
-   tissue and real BACH tissue): stickers ink 0.34-0.61, flat 0.65-0.96 in every shade; blobs ink <= 0.005,
-   flat <= 0.31, in or out of identical-mask groups.
+4. **Sticker or green blob**, whatever the sticker's shade of green or opacity. A sticker is a cartoon
+   pasted on a copy of a genuine image, so where a green image has a **twin** (a member of its identical-mask
+   group that is the same tissue: they differ in at most ``twin_max_changed`` of the pixels) that lacks its
+   green region, the difference between the two is the pasted thing itself: a cartoon when its border is
+   drawn, i.e. darkened towards black (``twin_ink``: the share of the difference's outer band where every
+   channel is at most 0.6 x the twin's + 16, which a black outline pasted at opacity >= 0.45 is and a green
+   blob of any opacity never is). Measured on translucent stickers (opacity 0.45-1, three shades) and blobs
+   planted in identical-mask groups (synthetic and real BACH tissue): stickers 0.68-0.96, blobs 0.00;
+   different tissue under identical masks differs in 0.91 of the pixels.
+   A green image without such a twin is judged on its own: a cartoon (a dark outline around the region,
+   ``green_ink``: the share of near-black pixels in a ring around it; flat colour inside, ``green_flat``: the
+   share of its pixels with almost no local variation) is a sticker; a smooth, shaded, outline-free green
+   region is a blob. Measured on opaque stickers (``bench/outlier_kinds.py``): stickers ink 0.34-0.61, flat
+   0.65-0.96 in every shade; blobs ink <= 0.005, flat <= 0.31.
    Test images are never removed.
+
+Memory stays bounded: images are decoded a few at a time (at most ``anndl.data.decode_budget()`` pixels per
+batch), and only a 32 x 32 thumbnail of each is kept, to find twins.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from tqdm.auto import tqdm
 
 from anndl.core import artifacts
 from anndl.core.labels import LABELS
-from anndl.data import read_image, read_mask
+from anndl.data import decode_budget, png_pixels, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,11 @@ class OutlierConfig:
     cartoon_min_ink: float = 0.15     # a green region is a sticker's when this share of the ring around it
                                       # is near-black outline (stickers 0.34-0.61, blobs <= 0.005) ...
     cartoon_min_flat: float = 0.5     # ...and this share of it is flat colour (stickers 0.65-0.96, blobs <= 0.31)
+    twin_change: int = 12             # a pixel differs from its twin's when a channel differs by more than this
+    twin_max_changed: float = 0.5     # a group member is the same tissue (a twin) when at most this share of the
+                                      # pixels differ (pasted stickers 0.05-0.22; other tissue 0.91)
+    twin_min_ink: float = 0.3         # what a green image adds to its twin is a cartoon when this share of its
+                                      # border is darkened towards black (stickers 0.68-0.96, blobs 0.00)
 
 
 class Embedder(Protocol):
@@ -75,9 +91,15 @@ def mask_hash(mask: np.ndarray) -> str:
 
 
 def green_pixels(image: np.ndarray, margin: int) -> np.ndarray:
-    """Boolean map of green-dominant pixels of an RGB uint8 image."""
-    rgb = image.astype(np.int16)
-    return (rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > margin
+    """Boolean map of green-dominant pixels of an RGB uint8 image: G - max(R, B) > margin."""
+    if margin < 0:
+        rgb = image.astype(np.int16)
+        return (rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > margin
+    # in uint8 (1 byte a pixel at a time, not 6): G > max(R, B) + margin, impossible where that passes 255
+    top = np.maximum(image[..., 0], image[..., 2])
+    room = top <= 255 - margin
+    np.add(top, margin, out=top, where=room)
+    return (image[..., 1] > top) & room
 
 
 def cartoon_stats(image: np.ndarray, region: np.ndarray) -> tuple[float, float]:
@@ -209,23 +231,57 @@ def make_embedder(spec: str, config: OutlierConfig = OutlierConfig()) -> Embedde
     raise ValueError(f"unknown embedder {spec!r}; use offline, resnet50, resnet50:WEIGHTS.h5 or MODEL.keras")
 
 
-def scan_images(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig,
-                batch_size: int = 16, workers: int = 2) -> tuple[pd.DataFrame, np.ndarray]:
-    """One pass over the images (one at a time in memory per worker): mask hash, green stats, embedding."""
+THUMB = 32  # side of the thumbnails kept to find twins
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A THUMB x THUMB area-averaged copy of an image (kept for every image: 3 KB each)."""
+    return cv2.resize(image, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+
+
+def pixel_batches(sizes: list[int], budget: int, batch_size: int) -> list[range]:
+    """Consecutive batches of at most ``batch_size`` items and ``budget`` pixels (an item larger than the
+    budget alone)."""
+    batches, start, total = [], 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start == batch_size or total + size > budget):
+            batches.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        batches.append(range(start, len(sizes)))
+    return batches
+
+
+def scan_images(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig, batch_size: int = 16,
+                workers: int = 2, pixel_budget: int | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One pass over the images: mask hash, green stats, embedding and thumbnail of each. Images are decoded on
+    ``workers`` threads in batches of at most ``batch_size`` images and ``pixel_budget`` pixels (default
+    ``decode_budget()``; sizes from the manifest's ``height`` x ``width``, else the PNG headers), each batch
+    embedded and let go before the next."""
+    budget = decode_budget() if pixel_budget is None else pixel_budget
 
     def inspect(row):
         image, mask = read_image(row.image_path), read_mask(row.mask_path)
-        return image, {"mask_hash": mask_hash(mask), **green_blob_stats(image, config.green_margin)}
+        stats = {"mask_hash": mask_hash(mask), **green_blob_stats(image, config.green_margin)}
+        return image, stats, thumbnail(image)
 
-    rows, embeddings = [], []
+    rows, embeddings, thumbs = [], [], []
     records = list(manifest.itertuples())
+    if {"height", "width"} <= set(manifest.columns):
+        sizes = (manifest.height * manifest.width).astype(int).tolist()
+    else:
+        sizes = [png_pixels(path) for path in manifest.image_path]
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(records), desc="scan", unit="img") as bar:
-        for start in range(0, len(records), batch_size):
-            results = list(pool.map(inspect, records[start:start + batch_size]))
-            embeddings.append(embedder([image for image, _ in results]))
-            rows.extend(stats for _, stats in results)
-            bar.update(len(results))
-    return pd.DataFrame(rows, index=manifest.index), np.concatenate(embeddings)
+        for batch in pixel_batches(sizes, budget, batch_size):
+            results = list(pool.map(inspect, [records[i] for i in batch]))
+            embeddings.append(embedder([image for image, _, _ in results]))
+            rows.extend(stats for _, stats, _ in results)
+            thumbs.extend(thumb for _, _, thumb in results)
+            del results
+            bar.update(len(batch))
+    return (pd.DataFrame(rows, index=manifest.index), np.concatenate(embeddings),
+            np.stack(thumbs) if thumbs else np.zeros((0, THUMB, THUMB, 3), np.uint8))
 
 
 def mask_groups(hashes: pd.Series) -> pd.Series:
@@ -286,17 +342,68 @@ def green_is_cartoon(stats: pd.DataFrame, config: OutlierConfig) -> np.ndarray:
     return ((stats.green_ink >= config.cartoon_min_ink) & (stats.green_flat >= config.cartoon_min_flat)).to_numpy()
 
 
+def changed_pixels(image: np.ndarray, twin: np.ndarray, level: int) -> np.ndarray:
+    """Where two same-size RGB images differ: some channel by more than ``level``."""
+    return cv2.absdiff(image, twin).max(-1) > level
+
+
+def twin_ink(image: np.ndarray, twin: np.ndarray, changed: np.ndarray) -> float:
+    """How drawn what ``image`` adds to ``twin`` is: the share of the changed region's outer band (about a
+    fortieth of its size wide) where every channel of ``image`` is at most 0.6 x the twin's + 16, as a black
+    outline pasted at opacity >= 0.45 makes it (a pasted green blob never does: its green stays bright)."""
+    region = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    r = max(2, int(round(np.sqrt(region.sum()) / 40)))
+    band = region.astype(bool) & ~cv2.erode(region, cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
+    if not band.any():
+        return 0.0
+    inked = (image[band].astype(np.float32) <= 0.6 * twin[band].astype(np.float32) + 16).all(-1)
+    return float(inked.mean())
+
+
+def compare_with_twins(train: pd.DataFrame, groups: np.ndarray, thumbs: np.ndarray, which: np.ndarray,
+                       config: OutlierConfig) -> pd.DataFrame:
+    """For each image in ``which`` (in an identical-mask group): its twin, the group member that is the same
+    tissue (at most ``twin_max_changed`` of the pixels differ) and lacks the image's green region (at least
+    half of its green pixels differ), and ``twin_ink`` of what the image adds to it. Columns ``twin``
+    (sample_index, "" where none) and ``twin_ink`` (NaN where none). Members are tried in order of how little
+    their thumbnails differ; two images are in memory at a time."""
+    twin_names, inks = [""] * len(train), [np.nan] * len(train)
+    for i in np.flatnonzero(which):
+        members = [j for j in np.flatnonzero(groups == groups[i]) if j != i]
+        near = {j: changed_pixels(thumbs[i], thumbs[j], config.twin_change).mean() for j in members}
+        # thumbnails first (cheap): pasted copies differ in <= 0.25 of them, other tissue in 0.72-0.95 (BACH)
+        members = [j for j in sorted(members, key=lambda j: (near[j], j)) if near[j] <= 0.8]
+        if not members:
+            continue
+        image = read_image(train.image_path[i])
+        green = green_pixels(image, config.green_margin)
+        for j in members:
+            twin = read_image(train.image_path[j])
+            if twin.shape != image.shape:
+                continue
+            changed = changed_pixels(image, twin, config.twin_change)
+            if changed.mean() <= config.twin_max_changed and green.any() and changed[green].mean() >= 0.5:
+                twin_names[i], inks[i] = train.sample_index[j], twin_ink(image, twin, changed)
+                break
+    return pd.DataFrame({"twin": twin_names, "twin_ink": inks}, index=train.index)
+
+
 def clean(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig = OutlierConfig()) -> pd.DataFrame:
     """Label every train image ``kept``, ``sticker`` or ``green``. Test images are not touched."""
     train = manifest[manifest.split == "train"].reset_index(drop=True)
-    stats, embeddings = scan_images(train, embedder, config)
+    stats, embeddings, thumbs = scan_images(train, embedder, config)
     groups = mask_groups(stats.mask_hash).to_numpy()
     coloured = detect_green(stats, config)
-    drawn = coloured & green_is_cartoon(stats, config)  # a sticker in a shade of green
+    # A green image whose twin lacks its green region: what was pasted on it decides (a drawn border: a
+    # sticker, whatever its shade or opacity); without a twin, the region's own outline and flat colour do.
+    twins = compare_with_twins(train, groups, thumbs, coloured & (groups >= 0), config)
+    pasted = (twins.twin != "").to_numpy()
+    drawn = coloured & np.where(pasted, twins.twin_ink.to_numpy() >= config.twin_min_ink,
+                                green_is_cartoon(stats, config))
     green = coloured & ~drawn
     # green-dominant images neither count nor train as group members far for their colour
     stickers = detect_stickers(embeddings, groups, config, exclude=coloured)
-    # A smooth green blob is "green" even when it shares its mask with another image; a drawn one, a sticker.
     status = np.where(green, "green", np.where(drawn | stickers.sticker, "sticker", "kept"))
     score = np.where(status == "green", stats.green_fraction, stickers.distance)
     out = pd.DataFrame({
@@ -306,7 +413,7 @@ def clean(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig = Ou
         "sticker_probability": stickers.sticker_probability.round(6),
         "green_fraction": stats.green_fraction.round(6), "green_blob_pixels": stats.green_blob_pixels,
         "green_ink": stats.green_ink.round(4), "green_flat": stats.green_flat.round(4),
-        "mask_hash": stats.mask_hash, "embedder": embedder.name,
+        "twin": twins.twin, "twin_ink": twins.twin_ink.round(4), "mask_hash": stats.mask_hash, "embedder": embedder.name,
     })
     return out
 

@@ -23,12 +23,14 @@ from anndl.data.synthetic import draw_green_blob, draw_sticker
 
 
 def plant_outliers(pairs: list[tuple[Path, Path]], out: Path | str, n_stickers: int, n_green: int,
-                   seed: int = 0, sticker_skins=None, n_green_twins: int = 0) -> Path:
+                   seed: int = 0, sticker_skins=None, n_green_twins: int = 0,
+                   sticker_alpha: tuple[float, float] | None = None) -> Path:
     """Write a challenge folder: all ``pairs`` as genuine images (the first ``n_green`` of them with a
     green blob), then ``n_stickers`` sticker copies of the next ones (sticker ``k`` with skin colour
-    ``sticker_skins[k % len]``, default the generator's), then ``n_green_twins`` green-blob copies of the
-    images after those, each with a byte copy of its original's mask (green blobs inside identical-mask
-    groups). Writes ``planted_outliers.csv``."""
+    ``sticker_skins[k % len]``, default the generator's; pasted with an opacity drawn from ``sticker_alpha``
+    (low, high), default opaque), then ``n_green_twins`` green-blob copies of the images after those, each
+    with a byte copy of its original's mask (green blobs inside identical-mask groups). Writes
+    ``planted_outliers.csv``."""
     if n_green + n_stickers + n_green_twins > len(pairs):
         raise ValueError(f"{n_green} green + {n_stickers} sticker twins need more than {len(pairs)} images")
     rng = np.random.default_rng(seed)
@@ -59,7 +61,11 @@ def plant_outliers(pairs: list[tuple[Path, Path]], out: Path | str, n_stickers: 
     for k in range(n_stickers):
         twin = n_green + k
         skin = {} if not sticker_skins else {"skin": list(sticker_skins)[k % len(sticker_skins)]}
-        image = draw_sticker(rng, read_image(pairs[twin][0]), **skin)
+        original = read_image(pairs[twin][0])
+        image = draw_sticker(rng, original, **skin)
+        if sticker_alpha is not None:  # a translucent sticker: the twin's tissue shows through it
+            alpha = rng.uniform(*sticker_alpha)
+            image = (original * (1 - alpha) + image * alpha).round().astype(np.uint8)
         name = write(len(pairs) + k, image, train / f"mask_{twin:04d}.png", None)
         planted.append([name, "sticker", f"img_{twin:04d}.png"])
     for k in range(n_green_twins):
