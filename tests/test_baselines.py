@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from anndl.evaluate.baselines import baseline_predictions, colour_features, run_baselines
+from anndl.evaluate.baselines import baseline_predictions, colour_features, majority_per_fold, run_baselines
 
 
 def _colour_coded(tmp_path, n=24):
@@ -35,3 +35,26 @@ def test_colour_baseline_learns_colour_and_majority_predicts_the_commonest_class
     assert scores["colour_histogram"]["macro_f1"] == 1.0 and scores["majority"]["macro_f1"] < 0.5
     features = colour_features(manifest, manifest.sample_index)   # computed once, reused per fold
     assert baseline_predictions(manifest, split, features).equals(predicted)
+
+
+def test_baselines_train_on_the_select_images_of_a_nested_split_too(tmp_path):
+    """A K-fold fold's training images are its ``train`` and ``select`` images: only ``val`` is held out."""
+    manifest, split = _colour_coded(tmp_path)  # 16 train (10 of class 0, 6 of class 1), 8 val
+    train = split.index[split.split == "train"]
+    class_1 = manifest.index[manifest.label_index == 1]
+    nested = split.assign(split=np.where(split.index.isin(train[~train.isin(class_1)][:8]), "select", split.split))
+    predicted = baseline_predictions(manifest, nested)
+    assert list(predicted.sample_index) == list(split[split.split == "val"].sample_index)
+    assert (predicted.majority == 0).all()  # 2 train + 8 select of class 0 against 6 of class 1
+    # without the select images the majority would be class 1 (2 of class 0 vs 6): they count as training images
+    assert (baseline_predictions(manifest, nested[nested.split != "select"]).majority == 1).all()
+    assert (predicted.colour_histogram == predicted.label_index).all()
+
+
+def test_majority_per_fold_counts_the_other_folds_labels():
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 2])
+    folds = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    # fold 0 trains on fold 1 (all class 1); fold 1 on fold 0 (0, 0, 0, 2): class 0
+    assert majority_per_fold(y, folds, 3).tolist() == [1, 1, 1, 0, 0, 0, 0, 1]
+    tie = majority_per_fold(np.array([2, 1, 0, 0]), np.array([0, 0, 1, 1]), 3)
+    assert tie.tolist() == [0, 0, 1, 1]  # a tie goes to the lowest class index, as baseline_predictions does

@@ -14,6 +14,7 @@ from anndl.core.labels import LABELS
 from anndl.data import pipeline
 from anndl.engine import compare
 from anndl.evaluate import metrics
+from anndl.evaluate.baselines import BASELINE_ROWS, COLOUR, MAJORITY
 from anndl.notebook import interpret, report
 
 
@@ -30,13 +31,20 @@ def test_every_named_comparison_runs_and_scores_every_variant(compared, tiny_dat
     kept = artifacts.read_csv(out / "clean" / "clean_manifest.csv").query("status == 'kept'")
     for name, result in results.items():
         spec = compare.COMPARISONS[name]
-        assert list(result.table.variant) == list(spec.variants), name
-        assert result.table.verdict.iloc[0] == "reference"
-        assert set(result.table.verdict.iloc[1:]) <= {"real difference", "no real difference (interval holds 0)"}
+        assert list(result.table.variant) == list(spec.variants) + list(BASELINE_ROWS), name  # baselines last
+        variants = result.table[~result.table.variant.isin(BASELINE_ROWS)]
+        assert variants.verdict.iloc[0] in ("reference: learned", f"reference: {metrics.NO_VERDICT}")
+        assert set(variants.verdict.iloc[1:]) <= {"real difference", "no real difference (interval holds 0)",
+                                                  metrics.NO_VERDICT, metrics.REFERENCE_NO_VERDICT}
+        for row in variants.itertuples():  # a verdict between two rows only when both learned
+            assert row.learned in (True, False) and row.beats_colour in (True, False)
+            if "real difference" in row.verdict:
+                assert row.learned and variants.learned.iloc[0]
+        assert set(result.table.verdict[result.table.variant.isin(BASELINE_ROWS)]) == {"baseline"}
         assert (result.table.images == len(kept)).all(), name   # every kept image predicted out of fold, once
         assert sorted(result.predictions.sample_index) == sorted(kept.sample_index)
-        assert (result.table.train_seconds > 0).all() and (result.table.epochs > 0).all()
-        for row in result.table.itertuples():  # a variant's hard-voting interval is its K-fold run's, as recorded
+        assert (variants.train_seconds > 0).all() and (variants.epochs > 0).all()
+        for row in variants.itertuples():  # a variant's hard-voting interval is its K-fold run's, as recorded
             variant = compare.VARIANTS[row.variant]
             if variant.rule == "hard" and variant.phase is None:
                 recorded = artifacts.read_json(out / result.provenance["runs"][row.variant] / "metrics.json")
@@ -67,7 +75,7 @@ def test_table1_rows_say_their_weights_and_carry_the_reports_column(compared):
     shown = report.comparison_table(results["table1"]).set_index("variant")
     assert shown.loc["ConvNeXt", "weights"] == shown.loc["ViT", "weights"] == "random weights"
     assert shown.loc["scratch ResNet", "weights"] == "trained from scratch"
-    assert shown["report: test F1 (real data)"].tolist() == ["0.3436", "0.3665", "0.4071"]
+    assert shown["report: test F1 (real data)"].tolist() == ["0.3436", "0.3665", "0.4071", "—", "—"]
     assert "report: test F1 (real data)" not in report.comparison_table(results["losses"])
 
 
@@ -76,7 +84,11 @@ def test_fine_tuning_reads_each_phase_of_the_same_runs(compared):
     run = out / results["fine_tuning_convnext"].provenance["runs"]["ConvNeXt, phase 1 (head only)"]
     oof = artifacts.read_csv(run / "oof_predictions.csv")
     assert {"pred_hard_phase1", "pred_soft_phase1", "pred_hard_phase2", "pred_soft_phase2"} <= set(oof.columns)
-    assert (oof.pred_hard_phase2 == oof.pred_hard).all()  # phase 2's selected model is the run's final model
+    for k in range(2):  # the final model is the phase that scored best on the fold's selection images
+        log = artifacts.read_csv(run / f"fold_{k}" / "log.csv")
+        chosen = int(log.groupby("phase").val_image_macro_f1.max().idxmax())
+        fold = oof[oof.fold == k]
+        assert (fold[f"pred_hard_phase{chosen}"] == fold.pred_hard).all()
     phase1 = results["fine_tuning_convnext"].predictions.set_index("sample_index")["ConvNeXt, phase 1 (head only)"]
     assert (phase1.loc[oof.sample_index].to_numpy() == oof.pred_hard_phase1.to_numpy()).all()
     cost = results["fine_tuning_convnext"].table.set_index("variant")  # phase 1's model cost phase 1 only
@@ -134,17 +146,25 @@ def test_table_matches_a_hand_computation(tmp_path):
     assert table.loc["b", "verdict"] == ("real difference" if low > 0 or high < 0 else
                                          "no real difference (interval holds 0)")
     assert low > 0  # 85% vs 40% correct on 60 images: a real difference
-    assert table.loc["a", "verdict"] == "reference" and table.loc["a", "gain"] == 0
+    assert table.loc["a", "verdict"] == "reference: learned" and table.loc["a", "gain"] == 0
+    assert table.loc["a", "learned"] and table.loc["b", "learned"]  # both beat the majority class and the null
+    # the majority class of each fold, counted on the other fold's labels, has its row (and a baseline's verdict)
+    folds = np.arange(60) % 2
+    majority = np.array([np.bincount(y[folds != k], minlength=4).argmax() for k in (0, 1)])[folds]
+    assert table.loc["majority class", "oof_macro_f1"] == pytest.approx(
+        f1_score(y, majority, average="macro", labels=range(4), zero_division=0), abs=1e-4)
+    assert table.loc["majority class", "verdict"] == "baseline" and table.loc["majority class", "learned"] is None
     assert table.loc["b", "train_seconds"] == 40.0 and table.loc["b", "ms_per_image"] == pytest.approx(1000 / 60, abs=0.1)
     assert table.loc["b", "epochs"] == 3
     ci = metrics.bootstrap_ci(y, better, seed=5)
     assert [table.loc["b", "ci95_low"], table.loc["b", "ci95_high"]] == pytest.approx(ci, abs=1e-4)
-    assert list(predictions.columns) == ["sample_index", "y_true", "a", "b", "a soft"]
+    assert list(predictions.columns) == ["sample_index", "y_true", "a", "b", "a soft", "majority class"]
 
 
 def test_scoring_refuses_runs_of_other_images_and_missing_phases(tmp_path):
     names = [f"img_{i:04d}.png" for i in range(8)]
-    base = pd.DataFrame({"sample_index": names, "label": LABELS[0], "pred_hard": LABELS[0], "pred_soft": LABELS[1]})
+    base = pd.DataFrame({"sample_index": names, "label": LABELS[0], "pred_hard": LABELS[0], "pred_soft": LABELS[1],
+                         "fold": np.arange(8) % 2})
     a = _fake_kfold(tmp_path / "a", base, 1.0)
     b = _fake_kfold(tmp_path / "b", base.iloc[:6], 1.0)
     with pytest.raises(ValueError, match="different images"):
@@ -155,11 +175,39 @@ def test_scoring_refuses_runs_of_other_images_and_missing_phases(tmp_path):
 
 def test_a_row_that_could_not_run_says_why_and_has_no_score(tmp_path):
     names = [f"img_{i:04d}.png" for i in range(8)]
-    base = pd.DataFrame({"sample_index": names, "label": LABELS[0], "pred_hard": LABELS[0], "pred_soft": LABELS[1]})
+    base = pd.DataFrame({"sample_index": names, "label": LABELS[0], "pred_hard": LABELS[0], "pred_soft": LABELS[1],
+                         "fold": np.arange(8) % 2})
     a = _fake_kfold(tmp_path / "a", base, 1.0)
     rows, _ = compare.score_runs({"a": compare.Variant(), "ViT": compare.Variant("vit")}, {"a": a}, LABELS,
                                  refused={"ViT": "no ImageNet weights here"})
     assert rows[1]["verdict"] == "not run: no ImageNet weights here" and np.isnan(rows[1]["oof_macro_f1"])
+
+
+def test_runs_that_did_not_learn_get_no_verdict_beside_both_baselines(tmp_path):
+    rng = np.random.default_rng(13)  # guessing passes the gate 5% of the time: a seed where it does not
+    y = rng.choice(4, 120, p=[0.4, 0.3, 0.2, 0.1])
+    guess, other = rng.integers(0, 4, 120), np.where(rng.random(120) < 0.3, 3, rng.integers(0, 4, 120))
+    names = [f"img_{i:04d}.png" for i in range(120)]
+    frame = lambda p: pd.DataFrame({"sample_index": names, "label": [LABELS[i] for i in y],  # noqa: E731
+                                    "pred_hard": [LABELS[i] for i in p], "pred_soft": [LABELS[i] for i in p],
+                                    "fold": np.arange(120) % 2})
+    runs = {"a": _fake_kfold(tmp_path / "a", frame(guess), 1.0), "b": _fake_kfold(tmp_path / "b", frame(other), 1.0)}
+    colour = pd.Series(rng.integers(0, 4, 120), index=names[::-1])  # aligned by image, not by order
+    rows, predictions = compare.score_runs({"a": compare.Variant(), "b": compare.Variant(settings={"loss": "focal"})},
+                                           runs, LABELS, colour=colour)
+    table = pd.DataFrame(rows).set_index("variant")
+    assert list(table.index) == ["a", "b", COLOUR, MAJORITY]
+    assert table.loc["a", "verdict"] == f"reference: {metrics.NO_VERDICT}"
+    assert table.loc["b", "verdict"] == metrics.NO_VERDICT
+    assert not table.loc["a", "learned"] and not table.loc["b", "learned"]
+    assert table.loc["b", "beats_colour"] in (True, False) and table.loc[COLOUR, "learned"] is None
+    assert table.loc[COLOUR, "oof_macro_f1"] == pytest.approx(
+        metrics.macro_f1(y, colour.loc[names].to_numpy()), abs=1e-4)
+    assert list(predictions.columns) == ["sample_index", "y_true", "a", "b", COLOUR, MAJORITY]
+    # a run's out-of-fold predictions without the fold of each image: its majority class cannot be counted
+    with pytest.raises(ValueError, match="no fold column"):
+        compare.score_runs({"a": compare.Variant()}, {"a": _fake_kfold(tmp_path / "c", frame(guess).drop(
+            columns="fold"), 1.0)}, LABELS)
 
 
 def test_settings_parse_and_bad_requests_are_named():
@@ -230,3 +278,35 @@ def test_oversampling_doubles_the_named_class_and_bad_values_are_refused(tiny_da
     with pytest.raises(ValueError, match="filters sets the scratch ResNet's width; vit"):
         experiment.train_run(prep, tmp_path / "vit", "vit", overrides={"filters": 16}, epochs=1)
     assert TrainConfig(oversample="Triple negative").oversample == "Triple negative"
+
+
+@pytest.mark.slow
+def test_on_shuffled_labels_the_comparison_says_nothing_learned_and_gives_no_verdict(data_copy, tmp_path, capsys):
+    """Issue 34: labels permuted at random (a fixed seed) leave nothing to learn; `anndl compare losses` must
+    not name a difference between its variants, and must say that the reference did not learn."""
+    path = data_copy / "train_labels.csv"
+    labels = pd.read_csv(path, keep_default_na=False)
+    planted = set(pd.read_csv(data_copy / "planted_outliers.csv").sample_index)  # removed: their labels stay
+    known = (labels.label != "") & ~labels.sample_index.isin(planted)  # each class keeps its count of kept images
+    labels.loc[known, "label"] = np.random.default_rng(0).permutation(labels.label[known].to_numpy())
+    labels.to_csv(path, index=False, lineterminator="\n")
+    out = tmp_path / "out"
+    assert cli.main(["compare", "losses", "--data", str(data_copy), "--out", str(out), "--folds", "3",
+                     "--epochs", "4"]) == 0
+    printed = capsys.readouterr().out
+    table = compare.read_comparison_result(out / "compare" / "losses").table.set_index("variant")
+    assert table.loc["cross-entropy", "verdict"] == f"reference: {metrics.NO_VERDICT}"
+    assert table.loc["cross-entropy", "learned"] is False
+    assert not {"real difference", "no real difference (interval holds 0)"} & set(table.verdict)
+    assert set(table.verdict.loc[list(BASELINE_ROWS)]) == {"baseline"}
+    assert "real difference" not in printed and "beats the reference" not in printed
+    assert "| cross-entropy |" in printed and "no — did not learn" in printed
+    assert "cross-entropy, the reference" in printed and "did not learn" in printed
+
+
+def test_the_budget_line_counts_distinct_runs_and_states_the_measured_gpu_time():
+    line = compare.budget(("losses", "voting"), 100, "full", 3)  # voting reads the cross-entropy run
+    assert line.startswith("The comparisons train scratch_resnet: 3 K-fold runs × 3 folds × up to 100 epochs")
+    assert "early stopping ends each run" in line and compare.GPU_RUN in line and "of GPU time" in line
+    assert "not measured" in compare.budget(("table1",), 100, "full", 3)  # ConvNeXt and ViT: no rate here
+    assert "capped at 10 epochs per phase" in compare.budget(("losses",), 100, "full", 3, epochs=10)

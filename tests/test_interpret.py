@@ -156,3 +156,88 @@ def test_a_comparison_says_when_two_rows_are_the_same_predictions():
                                                       "report": None})
     text = interpret.comparison(result)
     assert "the same predictions for every image" in text and "names no winner" in text
+
+
+def _gated_table(rows):
+    """A comparison table as ``compare`` writes it with the learning gate: the baselines' rows last."""
+    import pandas as pd
+
+    base = {"ci95_low": 0.0, "ci95_high": 0.0, "images": 120, "weights": "random initialisation (trained from scratch)",
+            "null_p95": 0.29, "beats_colour": False}
+    return pd.DataFrame([{**base, "ci95_low": r["oof_macro_f1"] - 0.05, "ci95_high": r["oof_macro_f1"] + 0.05, **r}
+                         for r in rows])
+
+
+BASELINE_ROWS = [
+    {"variant": "colour-histogram baseline (no CNN)", "oof_macro_f1": 0.24, "gain": 0.05, "gain_ci95": [0.01, 0.09],
+     "learned": None, "beats_colour": None, "null_p95": None, "verdict": "baseline"},
+    {"variant": "majority class", "oof_macro_f1": 0.12, "gain": -0.07, "gain_ci95": [-0.1, -0.04], "learned": None,
+     "beats_colour": None, "null_p95": None, "verdict": "baseline"}]
+
+
+def test_nothing_learned_names_no_winner_in_any_generated_sentence():
+    """The rendered comparisons said "focal (γ=2) beats the reference here" between models at chance."""
+    from types import SimpleNamespace
+
+    table = _gated_table([
+        {"variant": "cross-entropy", "oof_macro_f1": 0.19, "gain": 0.0, "gain_ci95": [0.0, 0.0], "learned": False,
+         "verdict": "reference: did not learn — no verdict"},
+        {"variant": "focal (γ=2)", "oof_macro_f1": 0.23, "gain": 0.04, "gain_ci95": [0.01, 0.07], "learned": False,
+         "verdict": "did not learn — no verdict"},
+        {"variant": "class-weighted", "oof_macro_f1": 0.14, "gain": -0.05, "gain_ci95": [-0.08, -0.02],
+         "learned": False, "verdict": "did not learn — no verdict"}, *BASELINE_ROWS])
+    result = SimpleNamespace(table=table, provenance={"profile": "full", "data": "challenge data [fingerprint ab]",
+                                                      "report": None})
+    for text in (interpret.differences(table, "full"), interpret.differences(table, "smoke"),
+                 interpret.comparison(result)):
+        assert interpret.NOTHING_LEARNED in text
+        assert "majority class 0.120" in text and "colour-histogram baseline 0.240" in text
+        assert "focal (γ=2)" in text and "0.230" in text
+        for claim in ("beats", "better", "real difference"):
+            assert claim not in text, (claim, text)
+
+
+def test_a_row_that_did_not_learn_gets_no_verdict_beside_one_that_did():
+    from types import SimpleNamespace
+
+    table = _gated_table([
+        {"variant": "cross-entropy", "oof_macro_f1": 0.50, "gain": 0.0, "gain_ci95": [0.0, 0.0], "learned": True,
+         "beats_colour": True, "verdict": "reference: learned"},
+        {"variant": "focal", "oof_macro_f1": 0.60, "gain": 0.10, "gain_ci95": [0.04, 0.16], "learned": True,
+         "beats_colour": True, "verdict": "real difference"},
+        {"variant": "weighted", "oof_macro_f1": 0.26, "gain": -0.24, "gain_ci95": [-0.3, -0.18], "learned": False,
+         "verdict": "did not learn — no verdict"}, *BASELINE_ROWS])
+    text = interpret.differences(table, "full")
+    assert "better by a real difference: focal (+0.100)" in text and "worse by a real difference" not in text
+    assert "weighted (0.260): did not learn — no verdict (baselines on the same folds: " in text
+    assert "The highest score is focal" in text and interpret.NOTHING_LEARNED not in text
+    result = SimpleNamespace(table=table, provenance={"profile": "full", "data": "challenge data [fingerprint ab]",
+                                                      "report": None})
+    text = interpret.comparison(result)
+    assert "focal beats the reference here" in text and "weighted -0.240" not in text
+    assert "weighted (0.260): did not learn — no verdict" in text and "majority class: baseline" not in text
+    # the reference did not learn: a variant that did gets no verdict against it
+    unlearned = table.assign(learned=[False, True, False, None, None])
+    text = interpret.differences(unlearned, "full")
+    assert "did not learn" in text and "no variant gets a verdict against it" in text and "better" not in text
+    assert "beats the reference" not in interpret.comparison(SimpleNamespace(table=unlearned,
+                                                                             provenance=result.provenance))
+
+
+def test_training_sentence_says_out_of_fold_epochs_are_selected_on_inner_training_images():
+    text = interpret.training({"best_epoch": 5, "epochs_run": 9})
+    assert "optimistic too" not in text and "still chosen on those images" not in text
+    assert "inner selection split of its own training images" in text
+    assert "single-split run's validation score is selected on the images it scores" in text
+
+
+def test_a_network_at_chance_is_not_ahead_of_the_baselines():
+    text = interpret.baselines({"scratch_resnet": _s(0.21, 0.17, 0.25)},
+                               {"majority": _s(0.12, 0.09, 0.15), "colour_histogram": _s(0.19, 0.15, 0.23)}, "full")
+    assert "is ahead" not in text and "did not learn" in text and "does not clear chance (1/4 = 0.25)" in text
+
+
+def test_interpret_names_the_baseline_rows_as_compare_does():
+    from anndl.evaluate.baselines import BASELINE_ROWS as NAMES
+
+    assert set(interpret.BASELINE_NAMES) == set(NAMES)

@@ -112,3 +112,25 @@ def test_attention_panels_share_one_colour_scale(tmp_path):
     assert "1 = uniform" in fig.axes[2].get_ylabel()
     assert np.isclose(fig.axes[2].get_ylim()[1], 1.8)  # the largest weight × tiles over all panels
     plt.close(fig)
+
+
+def test_comparison_forest_draws_the_baselines_as_lines_and_no_verdict_rows_hollow():
+    from types import SimpleNamespace
+
+    rows = [("cross-entropy", 0.5, 0.0, [0.0, 0.0], True), ("focal", 0.6, 0.1, [0.04, 0.16], True),
+            ("weighted", 0.2, -0.3, [-0.36, -0.24], False),
+            ("colour-histogram baseline (no CNN)", 0.25, -0.25, [-0.3, -0.2], None),
+            ("majority class", 0.12, -0.38, [-0.42, -0.34], None)]
+    table = pd.DataFrame([{"variant": v, "oof_macro_f1": f, "gain": g, "gain_ci95": ci, "learned": learned,
+                           "images": 120, "verdict": "baseline" if learned is None else "—"}
+                          for v, f, g, ci, learned in rows])
+    fig = plots.comparison_forest([SimpleNamespace(name="losses", table=table)])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["focal", "weighted (did not learn)"]
+    vertical = sorted(round(float(line.get_xdata()[0]), 3) for line in ax.lines
+                      if len(set(line.get_xdata())) == 1 and len(line.get_xdata()) == 2)
+    assert vertical == [-0.38, -0.25, 0.0]  # the baselines minus the reference, and 0
+    labels = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert "majority class (0.120)" in labels and "colour-histogram baseline (0.250)" in labels
+    assert "(learned)" in ax.get_title(loc="left")
+    plt.close(fig)

@@ -111,3 +111,36 @@ def test_a_cut_or_unrecorded_run_is_not_ranked_and_a_line_names_it(tmp_path, cap
     (runs / "scratch_resnet" / "metrics.json").write_text("{}")
     assert cli.main(["report", "--runs", str(runs)]) == 2  # nothing left to rank: an error, not an empty table
     assert "no finished run found" in capsys.readouterr().err
+
+
+def _gated_result():
+    """A comparison result as ``compare.run_comparison`` reads it back: one variant learned, one did not."""
+    from types import SimpleNamespace
+
+    common = {"ci95_low": 0.1, "ci95_high": 0.3, "images": 120, "weights": "random initialisation (trained from "
+              "scratch)", "epochs": 3.0, "train_seconds": 12.0, "ms_per_image": 1.5}
+    rows = [{"variant": "cross-entropy", "oof_macro_f1": 0.5, "gain": 0.0, "gain_ci95": [0.0, 0.0], "learned": True,
+             "verdict": "reference: learned"},
+            {"variant": "focal", "oof_macro_f1": 0.2, "gain": -0.3, "gain_ci95": [-0.36, -0.24], "learned": False,
+             "verdict": "did not learn — no verdict"},
+            {"variant": "colour-histogram baseline (no CNN)", "oof_macro_f1": 0.25, "gain": -0.25,
+             "gain_ci95": [-0.3, -0.2], "learned": None, "verdict": "baseline", "weights": "none (no CNN)"},
+            {"variant": "majority class", "oof_macro_f1": 0.12, "gain": -0.38, "gain_ci95": [-0.42, -0.34],
+             "learned": None, "verdict": "baseline", "weights": "none (no CNN)"}]
+    return SimpleNamespace(name="losses", table=pd.DataFrame([{**common, **r} for r in rows]),
+                           provenance={"profile": "full", "data": REAL, "report": None, "question": "the loss"},
+                           provenance_line=lambda: "losses: full profile")
+
+
+def test_a_comparison_table_says_which_rows_learned_and_keeps_the_computed_verdict():
+    from anndl.notebook.report import comparison_markdown, comparison_table
+
+    shown = comparison_table(_gated_result()).set_index("variant")
+    assert shown.learned.tolist() == ["yes", "no — did not learn", "—", "—"]
+    assert shown.verdict.tolist() == ["reference: learned", "did not learn — no verdict", "baseline", "baseline"]
+    assert shown.loc["cross-entropy", "Δ vs reference (paired 95%)"] == "—"
+    assert shown.loc["majority class", "Δ vs reference (paired 95%)"] == "-0.380 (-0.420 to -0.340)"
+    assert shown.loc["majority class", "weights"] == "—" and shown.loc["focal", "weights"] == "trained from scratch"
+    text = comparison_markdown(_gated_result())
+    assert "| focal | 0.200 | 0.100–0.300 | -0.300 (-0.360 to -0.240) | no — did not learn |" in text
+    assert "focal (0.200): did not learn — no verdict" in text and "worse by a real difference" not in text

@@ -93,6 +93,9 @@ def test_every_family_fits_resumes_predicts_compares_and_reports(setting, tiny_d
     note = json.loads(out.with_suffix(".json").read_text())
     assert note["models"] == [model] * len(note["runs"]) and len(note["run_ids"]) == len(note["runs"])
     assert note["data"] == prep.data_note  # the data it predicted, by fingerprint
+    shares = pd.read_csv(out, keep_default_na=False).label.value_counts(normalize=True)
+    assert (note["dominated_by"] is not None) == (shares.max() > 0.8)  # a one-class submission says so
+    assert note["dominated_by"] is None or note["dominated_by"]["class"] == shares.idxmax()
 
     rule = run.rules[0]
     table = compare.compare_runs(prep, {model: (run, rule)})

@@ -89,3 +89,17 @@ def test_vectorised_bootstrap_matches_sklearn_on_every_resample():
     rows = rng.integers(0, 40, (200, 40))
     expected = [metrics.macro_f1(y[r], p[r]) for r in rows]
     np.testing.assert_allclose(_resampled_macro_f1(y, p, rows, 4), expected, atol=1e-12)
+
+
+def test_a_submission_dominated_by_one_class_says_so(tmp_path, capsys):
+    names = [f"img_{i:04d}.png" for i in range(477)]
+    predictions = [1] * 413 + [0] * 64
+    assert submission.dominance(predictions) == {"class": "Luminal B", "count": 413, "share": 0.8658, "images": 477}
+    assert submission.dominance(["HER2(+)"] * 8 + ["Luminal A"] * 2) is None  # 80% is not more than 80%
+    assert submission.dominance([0, 1, 2, 3] * 10) is None
+    assert submission.dominance([1, 1, 0], classes=("a", "b"), threshold=0.5)["class"] == "b"
+    submission.write_submission(names, predictions, tmp_path / "s.csv", expected=set(names))
+    assert capsys.readouterr().out.strip() == ("warning: 413 of 477 test images (87%) are predicted Luminal B: a model "
+                                               "that learned little predicts one class")
+    submission.write_submission(names[:4], [0, 1, 2, 3], tmp_path / "t.csv")
+    assert "warning" not in capsys.readouterr().out

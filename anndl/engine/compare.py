@@ -5,11 +5,14 @@ is a named list of variants, the first the reference (``COMPARISONS``: the repor
 augmentation, voting, fine-tuning, width; stain handling; seeds). ``run_comparison`` trains each variant
 as a recorded, resumable K-fold run (``experiment.train_folds``: reused when its record matches), reads
 every variant's out-of-fold prediction of every image, and scores it: macro F1 with its bootstrap 95%
-interval, the paired 95% interval of its difference from the reference, a verdict ("real difference" only
-when that interval excludes 0), the training and prediction cost, and the data, profile, epochs and
-commit that produced it (``comparison.json`` beside ``table.csv``, with a record). ``compare_variants``
-scores runs that exist already, with test-time augmentation, ensembles, attention-MIL and the two
-baselines (majority class, colour histogram) that any of them must beat.
+interval, the paired 95% interval of its difference from the reference, whether it learned
+(``metrics.learning_gate``: a real paired gain over the majority class of the same folds and a score above a
+permutation null) and whether it beats the colour-histogram baseline, a verdict ("real difference" only when
+that interval excludes 0, and only between variants that both learned), the training and prediction cost, and
+the data, profile, epochs and commit that produced it (``comparison.json`` beside ``table.csv``, with a
+record). ``compare_variants`` scores runs that exist already, with test-time augmentation, ensembles,
+attention-MIL and the two baselines (majority class, colour histogram) that any of them must beat. Every
+table carries the two baselines' rows, scored on the same folds.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from anndl.core import artifacts
 from anndl.data.stages import weights_identity
 from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, run_stain
 from anndl.evaluate import metrics, voting
-from anndl.evaluate.baselines import baseline_predictions, colour_features
+from anndl.evaluate.baselines import (BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features,
+                                     majority_per_fold)
 from anndl.engine import embed
 from anndl.engine.heads import HEAD_CLASSES
 from anndl.models import encoders
@@ -47,7 +51,8 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
     ``runs``: {name: K-fold run folder}. Returns the table and the details: per-image out-of-fold predictions
     and the MIL attention of the last fold (for drawing). The table has, per variant, its macro F1 with its
     interval, ``ms_per_image`` (prediction wall time on this machine, model loading included) and the ``gain``
-    over the first row (the first run's single model) with its paired-bootstrap interval and a verdict.
+    over the first row (the first run's single model) with its paired-bootstrap interval, ``learned``,
+    ``beats_colour`` and a verdict (``metrics.compared`` with both baselines of the same folds).
     ``tta``/``ensembles``: also score each run with test-time augmentation / the runs' ensemble.
     ``trained_on``: the runs were trained on other images of the same tissue (another staining, same names and
     masks): each held-out image is scored as ``prep`` has it (a stain shift), the colour baseline likewise.
@@ -104,28 +109,30 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             stain = run_stain([fold_dir], [config])
             kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"], stain=stain)
             encoder = embed.encode_fn(encoder)  # traced once for the fold's train and val tiles
-            emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train",), **kw)
+            emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train", "select"), **kw)
             val_start = time.perf_counter()
             emb_v, num_v, tab_v = embed.features(encoder, fold.tiles, fold.manifest, ("val",), **kw)
             embed_val_seconds = time.perf_counter() - val_start
-            # the attention-MIL head of ``heads``: early stopping on 15% of the fold's *training* images, never
-            # on the held-out images it is scored on
+            # the attention-MIL head of ``heads``: early stopping on the fold's selection split (its own training
+            # images), never on the held-out images it is scored on
             attention_mil = HEAD_CLASSES["attention_mil"]
-            head = attention_mil.fit(emb, tab.label_index.to_numpy()[num], num, len(tab), seed, len(prep.classes))
+            head = attention_mil.fit(emb, tab.label_index.to_numpy()[num], num, len(tab), seed, len(prep.classes),
+                                     select=(tab.split == "select").to_numpy())
             (probabilities, attention_k, m_val), s = _timed(attention_mil.attention, head, emb_v, num_v, len(tab_v))
             add(f"attention-MIL on {name} embeddings", probabilities.argmax(1), embed_val_seconds + s)
             attention = {"table": tab_v, "attention": attention_k, "mask": m_val, "fold": k,
                          "tiles": fold.tiles[fold.tiles.split == "val"], "train_seconds": time.perf_counter() - start}
         baseline = baseline_predictions(fold.manifest, fold.split, train_features, features).set_index("sample_index")
         baseline = baseline.loc[table.sample_index]
-        add("colour-histogram baseline (no CNN)", baseline.colour_histogram.to_numpy(),
-            feature_seconds * len(table) / len(kept))
-        add("majority class", baseline.majority.to_numpy(), 0.0)
+        add(COLOUR, baseline.colour_histogram.to_numpy(), feature_seconds * len(table) / len(kept))
+        add(MAJORITY, baseline.majority.to_numpy(), 0.0)
         truth.append(table.label_index.to_numpy())
         images.append(table.sample_index.to_numpy())
         n_images_total += len(table)
     y_true = np.concatenate(truth)
-    rows = metrics.compared(y_true, {v: np.concatenate(p) for v, p in preds.items()}, seed, len(prep.classes))
+    predicted = {v: np.concatenate(p) for v, p in preds.items()}
+    rows = metrics.compared(y_true, predicted, seed, len(prep.classes), majority=predicted[MAJORITY],
+                            colour=predicted[COLOUR], baselines=BASELINE_ROWS)
     for row in rows:
         row["ms_per_image"] = round(1000 * cost[row["variant"]] / n_images_total, 1)
     details = {"y_true": y_true, "images": np.concatenate(images),
@@ -135,8 +142,9 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
 
 def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
     """Out-of-fold scores of finished runs of any family on the same folds (``{name: (run, rule)}``, a run a
-    ``runs.Run`` or its folder) beside the colour-histogram and majority baselines, each with its bootstrap
-    interval and its gain over the first row with a paired-bootstrap interval."""
+    ``runs.Run`` or its folder) beside the colour-histogram and majority baselines of the same folds, each with
+    its bootstrap interval, its gain over the first row with a paired-bootstrap interval, ``learned``,
+    ``beats_colour`` and a verdict (``metrics.compared``)."""
     from anndl.engine.runs import Run, open_run
 
     opened = {name: (r if isinstance(r, Run) else open_run(r), rule) for name, (r, rule) in runs.items()}
@@ -155,10 +163,11 @@ def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
     first = next(iter(opened.values()))[0].folder
     base = pd.concat([baseline_predictions(f.manifest, f.split, features)
                       for f in fold_preps(prep, first)]).set_index("sample_index").loc[images]
-    preds["colour-histogram baseline (no CNN)"] = base.colour_histogram.to_numpy()
-    preds["majority class"] = base.majority.to_numpy()
+    preds[COLOUR] = base.colour_histogram.to_numpy()
+    preds[MAJORITY] = base.majority.to_numpy()
     y_true = next(iter(tables.values())).loc[images].label.map(classes.index).to_numpy()
-    return pd.DataFrame(metrics.compared(y_true, preds, seed, len(classes)))
+    return pd.DataFrame(metrics.compared(y_true, preds, seed, len(classes), majority=preds[MAJORITY],
+                                         colour=preds[COLOUR], baselines=BASELINE_ROWS))
 
 
 # ------------------------------------------------------------------------------------ named comparisons
@@ -217,6 +226,8 @@ VARIANTS: dict[str, Variant] = {
     "no early stopping": Variant(settings={"patience": 1000}),
 }
 BOOTSTRAP_SEED = 0  # resampling of the intervals (metrics.image_scores' default), apart from the training seed
+GATE = ("learned: a real paired gain over the majority class of the same folds and a macro F1 above the 95th "
+        "percentile of 1,000 label permutations; a verdict only between variants that both learned")
 SOURCE = "docs/dataset_facts.md, “The report's experiments”"  # where each report finding below is cited from
 
 
@@ -331,6 +342,49 @@ def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | Non
     return int(epochs) if int(epochs) < longest else None
 
 
+GPU_RUN = "bench/results/gpu_full_scratch.json"  # a full-profile scratch ResNet run on a lent GPU (Keras/JAX, bf16)
+
+
+def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = None) -> str:
+    """What the comparisons ``names`` train on ``n_images`` cleaned images: their distinct K-fold runs (variants
+    that differ only in scoring share one) × ``folds`` × each run's epochs at most, and for the scratch ResNet
+    the GPU time that implies at the rate of ``GPU_RUN`` (seconds per epoch per training image; that run's own
+    early stop gives the typical figure). Other models' GPU rates are not measured here, and the line says so."""
+    from anndl.core.config import REPO_ROOT
+    from anndl.data.stages import VAL_FRACTION
+    from anndl.data.tiling import SELECT_FRACTION
+    from anndl.models.registry import profile_phases
+
+    runs = {json.dumps(VARIANTS[v].training(), sort_keys=True): VARIANTS[v] for n in names
+            for v in COMPARISONS[n].variants}
+    per_image = (folds - 1) / folds * (1 - SELECT_FRACTION) * n_images  # training images of a fold
+    parts, hours, typical = [], 0.0, 0.0
+    measured = json.loads((REPO_ROOT / GPU_RUN).read_text())
+    train_images = measured["validation"]["hard"]["images"] * (1 - VAL_FRACTION) / VAL_FRACTION
+    seconds = measured["seconds"]["training"] / (measured["epochs_run"] * train_images)  # per epoch and image
+    for model in dict.fromkeys(v.model for v in runs.values()):
+        group = [v for v in runs.values() if v.model == model]
+        most = [binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(model, profile))
+                for v in group]
+        parts.append(f"{model}: {len(group)} K-fold run{'s' * (len(group) > 1)} × {folds} folds × up to "
+                     f"{max(most)} epochs")
+        if model == "scratch_resnet":
+            hours += sum(most) * folds * per_image * seconds / 3600
+            typical += len(group) * min(measured["epochs_run"], max(most)) * folds * per_image * seconds / 3600
+    line = (f"The comparisons train {'; '.join(parts)} (~{per_image:.0f} training images per fold; "
+            f"{'early stopping ends each run' if epochs is None else f'capped at {epochs} epochs per phase'}).")
+    if hours:
+        def span(h):
+            return f"{h:.1f} h" if h >= 1 else f"{max(h * 60, 1):.0f} min"
+
+        line += (f" The scratch ResNet's runs need at most {span(hours)} of GPU time at the rate measured on a lent "
+                 f"GPU ({GPU_RUN}: {measured['epochs_run']} epochs of ~{train_images:.0f} images in "
+                 f"{measured['seconds']['training']} s), about {span(typical)} where runs stop as that one did.")
+    if any(m != "scratch_resnet" for m in (v.model for v in runs.values())):
+        line += " ConvNeXt's and ViT's GPU rates are not measured here: time one epoch before running them all."
+    return line
+
+
 def _run_dir(out: Path, variant: Variant, profile: str, folds: int, epochs: int | None, seed: int,
              weights: str | None) -> Path:
     key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
@@ -403,15 +457,13 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, v
     reference = next(iter(variants))
     if reference not in runs:
         raise WeightsUnavailable(f"{reference} (the reference of {name}): {refused[reference]}")
-    # the bootstrap's own seed, the one every run's metrics.json used: a variant's interval here is its run's
-    rows, predictions = score_runs(variants, runs, preps[reference].classes, BOOTSTRAP_SEED, refused)
     first = preps[reference]
     provenance = {"comparison": name, "variants": {k: v.training() | {"rule": v.rule, "phase": v.phase}
                                                    for k, v in variants.items()},
                   "profile": profile, "folds": folds, "epochs": epochs, "seed": seed, "precision": mixed_precision,
                   "data": first.data_note, "data_fingerprint": first.data_note.rsplit("fingerprint ", 1)[-1].rstrip("]"),
                   "commit": code, "machine": hardware(), "runs": {k: str(v.relative_to(out)) for k, v in runs.items()},
-                  "not_run": refused}
+                  "not_run": refused, "gate": GATE}
     if name in COMPARISONS:
         spec = COMPARISONS[name]
         provenance.update(question=spec.question, report=spec.report, report_numbers=spec.report_numbers,
@@ -422,6 +474,9 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, v
                             settings={k: v for k, v in provenance.items() if k not in ("commit", "machine")})
 
     def build(staging: Path):
+        # the bootstrap's own seed, the one every run's metrics.json used: a variant's interval here is its run's
+        rows, predictions = score_runs(variants, runs, first.classes, BOOTSTRAP_SEED, refused,
+                                       colour=fold_colour(first, runs[reference]))
         artifacts.write_csv(pd.DataFrame(rows).assign(gain_ci95=lambda t: t.gain_ci95.map(json.dumps)),
                             staging / "table.csv")
         artifacts.write_csv(predictions, staging / "predictions.csv")
@@ -437,16 +492,43 @@ def read_comparison_result(folder: Path | str) -> ComparisonResult:
     folder = Path(folder)
     artifacts.load(folder, "compare")
     table = artifacts.read_csv(folder / "table.csv")
-    table["gain_ci95"] = table.gain_ci95.map(lambda v: json.loads(v) if isinstance(v, str) else None)
+    table["gain_ci95"] = table.gain_ci95.map(lambda v: json.loads(v) if isinstance(v, str) and v else None)
+    for column in ("learned", "beats_colour"):  # True / False / None (a baseline's row, a row not run)
+        if column in table:
+            table[column] = table[column].map(_flag)
+    for column in ("oof_macro_f1", "ci95_low", "ci95_high", "gain", "null_p95", "ms_per_image", "train_seconds"):
+        if column in table:  # an empty cell (a row not run, a baseline's cost) is NaN, not text
+            table[column] = pd.to_numeric(table[column], errors="coerce")
     provenance = artifacts.read_json(folder / "comparison.json")
     return ComparisonResult(provenance["comparison"], table, provenance, artifacts.read_csv(folder / "predictions.csv"),
                             folder)
 
 
+def _flag(value) -> bool | None:
+    """A ``learned``/``beats_colour`` cell as written to CSV and read back: True, False or None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return {"True": True, "False": False}.get(str(value))
+
+
+def fold_colour(prep: Prepared, run_dir: Path | str) -> pd.Series:
+    """The colour-histogram baseline's class index per image of a K-fold run, each image predicted by the
+    baseline trained on its fold's training images (``fold_preps``: the same folds as the run)."""
+    kept = prep.clean[prep.clean.status == "kept"].sample_index
+    features = colour_features(prep.manifest, kept)
+    return pd.concat([baseline_predictions(f.manifest, f.split, features) for f in fold_preps(prep, run_dir)]
+                     ).set_index("sample_index").colour_histogram
+
+
 def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, seed: int = 42,
-               refused: dict[str, str] | None = None):
-    """The table's rows and the per-image predictions (one column per variant, the truth in ``y_true``) of
-    finished K-fold runs; ``refused``: {variant: why it could not run} (a row without a score)."""
+               refused: dict[str, str] | None = None, colour: pd.Series | None = None):
+    """The table's rows and the per-image predictions (one column per variant and baseline, the truth in
+    ``y_true``) of finished K-fold runs; ``refused``: {variant: why it could not run} (a row without a score).
+
+    Every row says whether it learned (``metrics.compared``) against the majority class of its fold, counted on
+    the labels of the other folds' images (that fold's training images; the ``fold`` column of the reference's
+    ``oof_predictions.csv``), and, with ``colour`` (class index per sample_index: ``fold_colour``), whether it
+    beats the colour-histogram baseline; both baselines get a row of their own after the variants."""
     refused = refused or {}
     oof = {}
     for label, run_dir in runs.items():
@@ -462,17 +544,29 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
     for label, frame in oof.items():
         if set(frame.index) != set(images):
             raise ValueError(f"{label} and {reference} were scored on different images; a comparison needs one fold set")
+    if "fold" not in oof[reference]:
+        raise ValueError(f"{reference}: {runs[reference] / 'oof_predictions.csv'} has no fold column (the fold that "
+                         "held each image out); its majority-class baseline cannot be counted")
     y_true = oof[reference].label.map(classes.index).to_numpy()
     predicted = {label: oof[label].loc[images, variants[label].column()].map(classes.index).to_numpy() for label in oof}
-    ordered = {reference: predicted[reference], **predicted}  # the reference first: the gains are over it
-    scored = {row["variant"]: row for row in metrics.compared(y_true, ordered, seed, len(classes), "reference")}
+    baseline = {MAJORITY: majority_per_fold(y_true, oof[reference].fold.to_numpy(), len(classes))}
+    if colour is not None:
+        missing = set(images) - set(colour.index)
+        if missing:
+            raise ValueError(f"the colour baseline predicted other images than {reference}, e.g. {sorted(missing)[0]}")
+        baseline = {COLOUR: colour.loc[images].to_numpy().astype(int), **baseline}
+    ordered = {reference: predicted[reference], **predicted, **baseline}  # the reference first: the gains are over it
+    scored = {row["variant"]: row for row in metrics.compared(
+        y_true, ordered, seed, len(classes), "reference", majority=baseline[MAJORITY], colour=baseline.get(COLOUR),
+        baselines=BASELINE_ROWS)}
     rows = []
     for label, variant in variants.items():
         if label not in runs:
             rows.append({"variant": label, "model": variant.model, "oof_macro_f1": float("nan"), "ci95_low": float("nan"),
                          "ci95_high": float("nan"), "gain": float("nan"), "gain_ci95": None,
                          "verdict": f"not run: {refused[label]}", "weights": "unavailable", "epochs": 0,
-                         "train_seconds": 0.0, "ms_per_image": float("nan"), "images": 0})
+                         "train_seconds": 0.0, "ms_per_image": float("nan"), "images": 0, "learned": None,
+                         "beats_colour": None, "null_p95": float("nan")})
             continue
         row = scored[label]
         cost = _fold_costs(runs[label], variant.phase)
@@ -480,9 +574,17 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
                      "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"], "gain": row["gain"],
                      "gain_ci95": row["gain_ci95"], "verdict": row["verdict"], "weights": cost["weights"],
                      "epochs": cost["epochs"], "train_seconds": cost["train_seconds"],
-                     "ms_per_image": cost["ms_per_image"], "images": row["images"]})
+                     "ms_per_image": cost["ms_per_image"], "images": row["images"], "learned": row["learned"],
+                     "beats_colour": row["beats_colour"], "null_p95": row["null_p95"]})
+    for label in baseline:
+        row = scored[label]
+        rows.append({"variant": label, "model": "baseline", "oof_macro_f1": row["oof_macro_f1"],
+                     "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"], "gain": row["gain"],
+                     "gain_ci95": row["gain_ci95"], "verdict": row["verdict"], "weights": "none (no CNN)",
+                     "epochs": 0, "train_seconds": 0.0, "ms_per_image": float("nan"), "images": row["images"],
+                     "learned": None, "beats_colour": None, "null_p95": float("nan")})
     frame = pd.DataFrame({"sample_index": images, "y_true": oof[reference].label.to_numpy(),
-                          **{label: [classes[i] for i in p] for label, p in predicted.items()}})
+                          **{label: [classes[i] for i in p] for label, p in {**predicted, **baseline}.items()}})
     return rows, frame
 
 

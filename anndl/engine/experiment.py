@@ -31,7 +31,7 @@ from anndl.data.stain import normalizer_from_settings
 from anndl.engine.inference import predict_tiles
 from anndl.evaluate import metrics, voting
 from anndl.evaluate.baselines import run_baselines
-from anndl.evaluate.submission import write_submission
+from anndl.evaluate.submission import dominance, write_submission
 from anndl.models import networks
 from anndl.models.registry import Built, build_model as _build
 from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
@@ -526,6 +526,7 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
             "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
             "test_data": data_note(data_dir, manifest, ("test",)),
             "voting": voting_rule, "tta": tta, "test_images": int(len(test)),
+            "dominated_by": dominance(pd.read_csv(path, keep_default_na=False).label, classes),
             "stain_normalization": tp.configs[0].get("stain_normalization")}
     artifacts.write_json(Path(out).with_suffix(".json"), note)
     return path

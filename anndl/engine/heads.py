@@ -327,7 +327,8 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
         "runs": [shown(run_dir)], "run_ids": [record["id"]], "models": [head], "weights": [config["weights"]],
         "encoder": config["encoder"], "data": data_note(data_dir, manifest),
         "test_data": data_note(data_dir, manifest, ("test",)), "voting": rule, "heads": len(folders),
-        "test_images": int(len(test))})
+        "test_images": int(len(test)),
+        "dominated_by": submission.dominance(pd.read_csv(path, keep_default_na=False).label, classes)})
     return path
 
 

@@ -3,6 +3,9 @@
 * ``majority``: every image gets the most frequent training class.
 * ``colour_histogram``: logistic regression on a normalised 8x8x8 RGB histogram of each image's ROI
   (colour alone, no morphology).
+
+Both train on every image of a split that is not held out (``val``): a K-fold fold's ``train`` and ``select``
+images (the inner selection split is part of its training images), and predict the ``val`` images.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from tqdm.auto import tqdm
 from anndl.core.labels import NUM_CLASSES
 from anndl.data import read_image, read_mask
 from anndl.evaluate.metrics import image_scores
+
+MAJORITY = "majority class"                        # the baselines' rows in a comparison table
+COLOUR = "colour-histogram baseline (no CNN)"
+BASELINE_ROWS = (COLOUR, MAJORITY)
 
 
 def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
@@ -38,14 +45,15 @@ def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
 
 def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None,
                          val_features: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Class index per ``val`` image of ``split`` from both baselines, trained on its ``train`` images.
+    """Class index per ``val`` image of ``split`` from both baselines, trained on its other images (``train``
+    and, in a nested K-fold split, ``select``).
 
     Columns ``sample_index``, ``label_index``, ``majority``, ``colour_histogram``. ``features``: histograms
     computed earlier (``colour_features``), e.g. once for every fold of a cross-validation. ``val_features``:
     the validation images' histograms from elsewhere (the same tissue stained otherwise: a stain shift)."""
     labels = manifest[manifest.split == "train"].set_index("sample_index").label_index
     features = colour_features(manifest, split.sample_index) if features is None else features
-    train, val = split[split.split == "train"].sample_index, split[split.split == "val"].sample_index
+    train, val = split[split.split != "val"].sample_index, split[split.split == "val"].sample_index
     y_train = labels.loc[train].to_numpy()
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
     model.fit(features.loc[train].to_numpy(), y_train)
@@ -55,8 +63,19 @@ def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: 
                                                             val_features).loc[val].to_numpy())})
 
 
+def majority_per_fold(y_true, folds, n_classes: int) -> np.ndarray:
+    """Each image's majority-class prediction: the most frequent class (lowest index on a tie, as
+    ``baselines.baseline_predictions``) among the images of the other folds, its fold's training images."""
+    y_true, folds = np.asarray(y_true, int), np.asarray(folds)
+    out = np.empty(len(y_true), int)
+    for k in np.unique(folds):
+        held = folds == k
+        out[held] = np.bincount(y_true[~held], minlength=n_classes).argmax()
+    return out
+
+
 def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_classes: int = NUM_CLASSES) -> dict:
-    """Scores of both baselines on the ``val`` images of ``split``, trained on its ``train`` images."""
+    """Scores of both baselines on the ``val`` images of ``split``, trained on its other images."""
     predicted = baseline_predictions(manifest, split)
     return {name: image_scores(predicted.label_index, predicted[name], seed, n_classes)
             for name in ("majority", "colour_histogram")}

@@ -1,8 +1,11 @@
-"""The challenge metric: macro F1 over images, with bootstrap intervals (plain and paired) and per-class tables.
+"""The challenge metric: macro F1 over images, with bootstrap intervals (plain and paired), per-class tables and a
+learning gate.
 
 On a ~60-image validation split one flipped image moves macro F1 by about two points, so every score
 carries a bootstrap 95% interval over images, and two models are compared on the same images with a
-paired bootstrap (both scored on each resample).
+paired bootstrap (both scored on each resample). A model has *learned* (``learning_gate``) only when it beats
+the majority class by a real paired difference and scores above the 95th percentile of a permutation null (its
+own predictions scored against shuffled labels); between models that did not learn, ``compared`` gives no verdict.
 """
 
 from __future__ import annotations
@@ -19,16 +22,21 @@ def macro_f1(y_true, y_pred, n_classes: int = NUM_CLASSES) -> float:
     return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
 
 
-def _resampled_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, rows: np.ndarray, n_classes: int) -> np.ndarray:
-    """Macro F1 of each resample (``rows``: (n_boot, n) image indices), vectorised over resamples; the same
-    definition as ``macro_f1`` (a class absent from truth and prediction counts as F1 0)."""
-    n_boot = len(rows)
-    cells = (np.arange(n_boot)[:, None] * n_classes + y_true[rows]) * n_classes + y_pred[rows]
-    counts = np.bincount(cells.ravel(), minlength=n_boot * n_classes * n_classes).reshape(n_boot, n_classes, n_classes)
+def _batched_macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro F1 of each row of ``truth`` against the same row of ``pred`` (both (n_rows, n) class indices),
+    vectorised over rows; the same definition as ``macro_f1`` (a class absent from both counts as F1 0)."""
+    n_rows = len(truth)
+    cells = (np.arange(n_rows)[:, None] * n_classes + truth) * n_classes + pred
+    counts = np.bincount(cells.ravel(), minlength=n_rows * n_classes * n_classes).reshape(n_rows, n_classes, n_classes)
     tp = np.diagonal(counts, axis1=1, axis2=2)
     denominator = counts.sum(2) + counts.sum(1)  # 2 TP + FP + FN
     f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
     return f1.mean(1)
+
+
+def _resampled_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, rows: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro F1 of each resample (``rows``: (n_boot, n) image indices), vectorised over resamples."""
+    return _batched_macro_f1(y_true[rows], y_pred[rows], n_classes)
 
 
 def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
@@ -73,18 +81,90 @@ def image_scores(y_true, y_pred, seed: int = 0, n_classes: int = NUM_CLASSES) ->
             "images": int(len(y_true))}
 
 
-def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSES,
-             reference_verdict: str = "—") -> list[dict]:
+NO_VERDICT = "did not learn — no verdict"
+REFERENCE_NO_VERDICT = "reference did not learn — no verdict"
+BASELINE_VERDICT = "baseline"
+
+
+def permutation_null(y_true, y_pred, n_perm: int = 1000, seed: int = 0, n_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Macro F1 of the same ``y_pred`` against ``n_perm`` seeded shuffles of ``y_true``: what predictions that
+    carry nothing about the image score, given how often each class is predicted (vectorised over shuffles)."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    truth = np.random.default_rng(seed).permuted(np.tile(y_true, (n_perm, 1)), axis=1)
+    return _batched_macro_f1(truth, np.tile(y_pred, (n_perm, 1)), n_classes)
+
+
+def _beats(y_true, baseline, y_pred, seed: int, n_classes: int) -> dict:
+    """``paired_difference`` of ``y_pred`` over ``baseline`` and whether it is a real gain (interval above 0)."""
+    over = paired_difference(y_true, baseline, y_pred, seed=seed, n_classes=n_classes)
+    return {"gain": over["gain"], "gain_ci95": over["gain_ci95"],
+            "beats": bool(over["real_difference"] and over["gain_ci95"][1] > 0)}
+
+
+def learning_gate(y_true, y_pred, majority, n_classes: int = NUM_CLASSES, seed: int = 0, n_perm: int = 1000,
+                  colour=None) -> dict:
+    """Whether the predictions ``y_pred`` of the images ``y_true`` show that a model learned.
+
+    ``learned`` needs both: a real paired gain over the majority-class predictions ``majority`` of the same
+    images (its paired 95% interval above 0) and a macro F1 above ``null_p95``, the 95th percentile of
+    ``permutation_null`` (``n_perm`` shuffles, seeded). ``colour``: the colour-histogram baseline's predictions
+    of the same images; ``beats_colour`` (a real paired gain over them) is reported beside, not part of
+    ``learned`` (None without them)."""
+    score = macro_f1(y_true, y_pred, n_classes)
+    over = _beats(y_true, majority, y_pred, seed, n_classes)
+    null_p95 = float(np.percentile(permutation_null(y_true, y_pred, n_perm, seed, n_classes), 95))
+    out = {"learned": bool(over["beats"] and score > null_p95), "macro_f1": round(score, 4),
+           "over_majority": over["gain"], "over_majority_ci95": over["gain_ci95"], "beats_majority": over["beats"],
+           "null_p95": round(null_p95, 4), "beats_null": bool(score > null_p95),
+           "over_colour": None, "over_colour_ci95": None, "beats_colour": None}
+    if colour is not None:
+        col = _beats(y_true, colour, y_pred, seed, n_classes)
+        out.update(over_colour=col["gain"], over_colour_ci95=col["gain_ci95"], beats_colour=col["beats"])
+    return out
+
+
+def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSES, reference_verdict: str = "—", *,
+             majority=None, colour=None, baselines=()) -> list[dict]:
     """One row per entry of ``predicted`` ({name: class index per image}, the first the reference): macro F1
-    with its bootstrap interval, the gain over the reference with its paired 95% interval and a verdict ("real
-    difference" only when that interval excludes 0). Every comparison table is built from these rows."""
-    reference = next(iter(predicted.values()))
+    with its bootstrap interval, the gain over the reference with its paired 95% interval and a verdict. Every
+    comparison table is built from these rows.
+
+    ``majority`` / ``colour``: the majority-class and colour-histogram baselines' predictions of the same images
+    (same folds). With ``majority``, every row but the ``baselines`` (names of rows whose predictions are those
+    baselines: ``learned`` None, verdict ``baseline``) gets ``learned`` (``learning_gate``), ``null_p95`` and
+    ``beats_colour``, and a verdict between it and the reference ("real difference" only when the paired interval
+    excludes 0) only when both learned: otherwise ``NO_VERDICT`` (``REFERENCE_NO_VERDICT`` when only the
+    reference did not learn); the reference's verdict says whether it learned. Without ``majority`` (``learned``
+    None), the verdicts of the paired interval alone, and ``reference_verdict`` for the first row."""
+    reference_name, reference = next(iter(predicted.items()))
+    baselines = set(baselines)
+    gates = {name: (learning_gate(y_true, y_pred, majority, n_classes, seed, colour=colour)
+                    if majority is not None and name not in baselines else None)
+             for name, y_pred in predicted.items()}
+    reference_learned = True if reference_name in baselines else (gates[reference_name] or {}).get("learned")
     rows = []
     for i, (name, y_pred) in enumerate(predicted.items()):
         scores = image_scores(y_true, y_pred, seed, n_classes)
         gain = paired_difference(y_true, reference, y_pred, seed=seed, n_classes=n_classes)
+        gate = gates[name]
+        learned = None if gate is None else gate["learned"]
+        paired = "real difference" if gain["real_difference"] else "no real difference (interval holds 0)"
+        if name in baselines and majority is not None:
+            verdict = BASELINE_VERDICT
+        elif i == 0:
+            verdict = reference_verdict if learned is None else (
+                "reference: learned" if learned else f"reference: {NO_VERDICT}")
+        elif learned is None:
+            verdict = paired
+        elif not learned:
+            verdict = NO_VERDICT
+        else:
+            verdict = paired if reference_learned else REFERENCE_NO_VERDICT
+        beats_colour = (gate["beats_colour"] if gate is not None else
+                        _beats(y_true, colour, y_pred, seed, n_classes)["beats"]
+                        if colour is not None and name not in baselines else None)
         rows.append({"variant": name, "oof_macro_f1": scores["macro_f1"], "ci95_low": scores["macro_f1_ci95"][0],
                      "ci95_high": scores["macro_f1_ci95"][1], "images": scores["images"], "gain": gain["gain"],
-                     "gain_ci95": gain["gain_ci95"], "verdict": reference_verdict if i == 0 else
-                     ("real difference" if gain["real_difference"] else "no real difference (interval holds 0)")})
+                     "gain_ci95": gain["gain_ci95"], "verdict": verdict, "learned": learned,
+                     "null_p95": None if gate is None else gate["null_p95"], "beats_colour": beats_colour})
     return rows

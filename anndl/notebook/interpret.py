@@ -7,7 +7,10 @@ the weights change: swap which voting rule wins and the sentence changes with it
 ``stamp`` writes it onto a score figure.
 
 Conventions: scores are dicts with ``macro_f1`` and ``macro_f1_ci95`` (``anndl.evaluate.metrics.image_scores``); a
-difference counts as real only when its *paired* bootstrap interval excludes 0 (``metrics.paired_difference``).
+difference counts as real only when its *paired* bootstrap interval excludes 0 (``metrics.paired_difference``), and
+is claimed only between rows that both learned (``metrics.learning_gate``: a real paired gain over the majority
+class and a score above the permutation null); a row that did not learn reads "did not learn — no verdict" beside
+the baselines' scores.
 """
 
 from __future__ import annotations
@@ -108,6 +111,43 @@ def _smoke_caveat(profile: str) -> str:
             "it is not a model choice." if profile == "smoke" else "")
 
 
+def as_flag(value) -> bool | None:
+    """A table's ``learned`` cell: True, False, or None (a baseline's row, a row not run, a table without it)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    return {"True": True, "False": False}.get(str(value))
+
+
+BASELINE_NAMES = ("majority class", "colour-histogram baseline (no CNN)")  # as ``evaluate.baselines`` names them
+
+
+def is_baseline_row(row: dict) -> bool:
+    """Whether a comparison table's row is one of the baselines (majority class, colour histogram)."""
+    return row["variant"] in BASELINE_NAMES or row.get("verdict") == "baseline"
+
+
+def _gated(rows: list[dict]) -> bool:
+    """Whether the table says which rows learned (a comparison scored with the learning gate)."""
+    return any(as_flag(r.get("learned")) is not None for r in rows)
+
+
+def _baseline_scores(rows: list[dict]) -> str:
+    """``majority class 0.120, colour-histogram baseline 0.240`` from a table's baseline rows ('' when none)."""
+    return ", ".join(f"{r['variant'].replace(' (no CNN)', '')} {r['oof_macro_f1']:.3f}"
+                     for r in rows if is_baseline_row(r))
+
+
+def _not_learned(rows: list[dict], baselines: list[dict]) -> str:
+    """The rows that did not learn, each with its score, beside the baselines' scores."""
+    beside = _baseline_scores(baselines)
+    return ("; ".join(f"{r['variant']} ({r['oof_macro_f1']:.3f}): did not learn — no verdict" for r in rows)
+            + (f" (baselines on the same folds: {beside})" if beside else ""))
+
+
+NOTHING_LEARNED = ("No model here beat the majority class and the permutation null: the comparison gives no "
+                   "verdict.")
+
+
 def shows(*sentences: str) -> str:
     """Markdown: the heading and the sentences as one paragraph (``IPython.display.Markdown`` renders it)."""
     return f"{HEADING} " + " ".join(s.strip() for s in sentences if s and s.strip())
@@ -188,12 +228,20 @@ def _colour_verdict(colour: dict, majority: dict | None, num_classes: int) -> st
             f"({low:.3f}–{high:.3f}) does not clear " + ("the higher of " if majority else "") + f"{where}.")
 
 
+def _clears_chance(scores: dict, majority: dict | None, num_classes: int) -> bool:
+    """Whether an interval's low end (as printed) lies above chance (1/K) and the majority class's interval: the
+    learning gate as far as scores without predictions can tell."""
+    floor = max(1.0 / max(int(num_classes), 1), majority["macro_f1_ci95"][1] if majority else 0.0)
+    return round(scores["macro_f1_ci95"][0], 3) > round(floor, 3)
+
+
 def baselines(networks: dict, reference: dict, profile: str = "smoke", num_classes: int = 4) -> str:
     """Networks vs the no-CNN baselines on the same images. ``networks`` / ``reference``: name -> scores
     (``reference`` as ``baselines.run_baselines`` names them: ``majority``, ``colour_histogram``).
 
-    A baseline "beats" the networks only when its interval clears theirs; what colour says about the data is
-    computed from the colour histogram's interval against chance (1/``num_classes``) and the majority class."""
+    A baseline "beats" the networks only when its interval clears theirs; the best network is "ahead" only when
+    its interval also clears chance (1/``num_classes``) and the majority class (else it did not learn: no verdict);
+    what colour says about the data is computed from the colour histogram's interval against the same floor."""
     if not networks or not reference:
         return shows("No baseline was scored on these images.")
     best_net = max(networks, key=lambda k: networks[k]["macro_f1"])
@@ -208,6 +256,11 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
     elif b["macro_f1"] > n["macro_f1"]:
         verdict = (f"The {base_name} baseline scores above every network (best: {best_net} {n['macro_f1']:.3f}), "
                    "but the intervals overlap, so the baseline is not established as better on these images.")
+    elif not _clears_chance(n, reference.get("majority"), num_classes):
+        verdict = (f"The best network ({best_net}, {_f1(n)}) does not clear chance (1/{num_classes} = "
+                   f"{1 / max(int(num_classes), 1):.2f})" + (" and the majority class" if "majority" in reference
+                                                             else "") +
+                   ": by its interval it did not learn on these images — no verdict between it and the baselines.")
     else:
         verdict = (f"The best network ({best_net}, {n['macro_f1']:.3f}) is ahead of the best baseline "
                    f"({base_name}, {b['macro_f1']:.3f}) by {_points(n['macro_f1'] - b['macro_f1'])}"
@@ -220,8 +273,12 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
 
 def differences(table, profile: str = "smoke") -> str:
     """Which variants differ from the first row by their paired interval (``compare.compare_variants`` or
-    ``compare.compare_runs``: columns ``variant``, ``oof_macro_f1``, ``gain``, ``gain_ci95``)."""
+    ``compare.compare_runs``: columns ``variant``, ``oof_macro_f1``, ``gain``, ``gain_ci95``, and ``learned``): a
+    difference is named only between rows that both learned; a row that did not learn reads "did not learn — no
+    verdict" beside the baselines' scores."""
     rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+    if _gated(rows):
+        return _gated_differences(rows, profile)
     first, rest = rows[0], rows[1:]
     real = [r for r in rest if r["gain_ci95"][0] > 0 or r["gain_ci95"][1] < 0]
     better = [r for r in real if r["gain"] > 0]
@@ -242,40 +299,110 @@ def differences(table, profile: str = "smoke") -> str:
     elif not better:
         out.append("No variant is ahead of the reference by its paired interval: these numbers name no winner.")
     if profile == "smoke":
-        out.append("These are smoke-profile verdicts on tiny, barely trained models: they show that the paired "
-                   "statistics work, they are not model choices.")
+        out.append(_SMOKE_VERDICTS)
     return shows(*out)
+
+
+_SMOKE_VERDICTS = ("These are smoke-profile verdicts on tiny, barely trained models: they show that the paired "
+                   "statistics work, they are not model choices.")
+
+
+def _gated_differences(rows: list[dict], profile: str) -> str:
+    """``differences`` of a table that says which rows learned."""
+    bases = [r for r in rows if is_baseline_row(r)]
+    models = [r for r in rows if not is_baseline_row(r)]
+    first, rest = models[0], models[1:]
+    ref_learned = bool(as_flag(first.get("learned")))
+    learned = [r for r in rest if as_flag(r.get("learned"))]
+    unlearned = [r for r in rest if not as_flag(r.get("learned"))]
+    if not ref_learned and not learned:
+        out = [NOTHING_LEARNED, "Out-of-fold macro F1: " + ", ".join(f"{r['variant']} {r['oof_macro_f1']:.3f}"
+                                                                     for r in models)
+               + (f"; baselines on the same folds: {_baseline_scores(bases)}." if bases else ".")]
+        if profile == "smoke":
+            out.append("In the smoke profile the models are tiny and barely trained: this checks that the step runs.")
+        return shows(*out)
+    out = []
+    if ref_learned:
+        out.append(f"Against {first['variant']} ({first['oof_macro_f1']:.3f}, learned), on the same images "
+                   "(paired bootstrap), among the variants that learned:")
+        real = [r for r in learned if r["gain_ci95"][0] > 0 or r["gain_ci95"][1] < 0]
+        better = [r for r in real if r["gain"] > 0]
+        worse = [r for r in real if r["gain"] < 0]
+        same = [r for r in learned if r not in real]
+        if better:
+            out.append("better by a real difference: " + ", ".join(f"{r['variant']} ({r['gain']:+.3f})"
+                                                                  for r in better) + ";")
+        if worse:
+            out.append("worse by a real difference: " + ", ".join(f"{r['variant']} ({r['gain']:+.3f})"
+                                                                 for r in worse) + ";")
+        if same:
+            out.append("no real difference (interval holds 0): " + ", ".join(r["variant"] for r in same) + ";")
+        best = max([first, *learned], key=lambda r: r["oof_macro_f1"])
+        if best in better:
+            out.append(f"The highest score is {best['variant']} ({best['oof_macro_f1']:.3f}).")
+        elif not better:
+            out.append("No variant that learned is ahead of the reference by its paired interval: these numbers "
+                       "name no winner.")
+    else:
+        out.append(f"The reference, {first['variant']} ({first['oof_macro_f1']:.3f}), did not learn (no real paired "
+                   "gain over the majority class, or not above the permutation null): no variant gets a verdict "
+                   "against it. Learned, without a verdict: "
+                   + ", ".join(f"{r['variant']} ({r['oof_macro_f1']:.3f})" for r in learned) + ".")
+    if unlearned:
+        out.append(_not_learned(unlearned, bases) + ".")
+    colour = [r for r in [first, *learned]
+              if as_flag(r.get("learned")) and as_flag(r.get("beats_colour")) is not None]
+    if colour:
+        out.append(_colour_line(colour))
+    if profile == "smoke":
+        out.append(_SMOKE_VERDICTS)
+    return shows(*out)
+
+
+def _colour_line(rows: list[dict]) -> str:
+    """Which rows that learned beat the colour-histogram baseline by a real paired difference."""
+    yes = [r["variant"] for r in rows if as_flag(r.get("beats_colour"))]
+    no = [r["variant"] for r in rows if not as_flag(r.get("beats_colour"))]
+    return ("Against the colour-histogram baseline (paired): " + "; ".join(
+        ([f"ahead by a real difference: {', '.join(yes)}"] if yes else [])
+        + ([f"no real paired gain over it: {', '.join(no)}"] if no else [])) + ".")
 
 
 def comparison(result) -> str:
     """What a named comparison shows (``compare.run_comparison``'s result): each variant against the reference
-    by its paired interval, a winner only when that interval excludes 0, the rows that could not run, and what
+    by its paired interval, a winner only when that interval excludes 0 and both learned (a row that did not
+    learn: "did not learn — no verdict", beside the baselines' scores), the rows that could not run, and what
     the numbers can and cannot tell about the report's finding (cited) on this data and profile."""
     table, p = result.table, result.provenance
     rows = table.to_dict("records")
-    scored = [r for r in rows if r["gain_ci95"] is not None and r["images"]]
+    scored = [r for r in rows if r["gain_ci95"] is not None and r["images"] and not is_baseline_row(r)]
+    bases = [r for r in rows if r["gain_ci95"] is not None and r["images"] and is_baseline_row(r)]
     reference, rest = scored[0], scored[1:]
-    out = [f"Against {reference['variant']} (out-of-fold macro F1 {reference['oof_macro_f1']:.3f}, 95% "
-           f"{reference['ci95_low']:.3f}–{reference['ci95_high']:.3f}), on the same {reference['images']} images "
-           f"(paired bootstrap):"]
-    verdicts = []
-    for r in rest:
-        low, high = r["gain_ci95"]
-        real = low > 0 or high < 0
-        verdicts.append(f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
-                        + ("the same predictions for every image" if low == high == r["gain"] == 0 else
-                           ("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
-                           else "no real difference"))
-    out.append("; ".join(verdicts) + ".")
-    winners = [r for r in rest if r["gain_ci95"][0] > 0]
-    losers = [r for r in rest if r["gain_ci95"][1] < 0]
-    if not winners and not losers:
-        out.append("No interval excludes 0: on these images the comparison names no winner.")
-    elif winners:
-        best = max(winners, key=lambda r: r["gain"])
-        out.append(f"{best['variant']} beats the reference here.")
+    if _gated(rows):
+        out = _gated_comparison(reference, rest, bases)
+    else:
+        out = [f"Against {reference['variant']} (out-of-fold macro F1 {reference['oof_macro_f1']:.3f}, 95% "
+               f"{reference['ci95_low']:.3f}–{reference['ci95_high']:.3f}), on the same {reference['images']} images "
+               f"(paired bootstrap):"]
+        verdicts = []
+        for r in rest:
+            low, high = r["gain_ci95"]
+            real = low > 0 or high < 0
+            verdicts.append(f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
+                            + ("the same predictions for every image" if low == high == r["gain"] == 0 else
+                               ("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
+                               else "no real difference"))
+        out.append("; ".join(verdicts) + ".")
+        winners = [r for r in rest if r["gain_ci95"][0] > 0]
+        losers = [r for r in rest if r["gain_ci95"][1] < 0]
+        if not winners and not losers:
+            out.append("No interval excludes 0: on these images the comparison names no winner.")
+        elif winners:
+            best = max(winners, key=lambda r: r["gain"])
+            out.append(f"{best['variant']} beats the reference here.")
     for r in rows:
-        if r not in scored:
+        if r not in scored and not is_baseline_row(r):
             out.append(f"{r['variant']}: {r['verdict']}.")
     weights = [r["weights"] for r in scored]
     report = f"{p['report']} [{p['source']}]" if p.get("report") else None
@@ -291,6 +418,58 @@ def comparison(result) -> str:
     elif report:
         out.append(f"The report's finding, for reference (its real test set): {report}.")
     return shows(*out)
+
+
+def _gated_comparison(reference: dict, rest: list[dict], bases: list[dict]) -> list[str]:
+    """``comparison``'s sentences for a table that says which rows learned."""
+    ref_learned = bool(as_flag(reference.get("learned")))
+    learned = [r for r in rest if as_flag(r.get("learned"))]
+    unlearned = [r for r in rest if not as_flag(r.get("learned"))]
+    interval = (f"out-of-fold macro F1 {reference['oof_macro_f1']:.3f}, 95% {reference['ci95_low']:.3f}–"
+                f"{reference['ci95_high']:.3f}")
+    null = reference.get("null_p95")
+    null = f" (the reference's 95th percentile: {null:.3f})" if isinstance(null, float) and null == null else ""
+    beside = _baseline_scores(bases)
+    if not ref_learned and not learned:
+        others = ", ".join(f"{r['variant']} ({r['oof_macro_f1']:.3f})" for r in rest)
+        return [f"{reference['variant']}, the reference ({interval}, on {reference['images']} images), did not learn"
+                + (f", and neither did {others}" if others else "") + ": none has both a real paired gain over the "
+                f"majority class and a score above its permutation null{null}.",
+                NOTHING_LEARNED + (f" Baselines on the same folds: {beside}." if beside else "")]
+    if not ref_learned:
+        out = [f"{reference['variant']}, the reference ({interval}, on {reference['images']} images), did not learn: "
+               f"it does not clear both the majority class by a real paired gain and the permutation null{null}, so no "
+               "variant gets a verdict against it. Learned, without a verdict against the reference: "
+               + ", ".join(f"{r['variant']} ({r['oof_macro_f1']:.3f})" for r in learned) + "."]
+    else:
+        out = [f"Against {reference['variant']} ({interval}; it learned), on the same {reference['images']} images "
+               "(paired bootstrap):"]
+        verdicts = []
+        for r in learned:
+            low, high = r["gain_ci95"]
+            real = low > 0 or high < 0
+            verdicts.append(f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
+                            + ("the same predictions for every image" if low == high == r["gain"] == 0 else
+                               ("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
+                               else "no real difference"))
+        if verdicts:
+            out.append("; ".join(verdicts) + ".")
+        winners = [r for r in learned if r["gain_ci95"][0] > 0]
+        losers = [r for r in learned if r["gain_ci95"][1] < 0]
+        if winners:
+            out.append(f"{max(winners, key=lambda r: r['gain'])['variant']} beats the reference here.")
+        elif not losers:
+            out.append("No interval between variants that learned excludes 0: on these images the comparison names "
+                       "no winner.")
+    if unlearned:
+        out.append(_not_learned(unlearned, bases) + ".")
+    elif beside:
+        out.append(f"Baselines on the same folds: {beside}.")
+    colour = [r for r in [reference, *learned]
+              if as_flag(r.get("learned")) and as_flag(r.get("beats_colour")) is not None]
+    if colour:
+        out.append(_colour_line(colour))
+    return out
 
 
 def stain_shift(in_distribution, shifted) -> str:
@@ -324,10 +503,11 @@ def training(metrics: dict, log=None) -> str:
         text += " The best epoch is the last one: the model was still improving when training stopped."
     else:
         text += f" Validation did not improve over the last {run - best} epochs, so training stopped there."
-    text += (" The selected score is the maximum over noisy epochs on few images, so it is optimistic. Out-of-fold "
-             "scores (the comparisons of notebooks 04–07) score every image with a model that did not train on it; "
-             "each fold's checkpoint is still chosen on those images, so they are optimistic too, but alike for "
-             "every variant compared.")
+    text += (" A single-split run's validation score is selected on the images it scores (the maximum over noisy "
+             "epochs on few images), so it is optimistic, as the report's was. Out-of-fold scores (the comparisons "
+             "of notebooks 04–07) are not: each K-fold fold selects its epoch on an inner selection split of its own "
+             "training images, and its held-out images are only scored, so no image is scored by a checkpoint "
+             "selected on it.")
     return shows(text)
 
 

@@ -407,25 +407,43 @@ def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2,
 
 def comparison_forest(results, title: str = "Each variant minus the reference, out of fold (paired 95% interval)"):
     """One panel per comparison (``compare.run_comparison`` results): each variant's macro F1 difference from
-    the comparison's reference with its paired bootstrap interval; a line at 0 (no difference)."""
+    the comparison's reference with its paired bootstrap interval; a line at 0 (no difference), and where the
+    table has them, a line per baseline (majority class, colour histogram) at its score minus the reference's.
+    A variant that did not learn (or whose reference did not) is drawn hollow and grey: no verdict."""
+    from anndl.notebook.interpret import as_flag, is_baseline_row
+
     results = list(results)
-    heights = [max(len(r.table) - 1, 1) for r in results]
+    variants = [[r for r in result.table.to_dict("records")[1:] if not is_baseline_row(r)] for result in results]
+    heights = [max(len(rows), 1) for rows in variants]
     fig, axes = plt.subplots(len(results), 1, figsize=(8.5, 0.9 + 0.55 * sum(heights) + 0.5 * len(results)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False, sharex=True)
-    for ax, result in zip(axes[:, 0], results):
-        rows = [r for r in result.table.to_dict("records")[1:] if r["gain_ci95"] is not None and r["images"]]
+    for ax, result, candidates in zip(axes[:, 0], results, variants):
+        records = result.table.to_dict("records")
+        reference_learned = as_flag(records[0].get("learned"))
+        rows = [r for r in candidates if r["gain_ci95"] is not None and r["images"]]
         y = np.arange(len(rows))[::-1]
         for yi, r in zip(y, rows):
             low, high = r["gain_ci95"]
-            colour = "#1b7837" if low > 0 else "#b2182b" if high < 0 else "#4d4d4d"
+            learned = as_flag(r.get("learned"))
+            no_verdict = learned is False or (learned and reference_learned is False)
+            colour = ("#999999" if no_verdict else "#1b7837" if low > 0 else "#b2182b" if high < 0 else "#4d4d4d")
             ax.errorbar(r["gain"], yi, xerr=[[r["gain"] - low], [high - r["gain"]]], fmt="o", color=colour,
-                        capsize=4)
+                        capsize=4, mfc="white" if no_verdict else colour)
         ax.axvline(0, color="black", lw=0.8, ls="--")
-        ax.set_yticks(y, [r["variant"] for r in rows])
+        for r, style in zip([r for r in records if is_baseline_row(r) and r["gain_ci95"] is not None and r["images"]],
+                            (":", "-.")):
+            ax.axvline(r["gain"], color="#8c510a", lw=1.2, ls=style,
+                       label=f"{r['variant'].replace(' (no CNN)', '')} ({r['oof_macro_f1']:.3f})")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.set_yticks(y, [r["variant"] + ("" if as_flag(r.get("learned")) is not False else " (did not learn)")
+                          for r in rows])
         ax.set_ylim(-0.6, max(len(rows) - 0.4, 0.6))
-        ax.set_title(f"{result.name}: against {result.table.variant.iloc[0]}", fontsize=10, loc="left")
+        learned_note = {True: " (learned)", False: " (did not learn)"}.get(reference_learned, "")
+        ax.set_title(f"{result.name}: against {result.table.variant.iloc[0]}{learned_note}", fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("Δ macro F1 vs the reference (green: real gain, red: real loss, grey: interval holds 0)")
+    axes[-1, 0].set_xlabel("Δ macro F1 vs the reference (green: real gain, red: real loss, grey: interval holds 0;\n"
+                           "hollow grey: did not learn, no verdict; brown lines: the baselines)")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig

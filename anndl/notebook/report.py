@@ -251,22 +251,26 @@ def read_comparison(md_path: Path | str) -> tuple[pd.DataFrame, dict]:
 
 
 def comparison_table(result) -> pd.DataFrame:
-    """The table as people read it: scores and intervals as text, cost, weights, and the report's own number
-    in a labelled column where it printed one (its real test set, not these runs). ``result``: a
-    :class:`anndl.engine.compare.ComparisonResult`."""
+    """The table as people read it: scores and intervals as text, whether each row learned (``learned``: yes / no —
+    did not learn; the baselines' rows and tables scored without the gate: —), the verdict as computed, cost,
+    weights, and the report's own number in a labelled column where it printed one (its real test set, not these
+    runs). ``result``: a :class:`anndl.engine.compare.ComparisonResult`."""
     rows = []
     numbers = result.provenance.get("report_numbers") or {}
-    for r in result.table.to_dict("records"):
+    for i, r in enumerate(result.table.to_dict("records")):
         scored = r["gain_ci95"] is not None and r["images"]
+        model = scored and not interpret.is_baseline_row(r)
+        learned = interpret.as_flag(r.get("learned"))
         row = {"variant": r["variant"],
                "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
                "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
-               "Δ vs reference (paired 95%)": "—" if not scored or r["verdict"] == "reference" else
+               "Δ vs reference (paired 95%)": "—" if not scored or i == 0 else
                f"{r['gain']:+.3f} ({r['gain_ci95'][0]:+.3f} to {r['gain_ci95'][1]:+.3f})",
-               "verdict": r["verdict"], "weights": weights_short(r["weights"]) if scored else "—",
-               "epochs/fold": r["epochs"] if scored else "—",
-               "train s (all folds)": f"{r['train_seconds']:.0f}" if scored else "—",
-               "predict ms/image": f"{r['ms_per_image']:.1f}" if scored else "—"}
+               "learned": "—" if learned is None else "yes" if learned else "no — did not learn",
+               "verdict": r["verdict"], "weights": weights_short(r["weights"]) if model else "—",
+               "epochs/fold": r["epochs"] if model else "—",
+               "train s (all folds)": f"{r['train_seconds']:.0f}" if model else "—",
+               "predict ms/image": f"{r['ms_per_image']:.1f}" if model else "—"}
         if numbers:
             row["report: test F1 (real data)"] = f"{numbers[r['variant']]:.4f}" if r["variant"] in numbers else "—"
         rows.append(row)
