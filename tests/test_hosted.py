@@ -370,7 +370,8 @@ def test_kaggle_reads_the_attached_data_in_place_and_writes_to_working(kaggle_se
     assert (working / "anndl" / "anndl" / "__init__.py").is_file()  # cloned beside the session's files
     assert _listing(base / "input") == before  # nothing written to the input
     record = json.loads((working / "outputs" / "runs" / "scratch_resnet_smoke" / "record.json").read_text())
-    assert fingerprint(read_challenge(tiny_data)) in json.dumps(record)  # trained on the attached data
+    manifest = read_challenge(tiny_data)
+    assert fingerprint(manifest[manifest.split == "train"]) in json.dumps(record)  # trained on the attached data
     submission = (working / "outputs" / "submissions" / "scratch_resnet_smoke.csv").read_text().splitlines()
     assert len(submission) == 1 + len(list((tiny_data / "test_data").glob("img_*")))
     printed = _outputs_of(notebook)

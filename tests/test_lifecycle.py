@@ -82,7 +82,7 @@ def test_run_writes_a_run_and_a_submission_and_reuses_every_step(tiny_data, refe
     assert json.loads((reference / "submission.json").read_text())["profiles"] == ["smoke"]
     capsys.readouterr()
     assert cli.main(_command(tiny_data, reference)) == 0  # the same command again: every step reused
-    assert capsys.readouterr().out.count("reusing") == 3
+    assert capsys.readouterr().out.count("reusing") == 4  # clean, tiles, test tiles, the run
     soft = tmp_path / "soft.csv"
     assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(soft), "--voting", "soft"]) == 0
     assert sorted(pd.read_csv(soft).sample_index) == sorted(submission.sample_index)
@@ -208,7 +208,7 @@ def test_a_moved_and_renamed_data_folder_reuses_every_step_and_a_changed_byte_do
     experiment.train_run(prep, work / "runs" / "scratch_resnet", epochs=3)  # as `run --epochs 3` made it
     experiment.train_folds(prep, work / "runs" / "kfold", folds=2, epochs=1, max_epochs=None)  # None: as omitted
     printed = capsys.readouterr().out
-    assert printed.count("reusing") == 4 and "Epoch" not in printed, printed
+    assert printed.count("reusing") == 5 and "Epoch" not in printed, printed
     image = moved / "train_data" / "img_0003.png"
     pixels = cv2.imread(str(image))
     pixels[0, 0] = 255 - pixels[0, 0]

@@ -32,7 +32,7 @@ from anndl.engine.inference import predict_tiles
 from anndl.evaluate import metrics, voting
 from anndl.evaluate.baselines import run_baselines
 from anndl.evaluate.submission import dominance, write_submission
-from anndl.models import networks
+from anndl.models.layers import load_model
 from anndl.models.registry import Built, build_model as _build
 from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
                                stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
@@ -428,7 +428,7 @@ def load_run(run_dir: Path | str):
     artifacts.load(run_dir, "train")
     config = artifacts.read_json(run_dir / "config.json")
     try:
-        model = networks.load_model(run_dir / "model.keras")
+        model = load_model(run_dir / "model.keras")
     except (ValueError, OSError) as e:
         raise artifacts.ArtifactError(str(e)) from e
     bad, total = nonfinite(model)

@@ -325,7 +325,7 @@ def _features(model: keras.Model, output) -> keras.Model:
 
 def run_encoder(run_dir: Path | str) -> keras.Model:
     """A trained run's model without its head: tiles -> the features its head reads."""
-    from anndl.models.networks import load_model
+    from anndl.models.layers import load_model
 
     model = load_model(Path(run_dir) / "model.keras")
     names = [layer.name for layer in model.layers]
@@ -344,7 +344,7 @@ def keras_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
 
     path = Path(path)
     if path.suffix == ".keras":
-        from anndl.models.networks import load_model
+        from anndl.models.layers import load_model
 
         model = load_model(path)
         return _features(model, model.outputs[0])

@@ -13,14 +13,13 @@ address them by ``variable.path``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 from keras import layers
 
 from anndl.core.config import ScratchResNetConfig, WeightsUnavailable
 from anndl.core.keras_adapter import sublayers, weighted_leaf_layers
 from anndl.core.labels import NUM_CLASSES
+from anndl.models.layers import FusedBatchNormalization
 
 
 def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:
@@ -47,62 +46,6 @@ def _stain_augmentation(x, strength: str | float | None, seed: int):
     from anndl.data.stain import HEDJitter
 
     return HEDJitter(strength, seed=seed, name="stain_augmentation")(x)
-
-
-def load_model(path: Path | str) -> keras.Model:
-    """A saved ``.keras`` model, anndl's own layers registered first, loaded in Keras's safe mode (a Lambda layer
-    or any other code in the file is refused); any fault is one ``ValueError`` naming the file."""
-    from anndl.data import stain  # noqa: F401  (registers HEDJitter and the stain layers)
-    from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # Keras raises many kinds for a damaged or foreign file
-        raise ValueError(f"{path}: cannot load the model ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
-
-
-@keras.saving.register_keras_serializable(package="anndl")
-class FusedBatchNormalization(layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` (same variables, config, arguments and moving-statistics update) that,
-    under the TensorFlow back end, on 4-D channels-last inputs, normalises with TensorFlow's fused kernel
-    (``FusedBatchNormV3``: oneDNN's on x86 CPUs, cuDNN's on GPUs).
-
-    Keras 3 upcasts a bfloat16/float16 input to float32 and normalises it in separate elementwise passes (forward and
-    backward); the fused kernel takes the reduced-precision tensor as it is, keeps its statistics in float32 and does
-    each direction in one pass. On a CPU with native bfloat16 (avx512_bf16) that made the scratch ResNet's
-    mixed_bfloat16 training step about 2x faster; on one that emulates bfloat16 it changed nothing (README,
-    "Training speed"). The moving variance is updated with the batch's biased variance, as Keras does (the kernel
-    returns the unbiased one; it is rescaled by (n - 1) / n). Other back ends, inputs and options (masks, renorm,
-    synchronized, no scale or centre) take the Keras layer's own path.
-    """
-
-    def _fused(self, inputs, mask) -> bool:
-        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and self.center and self.scale and not self.renorm
-                and not self.synchronized)
-
-    def call(self, inputs, training=None, mask=None):
-        if not self._fused(inputs, mask):
-            return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
-        x = tf.cast(inputs, self.compute_dtype)  # float16/bfloat16 under a mixed policy: the kernel's input type
-        if not (training and self.trainable):
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
-                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)
-            return y
-        y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(x, self.gamma.value, self.beta.value,
-                                                             epsilon=self.epsilon, is_training=True)
-        shape = tf.shape(x)
-        n = tf.cast(shape[0] * shape[1] * shape[2], "float32")
-        variance = tf.where(n > 1, unbiased * (n - 1) / tf.maximum(n, 1), tf.zeros_like(unbiased))
-        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        return y
 
 
 def _residual_block(x, filters: int, stride: int, name: str):

@@ -369,6 +369,15 @@ def _colour_line(rows: list[dict]) -> str:
         + ([f"no real paired gain over it: {', '.join(no)}"] if no else [])) + ".")
 
 
+def _paired(r: dict) -> str:
+    """One row's gain over the reference with its paired interval and what that interval says."""
+    low, high = r["gain_ci95"]
+    real = low > 0 or high < 0
+    return (f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
+            + ("the same predictions for every image" if low == high == r["gain"] == 0 else
+               ("better" if r["gain"] > 0 else "worse") + " by a real difference" if real else "no real difference"))
+
+
 def comparison(result) -> str:
     """What a named comparison shows (``compare.run_comparison``'s result): each variant against the reference
     by its paired interval, a winner only when that interval excludes 0 and both learned (a row that did not
@@ -385,15 +394,7 @@ def comparison(result) -> str:
         out = [f"Against {reference['variant']} (out-of-fold macro F1 {reference['oof_macro_f1']:.3f}, 95% "
                f"{reference['ci95_low']:.3f}–{reference['ci95_high']:.3f}), on the same {reference['images']} images "
                f"(paired bootstrap):"]
-        verdicts = []
-        for r in rest:
-            low, high = r["gain_ci95"]
-            real = low > 0 or high < 0
-            verdicts.append(f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
-                            + ("the same predictions for every image" if low == high == r["gain"] == 0 else
-                               ("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
-                               else "no real difference"))
-        out.append("; ".join(verdicts) + ".")
+        out.append("; ".join(map(_paired, rest)) + ".")
         winners = [r for r in rest if r["gain_ci95"][0] > 0]
         losers = [r for r in rest if r["gain_ci95"][1] < 0]
         if not winners and not losers:
@@ -444,14 +445,7 @@ def _gated_comparison(reference: dict, rest: list[dict], bases: list[dict]) -> l
     else:
         out = [f"Against {reference['variant']} ({interval}; it learned), on the same {reference['images']} images "
                "(paired bootstrap):"]
-        verdicts = []
-        for r in learned:
-            low, high = r["gain_ci95"]
-            real = low > 0 or high < 0
-            verdicts.append(f"{r['variant']} {r['gain']:+.3f} (95% {low:+.3f} to {high:+.3f}): "
-                            + ("the same predictions for every image" if low == high == r["gain"] == 0 else
-                               ("better" if r["gain"] > 0 else "worse") + " by a real difference" if real
-                               else "no real difference"))
+        verdicts = [_paired(r) for r in learned]
         if verdicts:
             out.append("; ".join(verdicts) + ".")
         winners = [r for r in learned if r["gain_ci95"][0] > 0]
