@@ -432,8 +432,16 @@ class Terminated(KeyboardInterrupt):
     same cleanup runs (staging, locks, memory-backed scratch) and the same one line is printed."""
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+def _on_signal(signum, frame):
+    """Ctrl-C or SIGTERM: raised here, and noted (``env.PENDING_SIGNALS``) so that training raises it at its next
+    batch if it landed in a ``__del__``, where Python prints and ignores it."""
+    import signal
+
+    from anndl.core.env import PENDING_SIGNALS
+
+    kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    PENDING_SIGNALS[:] = [kind]
+    raise kind()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -445,9 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or bool(os.environ.get("ANNDL_DEBUG"))
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
-    previous = signal.getsignal(signal.SIGTERM)
+    from anndl.core.env import PENDING_SIGNALS
+
+    PENDING_SIGNALS.clear()
+    handled = (signal.SIGTERM, signal.SIGINT) if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else (
+        signal.SIGTERM,)  # SIGINT ignored (started in the background): left so
+    previous = {s: signal.getsignal(s) for s in handled}
     if threading_main():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        for number in handled:
+            signal.signal(number, _on_signal)
     try:
         if _needs_tensorflow(args):
             from anndl.core.env import quiet_tensorflow
@@ -455,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet_tensorflow()  # imported once, without its start-up log lines
         args.func(args)
     except KeyboardInterrupt as e:
+        PENDING_SIGNALS.clear()
         what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         print(f"{what}: {_AFTER_INTERRUPT.get(args.command, _AFTER_INTERRUPT['default'])}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
@@ -472,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if threading_main():
-            signal.signal(signal.SIGTERM, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
     return 0
 
 

@@ -390,3 +390,22 @@ def test_a_scratch_resnet_run_is_an_encoder(finished, tiny_data):
                           cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert artifacts.load(work / "emb" / "ok", "embed") and artifacts.load(work / "emb" / "model.keras", "embed")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the ignored exception, as intended
+def test_a_ctrl_c_swallowed_by_a_destructor_is_raised_at_the_next_batch():
+    """Python prints and ignores an exception raised in ``__del__`` (TensorFlow's garbage collectors run them
+    mid-training): the command line's handler notes the signal, and training raises it at the next batch."""
+    from anndl.core.env import PENDING_SIGNALS
+    from anndl.engine.train import StopOnNonFinite
+
+    class Collected:
+        def __del__(self):
+            cli._on_signal(signal.SIGTERM, None)  # lands here: printed, ignored
+
+    Collected()
+    assert PENDING_SIGNALS == [cli.Terminated]
+    with pytest.raises(cli.Terminated):
+        StopOnNonFinite("run", 1).on_batch_end(0, {"loss": 0.5})
+    assert PENDING_SIGNALS == []
+    StopOnNonFinite("run", 1).on_batch_end(1, {"loss": 0.5})  # raised once

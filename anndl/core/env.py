@@ -30,6 +30,17 @@ _NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING: All log messages before a
                     r"instructions|.*rebuild TensorFlow with the appropriate compiler flags)")
 
 
+# Ctrl-C / SIGTERM raised inside a ``__del__`` (TensorFlow's garbage collectors run them mid-training) is printed
+# and ignored by Python; the command line's handlers note it here too, and training raises it at the next batch.
+PENDING_SIGNALS: list[type[BaseException]] = []
+
+
+def raise_pending_signal() -> None:
+    """Raise the interrupt a signal handler noted (once): a Ctrl-C or SIGTERM that a ``__del__`` swallowed."""
+    if PENDING_SIGNALS:
+        raise PENDING_SIGNALS.pop()()
+
+
 def quiet_environment() -> None:
     """Set TensorFlow's and absl's log-level variables (call before TensorFlow is imported; harmless after)."""
     for key, value in QUIET_ENV.items():

@@ -56,7 +56,8 @@ def _advice(learning_rate: float | None, phase: int) -> str:
 
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
     """``keras.callbacks.TerminateOnNaN`` (its batch-loss check, raising), with one line naming the run, the
-    phase and the epoch; at each epoch end every logged loss and metric must be finite too (it runs first)."""
+    phase and the epoch; at each epoch end every logged loss and metric must be finite too (it runs first). At
+    each batch end it also raises a Ctrl-C or SIGTERM that landed in a ``__del__`` (``env.raise_pending_signal``)."""
 
     def __init__(self, run: str, phase: int, learning_rate: float | None = None):
         super().__init__(raise_error=True)
@@ -70,6 +71,9 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
         self.epoch = epoch
 
     def on_batch_end(self, batch, logs=None):
+        from anndl.core.env import raise_pending_signal
+
+        raise_pending_signal()  # a Ctrl-C / SIGTERM that landed in a __del__ (printed and ignored by Python)
         try:
             super().on_batch_end(batch, logs)
         except RuntimeError:
