@@ -2,9 +2,13 @@
 between models that did not learn, a comparison gives no verdict."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from anndl import cli
+from anndl.engine import compare
 from anndl.evaluate import metrics
+from anndl.evaluate.baselines import BASELINE_ROWS
 
 N = 240
 
@@ -88,3 +92,28 @@ def test_compared_without_majority_keeps_the_paired_verdicts():
     rows = metrics.compared(y, {"ref": good, "same": good, "perfect": y}, reference_verdict="reference")
     assert [r["verdict"] for r in rows] == ["reference", "no real difference (interval holds 0)", "real difference"]
     assert all(r["learned"] is None and r["beats_colour"] is None for r in rows)
+
+
+# its own module, off the worker that runs the shared comparisons and notebooks (tests/conftest.py)
+@pytest.mark.slow
+def test_on_shuffled_labels_the_comparison_says_nothing_learned_and_gives_no_verdict(data_copy, tmp_path, capsys):
+    """Issue 34: labels permuted at random (a fixed seed) leave nothing to learn; `anndl compare losses` must
+    not name a difference between its variants, and must say that the reference did not learn."""
+    path = data_copy / "train_labels.csv"
+    labels = pd.read_csv(path, keep_default_na=False)
+    planted = set(pd.read_csv(data_copy / "planted_outliers.csv").sample_index)  # removed: their labels stay
+    known = (labels.label != "") & ~labels.sample_index.isin(planted)  # each class keeps its count of kept images
+    labels.loc[known, "label"] = np.random.default_rng(0).permutation(labels.label[known].to_numpy())
+    labels.to_csv(path, index=False, lineterminator="\n")
+    out = tmp_path / "out"
+    assert cli.main(["compare", "losses", "--data", str(data_copy), "--out", str(out), "--folds", "3",
+                     "--epochs", "4"]) == 0
+    printed = capsys.readouterr().out
+    table = compare.read_comparison_result(out / "compare" / "losses").table.set_index("variant")
+    assert table.loc["cross-entropy", "verdict"] == f"reference: {metrics.NO_VERDICT}"
+    assert table.loc["cross-entropy", "learned"] is False
+    assert not {"real difference", "no real difference (interval holds 0)"} & set(table.verdict)
+    assert set(table.verdict.loc[list(BASELINE_ROWS)]) == {"baseline"}
+    assert "real difference" not in printed and "beats the reference" not in printed
+    assert "| cross-entropy |" in printed and "no — did not learn" in printed
+    assert "cross-entropy, the reference" in printed and "did not learn" in printed
