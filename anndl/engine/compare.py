@@ -495,20 +495,13 @@ def read_comparison_result(folder: Path | str) -> ComparisonResult:
     table["gain_ci95"] = table.gain_ci95.map(lambda v: json.loads(v) if isinstance(v, str) and v else None)
     for column in ("learned", "beats_colour"):  # True / False / None (a baseline's row, a row not run)
         if column in table:
-            table[column] = table[column].map(_flag)
+            table[column] = table[column].map(metrics.flag)
     for column in ("oof_macro_f1", "ci95_low", "ci95_high", "gain", "null_p95", "ms_per_image", "train_seconds"):
         if column in table:  # an empty cell (a row not run, a baseline's cost) is NaN, not text
             table[column] = pd.to_numeric(table[column], errors="coerce")
     provenance = artifacts.read_json(folder / "comparison.json")
     return ComparisonResult(provenance["comparison"], table, provenance, artifacts.read_csv(folder / "predictions.csv"),
                             folder)
-
-
-def _flag(value) -> bool | None:
-    """A ``learned``/``beats_colour`` cell as written to CSV and read back: True, False or None."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    return {"True": True, "False": False}.get(str(value))
 
 
 def fold_colour(prep: Prepared, run_dir: Path | str) -> pd.Series:

@@ -519,14 +519,15 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
     test = manifest[manifest.split == "test"]
     tiles = tiling.tile_images(test.assign(label=""), tiling_config)
     tp = ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
-    path = write_submission(tp.table.sample_index, tp.vote(voting_rule), out, expected=set(test.sample_index),
+    predicted = tp.vote(voting_rule)
+    path = write_submission(tp.table.sample_index, predicted, out, expected=set(test.sample_index),
                             classes=classes)
     note = {"runs": [shown(d) for d in dirs], "run_ids": [artifacts.read_json(d / artifacts.RECORD)["id"] for d in dirs],
             "models": [c["model"] for c in tp.configs], "profiles": sorted({c["profile"] for c in tp.configs}),
             "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
             "test_data": data_note(data_dir, manifest, ("test",)),
             "voting": voting_rule, "tta": tta, "test_images": int(len(test)),
-            "dominated_by": dominance(pd.read_csv(path, keep_default_na=False).label, classes),
+            "dominated_by": dominance(predicted, classes),
             "stain_normalization": tp.configs[0].get("stain_normalization")}
     artifacts.write_json(Path(out).with_suffix(".json"), note)
     return path

@@ -216,13 +216,9 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
             assignment = tiling.assign_folds(kept, folds, seed=seed)
             artifacts.write_csv(assignment, out / "folds.csv")
             nested = [(tiling.nested_split(assignment, k, fraction, seed), f"fold_{k}/") for k in range(folds)]
-        else:  # the single split: scored on val; a head that selects does so on part of its train images
-            held = prep.split.split.eq("val").to_numpy()
-            inner = (tiling.split_images(prep.split[~held], fraction, seed).split.replace({"val": "select"})
-                     if fraction else pd.Series("train", index=range(int((~held).sum()))))
-            split = np.where(held, "held_out", "train").astype(object)
-            split[~held] = inner.to_numpy()
-            nested = [(pd.DataFrame({"sample_index": prep.split.sample_index.to_numpy(), "split": split}), "")]
+        else:  # the single split as a fold: scored on val; a head that selects does so on part of its train images
+            as_fold = prep.split.assign(fold=prep.split.split.eq("val").astype(int))
+            nested = [(tiling.nested_split(as_fold, 1, fraction, seed), "")]
         splits = []
         for frame, prefix in nested:
             row_split = pd.Series(sample[labelled]).map(frame.set_index("sample_index").split).to_numpy()
@@ -328,7 +324,7 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
         "encoder": config["encoder"], "data": data_note(data_dir, manifest),
         "test_data": data_note(data_dir, manifest, ("test",)), "voting": rule, "heads": len(folders),
         "test_images": int(len(test)),
-        "dominated_by": submission.dominance(pd.read_csv(path, keep_default_na=False).label, classes)})
+        "dominated_by": submission.dominance(total.argmax(1), classes)})
     return path
 
 

@@ -168,3 +168,11 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
                      "gain_ci95": gain["gain_ci95"], "verdict": verdict, "learned": learned,
                      "null_p95": None if gate is None else gate["null_p95"], "beats_colour": beats_colour})
     return rows
+
+
+def flag(value) -> bool | None:
+    """A table's ``learned`` / ``beats_colour`` cell, also as read back from CSV: True, False, or None (a
+    baseline's row, a row not run, a table without it)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return {"True": True, "False": False}.get(str(value))

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from anndl.evaluate.baselines import BASELINE_ROWS
+from anndl.evaluate.metrics import flag
+
 REPORT_HARD_VOTING_GAIN = 0.007  # report §4: hard voting 0.7 points better than mask-weighted soft on the test set
 REPORT_TEST_F1 = {"scratch_resnet": 0.3436, "convnext": 0.3665, "vit": 0.4071}  # report Table 1 (real test set)
 NOT_RESULTS = "numbers are not results"
@@ -111,24 +114,14 @@ def _smoke_caveat(profile: str) -> str:
             "it is not a model choice." if profile == "smoke" else "")
 
 
-def as_flag(value) -> bool | None:
-    """A table's ``learned`` cell: True, False, or None (a baseline's row, a row not run, a table without it)."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return bool(value)
-    return {"True": True, "False": False}.get(str(value))
-
-
-BASELINE_NAMES = ("majority class", "colour-histogram baseline (no CNN)")  # as ``evaluate.baselines`` names them
-
-
 def is_baseline_row(row: dict) -> bool:
     """Whether a comparison table's row is one of the baselines (majority class, colour histogram)."""
-    return row["variant"] in BASELINE_NAMES or row.get("verdict") == "baseline"
+    return row["variant"] in BASELINE_ROWS or row.get("verdict") == "baseline"
 
 
 def _gated(rows: list[dict]) -> bool:
     """Whether the table says which rows learned (a comparison scored with the learning gate)."""
-    return any(as_flag(r.get("learned")) is not None for r in rows)
+    return any(flag(r.get("learned")) is not None for r in rows)
 
 
 def _baseline_scores(rows: list[dict]) -> str:
@@ -312,9 +305,9 @@ def _gated_differences(rows: list[dict], profile: str) -> str:
     bases = [r for r in rows if is_baseline_row(r)]
     models = [r for r in rows if not is_baseline_row(r)]
     first, rest = models[0], models[1:]
-    ref_learned = bool(as_flag(first.get("learned")))
-    learned = [r for r in rest if as_flag(r.get("learned"))]
-    unlearned = [r for r in rest if not as_flag(r.get("learned"))]
+    ref_learned = bool(flag(first.get("learned")))
+    learned = [r for r in rest if flag(r.get("learned"))]
+    unlearned = [r for r in rest if not flag(r.get("learned"))]
     if not ref_learned and not learned:
         out = [NOTHING_LEARNED, "Out-of-fold macro F1: " + ", ".join(f"{r['variant']} {r['oof_macro_f1']:.3f}"
                                                                      for r in models)
@@ -352,7 +345,7 @@ def _gated_differences(rows: list[dict], profile: str) -> str:
     if unlearned:
         out.append(_not_learned(unlearned, bases) + ".")
     colour = [r for r in [first, *learned]
-              if as_flag(r.get("learned")) and as_flag(r.get("beats_colour")) is not None]
+              if flag(r.get("learned")) and flag(r.get("beats_colour")) is not None]
     if colour:
         out.append(_colour_line(colour))
     if profile == "smoke":
@@ -362,8 +355,8 @@ def _gated_differences(rows: list[dict], profile: str) -> str:
 
 def _colour_line(rows: list[dict]) -> str:
     """Which rows that learned beat the colour-histogram baseline by a real paired difference."""
-    yes = [r["variant"] for r in rows if as_flag(r.get("beats_colour"))]
-    no = [r["variant"] for r in rows if not as_flag(r.get("beats_colour"))]
+    yes = [r["variant"] for r in rows if flag(r.get("beats_colour"))]
+    no = [r["variant"] for r in rows if not flag(r.get("beats_colour"))]
     return ("Against the colour-histogram baseline (paired): " + "; ".join(
         ([f"ahead by a real difference: {', '.join(yes)}"] if yes else [])
         + ([f"no real paired gain over it: {', '.join(no)}"] if no else [])) + ".")
@@ -423,9 +416,9 @@ def comparison(result) -> str:
 
 def _gated_comparison(reference: dict, rest: list[dict], bases: list[dict]) -> list[str]:
     """``comparison``'s sentences for a table that says which rows learned."""
-    ref_learned = bool(as_flag(reference.get("learned")))
-    learned = [r for r in rest if as_flag(r.get("learned"))]
-    unlearned = [r for r in rest if not as_flag(r.get("learned"))]
+    ref_learned = bool(flag(reference.get("learned")))
+    learned = [r for r in rest if flag(r.get("learned"))]
+    unlearned = [r for r in rest if not flag(r.get("learned"))]
     interval = (f"out-of-fold macro F1 {reference['oof_macro_f1']:.3f}, 95% {reference['ci95_low']:.3f}–"
                 f"{reference['ci95_high']:.3f}")
     null = reference.get("null_p95")
@@ -460,7 +453,7 @@ def _gated_comparison(reference: dict, rest: list[dict], bases: list[dict]) -> l
     elif beside:
         out.append(f"Baselines on the same folds: {beside}.")
     colour = [r for r in [reference, *learned]
-              if as_flag(r.get("learned")) and as_flag(r.get("beats_colour")) is not None]
+              if flag(r.get("learned")) and flag(r.get("beats_colour")) is not None]
     if colour:
         out.append(_colour_line(colour))
     return out

@@ -410,7 +410,8 @@ def comparison_forest(results, title: str = "Each variant minus the reference, o
     the comparison's reference with its paired bootstrap interval; a line at 0 (no difference), and where the
     table has them, a line per baseline (majority class, colour histogram) at its score minus the reference's.
     A variant that did not learn (or whose reference did not) is drawn hollow and grey: no verdict."""
-    from anndl.notebook.interpret import as_flag, is_baseline_row
+    from anndl.evaluate.metrics import flag
+    from anndl.notebook.interpret import is_baseline_row
 
     results = list(results)
     variants = [[r for r in result.table.to_dict("records")[1:] if not is_baseline_row(r)] for result in results]
@@ -419,12 +420,12 @@ def comparison_forest(results, title: str = "Each variant minus the reference, o
                              gridspec_kw={"height_ratios": heights}, squeeze=False, sharex=True)
     for ax, result, candidates in zip(axes[:, 0], results, variants):
         records = result.table.to_dict("records")
-        reference_learned = as_flag(records[0].get("learned"))
+        reference_learned = flag(records[0].get("learned"))
         rows = [r for r in candidates if r["gain_ci95"] is not None and r["images"]]
         y = np.arange(len(rows))[::-1]
         for yi, r in zip(y, rows):
             low, high = r["gain_ci95"]
-            learned = as_flag(r.get("learned"))
+            learned = flag(r.get("learned"))
             no_verdict = learned is False or (learned and reference_learned is False)
             colour = ("#999999" if no_verdict else "#1b7837" if low > 0 else "#b2182b" if high < 0 else "#4d4d4d")
             ax.errorbar(r["gain"], yi, xerr=[[r["gain"] - low], [high - r["gain"]]], fmt="o", color=colour,
@@ -436,7 +437,7 @@ def comparison_forest(results, title: str = "Each variant minus the reference, o
                        label=f"{r['variant'].replace(' (no CNN)', '')} ({r['oof_macro_f1']:.3f})")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        ax.set_yticks(y, [r["variant"] + ("" if as_flag(r.get("learned")) is not False else " (did not learn)")
+        ax.set_yticks(y, [r["variant"] + ("" if flag(r.get("learned")) is not False else " (did not learn)")
                           for r in rows])
         ax.set_ylim(-0.6, max(len(rows) - 0.4, 0.6))
         learned_note = {True: " (learned)", False: " (did not learn)"}.get(reference_learned, "")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from anndl.evaluate.metrics import flag
 from anndl.core import artifacts
 from anndl.core.env import data_label
 from anndl.notebook import interpret
@@ -260,7 +261,7 @@ def comparison_table(result) -> pd.DataFrame:
     for i, r in enumerate(result.table.to_dict("records")):
         scored = r["gain_ci95"] is not None and r["images"]
         model = scored and not interpret.is_baseline_row(r)
-        learned = interpret.as_flag(r.get("learned"))
+        learned = flag(r.get("learned"))
         row = {"variant": r["variant"],
                "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
                "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
