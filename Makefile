@@ -41,16 +41,19 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 ## Run every notebook top-to-bottom on data/ (the real challenge folder, or the synthetic default)
-## and keep the rendered copies in notebooks/ (the parameters that ran written into each parameters cell,
-## no injected cell). PROFILE=full for the report's settings (GPU).
+## (papermill) and keep the rendered copies in notebooks/ (anndl.notebook.rendering: the parameters that ran
+## written into each parameters cell, no injected cell). PROFILE=full for the report's settings (GPU).
 notebooks: $(STAMP)
 	@export ANNDL_COMMIT="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain \
 		--untracked-files=no 2>/dev/null | grep -q . && echo ' +changes')"; \
 	echo "== rendering at commit $$ANNDL_COMMIT (every footer names this one)"; \
 	for nb in $(NOTEBOOKS); do \
 		echo "== $$nb (profile $(PROFILE), data $(or $(DATA_DIR),the notebooks' default))"; start=$$(date +%s); \
-		$(BIN)/python -m anndl.notebook.rendering "$$nb" --cwd notebooks -p PROFILE "$(PROFILE)" -p SEED $(SEED) \
-			$(if $(DATA_DIR),-p DATA_DIR "$(DATA_DIR)") || exit 1; \
+		ran="notebooks/.ran.$$(basename $$nb)"; \
+		$(BIN)/papermill "$$nb" "$$ran" --cwd notebooks -k python3 --no-progress-bar -r PROFILE "$(PROFILE)" \
+			-p SEED $(SEED) $(if $(DATA_DIR),-r DATA_DIR "$(DATA_DIR)") \
+			&& $(BIN)/python -m anndl.notebook.rendering "$$ran" "$$nb" || { rm -f "$$ran"; exit 1; }; \
+		rm -f "$$ran"; \
 		echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
 	done
 

@@ -64,7 +64,7 @@ def heads_and_finetune(work: Path) -> dict:
         out[f"{head}_3_folds_s"] = round(time.perf_counter() - start, 1)
     import keras
 
-    model, _ = transfer_model("encoder", "full", 224, weights=str(work / "vit_b16_random"))
+    model, _ = transfer_model("encoder", True, 224, weights=str(work / "vit_b16_random"))
     x = np.random.default_rng(0).uniform(0, 255, (8, 224, 224, 3)).astype("float32")
     y = np.eye(4, dtype="float32")[[0, 1, 2, 3] * 2]
     for phase in (1, 2):

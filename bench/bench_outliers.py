@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anndl.data import outliers  # noqa: E402
 from anndl.core.config import DATA_ROOT, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import read_challenge, resolve_data_dir  # noqa: E402
-from anndl.data.planting import bach_pairs, plant_outliers  # noqa: E402
+from common import bach_pairs, plant_outliers  # noqa: E402
 
 HE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_samples"
 

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import prepared  # noqa: E402
+from common import decode_only_dataset, prepared  # noqa: E402
 
-from anndl.data.pipeline import decode_only_dataset, image_table, tile_dataset  # noqa: E402
+from anndl.data.pipeline import image_table, tile_dataset  # noqa: E402
 
 
 def timed_pass(dataset) -> float:

@@ -7,7 +7,7 @@ On a small full-size synthetic set (default 16 train images at scale 1, tiles as
   GPU it would run inside the model instead, where its cost is a few element-wise ops per pixel);
 * + Macenko / Reinhard in the pipeline: ``tile_dataset(stain=...)``, each image normalised on its ROI tissue
   when it is decoded (``tf.numpy_function``), uncached (training caches decoded tiles: paid once per run);
-* Macenko offline: normalising the images once into a folder (:func:`anndl.data.stain.write_normalized_folder`),
+* Macenko offline: normalising the images once into a folder (``bench/common.py``'s ``write_normalized_folder``),
   after which every epoch costs what the plain pipeline costs.
 
     python bench/bench_stain.py [--n 16 --scale 1.0]
@@ -28,6 +28,7 @@ from anndl.data import read_challenge
 from anndl.data import stain, synthetic
 from anndl.data.pipeline import tile_dataset
 from anndl.data.tiling import TilingConfig, tile_images
+from common import write_normalized_folder
 
 
 def timed(dataset, repeats: int = 3) -> float:
@@ -65,7 +66,7 @@ def main(argv=None):
                             stain=stain.StainNormalizer(reference, "reinhard"))
     t_plain, t_hed, t_macenko, t_reinhard = timed(plain), timed(with_hed), timed(macenko), timed(reinhard)
     start = time.perf_counter()
-    stain.write_normalized_folder(data, root / "macenko", "macenko", reference=reference, progress=False)
+    write_normalized_folder(data, root / "macenko", "macenko", reference=reference, progress=False)
     t_offline = time.perf_counter() - start
 
     def line(name, seconds, base):

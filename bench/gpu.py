@@ -21,7 +21,7 @@ measured: the scratch ResNet's input bound is the PNG decode rate of ``bench/ben
 Usage, on a GPU machine (no TensorFlow needed)::
 
     KERAS_BACKEND=jax python bench/gpu.py                 # ~5 min on an H100/H200; give it a 600 s timeout
-    python bench/gpu_table.py bench/results/gpu_<device>.json --update README.md
+    python bench/gpu_table.py bench/results/gpu_<device>.json --update docs/measurements.md
 
 Results go to ``bench/results/gpu_<device>.json`` (device name lower-cased, non-alphanumerics as ``_``),
 rewritten after every case, so a run cut short keeps what it measured. ``--budget-s`` (default 420) skips

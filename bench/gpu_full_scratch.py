@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 from anndl.evaluate import metrics, voting  # noqa: E402
 from anndl.data import outliers, synthetic, tiling
 from anndl.evaluate.baselines import run_baselines  # noqa: E402
-from anndl.core.config import SYNTHETIC_DEFAULT, ScratchResNetConfig, scratch_profile  # noqa: E402
+from anndl.core.config import PROFILES, SYNTHETIC_DEFAULT, ScratchResNetConfig  # noqa: E402
 from anndl.data import describe_data, read_challenge, read_image  # noqa: E402
 from anndl.models.networks import scratch_resnet  # noqa: E402
 
@@ -67,7 +67,7 @@ def main():
     print(f"data ready in {prep_seconds:.0f} s: {len(x_train)} train tiles, {len(val_truth)} val images; "
           f"baselines {json.dumps(baselines)}", flush=True)
 
-    model_config, train_config = scratch_profile("full")
+    train_config = PROFILES["full"].train
     keras.utils.set_random_seed(42)
     keras.config.set_dtype_policy("mixed_bfloat16")
     model = scratch_resnet(ScratchResNetConfig(), 224)

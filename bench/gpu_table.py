@@ -1,7 +1,7 @@
-"""The README's GPU table (Markdown) from a ``bench/gpu.py`` JSON.
+"""The GPU table of docs/measurements.md (Markdown) from a ``bench/gpu.py`` JSON.
 
     python bench/gpu_table.py bench/results/gpu_nvidia_h200.json                 # print it
-    python bench/gpu_table.py bench/results/gpu_nvidia_h200.json --update README.md
+    python bench/gpu_table.py bench/results/gpu_nvidia_h200.json --update docs/measurements.md
 
 ``--update`` replaces what lies between the lines ``<!-- gpu-table:start -->`` and
 ``<!-- gpu-table:end -->`` of that file (put them where the table belongs, once).

@@ -28,7 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anndl.engine import experiment  # noqa: E402
-from anndl.data import planting
+from common import bach_challenge  # noqa: E402
 from anndl.engine.compare import VARIANTS, compare_variants, kfold_run  # noqa: E402
 from anndl.core.config import DATA_ROOT, OUTPUTS, SYNTHETIC_DEFAULT  # noqa: E402
 from anndl.data import resolve_data_dir  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
     if args.bach:
         args.data = work / "data"
         if not args.data.is_dir():
-            planting.bach_challenge(args.bach, args.data)
+            bach_challenge(args.bach, args.data)
     data = resolve_data_dir(args.data or DATA_ROOT, SYNTHETIC_DEFAULT)
     prep = experiment.prepare(data, work, seed=args.seed)
     runs, timings = {}, {}

@@ -16,8 +16,7 @@ import pandas as pd
 
 from anndl.data import outliers
 from anndl.data import read_challenge
-from anndl.data.planting import bach_pairs, plant_outliers
-from anndl.data.synthetic import STICKER_SKINS
+from common import STICKER_SKINS, bach_pairs, plant_outliers
 
 HE = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_samples" / "bach_roi"
 

@@ -1,6 +1,7 @@
-"""The README's "report's experiments" tables, printed from the comparisons `make notebooks` recorded in outputs/.
+"""The "report's experiments" tables of docs/measurements.md, printed from the comparisons `make notebooks` recorded
+in outputs/.
 
-    python bench/readme_tables.py [outputs]     # after `make notebooks`; paste the output into README.md
+    python bench/readme_tables.py [outputs]     # after `make notebooks`; paste the output into docs/measurements.md
 
 Each table is read from its comparison's record (``anndl.engine.compare.read_comparison_result``) and formatted as
 the notebooks show it (``anndl.notebook.report.comparison_table``); the lines before the tables state the

@@ -191,10 +191,10 @@ def test_another_label_set_runs_end_to_end(data_copy, tiny_data, tmp_path):
 @pytest.mark.real
 @pytest.mark.skipif(not (HE_SAMPLES / "bach_roi").is_dir(), reason="real H&E samples not present")
 def test_bach_samples_as_a_two_class_challenge_folder(tmp_path):
-    from anndl.data import planting
+    from bench.common import bach_challenge
     from anndl.engine import experiment
 
-    folder = planting.bach_challenge(HE_SAMPLES / "bach_roi", tmp_path / "bach")
+    folder = bach_challenge(HE_SAMPLES / "bach_roi", tmp_path / "bach")
     prep = experiment.prepare(folder, tmp_path / "work")
     assert prep.classes == ("in_situ", "invasive")
     assert prep.manifest.query("split == 'train'").label.value_counts().to_dict() == {"invasive": 11, "in_situ": 6}

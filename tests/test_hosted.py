@@ -6,6 +6,7 @@ the environment variables that name the runtime's folders)."""
 import ast
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from anndl.core.config import REPO_ROOT
 from anndl.data import read_challenge
@@ -22,12 +25,18 @@ from anndl.data.stages import fingerprint
 from anndl.notebook import hosted, rendering
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
+ADDRESS = re.compile(r'(os\.environ\.get\("ANNDL_REPOSITORY"\) or )"([^"]*)"')  # the setup cell's repository address
 COMPARED = ("runs/scratch_resnet_smoke/metrics.json", "runs/scratch_resnet_smoke/log.csv",
             "submissions/scratch_resnet_smoke.csv")
 
 
 def _code(notebook: Path) -> list[dict]:
     return [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def _setup_cell(address: str = "") -> str:
+    """Every notebook's setup cell (the first code cell after the parameters) with ``address`` as the repository's."""
+    return ADDRESS.sub(lambda m: f'{m[1]}"{address}"', "".join(_code(NOTEBOOKS[0])[1]["source"]))
 
 
 # ------------------------------------------------------------------------ committed notebooks, parameters
@@ -44,7 +53,11 @@ def test_committed_notebook_runs_what_its_parameters_cell_says(notebook):
               for t in node.targets if isinstance(t, ast.Name)}
     for name in ("DATA_DIR", "OUTPUT_DIR", "DRIVE"):  # a committed rendering carries no machine's folder
         assert isinstance(values[name], ast.Constant) and values[name].value is None, name
-    assert "".join(cells[1]["source"]) == hosted.bootstrap_cell(), "the setup cell is not anndl.notebook.hosted.BOOTSTRAP"
+    setup = "".join(cells[1]["source"])  # one setup cell, word for word, the repository's address in it
+    assert setup == "".join(_code(NOTEBOOKS[0])[1]["source"]), "the setup cell differs from 01's"
+    published = "" if hosted.repository() == "https://github.com/OWNER/anndl" else hosted.repository()
+    assert ADDRESS.search(setup)[2] == published and setup.rstrip().endswith("import anndl.notebook")
+    assert "".join(cells[2]["source"]).splitlines()[-1].startswith("CTX = anndl.notebook.setup(globals()")
     for cell in cells[1:]:  # no later cell sets a parameter again
         for node in ast.parse("".join(cell["source"]).replace("%", "#")).body:
             targets = node.targets if isinstance(node, ast.Assign) else []
@@ -102,7 +115,7 @@ def test_publish_leaves_no_placeholder_in_what_a_user_opens(tmp_path):
         assert "OWNER" not in path.read_text(), path
     assert hosted.repository(tmp_path / "pyproject.toml") == "https://github.com/someone/anndl-fork"
     setup = "".join(_code(tmp_path / "notebooks" / "04_scratch_resnet.ipynb")[1]["source"])
-    assert setup == hosted.bootstrap_cell("https://github.com/someone/anndl-fork")
+    assert setup == _setup_cell("https://github.com/someone/anndl-fork")
 
 
 def _run_cells(sources: list[str], cwd: Path, env: dict, timeout: int = 300):
@@ -128,19 +141,19 @@ def _errors(nb) -> list[dict]:
 
 def test_setup_cell_without_an_address_or_network_says_one_line(tmp_path):
     env = {"COLAB_RELEASE_TAG": "simulated", "ANNDL_COLAB_ROOT": str(tmp_path / "content")}
-    nb = _run_cells([hosted.bootstrap_cell()], tmp_path, env)
+    nb = _run_cells([_setup_cell()], tmp_path, env)
     (error,) = _errors(nb)
     assert error.ename == "SetupError" and len(error.traceback) == 1
     assert "no repository address" in error.traceback[0] and "ANNDL_REPOSITORY" in error.traceback[0]
     env = {**env, "KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": f"file://{tmp_path}/nowhere",
            "ANNDL_KAGGLE_WORKING": str(tmp_path / "working"), "ANNDL_KAGGLE_INPUT": str(tmp_path / "input")}
     del env["COLAB_RELEASE_TAG"]
-    nb = _run_cells([hosted.bootstrap_cell()], tmp_path, env)
+    nb = _run_cells([_setup_cell()], tmp_path, env)
     (error,) = _errors(nb)
     assert len(error.traceback) == 1 and "git clone" in error.traceback[0] and "Internet on" in error.traceback[0]
     marker = tmp_path / "pwned"
     env["ANNDL_REPOSITORY"] = f"--upload-pack=touch {marker};false"  # an address that looks like an option
-    nb = _run_cells([hosted.bootstrap_cell()], tmp_path, env)
+    nb = _run_cells([_setup_cell()], tmp_path, env)
     (error,) = _errors(nb)
     assert "'--upload-pack=touch" in error.traceback[0] and not marker.exists()  # read as an address, never run
 
@@ -148,24 +161,24 @@ def test_setup_cell_without_an_address_or_network_says_one_line(tmp_path):
 # -------------------------------------------------------------------------------- the runtime's stack
 
 def test_install_plan_tops_up_and_never_touches_the_runtimes_own():
-    bounds = {"tensorflow": "2.19", "keras": "3.15", "numpy": "2.0.2", "opencv-python-headless": "4.10.0.84",
-              "jax": "0.5"}
+    wanted = ["tensorflow>=2.19", "keras>=3.15", "numpy>=2.0.2", "opencv-python-headless>=4.10.0.84", "jax>=0.5"]
     installed = {"tensorflow": "2.18.0", "keras": "3.10.0", "numpy": "2.4.6", "opencv-python-headless": None,
                  "jax": None}
-    install, problems = hosted.install_plan(bounds, installed)
+    install, problems = hosted.install_plan(wanted, installed)
     assert install == ["keras>=3.15", "opencv-python-headless>=4.10.0.84"]
-    assert len(problems) == 2 and "tensorflow 2.18.0 is below 2.19" in problems[0] and "jax" in problems[1]
-    assert hosted.install_plan(bounds, {**installed, "tensorflow": "2.19.0+cuda", "keras": "3.15.0",
+    assert len(problems) == 2 and "tensorflow 2.18.0 (needs tensorflow>=2.19)" in problems[0] and "jax" in problems[1]
+    assert hosted.install_plan(wanted, {**installed, "tensorflow": "2.19.0+cuda", "keras": "3.15.0",
                                         "opencv-python-headless": "4.12.0", "jax": "0.5.0"}) == ([], [])
 
 
 def test_lower_bounds_are_below_the_pins_and_cover_the_imports():
-    bounds = hosted.lower_bounds()
+    bounds = [Requirement(r) for r in hosted.requirements()]
     pins = dict(line.split("==") for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
-    assert {"tensorflow", "keras", "keras-hub", "numpy", "pandas", "scikit-learn", "matplotlib"} <= set(bounds)
-    for name, bound in bounds.items():
-        assert hosted._version_tuple(pins[name]) >= hosted._version_tuple(bound), name
+    names = {b.name for b in bounds}
+    assert {"tensorflow", "keras", "keras-hub", "numpy", "pandas", "scikit-learn", "matplotlib"} <= names
+    for bound in bounds:
+        assert str(bound.specifier).startswith(">=") and bound.specifier.contains(pins[bound.name]), bound
 
 
 def test_runtime_constraints_pin_tensorflow_jax_and_cuda(monkeypatch):
@@ -192,7 +205,7 @@ def test_setup_upgrades_an_older_keras_and_asks_for_one_restart(tmp_path):
     if got.returncode:
         pytest.skip(f"no package index reachable for the throwaway venv: {got.stderr.strip()[-200:]}")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy; from anndl.notebook import hosted\n"
-            "try:\n    hosted.ensure_requirements({'keras': '3.15', 'numpy': '2.1', 'tensorflow': '2.19'})\n"
+            "try:\n    hosted.ensure_requirements(['keras>=3.15', 'numpy>=2.1', 'tensorflow>=2.19'])\n"
             "except hosted.SetupError as e:\n    print('SETUP', e)\n"
             "import importlib.metadata as m; print('VERSIONS', m.version('keras'), m.version('numpy'))")
     first = subprocess.run([python, "-c", code, str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
@@ -200,7 +213,7 @@ def test_setup_upgrades_an_older_keras_and_asks_for_one_restart(tmp_path):
     assert "SETUP upgraded ['numpy']" in first.stdout and "restart the runtime" in first.stdout
     assert "WARNING: tensorflow is missing" in first.stdout  # reported, never installed
     keras_version, numpy_version = first.stdout.split("VERSIONS ")[1].split()
-    assert hosted._version_tuple(keras_version) >= (3, 15) and hosted._version_tuple(numpy_version) >= (2, 1)
+    assert Version(keras_version) >= Version("3.15") and Version(numpy_version) >= Version("2.1")
     second = subprocess.run([python, "-c", code, str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
     assert "installing" not in second.stdout and "SETUP" not in second.stdout, second.stdout
     assert subprocess.run([python, "-c", "import tensorflow"], capture_output=True).returncode != 0
@@ -390,7 +403,8 @@ def test_kaggle_with_internet_off_uses_the_repository_attached_as_a_dataset(tiny
     shutil.copytree(tiny_data, tmp_path / "input" / "an2dl")
     env = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": "", "ANNDL_KAGGLE_INPUT": str(tmp_path / "input"),
            "ANNDL_KAGGLE_WORKING": str(tmp_path / "working")}
-    nb = _run_cells(["PROFILE = 'smoke'", hosted.bootstrap_cell(), "print(ROOT, CTX.data, CTX.output)"], tmp_path, env)
+    nb = _run_cells(["PROFILE = 'smoke'", _setup_cell(), "CTX = anndl.notebook.setup(globals())",
+                     "print(ROOT, CTX.data, CTX.output)"], tmp_path, env)
     assert not _errors(nb), _errors(nb)
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.outputs)
     assert "runtime: kaggle" in printed

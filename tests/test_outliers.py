@@ -9,7 +9,7 @@ import pytest
 
 from anndl.data import outliers
 from anndl.data import read_challenge
-from anndl.data.planting import bach_pairs, plant_outliers
+from bench.common import STICKER_SKINS, bach_pairs, plant_outliers
 from tests.conftest import HE_SAMPLES
 
 
@@ -149,8 +149,6 @@ def test_green_blob_image_that_shares_a_mask_is_reported_green(data_copy):
 def test_green_skinned_stickers_in_groups_are_stickers_and_green_blobs_in_groups_green(tiny_data, tmp_path, shade):
     """Stickers in several greens (the saturated one is green-dominant everywhere colour looks) and green blobs
     alone or inside identical-mask groups: each is called what it is, by outline and flat colour, not by hue."""
-    from anndl.data.synthetic import STICKER_SKINS
-
     planted = pd.read_csv(tiny_data / "planted_outliers.csv")
     bad = set(planted.sample_index) | set(planted.twin.dropna())
     train = tiny_data / "train_data"
@@ -173,8 +171,6 @@ def test_translucent_green_stickers_in_groups_are_stickers_by_what_their_twin_la
     """Stickers in a saturated green pasted at opacity 0.45-1 (tissue shows through, so their outline is no longer
     near-black nor their fill flat) on copies of genuine images, and green blobs alone and in identical-mask
     groups: what an image adds to its twin decides (a drawn border: a sticker), not its colour or opacity."""
-    from anndl.data.synthetic import STICKER_SKINS
-
     planted = pd.read_csv(tiny_data / "planted_outliers.csv")
     bad = set(planted.sample_index) | set(planted.twin.dropna())
     train = tiny_data / "train_data"

@@ -59,13 +59,12 @@ def test_training_curves_and_confusion():
     plt.close("all")
 
 
-def test_attention_overlay_colours_by_weight_and_has_a_colour_bar(tmp_path):
+def test_attention_colours_by_weight_and_has_a_colour_bar(tmp_path):
     path = tmp_path / "image.png"
     Image.fromarray(np.full((64, 96, 3), 200, np.uint8)).save(path)
     tiles = pd.DataFrame({"x": [0, 32, 64], "y": [0, 0, 32]})
-    fig, ax = plt.subplots()
-    plots.attention_overlay(path, tiles, np.array([0.1, 0.3, 0.6]), 32, ax=ax, title="t")
-    faces = [patch.get_facecolor() for patch in ax.patches]
+    fig = plots.attention_panels([(path, tiles, np.array([0.1, 0.3, 0.6]), "t")], 32, relative=False)
+    faces = [patch.get_facecolor() for patch in fig.axes[0].patches]
     assert len(faces) == 3 and faces[0] != faces[2]  # the weights set the colours
     assert len(fig.axes) == 2 and "attention weight" in fig.axes[1].get_ylabel()
     plt.close(fig)

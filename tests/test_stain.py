@@ -18,10 +18,20 @@ def _tiles(n=4, size=24, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3)).astype("float32")
 
 
+def rgb_to_hed(image):
+    """H, E, DAB concentrations (optical-density units) of an RGB image in [0, 255], in numpy."""
+    return -np.log((np.asarray(image, np.float64) + 1.0) / 256.0) @ stain.HED_FROM_RGB
+
+
+def hed_to_rgb(hed):
+    """Inverse of :func:`rgb_to_hed`, clipped to [0, 255]."""
+    return np.clip(256.0 * np.exp(-(np.asarray(hed, np.float64) @ stain.RGB_FROM_HED)) - 1.0, 0.0, 255.0)
+
+
 def test_ruifrok_matrix_is_scikit_images_and_deconvolution_inverts():
     assert stain.RGB_FROM_HED.tolist() == [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]]
     x = _tiles()
-    np.testing.assert_allclose(stain.hed_to_rgb(stain.rgb_to_hed(x)), x, atol=1e-6)
+    np.testing.assert_allclose(hed_to_rgb(rgb_to_hed(x)), x, atol=1e-6)
     # the layer's own tensor path: deconvolve, (almost) no jitter, reconvolve
     layer = stain.HEDJitter(1e-7, seed=0)
     np.testing.assert_allclose(np.asarray(layer(x, training=True)), x, atol=0.02)
@@ -152,9 +162,9 @@ def test_no_site_makes_green_dominant_pixels():
 
 
 def test_normalised_folder_is_a_recorded_challenge_folder(tiny_data, tmp_path, monkeypatch):
-    from anndl.core import artifacts
-    out = stain.write_normalized_folder(tiny_data, tmp_path / "norm", "macenko", max_reference_images=8,
-                                        progress=False)
+    from bench.common import write_normalized_folder  # bench/bench_stain.py's
+
+    out = write_normalized_folder(tiny_data, tmp_path / "norm", "macenko", max_reference_images=8, progress=False)
     manifest = read_challenge(out)
     assert len(manifest) == len(read_challenge(tiny_data))
     record = json.loads((out / "record.json").read_text())
@@ -163,7 +173,7 @@ def test_normalised_folder_is_a_recorded_challenge_folder(tiny_data, tmp_path, m
     row = manifest.iloc[0]
     assert read_image(row.image_path).shape[:2] == (row.height, row.width)
     mtime = (out / "record.json").stat().st_mtime_ns
-    stain.write_normalized_folder(tiny_data, out, "macenko", max_reference_images=8, progress=False)
+    write_normalized_folder(tiny_data, out, "macenko", max_reference_images=8, progress=False)
     assert (out / "record.json").stat().st_mtime_ns == mtime  # reused
 
 

@@ -19,7 +19,7 @@ def _step(model, optimizer, x, y):
 @pytest.mark.parametrize("kind", ["convnext", "vit"])
 def test_phase_two_moves_only_the_last_stage_and_head_at_their_own_rates(kind, monkeypatch):
     keras.utils.set_random_seed(0)
-    model, note = transfer_model(kind, "smoke", 32, head_units=8, head_dropout=0.0)  # deterministic gradients
+    model, note = transfer_model(kind, False, 32, head_units=8, head_dropout=0.0)  # deterministic gradients
     assert "NOT pretrained" in note
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
@@ -67,19 +67,19 @@ def test_differential_optimizer_maps_head_and_backbone():
 
 
 def test_local_convnext_weights_load_through_the_same_path(tmp_path):
-    backbone, _ = convnext_backbone("smoke", 32)
+    backbone, _ = convnext_backbone(False, 32)
     path = tmp_path / "convnext_smoke.weights.h5"
     backbone.save_weights(path)
-    loaded, note = convnext_backbone("smoke", 32, weights=str(path))
+    loaded, note = convnext_backbone(False, 32, weights=str(path))
     assert str(path) in note and "NOT pretrained" not in note
     for a, b in zip(backbone.weights, loaded.weights):
         np.testing.assert_array_equal(np.array(a), np.array(b))
 
 
 def test_local_vit_preset_loads_through_the_same_path(tmp_path):
-    backbone, converter, _ = vit_backbone("smoke", 32)
+    backbone, converter, _ = vit_backbone(False, 32)
     backbone.save_to_preset(str(tmp_path / "vit_preset"))
-    loaded, loaded_converter, note = vit_backbone("smoke", 32, weights=str(tmp_path / "vit_preset"))
+    loaded, loaded_converter, note = vit_backbone(False, 32, weights=str(tmp_path / "vit_preset"))
     assert "vit_preset" in note
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(backbone(converter(x)), loaded(loaded_converter(x)), rtol=1e-5, atol=1e-6)
@@ -87,6 +87,6 @@ def test_local_vit_preset_loads_through_the_same_path(tmp_path):
 
 def test_missing_pretrained_weights_stop_with_instructions(tmp_path):
     with pytest.raises(WeightsUnavailable, match="--weights"):
-        convnext_backbone("full", 32, weights=str(tmp_path / "missing.h5"))
+        convnext_backbone(True, 32, weights=str(tmp_path / "missing.h5"))
     with pytest.raises(WeightsUnavailable, match="--weights DIR"):
-        vit_backbone("full", 32, weights=str(tmp_path / "no_preset"))
+        vit_backbone(True, 32, weights=str(tmp_path / "no_preset"))

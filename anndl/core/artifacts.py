@@ -1,21 +1,7 @@
-"""Artifacts: a stage's output folder plus the record of exactly what made it.
+"""Artifacts: a stage's output folder plus ``record.json``, the record of exactly what made it (like DVC stage locks).
 
-One place decides reuse, one place writes, one place locks (compare ``make``'s targets and DVC's stage
-locks). A stage's folder counts as done only when its ``record.json`` is there, matches the request
-(data fingerprint, upstream artifacts, every setting that changes behaviour, the stage's own code version) and
-its files verify (sizes and hashes). The record is written last, so a kill, a full disk or a second writer
-never leaves a folder that counts as done. A stage that is made again is built beside the old result (in
-``folder/.staging``) and swapped in only when complete: a kill during the redo leaves the previous result
-intact and reusable.
-
-    record = artifacts.ensure(folder, request, build)   # reuse, or build() and record
-
-Every file is written to a temporary name and ``os.replace``-d into place (``write_text``,
-``write_json``, ``write_csv``). A writer holds ``folder/.lock`` (``fcntl.flock``: the kernel releases
-it when the process dies, so a stale lock never blocks).
+Files are written to a temporary name and ``os.replace``-d, the record last; a writer holds ``folder/.lock``.
 """
-
-from __future__ import annotations
 
 import contextlib
 import errno
@@ -24,7 +10,8 @@ import io
 import json
 import os
 import re
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -32,6 +19,12 @@ import pandas as pd
 
 RECORD = "record.json"
 LOCK = ".lock"
+STAGING = ".staging"
+# Each stage's code version: bump it when the stage's output for the same request changes (a record made with
+# another number is made again); the package's release is recorded for information only.
+CODE_VERSIONS = {"clean": 3, "tiles": 2, "test_tiles": 1, "stain": 1, "train": 5, "kfold": 4, "embed": 2, "head": 2,
+                 "compare": 2}
+REQUEST_KEYS = ("stage", "code", "data", "inputs", "settings")  # what decides reuse (package_version: information)
 
 
 class ArtifactError(RuntimeError):
@@ -48,47 +41,14 @@ def version() -> str:
     return __version__
 
 
-# Each stage's code version: bump a stage's number when its output for the same request would change (a
-# record made with another number is made again). The package's release number is recorded for information
-# only, so a release that changes nothing in a stage retrains nothing. clean 2: a green region that is drawn
-# (outlined, flat) is a sticker, not a green blob.
-# tiles 2: train and val tiles only (test tiles are their own stage). head 2: a linear probe saved as arrays.
-# embed 2: the encoder known by its bytes, and the test tiles it reads cited. train 5 / kfold 4: a fold selects on
-# an inner split of its training images, each phase its own best epoch.
-CODE_VERSIONS = {"clean": 3, "tiles": 2, "test_tiles": 1, "stain": 1, "train": 5, "kfold": 4, "embed": 2, "head": 2,
-                 "compare": 2}
-STAGING = ".staging"
-
-
-def code_version(stage: str) -> int:
-    return CODE_VERSIONS.get(stage, 1)
-
-
-def _file_mode() -> int:
-    """The mode a newly created file gets under the process's umask (0644 under the usual 022)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # no /proc: read it by setting it (and put it back at once)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-# ---------------------------------------------------------------------------------------------- writing
-
 def write_bytes(path: Path | str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, ``os.replace``."""
+    """Write ``data`` to ``path`` atomically: a new file beside it (mode as the umask gives), fsync, ``os.replace``."""
     path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # never through a planted link
         try:
-            os.fchmod(fd, _file_mode())  # mkstemp makes 0600; the file gets what the umask gives, as open() would
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -116,97 +76,25 @@ def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
     return write_text(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
-def read_json(path: Path | str):
-    """JSON from ``path``; a missing, empty or broken file is an ``ArtifactError`` naming it."""
-    path = Path(path)
+def _read(path: Path | str, read, faults: tuple, what: str):
+    """``read(path)``; a missing file or one of ``faults`` is a one-line ``ArtifactError`` naming it."""
     try:
-        return json.loads(path.read_text())
+        return read(path)
     except FileNotFoundError as e:
         raise ArtifactError(f"{path}: missing") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path}: unreadable record ({e})") from e
+    except faults as e:
+        raise ArtifactError(f"{path}: {what} ({' '.join(str(e).split())[:160]})") from e
+
+
+def read_json(path: Path | str):
+    """JSON from ``path``; a missing, empty or broken file is an ``ArtifactError`` naming it."""
+    return _read(Path(path), lambda p: json.loads(p.read_text()), (OSError, UnicodeDecodeError, json.JSONDecodeError),
+                 "unreadable record")
 
 
 def read_csv(path: Path | str) -> pd.DataFrame:
-    path = Path(path)
-    try:
-        return pd.read_csv(path, keep_default_na=False)
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{path}: missing") from e
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise ArtifactError(f"{path}: unreadable table ({e})") from e
-
-
-def nonfinite_weights(path: Path | str) -> tuple[int, int]:
-    """(non-finite values, all values) in the weights of a saved model (``.keras``: its ``model.weights.h5``)
-    or weights file (``.weights.h5``), read with h5py alone (no TensorFlow); ``ArtifactError`` when unreadable."""
-    import zipfile
-
-    import h5py
-    import numpy as np
-
-    path = Path(path)
-    bad = total = 0
-
-    def visit(_, node):
-        nonlocal bad, total
-        if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" and node.size:
-            values = node[()]
-            bad += int(values.size - np.isfinite(values).sum())
-            total += int(values.size)
-
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as raw, \
-                    h5py.File(io.BytesIO(raw.read()), "r") as h5:
-                h5.visititems(visit)
-        else:
-            with h5py.File(path, "r") as h5:
-                h5.visititems(visit)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
-        raise ArtifactError(f"{path}: cannot read its weights ({e})") from e
-    return bad, total
-
-
-# ------------------------------------------------------------------------------------------ fingerprints
-
-def fingerprint(payload) -> str:
-    """A short, stable hash of any JSON-ready value."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def file_digest(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _digest_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anndl" / "digests.json"
-
-
-def content_digest(path: Path | str) -> str:
-    """The sha256 of a file's bytes, remembered (per user) by its path, size, inode and times, so that a 1 GB
-    checkpoint is hashed once; a changed byte changes the size or the times, a moved copy is hashed again."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key, stamp = str(path), [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
-    cache_file = _digest_cache()
-    try:
-        cache = json.loads(cache_file.read_text())
-        cache = cache if isinstance(cache, dict) else {}
-    except (OSError, ValueError):
-        cache = {}
-    known = cache.get(key)
-    if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
-        return known["sha256"]
-    digest = file_digest(path)
-    cache[key] = {"stamp": stamp, "sha256": digest}
-    with contextlib.suppress(ArtifactError):  # a cache: a read-only home only costs the hash next time
-        write_json(cache_file, dict(list(cache.items())[-2000:]))
-    return digest
+    faults = (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError)
+    return _read(Path(path), lambda p: pd.read_csv(p, keep_default_na=False), faults, "unreadable table")
 
 
 def read_arrays(path: Path | str) -> dict:
@@ -216,18 +104,73 @@ def read_arrays(path: Path | str) -> dict:
 
     import numpy as np
 
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
+    def read(p):
+        with open(p, "rb") as f:
             loaded = np.load(f, allow_pickle=False)
             if isinstance(loaded, np.ndarray):
                 return {"arr_0": loaded}
             with loaded:
                 return {k: loaded[k] for k in loaded.files}
-    except FileNotFoundError as e:
-        raise ArtifactError(f"{path}: missing") from e
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-        raise ArtifactError(f"{path}: not an array file anndl reads ({' '.join(str(e).split())[:160]})") from e
+
+    return _read(Path(path), read, (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile),
+                 "not an array file anndl reads")
+
+
+def nonfinite_weights(path: Path | str) -> tuple[int, int]:
+    """(non-finite values, all values) in a ``.keras`` or ``.weights.h5`` file, read with h5py (no TensorFlow)."""
+    import zipfile
+
+    import h5py
+    import numpy as np
+
+    counts = [0, 0]
+
+    def visit(_, node):
+        if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" and node.size:
+            values = node[()]
+            counts[0] += int(values.size - np.isfinite(values).sum())
+            counts[1] += int(values.size)
+
+    try:
+        source = path
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                source = io.BytesIO(archive.read("model.weights.h5"))
+        with h5py.File(source, "r") as h5:
+            h5.visititems(visit)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ArtifactError(f"{path}: cannot read its weights ({e})") from e
+    return counts[0], counts[1]
+
+
+def fingerprint(payload) -> str:
+    """A short, stable hash of any JSON-ready value."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def file_digest(path: Path | str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def content_digest(path: Path | str) -> str:
+    """The sha256 of a file's bytes, remembered (per user) by its path, size, inode and times: a 1 GB checkpoint is
+    hashed once."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key, stamp = str(path), [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    cache_file = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anndl" / "digests.json"
+    cache = {}
+    with contextlib.suppress(OSError, ValueError):
+        cache = json.loads(cache_file.read_text())
+    cache = cache if isinstance(cache, dict) else {}
+    known = cache.get(key)
+    if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
+        return known["sha256"]
+    cache[key] = {"stamp": stamp, "sha256": file_digest(path)}
+    with contextlib.suppress(ArtifactError):  # a cache: a read-only home only costs the hash next time
+        write_json(cache_file, dict(list(cache.items())[-2000:]))
+    return cache[key]["sha256"]
 
 
 def file_entry(path: Path) -> dict:
@@ -239,9 +182,7 @@ def file_entry(path: Path) -> dict:
     return entry
 
 
-# -------------------------------------------------------------------------------------------- locking
-
-_held: dict[Path, tuple[int, int]] = {}  # folder -> (fd, depth): re-entrant within one process
+_held: set[Path] = set()  # the folders this process holds the lock of (re-entrant within it)
 
 
 @contextlib.contextmanager
@@ -250,14 +191,8 @@ def lock(folder: Path | str):
     import fcntl
 
     folder = Path(folder).resolve()
-    if folder in _held:
-        fd, depth = _held[folder]
-        _held[folder] = (fd, depth + 1)
-        try:
-            yield
-        finally:
-            fd, depth = _held[folder]
-            _held[folder] = (fd, depth - 1)
+    if folder in _held:  # the outer block holds it
+        yield
         return
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -276,16 +211,16 @@ def lock(folder: Path | str):
                      "wait for it to finish or stop it") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    _held[folder] = (fd, 1)
+    _held.add(folder)
     try:
         yield
     finally:
-        del _held[folder]
+        _held.discard(folder)
         os.close(fd)  # closing releases the flock
 
 
 def lock_holder(folder: Path | str) -> str | None:
-    """The PID (as written in the lock) of another process holding ``folder``'s lock; None when nobody else does."""
+    """The PID of another process holding ``folder``'s lock; None when nobody else does."""
     import fcntl
 
     folder = Path(folder).resolve()
@@ -304,25 +239,14 @@ def lock_holder(folder: Path | str) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------------- records, reuse
-
 def request(stage: str, *, data: str | None = None, inputs: dict | None = None, settings: dict | None = None) -> dict:
     """What a stage is asked to produce: the data fingerprint, the upstream artifacts' ids, its settings."""
-    return {"stage": stage, "code": code_version(stage), "package_version": version(), "data": data,
+    return {"stage": stage, "code": CODE_VERSIONS.get(stage, 1), "package_version": version(), "data": data,
             "inputs": inputs or {}, "settings": json.loads(json.dumps(settings or {}, default=str))}
 
 
-REQUEST_KEYS = ("stage", "code", "data", "inputs", "settings")  # what decides reuse (package_version: information)
-
-
-def artifact_id(record: dict) -> str:
-    """The identity of a finished artifact: its request and its files' hashes (what downstream records cite)."""
-    return fingerprint({k: record.get(k) for k in REQUEST_KEYS} |
-                       {"files": {n: e["sha256"] for n, e in record["files"].items()}})
-
-
 def _data_fingerprint(note):
-    """The fingerprint in a data note (``… [fingerprint a1b2…]``): data is identified by content, not by where it lies."""
+    """The fingerprint in a data note (``… [fingerprint a1b2]``): data is known by content, not by place."""
     found = re.search(r"\[fingerprint (\w+)\]", note) if isinstance(note, str) else None
     return found.group(1) if found else note
 
@@ -348,8 +272,8 @@ def record_fault(record) -> str | None:
     if not isinstance(files, dict):
         return "no 'files' table"
     for name, entry in files.items():
-        if (not isinstance(entry, dict) or type(entry.get("bytes")) is not int or not isinstance(entry.get("sha256"), str)
-                or Path(name).is_absolute() or ".." in Path(name).parts):
+        if (not isinstance(entry, dict) or type(entry.get("bytes")) is not int
+                or not isinstance(entry.get("sha256"), str) or Path(name).is_absolute() or ".." in Path(name).parts):
             return f"files entry {name!r} is malformed"
     for key, kind in (("stage", str), ("inputs", dict), ("settings", dict)):
         if key in record and not isinstance(record[key], kind):
@@ -391,18 +315,19 @@ def check(folder: Path | str, req: dict) -> str | None:
 
 
 def complete(folder: Path | str, req: dict, files: Iterable[str], extra: dict | None = None) -> dict:
-    """Record ``files`` (relative to ``folder``) as the artifact of ``req``; written last, atomically."""
+    """Record ``files`` (relative to ``folder``) as the artifact of ``req``. Its ``id`` (what downstream records cite):
+    the request and the files' hashes."""
     folder = Path(folder)
     record = dict(req, files={name: file_entry(folder / name) for name in sorted(files)}, **(extra or {}))
-    record["id"] = artifact_id(record)
+    record["id"] = fingerprint({k: record.get(k) for k in REQUEST_KEYS} |
+                               {"files": {n: e["sha256"] for n, e in record["files"].items()}})
     write_json(folder / RECORD, record)
     return record
 
 
 def invalidate(folder: Path | str) -> None:
     """Make ``folder`` count as not done (before rebuilding it in place)."""
-    with contextlib.suppress(FileNotFoundError):
-        (Path(folder) / RECORD).unlink()
+    (Path(folder) / RECORD).unlink(missing_ok=True)
 
 
 def load(folder: Path | str, stage: str | None = None) -> dict:
@@ -429,11 +354,8 @@ def load(folder: Path | str, stage: str | None = None) -> dict:
 
 
 def swap_in(staging: Path | str, folder: Path | str, record: dict, extra: Iterable[str] = ()) -> dict:
-    """Move a complete artifact built in ``staging`` (its record written there last) into ``folder``: the
-    recorded files and ``extra`` names that exist, then the record; ``staging`` is removed. The old result
-    stops counting only here, for the moment the renames take."""
-    import shutil
-
+    """Move the artifact built in ``staging`` (its files, the ``extra`` names that exist, then its record) into
+    ``folder``; ``staging`` is removed."""
     staging, folder = Path(staging), Path(folder)
     invalidate(folder)
     for name in [*record["files"], *extra]:
@@ -451,15 +373,13 @@ def swap_in(staging: Path | str, folder: Path | str, record: dict, extra: Iterab
 
 def ensure(folder: Path | str, req: dict, build: Callable[[Path], Iterable[str]], *, redo: bool = False,
            label: str | None = None, verb: str = "making") -> dict:
-    """Reuse ``folder`` when its record matches ``req`` and its files verify; otherwise ``build(out)`` (which
-    writes into the folder ``out`` and returns the file names to record), record it and swap it in. ``out``
-    is ``folder/.staging`` (kept after a kill, so a resumable build continues there): the previous result
-    stays in place, and reusable, until the new one is complete. Holds the folder's lock."""
+    """Reuse ``folder`` when ``check`` passes; else ``build(out)`` writes into ``out`` (``folder/.staging``, kept after
+    a kill for a resumable build) and returns the file names to record, and the result is swapped in."""
+    from anndl.core.env import portable  # no machine path in a rendered notebook
+
     folder = Path(folder)
     label = label or str(folder)
     with lock(folder):
-        from anndl.core.env import portable  # no machine path in a rendered notebook
-
         reason = "--redo asked for" if redo else check(folder, req)
         if reason is None:
             print(portable(f"reusing {label}"))
@@ -468,5 +388,4 @@ def ensure(folder: Path | str, req: dict, build: Callable[[Path], Iterable[str]]
             print(portable(f"{label}: {reason}: {verb} it again"))
         staging = folder / STAGING
         staging.mkdir(parents=True, exist_ok=True)
-        files = list(build(staging))
-        return swap_in(staging, folder, complete(staging, req, files))
+        return swap_in(staging, folder, complete(staging, req, list(build(staging))))

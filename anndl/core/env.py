@@ -1,10 +1,7 @@
 """Notebook environment: TensorFlow imported quietly, paths shown without machine folders, plain progress bars,
-the full profile's guard, and the footer that says what produced a rendering (wall time, hardware, seed, commit,
-package versions, files written). Colab, Kaggle and the notebooks' start: ``anndl.notebook.hosted``.
-"""
+and the footer that says what produced a rendering."""
 
-from __future__ import annotations
-
+import contextlib
 import importlib.metadata as metadata
 import os
 import platform
@@ -17,39 +14,34 @@ from pathlib import Path
 
 from anndl.core.config import REPO_ROOT
 
-
-
-# Set before TensorFlow is imported: C++ logging (INFO/WARNING/ERROR such as the cuInit failure on a machine
-# without a GPU) and glog/absl verbosity. The lines TensorFlow prints while its shared libraries load
-# ("All log messages before absl::InitializeLog()", port.cc's oneDNN note, cudart_stub, cpu_feature_guard)
-# ignore every variable (checked with TensorFlow 2.21 on this machine), so ``quiet_tensorflow`` imports
-# TensorFlow with the process's stderr sent to a file and passes on only what is not such a line.
+# Set before TensorFlow is imported: C++ logging (such as the cuInit failure without a GPU) and glog/absl verbosity.
+# The lines TensorFlow prints while its libraries load ignore every variable (TensorFlow 2.21), so
+# ``quiet_tensorflow`` imports it with stderr sent to a file and passes on only what is not such a line.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3",
              "GRPC_VERBOSITY": "ERROR"}
 _NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING: All log messages before absl|To enable the following "
                     r"instructions|.*rebuild TensorFlow with the appropriate compiler flags)")
-
-
 # Ctrl-C / SIGTERM raised inside a ``__del__`` (TensorFlow's garbage collectors run them mid-training) is printed
 # and ignored by Python; the command line's handlers note it here too, and training raises it at the next batch.
 PENDING_SIGNALS: list[type[BaseException]] = []
+_ROOTS: dict[str, str] = {}
 
 
 def raise_pending_signal() -> None:
-    """Raise the interrupt a signal handler noted (once): a Ctrl-C or SIGTERM that a ``__del__`` swallowed."""
+    """Raise (once) the Ctrl-C or SIGTERM a signal handler noted: one that a ``__del__`` swallowed."""
     if PENDING_SIGNALS:
         raise PENDING_SIGNALS.pop()()
 
 
 def quiet_environment() -> None:
-    """Set TensorFlow's and absl's log-level variables (call before TensorFlow is imported; harmless after)."""
+    """Set TensorFlow's and absl's log-level variables (before TensorFlow is imported)."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
 
 
 def quiet_tensorflow():
-    """Import TensorFlow (once) without its start-up log lines; silence its Python-side warnings (retracing,
-    deprecations). Returns the module. Anything else written to stderr during the import is passed on."""
+    """Import TensorFlow without its start-up log lines (other stderr output is passed on) and silence its
+    Python-side warnings; returns the module."""
     quiet_environment()
     if "tensorflow" not in sys.modules:
         sys.stderr.flush()
@@ -67,40 +59,23 @@ def quiet_tensorflow():
         if kept:
             print("\n".join(kept), file=sys.stderr)
     import tensorflow as tf
+    from absl import logging as absl_logging
 
     tf.get_logger().setLevel("ERROR")  # "5 out of the last 5 calls ... triggered tf.function retracing"
-    try:
-        from absl import logging as absl_logging
-
-        absl_logging.set_verbosity(absl_logging.ERROR)
-    except ImportError:
-        pass
+    absl_logging.set_verbosity(absl_logging.ERROR)
     return tf
 
 
-_ROOTS: dict[str, str] = {}
-
-
 def name_root(path: Path | str, name: str) -> None:
-    """Show ``path`` (e.g. a data or output folder outside the repository) as ``name`` in ``portable``."""
+    """Show ``path`` (a folder outside the repository) as ``name`` in ``portable``."""
     _ROOTS[str(Path(path).resolve())] = name
 
 
 def portable(text) -> str:
-    """``text`` with this machine's repository folder removed from every path in it (``/home/me/anndl/outputs``
-    -> ``outputs``), folders named with ``name_root`` shown by name, and a Kaggle mount shortened, so that
-    rendered outputs carry no machine path. Folders match by whole path components (``Path.is_relative_to``
-    for a path, component boundaries in text): ``/x/anndl_data`` is not below ``/x/anndl`` and is kept as given."""
-    folders = sorted([(str(REPO_ROOT), "."), *_ROOTS.items()], key=lambda kv: -len(kv[0]))
-    if isinstance(text, Path) and text.is_absolute():
-        for folder, name in folders:
-            if text.is_relative_to(folder):
-                rest = text.relative_to(folder)
-                shown = str(rest) if name == "." else str(Path(name) / rest)
-                return "." if shown in ("", ".") else shown.removesuffix("/.")
-        return re.sub(r"^/kaggle/(input|working)/", r"kaggle:\1/", str(text))
+    """``text`` without machine paths: the repository folder removed (``/home/me/anndl/outputs`` -> ``outputs``),
+    folders named with ``name_root`` shown by name, a Kaggle mount shortened."""
     text = str(text)
-    for folder, name in folders:
+    for folder, name in sorted([(str(REPO_ROOT), "."), *_ROOTS.items()], key=lambda kv: -len(kv[0])):
         # the folder itself or a path below it, never a longer name that starts with it (``anndl`` vs ``anndl_o``)
         pattern = r"(?<![\w.\-/])" + re.escape(folder) + r"(?:(?P<below>/)|(?![\w.\-]))"
         text = re.sub(pattern, lambda m: ("" if name == "." else name + "/") if m["below"] else name, text)
@@ -108,39 +83,29 @@ def portable(text) -> str:
 
 
 def plain_progress(mininterval: float = 30.0) -> None:
-    """Text progress bars that update at most every ``mininterval`` seconds: a rendered notebook then keeps a
-    few lines ending at 100% instead of a frozen ``0%`` widget (call before the package's modules are imported)."""
+    """Text progress bars updated at most every ``mininterval`` seconds: a rendered notebook keeps a few lines, not a
+    frozen ``0%`` widget."""
+    import tqdm.auto
+    import tqdm.std
+
     os.environ.setdefault("TQDM_MININTERVAL", str(mininterval))
     os.environ.setdefault("TQDM_DELAY", "3")  # loops shorter than this print no bar at all
-    try:
-        import tqdm.auto
-        import tqdm.std
-
-        tqdm.auto.tqdm = tqdm.std.tqdm
-    except ImportError:
-        pass
+    tqdm.auto.tqdm = tqdm.std.tqdm
 
 
 def data_label(note: str) -> str:
-    """A data note without machine path or hash: its kind and the folder's name (``synthetic stand-in
-    (anndl synth) in synthetic/``)."""
+    """A data note without machine path or hash (``synthetic stand-in (anndl synth) in synthetic/``)."""
     note = re.sub(r"\s*\[fingerprint [0-9a-f]+\]", "", str(note))
     kind, sep, where = note.partition(" at ")
     return f"{kind} in {Path(where.strip()).name}/" if sep else kind
 
 
-# ------------------------------------------------------------------------------------------- footer
-
 def hardware() -> str:
-    """CPU cores and model, GPUs (names) as one line; no TensorFlow import when it is not loaded yet."""
+    """CPU cores and model, GPUs as one line (no TensorFlow import)."""
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
     parts = [f"{os.cpu_count()} CPU cores ({cpu})"]
     if "tensorflow" in sys.modules:
         gpus = sys.modules["tensorflow"].config.list_physical_devices("GPU")
@@ -149,48 +114,34 @@ def hardware() -> str:
 
 
 def commit() -> str:
-    """The repository's commit (short), with ``+changes`` when the work tree differs; ``unknown`` outside git.
-    ``ANNDL_COMMIT`` (set by ``make notebooks`` once, before the first notebook rewrites itself) wins, so that
-    every notebook of one rendering run names the same commit."""
+    """The repository's short commit, ``+changes`` when the work tree differs; ``ANNDL_COMMIT`` (set once by ``make
+    notebooks``) wins, so that every notebook of one rendering names the same commit."""
     if os.environ.get("ANNDL_COMMIT"):
         return os.environ["ANNDL_COMMIT"]
+    git = ["git", "-C", str(REPO_ROOT)]
     try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
         if head.returncode:
             return "unknown (not a git clone)"
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
         return head.stdout.strip() + (" +changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-FOOTER_PACKAGES = ("anndl", "tensorflow", "keras", "keras-hub", "numpy", "pandas", "scikit-learn", "matplotlib")
-
-
-def files_written(folder: Path | str, since: float) -> list[str]:
-    """Files below ``folder`` modified at or after ``since`` (a ``time.time()``), as portable paths."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(portable(p) for p in folder.rglob("*")
-                  if p.is_file() and p.stat().st_mtime >= since and not p.name.startswith(".")
-                  and not {"resume", "tensorboard"} & set(p.parts))
-
-
 def footer(started: float, seed: int, output_dir: Path | str, max_files: int = 25) -> str:
-    """The closing lines of a notebook: wall time since ``started`` (``time.time()`` in the setup cell),
-    hardware, seed, commit, package versions and the files written below ``output_dir`` since then."""
+    """A notebook's closing lines: wall time since ``started``, hardware, seed, commit, package versions and the files
+    written below ``output_dir`` since then."""
     versions = []
-    for name in FOOTER_PACKAGES:
-        try:
+    for name in ("anndl", "tensorflow", "keras", "keras-hub", "numpy", "pandas", "scikit-learn", "matplotlib"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    files = files_written(output_dir, started - 1)
+    folder = Path(output_dir)
+    files = sorted(portable(p) for p in folder.rglob("*")  # not hidden files, resume states or TensorBoard logs
+                   if p.is_file() and p.stat().st_mtime >= started - 1 and not p.name.startswith(".")
+                   and not {"resume", "tensorboard"} & set(p.parts)) if folder.is_dir() else []
     shown = files[:max_files] + ([f"… and {len(files) - max_files} more"] if len(files) > max_files else [])
-    lines = [f"wall time: {time.time() - started:.0f} s · hardware: {hardware()} · seed: {seed}",
-             f"commit: {commit()} · python {platform.python_version()} · " + ", ".join(versions),
-             f"files written ({len(files)}):" + ("".join(f"\n  {f}" for f in shown) if files else " none")]
-    return "\n".join(lines)
+    return "\n".join([f"wall time: {time.time() - started:.0f} s · hardware: {hardware()} · seed: {seed}",
+                      f"commit: {commit()} · python {platform.python_version()} · " + ", ".join(versions),
+                      f"files written ({len(files)}):" + ("".join(f"\n  {f}" for f in shown) if files else " none")])

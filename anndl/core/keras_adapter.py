@@ -1,11 +1,5 @@
-"""Every private Keras and KerasHub name anndl uses, in one place, each with the reason no public API does the job.
-
-The rest of the package calls these functions and never a ``keras.src``/``keras_hub.src`` module or a Keras object's
-``_attribute``: ``tests/test_layout.py`` checks that, and checks each name below against the pinned versions, so a
-Keras upgrade that moves one fails there, naming it, rather than deep inside a training run.
-"""
-
-from __future__ import annotations
+"""Every private Keras and KerasHub name anndl uses, each with the reason no public API does the job (the rest of the
+package uses none; ``tests/test_layout.py`` checks that and each name against the installed versions)."""
 
 import keras
 
@@ -23,16 +17,14 @@ PRIVATE_NAMES = (
 
 
 def convnext_builder():
-    """Keras's generic ConvNeXt builder (behind ConvNeXtTiny…XLarge): the only way to build the smoke profile's
-    tiny ConvNeXt of the same architecture (custom depths and widths)."""
+    """Keras's generic ConvNeXt builder: the only way to a tiny ConvNeXt (custom depths and widths)."""
     from keras.src.applications import convnext
 
     return convnext.ConvNeXt
 
 
 def data_layer_base() -> type:
-    """Keras's tf.data-safe preprocessing base class (switches to TensorFlow ops inside a ``tf.data`` map under any
-    back end), else a plain ``keras.layers.Layer`` where a Keras version lacks it."""
+    """Keras's tf.data-safe preprocessing base class, else a plain ``keras.layers.Layer``."""
     try:
         from keras.src.layers.preprocessing.data_layer import DataLayer
     except ImportError:  # pragma: no cover - another Keras: a plain layer (fine with the TensorFlow back end)
@@ -41,8 +33,7 @@ def data_layer_base() -> type:
 
 
 def data_layer_seed(layer, fallback):
-    """The seed generator a ``DataLayer`` uses for the back end it runs under (inside ``tf.data``: TensorFlow's);
-    ``fallback`` for a plain layer."""
+    """The seed generator a ``DataLayer`` uses for the back end it runs under; ``fallback`` for a plain layer."""
     if hasattr(layer, "_get_seed_generator"):
         return layer._get_seed_generator(layer.backend._backend)
     return fallback
@@ -60,8 +51,7 @@ def weighted_leaf_layers(model) -> list:
 
 
 def hf_converters():
-    """KerasHub's Hugging Face converters: ``(convert_vit, convert_dinov2, SafetensorLoader)`` (KerasHub loads
-    ``hf://`` presets through them; no public entry point takes a local transformers folder)."""
+    """KerasHub's Hugging Face converters: no public entry point takes a local transformers folder."""
     from keras_hub.src.utils.transformers import convert_dinov2, convert_vit
     from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
 

@@ -1,19 +1,14 @@
 """Read and validate a challenge folder into a manifest: one row per image, nothing skipped.
 
-Layout (the real challenge data, unchanged)::
+Layout (the real challenge data's)::
 
-    DIR/train_data/img_0000.png, mask_0000.png, ...
-    DIR/test_data/img_0000.png,  mask_0000.png, ...
-    DIR/train_labels.csv          header ``sample_index,label``; sample_index is ``img_0000.png``
-    DIR/classes.txt               optional: another label set, one label per line in output order
-                                  (absent for the challenge: its four subtypes)
-    DIR/source.txt                optional: one line saying where the data comes from
+    DIR/train_data/img_0000.png, mask_0000.png, ...   (test_data/ alike; split + sample_index is the key)
+    DIR/train_labels.csv    header ``sample_index,label``; sample_index is ``img_0000.png``
+    DIR/classes.txt         optional: another label set, one per line in output order (default: the four subtypes)
+    DIR/source.txt          optional: one line saying where the data comes from
 
-Train and test numbering both start at 0000, so ``split`` + ``sample_index`` is the key.
-Every fault in the folder raises :class:`DataError` with the offending file and what is wrong.
+Every fault in the folder raises :class:`DataError` naming the file and what is wrong.
 """
-
-from __future__ import annotations
 
 import csv
 import io
@@ -23,7 +18,6 @@ import re
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -34,49 +28,30 @@ import pandas as pd
 from anndl.core.env import portable
 from anndl.core.labels import LABELS
 
-IMAGE_RE = re.compile(r"^img_(\d+)\.png$")
-MASK_RE = re.compile(r"^mask_(\d+)\.png$")
+PAIR_RE = re.compile(r"^(img|mask)_(\d+)\.png$")
 SPLIT_DIRS = {"train": "train_data", "test": "test_data"}
 LABELS_FILE = "train_labels.csv"
 CLASSES_FILE = "classes.txt"
 SOURCE_FILE = "source.txt"
-MANIFEST_COLUMNS = [
-    "split", "sample_index", "image_path", "mask_path", "label", "label_index",
-    "height", "width", "mask_pixels", "image_mode", "content_hash",
-]
+MANIFEST_COLUMNS = ["split", "sample_index", "image_path", "mask_path", "label", "label_index",
+                    "height", "width", "mask_pixels", "image_mode", "content_hash"]
 
 
 class DataError(ValueError):
     """A fault in the challenge folder; the message starts with the file it concerns."""
 
     def __init__(self, path: Path | str, fault: str):
-        self.path = str(path)
-        self.fault = fault
         super().__init__(f"{path}: {fault}")
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    height: int
-    width: int
-    mode: str  # "RGB", or the conversion made, e.g. "RGBA->RGB"
-
-
-def max_pixels() -> int:
-    """The largest image (width x height) read: 20,000 x 20,000 unless ``ANNDL_MAX_PIXELS`` says otherwise."""
-    return int(os.environ.get("ANNDL_MAX_PIXELS", 20_000 * 20_000))
-
-
 def decode_budget() -> int:
-    """Pixels decoded at once across threads: 256 megapixels unless ``ANNDL_DECODE_PIXELS`` says otherwise.
-    Checking an RGB image takes about 8 bytes a pixel at its peak (its file, ~2, and OpenCV's decoding, 6):
-    about 2 GB for the budget. An image larger than the budget is decoded alone."""
+    """Pixels decoded at once across threads: 256 megapixels (about 2 GB at 8 bytes a pixel at the peak of checking
+    an image) unless ``ANNDL_DECODE_PIXELS`` says otherwise. A larger image is decoded alone."""
     return int(os.environ.get("ANNDL_DECODE_PIXELS", 256_000_000))
 
 
 def png_pixels(path: Path | str) -> int:
-    """Width x height from a PNG's header (its first 24 bytes), without decoding it; 0 for anything else
-    (a missing or irregular file, no PNG): decoding it then raises the DataError that says what is wrong."""
+    """Width x height from a PNG's header, without decoding it; 0 for anything else (decoding then says what)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # never open a fifo or device: reading it could block
             return 0
@@ -90,11 +65,9 @@ def png_pixels(path: Path | str) -> int:
 
 
 def bounded_map(fn: Callable, items: Iterable, sizes: Iterable[int], budget: int, workers: int) -> list:
-    """``[fn(item) for item in items]`` on ``workers`` threads, started in order while the ``sizes`` of the
-    items in flight stay within ``budget`` (an item larger than it runs alone). The first failure in order
-    is raised; nothing new starts after a failure."""
-    lock = threading.Condition()
-    state = {"in_flight": 0, "failed": False}
+    """``[fn(item) for item in items]`` on ``workers`` threads, started in order while the ``sizes`` of the items in
+    flight stay within ``budget`` (a larger item runs alone). The first failure is raised; none starts after one."""
+    lock, state = threading.Condition(), {"in_flight": 0, "failed": False}
 
     def run(item, size):
         try:
@@ -107,14 +80,11 @@ def bounded_map(fn: Callable, items: Iterable, sizes: Iterable[int], budget: int
                 state["in_flight"] -= size
                 lock.notify_all()
 
-    def room(size):
-        return state["failed"] or state["in_flight"] == 0 or state["in_flight"] + size <= budget
-
     futures = []
     with ThreadPoolExecutor(workers) as pool:
         for item, size in zip(items, sizes):
             with lock:
-                lock.wait_for(lambda: room(size))
+                lock.wait_for(lambda: state["failed"] or not state["in_flight"] or state["in_flight"] + size <= budget)
                 if state["failed"]:
                     break
                 state["in_flight"] += size
@@ -123,24 +93,23 @@ def bounded_map(fn: Callable, items: Iterable, sizes: Iterable[int], budget: int
 
 
 def _regular(path: Path) -> None:
-    """A DataError unless ``path`` is a regular file (or a link to one): missing, or a device, fifo, socket or
-    folder (a link to ``/dev/zero`` would be read forever)."""
+    """A DataError unless ``path`` is a regular file or a link to one (a link to ``/dev/zero`` is read forever)."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise DataError(path, "file is missing" if not path.is_symlink() else "broken link (its target is missing)") from None
+        missing = "broken link (its target is missing)" if path.is_symlink() else "file is missing"
+        raise DataError(path, missing) from None
     except OSError as e:
         raise DataError(path, f"cannot read it ({e.strerror or e})") from None
     if not stat.S_ISREG(mode):
         kind = ("a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                 else "a fifo" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a file")
-        via = " (through a link)" if path.is_symlink() else ""
-        raise DataError(path, f"not a regular file: {kind}{via}")
+        raise DataError(path, f"not a regular file: {kind}{' (through a link)' if path.is_symlink() else ''}")
 
 
-def _decode(path: Path, flags: int, digest=None) -> np.ndarray:
-    """Decode a PNG completely, or raise DataError (missing, empty, unreadable, truncated). ``digest`` (a
-    hashlib object), when given, is updated with the blake2b of the file's bytes, read once for both."""
+def _decode(path: Path, digest=None) -> np.ndarray:
+    """Decode a PNG completely, or raise DataError. ``digest`` (hashlib): updated with the file bytes' blake2b.
+    The largest image read is 20,000 x 20,000 pixels unless ``ANNDL_MAX_PIXELS`` says otherwise."""
     _regular(path)
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0:
@@ -150,12 +119,12 @@ def _decode(path: Path, flags: int, digest=None) -> np.ndarray:
     if raw[-12:].tobytes()[4:8] != b"IEND":
         raise DataError(path, "truncated PNG (no IEND chunk at the end)")
     width, height = (int.from_bytes(raw[i:i + 4].tobytes(), "big") for i in (16, 20))  # the IHDR chunk
-    if width * height > max_pixels():
-        raise DataError(path, f"image is {width}x{height} pixels, above the limit of {max_pixels():,} "
+    if width * height > (limit := int(os.environ.get("ANNDL_MAX_PIXELS", 20_000 * 20_000))):
+        raise DataError(path, f"image is {width}x{height} pixels, above the limit of {limit:,} "
                               "(set ANNDL_MAX_PIXELS to raise it)")
     if digest is not None:
         digest.update(hashlib.blake2b(raw).digest())
-    array = cv2.imdecode(raw, flags)
+    array = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if array is None:
         raise DataError(path, "unreadable PNG (decoder failed)")
     return array
@@ -165,28 +134,23 @@ def to_rgb(array: np.ndarray, path: Path | str = "") -> tuple[np.ndarray, str]:
     """Return an RGB uint8 array from a decoded (BGR/BGRA/gray) OpenCV array, and the mode used."""
     if array.dtype == np.uint16:
         array = (array >> 8).astype(np.uint8)
-    if array.ndim == 2:
-        return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB), "gray->RGB"
-    channels = array.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(array[:, :, 0], cv2.COLOR_GRAY2RGB), "gray->RGB"
-    if channels == 3:
-        return cv2.cvtColor(array, cv2.COLOR_BGR2RGB), "RGB"
-    if channels == 4:
-        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGB), "RGBA->RGB"
-    raise DataError(path, f"image has {channels} channels; expected 1, 3 or 4")
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    codes = {1: (cv2.COLOR_GRAY2RGB, "gray->RGB"), 3: (cv2.COLOR_BGR2RGB, "RGB"), 4: (cv2.COLOR_BGRA2RGB, "RGBA->RGB")}
+    if channels not in codes:
+        raise DataError(path, f"image has {channels} channels; expected 1, 3 or 4")
+    return cv2.cvtColor(array, codes[channels][0]), codes[channels][1]
 
 
 def read_image(path: Path | str) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3), converting grayscale / RGBA."""
     path = Path(path)
-    return to_rgb(_decode(path, cv2.IMREAD_UNCHANGED), path)[0]
+    return to_rgb(_decode(path), path)[0]
 
 
 def read_mask(path: Path | str, digest=None) -> np.ndarray:
     """Read a binary ROI mask as bool (H, W). Accepts 1/3/4 channels (channel 0 is used), 0/1 or 0/255."""
     path = Path(path)
-    array = _decode(path, cv2.IMREAD_UNCHANGED, digest)
+    array = _decode(path, digest)
     if array.ndim == 3:
         array = array[:, :, 2] if array.shape[2] >= 3 else array[:, :, 0]  # BGR order: RGB channel 0
     values = np.unique(array)
@@ -195,22 +159,19 @@ def read_mask(path: Path | str, digest=None) -> np.ndarray:
     return array > 0
 
 
-def _inspect_pair(image_path: Path, mask_path: Path) -> tuple[ImageInfo, int, str]:
-    """Size, mode, mask pixels and ``content_hash`` (of both files' bytes: restained pixels under the same
-    names and masks are other data) of one image and its mask."""
+def _inspect_pair(image_path: Path, mask_path: Path) -> dict:
+    """The manifest's size, mode, mask pixels and ``content_hash`` (of both files' bytes) of an image and its mask."""
     digest = hashlib.blake2b(digest_size=8)
-    image = _decode(image_path, cv2.IMREAD_UNCHANGED, digest)
+    image = _decode(image_path, digest)
     _, mode = to_rgb(image[:1, :1], image_path)  # the conversion a full read would make
     height, width = image.shape[:2]
     del image  # not held while the mask is decoded
     mask = read_mask(mask_path, digest)
     if mask.shape != (height, width):
-        raise DataError(
-            mask_path,
-            f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
-            f"{width}x{height} (width x height)",
-        )
-    return ImageInfo(height, width, mode), int(np.count_nonzero(mask)), digest.hexdigest()
+        raise DataError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but its image {image_path.name} is "
+                                   f"{width}x{height} (width x height)")
+    return {"height": height, "width": width, "mask_pixels": int(np.count_nonzero(mask)), "image_mode": mode,
+            "content_hash": digest.hexdigest()}
 
 
 def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -218,15 +179,10 @@ def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
     if not split_dir.is_dir():
         raise DataError(split_dir, "folder is missing")
     images, masks = {}, {}
-    for path in sorted(split_dir.iterdir()):
-        if path.name.startswith("."):
-            continue
-        if m := IMAGE_RE.match(path.name):
-            images[m.group(1)] = path
-        elif m := MASK_RE.match(path.name):
-            masks[m.group(1)] = path
-        else:
+    for path in sorted(p for p in split_dir.iterdir() if not p.name.startswith(".")):
+        if not (m := PAIR_RE.match(path.name)):
             raise DataError(path, "unexpected file; expected img_XXXX.png or mask_XXXX.png")
+        (images if m[1] == "img" else masks)[m[2]] = path
     for number in sorted(set(masks) - set(images)):
         raise DataError(split_dir / f"img_{number}.png", f"image is missing for mask {masks[number].name}")
     for number in sorted(set(images) - set(masks)):
@@ -237,8 +193,9 @@ def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def _utf8(path: Path) -> str:
-    """A text file's content; anything but UTF-8 (Latin-1, UTF-16 from a spreadsheet, …) is a ``DataError`` naming
-    the file and where it stops being UTF-8."""
+    """A regular text file's content; anything but UTF-8 (Latin-1, UTF-16 from a spreadsheet, …) is a ``DataError``
+    saying where it stops being UTF-8."""
+    _regular(path)
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -253,11 +210,10 @@ def read_classes(data_dir: Path | str) -> tuple[str, ...]:
     path = Path(data_dir) / CLASSES_FILE
     if not path.exists() and not path.is_symlink():
         return LABELS
-    _regular(path)
     lines = _utf8(path).replace("\r\n", "\n").split("\n")  # lines end at \n only
     for number, line in enumerate(lines, start=1):
-        odd = [c for c in line if c in "\u2028\u2029\x85\x0b\x0c\x1c\x1d\x1e\r"]
-        if odd:  # str.splitlines() would cut the label in two there; a spreadsheet or editor may too
+        # str.splitlines() would cut a label in two at these; a spreadsheet or editor may too
+        if odd := [c for c in line if c in "\u2028\u2029\x85\x0b\x0c\x1c\x1d\x1e\r"]:
             raise DataError(path, f"line {number}: label {line.strip()!r} contains a line or paragraph separator "
                                   f"(U+{ord(odd[0]):04X}); one label per line, without such characters")
     classes = tuple(line.strip() for line in lines if line.strip())
@@ -265,8 +221,7 @@ def read_classes(data_dir: Path | str) -> tuple[str, ...]:
         raise DataError(path, f"needs at least two labels, one per line; found {list(classes)}")
     if len(set(classes)) != len(classes):
         raise DataError(path, f"lists a label twice: {list(classes)}")
-    risky = [c for c in classes if c[0] in "=+-@"]
-    if risky:  # a spreadsheet would run them as formulas when the submission CSV is opened
+    if risky := [c for c in classes if c[0] in "=+-@"]:  # a spreadsheet would run them as formulas
         raise DataError(path, f"label {risky[0]!r} starts with one of = + - @; rename it")
     return classes
 
@@ -274,36 +229,30 @@ def read_classes(data_dir: Path | str) -> tuple[str, ...]:
 def read_labels(path: Path | str, classes: tuple[str, ...] = LABELS) -> dict[str, str]:
     """Read ``train_labels.csv`` into {sample_index: label}, checking header, labels and duplicates."""
     path = Path(path)
-    _regular(path)
-    with io.StringIO(_utf8(path), newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["sample_index", "label"]:
-            raise DataError(path, f"header is {header}; expected ['sample_index', 'label']")
-        labels: dict[str, str] = {}
-        for line_no, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != 2:
-                raise DataError(path, f"line {line_no}: expected 2 fields, got {len(row)}: {row}")
-            sample, label = row[0].strip(), row[1].strip()
-            if label not in classes:
-                raise DataError(path, f"line {line_no}: unknown label {label!r} for {sample}; "
-                                      f"expected one of {list(classes)}")
-            if sample in labels:
-                raise DataError(path, f"line {line_no}: duplicate sample_index {sample!r}")
-            labels[sample] = label
+    reader = csv.reader(io.StringIO(_utf8(path), newline=""))
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != ["sample_index", "label"]:
+        raise DataError(path, f"header is {header}; expected ['sample_index', 'label']")
+    labels: dict[str, str] = {}
+    for line_no, row in enumerate(reader, start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != 2:
+            raise DataError(path, f"line {line_no}: expected 2 fields, got {len(row)}: {row}")
+        sample, label = row[0].strip(), row[1].strip()
+        if label not in classes:
+            raise DataError(path, f"line {line_no}: unknown label {label!r} for {sample}; "
+                                  f"expected one of {list(classes)}")
+        if sample in labels:
+            raise DataError(path, f"line {line_no}: duplicate sample_index {sample!r}")
+        labels[sample] = label
     return labels
 
 
 def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "test"),
                    workers: int = 4, pixel_budget: int | None = None) -> pd.DataFrame:
-    """Validate a challenge folder and return its manifest (columns: ``MANIFEST_COLUMNS``).
-
-    Every image and mask is decoded once to catch truncated files and size mismatches, on ``workers``
-    threads with at most ``pixel_budget`` pixels (default :func:`decode_budget`; sizes from the PNG
-    headers) decoded at once. ``label_index`` follows the folder's label set (:func:`read_classes`).
-    """
+    """Validate a challenge folder and return its manifest (``label_index`` in :func:`read_classes` order). Every
+    image and mask is decoded once, on ``workers`` threads, at most ``pixel_budget`` pixels (PNG headers) at once."""
     budget = decode_budget() if pixel_budget is None else pixel_budget
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -314,37 +263,27 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
         pairs = _list_pairs(data_dir / SPLIT_DIRS[split])
         labels: dict[str, str] = {}
         if split == "train":
-            labels_path = data_dir / LABELS_FILE
-            labels = read_labels(labels_path, classes)
+            path = data_dir / LABELS_FILE
+            labels = read_labels(path, classes)
             names = {name for name, _, _ in pairs}
-            for sample in labels:
-                if sample not in names:
-                    raise DataError(labels_path, f"label row for {sample!r}, but "
-                                                 f"{SPLIT_DIRS['train']}/{sample} does not exist")
-            for name, image_path, _ in pairs:
-                if name not in labels:
-                    raise DataError(labels_path, f"sample_index {name!r} is missing "
-                                                 f"(image {image_path} has no label row)")
+            for sample in (s for s in labels if s not in names):
+                raise DataError(path, f"label row for {sample!r}, but {SPLIT_DIRS[split]}/{sample} does not exist")
+            for name, image_path, _ in (p for p in pairs if p[0] not in labels):
+                raise DataError(path, f"sample_index {name!r} is missing (image {image_path} has no label row)")
         sizes = [max(png_pixels(image_path), png_pixels(mask_path)) for _, image_path, mask_path in pairs]
         inspected = bounded_map(lambda p: _inspect_pair(p[1], p[2]), pairs, sizes, budget, workers)
-        for (name, image_path, mask_path), (info, mask_pixels, digest) in zip(pairs, inspected):
+        for (name, image_path, mask_path), fields in zip(pairs, inspected):
             label = labels.get(name)
-            rows.append({
-                "split": split, "sample_index": name,
-                "image_path": str(image_path), "mask_path": str(mask_path),
-                "label": label, "label_index": classes.index(label) if label else -1,
-                "height": info.height, "width": info.width,
-                "mask_pixels": mask_pixels, "image_mode": info.mode, "content_hash": digest,
-            })
+            rows.append({"split": split, "sample_index": name, "image_path": str(image_path),
+                         "mask_path": str(mask_path), "label": label,
+                         "label_index": classes.index(label) if label else -1, **fields})
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
 def find_data_dir(candidate: Path | str) -> Path | None:
     """Return ``candidate`` if it holds a challenge folder (train_data/ and train_labels.csv), else None."""
     candidate = Path(candidate)
-    if (candidate / SPLIT_DIRS["train"]).is_dir() and (candidate / LABELS_FILE).is_file():
-        return candidate
-    return None
+    return candidate if (candidate / SPLIT_DIRS["train"]).is_dir() and (candidate / LABELS_FILE).is_file() else None
 
 
 def is_synthetic(data_dir: Path | str) -> bool:
@@ -365,13 +304,13 @@ def describe_data(data_dir: Path | str) -> str:
 def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = None) -> Path:
     """The challenge folder to use: ``data_dir`` itself if it holds one, else ``data_dir/synthetic``,
     generated with ``synthetic_defaults`` on first use."""
-    data_dir = Path(data_dir)
+    from anndl.data import synthetic
+
+    data_dir, defaults = Path(data_dir), synthetic_defaults or {}
     if found := find_data_dir(data_dir):
         return found
     synthetic_dir = data_dir / "synthetic"
-    from anndl.data import synthetic
-
-    wanted = synthetic.default_settings(**(synthetic_defaults or {}))
+    wanted = synthetic.default_settings(**defaults)
     if found := find_data_dir(synthetic_dir):
         made = synthetic.settings_of(found)
         if made == wanted or (made is None and not (found / synthetic.SYNTH_MARKER).is_file()):
@@ -379,13 +318,13 @@ def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = Non
         why = ("it was cut short or made by an earlier version" if made is None else
                ", ".join(f"{k} {made.get(k)} not {v}" for k, v in wanted.items() if made.get(k) != v))
         print(f"{portable(synthetic_dir)} differs from the synthetic default ({why}): generating it again")
-        return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))
+        return synthetic.generate(synthetic_dir, **defaults)
     if (data_dir / SPLIT_DIRS["train"]).exists() or (data_dir / LABELS_FILE).exists():
         raise DataError(data_dir, f"incomplete challenge folder: needs {SPLIT_DIRS['train']}/, "
                                   f"{SPLIT_DIRS['test']}/ and {LABELS_FILE}")
     print(f"{portable(data_dir)} holds no challenge folder: generating the synthetic default into "
           f"{portable(synthetic_dir)}")
-    return synthetic.generate(synthetic_dir, **(synthetic_defaults or {}))
+    return synthetic.generate(synthetic_dir, **defaults)
 
 
 def refuse_synthetic(profile: str, data_dir: Path | str, allow_synthetic: bool = False) -> None:

@@ -1,46 +1,27 @@
-"""Remove corrupted training images: "sticker" (Shrek) images and green blob artifacts.
+"""Remove corrupted training images: "sticker" (Shrek) images and green blob artifacts (the report's §2, measured).
 
-The report's method (§2), made a measured, reusable step:
+1. **Identical-mask groups**: SHA-256 of each mask's pixels. In the real data every sticker image shares its mask
+   with a genuine image; groups stay on one side of the later split.
+2. **Stickers**: within each group, the members abnormally far from the robust centre of the image embeddings; a
+   logistic regression trained on the group members then flags stickers without a mask twin. Embedder: ImageNet
+   ResNet50 (needs its weights), a saved Keras model, or an offline colour/texture embedder; outputs name it.
+3. **Green artifacts**: H&E never makes green-dominant pixels (G above both R and B by a margin); an image whose
+   green region is large enough is flagged.
+4. **Sticker or green blob**, whatever the sticker's shade or opacity: where a green image has a **twin** (a group
+   member that is the same tissue without its green region), what was pasted decides: a cartoon when its border is
+   darkened towards black (``twin_ink``: stickers pasted at opacity 0.45-1 measured 0.68-0.96, blobs 0.00). Without
+   a twin, the region itself: a dark outline around it (``green_ink``: stickers 0.34-0.61, blobs <= 0.005) and flat
+   colour inside (``green_flat``: stickers 0.65-0.96, blobs <= 0.31) make a sticker (``bench/outlier_kinds.py``).
 
-1. **Identical-mask groups**: SHA-256 of each mask's *pixel content* (so the same mask saved
-   differently still matches). In the real data every sticker image shares its mask with a genuine
-   image; groups are reported and kept on one side of the later split.
-2. **Stickers**: image embeddings; within each identical-mask group the members abnormally far from the
-   global (robust) centre of the embeddings are the corrupted ones (in the real data: the farther
-   member of each pair); a logistic regression trained on those labelled group members
-   then flags stickers that have no mask twin. The embedder is a parameter: an ImageNet ResNet50
-   (``keras.applications``, needs its weights) or an offline colour/texture embedder that needs no
-   weights. Every output names the embedder that ran.
-3. **Green artifacts**: H&E stains never produce green-dominant pixels, so the blob is isolated as the
-   pixels where G exceeds both R and B by a margin; images whose blob covers more than a minimum
-   fraction of the image are flagged.
-4. **Sticker or green blob**, whatever the sticker's shade of green or opacity. A sticker is a cartoon
-   pasted on a copy of a genuine image, so where a green image has a **twin** (a member of its identical-mask
-   group that is the same tissue: they differ in at most ``twin_max_changed`` of the pixels) that lacks its
-   green region, the difference between the two is the pasted thing itself: a cartoon when its border is
-   drawn, i.e. darkened towards black (``twin_ink``: the share of the difference's outer band where every
-   channel is at most 0.6 x the twin's + 16, which a black outline pasted at opacity >= 0.45 is and a green
-   blob of any opacity never is). Measured on translucent stickers (opacity 0.45-1, three shades) and blobs
-   planted in identical-mask groups (synthetic and real BACH tissue): stickers 0.68-0.96, blobs 0.00;
-   different tissue under identical masks differs in 0.91 of the pixels.
-   A green image without such a twin is judged on its own: a cartoon (a dark outline around the region,
-   ``green_ink``: the share of near-black pixels in a ring around it; flat colour inside, ``green_flat``: the
-   share of its pixels with almost no local variation) is a sticker; a smooth, shaded, outline-free green
-   region is a blob. Measured on opaque stickers (``bench/outlier_kinds.py``): stickers ink 0.34-0.61, flat
-   0.65-0.96 in every shade; blobs ink <= 0.005, flat <= 0.31.
-   Test images are never removed.
-
-Memory stays bounded: images are decoded a few at a time (at most ``anndl.data.decode_budget()`` pixels per
-batch), and only a 32 x 32 thumbnail of each is kept, to find twins.
+Test images are never removed. Images are decoded a few at a time (``anndl.data.decode_budget()`` pixels per batch);
+only a 32 x 32 thumbnail of each is kept, to find twins.
 """
-
-from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -48,7 +29,6 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
-from anndl.core import artifacts
 from anndl.core.labels import LABELS
 from anndl.data import decode_budget, png_pixels, read_image, read_mask
 
@@ -60,34 +40,21 @@ class OutlierConfig:
     green_margin: int = 40            # a pixel is green when G - max(R, B) exceeds this (0-255 scale)
     green_min_fraction: float = 0.002 # flag an image when green pixels exceed this share of its area
     green_min_blob_pixels: int = 64   # ...and its largest green component is at least this large
-    sticker_min_z: float = 10.0       # a group member is flagged when its distance is abnormally high:
-                                      # robust z-score over all images above this. Stickers measured
-                                      # 38-122 (synthetic, planted on BACH); unplanted group members up to
-                                      # 3.0 (BACH: 3.01 flagged a real image at the old threshold 3)
+    sticker_min_z: float = 10.0       # flag a group member whose distance's robust z-score exceeds this (stickers
+                                      # 38-122; genuine members up to 3.0, BACH 3.01 at the old threshold 3)
     sticker_probability: float = 0.9  # classifier probability to flag a sticker without a mask twin
     embed_max_side: int = 512         # images are downsampled to this size for the offline embedder
-    cartoon_min_ink: float = 0.15     # a green region is a sticker's when this share of the ring around it
-                                      # is near-black outline (stickers 0.34-0.61, blobs <= 0.005) ...
-    cartoon_min_flat: float = 0.5     # ...and this share of it is flat colour (stickers 0.65-0.96, blobs <= 0.31)
+    cartoon_min_ink: float = 0.15     # a green region is a sticker's when this share of the ring around it is ink
+    cartoon_min_flat: float = 0.5     # ...and this share of it is flat colour
     twin_change: int = 12             # a pixel differs from its twin's when a channel differs by more than this
-    twin_max_changed: float = 0.5     # a group member is the same tissue (a twin) when at most this share of the
-                                      # pixels differ (pasted stickers 0.05-0.22; other tissue 0.91)
-    twin_min_ink: float = 0.3         # what a green image adds to its twin is a cartoon when this share of its
-                                      # border is darkened towards black (stickers 0.68-0.96, blobs 0.00)
-
-
-class Embedder(Protocol):
-    name: str
-
-    def __call__(self, images: list[np.ndarray]) -> np.ndarray: ...
+    twin_max_changed: float = 0.5     # a twin: at most this share of pixels differ (stickers 0.05-0.22, other 0.91)
+    twin_min_ink: float = 0.3         # a pasted thing is a cartoon when this share of its border is inked
 
 
 def mask_hash(mask: np.ndarray) -> str:
     """SHA-256 of a boolean mask's pixels and shape (independent of how the PNG was encoded)."""
     mask = np.ascontiguousarray(mask, dtype=bool)
-    digest = hashlib.sha256(np.array(mask.shape, np.int64).tobytes())
-    digest.update(np.packbits(mask).tobytes())
-    return digest.hexdigest()
+    return hashlib.sha256(np.array(mask.shape, np.int64).tobytes() + np.packbits(mask).tobytes()).hexdigest()
 
 
 def green_pixels(image: np.ndarray, margin: int) -> np.ndarray:
@@ -103,10 +70,7 @@ def green_pixels(image: np.ndarray, margin: int) -> np.ndarray:
 
 
 def cartoon_stats(image: np.ndarray, region: np.ndarray) -> tuple[float, float]:
-    """How much a region looks drawn rather than smeared: (ink, flat). ``ink``: share of near-black pixels
-    (every channel below 70) in a ring around it (a cartoon's outline); ``flat``: share of its inner pixels
-    whose 5x5 grey-level standard deviation is below 1 (flat fill; shading, tissue seen through and noise
-    vary)."""
+    """How drawn a region looks: (ink, flat), the shares of near-black pixels around it and of flat fill inside."""
     region = region.astype(np.uint8)
     d = max(3, int(round(np.sqrt(region.sum()) / 12)))
     grown = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * d + 1, 2 * d + 1)))
@@ -123,10 +87,8 @@ def cartoon_stats(image: np.ndarray, region: np.ndarray) -> tuple[float, float]:
 
 
 def green_blob_stats(image: np.ndarray, margin: int) -> dict:
-    """Share of green pixels, size of the largest green component, the blob's mean RGB and how drawn the
-    largest component looks (``green_ink``, ``green_flat``: ``cartoon_stats``)."""
+    """Share of green pixels, the largest green component's size and how drawn it looks, and their mean RGB."""
     blob = green_pixels(image, margin)
-    fraction = float(blob.mean())
     largest, mean_rgb, ink, flat = 0, [np.nan] * 3, 0.0, 0.0
     if blob.any():
         n, labels, stats, _ = cv2.connectedComponentsWithStats(blob.astype(np.uint8), connectivity=8)
@@ -135,22 +97,17 @@ def green_blob_stats(image: np.ndarray, margin: int) -> dict:
         mean_rgb = image[blob].mean(axis=0).round(1).tolist()
         if largest >= 16:
             ink, flat = cartoon_stats(image, labels == biggest)
-    return {"green_fraction": fraction, "green_blob_pixels": largest,
+    return {"green_fraction": float(blob.mean()), "green_blob_pixels": largest,
             "blob_r": mean_rgb[0], "blob_g": mean_rgb[1], "blob_b": mean_rgb[2], "green_ink": ink, "green_flat": flat}
 
 
+@dataclass
 class ColourTextureEmbedder:
-    """Offline embedder (no weights): colour and texture statistics that tell overlays from tissue.
+    """Offline embedder (no weights): colour and texture statistics that tell flat, saturated, off-stain overlays
+    outlined in black from textured pink/purple tissue."""
 
-    H&E tissue is textured pink/purple; cartoon overlays are flat, saturated, off-stain colours
-    outlined in black. Each such pixel map contributes its area share and its densest 8x8 grid cell,
-    plus global saturation, brightness and texture.
-    """
-
+    max_side: int = 512
     name = "colour-texture statistics (offline, no pretrained weights)"
-
-    def __init__(self, max_side: int = 512):
-        self.max_side = max_side
 
     def embed_one(self, image: np.ndarray) -> np.ndarray:
         step = max(1, int(np.ceil(max(image.shape[:2]) / self.max_side)))
@@ -186,8 +143,7 @@ class KerasEmbedder:
                           for im in images]).astype(np.float32)
         if self.preprocess is not None:
             batch = self.preprocess(batch)
-        features = np.asarray(self.model.predict(batch, verbose=0))
-        return features.reshape(len(images), -1).astype(np.float32)
+        return np.asarray(self.model.predict(batch, verbose=0)).reshape(len(images), -1).astype(np.float32)
 
 
 def resnet50_embedder(weights: str | Path = "imagenet") -> KerasEmbedder:
@@ -209,39 +165,23 @@ def resnet50_embedder(weights: str | Path = "imagenet") -> KerasEmbedder:
                          preprocess=keras.applications.resnet50.preprocess_input)
 
 
-def keras_file_embedder(path: str | Path, image_size: int | None = None) -> KerasEmbedder:
-    """Embedder from a saved ``.keras`` model whose output is a feature vector (or map, flattened)."""
-    import keras
-
-    model = keras.models.load_model(path, compile=False)
-    size = image_size or int(model.input_shape[1])
-    return KerasEmbedder(model, f"Keras model {Path(path).name}", image_size=size)
-
-
-def make_embedder(spec: str, config: OutlierConfig = OutlierConfig()) -> Embedder:
-    """'offline', 'resnet50' (ImageNet download), 'resnet50:PATH' (local weights) or a ``.keras`` path."""
+def make_embedder(spec: str, config: OutlierConfig = OutlierConfig()) -> ColourTextureEmbedder | KerasEmbedder:
+    """'offline', 'resnet50' (ImageNet download), 'resnet50:PATH' (local weights) or a ``.keras`` model's path
+    (its output a feature vector or map, flattened)."""
     if spec == "offline":
         return ColourTextureEmbedder(config.embed_max_side)
-    if spec == "resnet50":
-        return resnet50_embedder("imagenet")
-    if spec.startswith("resnet50:"):
-        return resnet50_embedder(spec.split(":", 1)[1])
+    if spec == "resnet50" or spec.startswith("resnet50:"):
+        return resnet50_embedder(spec.split(":", 1)[1] if ":" in spec else "imagenet")
     if spec.endswith(".keras"):
-        return keras_file_embedder(spec)
+        import keras
+
+        model = keras.models.load_model(spec, compile=False)
+        return KerasEmbedder(model, f"Keras model {Path(spec).name}", image_size=int(model.input_shape[1]))
     raise ValueError(f"unknown embedder {spec!r}; use offline, resnet50, resnet50:WEIGHTS.h5 or MODEL.keras")
 
 
-THUMB = 32  # side of the thumbnails kept to find twins
-
-
-def thumbnail(image: np.ndarray) -> np.ndarray:
-    """A THUMB x THUMB area-averaged copy of an image (kept for every image: 3 KB each)."""
-    return cv2.resize(image, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-
-
 def pixel_batches(sizes: list[int], budget: int, batch_size: int) -> list[range]:
-    """Consecutive batches of at most ``batch_size`` items and ``budget`` pixels (an item larger than the
-    budget alone)."""
+    """Consecutive batches of at most ``batch_size`` items and ``budget`` pixels (a larger item alone)."""
     batches, start, total = [], 0, 0
     for i, size in enumerate(sizes):
         if i > start and (i - start == batch_size or total + size > budget):
@@ -253,59 +193,45 @@ def pixel_batches(sizes: list[int], budget: int, batch_size: int) -> list[range]
     return batches
 
 
-def scan_images(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig, batch_size: int = 16,
+def scan_images(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfig, batch_size: int = 16,
                 workers: int = 2, pixel_budget: int | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """One pass over the images: mask hash, green stats, embedding and thumbnail of each. Images are decoded on
-    ``workers`` threads in batches of at most ``batch_size`` images and ``pixel_budget`` pixels (default
-    ``decode_budget()``; sizes from the manifest's ``height`` x ``width``, else the PNG headers), each batch
-    embedded and let go before the next."""
+    """One pass over the images: mask hash, green stats, embedding and 32 x 32 thumbnail of each, decoded on
+    ``workers`` threads in batches of at most ``batch_size`` images and ``pixel_budget`` (default: decode_budget())."""
     budget = decode_budget() if pixel_budget is None else pixel_budget
 
     def inspect(row):
         image, mask = read_image(row.image_path), read_mask(row.mask_path)
         stats = {"mask_hash": mask_hash(mask), **green_blob_stats(image, config.green_margin)}
-        return image, stats, thumbnail(image)
+        return image, stats, cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
 
     rows, embeddings, thumbs = [], [], []
     records = list(manifest.itertuples())
-    if {"height", "width"} <= set(manifest.columns):
-        sizes = (manifest.height * manifest.width).astype(int).tolist()
-    else:
-        sizes = [png_pixels(path) for path in manifest.image_path]
+    sizes = ((manifest.height * manifest.width).astype(int).tolist() if {"height", "width"} <= set(manifest.columns)
+             else [png_pixels(path) for path in manifest.image_path])
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(records), desc="scan", unit="img") as bar:
         for batch in pixel_batches(sizes, budget, batch_size):
-            results = list(pool.map(inspect, [records[i] for i in batch]))
-            embeddings.append(embedder([image for image, _, _ in results]))
-            rows.extend(stats for _, stats, _ in results)
-            thumbs.extend(thumb for _, _, thumb in results)
-            del results
+            images, stats, small = zip(*pool.map(inspect, [records[i] for i in batch]))
+            embeddings.append(embedder(list(images)))
+            rows += stats
+            thumbs += small
+            del images  # let go before the next batch
             bar.update(len(batch))
-    return (pd.DataFrame(rows, index=manifest.index), np.concatenate(embeddings),
-            np.stack(thumbs) if thumbs else np.zeros((0, THUMB, THUMB, 3), np.uint8))
+    return pd.DataFrame(rows, index=manifest.index), np.concatenate(embeddings), np.stack(thumbs)
 
 
 def mask_groups(hashes: pd.Series) -> pd.Series:
-    """Group number for each image whose mask is shared with another (-1 for a unique mask);
-    numbered in order of first appearance, so the same input gives the same numbers."""
-    sizes = hashes.map(hashes.value_counts())
-    shared = hashes[sizes > 1]
+    """Group number of each image whose mask is shared (-1 for a unique mask), in order of first appearance."""
+    shared = hashes[hashes.map(hashes.value_counts()) > 1]
     numbers = {h: i for i, h in enumerate(dict.fromkeys(shared))}
     return hashes.map(numbers).fillna(-1).astype(int)
 
 
 def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierConfig,
                     exclude: np.ndarray | None = None) -> pd.DataFrame:
-    """Flag sticker images: group members abnormally far from the embeddings' centre, then a
-    classifier trained on group members for images without a mask twin.
-
-    The report measured distance from the global mean embedding. Here each feature is centred on its
-    median and scaled by its MAD (floored at a tenth of its standard deviation, for sparse features),
-    so that the outliers themselves (about 9% of the real train set) do not set the scale and hide.
-    "Abnormally high" is a z-score of that distance, with the median as centre and a spread
-    taken from the lower quartile (outliers only lengthen the upper tail). Returns columns
-    ``sticker`` (bool), ``distance``, ``distance_z`` and ``sticker_probability`` (classifier output;
-    NaN where none could be trained).
-    """
+    """Flag sticker images: group members abnormally far from the embeddings' centre, then a classifier trained
+    on group members for images without a mask twin (``sticker_probability``: NaN where none could be trained).
+    Unlike the report's distance from the mean, features are centred on their median and scaled by their MAD, so
+    the outliers (about 9% of the real train set) do not set the scale."""
     center = np.median(embeddings, 0)
     scale = np.maximum(1.4826 * np.median(np.abs(embeddings - center), 0), 0.1 * embeddings.std(0)) + 1e-6
     z = (embeddings - center) / scale
@@ -330,27 +256,14 @@ def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierC
                          "sticker_probability": probability})
 
 
-def detect_green(stats: pd.DataFrame, config: OutlierConfig) -> np.ndarray:
-    """Images with a sizeable green-dominant region (a blob, or a sticker drawn in green): enough green
-    pixels, in one sizeable component."""
-    return ((stats.green_fraction >= config.green_min_fraction)
-            & (stats.green_blob_pixels >= config.green_min_blob_pixels)).to_numpy()
-
-
-def green_is_cartoon(stats: pd.DataFrame, config: OutlierConfig) -> np.ndarray:
-    """Which images' largest green region is drawn (outlined, flat: a sticker) rather than a smooth blob."""
-    return ((stats.green_ink >= config.cartoon_min_ink) & (stats.green_flat >= config.cartoon_min_flat)).to_numpy()
-
-
 def changed_pixels(image: np.ndarray, twin: np.ndarray, level: int) -> np.ndarray:
     """Where two same-size RGB images differ: some channel by more than ``level``."""
     return cv2.absdiff(image, twin).max(-1) > level
 
 
 def twin_ink(image: np.ndarray, twin: np.ndarray, changed: np.ndarray) -> float:
-    """How drawn what ``image`` adds to ``twin`` is: the share of the changed region's outer band (about a
-    fortieth of its size wide) where every channel of ``image`` is at most 0.6 x the twin's + 16, as a black
-    outline pasted at opacity >= 0.45 makes it (a pasted green blob never does: its green stays bright)."""
+    """How drawn what ``image`` adds to ``twin`` is: the share of the changed region's outer band darkened towards
+    black, as an outline pasted at opacity >= 0.45 makes it (a pasted green blob never does: its green stays bright)."""
     region = cv2.morphologyEx(changed.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     r = max(2, int(round(np.sqrt(region.sum()) / 40)))
     band = region.astype(bool) & ~cv2.erode(region, cv2.getStructuringElement(
@@ -363,11 +276,9 @@ def twin_ink(image: np.ndarray, twin: np.ndarray, changed: np.ndarray) -> float:
 
 def compare_with_twins(train: pd.DataFrame, groups: np.ndarray, thumbs: np.ndarray, which: np.ndarray,
                        config: OutlierConfig) -> pd.DataFrame:
-    """For each image in ``which`` (in an identical-mask group): its twin, the group member that is the same
-    tissue (at most ``twin_max_changed`` of the pixels differ) and lacks the image's green region (at least
-    half of its green pixels differ), and ``twin_ink`` of what the image adds to it. Columns ``twin``
-    (sample_index, "" where none) and ``twin_ink`` (NaN where none). Members are tried in order of how little
-    their thumbnails differ; two images are in memory at a time."""
+    """For each image in ``which`` (in an identical-mask group): ``twin``, the group member that is the same tissue
+    without the image's green region ("" where none), and ``twin_ink`` of what the image adds to it (NaN where
+    none). Members are tried in order of how little their thumbnails differ; two images are in memory at a time."""
     twin_names, inks = [""] * len(train), [np.nan] * len(train)
     for i in np.flatnonzero(which):
         members = [j for j in np.flatnonzero(groups == groups[i]) if j != i]
@@ -389,33 +300,29 @@ def compare_with_twins(train: pd.DataFrame, groups: np.ndarray, thumbs: np.ndarr
     return pd.DataFrame({"twin": twin_names, "twin_ink": inks}, index=train.index)
 
 
-def clean(manifest: pd.DataFrame, embedder: Embedder, config: OutlierConfig = OutlierConfig()) -> pd.DataFrame:
+def clean(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfig = OutlierConfig()) -> pd.DataFrame:
     """Label every train image ``kept``, ``sticker`` or ``green``. Test images are not touched."""
     train = manifest[manifest.split == "train"].reset_index(drop=True)
     stats, embeddings, thumbs = scan_images(train, embedder, config)
     groups = mask_groups(stats.mask_hash).to_numpy()
-    coloured = detect_green(stats, config)
+    coloured = ((stats.green_fraction >= config.green_min_fraction)
+                & (stats.green_blob_pixels >= config.green_min_blob_pixels)).to_numpy()
     # A green image whose twin lacks its green region: what was pasted on it decides (a drawn border: a
     # sticker, whatever its shade or opacity); without a twin, the region's own outline and flat colour do.
     twins = compare_with_twins(train, groups, thumbs, coloured & (groups >= 0), config)
-    pasted = (twins.twin != "").to_numpy()
-    drawn = coloured & np.where(pasted, twins.twin_ink.to_numpy() >= config.twin_min_ink,
-                                green_is_cartoon(stats, config))
-    green = coloured & ~drawn
+    cartoon = ((stats.green_ink >= config.cartoon_min_ink) & (stats.green_flat >= config.cartoon_min_flat)).to_numpy()
+    drawn = coloured & np.where(twins.twin != "", twins.twin_ink.to_numpy() >= config.twin_min_ink, cartoon)
     # green-dominant images neither count nor train as group members far for their colour
     stickers = detect_stickers(embeddings, groups, config, exclude=coloured)
-    status = np.where(green, "green", np.where(drawn | stickers.sticker, "sticker", "kept"))
+    status = np.where(coloured & ~drawn, "green", np.where(drawn | stickers.sticker, "sticker", "kept"))
     score = np.where(status == "green", stats.green_fraction, stickers.distance)
-    out = pd.DataFrame({
+    return pd.DataFrame({
         "sample_index": train.sample_index, "label": train.label, "status": status, "group": groups,
         "score": np.round(score, 6), "distance": stickers.distance.round(6),
-        "distance_z": stickers.distance_z.round(4),
-        "sticker_probability": stickers.sticker_probability.round(6),
+        "distance_z": stickers.distance_z.round(4), "sticker_probability": stickers.sticker_probability.round(6),
         "green_fraction": stats.green_fraction.round(6), "green_blob_pixels": stats.green_blob_pixels,
-        "green_ink": stats.green_ink.round(4), "green_flat": stats.green_flat.round(4),
-        "twin": twins.twin, "twin_ink": twins.twin_ink.round(4), "mask_hash": stats.mask_hash, "embedder": embedder.name,
-    })
-    return out
+        "green_ink": stats.green_ink.round(4), "green_flat": stats.green_flat.round(4), "twin": twins.twin,
+        "twin_ink": twins.twin_ink.round(4), "mask_hash": stats.mask_hash, "embedder": embedder.name})
 
 
 def summary(cleaned: pd.DataFrame) -> dict:
@@ -423,13 +330,11 @@ def summary(cleaned: pd.DataFrame) -> dict:
     kept = cleaned[cleaned.status == "kept"]
     present = set(cleaned.label)  # the four subtypes in their order, or another folder's label set
     classes = list(LABELS) if present <= set(LABELS) else sorted(present)
-    return {
-        "embedder": cleaned.embedder.iloc[0] if len(cleaned) else None,
-        "status_counts": cleaned.status.value_counts().to_dict(),
-        "class_counts_before": cleaned.label.value_counts().reindex(classes, fill_value=0).to_dict(),
-        "class_counts_after": kept.label.value_counts().reindex(classes, fill_value=0).to_dict(),
-        "identical_mask_groups": int(cleaned.group.max() + 1) if len(cleaned) else 0,
-    }
+    return {"embedder": cleaned.embedder.iloc[0] if len(cleaned) else None,
+            "status_counts": cleaned.status.value_counts().to_dict(),
+            "class_counts_before": cleaned.label.value_counts().reindex(classes, fill_value=0).to_dict(),
+            "class_counts_after": kept.label.value_counts().reindex(classes, fill_value=0).to_dict(),
+            "identical_mask_groups": int(cleaned.group.max() + 1) if len(cleaned) else 0}
 
 
 def score_against_planted(cleaned: pd.DataFrame, planted: pd.DataFrame) -> pd.DataFrame:
@@ -443,11 +348,3 @@ def score_against_planted(cleaned: pd.DataFrame, planted: pd.DataFrame) -> pd.Da
                      "precision": tp / len(flagged) if flagged else float(not truth),
                      "recall": tp / len(truth) if truth else 1.0})
     return pd.DataFrame(rows)
-
-
-def write_outputs(cleaned: pd.DataFrame, out_dir: Path | str, config: OutlierConfig, data_note: str) -> Path:
-    """Write ``clean_manifest.csv`` and ``clean_summary.json`` (config, embedder, data) to ``out_dir``."""
-    out_dir = Path(out_dir)
-    path = artifacts.write_csv(cleaned, out_dir / "clean_manifest.csv")
-    artifacts.write_json(out_dir / "clean_summary.json", {"data": data_note, "config": asdict(config), **summary(cleaned)})
-    return path

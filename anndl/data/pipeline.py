@@ -1,13 +1,9 @@
 """tf.data pipelines from ``tiles.csv``: decode each image once per pass and cut all its tiles from it.
 
-With ``stride == tile_size`` (the default) the tiles are cut by one reshape of the cropped image, which
-measured about 2.3x faster than ``tf.image.extract_patches``; other strides fall back to
-``extract_patches``. Tiles stay ``uint8`` until the model (each model owns its preprocessing).
-``cache`` chooses where decoded tiles live after the first pass: ``None`` (decode every pass),
-``"memory"``, or a file path prefix (a disk cache for sets that do not fit in memory).
+With ``stride == tile_size`` (the default) tiles are cut by one reshape of the cropped image (about 2.3x faster than
+``tf.image.extract_patches``, which other strides use). Tiles stay ``uint8`` until the model. ``cache``: where
+decoded tiles live after the first pass: ``None`` (decoded every pass), ``"memory"`` or a file path prefix.
 """
-
-from __future__ import annotations
 
 import functools
 from pathlib import Path
@@ -23,18 +19,16 @@ AUTOTUNE = tf.data.AUTOTUNE
 def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
     """One row per image of ``splits``: path, label index, tile offsets (in tiles.csv order)."""
     subset = tiles[tiles.split.isin(splits)]
-    source = manifest.assign(source=manifest.split)[["source", "sample_index", "image_path", "mask_path",
-                                                     "label_index"]]
-    subset = subset.assign(source=np.where(subset.split == "test", "test", "train"))
-    subset = subset.merge(source, on=["source", "sample_index"], how="left", validate="many_to_one")
+    source = manifest.rename(columns={"split": "source"})[["source", "sample_index", "image_path", "mask_path",
+                                                           "label_index"]]
+    subset = subset.assign(source=np.where(subset.split == "test", "test", "train")).merge(
+        source, on=["source", "sample_index"], how="left", validate="many_to_one")
     if subset.image_path.isna().any():
         bad = subset[subset.image_path.isna()].iloc[0]
         raise ValueError(f"tiles.csv: no image for {bad.split}/{bad.sample_index} in the challenge folder")
-    keys = ["split", "sample_index"]
-    table = subset.groupby(keys, sort=False).agg(
-        image_path=("image_path", "first"), mask_path=("mask_path", "first"), label=("label", "first"), label_index=("label_index", "first"),
-        tile_x=("x", list), tile_y=("y", list), tile_weight=("weight", list)).reset_index()
-    return table
+    first = {c: (c, "first") for c in ("image_path", "mask_path", "label", "label_index")}
+    return subset.groupby(["split", "sample_index"], sort=False).agg(
+        **first, tile_x=("x", list), tile_y=("y", list), tile_weight=("weight", list)).reset_index()
 
 
 def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride: int) -> tf.Tensor:
@@ -59,11 +53,6 @@ def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str 
                    stain=None) -> tf.data.Dataset:
     """``(tile, label_index, image_number, weight)`` per tile: each image decoded once (stain-normalised on
     its ROI tissue when ``stain``, an ``anndl.data.stain.StainNormalizer``, is given) and cut, optionally cached."""
-    normalize = None
-    if stain is not None:
-        from anndl.data.stain import tf_normalize
-
-        normalize = tf_normalize(stain)
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
         "mask_path": table.mask_path.to_numpy(str),
@@ -76,8 +65,10 @@ def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str 
 
     def decode_and_cut(item):
         image = tf.io.decode_png(tf.io.read_file(item["path"]), channels=3)
-        if normalize is not None:
-            image = normalize(image, tf.io.decode_png(tf.io.read_file(item["mask_path"]), channels=1)[..., 0] > 0)
+        if stain is not None:  # through Python (it holds the GIL: cache the output)
+            mask = tf.io.decode_png(tf.io.read_file(item["mask_path"]), channels=1)[..., 0] > 0
+            image = tf.ensure_shape(tf.numpy_function(stain, [image, mask], tf.uint8, stateful=False),
+                                    [None, None, 3])
         cut = _cut(image, item["ys"], item["xs"], tile_size, stride)
         n = tf.shape(cut)[0]
         return cut, tf.fill([n], item["label"]), tf.fill([n], item["image"]), item["weights"]
@@ -92,39 +83,28 @@ def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str 
     return ds.apply(tf.data.experimental.assert_cardinality(n_tiles))  # known length: progress bars, no warnings
 
 
-def _view(ds: tf.data.Dataset, with_labels: bool, batch_size: int | None) -> tf.data.Dataset:
-    if with_labels:
-        ds = ds.map(lambda tile, label, image, weight: (tile, label), num_parallel_calls=AUTOTUNE)
-    else:
-        ds = ds.map(lambda tile, label, image, weight: (tile, image, weight), num_parallel_calls=AUTOTUNE)
+def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
+                 stride: int | None = None, batch_size: int | None = 32, cache: str | Path | None = None,
+                 with_labels: bool = True, stain=None) -> tf.data.Dataset:
+    """Batches (``None``: single tiles) of the images of ``splits`` in ``tiles.csv`` order: ``(tile, label_index)``
+    ``with_labels``, else ``(tile, image_number, weight)``, ``image_number`` indexing ``image_table(...)``."""
+    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache, stain)
+    ds = ds.map(lambda tile, label, image, weight: (tile, label) if with_labels else (tile, image, weight),
+                num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE) if batch_size else ds
 
 
-def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
-                 stride: int | None = None, batch_size: int = 32, cache: str | Path | None = None,
-                 with_labels: bool = True, stain=None) -> tf.data.Dataset:
-    """Batches of tiles for the images of ``splits``, in ``tiles.csv`` order (training: ``training_dataset``).
-
-    ``with_labels``: ``(tile, label_index)``, for training.
-    Otherwise: ``(tile, image_number, weight)``, where ``image_number`` indexes
-    ``image_table(tiles, manifest, splits)`` (for voting).
-    """
-    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache, stain)
-    return _view(ds, with_labels, batch_size)
-
-
 def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
-                   tile_size: int = 224, stride: int | None = None,
-                   cache: str | Path | None = "memory", stain=None,
+                   tile_size: int = 224, stride: int | None = None, cache: str | Path | None = "memory", stain=None,
                    oversample: int | None = None) -> tuple[tf.data.Dataset, int]:
-    """``(tile, label_index)`` pairs of ``splits`` in ``tiles.csv`` order, each image decoded once (and cached),
-    and their count: what ``epoch_batches`` shuffles anew every epoch (every training phase shares it).
-    ``oversample``: a label index whose tiles are seen twice per epoch (the copies follow the originals; the
-    epoch's shuffle mixes them, and augmentation, when the model has it, makes each copy differ)."""
-    table = image_table(tiles, manifest, splits)
-    ds = _view(_decoded_tiles(table, tile_size, stride or tile_size, cache, stain), True, None)
-    n_tiles = int(sum(len(v) for v in table.tile_x))
+    """``(tile, label_index)`` pairs of ``splits`` in ``tiles.csv`` order, each image decoded once (and cached), and
+    their count: what ``epoch_batches`` shuffles anew every epoch. ``oversample``: a label index whose tiles are seen
+    twice per epoch (the copies follow the originals; the shuffle mixes them, augmentation makes each differ)."""
+    ds = tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride, batch_size=None, cache=cache,
+                      stain=stain)
+    n_tiles = int(ds.cardinality())
     if oversample is not None:
+        table = image_table(tiles, manifest, splits)
         n_extra = int(sum(len(v) for v, label in zip(table.tile_x, table.label_index) if label == oversample))
         extra = ds.filter(lambda tile, label: tf.equal(label, oversample))
         ds = ds.concatenate(extra.apply(tf.data.experimental.assert_cardinality(n_extra)))
@@ -148,18 +128,6 @@ def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32,
 
 
 def training_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
-                     tile_size: int = 224, stride: int | None = None, batch_size: int = 32, seed: int = 42,
-                     first_epoch: int = 0, epochs: int = 1, shuffle_buffer: int = 2048,
-                     cache: str | Path | None = "memory", stain=None) -> tuple[tf.data.Dataset, int]:
-    """``training_tiles`` then ``epoch_batches``: shuffled ``(tile, label_index)`` batches of the given epochs."""
-    pairs, n_tiles = training_tiles(tiles, manifest, splits, tile_size=tile_size, stride=stride, cache=cache,
-                                    stain=stain)
-    return epoch_batches(pairs, n_tiles, batch_size=batch_size, seed=seed, first_epoch=first_epoch, epochs=epochs,
-                         shuffle_buffer=shuffle_buffer)
-
-
-def decode_only_dataset(paths: list[str]) -> tf.data.Dataset:
-    """The throughput floor: the same PNGs decoded, nothing else (for benchmarks)."""
-    ds = tf.data.Dataset.from_tensor_slices(list(paths))
-    return ds.map(lambda p: tf.shape(tf.io.decode_png(tf.io.read_file(p), channels=3)),
-                  num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+                     tile_size: int = 224, **batching) -> tuple[tf.data.Dataset, int]:
+    """``training_tiles`` then ``epoch_batches`` (``batching``: its keyword arguments)."""
+    return epoch_batches(*training_tiles(tiles, manifest, splits, tile_size=tile_size), **batching)

@@ -1,12 +1,8 @@
-"""The data stages as artifacts: validate, clean -> ``clean/``, split + tile -> ``tiles/``.
+"""The data stages as recorded artifacts (``anndl.core.artifacts``): clean -> ``clean/``, split + tile -> ``tiles/``.
 
-Each stage is a function plus a recorded artifact (``anndl.core.artifacts``): its folder is reused only when its
-record matches the request (the data fingerprint, the upstream artifact, every setting) and its files
-verify; otherwise it is made again and the message says why. No TensorFlow here: ``anndl clean`` and
-``anndl tile`` start fast. Training runs and submissions are stages too (``anndl.engine.experiment``).
+A stage's folder is reused only when its record matches the request (data fingerprint, upstream artifact, settings)
+and its files verify; otherwise it is made again, saying why. No TensorFlow here: ``anndl clean``/``tile`` start fast.
 """
-
-from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
@@ -15,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from anndl.core import artifacts
+from anndl.core.env import portable
 from anndl.core.labels import LABELS
 from anndl.data import CLASSES_FILE, LABELS_FILE, DataError, describe_data, read_challenge, read_classes
 from anndl.data import outliers, tiling
@@ -23,18 +20,13 @@ VAL_FRACTION = 0.1  # the report's validation share of the cleaned train images
 
 
 def shown(path: Path | str) -> str:
-    """A path as printed: relative to the working directory when it lies below it, else relative to the
-    repository (``anndl.core.env.portable``), so that no machine path reaches a rendered notebook."""
-    from anndl.core.env import portable
-
+    """A path as printed: relative to the working directory below it, else ``portable`` (no machine path shown)."""
     path = Path(path)
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return portable(path.resolve())
 
-
-# ---------------------------------------------------------------------------------------- data, prepare
 
 def fingerprint(manifest: pd.DataFrame) -> str:
     """A short hash of what the manifest says about every image: names, labels, sizes, mask pixels and the
@@ -44,9 +36,8 @@ def fingerprint(manifest: pd.DataFrame) -> str:
 
 
 def data_note(data_dir: Path | str, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",)) -> str:
-    """Which data a step's output comes from: the folder, its kind and the fingerprint of the images of
-    ``splits`` (by default the labelled ones: training never reads a test image, so a changed test image
-    remakes only what reads the test set)."""
+    """Which data a step's output comes from: the folder, its kind and the fingerprint of the images of ``splits``
+    (by default the labelled ones: a changed test image remakes only what reads the test set)."""
     return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest[manifest.split.isin(splits)])}]"
 
 
@@ -72,11 +63,10 @@ class Prepared:
         return data_note(self.data_dir, self.manifest)
 
     def require_every_class(self) -> None:
-        """Training refuses a label set with a class that no kept training image carries: a model would never
-        predict it and macro F1 would count it as 0 (``classes.txt`` names the classes a folder has)."""
-        missing = absent_classes(self.clean[self.clean.status == "kept"], self.classes)
-        if missing:
-            where = Path(self.data_dir) / (CLASSES_FILE if (Path(self.data_dir) / CLASSES_FILE).is_file() else LABELS_FILE)
+        """A ``DataError`` for a label set with a class that no kept training image carries."""
+        if missing := absent_classes(self.clean[self.clean.status == "kept"], self.classes):
+            has_classes = (Path(self.data_dir) / CLASSES_FILE).is_file()
+            where = Path(self.data_dir) / (CLASSES_FILE if has_classes else LABELS_FILE)
             raise DataError(where, f"no kept training image of class {', '.join(map(repr, missing))}: a model would "
                                    "never predict it and macro F1 would count it as 0; add its images, or list the "
                                    f"classes the folder has in {CLASSES_FILE} (data/README.md)")
@@ -95,7 +85,9 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
 
     def build(out):
         cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
-        outliers.write_outputs(cleaned, out, config, note)
+        artifacts.write_csv(cleaned, out / "clean_manifest.csv")
+        summary = {"data": note, "config": dataclasses.asdict(config), **outliers.summary(cleaned)}
+        artifacts.write_json(out / "clean_summary.json", summary)
         return ["clean_manifest.csv", "clean_summary.json"]
 
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "clean_manifest.csv"), verb="cleaning")
@@ -104,8 +96,7 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
 def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
                 config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION, seed: int = 42,
                 redo: bool = False) -> dict:
-    """``folder/split.csv`` (image-level, stratified, mask groups together) and ``folder/tiles.csv`` (train and
-    val tiles); the test images' tiles are their own artifact, ``folder/test/tiles.csv`` (``test_tiles_stage``)."""
+    """``folder/split.csv`` (image-level, stratified, mask groups together) and the train/val ``folder/tiles.csv``."""
     folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
     req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
                             settings={"tiling": dataclasses.asdict(config), "val_fraction": val_fraction, "seed": seed})
@@ -136,10 +127,9 @@ def test_tiles_stage(manifest: pd.DataFrame, note: str, folder: Path | str,
 
 def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
                 method: str = "macenko", max_images: int = 64, seed: int = 0, redo: bool = False) -> dict:
-    """``folder/stain.json``: the stain normaliser every tile of a run goes through when it is decoded
-    (``anndl.data.stain``: ``method`` and a reference fitted on the ROI tissue of up to ``max_images`` kept train
-    images, no labels used). Runs record these settings; prediction applies the same to the test images."""
-    from anndl.data import stain  # numpy/OpenCV work, but the module also holds a Keras layer: import on use
+    """``folder/stain.json``: the stain normaliser a run's tiles go through when decoded (``method``, a reference
+    fitted on the ROI tissue of up to ``max_images`` kept train images); prediction applies the same."""
+    from anndl.data import stain  # it also holds a Keras layer: imported on use
 
     if method not in stain.METHODS:
         raise ValueError(f"stain normalisation must be one of {stain.METHODS}, got {method!r}")
@@ -164,9 +154,8 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
             seed: int = 42, redo: bool = False,
             outlier_config: outliers.OutlierConfig = outliers.OutlierConfig(),
             stain_normalize: str | None = None) -> Prepared:
-    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` (each reused
-    only when made from the same data, upstream artifact and settings). ``stain_normalize`` (``macenko`` or
-    ``reinhard``): fit a stain reference -> ``work_dir/stain_<method>`` for the tiles to be normalised to."""
+    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` and, with
+    ``stain_normalize`` (``macenko`` or ``reinhard``), fit a stain reference -> ``work_dir/stain_<method>``."""
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     manifest = read_challenge(data_dir)
     note = data_note(data_dir, manifest)
@@ -189,9 +178,8 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
 
 
 def weights_identity(weights: str | None) -> dict | None:
-    """What a ``--weights`` source is, by its bytes alone (a moved copy is the same weights; one changed byte is
-    not): the sha256 of a file, or of a folder's files (their names and hashes). Hashes are remembered by
-    size and times (``artifacts.content_digest``): a 1 GB checkpoint is read once."""
+    """What a ``--weights`` source is, by its bytes alone: the sha256 of a file, or of a folder's files (names and
+    hashes; ``artifacts.content_digest`` remembers them, so a 1 GB checkpoint is read once), else its name."""
     if not weights:
         return None
     path = Path(weights)

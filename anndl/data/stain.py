@@ -1,38 +1,17 @@
 """H&E stain handling: HED colour augmentation (a Keras layer) and Macenko / Reinhard stain normalisation.
 
-* :class:`HEDJitter` — stain augmentation after Tellez et al. (2018, "H&E stain augmentation improves
-  generalization of convolutional networks for histopathological mitosis detection"; 2019, "Quantifying
-  the effects of data augmentation and stain color normalization in convolutional neural networks for
-  computational pathology", Medical Image Analysis 58): colour deconvolution into haematoxylin, eosin and
-  DAB concentrations with Ruifrok & Johnston's matrix (2001, "Quantification of histochemical staining
-  by color deconvolution", Anal. Quant. Cytol. Histol. 23:291-299; the numbers are scikit-image's
-  ``skimage.color.rgb_from_hed``), each channel scaled by ``alpha ~ U(1 - sigma, 1 + sigma)`` and
-  shifted by ``beta ~ U(-sigma, sigma)`` per tile, then back to RGB. Presets as in Tellez et al. 2019
-  (their code's ``HedColorAugmenter`` ranges): ``"light"`` sigma 0.05, ``"strong"`` sigma 0.2. The
-  concentrations here are plain optical densities (``-ln``), as in scikit-image before 0.19 which those
-  papers used (newer scikit-image divides them by ``-ln(1e-6)``, which would make the same sigma ~14x
-  stronger). Plain tensor ops, so it runs in a ``tf.data`` map or inside the model on any device.
-* Stain normalisation in numpy, per decoded image, from the stain estimated on the image's ROI tissue:
-  Macenko et al. (2009, "A method for normalizing histology slides for quantitative analysis", ISBI)
-  and Reinhard et al. (2001, "Color transfer between images", IEEE CG&A; here in CIE L*a*b*, as
-  staintools and torchstain do, rather than the paper's l-alpha-beta). Written by hand: torchstain (the
-  maintained implementation) needs torch for its numpy back end's package, scikit-image has no Macenko,
-  staintools is unmaintained and needs spams; this follows torchstain's numpy Macenko (Io 240,
-  beta 0.15, alpha 1, 99th-percentile maximum concentrations).
-
-A reference (:func:`fit_reference`) is the median stain matrix and maximum concentrations (Macenko) and
-the median L*a*b* means and spreads (Reinhard) over the ROI tissue of a set of images (the dataset's train
-images, or one chosen image). :class:`StainNormalizer` maps any image to it; an image with too little
-tissue in its ROI falls back to its whole-image tissue, then to the reference's own stain matrix, and
-every fallback is counted (``counts``) and warned about, never raised.
+* :class:`HEDJitter`: Tellez et al.'s stain augmentation (2018; 2019, Medical Image Analysis 58) on Ruifrok &
+  Johnston's colour deconvolution (2001), with their presets. Concentrations are plain optical densities (``-ln``),
+  as in the scikit-image those papers used (since 0.19 it divides by ``-ln(1e-6)``: the same sigma, ~14x stronger).
+* Normalisation in numpy, per image, from the stain of its ROI tissue: Macenko et al. (2009; as torchstain's numpy
+  Macenko: Io 240, beta 0.15, alpha 1, 99th-percentile maximum concentrations) and Reinhard et al. (2001; in CIE
+  L*a*b*, as staintools and torchstain). By hand: torchstain needs torch, scikit-image has no Macenko, staintools is
+  unmaintained. A reference (:func:`fit_reference`) holds medians over the ROI tissue of a set of images.
 """
-
-from __future__ import annotations
 
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import cv2
 import keras
@@ -40,8 +19,7 @@ import numpy as np
 
 from anndl.core.keras_adapter import data_layer_base, data_layer_seed
 
-# Ruifrok & Johnston (2001) H&E-DAB optical-density vectors (rows: haematoxylin, eosin, DAB; columns R, G, B),
-# exactly scikit-image's ``skimage.color.rgb_from_hed`` (skimage/color/colorconv.py).
+# Ruifrok & Johnston's H, E, DAB optical-density vectors (rows; columns R, G, B): scikit-image's ``rgb_from_hed``
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],
                          [0.07, 0.99, 0.11],
                          [0.27, 0.57, 0.78]])
@@ -49,42 +27,12 @@ HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)  # scikit-image's ``hed_from_rgb``
 HED_PRESETS = {"light": 0.05, "strong": 0.2}  # Tellez et al. 2019: HED-light and HED-strong
 
 
-def rgb_to_hed(image: np.ndarray) -> np.ndarray:
-    """H, E, DAB concentrations (optical-density units) of an RGB image in [0, 255] (any shape ``(..., 3)``)."""
-    od = -np.log((np.asarray(image, np.float64) + 1.0) / 256.0)
-    return od @ HED_FROM_RGB
-
-
-def hed_to_rgb(hed: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_hed`, clipped to [0, 255] (float)."""
-    return np.clip(256.0 * np.exp(-(np.asarray(hed, np.float64) @ RGB_FROM_HED)) - 1.0, 0.0, 255.0)
-
-
-_Base = data_layer_base()  # Keras's tf.data-safe base (TensorFlow ops inside a tf.data map under any backend)
-
-
-class _KerasOps:
-    """The subset of ``self.backend`` the layer uses, from the public API (used when DataLayer is missing)."""
-
-    numpy, random = keras.ops, keras.random
-    cast, convert_to_tensor, shape = staticmethod(keras.ops.cast), staticmethod(keras.ops.convert_to_tensor), \
-        staticmethod(keras.ops.shape)
-    _backend = None
-
-
 @keras.saving.register_keras_serializable(package="anndl")
-class HEDJitter(_Base):
-    """Random H&E stain augmentation (Tellez et al.): per tile, each of the H, E and DAB concentrations is
-    scaled by ``U(1 - sigma, 1 + sigma)`` and shifted by ``U(-sigma, sigma)``; the identity when
-    ``training`` is False or ``strength`` is 0.
+class HEDJitter(data_layer_base()):  # Keras's DataLayer: TensorFlow ops inside a tf.data map under any back end
+    """Random H&E stain augmentation (Tellez et al.); the identity outside training or at strength 0.
 
-    Args:
-        strength: ``"light"`` (sigma 0.05), ``"strong"`` (0.2) or a sigma >= 0.
-        seed: seed of the layer's ``keras.random.SeedGenerator``.
-
-    Input: tiles in [0, 255], shape ``(batch, h, w, 3)`` or ``(h, w, 3)``; output: float32 tiles in [0, 255].
-    Computes in float32 whatever the dtype policy (logarithms in bfloat16 would band the colours).
-    """
+    ``strength``: ``"light"`` (sigma 0.05), ``"strong"`` (0.2) or a sigma in [0, 1). Tiles in [0, 255], batched or
+    not; float32 out, whatever the dtype policy (logarithms in bfloat16 would band the colours)."""
 
     def __init__(self, strength: str | float = "light", seed: int | None = None, **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -94,27 +42,19 @@ class HEDJitter(_Base):
             raise ValueError(f"strength must be 'light', 'strong' or a sigma in [0, 1), got {strength!r}")
         self.strength, self.sigma, self.seed = strength, float(sigma), seed
         self.generator = keras.random.SeedGenerator(seed)
-        if not hasattr(self, "backend"):
-            self.backend = _KerasOps()
-
-    def _seed(self):
-        return data_layer_seed(self, self.generator)
 
     def call(self, inputs, training=True):
         if not training or self.sigma == 0.0:
             return inputs
         b = self.backend
         x = b.cast(inputs, "float32")
-        batched = len(inputs.shape) == 4
-        rand_shape = (b.shape(x)[0], 1, 1, 3) if batched else (1, 1, 3)
-        seed = self._seed()
+        rand_shape = (b.shape(x)[0], 1, 1, 3) if len(inputs.shape) == 4 else (1, 1, 3)
+        seed = data_layer_seed(self, self.generator)
         alpha = b.random.uniform(rand_shape, 1.0 - self.sigma, 1.0 + self.sigma, dtype="float32", seed=seed)
         beta = b.random.uniform(rand_shape, -self.sigma, self.sigma, dtype="float32", seed=seed)
-        hed_from_rgb = b.convert_to_tensor(HED_FROM_RGB.astype(np.float32))
-        rgb_from_hed = b.convert_to_tensor(RGB_FROM_HED.astype(np.float32))
         od = -b.numpy.log((x + 1.0) / 256.0)
-        hed = b.numpy.tensordot(od, hed_from_rgb, axes=1) * alpha + beta
-        rgb = 256.0 * b.numpy.exp(-b.numpy.tensordot(hed, rgb_from_hed, axes=1)) - 1.0
+        hed = b.numpy.tensordot(od, HED_FROM_RGB.astype(np.float32), axes=1) * alpha + beta
+        rgb = 256.0 * b.numpy.exp(-b.numpy.tensordot(hed, RGB_FROM_HED.astype(np.float32), axes=1)) - 1.0
         return b.numpy.clip(rgb, 0.0, 255.0)
 
     def compute_output_shape(self, input_shape):
@@ -124,8 +64,6 @@ class HEDJitter(_Base):
         return {**super().get_config(), "strength": self.strength, "seed": self.seed}
 
 
-# --------------------------------------------------------------------------------------- normalisation
-
 IO = 240.0            # transmitted light intensity (Macenko implementations' Io)
 OD_THRESHOLD = 0.15   # pixels whose OD vector is shorter than this are background (Macenko's beta)
 ANGLE_PERCENTILE = 1.0  # robust extreme angles (Macenko's alpha, in percent)
@@ -134,7 +72,7 @@ MAX_FIT_PIXELS = 200_000  # tissue pixels sampled per image for estimation (dete
 
 
 class StainEstimationError(ValueError):
-    """Too little tissue (or degenerate stain) to estimate an image's stain."""
+    """Too little tissue (or a degenerate stain) to estimate an image's stain."""
 
 
 _OD_TABLE = (-np.log((np.arange(256) + 1.0) / IO)).astype(np.float32)  # OD of each uint8 value
@@ -149,25 +87,15 @@ def _optical_density(pixels: np.ndarray) -> np.ndarray:
 
 
 def _is_tissue(od: np.ndarray) -> np.ndarray:
-    """Tissue = optical-density vector longer than ``OD_THRESHOLD``. (torchstain drops a pixel when *any*
-    channel is below it, which also drops pure eosin: Ruifrok's eosin absorbs almost no red.)"""
+    """Tissue: an OD vector longer than ``OD_THRESHOLD`` (torchstain's any-channel test drops pure eosin)."""
     return np.einsum("ij,ij->i", od, od) > OD_THRESHOLD ** 2
 
 
-def _tissue_pixels(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """Optical densities of the tissue pixels of ``image`` inside ``mask`` (all of it when None)."""
-    pixels = image.reshape(-1, 3) if mask is None else image[np.asarray(mask, bool)]
-    od = _optical_density(pixels)
-    od = od[_is_tissue(od)]
-    if len(od) > MAX_FIT_PIXELS:
-        od = od[:: int(np.ceil(len(od) / MAX_FIT_PIXELS))]
-    return od
-
-
 def macenko_stains(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Macenko's estimate from the tissue inside ``mask``: the stain matrix (3x2, columns H then E, unit
-    OD vectors) and the 99th-percentile concentrations (2,). Raises :class:`StainEstimationError`."""
-    od = _tissue_pixels(image, mask).astype(np.float64)
+    """Macenko's estimate from the tissue inside ``mask``: stain matrix (3x2, columns H, E), 99th-percentile maxima."""
+    od = _optical_density(image.reshape(-1, 3) if mask is None else image[np.asarray(mask, bool)])
+    od = od[_is_tissue(od)]
+    od = (od[:: int(np.ceil(len(od) / MAX_FIT_PIXELS))] if len(od) > MAX_FIT_PIXELS else od).astype(np.float64)
     if len(od) < MIN_TISSUE_PIXELS:
         raise StainEstimationError(f"{len(od)} tissue pixels (need {MIN_TISSUE_PIXELS})")
     _, vectors = np.linalg.eigh(np.cov(od.T))
@@ -176,8 +104,7 @@ def macenko_stains(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[n
     projected = od @ plane
     phi = np.arctan2(projected[:, 1], projected[:, 0])
     lo, hi = np.percentile(phi, [ANGLE_PERCENTILE, 100 - ANGLE_PERCENTILE])
-    v1 = plane @ np.array([np.cos(lo), np.sin(lo)])
-    v2 = plane @ np.array([np.cos(hi), np.sin(hi)])
+    v1, v2 = (plane @ np.array([np.cos(angle), np.sin(angle)]) for angle in (lo, hi))
     stains = np.stack([v1, v2], 1) if v1[0] > v2[0] else np.stack([v2, v1], 1)  # H absorbs more red
     stains = stains * np.where(stains.sum(0) < 0, -1.0, 1.0)
     stains /= np.linalg.norm(stains, axis=0, keepdims=True)
@@ -217,16 +144,14 @@ class StainReference:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict) -> StainReference:
+    def from_dict(cls, d: dict) -> "StainReference":
         return cls(**{k: (tuple(map(tuple, v)) if k == "stain_matrix" else tuple(v) if isinstance(v, list) else v)
                       for k, v in d.items()})
 
 
 def fit_reference(images, masks=None, source: str = "") -> StainReference:
-    """Reference stain: element-wise median of the images' Macenko stain matrices (renormalised) and maximum
-    concentrations, and median L*a*b* statistics, each from the ROI tissue of every image (``masks``:
-    matching ROI masks, or None). One image gives that image's stain. Images whose stain cannot be
-    estimated are skipped with a warning; none estimable raises :class:`StainEstimationError`."""
+    """Reference stain: element-wise medians of the images' Macenko stain matrices (renormalised), maximum
+    concentrations and L*a*b* statistics over each image's tissue inside its mask (``masks``: or None)."""
     images = list(images)
     masks = [None] * len(images) if masks is None else list(masks)
     matrices, maxima, means, stds = [], [], [], []
@@ -256,12 +181,10 @@ METHODS = ("macenko", "reinhard")
 class StainNormalizer:
     """Normalise RGB uint8 images (numpy in, numpy out) to ``reference`` with ``method``.
 
-    The image's stain is estimated from the tissue inside its ROI mask; with too little there, from the
-    whole image's tissue; with too little there too, the reference's stain itself is assumed (Macenko:
-    concentrations from the reference matrix, unscaled; Reinhard: the image is returned unchanged).
-    Reinhard moves tissue pixels only (weighted by optical density): background and lumina stay as they are.
-    Normalise after outlier removal: colour-based detection (green blobs) expects the scanned colours.
-    ``counts`` says how often each happened (``roi``, ``whole_image``, ``reference``)."""
+    The image's stain comes from the tissue inside its ROI mask, else the whole image's tissue, else the
+    reference's is assumed (Macenko: unscaled concentrations; Reinhard: the image unchanged); ``counts`` says how
+    often each happened, with a warning for each fallback. Reinhard moves tissue pixels only (weighted by optical
+    density). Normalise after outlier removal: green-blob detection expects the scanned colours."""
 
     reference: StainReference
     method: str = "macenko"
@@ -277,9 +200,7 @@ class StainNormalizer:
                 "min_tissue_pixels": MIN_TISSUE_PIXELS, "reference": self.reference.to_dict()}
 
     def _estimate(self, estimator, image, mask):
-        for where, m in (("roi", mask), ("whole_image", None)):
-            if where == "roi" and mask is None:
-                continue
+        for where, m in ([("roi", mask)] if mask is not None else []) + [("whole_image", None)]:
             try:
                 result = estimator(image, m)
             except StainEstimationError:
@@ -300,25 +221,20 @@ class StainNormalizer:
             raise ValueError(f"expected an RGB image (h, w, 3), got shape {image.shape}")
         if mask is not None and np.asarray(mask).shape[:2] != image.shape[:2]:
             raise ValueError(f"mask shape {np.asarray(mask).shape} does not match image {image.shape}")
-        if self.method == "macenko":
-            return self._macenko(image, mask)
-        return self._reinhard(image, mask)
+        return (self._macenko if self.method == "macenko" else self._reinhard)(image, mask)
 
     def _macenko(self, image, mask):
         ref_matrix = np.asarray(self.reference.stain_matrix)
-        ref_max = np.asarray(self.reference.max_concentrations)
-        estimate = self._estimate(macenko_stains, image, mask)
-        matrix, max_conc = estimate if estimate is not None else (ref_matrix, None)
+        matrix, scale = ref_matrix, np.ones(2)
+        if (estimate := self._estimate(macenko_stains, image, mask)) is not None:
+            matrix, scale = estimate[0], np.asarray(self.reference.max_concentrations) / estimate[1]
         # one 3x3 map in OD space: least-squares concentrations, rescaled, re-stained with the reference
-        scale = (ref_max / max_conc) if max_conc is not None else np.ones(2)
         transform = (ref_matrix @ np.diag(scale) @ np.linalg.pinv(matrix)).T.astype(np.float32)
-        od = _optical_density(image) @ transform
-        out = np.float32(IO) * np.exp(-od)
+        out = np.float32(IO) * np.exp(-(_optical_density(image) @ transform))
         return np.clip(out + 0.5, 0, 255).astype(np.uint8).reshape(image.shape)
 
     def _reinhard(self, image, mask):
-        estimate = self._estimate(lab_stats, image, mask)
-        if estimate is None:
+        if (estimate := self._estimate(lab_stats, image, mask)) is None:
             return image.astype(np.uint8, copy=True)
         mean, std = estimate
         lab = cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2LAB).astype(np.float64)
@@ -329,12 +245,6 @@ class StainNormalizer:
         weight = np.clip(np.sqrt(np.einsum("ij,ij->i", od, od)) / OD_THRESHOLD - 0.5, 0, 1).reshape(*lab.shape[:2], 1)
         lab = weight * mapped + (1 - weight) * lab
         return cv2.cvtColor(np.clip(lab, 0, 255).round().astype(np.uint8), cv2.COLOR_LAB2RGB)
-
-
-def normalize(image: np.ndarray, mask: np.ndarray | None, reference: StainReference,
-              method: str = "macenko") -> np.ndarray:
-    """One image normalised to ``reference`` (see :class:`StainNormalizer`; uint8 RGB in and out)."""
-    return StainNormalizer(reference, method)(image, mask)
 
 
 def normalizer_from_settings(settings: dict | None) -> StainNormalizer | None:
@@ -348,18 +258,6 @@ def normalizer_from_settings(settings: dict | None) -> StainNormalizer | None:
     return normalizer
 
 
-def tf_normalize(normalizer: StainNormalizer):
-    """A function ``(image uint8 (h, w, 3), mask bool (h, w)) -> uint8 image`` for a ``tf.data`` map, running
-    ``normalizer`` through ``tf.numpy_function`` (Python, so it holds the GIL: cache its output)."""
-    import tensorflow as tf
-
-    def apply(image, mask):
-        out = tf.numpy_function(lambda i, m: normalizer(i, m), [image, mask], tf.uint8, stateful=False)
-        return tf.ensure_shape(out, [None, None, 3])
-
-    return apply
-
-
 def reference_from_manifest(manifest, max_images: int = 64, seed: int = 0, split: str = "train") -> StainReference:
     """:func:`fit_reference` over up to ``max_images`` images of ``split`` (seeded choice), ROI tissue only."""
     from anndl.data import read_image, read_mask
@@ -369,45 +267,3 @@ def reference_from_manifest(manifest, max_images: int = 64, seed: int = 0, split
         rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), max_images, replace=False))]
     return fit_reference((read_image(p) for p in rows.image_path), (read_mask(p) for p in rows.mask_path),
                          source=f"median over {len(rows)} {split} images (seed {seed})")
-
-
-def write_normalized_folder(data_dir: Path | str, out_dir: Path | str, method: str = "macenko",
-                            reference: StainReference | None = None, max_reference_images: int = 64,
-                            seed: int = 0, progress: bool = True) -> Path:
-    """A stain-normalised copy of a challenge folder (same layout: masks and label files copied, every image
-    normalised), recorded as an artifact (``record.json``: method, constants, reference, fallback counts).
-
-    The rest of the pipeline runs on it unchanged (``--data OUT``). Reused when its record matches."""
-    import shutil
-
-    from tqdm.auto import tqdm
-
-    from anndl.core import artifacts
-    from anndl.data import CLASSES_FILE, LABELS_FILE, SPLIT_DIRS, read_challenge, read_image, read_mask
-
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    manifest = read_challenge(data_dir)
-    if reference is None:
-        reference = reference_from_manifest(manifest, max_reference_images, seed)
-    normalizer = StainNormalizer(reference, method)
-    data_note = f"{data_dir.resolve()} [{artifacts.fingerprint(manifest.drop(columns=['image_path', 'mask_path']).to_dict('list'))}]"
-    req = artifacts.request("stain", data=data_note, settings=normalizer.settings())
-
-    def build(staging):
-        files = []
-        for row in tqdm(list(manifest.itertuples()), desc=f"stain {method}", unit="img", disable=not progress):
-            sub = Path(SPLIT_DIRS[row.split])
-            image = normalizer(read_image(row.image_path), read_mask(row.mask_path))
-            ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            artifacts.write_bytes(staging / sub / Path(row.image_path).name, png.tobytes())
-            shutil.copyfile(row.mask_path, staging / sub / Path(row.mask_path).name)
-            files += [str(sub / Path(row.image_path).name), str(sub / Path(row.mask_path).name)]
-        for name in (LABELS_FILE, CLASSES_FILE, "source.txt", "planted_outliers.csv", "sites.csv"):
-            if (data_dir / name).is_file():
-                shutil.copyfile(data_dir / name, staging / name)
-                files.append(name)
-        artifacts.write_json(staging / "stain_counts.json", {"counts": normalizer.counts, "images": len(manifest)})
-        return files + ["stain_counts.json"]
-
-    artifacts.ensure(out_dir, req, build, label=f"stain-normalised folder {out_dir}")
-    return out_dir

@@ -1,38 +1,22 @@
-"""Synthetic stand-in for the challenge data: same folder layout, H&E-like tissue, planted outliers.
+"""Synthetic stand-in for the challenge data: the same folder layout, H&E-like tissue, planted outliers.
 
-The real challenge data is not public. This generator writes a folder that the data layer reads
-exactly like the real one (see :mod:`anndl.data`), plus ``planted_outliers.csv`` (ground truth for
-measuring outlier removal; the pipeline never reads it).
-
-Tissue: pale background, pink fibrous stroma, purple nuclei, an ROI mask around the tumour. The four
-classes differ in morphology only through overlapping per-image parameters (nuclear size,
-elongation, pleomorphism, gland formation, lymphocytes). Nuclei keep their pixel size at
-every ``scale`` (a smaller scale is a smaller field of view, not a blurrier image).
-
-Stain sites (the default, ``stain_sites=5``): every image is stained by one of several "sites" (:data:`SITES`:
-distinct haematoxylin and eosin optical-density vectors and strengths, plus per-image jitter), drawn
-independently of the class, and rendered with the Beer-Lambert law (``RGB = I0 * exp(-OD)``) from
-per-pixel stain concentrations, as real brightfield H&E is (Ruifrok & Johnston, 2001). The classes are
-balanced in what a colour histogram sees: equal nuclear darkness, nuclear area per ROI pixel (density
-scaled by nuclear size) and pale lumen area per ROI pixel (clear spaces fill up what glands leave), so
-colour statistics carry little of the label while morphology carries it all.
-``site_class_correlation`` in [0, 1] draws the site from the class instead with that probability (1: each
-class has its own site), to show shortcut learning on purpose. ``stain_sites=0`` is the earlier generator
-(linear colour blending, class-dependent nuclear darkness and coverage), byte-identical to its output.
-Each image's site is in ``sites.csv`` (ground truth, like ``planted_outliers.csv``; the pipeline never reads it).
-
-Outliers, like the real ones: "sticker" images are a copy of a genuine image with a cartoon ogre
-drawn over it and a byte-identical copy of that image's mask (the pair's labels may differ);
-"green" images carry a green slime blob on the tissue. None are in the test split.
+``planted_outliers.csv`` and ``sites.csv`` are ground truth the pipeline never reads. The classes differ only in
+morphology (nuclear size, elongation, pleomorphism, gland formation, lymphocytes) through overlapping per-image
+parameters; nuclei keep their pixel size at every ``scale``. Each image is stained by one of ``stain_sites`` of
+:data:`SITES`, drawn independently of the class (``site_class_correlation``: the probability of its class's own
+site, shortcut learning on purpose), with the Beer-Lambert law (Ruifrok & Johnston, 2001); nuclear darkness and
+nuclear and lumen area per ROI pixel are equal across classes, so colour carries little of the label.
+``stain_sites=0``: the earlier generator (class-dependent linear colour blending). Outliers, like the real ones:
+"sticker" images are a copy of a genuine image with a cartoon ogre drawn over it and a byte copy of its mask; "green"
+images carry a green slime blob on the tissue. None are in the test split.
 """
-
-from __future__ import annotations
 
 import csv
 import json
 import multiprocessing
 import shutil
-from dataclasses import dataclass
+from collections import namedtuple
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -47,19 +31,10 @@ REAL_N_TRAIN, REAL_N_TEST = 691, 477
 REAL_STICKERS, REAL_GREEN = 60, 50
 SITES_FILE = "sites.csv"
 
-
-@dataclass(frozen=True)
-class Morphology:
-    """Per-class mean look of the tumour region (nuclei in pixels; density in nuclei per pixel)."""
-
-    gland: float        # fraction of tumour nuclei arranged around gland lumina
-    radius: float       # mean nuclear radius
-    pleomorphism: float # relative spread of nuclear size
-    aspect: float       # mean nuclear elongation (major / minor axis)
-    density: float      # nuclei per tumour pixel
-    darkness: float     # hematoxylin strength of nuclei
-    lymphocytes: float  # lymphocytes per tumour nucleus
-
+# A class's mean look of the tumour region: share of tumour nuclei around gland lumina, mean nuclear radius (pixels),
+# relative spread of nuclear size, mean elongation (major / minor axis), nuclei per tumour pixel, haematoxylin
+# strength of nuclei, lymphocytes per tumour nucleus.
+Morphology = namedtuple("Morphology", "gland radius pleomorphism aspect density darkness lymphocytes")
 
 CLASS_MORPHOLOGY = {
     "Luminal A": Morphology(0.75, 4.2, 0.12, 1.15, 0.0030, 0.60, 0.04),
@@ -70,9 +45,7 @@ CLASS_MORPHOLOGY = {
 OVERLAP = 0.55  # each image mixes in up to this share of another class's look
 JITTER = 0.10   # log-normal spread of every parameter per image
 
-# Balanced looks for the stain-site generator: what a colour histogram of the ROI sees is equal across
-# classes (nuclear darkness, nuclear area and pale lumen area per ROI pixel); the rest of the morphology
-# (size, shape, pleomorphism, gland arrangement, lymphocytes) is the class's.
+# Balanced looks (stain sites): nuclear darkness, nuclear and pale lumen area per ROI pixel equal across classes.
 NUCLEAR_COVERAGE = 0.28   # expected share of ROI pixels covered by nuclei (tumour + lymphocytes)
 NUCLEAR_DARKNESS = 0.70   # haematoxylin strength of every nucleus, lymphocytes included
 LUMEN_COVERAGE = 0.13     # expected share of ROI pixels that are pale lumen or clear space
@@ -83,30 +56,16 @@ def _balanced(m: Morphology) -> Morphology:
     """``m`` with darkness fixed and density scaled so that nuclei cover ``NUCLEAR_COVERAGE`` of the ROI."""
     area_per_nucleus = np.pi * (m.radius ** 2 * np.exp(2 * m.pleomorphism ** 2)
                                 + 0.8 * m.lymphocytes * LYMPHOCYTE_RADIUS ** 2)
-    return Morphology(m.gland, m.radius, m.pleomorphism, m.aspect, NUCLEAR_COVERAGE / area_per_nucleus,
-                      NUCLEAR_DARKNESS, m.lymphocytes)
+    return m._replace(density=NUCLEAR_COVERAGE / area_per_nucleus, darkness=NUCLEAR_DARKNESS)
 
 
 BALANCED_MORPHOLOGY = {label: _balanced(m) for label, m in CLASS_MORPHOLOGY.items()}
 
 
-@dataclass(frozen=True)
-class StainSite:
-    """One lab's H&E: optical density per unit concentration of each stain (R, G, B; normalised to unit
-    length when rendering), stain strengths and the unstained background (RGB in [0, 1])."""
-
-    name: str
-    hematoxylin: tuple[float, float, float]
-    eosin: tuple[float, float, float]
-    h_strength: float
-    e_strength: float
-    background: tuple[float, float, float]
-
-
-# Five distinct sites. The first uses Ruifrok & Johnston's H and E vectors (scikit-image ``rgb_from_hed``),
-# the second Macenko's reference vectors; the others are bluer / redder / darker / fainter variants.
-# Every vector absorbs green at least about as much as red, so no pixel can turn green-dominant
-# (green blobs stay detectable).
+# One lab's H&E: optical density of each stain (RGB, normalised when rendering), strengths, background (RGB, 0-1).
+StainSite = namedtuple("StainSite", "name hematoxylin eosin h_strength e_strength background")
+# Ruifrok & Johnston's vectors (scikit-image ``rgb_from_hed``), Macenko's, and bluer / darker / redder variants. Each
+# absorbs green at least about as much as red: no pixel turns green-dominant (green blobs stay detectable).
 SITES = (
     StainSite("ruifrok", (0.650, 0.704, 0.286), (0.072, 0.990, 0.105), 1.00, 1.00, (0.96, 0.94, 0.95)),
     StainSite("macenko", (0.563, 0.720, 0.406), (0.216, 0.801, 0.558), 1.15, 0.80, (0.94, 0.92, 0.95)),
@@ -134,13 +93,11 @@ def jittered_stain(rng: np.random.Generator, site: StainSite) -> dict:
             "background": np.clip(np.asarray(site.background) + rng.normal(0, 0.01, 3), 0.85, 1.0)}
 
 
-def site_of_images(rng: np.random.Generator, label_indices, n_sites: int, correlation: float) -> np.ndarray:
-    """Site index per image: uniform and independent of the class, except that with probability
-    ``correlation`` an image takes its class's own site (class ``k`` -> site ``k mod n_sites``)."""
-    label_indices = np.asarray(label_indices, int)
-    uniform = rng.integers(0, n_sites, size=len(label_indices))
-    own = rng.random(len(label_indices)) < correlation
-    return np.where(own, label_indices % n_sites, uniform)
+def site_of_images(rng: np.random.Generator, labels: list[str], n_sites: int, correlation: float) -> list[int]:
+    """Site index per image: uniform, or with probability ``correlation`` its class's (class k: site k mod n)."""
+    own_site = np.array([LABELS.index(x) for x in labels], int) % n_sites
+    uniform = rng.integers(0, n_sites, size=len(labels))
+    return np.where(rng.random(len(labels)) < correlation, own_site, uniform).tolist()
 
 
 def class_counts(n: int) -> dict[str, int]:
@@ -162,8 +119,7 @@ def _noise_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndar
 
 
 def _roi_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """An irregular ROI blob covering a few to ~15% of the image (about six 224-px tiles at scale 1,
-    as in the real data: 3,371 tiles from 581 images)."""
+    """An irregular ROI blob over a few to ~15% of the image (real data: about six 224-px tiles per image)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
     ry, rx = rng.uniform(0.1, 0.2) * h, rng.uniform(0.1, 0.2) * w
@@ -183,14 +139,14 @@ def _image_size(rng: np.random.Generator, scale: float) -> tuple[int, int]:
     return (short, long) if rng.random() < 0.5 else (long, short)
 
 
-def _image_morphology(rng: np.random.Generator, label: str, looks: dict | None = None) -> Morphology:
-    """The class's look (``looks``: ``CLASS_MORPHOLOGY`` by default) blended towards a random class's, jittered."""
-    looks = CLASS_MORPHOLOGY if looks is None else looks
-    own = looks[label]
-    other = looks[LABELS[rng.integers(len(LABELS))]]
+def _image_morphology(rng: np.random.Generator, label: str, balanced: bool) -> Morphology:
+    """The class's look blended towards a random class's, jittered (``balanced``: darkness left unjittered)."""
+    looks = BALANCED_MORPHOLOGY if balanced else CLASS_MORPHOLOGY
+    own, other = looks[label], looks[LABELS[rng.integers(len(LABELS))]]
     t = rng.uniform(0, OVERLAP)
-    values = [(1 - t) * a + t * b for a, b in zip(vars(own).values(), vars(other).values())]
-    values = [v * float(np.exp(rng.normal(0, JITTER))) for v in values]
+    values = [((1 - t) * a + t * b) * float(np.exp(rng.normal(0, JITTER))) for a, b in zip(own, other)]
+    if balanced:
+        values[5] = NUCLEAR_DARKNESS
     return Morphology(*values)
 
 
@@ -213,13 +169,6 @@ def _draw_nuclei(rng, density_map, points, radius, pleo, aspect, darkness):
                     value, -1, cv2.LINE_AA)
 
 
-def _image_balanced_morphology(rng: np.random.Generator, label: str) -> Morphology:
-    """Like :func:`_image_morphology`, on the balanced looks, and darkness left unjittered (colour)."""
-    values = list(vars(_image_morphology(rng, label, BALANCED_MORPHOLOGY)).values())
-    values[5] = NUCLEAR_DARKNESS
-    return Morphology(*values)
-
-
 def _clear_spaces(rng: np.random.Generator, lumen: np.ndarray, mask: np.ndarray, mask_pixels, target: float) -> None:
     """Draw round clear spaces (class-independent sizes) inside the ROI until pale area reaches ``target``."""
     area = max(1, int(mask.sum()))
@@ -234,20 +183,16 @@ def _clear_spaces(rng: np.random.Generator, lumen: np.ndarray, mask: np.ndarray,
 
 def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
                   site: StainSite | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One H&E-like RGB image (uint8) and its boolean ROI mask. ``site``: Beer-Lambert rendering in that
-    site's stain on the balanced morphology (with per-image jitter); ``None``: the earlier generator."""
+    """One H&E-like RGB image (uint8) and its ROI mask: Beer-Lambert in ``site``'s stain, or the earlier generator."""
     f32 = np.float32
+    m = _image_morphology(rng, label, site is not None)
     if site is None:
-        m = _image_morphology(rng, label)
         hema = (np.array([0.32, 0.12, 0.45]) + rng.normal(0, 0.05, 3)).astype(f32)       # nuclei (purple)
         eosin = (np.array([0.93, 0.56, 0.74]) + rng.normal(0, 0.04, 3)).astype(f32)      # stroma (pink)
         background = (np.array([0.95, 0.92, 0.95]) + rng.normal(0, 0.01, 3)).astype(f32)
-        lymph_darkness = 0.95
     else:
-        m = _image_balanced_morphology(rng, label)
         stain = jittered_stain(rng, site)
         background = stain["background"].astype(f32)
-        lymph_darkness = NUCLEAR_DARKNESS
     mask = _roi_mask(rng, h, w)
 
     # Stroma: fibrous pink with holes of pale background.
@@ -257,8 +202,6 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     tissue = np.clip((tissue - 0.12) * 6, 0, 1) * f32(0.9) + f32(0.1) * mask
     stroma_strength = np.clip(f32(0.75) + fibres + f32(0.15) * (_noise_field(rng, h, w, 24) - f32(0.5)), 0.3, 1.0)
     alpha = (tissue * stroma_strength)[..., None]
-    if site is None:
-        image = background * (1 - alpha) + eosin * alpha
 
     # Nuclei: tumour inside the ROI, sparse elongated fibroblasts outside.
     density_map = np.zeros((h, w), np.float32)
@@ -276,22 +219,21 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     if site is not None:
         _clear_spaces(rng, lumen, mask, mask_pixels, LUMEN_COVERAGE * float(np.exp(rng.normal(0, JITTER))))
     lumen_alpha = cv2.GaussianBlur(lumen.astype(np.float32), (0, 0), 1.5)[..., None] * 0.85
-    if site is None:
-        image = image * (1 - lumen_alpha) + background * lumen_alpha
     sheet = _sample_points(rng, mask_pixels, n_tumour - n_gland)
-    _draw_nuclei(rng, density_map, np.array(gland_points).reshape(-1, 2), m.radius, m.pleomorphism,
-                 m.aspect, m.darkness)
-    _draw_nuclei(rng, density_map, sheet, m.radius, m.pleomorphism, m.aspect, m.darkness)
+    _draw_nuclei(rng, density_map, np.concatenate([np.reshape(gland_points, (-1, 2)), sheet]), m.radius,
+                 m.pleomorphism, m.aspect, m.darkness)
     stroma_region = (~mask) & (tissue > 0.5)
     _draw_nuclei(rng, density_map, _sample_points(rng, stroma_region, int(0.0006 * stroma_region.sum())),
                  3.0, 0.2, 3.0, 0.55)
     lymph = np.concatenate([_sample_points(rng, mask_pixels, int(0.8 * m.lymphocytes * n_tumour)),
                             rng.random((int(0.2 * m.lymphocytes * n_tumour), 2), dtype=f32) * f32([w, h])])
-    _draw_nuclei(rng, density_map, lymph, LYMPHOCYTE_RADIUS, 0.1, 1.05, lymph_darkness)
+    _draw_nuclei(rng, density_map, lymph, LYMPHOCYTE_RADIUS, 0.1, 1.05, 0.95 if site is None else NUCLEAR_DARKNESS)
 
     d = cv2.GaussianBlur(density_map, (0, 0), 0.8)[..., None]
     nuclear = np.clip(d * (f32(0.85) + f32(0.3) * rng.random((h, w, 1), dtype=f32)), 0, 1)
-    if site is None:
+    if site is None:  # the earlier generator: stroma, lumina, then nuclei blended over the background
+        image = background * (1 - alpha) + eosin * alpha
+        image = image * (1 - lumen_alpha) + background * lumen_alpha
         image = image * (1 - nuclear) + hema * nuclear
     else:  # Beer-Lambert: optical density adds over stains; eosin thins under nuclei
         e_conc = alpha * (1 - lumen_alpha) * (1 - f32(0.5) * nuclear) * f32(E_CONCENTRATION * stain["e_strength"])
@@ -303,9 +245,6 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
 
 
 STICKER_SKIN = (150, 190, 60)  # the generator's ogre skin: G exceeds R by 40, just below the green margin
-# Shades to test the sticker/green distinction with (``plant_outliers(sticker_skins=...)``): the default, a
-# clearer green, and a saturated green like the real "Shrek" images, which colour alone would call green.
-STICKER_SKINS = {"olive": STICKER_SKIN, "green": (110, 200, 50), "saturated": (70, 215, 40)}
 
 
 def draw_sticker(rng: np.random.Generator, image: np.ndarray, skin: tuple[int, int, int] = STICKER_SKIN) -> np.ndarray:
@@ -319,24 +258,22 @@ def draw_sticker(rng: np.random.Generator, image: np.ndarray, skin: tuple[int, i
     black = (20, 20, 10)
     dark = (100, 140, 40) if skin == STICKER_SKIN else tuple(int(c * 0.72) for c in skin)  # the nose
 
-    def ellipse(center, axes, color, angle=0.0, thick=-1):
-        c = (int(center[0]), int(center[1]))
-        a = (max(1, int(axes[0])), max(1, int(axes[1])))
-        cv2.ellipse(out, c, a, angle, 0, 360, color, thick, cv2.LINE_AA)
+    def ellipse(center, axes, color, angle=0.0, outline=True):
+        c, a = (int(center[0]), int(center[1])), (max(1, int(axes[0])), max(1, int(axes[1])))
+        cv2.ellipse(out, c, a, angle, 0, 360, color, -1, cv2.LINE_AA)
+        if outline:
+            cv2.ellipse(out, c, a, angle, 0, 360, black, t, cv2.LINE_AA)
 
     ellipse((cx, cy + 0.75 * s), (0.55 * s, 0.35 * s), (215, 195, 150))     # shirt
-    ellipse((cx, cy + 0.75 * s), (0.55 * s, 0.35 * s), black, thick=t)
     for side in (-1, 1):                                                     # ears
         ellipse((cx + side * 0.45 * s, cy - 0.1 * s), (0.12 * s, 0.06 * s), skin, 90 + side * 30)
-        ellipse((cx + side * 0.45 * s, cy - 0.1 * s), (0.12 * s, 0.06 * s), black, 90 + side * 30, t)
     ellipse((cx, cy), (0.4 * s, 0.46 * s), skin)                              # head
-    ellipse((cx, cy), (0.4 * s, 0.46 * s), black, thick=t)
     for side in (-1, 1):                                                     # eyes and brows
-        ellipse((cx + side * 0.15 * s, cy - 0.08 * s), (0.09 * s, 0.07 * s), (250, 250, 245))
-        ellipse((cx + side * 0.15 * s, cy - 0.08 * s), (0.04 * s, 0.045 * s), (70, 50, 20))
+        ellipse((cx + side * 0.15 * s, cy - 0.08 * s), (0.09 * s, 0.07 * s), (250, 250, 245), outline=False)
+        ellipse((cx + side * 0.15 * s, cy - 0.08 * s), (0.04 * s, 0.045 * s), (70, 50, 20), outline=False)
         cv2.line(out, (int(cx + side * 0.07 * s), int(cy - 0.2 * s)),
                  (int(cx + side * 0.25 * s), int(cy - 0.16 * s)), (60, 70, 20), 2 * t, cv2.LINE_AA)
-    ellipse((cx, cy + 0.08 * s), (0.08 * s, 0.06 * s), dark)                 # nose
+    ellipse((cx, cy + 0.08 * s), (0.08 * s, 0.06 * s), dark, outline=False)  # nose
     cv2.ellipse(out, (int(cx), int(cy + 0.2 * s)), (int(0.2 * s), int(0.08 * s)), 0, 10, 170,
                 black, t, cv2.LINE_AA)                                       # smile
     return out
@@ -348,8 +285,7 @@ def draw_green_blob(rng: np.random.Generator, image: np.ndarray, mask: np.ndarra
     r = rng.uniform(0.07, 0.14) * min(h, w)
     ys, xs = np.nonzero(mask)
     k = rng.integers(len(xs))
-    cx = float(np.clip(xs[k], r, w - r))
-    cy = float(np.clip(ys[k], r, h - r))
+    cx, cy = float(np.clip(xs[k], r, w - r)), float(np.clip(ys[k], r, h - r))
     angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     radius = r * (1 + sum(rng.uniform(0, 0.25) * np.cos(f * angles + rng.uniform(0, 6.3)) for f in (2, 3, 5)))
     polygon = np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1).astype(np.int32)
@@ -366,6 +302,12 @@ def draw_green_blob(rng: np.random.Generator, image: np.ndarray, mask: np.ndarra
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
+def write_rows(path: Path, rows) -> None:
+    """A CSV file of ``rows``, lines ending in a bare newline."""
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"{path}: could not write PNG")
@@ -373,10 +315,8 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
 def _render_one(job: dict) -> None:
     """Render and write one sample (worker entry point; deterministic in its own seed)."""
-    rng = np.random.default_rng(job["seed"])
-    h, w = job["size"]
-    site = SITES[job["site"]] if job.get("site") is not None else None
-    image, mask = render_tissue(rng, h, w, job["tissue_label"], site)
+    site = SITES[job["site"]] if job["site"] is not None else None
+    image, mask = render_tissue(np.random.default_rng(job["seed"]), *job["size"], job["tissue_label"], site)
     out_dir = Path(job["dir"])
     if job["kind"] == "sticker":
         image = draw_sticker(np.random.default_rng(job["seed_outlier"]), image)
@@ -388,13 +328,10 @@ def _render_one(job: dict) -> None:
 
 
 SYNTH_MARKER = ".anndl-synth"
-SYNTH_FILES = ("train_data", "test_data", "train_labels.csv", "planted_outliers.csv", "sites.csv")
 
 
 def _die_with_parent() -> None:
-    """In a worker: end when the parent process dies (Linux ``prctl(PR_SET_PDEATHSIG)``), never linger; ignore
-    SIGINT (a terminal's Ctrl-C reaches the whole process group): the parent alone handles it, by terminating
-    the pool."""
+    """In a worker: end with the parent (Linux ``PR_SET_PDEATHSIG``); ignore Ctrl-C, which the parent handles."""
     import ctypes
     import signal
     import sys
@@ -411,13 +348,13 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
              site_class_correlation: float | bool = 0.0) -> Path:
     """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files.
 
-    ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker); ``force``
-    allows any folder. Only the files a synthetic folder holds are replaced; nothing else is deleted.
-    ``stain_sites``: how many of :data:`SITES` the images are stained by (0: the earlier generator, no sites,
-    class-dependent colour). The settings are written to the ``.anndl-synth`` marker (:func:`settings_of`).
-    ``site_class_correlation`` in [0, 1] (``True`` is 1): probability that an image takes its class's own
-    site instead of a uniformly drawn one (shortcut learning on purpose)."""
+    ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker, which records the
+    settings: :func:`settings_of`); ``force`` allows any folder. Only a synthetic folder's own files are replaced.
+    ``stain_sites``: how many of :data:`SITES` stain the images (0: the earlier generator)."""
     out = Path(out)
+    settings = default_settings(n_train=n_train, n_test=n_test, scale=scale, seed=seed, n_stickers=n_stickers,
+                                n_green=n_green, stain_sites=stain_sites, site_class_correlation=site_class_correlation)
+    n_stickers, n_green, correlation = settings["n_stickers"], settings["n_green"], settings["site_class_correlation"]
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force and not (out / SYNTH_MARKER).is_file():
@@ -425,7 +362,6 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
                          "choose an empty folder or pass --force")
     if not 0 <= stain_sites <= len(SITES):
         raise ValueError(f"stain_sites must be in [0, {len(SITES)}], got {stain_sites}")
-    correlation = float(site_class_correlation)
     if not 0.0 <= correlation <= 1.0:
         raise ValueError(f"site_class_correlation must be in [0, 1], got {site_class_correlation}")
     if correlation > 0 and stain_sites == 0:
@@ -434,7 +370,6 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
         raise ValueError(f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}")
     if not 0.02 <= scale <= 4:
         raise ValueError(f"scale must be in [0.02, 4], got {scale}")
-    n_stickers, n_green = outlier_counts(n_train, n_stickers, n_green)
     if 2 * n_stickers + n_green > n_train // 2:
         raise ValueError(f"{n_stickers} stickers (each with a twin) and {n_green} green images "
                          f"leave too few clean images out of {n_train}")
@@ -454,81 +389,51 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     test_sizes = [_image_size(rng, scale) for _ in range(n_test)]
     train_sites = test_sites = [None] * max(n_train, n_test)
     if stain_sites:  # drawn after everything else, so labels, sizes and outliers match stain_sites=0
-        train_sites = site_of_images(rng, [LABELS.index(x) for x in labels], stain_sites, correlation).tolist()
-        test_sites = site_of_images(rng, [LABELS.index(x) for x in test_labels], stain_sites, correlation).tolist()
+        train_sites = site_of_images(rng, labels, stain_sites, correlation)
+        test_sites = site_of_images(rng, test_labels, stain_sites, correlation)
         for s, t in twin_of.items():
             train_sites[s] = train_sites[t]  # a sticker image is a copy of its twin's tissue and stain
 
     out.mkdir(parents=True, exist_ok=True)
     marker = "written by anndl synth; this folder may be regenerated in place\n"
     (out / SYNTH_MARKER).write_text(marker)  # its settings line comes last: a folder cut short has none
-    for name in SYNTH_FILES:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    for name in ("train_data", "test_data", "train_labels.csv", "planted_outliers.csv", SITES_FILE):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
     (out / "train_data").mkdir()
     (out / "test_data").mkdir()
-    settings = dict(n_train=n_train, n_test=n_test, scale=scale, seed=seed, n_stickers=n_stickers,
-                    n_green=n_green, stain_sites=stain_sites, site_class_correlation=correlation)
-    jobs = []
-    for i in range(n_train):
-        kind = kinds.get(i, "clean")
-        tissue_of = twin_of.get(i, i)  # a sticker image is a copy of its twin's tissue
-        jobs.append({"dir": str(out / "train_data"), "number": i, "size": sizes[i], "kind": kind,
-                     "seed": [seed, 0, tissue_of], "seed_outlier": [seed, 2, i],
-                     "tissue_label": labels[tissue_of], "site": train_sites[i]})
-    for i in range(n_test):
-        jobs.append({"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean",
-                     "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i],
-                     "site": test_sites[i]})
-    bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
-    try:
-        if workers > 1:
-            pool = multiprocessing.Pool(workers, initializer=_die_with_parent)
-            try:
-                for _ in pool.imap(_render_one, jobs, chunksize=4):
-                    bar.update()
-                pool.close()
-            except BaseException:  # Ctrl-C or a worker's error: stop the workers now, never wait for their queue
-                pool.terminate()
-                raise
-            finally:
-                pool.join()
-        else:
-            for job in jobs:
-                _render_one(job)
-                bar.update()
-    finally:
-        bar.close()  # before any message about the interruption
+    jobs = [{"dir": str(out / "train_data"), "number": i, "size": sizes[i], "kind": kinds.get(i, "clean"),
+             "seed": [seed, 0, twin_of.get(i, i)], "seed_outlier": [seed, 2, i],  # a sticker: its twin's tissue
+             "tissue_label": labels[twin_of.get(i, i)], "site": train_sites[i]} for i in range(n_train)]
+    jobs += [{"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean",
+              "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i],
+              "site": test_sites[i]} for i in range(n_test)]
+    # Leaving the pool terminates its workers (after Ctrl-C or an error, no wait for the queue); then the bar closes.
+    with (tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress) as bar,
+          multiprocessing.Pool(workers, initializer=_die_with_parent) if workers > 1 else nullcontext() as pool):
+        for _ in pool.imap(_render_one, jobs, chunksize=4) if pool else map(_render_one, jobs):
+            bar.update()
     for s, t in twin_of.items():
         shutil.copyfile(out / "train_data" / f"mask_{t:04d}.png", out / "train_data" / f"mask_{s:04d}.png")
 
-    with open(out / "train_labels.csv", "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["sample_index", "label"])
-        writer.writerows([f"img_{i:04d}.png", labels[i]] for i in range(n_train))
-    with open(out / "planted_outliers.csv", "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["sample_index", "kind", "twin"])
-        for i in sorted(kinds):
-            writer.writerow([f"img_{i:04d}.png", kinds[i], f"img_{twin_of[i]:04d}.png" if i in twin_of else ""])
+    write_rows(out / "train_labels.csv", [["sample_index", "label"]]
+               + [[f"img_{i:04d}.png", labels[i]] for i in range(n_train)])
+    write_rows(out / "planted_outliers.csv", [["sample_index", "kind", "twin"]] + [
+        [f"img_{i:04d}.png", kinds[i], f"img_{twin_of[i]:04d}.png" if i in twin_of else ""] for i in sorted(kinds)])
     if stain_sites:
-        with open(out / SITES_FILE, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["split", "sample_index", "label", "site", "site_name", "site_class_correlation"])
-            for split, sites, names in (("train", train_sites, labels), ("test", test_sites, test_labels)):
-                for i, site in enumerate(sites[:len(names)]):
-                    writer.writerow([split, f"img_{i:04d}.png", names[i] if split == "train" else "",
-                                     site, SITES[site].name, correlation])
+        rows = [[split, f"img_{i:04d}.png", names[i] if split == "train" else "", site, SITES[site].name, correlation]
+                for split, sites, names in (("train", train_sites, labels), ("test", test_sites, test_labels))
+                for i, site in enumerate(sites[:len(names)])]
+        header = ["split", "sample_index", "label", "site", "site_name", "site_class_correlation"]
+        write_rows(out / SITES_FILE, [header, *rows])
     artifacts.write_text(out / SYNTH_MARKER, marker + json.dumps(settings, sort_keys=True) + "\n")
     return out
 
 
 def settings_of(folder: Path | str) -> dict | None:
-    """The settings a synthetic folder was generated with (its marker), or ``None`` when it has no complete
-    marker (not written by ``anndl synth``, cut short, or written by an earlier version)."""
+    """The settings a synthetic folder was generated with (its marker), or ``None`` without a complete marker."""
     marker = Path(folder) / SYNTH_MARKER
     lines = marker.read_text().splitlines() if marker.is_file() else []
     try:
@@ -538,19 +443,14 @@ def settings_of(folder: Path | str) -> dict | None:
 
 
 def default_settings(**overrides) -> dict:
-    """The full settings :func:`generate` uses for these arguments (defaults filled in), as in the marker."""
+    """The settings :func:`generate` records for these arguments (defaults and outlier counts filled in)."""
     import inspect
 
     params = inspect.signature(generate).parameters
     keys = ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green", "stain_sites", "site_class_correlation")
     settings = {k: overrides.get(k, params[k].default) for k in keys}  # not how it is run (workers, progress)
-    settings["n_stickers"], settings["n_green"] = outlier_counts(settings["n_train"], settings["n_stickers"],
-                                                                 settings["n_green"])
+    for key, real in (("n_stickers", REAL_STICKERS), ("n_green", REAL_GREEN)):
+        if settings[key] is None:
+            settings[key] = round(real * settings["n_train"] / REAL_N_TRAIN)
     settings["site_class_correlation"] = float(settings["site_class_correlation"])
     return settings
-
-
-def outlier_counts(n_train: int, n_stickers: int | None, n_green: int | None) -> tuple[int, int]:
-    """Planted stickers and green images: as given, else the real data's shares of ``n_train``."""
-    return (round(REAL_STICKERS * n_train / REAL_N_TRAIN) if n_stickers is None else n_stickers,
-            round(REAL_GREEN * n_train / REAL_N_TRAIN) if n_green is None else n_green)

@@ -1,14 +1,10 @@
 """Split by image, then cut tiles where the ROI mask has enough foreground (report §2, Figure 2).
 
-Tiles are kept as coordinates, not pixel copies (as in CLAM): ``tiles.csv`` holds one row per tile
-with ``split, sample_index, label, x, y, mask_pixels, weight``, where ``weight`` is the tile's mask
-pixels over the image's mask pixels (for mask-weighted voting). The split is made on images *before*
-tiling, with identical-mask groups kept on one side, so no image leaks across it (Bussola et al.,
-arXiv:1909.06539). No image is lost: an image without a qualifying tile keeps its best tile(s), and an
-image smaller than a tile is zero-padded at the bottom/right.
+Tiles are coordinates, not pixel copies (as in CLAM), ``weight`` the tile's share of the image's mask pixels (for
+mask-weighted voting). The split is made on images before tiling, identical-mask groups on one side, so no image
+leaks across it (Bussola et al., arXiv:1909.06539). No image is lost: one without a qualifying tile keeps its best,
+one smaller than a tile is zero-padded at the bottom/right.
 """
-
-from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,8 +22,7 @@ TILE_COLUMNS = ["split", "sample_index", "label", "x", "y", "mask_pixels", "weig
 
 @dataclass(frozen=True)
 class TilingConfig:
-    """Tile grid and filter. ``stride`` defaults to ``tile_size`` (non-overlapping tiles);
-    ``min_mask_pixels`` is a pixel count in [0, tile_size**2]."""
+    """Tile grid and filter; ``stride`` defaults to ``tile_size`` (non-overlapping tiles)."""
 
     tile_size: int = 224
     stride: int | None = None
@@ -41,20 +36,15 @@ class TilingConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.min_mask_pixels, (int, np.integer)) or not (
-                0 <= self.min_mask_pixels <= self.tile_size ** 2):
+        pixels = self.min_mask_pixels
+        if not isinstance(pixels, (int, np.integer)) or not 0 <= pixels <= self.tile_size ** 2:
             raise ValueError(f"min_mask_pixels must be an integer in [0, tile_size**2 = {self.tile_size ** 2}], "
-                             f"got {self.min_mask_pixels!r}")
-
-
-def padded_shape(height: int, width: int, tile_size: int) -> tuple[int, int]:
-    """Image shape after zero-padding to at least one tile in each direction."""
-    return max(height, tile_size), max(width, tile_size)
+                             f"got {pixels!r}")
 
 
 def tile_grid(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
-    """All grid tiles of a mask (edges dropped) with their mask pixel counts, in raster order."""
-    h, w = padded_shape(*mask.shape, config.tile_size)
+    """All grid tiles of a mask (zero-padded to at least one tile, edges dropped) and their mask pixels."""
+    h, w = max(mask.shape[0], config.tile_size), max(mask.shape[1], config.tile_size)
     padded = np.zeros((h, w), np.uint8)
     padded[: mask.shape[0], : mask.shape[1]] = mask
     integral = cv2.integral(padded)  # (h+1, w+1), int32
@@ -71,20 +61,15 @@ def select_tiles(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
     grid = tile_grid(mask, config)
     kept = grid[grid.mask_pixels >= config.min_mask_pixels]
     if kept.empty:
-        kept = grid.sort_values("mask_pixels", ascending=False, kind="stable").head(config.fallback_tiles)
-        kept = kept.sort_index()
+        kept = grid.sort_values("mask_pixels", ascending=False, kind="stable").head(config.fallback_tiles).sort_index()
     total = int(mask.sum())
     weight = kept.mask_pixels / total if total else pd.Series(1.0 / len(kept), index=kept.index)
     return kept.assign(weight=weight.round(8)).reset_index(drop=True)
 
 
 def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42) -> pd.DataFrame:
-    """Image-level stratified train/val split that keeps identical-mask groups on one side.
-
-    ``clean`` needs ``sample_index``, ``label`` and ``group`` (-1: unique mask). Per class, shuffled
-    units (a group or a lone image) go to validation until the class has ``val_fraction`` of its images
-    there (at least one unit when the class has two or more). Returns those columns plus ``split``.
-    """
+    """Image-level stratified train/val split, identical-mask groups on one side: per class, shuffled units (a group
+    or a lone image) go to validation until it has ``val_fraction`` of the class's images (a unit at least, of two)."""
     if not 0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
     frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
@@ -94,9 +79,7 @@ def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42)
     rng = np.random.default_rng(seed)
     val_units = []
     for _, members in units.groupby("label", sort=True):
-        target = int(round(val_fraction * members["size"].sum()))
-        if len(members) >= 2:
-            target = max(target, 1)
+        target = max(int(round(val_fraction * members["size"].sum())), int(len(members) >= 2))  # a unit at least
         taken = 0
         for name in members.index[rng.permutation(len(members))]:
             if taken >= target:
@@ -111,11 +94,9 @@ SELECT_FRACTION = 0.15  # of a fold's training images: what early stopping and e
 
 def nested_split(assignment: pd.DataFrame, fold: int, select_fraction: float = SELECT_FRACTION,
                  seed: int = 42) -> pd.DataFrame:
-    """Fold ``fold`` of a K-fold ``assignment`` (``assign_folds``): its images ``held_out`` (only scored), and of
-    the other folds' images ``select_fraction`` as ``select`` (stratified, mask groups together, seeded: what
-    early stopping, the best epoch and phase, thresholds and blend weights watch), the rest ``train``.
-    ``select_fraction`` 0: nothing is selected (``train`` and ``held_out`` only). Columns ``sample_index``,
-    ``split``."""
+    """Fold ``fold`` of a K-fold ``assignment`` (``assign_folds``): its images ``held_out`` (only scored), of the
+    others ``select_fraction`` as ``select`` (a seeded :func:`split_images`: what early stopping and every other
+    choice watch; 0: none), the rest ``train``. Columns ``sample_index``, ``split``."""
     held = (assignment.fold == fold).to_numpy()
     split = np.where(held, "held_out", "train").astype(object)
     if select_fraction:
@@ -125,12 +106,8 @@ def nested_split(assignment: pd.DataFrame, fold: int, select_fraction: float = S
 
 
 def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
-    """Stratified, group-aware fold number (0..n_folds-1) for every image of ``clean``.
-
-    Units (a mask group or a lone image) are shuffled, larger units first, and each goes to the fold
-    that holds the fewest images of its members' classes so far: folds stay balanced per class even
-    for a small class and for groups whose members carry different labels.
-    """
+    """Stratified, group-aware fold number (0..n_folds-1) for every image of ``clean``: units (a mask group or a
+    lone image) are shuffled, larger first, each to the fold with the fewest images of its members' classes."""
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise ValueError(f"folds must be an integer of at least 2, got {n_folds!r}")
     frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
@@ -142,15 +119,11 @@ def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFr
     classes = sorted(frame.label.unique())
     counts = pd.crosstab(pd.Series(unit, name="unit"), frame.label).reindex(columns=classes, fill_value=0)
     rng = np.random.default_rng(seed)
-    order = counts.index[rng.permutation(len(counts))]
-    order = sorted(order, key=lambda u: -counts.loc[u].sum())  # stable: shuffled within each size
-    load = np.zeros((n_folds, len(classes)))
-    fold_of = {}
+    order = sorted(counts.index[rng.permutation(len(counts))], key=lambda u: -counts.loc[u].sum())  # stable sort
+    load, fold_of = np.zeros((n_folds, len(classes))), {}
     for name in order:
         members = counts.loc[name].to_numpy()
-        cost = load @ members + load.sum(1) * 1e-3 + rng.random(n_folds) * 1e-6
-        k = int(np.argmin(cost))
-        fold_of[name] = k
+        k = fold_of[name] = int(np.argmin(load @ members + load.sum(1) * 1e-3 + rng.random(n_folds) * 1e-6))
         load[k] += members
     return frame.assign(fold=[fold_of[u] for u in unit])
 
@@ -167,15 +140,12 @@ def tile_images(images: pd.DataFrame, config: TilingConfig, progress: bool = Tru
 def build_tiles(manifest: pd.DataFrame, clean: pd.DataFrame, split: pd.DataFrame,
                 config: TilingConfig, progress: bool = True) -> pd.DataFrame:
     """Tiles of the kept train images (``split`` train/val); the test images' are cut by ``tile_images`` alone."""
-    kept = clean[clean.status == "kept"]
-    train = manifest[manifest.split == "train"].merge(split[["sample_index", "split"]].rename(
-        columns={"split": "subset"}), on="sample_index")
-    if set(train.sample_index) != set(kept.sample_index):
+    images = manifest[manifest.split == "train"].drop(columns="split").merge(split[["sample_index", "split"]],
+                                                                            on="sample_index")
+    if set(images.sample_index) != set(clean.sample_index[clean.status == "kept"]):
         raise ValueError("split.csv does not cover exactly the kept images of the clean manifest; "
                          "delete it to make a new split")
-    images = train.assign(split=train.subset)
-    order = images.split.map({"train": 0, "val": 1})
-    images = images.assign(_o=order).sort_values(["_o", "sample_index"], kind="stable")
+    images = images.sort_values(["split", "sample_index"], kind="stable")  # train, then val
     tiles = tile_images(images, config, progress)
     missing = set(zip(images.split, images.sample_index)) - set(zip(tiles.split, tiles.sample_index))
     assert not missing, f"images without tiles: {sorted(missing)[:5]}"

@@ -1,22 +1,11 @@
 """Comparisons out of fold on the same K folds: the report's experiments, and what goes past the report.
 
-A **variant** is a named set of overrides of a model's settings (``VARIANTS``, one table); a **comparison**
-is a named list of variants, the first the reference (``COMPARISONS``: the report's Table 1, losses,
-augmentation, voting, fine-tuning, width; stain handling; seeds). ``run_comparison`` trains each variant
-as a recorded, resumable K-fold run (``experiment.train_folds``: reused when its record matches), reads
-every variant's out-of-fold prediction of every image, and scores it: macro F1 with its bootstrap 95%
-interval, the paired 95% interval of its difference from the reference, whether it learned
-(``metrics.learning_gate``: a real paired gain over the majority class of the same folds and a score above a
-permutation null) and whether it beats the colour-histogram baseline, a verdict ("real difference" only when
-that interval excludes 0, and only between variants that both learned), the training and prediction cost, and
-the data, profile, epochs and commit that produced it (``comparison.json`` beside ``table.csv``, with a
-record). ``compare_variants`` scores runs that exist already, with test-time augmentation, ensembles,
-attention-MIL and the two baselines (majority class, colour histogram) that any of them must beat. Every
-table carries the two baselines' rows, scored on the same folds.
+``run_comparison`` trains each variant of a named comparison (``COMPARISONS``) as a recorded K-fold run and
+scores them; ``compare_variants`` scores existing runs with TTA, ensembles and attention-MIL; ``compare_runs``
+scores finished runs of any family. All three score with ``score``, beside the two baselines of the same folds.
 """
 
-from __future__ import annotations
-
+import contextlib
 import dataclasses
 import json
 import time
@@ -36,6 +25,53 @@ from anndl.engine import embed
 from anndl.engine.heads import HEAD_CLASSES
 from anndl.models import encoders
 
+COLUMNS = ("variant", "model", "oof_macro_f1", "ci95_low", "ci95_high", "gain", "gain_ci95", "verdict", "weights",
+           "epochs", "train_seconds", "ms_per_image", "images", "learned", "beats_colour", "null_p95")  # table.csv
+
+
+def score(y_true, predicted: dict, folds, colour, n_classes: int, seed: int) -> tuple[list[dict], dict]:
+    """``metrics.compared`` rows for ``predicted`` ({name: class index per image}, the first the reference), the
+    colour-histogram baseline (``colour``, or None) and the majority class of each image's fold (counted on the
+    other ``folds``' labels): macro F1, paired gain, ``learned``, ``beats_colour``, verdict. Returns the rows and
+    the predictions with the baselines'."""
+    majority = majority_per_fold(y_true, folds, n_classes)
+    predicted = {**predicted, **({COLOUR: colour} if colour is not None else {}), MAJORITY: majority}
+    return metrics.compared(y_true, predicted, seed, n_classes, majority=majority, colour=colour,
+                            baselines=BASELINE_ROWS), predicted
+
+
+def _aligned(frames: dict, classes):
+    """Images (the first frame's order), truth, fold and each frame's class index per image, from
+    {label: (out-of-fold predictions, the column scored, the file it came from)}."""
+    reference, (first, _, path) = next(iter(frames.items()))
+    first = first.set_index("sample_index")
+    predicted = {}
+    for label, (frame, column, where) in frames.items():
+        frame = frame.set_index("sample_index")
+        if set(frame.index) != set(first.index):
+            raise ValueError(f"{label} ({where}) and {reference} were scored on different images; a comparison "
+                             "needs one fold set")
+        predicted[label] = frame.loc[first.index, column].map(classes.index).to_numpy()
+    if "fold" not in first:
+        raise ValueError(f"{reference}: {path} has no fold column (the fold that held each image out); its "
+                         "majority-class baseline cannot be counted")
+    return first.index, first.label.map(classes.index).to_numpy(), first.fold.to_numpy(), predicted
+
+
+def fold_colour(prep: Prepared, run_dir: Path | str, trained_on: Prepared | None = None) -> pd.Series:
+    """The colour-histogram baseline's class index per image of a K-fold run, each image predicted by the
+    baseline trained on its fold's training images (``fold_preps``); ``trained_on``: trained on those images
+    as that data has them (a stain shift)."""
+    kept = prep.clean[prep.clean.status == "kept"].sample_index
+    features = train_features = colour_features(prep.manifest, kept)
+    if trained_on is not None:
+        if set(trained_on.clean[trained_on.clean.status == "kept"].sample_index) != set(kept):
+            raise ValueError("the runs' training data kept other images than the evaluation data; a stain shift "
+                             "needs the same tissue (the same synthetic seed and sizes)")
+        train_features = colour_features(trained_on.manifest, kept)
+    return pd.concat([baseline_predictions(f.manifest, f.split, train_features, features)
+                      for f in fold_preps(prep, run_dir)]).set_index("sample_index").colour_histogram
+
 
 def _timed(fn, *args, **kwargs):
     start = time.perf_counter()
@@ -46,138 +82,83 @@ def _timed(fn, *args, **kwargs):
 def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "hard", with_mil: bool = True,
                      seed: int = 0, tta: bool = True, ensembles: bool = True,
                      trained_on: Prepared | None = None) -> tuple[pd.DataFrame, dict]:
-    """Out-of-fold scores of every variant for K-fold runs sharing one ``folds.csv``.
-
-    ``runs``: {name: K-fold run folder}. Returns the table and the details: per-image out-of-fold predictions
-    and the MIL attention of the last fold (for drawing). The table has, per variant, its macro F1 with its
-    interval, ``ms_per_image`` (prediction wall time on this machine, model loading included) and the ``gain``
-    over the first row (the first run's single model) with its paired-bootstrap interval, ``learned``,
-    ``beats_colour`` and a verdict (``metrics.compared`` with both baselines of the same folds).
-    ``tta``/``ensembles``: also score each run with test-time augmentation / the runs' ensemble.
-    ``trained_on``: the runs were trained on other images of the same tissue (another staining, same names and
-    masks): each held-out image is scored as ``prep`` has it (a stain shift), the colour baseline likewise.
-    """
-    names = list(runs)
-    folds_files = {(Path(r) / "folds.csv").read_text() for r in runs.values()}
-    if len(folds_files) != 1:
+    """Out-of-fold scores of K-fold runs sharing one ``folds.csv`` ({name: folder}), also with TTA (``tta``), their
+    ensemble (``ensembles``) and attention-MIL on the first run's embeddings (``with_mil``); ``ms_per_image``:
+    prediction wall time here, model loading included. ``trained_on``: the runs were trained on the same tissue
+    stained otherwise. Returns the table and details: per-image predictions, the last fold's MIL attention."""
+    names, first = list(runs), next(iter(runs.values()))
+    if len({(Path(r) / "folds.csv").read_text() for r in runs.values()}) != 1:
         raise ValueError("the runs were trained on different folds; compare runs made with the same --folds and seed")
-    preds: dict[str, list] = {}
-    cost: dict[str, float] = {}
-    truth, images, attention = [], [], None
-    n_images_total = 0
+    colour, colour_seconds = _timed(fold_colour, prep, first, trained_on)
+    preds, cost, truth, attention = {}, {COLOUR: colour_seconds, MAJORITY: 0.0}, [], None
+    views = (False, True) if tta else (False,)
 
     def add(variant, predicted, seconds):
         preds.setdefault(variant, []).append(predicted)
         cost[variant] = cost.get(variant, 0.0) + seconds
 
-    kept = prep.clean[prep.clean.status == "kept"].sample_index
-    features, feature_seconds = _timed(colour_features, prep.manifest, kept)
-    train_features = features
-    if trained_on is not None:
-        trained_kept = trained_on.clean[trained_on.clean.status == "kept"].sample_index
-        if set(trained_kept) != set(kept):
-            raise ValueError("the runs' training data kept other images than the evaluation data; a stain shift "
-                             "needs the same tissue (the same synthetic seed and sizes)")
-        train_features = colour_features(trained_on.manifest, kept)
-    for k, fold in enumerate(fold_preps(prep, next(iter(runs.values())))):
-        plain, augmented = {}, {}
+    for k, fold in enumerate(fold_preps(prep, first)):
+        probabilities = {}
         for name in names:
-            fold_dir = Path(runs[name]) / f"fold_{k}"
-            tp, s = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",))
-            p, numbers, weights, table = tp.probabilities, tp.image_numbers, tp.weights, tp.table
-            plain[name] = (p, s)
-            add(f"{name}", voting.vote(p, numbers, weights, len(table), rule), s)
-            if tta:
-                tp_tta, s_tta = _timed(ensemble_probabilities, fold_dir, fold.tiles, fold.manifest, ("val",),
-                                       tta=True)
-                augmented[name] = (tp_tta.probabilities, s_tta)
-                add(f"{name} + TTA", voting.vote(tp_tta.probabilities, numbers, weights, len(table), rule), s_tta)
-        if len(names) > 1 and ensembles:
-            mean = sum(plain[n][0] for n in names) / len(names)
-            add("ensemble of " + " + ".join(names), voting.vote(mean, numbers, weights, len(table), rule),
-                sum(plain[n][1] for n in names))
-            if tta:
-                mean_tta = sum(augmented[n][0] for n in names) / len(names)
-                add("ensemble + TTA", voting.vote(mean_tta, numbers, weights, len(table), rule),
-                    sum(augmented[n][1] for n in names))
+            for view in views:
+                tp, s = _timed(ensemble_probabilities, Path(runs[name]) / f"fold_{k}", fold.tiles, fold.manifest,
+                               ("val",), tta=view)
+                probabilities[name, view] = tp.probabilities, s
+                add(name + " + TTA" * view, voting.vote(tp.probabilities, tp.image_numbers, tp.weights,
+                                                        len(tp.table), rule), s)
+        for view in views if len(names) > 1 and ensembles else ():
+            mean = sum(probabilities[n, view][0] for n in names) / len(names)
+            add("ensemble + TTA" if view else "ensemble of " + " + ".join(names),
+                voting.vote(mean, tp.image_numbers, tp.weights, len(tp.table), rule),
+                sum(probabilities[n, view][1] for n in names))
         if with_mil:
-            name = names[0]
-            start = time.perf_counter()
-            fold_dir = Path(runs[name]) / f"fold_{k}"
-            encoder = encoders.run_encoder(fold_dir)
-            config = artifacts.read_json(fold_dir / "config.json")
-            stain = run_stain([fold_dir], [config])
-            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"], stain=stain)
+            start, fold_dir = time.perf_counter(), Path(first) / f"fold_{k}"
+            encoder, config = encoders.run_encoder(fold_dir), artifacts.read_json(fold_dir / "config.json")
+            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"],
+                      stain=run_stain([fold_dir], [config]))
             encoder = embed.encode_fn(encoder)  # traced once for the fold's train and val tiles
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train", "select"), **kw)
-            val_start = time.perf_counter()
-            emb_v, num_v, tab_v = embed.features(encoder, fold.tiles, fold.manifest, ("val",), **kw)
-            embed_val_seconds = time.perf_counter() - val_start
-            # the attention-MIL head of ``heads``: early stopping on the fold's selection split (its own training
-            # images), never on the held-out images it is scored on
-            attention_mil = HEAD_CLASSES["attention_mil"]
-            head = attention_mil.fit(emb, tab.label_index.to_numpy()[num], num, len(tab), seed, len(prep.classes),
-                                     select=(tab.split == "select").to_numpy())
-            (probabilities, attention_k, m_val), s = _timed(attention_mil.attention, head, emb_v, num_v, len(tab_v))
-            add(f"attention-MIL on {name} embeddings", probabilities.argmax(1), embed_val_seconds + s)
-            attention = {"table": tab_v, "attention": attention_k, "mask": m_val, "fold": k,
+            (emb_v, num_v, tab_v), embed_seconds = _timed(embed.features, encoder, fold.tiles, fold.manifest,
+                                                          ("val",), **kw)
+            # early stopping on the fold's selection split (its own training images), never on the held-out ones
+            mil = HEAD_CLASSES["attention_mil"]
+            head = mil.fit(emb, tab.label_index.to_numpy()[num], num, len(tab), seed, len(prep.classes),
+                           select=(tab.split == "select").to_numpy())
+            (p, attention_k, mask), s = _timed(mil.attention, head, emb_v, num_v, len(tab_v))
+            add(f"attention-MIL on {names[0]} embeddings", p.argmax(1), embed_seconds + s)
+            attention = {"table": tab_v, "attention": attention_k, "mask": mask, "fold": k,
                          "tiles": fold.tiles[fold.tiles.split == "val"], "train_seconds": time.perf_counter() - start}
-        baseline = baseline_predictions(fold.manifest, fold.split, train_features, features).set_index("sample_index")
-        baseline = baseline.loc[table.sample_index]
-        add(COLOUR, baseline.colour_histogram.to_numpy(), feature_seconds * len(table) / len(kept))
-        add(MAJORITY, baseline.majority.to_numpy(), 0.0)
-        truth.append(table.label_index.to_numpy())
-        images.append(table.sample_index.to_numpy())
-        n_images_total += len(table)
-    y_true = np.concatenate(truth)
-    predicted = {v: np.concatenate(p) for v, p in preds.items()}
-    rows = metrics.compared(y_true, predicted, seed, len(prep.classes), majority=predicted[MAJORITY],
-                            colour=predicted[COLOUR], baselines=BASELINE_ROWS)
+        truth.append(tp.table.assign(fold=k))
+    truth = pd.concat(truth)
+    y_true, images = truth.label_index.to_numpy(), truth.sample_index.to_numpy()
+    rows, predicted = score(y_true, {v: np.concatenate(p) for v, p in preds.items()}, truth.fold.to_numpy(),
+                            colour.loc[images].to_numpy(), len(prep.classes), seed)
     for row in rows:
-        row["ms_per_image"] = round(1000 * cost[row["variant"]] / n_images_total, 1)
-    details = {"y_true": y_true, "images": np.concatenate(images),
-               "predictions": {v: np.concatenate(p) for v, p in preds.items()}, "attention": attention}
-    return pd.DataFrame(rows), details
+        row["ms_per_image"] = round(1000 * cost[row["variant"]] / len(y_true), 1)
+    return pd.DataFrame(rows), {"y_true": y_true, "images": images, "predictions": predicted, "attention": attention}
 
 
 def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
-    """Out-of-fold scores of finished runs of any family on the same folds (``{name: (run, rule)}``, a run a
-    ``runs.Run`` or its folder) beside the colour-histogram and majority baselines of the same folds, each with
-    its bootstrap interval, its gain over the first row with a paired-bootstrap interval, ``learned``,
-    ``beats_colour`` and a verdict (``metrics.compared``)."""
+    """Out-of-fold scores (``score``) of finished runs of any family on the same folds: ``{name: (run, rule)}``,
+    a run a ``runs.Run`` or its folder."""
     from anndl.engine.runs import Run, open_run
 
     opened = {name: (r if isinstance(r, Run) else open_run(r), rule) for name, (r, rule) in runs.items()}
     if len({run.folds_file().read_text() for run, _ in opened.values()}) != 1:
         raise ValueError("the runs were trained on different folds; use the same --folds and seed")
-    classes = tuple(prep.classes)
-    tables = {name: run.predictions().set_index("sample_index") for name, (run, _) in opened.items()}
-    images = next(iter(tables.values())).index
-    for name, table in tables.items():
-        if set(table.index) != set(images):
-            raise ValueError(f"{name}: {opened[name][0].folder} scored other images than the first run")
-    preds = {name: tables[name].loc[images, f"pred_{rule}"].map(classes.index).to_numpy()
-             for name, (_, rule) in opened.items()}
-    kept = prep.clean[prep.clean.status == "kept"].sample_index
-    features = colour_features(prep.manifest, kept)
-    first = next(iter(opened.values()))[0].folder
-    base = pd.concat([baseline_predictions(f.manifest, f.split, features)
-                      for f in fold_preps(prep, first)]).set_index("sample_index").loc[images]
-    preds[COLOUR] = base.colour_histogram.to_numpy()
-    preds[MAJORITY] = base.majority.to_numpy()
-    y_true = next(iter(tables.values())).loc[images].label.map(classes.index).to_numpy()
-    return pd.DataFrame(metrics.compared(y_true, preds, seed, len(classes), majority=preds[MAJORITY],
-                                         colour=preds[COLOUR], baselines=BASELINE_ROWS))
+    images, y_true, folds, predicted = _aligned({name: (run.predictions(), f"pred_{rule}", run.folder)
+                                                 for name, (run, rule) in opened.items()}, tuple(prep.classes))
+    colour = fold_colour(prep, next(iter(opened.values()))[0].folder).loc[images].to_numpy()
+    return pd.DataFrame(score(y_true, predicted, folds, colour, len(prep.classes), seed)[0])
 
 
 # ------------------------------------------------------------------------------------ named comparisons
 
 @dataclass(frozen=True)
 class Variant:
-    """A model and the overrides of its settings (``experiment.train_run``'s ``overrides``: ``loss``,
-    ``focal_gamma``, ``augment``, ``oversample``, ``filters``, ``stain_augment``, ``seed``, ``patience``,
-    ``learning_rate``), the stain normalisation of its tiles, and which of its out-of-fold predictions is
-    scored: the voting ``rule`` and, for a two-phase model, the ``phase`` (None: the final model)."""
+    """A model, overrides of its settings (``experiment.train_run``'s ``overrides``: loss, focal_gamma, augment,
+    oversample, filters, stain_augment, seed, patience, learning_rate), the stain normalisation of its tiles, and
+    which out-of-fold prediction is scored: the voting ``rule`` and the ``phase`` (None: the final model)."""
 
     model: str = "scratch_resnet"
     settings: dict = field(default_factory=dict)
@@ -195,102 +176,79 @@ class Variant:
         return f"pred_{self.rule}" + (f"_phase{self.phase}" if self.phase else "")
 
 
-FOCAL_GAMMA = 2.0
-VARIANTS: dict[str, Variant] = {
-    # the report's scratch ResNet as the profile has it: the reference of the scratch comparisons
-    "cross-entropy": Variant(),
-    "class-weighted cross-entropy": Variant(settings={"loss": "weighted_crossentropy"}),
-    f"focal (γ={FOCAL_GAMMA:g})": Variant(settings={"loss": "focal", "focal_gamma": FOCAL_GAMMA}),
-    "no augmentation": Variant(),
-    "geometric (flips, rotations, crops)": Variant(settings={"augment": "geometric"}),
-    "photometric (colour jitter)": Variant(settings={"augment": "photometric"}),
-    "Triple negative ×2, both augmented": Variant(settings={"augment": "both", "oversample": "Triple negative"}),
-    "hard voting": Variant(rule="hard"),
-    "mask-weighted soft voting": Variant(rule="soft"),
-    "16 filters": Variant(settings={"filters": 16}),
-    "32 filters": Variant(settings={"filters": 32}),
-    "scratch ResNet": Variant(),
-    "ConvNeXt": Variant("convnext"),
-    "ViT": Variant("vit"),
-    "ConvNeXt, phase 1 (head only)": Variant("convnext", phase=1),
-    "ConvNeXt, phase 2 (fine-tuned)": Variant("convnext", phase=2),
-    "ViT, phase 1 (head only)": Variant("vit", phase=1),
-    "ViT, phase 2 (fine-tuned)": Variant("vit", phase=2),
-    # beyond the report
-    "no stain handling": Variant(),
-    "HED augmentation (light)": Variant(settings={"stain_augment": "light"}),
-    "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"}),
-    "Macenko normalisation": Variant(stain_normalize="macenko"),
-    "seed 42": Variant(),
-    "seed 7": Variant(settings={"seed": 7}),
-    "no early stopping": Variant(settings={"patience": 1000}),
-}
-BOOTSTRAP_SEED = 0  # resampling of the intervals (metrics.image_scores' default), apart from the training seed
-GATE = ("learned: a real paired gain over the majority class of the same folds and a macro F1 above the 95th "
-        "percentile of 1,000 label permutations; a verdict only between variants that both learned")
-SOURCE = "docs/dataset_facts.md, “The report's experiments”"  # where each report finding below is cited from
-
-
 @dataclass(frozen=True)
 class Comparison:
-    """Variants compared on the same folds (the first is the reference), what the report found (each finding
-    cited from ``SOURCE``), and the report's own numbers where it printed some (its real test set: a
-    reference column, not these runs)."""
+    """Variants compared on the same folds ({name: Variant}, the first the reference), what the report found
+    (cited from ``SOURCE``) and its own numbers where it printed some (its real test set, not these runs)."""
 
-    variants: tuple[str, ...]
+    variants: dict[str, Variant]
     question: str
     report: str | None = None
     report_numbers: dict = field(default_factory=dict)
 
 
-COMPARISONS: dict[str, Comparison] = {
-    "table1": Comparison(("scratch ResNet", "ConvNeXt", "ViT"),
+BOOTSTRAP_SEED = 0  # resampling of the intervals (metrics.image_scores' default), apart from the training seed
+GATE = ("learned: a real paired gain over the majority class of the same folds and a macro F1 above the 95th "
+        "percentile of 1,000 label permutations; a verdict only between variants that both learned")
+SOURCE = "docs/dataset_facts.md, “The report's experiments”"  # where each report finding below is cited from
+FOCAL_GAMMA = 2.0
+COMPARISONS: dict[str, Comparison] = {  # a new comparison is one entry here
+    "table1": Comparison({"scratch ResNet": Variant(), "ConvNeXt": Variant("convnext"), "ViT": Variant("vit")},
                          "the report's three models (Table 1)",
                          "Table 1: scratch ResNet 34.36, ConvNeXt Large 36.65, ViT 40.71 test macro F1",
                          {"scratch ResNet": 0.3436, "ConvNeXt": 0.3665, "ViT": 0.4071}),
-    "losses": Comparison(("cross-entropy", "class-weighted cross-entropy", f"focal (γ={FOCAL_GAMMA:g})"),
-                         "the loss against class imbalance",
-                         "§3: class weights and focal loss both degraded the test score"),
-    "augmentation": Comparison(("no augmentation", "geometric (flips, rotations, crops)", "photometric (colour jitter)",
-                                "Triple negative ×2, both augmented"),
-                               "data augmentation and oversampling of the smallest class",
-                               "§6: every augmentation scheme degraded validation and test scores"),
-    "voting": Comparison(("hard voting", "mask-weighted soft voting"),
+    "losses": Comparison(
+        {"cross-entropy": Variant(),  # the report's scratch ResNet as the profile has it
+         "class-weighted cross-entropy": Variant(settings={"loss": "weighted_crossentropy"}),
+         f"focal (γ={FOCAL_GAMMA:g})": Variant(settings={"loss": "focal", "focal_gamma": FOCAL_GAMMA})},
+        "the loss against class imbalance", "§3: class weights and focal loss both degraded the test score"),
+    "augmentation": Comparison(
+        {"no augmentation": Variant(),
+         "geometric (flips, rotations, crops)": Variant(settings={"augment": "geometric"}),
+         "photometric (colour jitter)": Variant(settings={"augment": "photometric"}),
+         "Triple negative ×2, both augmented": Variant(settings={"augment": "both", "oversample": "Triple negative"})},
+        "data augmentation and oversampling of the smallest class",
+        "§6: every augmentation scheme degraded validation and test scores"),
+    "voting": Comparison({"hard voting": Variant(rule="hard"), "mask-weighted soft voting": Variant(rule="soft")},
                          "how tile predictions become an image's label (the same runs, paired)",
                          "§4: hard voting 0.7 points better than mask-weighted soft voting on the test set"),
-    "fine_tuning_convnext": Comparison(("ConvNeXt, phase 1 (head only)", "ConvNeXt, phase 2 (fine-tuned)"),
-                                       "what fine-tuning the last stage adds to a trained head (the same runs)",
-                                       "§4.2.1: ConvNeXt Large fine-tuned to 36.65 test macro F1 (no phase-1 score given)"),
-    "fine_tuning_vit": Comparison(("ViT, phase 1 (head only)", "ViT, phase 2 (fine-tuned)"),
-                                  "what fine-tuning the last transformer block adds to a trained head (the same runs)",
-                                  "§4.2.2: fine-tuning gained 1.46 points, to 40.71 test macro F1"),
-    "width": Comparison(("16 filters", "32 filters"), "the scratch ResNet's starting width",
+    "fine_tuning_convnext": Comparison(
+        {"ConvNeXt, phase 1 (head only)": Variant("convnext", phase=1),
+         "ConvNeXt, phase 2 (fine-tuned)": Variant("convnext", phase=2)},
+        "what fine-tuning the last stage adds to a trained head (the same runs)",
+        "§4.2.1: ConvNeXt Large fine-tuned to 36.65 test macro F1 (no phase-1 score given)"),
+    "fine_tuning_vit": Comparison(
+        {"ViT, phase 1 (head only)": Variant("vit", phase=1), "ViT, phase 2 (fine-tuned)": Variant("vit", phase=2)},
+        "what fine-tuning the last transformer block adds to a trained head (the same runs)",
+        "§4.2.2: fine-tuning gained 1.46 points, to 40.71 test macro F1"),
+    "width": Comparison({"16 filters": Variant(settings={"filters": 16}),
+                         "32 filters": Variant(settings={"filters": 32})}, "the scratch ResNet's starting width",
                         "§4.1: 32 starting filters chosen over 16 for tiles (no score given)"),
-    "stain": Comparison(("no stain handling", "HED augmentation (strong)", "Macenko normalisation"),
+    "stain": Comparison({"no stain handling": Variant(),
+                         "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"}),
+                         "Macenko normalisation": Variant(stain_normalize="macenko")},
                         "stain handling (beyond the report)"),
-    "seeds": Comparison(("seed 42", "seed 7"), "another seed of the same model (the run-to-run spread)"),
+    "seeds": Comparison({"seed 42": Variant(), "seed 7": Variant(settings={"seed": 7})},
+                        "another seed of the same model (the run-to-run spread)"),
 }
+VARIANTS: dict[str, Variant] = {name: v for c in COMPARISONS.values() for name, v in c.variants.items()} | {
+    "HED augmentation (light)": Variant(settings={"stain_augment": "light"}),  # for bench/oof_compare.py
+    "no early stopping": Variant(settings={"patience": 1000})}
 
 
 def parse_settings(pairs: list[str] | tuple[str, ...]) -> dict:
-    """``["loss=focal", "focal_gamma=3"]`` -> ``{"loss": "focal", "focal_gamma": 3.0}`` (numbers, booleans and
+    """``["loss=focal", "focal_gamma=3"]`` -> ``{"loss": "focal", "focal_gamma": 3}`` (numbers, booleans and
     ``none`` parsed; anything else kept as text)."""
     out = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or not key:
             raise ValueError(f"--set takes key=value, got {pair!r}")
-        text = value.strip()
-        parsed = {"true": True, "false": False, "none": None}.get(text.lower(), text)
-        if parsed is text:
-            try:
-                parsed = int(text)
-            except ValueError:
-                try:
-                    parsed = float(text)
-                except ValueError:
-                    pass
-        out[key.strip()] = parsed
+        out[key] = {"true": True, "false": False, "none": None}.get(text.lower(), text)
+        for kind in (int, float) if out[key] is text else ():
+            with contextlib.suppress(ValueError):
+                out[key] = kind(text)
+                break
     return out
 
 
@@ -300,12 +258,9 @@ def custom_variant(base: str, pairs) -> tuple[str, Variant]:
         raise ValueError(f"unknown variant {base!r}; choose from {list(VARIANTS)}")
     changes = parse_settings(pairs)
     label = ", ".join(f"{k}={v}" for k, v in changes.items())
-    variant = VARIANTS[base]
-    for key in ("rule", "phase", "model", "stain_normalize"):
-        if key in changes:
-            variant = dataclasses.replace(variant, **{key: changes.pop(key)})
-    variant = dataclasses.replace(variant, settings={**variant.settings, **changes})
-    return label, variant
+    fields = {key: changes.pop(key) for key in ("rule", "phase", "model", "stain_normalize") if key in changes}
+    variant = dataclasses.replace(VARIANTS[base], **fields)
+    return label, dataclasses.replace(variant, settings={**variant.settings, **changes})
 
 
 @dataclass
@@ -331,14 +286,12 @@ class ComparisonResult:
 
 def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | None:
     """``epochs`` where it caps one of the variant's phases in ``profile``, else None: a cap that binds no phase
-    trains the same models, so the runs with and without it are one run (the notebooks' budget and a CLI
-    comparison without ``--epochs`` share their runs)."""
+    trains the same models, so the runs with and without it are one run."""
     from anndl.models.registry import profile_phases
 
     if epochs is None:
         return None
-    phases = profile_phases(variant.model, profile)
-    longest = int(dict(variant.settings).get("epochs", max(p.epochs for p in phases)))
+    longest = int(variant.settings.get("epochs", max(p.epochs for p in profile_phases(variant.model, profile))))
     return int(epochs) if int(epochs) < longest else None
 
 
@@ -346,50 +299,42 @@ GPU_RUN = "bench/results/gpu_full_scratch.json"  # a full-profile scratch ResNet
 
 
 def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = None) -> str:
-    """What the comparisons ``names`` train on ``n_images`` cleaned images: their distinct K-fold runs (variants
-    that differ only in scoring share one) × ``folds`` × each run's epochs at most, and for the scratch ResNet
-    the GPU time that implies at the rate of ``GPU_RUN`` (seconds per epoch per training image; that run's own
-    early stop gives the typical figure). Other models' GPU rates are not measured here, and the line says so."""
+    """What the comparisons ``names`` train on ``n_images`` cleaned images: their distinct K-fold runs × ``folds``
+    × each run's epochs at most, and for the scratch ResNet the GPU time that implies at the rate of ``GPU_RUN``
+    (per epoch and training image; that run's own early stop gives the typical figure)."""
     from anndl.core.config import REPO_ROOT
     from anndl.data.stages import VAL_FRACTION
     from anndl.data.tiling import SELECT_FRACTION
     from anndl.models.registry import profile_phases
 
-    runs = {json.dumps(VARIANTS[v].training(), sort_keys=True): VARIANTS[v] for n in names
-            for v in COMPARISONS[n].variants}
+    runs = {json.dumps(v.training(), sort_keys=True): v for n in names for v in COMPARISONS[n].variants.values()}
+    most = [(v.model, binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(v.model, profile)))
+            for v in runs.values()]  # (model, epochs at most) per distinct run
     per_image = (folds - 1) / folds * (1 - SELECT_FRACTION) * n_images  # training images of a fold
-    parts, hours, typical = [], 0.0, 0.0
-    measured = json.loads((REPO_ROOT / GPU_RUN).read_text())
-    train_images = measured["validation"]["hard"]["images"] * (1 - VAL_FRACTION) / VAL_FRACTION
-    seconds = measured["seconds"]["training"] / (measured["epochs_run"] * train_images)  # per epoch and image
-    for model in dict.fromkeys(v.model for v in runs.values()):
-        group = [v for v in runs.values() if v.model == model]
-        most = [binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(model, profile))
-                for v in group]
+    parts = []
+    for model in dict.fromkeys(m for m, _ in most):
+        group = [e for m, e in most if m == model]
         parts.append(f"{model}: {len(group)} K-fold run{'s' * (len(group) > 1)} × {folds} folds × up to "
-                     f"{max(most)} epochs")
-        if model == "scratch_resnet":
-            hours += sum(most) * folds * per_image * seconds / 3600
-            typical += len(group) * min(measured["epochs_run"], max(most)) * folds * per_image * seconds / 3600
+                     f"{max(group)} epochs")
     line = (f"The comparisons train {'; '.join(parts)} (~{per_image:.0f} training images per fold; "
             f"{'early stopping ends each run' if epochs is None else f'capped at {epochs} epochs per phase'}).")
-    if hours:
-        def span(h):
+    scratch = [e for m, e in most if m == "scratch_resnet"]
+    if scratch:
+        measured = json.loads((REPO_ROOT / GPU_RUN).read_text())
+        train_images = measured["validation"]["hard"]["images"] * (1 - VAL_FRACTION) / VAL_FRACTION
+        hours = measured["seconds"]["training"] / (measured["epochs_run"] * train_images) * folds * per_image / 3600
+
+        def span(epochs_run):  # GPU time of that many epochs of a run
+            h = epochs_run * hours
             return f"{h:.1f} h" if h >= 1 else f"{max(h * 60, 1):.0f} min"
 
-        line += (f" The scratch ResNet's runs need at most {span(hours)} of GPU time at the rate measured on a lent "
-                 f"GPU ({GPU_RUN}: {measured['epochs_run']} epochs of ~{train_images:.0f} images in "
-                 f"{measured['seconds']['training']} s), about {span(typical)} where runs stop as that one did.")
-    if any(m != "scratch_resnet" for m in (v.model for v in runs.values())):
+        line += (f" The scratch ResNet's runs need at most {span(sum(scratch))} of GPU time at the rate measured on "
+                 f"a lent GPU ({GPU_RUN}: {measured['epochs_run']} epochs of ~{train_images:.0f} images in "
+                 f"{measured['seconds']['training']} s), about "
+                 f"{span(len(scratch) * min(measured['epochs_run'], max(scratch)))} where runs stop as that one did.")
+    if any(m != "scratch_resnet" for m, _ in most):
         line += " ConvNeXt's and ViT's GPU rates are not measured here: time one epoch before running them all."
     return line
-
-
-def _run_dir(out: Path, variant: Variant, profile: str, folds: int, epochs: int | None, seed: int,
-             weights: str | None) -> Path:
-    key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
-                                 "seed": seed, "weights": weights_identity(weights)})[:10]
-    return out / "compare" / "runs" / f"{variant.model}-{key}"
 
 
 def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str = "smoke", folds: int = 3,
@@ -404,25 +349,25 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
                          f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
     epochs = binding_cap(variant, profile, epochs)
-    run_dir = _run_dir(Path(out), variant, profile, folds, epochs, seed, weights)
+    key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
+                                 "seed": seed, "weights": weights_identity(weights)})[:10]
+    run_dir = Path(out) / "compare" / "runs" / f"{variant.model}-{key}"
     train_folds(prep, run_dir, variant.model, profile, folds, seed=seed, redo=redo, mixed_precision=mixed_precision,
                 overrides=dict(variant.settings), **({"weights": weights} if weights else {}),
                 **({"max_epochs": epochs} if epochs else {}))
     return run_dir
 
 
-def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, variants: dict[str, Variant] | None = None,
-                   profile: str = "smoke", folds: int = 3, epochs: int | None = None, seed: int = 42,
-                   mixed_precision: str | None = None, weights: dict[str, str] | None = None,
-                   redo: bool = False) -> ComparisonResult:
+def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *,
+                   variants: dict[str, Variant] | None = None, profile: str = "smoke", folds: int = 3,
+                   epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
+                   weights: dict[str, str] | None = None, redo: bool = False) -> ComparisonResult:
     """Train (or reuse) every variant of the comparison ``name`` (or the ``variants`` given, the first the
     reference) as a K-fold run on the same folds and score them out of fold: ``out/compare/<name>/``.
 
-    ``epochs``: a cap on every phase's epochs (a CPU budget; stated in the provenance). ``weights``: {model:
-    a local weights file or preset folder} for the pretrained models; without one, the full profile's
-    ImageNet download is tried, and a model whose weights cannot be loaded gets a row that says so and no
-    score (never random weights in their place). In the smoke profile the pretrained architectures are tiny
-    random stand-ins, and their rows say that."""
+    ``epochs``: a cap on every phase's epochs (stated in the provenance). ``weights``: {model: a local weights
+    file or preset folder}; without one, the full profile's ImageNet download is tried, and a model whose
+    weights cannot be loaded gets a row that says so and no score (never random weights in their place)."""
     from tqdm.auto import tqdm
 
     from anndl.core.config import WeightsUnavailable
@@ -432,44 +377,43 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, v
     if variants is None:
         if name not in COMPARISONS:
             raise ValueError(f"unknown comparison {name!r}; choose from {list(COMPARISONS)}")
-        variants = {v: VARIANTS[v] for v in COMPARISONS[name].variants}
+        variants = dict(COMPARISONS[name].variants)
     name = name or "custom"
     if len(variants) < 2:
         raise ValueError("a comparison needs at least two variants (the first is the reference)")
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
-    data_dir, out, weights = Path(data_dir), Path(out), dict(weights or {})
+    out, weights = Path(out), dict(weights or {})
     code = commit()  # the code that trains, taken before anything runs
-    runs, preps, refused, prepared = {}, {}, {}, {}
+    runs, refused, prepared = {}, {}, {}
     bar = tqdm(list(variants.items()), desc=f"compare {name}", unit="variant")
     for label, variant in bar:
         bar.set_postfix_str(label)
-        if variant.stain_normalize not in prepared:  # the data stages once per stain normalisation
-            prepared[variant.stain_normalize] = prepare(data_dir, out, seed=seed, stain_normalize=variant.stain_normalize)
-        prep = prepared[variant.stain_normalize]
+        stain = variant.stain_normalize  # the data stages once per stain normalisation
+        if stain not in prepared:
+            prepared[stain] = prepare(Path(data_dir), out, seed=seed, stain_normalize=stain)
         try:
-            run_dir = kfold_run(prep, out, variant, profile=profile, folds=folds, epochs=epochs, seed=seed,
-                                mixed_precision=mixed_precision, weights=weights.get(variant.model), redo=redo)
+            runs[label] = kfold_run(prepared[stain], out, variant, profile=profile, folds=folds, epochs=epochs,
+                                    seed=seed, mixed_precision=mixed_precision, weights=weights.get(variant.model),
+                                    redo=redo)
         except WeightsUnavailable as e:
             refused[label] = " ".join(str(e).split())
-            continue
-        runs[label], preps[label] = run_dir, prep
     reference = next(iter(variants))
     if reference not in runs:
         raise WeightsUnavailable(f"{reference} (the reference of {name}): {refused[reference]}")
-    first = preps[reference]
+    first = prepared[variants[reference].stain_normalize]
+    note = first.data_note
     provenance = {"comparison": name, "variants": {k: v.training() | {"rule": v.rule, "phase": v.phase}
                                                    for k, v in variants.items()},
                   "profile": profile, "folds": folds, "epochs": epochs, "seed": seed, "precision": mixed_precision,
-                  "data": first.data_note, "data_fingerprint": first.data_note.rsplit("fingerprint ", 1)[-1].rstrip("]"),
-                  "commit": code, "machine": hardware(), "runs": {k: str(v.relative_to(out)) for k, v in runs.items()},
+                  "data": note, "data_fingerprint": note.rsplit("fingerprint ", 1)[-1].rstrip("]"), "commit": code,
+                  "machine": hardware(), "runs": {k: str(v.relative_to(out)) for k, v in runs.items()},
                   "not_run": refused, "gate": GATE}
     if name in COMPARISONS:
         spec = COMPARISONS[name]
         provenance.update(question=spec.question, report=spec.report, report_numbers=spec.report_numbers,
                           source=SOURCE if spec.report else None)
-    folder = out / "compare" / name
-    req = artifacts.request("compare", data=first.data_note,
+    req = artifacts.request("compare", data=note,
                             inputs={k: artifacts.read_json(v / artifacts.RECORD)["id"] for k, v in runs.items()},
                             settings={k: v for k, v in provenance.items() if k not in ("commit", "machine")})
 
@@ -483,8 +427,8 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *, v
         artifacts.write_json(staging / "comparison.json", provenance)
         return ["table.csv", "predictions.csv", "comparison.json"]
 
-    artifacts.ensure(folder, req, build, redo=redo, label=f"comparison {name}", verb="scoring")
-    return read_comparison_result(folder)
+    artifacts.ensure(out / "compare" / name, req, build, redo=redo, label=f"comparison {name}", verb="scoring")
+    return read_comparison_result(out / "compare" / name)
 
 
 def read_comparison_result(folder: Path | str) -> ComparisonResult:
@@ -493,112 +437,64 @@ def read_comparison_result(folder: Path | str) -> ComparisonResult:
     artifacts.load(folder, "compare")
     table = artifacts.read_csv(folder / "table.csv")
     table["gain_ci95"] = table.gain_ci95.map(lambda v: json.loads(v) if isinstance(v, str) and v else None)
-    for column in ("learned", "beats_colour"):  # True / False / None (a baseline's row, a row not run)
-        if column in table:
-            table[column] = table[column].map(metrics.flag)
-    for column in ("oof_macro_f1", "ci95_low", "ci95_high", "gain", "null_p95", "ms_per_image", "train_seconds"):
-        if column in table:  # an empty cell (a row not run, a baseline's cost) is NaN, not text
-            table[column] = pd.to_numeric(table[column], errors="coerce")
+    flags = table.columns.intersection(["learned", "beats_colour"])  # True / False / None (a baseline, not run)
+    table[flags] = table[flags].map(metrics.flag)
+    numbers = table.columns.intersection(["oof_macro_f1", "ci95_low", "ci95_high", "gain", "null_p95",
+                                          "ms_per_image", "train_seconds"])
+    table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")  # an empty cell is NaN, not text
     provenance = artifacts.read_json(folder / "comparison.json")
     return ComparisonResult(provenance["comparison"], table, provenance, artifacts.read_csv(folder / "predictions.csv"),
                             folder)
 
 
-def fold_colour(prep: Prepared, run_dir: Path | str) -> pd.Series:
-    """The colour-histogram baseline's class index per image of a K-fold run, each image predicted by the
-    baseline trained on its fold's training images (``fold_preps``: the same folds as the run)."""
-    kept = prep.clean[prep.clean.status == "kept"].sample_index
-    features = colour_features(prep.manifest, kept)
-    return pd.concat([baseline_predictions(f.manifest, f.split, features) for f in fold_preps(prep, run_dir)]
-                     ).set_index("sample_index").colour_histogram
-
-
 def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, seed: int = 42,
                refused: dict[str, str] | None = None, colour: pd.Series | None = None):
-    """The table's rows and the per-image predictions (one column per variant and baseline, the truth in
-    ``y_true``) of finished K-fold runs; ``refused``: {variant: why it could not run} (a row without a score).
-
-    Every row says whether it learned (``metrics.compared``) against the majority class of its fold, counted on
-    the labels of the other folds' images (that fold's training images; the ``fold`` column of the reference's
-    ``oof_predictions.csv``), and, with ``colour`` (class index per sample_index: ``fold_colour``), whether it
-    beats the colour-histogram baseline; both baselines get a row of their own after the variants."""
-    refused = refused or {}
-    oof = {}
-    for label, run_dir in runs.items():
-        frame = artifacts.read_csv(run_dir / "oof_predictions.csv").set_index("sample_index")
-        column = variants[label].column()
-        if column not in frame:
-            raise ValueError(f"{label}: {run_dir / 'oof_predictions.csv'} has no {column} "
-                             f"({variants[label].model} has one training phase)" if variants[label].phase else
-                             f"{label}: {run_dir / 'oof_predictions.csv'} has no {column}")
-        oof[label] = frame
-    reference = next(iter(variants))
-    images = oof[reference].index
-    for label, frame in oof.items():
-        if set(frame.index) != set(images):
-            raise ValueError(f"{label} and {reference} were scored on different images; a comparison needs one fold set")
-    if "fold" not in oof[reference]:
-        raise ValueError(f"{reference}: {runs[reference] / 'oof_predictions.csv'} has no fold column (the fold that "
-                         "held each image out); its majority-class baseline cannot be counted")
-    y_true = oof[reference].label.map(classes.index).to_numpy()
-    predicted = {label: oof[label].loc[images, variants[label].column()].map(classes.index).to_numpy() for label in oof}
-    baseline = {MAJORITY: majority_per_fold(y_true, oof[reference].fold.to_numpy(), len(classes))}
+    """The table's rows (``score``, with each run's cost; ``refused``: {variant: why it could not run}, a row
+    without a score) and the per-image predictions of finished K-fold runs' ``oof_predictions.csv``;
+    ``colour``: the colour baseline's class index per sample_index (``fold_colour``)."""
+    frames = {}
+    for label in (label for label in variants if label in runs):
+        path, column = runs[label] / "oof_predictions.csv", variants[label].column()
+        frames[label] = artifacts.read_csv(path), column, path
+        if column not in frames[label][0]:
+            raise ValueError(f"{label}: {path} has no {column}" + (
+                f" ({variants[label].model} has one training phase)" if variants[label].phase else ""))
+    images, y_true, folds, predicted = _aligned(frames, classes)
     if colour is not None:
         missing = set(images) - set(colour.index)
         if missing:
-            raise ValueError(f"the colour baseline predicted other images than {reference}, e.g. {sorted(missing)[0]}")
-        baseline = {COLOUR: colour.loc[images].to_numpy().astype(int), **baseline}
-    ordered = {reference: predicted[reference], **predicted, **baseline}  # the reference first: the gains are over it
-    scored = {row["variant"]: row for row in metrics.compared(
-        y_true, ordered, seed, len(classes), "reference", majority=baseline[MAJORITY], colour=baseline.get(COLOUR),
-        baselines=BASELINE_ROWS)}
-    rows = []
+            raise ValueError(f"the colour baseline predicted other images than {next(iter(frames))}, e.g. "
+                             f"{sorted(missing)[0]}")
+        colour = colour.loc[images].to_numpy().astype(int)
+    scored, predicted = score(y_true, predicted, folds, colour, len(classes), seed)
+    scored = {row["variant"]: row for row in scored}
+    nan, rows = float("nan"), []
     for label, variant in variants.items():
-        if label not in runs:
-            rows.append({"variant": label, "model": variant.model, "oof_macro_f1": float("nan"), "ci95_low": float("nan"),
-                         "ci95_high": float("nan"), "gain": float("nan"), "gain_ci95": None,
-                         "verdict": f"not run: {refused[label]}", "weights": "unavailable", "epochs": 0,
-                         "train_seconds": 0.0, "ms_per_image": float("nan"), "images": 0, "learned": None,
-                         "beats_colour": None, "null_p95": float("nan")})
-            continue
-        row = scored[label]
-        cost = _fold_costs(runs[label], variant.phase)
-        rows.append({"variant": label, "model": variant.model, "oof_macro_f1": row["oof_macro_f1"],
-                     "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"], "gain": row["gain"],
-                     "gain_ci95": row["gain_ci95"], "verdict": row["verdict"], "weights": cost["weights"],
-                     "epochs": cost["epochs"], "train_seconds": cost["train_seconds"],
-                     "ms_per_image": cost["ms_per_image"], "images": row["images"], "learned": row["learned"],
-                     "beats_colour": row["beats_colour"], "null_p95": row["null_p95"]})
-    for label in baseline:
-        row = scored[label]
-        rows.append({"variant": label, "model": "baseline", "oof_macro_f1": row["oof_macro_f1"],
-                     "ci95_low": row["ci95_low"], "ci95_high": row["ci95_high"], "gain": row["gain"],
-                     "gain_ci95": row["gain_ci95"], "verdict": row["verdict"], "weights": "none (no CNN)",
-                     "epochs": 0, "train_seconds": 0.0, "ms_per_image": float("nan"), "images": row["images"],
-                     "learned": None, "beats_colour": None, "null_p95": float("nan")})
-    frame = pd.DataFrame({"sample_index": images, "y_true": oof[reference].label.to_numpy(),
-                          **{label: [classes[i] for i in p] for label, p in {**predicted, **baseline}.items()}})
-    return rows, frame
+        rows.append(scored[label] | {"model": variant.model} | _fold_costs(runs[label], variant.phase)
+                    if label in runs else
+                    {"variant": label, "model": variant.model, "oof_macro_f1": nan, "ci95_low": nan, "ci95_high": nan,
+                     "gain": nan, "gain_ci95": None, "verdict": f"not run: {refused[label]}", "weights": "unavailable",
+                     "epochs": 0, "train_seconds": 0.0, "ms_per_image": nan, "images": 0, "learned": None,
+                     "beats_colour": None, "null_p95": nan})
+    rows += [scored[label] | {"model": "baseline", "weights": "none (no CNN)", "epochs": 0, "train_seconds": 0.0,
+                              "ms_per_image": nan, "null_p95": nan} for label in BASELINE_ROWS if label in scored]
+    frame = pd.DataFrame({"sample_index": images, "y_true": [classes[i] for i in y_true],
+                          **{label: [classes[i] for i in p] for label, p in predicted.items()}})
+    return [{column: row[column] for column in COLUMNS} for row in rows], frame
 
 
 def _fold_costs(run_dir: Path, phase: int | None = None) -> dict:
-    """A K-fold run's cost summed over its folds (as each fold recorded it), its epochs per fold (mean) and its
-    weights note; with ``phase``, the cost of training up to the end of that phase (phase 1's model: phase 1 only)."""
-    record = artifacts.read_json(run_dir / artifacts.RECORD)
+    """A K-fold run's cost summed over its folds, its mean epochs per fold and its weights note; with ``phase``,
+    the cost of training up to the end of that phase (phase 1's model: phase 1 only)."""
+    folds = artifacts.read_json(run_dir / artifacts.RECORD)["fold_runs"]
     train = predict = images = epochs = 0.0
-    weights = ""
-    for fold in record["fold_runs"]:
-        m = artifacts.read_json(run_dir / fold / "metrics.json")
-        cost = artifacts.read_json(run_dir / fold / "cost.json")
+    for fold in folds:
+        m, cost = (artifacts.read_json(run_dir / fold / name) for name in ("metrics.json", "cost.json"))
         seconds = cost.get("phase_seconds")
         train += sum(seconds[:phase]) if phase is not None and seconds else cost.get("train_seconds", 0.0)
         predict += cost.get("predict_seconds", 0.0)
         images += cost.get("validation_images", 0)
-        if phase is None:
-            epochs += m["epochs_run"]
-        else:
-            log = artifacts.read_csv(run_dir / fold / "log.csv")
-            epochs += int((log.phase <= phase).sum())
-        weights = m["weights"]
+        epochs += (m["epochs_run"] if phase is None else
+                   int((artifacts.read_csv(run_dir / fold / "log.csv").phase <= phase).sum()))
     return {"train_seconds": round(train, 1), "ms_per_image": round(1000 * predict / max(images, 1), 1),
-            "epochs": round(epochs / len(record["fold_runs"]), 1), "weights": weights}
+            "epochs": round(epochs / len(folds), 1), "weights": m["weights"]}

@@ -1,18 +1,7 @@
-"""The ``embed`` stage: a frozen encoder's feature for every tile, cached once as ``embeddings.npz``.
-
-Running a foundation model over every tile is the whole cost of using it (on a CPU, and for ViT-L even on a
-GPU); heads trained on the cache (``anndl.engine.heads``) take seconds, so many of them can be tried on one pass.
-``embeddings.npz`` holds ``embeddings`` (float32, one row per tile), ``sample_index``, ``x``, ``y`` (the
-tile's top-left pixel in the original image, as in ``tiles.csv``), ``split`` (train / val / test),
-``label`` (empty for test) and ``weight`` (the tile's share of its image's mask). Its ``record.json``
-(``anndl.core.artifacts``) names the encoder (source, architecture, weights note and hash, preprocessing,
-pooling), the tiles it read and the precision, so the cache is reused exactly when nothing changed.
-
-Long runs are resumable: tiles are embedded in chunks of images, each chunk kept under
-``.parts/<request>/`` until the whole array is written, so a killed run starts again at its first missing chunk.
+"""The ``embed`` stage: a frozen encoder's feature for every tile, cached once as ``embeddings.npz`` (heads on it,
+``anndl.engine.heads``, take seconds). Its record names the encoder by its bytes, the tiles and the precision, so
+the cache is reused exactly when nothing changed. Resumable: finished chunks of images wait in ``.parts/<request>/``.
 """
-
-from __future__ import annotations
 
 import dataclasses
 import io
@@ -28,6 +17,7 @@ from anndl.core import artifacts
 from anndl.models import encoders
 
 FILE = "embeddings.npz"
+ENCODER = "encoder.json"  # the encoder's whole identity, its source and weights note included
 STAGE = "embed"
 PARTS = ".parts"
 
@@ -40,8 +30,7 @@ class Embeddings:
     tiles: pd.DataFrame  # sample_index, x, y, split, label, weight (one row per embedding)
     record: dict
     folder: Path
-
-    encoder: dict  # what made them (``identify``: source, weights note, hash, preprocessing, pooling)
+    encoder: dict  # ``encoders.identify``: source, weights note, hash, preprocessing, pooling
 
 
 def folder_for(work_dir: Path | str, source: str, pooling: str = "cls") -> Path:
@@ -53,25 +42,18 @@ def folder_for(work_dir: Path | str, source: str, pooling: str = "cls") -> Path:
     return Path(work_dir) / "embeddings" / (slug + ("" if pooling == "cls" else "_" + pooling.replace("+", "_")))
 
 
-def tiles_id(prep) -> str:
-    """The identity of the tiles an embedding reads (``prep.tiles_id`` where the tiling stage records one)."""
-    return getattr(prep, "tiles_id", None) or artifacts.fingerprint(prep.tiles.to_csv())
-
-
-ENCODER = "encoder.json"  # the encoder's whole identity, its source and weights note included
-
-
 def embed_request(prep, identity: dict, mixed_precision: str | None = None) -> dict:
     """The encoder is known by its bytes, architecture, preprocessing and pooling: a moved copy is the same
     request (where it lay is in ``encoder.json``, for information)."""
     encoder = {k: v for k, v in identity.items() if k not in ("source", "weights")}
+    tiles = getattr(prep, "tiles_id", None) or artifacts.fingerprint(prep.tiles.to_csv())
     return artifacts.request(STAGE, data=prep.data_note,
-                             inputs={"tiles": tiles_id(prep), "test_tiles": getattr(prep, "test_tiles_id", "")},
+                             inputs={"tiles": tiles, "test_tiles": getattr(prep, "test_tiles_id", "")},
                              settings={"encoder": encoder, "tiling": dataclasses.asdict(prep.tiling),
                                        "mixed_precision": mixed_precision})
 
 
-def _npz_bytes(**arrays) -> bytes:
+def npz_bytes(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -80,16 +62,13 @@ def _npz_bytes(**arrays) -> bytes:
 def encode_fn(model):
     """The encoder ``model`` as one traced inference function (build it once, call it for every batch)."""
     import tensorflow as tf
-
     return tf.function(lambda x: model(tf.cast(x, "float32"), training=False), reduce_retracing=True)
 
 
 def features(run, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int,
              stride: int | None = None, batch_size: int = 32, stain=None, on_batch=None):
     """(embeddings (n_tiles, D) float32, image number per tile, image table) of the tiles of ``splits`` through
-    ``run`` (``encode_fn(model)``), in ``pipeline.tile_dataset``'s order (``stain``: the normaliser the tiles
-    need; ``on_batch(n)``: called after each batch, for a progress bar). The one place tiles become embeddings:
-    the cache below and the comparisons' attention-MIL both call it."""
+    ``run`` (``encode_fn(model)``), in ``pipeline.tile_dataset``'s order; ``on_batch(n)`` after each batch."""
     from anndl.data import pipeline
 
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
@@ -106,55 +85,41 @@ def features(run, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str
 def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch_size: int = 32,
           mixed_precision: str | None = None, chunk_images: int = 64, redo: bool = False,
           progress: bool = True) -> Embeddings:
-    """Embed every tile of ``prep`` (train, val and test) with the encoder ``source`` into ``out_dir``;
-    reuse ``out_dir`` when its record matches. Returns the loaded ``Embeddings``."""
+    """Embed every tile of ``prep`` (train, val and test) with the encoder ``source`` into ``out_dir`` (reused when
+    its record matches)."""
     out_dir = Path(out_dir)
     identity = encoders.identify(source, pooling)
     req = embed_request(prep, identity, mixed_precision)
+    # each image's tiles together, in tiles.csv order: the order ``features`` embeds them in
     table = prep.tiles.assign(_o=prep.tiles.split.map({"train": 0, "val": 1, "test": 2}))
     table = table.sort_values(["_o", "sample_index"], kind="stable").drop(columns="_o").reset_index(drop=True)
+    image = table.groupby(["split", "sample_index"], sort=False).ngroup().to_numpy()
 
     def build(out):
         from tqdm.auto import tqdm
 
-        from anndl.data import pipeline
-
-        tile_size, stride = prep.tiling.tile_size, prep.tiling.stride
-        parts = out / PARTS / artifacts.fingerprint(req)
-        images = table[["split", "sample_index"]].drop_duplicates()
-        chunks = [images.iloc[i:i + chunk_images] for i in range(0, len(images), chunk_images)]
-        encoder = None
-        rows, outputs = [], []
+        parts, encoder, outputs = out / PARTS / artifacts.fingerprint(req), None, []
         bar = tqdm(total=len(table), desc=f"embed ({identity['weights'][:40]})", unit="tile", disable=not progress)
-        for number, chunk in enumerate(chunks):
-            keys = set(zip(chunk.split, chunk.sample_index))
-            tiles = table[[k in keys for k in zip(table.split, table.sample_index)]]
-            image_table = pipeline.image_table(tiles, prep.manifest, ("train", "val", "test"))
-            order = pd.DataFrame({"split": np.repeat(image_table.split, image_table.tile_x.map(len)),
-                                  "sample_index": np.repeat(image_table.sample_index, image_table.tile_x.map(len)),
-                                  "x": np.concatenate(image_table.tile_x.to_list()),
-                                  "y": np.concatenate(image_table.tile_y.to_list())})
-            rows.append(order.merge(tiles, on=["split", "sample_index", "x", "y"], how="left", validate="one_to_one"))
+        for number, tiles in table.groupby(image // chunk_images):
             part = parts / f"part_{number:05d}.npy"
             if part.is_file():  # a chunk an earlier, interrupted run finished
                 outputs.append(artifacts.read_arrays(part)["arr_0"])
-                bar.update(len(order))
+                bar.update(len(tiles))
                 continue
             if encoder is None:  # loaded and traced once, for every chunk still to embed
-                encoder = encode_fn(encoders.load(source, tile_size, pooling, mixed_precision, identity=identity).model)
-            chunk_features, _, _ = features(encoder, tiles, prep.manifest, ("train", "val", "test"),
-                                            tile_size=tile_size, stride=stride, batch_size=batch_size,
-                                            on_batch=bar.update)
+                model = encoders.load(source, prep.tiling.tile_size, pooling, mixed_precision, identity=identity)
+                encoder = encode_fn(model.model)
+            outputs.append(features(encoder, tiles, prep.manifest, ("train", "val", "test"),
+                                    tile_size=prep.tiling.tile_size, stride=prep.tiling.stride,
+                                    batch_size=batch_size, on_batch=bar.update)[0])
             buffer = io.BytesIO()
-            np.save(buffer, chunk_features)
+            np.save(buffer, outputs[-1])
             artifacts.write_bytes(part, buffer.getvalue())
-            outputs.append(chunk_features)
         bar.close()
-        rows = pd.concat(rows, ignore_index=True)
-        artifacts.write_bytes(out / FILE, _npz_bytes(
-            embeddings=np.concatenate(outputs).astype(np.float32), sample_index=rows.sample_index.to_numpy(str),
-            x=rows.x.to_numpy(np.int64), y=rows.y.to_numpy(np.int64), split=rows.split.to_numpy(str),
-            label=rows.label.fillna("").to_numpy(str), weight=rows.weight.to_numpy(np.float32)))
+        artifacts.write_bytes(out / FILE, npz_bytes(
+            embeddings=np.concatenate(outputs).astype(np.float32), sample_index=table.sample_index.to_numpy(str),
+            x=table.x.to_numpy(np.int64), y=table.y.to_numpy(np.int64), split=table.split.to_numpy(str),
+            label=table.label.fillna("").to_numpy(str), weight=table.weight.to_numpy(np.float32)))
         artifacts.write_json(out / ENCODER, identity)
         shutil.rmtree(out / PARTS, ignore_errors=True)
         return [FILE, ENCODER]
@@ -168,8 +133,9 @@ def load(folder: Path | str) -> Embeddings:
     folder = Path(folder)
     record = artifacts.load(folder, STAGE)
     arrays = artifacts.read_arrays(folder / FILE)
-    missing = {"embeddings", "sample_index", "x", "y", "split", "label", "weight"} - set(arrays)
+    columns = ("sample_index", "x", "y", "split", "label", "weight")
+    missing = {"embeddings", *columns} - set(arrays)
     if missing:
         raise artifacts.ArtifactError(f"{folder / FILE}: not an embedding cache (no {', '.join(sorted(missing))})")
-    tiles = pd.DataFrame({k: arrays[k] for k in ("sample_index", "x", "y", "split", "label", "weight")})
+    tiles = pd.DataFrame({k: arrays[k] for k in columns})
     return Embeddings(arrays["embeddings"], tiles, record, folder, artifacts.read_json(folder / ENCODER))

@@ -1,24 +1,16 @@
-"""The model stages as artifacts: train run, K-fold run, submission (the data stages: ``anndl.data.stages``).
+"""The model stages as recorded artifacts (``anndl.core.artifacts``): train run, K-fold run, submission.
 
-Each stage is a function plus a recorded artifact (``anndl.core.artifacts``): its output folder is reused only
-when its record matches the request (data fingerprint, upstream artifacts, every setting) and its files
-verify; otherwise it is made again, and the message says why. The CLI, the notebooks and the benchmarks
-all call these functions; none checks for a file by hand. Training is resumable: the same request after
-a kill or a lost session continues from the last finished epoch (``redo=True`` starts over).
+A stage's folder is reused only when its record matches the request and its files verify, else made again (the
+message says why). Training resumes after a kill from the last finished epoch (``redo=True`` starts over).
 """
-
-from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -38,8 +30,8 @@ from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, pr
                                stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
 from anndl.core.distribute import precision_policy
 from anndl.core.env import hardware, portable
-from anndl.engine.train import (MONITOR, Diverged, weight_bytes, fit, load_state, nonfinite, save_atomically,
-                                save_state, save_weights, state_dir)
+from anndl.engine.train import (MONITOR, fit, load_best, load_state, nonfinite, restore_state, save_state,
+                                save_weights, state_dir)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -105,18 +97,13 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
               overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True,
               built: Built | None = None, seed: int = 42, redo: bool = False,
               learning_rate: float | None = None, max_epochs: int | None = None) -> dict:
-    """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir``: ``model.keras``,
-    ``config.json``, ``log.csv``, ``metrics.json``, ``val_predictions.csv`` and the run's ``record.json``.
+    """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir`` (``RUN_FILES`` and
+    its record): reused when finished for this request, resumed when interrupted, else trained.
 
-    Reused when ``run_dir`` holds a finished run of exactly this request; resumed from its last epoch when
-    a run of this request was interrupted; trained from scratch otherwise. ``epochs`` overrides every phase's
-    epoch count, ``overrides`` other ``TrainConfig`` fields (``augment``: the augmentation layers;
-    ``stain_augment``: HED stain jitter, "light" or "strong"). ``seed``
-    sets the initial weights, every epoch's shuffling and dropout. ``learning_rate``: phase 1's learning rate
-    instead of the profile's (recorded with the phases). ``with_baselines``: also score the
-    majority-class and colour-histogram baselines on the same split. ``max_epochs``: a cap on every phase's epoch
-    count (a budget: a phase with fewer epochs keeps its own). ``built``: what ``build_model`` returned
-    for these same settings (a notebook that showed the model first), trained instead of a new build.
+    ``epochs`` overrides every phase's epoch count, ``max_epochs`` caps it; ``overrides``: other ``TrainConfig``
+    fields (``augment``, ``stain_augment``: "light" or "strong", ``filters``, ``seed``). ``learning_rate``: phase 1's.
+    ``with_baselines``: also score the majority-class and colour baselines on the same split. ``built``: what
+    ``build_model`` returned for these same settings (a notebook that showed the model first).
     """
     from anndl.core.distribute import strategy_scope
 
@@ -138,17 +125,15 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
     with precision_policy(mixed_precision), strategy_scope(strategy) as replicas, artifacts.lock(run_dir):
         if built is None:
             built = _build(settings)
-        phases = [dataclasses.replace(phase, config=dataclasses.replace(phase.config, **changes))
-                  for phase in built.phases]
-        if max_epochs is not None:
-            if int(max_epochs) < 1:
-                raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
-            phases = [dataclasses.replace(p, config=dataclasses.replace(p.config, epochs=min(p.config.epochs,
-                                                                                            int(max_epochs))))
-                      for p in phases]
-        if learning_rate is not None:  # the first knob a user turns: phase 1's rate
-            phases[0] = dataclasses.replace(phases[0], config=dataclasses.replace(phases[0].config,
-                                                                                  learning_rate=float(learning_rate)))
+        if max_epochs is not None and int(max_epochs) < 1:
+            raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
+        phases = []
+        for i, p in enumerate(built.phases):
+            c = dataclasses.replace(p.config, **changes)
+            c = dataclasses.replace(c, epochs=min(c.epochs, int(max_epochs))) if max_epochs else c
+            if learning_rate is not None and i == 0:  # the first knob a user turns: phase 1's rate
+                c = dataclasses.replace(c, learning_rate=float(learning_rate))
+            phases.append(dataclasses.replace(p, config=c))
         req = run_request(prep, built, [p.config for p in phases], with_baselines)
         reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
         if reason is None:
@@ -237,8 +222,6 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
             phase_seconds.append(0.0)  # trained before the last resume
             continue
         if state is not None and state["phase"] == number - 1 and state["complete"]:
-            from anndl.engine.train import restore_state
-
             restore_state(model, state, with_optimizer=False)  # the previous phase's selected weights
         elif state is not None and state["phase"] == number:
             resume = state
@@ -269,10 +252,8 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     artifacts.write_csv(log, run_dir / "log.csv")
     chosen = int(log.groupby("phase")[MONITOR].max().idxmax())  # the best phase on the selection images
     if chosen < len(phases):
-        with warnings.catch_warnings():  # the checkpoint's optimizer slots belong to another phase: not needed
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model.load_weights(run_dir / f"best_phase{chosen}.weights.h5")
-    _save_model(model, run_dir / "model.keras")
+        load_best(model, run_dir / f"best_phase{chosen}.weights.h5")
+    save_weights(model, run_dir / "model.keras")
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     results = evaluate_images(model, val_infer, val_table, record["from_logits"], classes)
@@ -324,15 +305,6 @@ def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...]
         for rule in results:
             frame[f"pred_{rule}_phase{number}"] = phase[f"pred_{rule}"].to_numpy()
     artifacts.write_csv(frame, path)
-
-
-def _save_model(model: keras.Model, path: Path) -> None:
-    """``model.keras``, atomically; refused when a weight is not finite (``Diverged``)."""
-    bad, total = nonfinite(model)
-    if bad:
-        raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
-                       "nothing was recorded as finished; try a lower learning rate (--learning-rate)")
-    save_atomically(model.save, path, f".{path.stem}.tmp.keras", weight_bytes(model))
 
 
 def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) -> dict:

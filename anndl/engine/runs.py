@@ -1,14 +1,10 @@
 """One lifecycle for every model family: ``fit`` a run, ``open_run`` a finished one, ``predict`` from runs.
 
-A model family is a spec (``anndl.models.specs``). Networks trained on tiles (the scratch ResNet, ConvNeXt,
-ViT, a given encoder fine-tuned) are train or K-fold runs (``anndl.engine.experiment``); heads on a cached
-embedding (linear probe, attention-MIL) are head runs (``anndl.engine.heads``). Both are recorded artifacts:
-reused when their record matches, resumed (networks: from the last epoch and the finished folds; heads:
-started again, they take seconds) when a kill left them unfinished. ``Run`` is what every caller holds: the
-CLI, ``compare``, ``report`` and the notebooks never ask which family made it.
+A model family is a spec (``anndl.models.specs``): networks trained on tiles are train or K-fold runs
+(``anndl.engine.experiment``), heads on cached embeddings are head runs (``anndl.engine.heads``). Both are recorded
+artifacts, reused when their record matches and resumed after a kill. ``Run`` is what every caller holds: the CLI,
+``compare``, ``report`` and the notebooks never ask which family made it.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path

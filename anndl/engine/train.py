@@ -1,16 +1,16 @@
-"""Training engine shared by every model: Lion, losses, callbacks, image-level model selection.
+"""Training engine shared by every model: losses, callbacks, image-level model selection, resumable phases.
 
 Early stopping and checkpoint selection watch the **image-level validation macro F1** (the challenge
 metric, computed by voting at each epoch end), not a tile-level score: the report's code watched a
 tile-level weighted F1, which is not what the leaderboard measures.
 """
 
-from __future__ import annotations
-
 import hashlib
 import io
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from anndl.evaluate.metrics import macro_f1
 from anndl.evaluate.voting import VOTING_RULES, vote
 
 MONITOR = "val_image_macro_f1"
+SHM = "/dev/shm"
 
 
 class Diverged(ValueError):
@@ -36,28 +37,23 @@ class Diverged(ValueError):
 
 def nonfinite(model: keras.Model) -> tuple[int, int]:
     """(non-finite values, all values) in ``model``'s weights."""
-    bad = total = 0
-    for variable in model.weights:
-        values = np.asarray(keras.ops.convert_to_numpy(variable))
-        if values.dtype.kind == "f":
-            bad += int(values.size - np.isfinite(values).sum())
-            total += int(values.size)
-    return bad, total
+    values = [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.weights]
+    values = [v for v in values if v.dtype.kind == "f"]
+    return sum(int(v.size - np.isfinite(v).sum()) for v in values), sum(int(v.size) for v in values)
 
 
-def _advice(learning_rate: float | None, phase: int) -> str:
+def _advice(learning_rate: float | None = None, phase: int = 1) -> str:
+    advice = "nothing was recorded as finished; try a lower "
     if learning_rate is None:
-        return "nothing was recorded as finished; try a lower --learning-rate"
+        return advice + "--learning-rate"
     if phase == 1:
-        return f"nothing was recorded as finished; try a lower --learning-rate (phase 1's is {learning_rate:g})"
-    return (f"nothing was recorded as finished; try a lower learning rate (phase {phase}'s is {learning_rate:g}; "
-            "--learning-rate sets phase 1's)")
+        return advice + f"--learning-rate (phase 1's is {learning_rate:g})"
+    return advice + f"learning rate (phase {phase}'s is {learning_rate:g}; --learning-rate sets phase 1's)"
 
 
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
-    """``keras.callbacks.TerminateOnNaN`` (its batch-loss check, raising), with one line naming the run, the
-    phase and the epoch; at each epoch end every logged loss and metric must be finite too (it runs first). At
-    each batch end it also raises a Ctrl-C or SIGTERM that landed in a ``__del__`` (``env.raise_pending_signal``)."""
+    """``TerminateOnNaN`` (raising) with one line naming the run, phase and epoch; every logged value must be finite
+    at each epoch end too. At each batch end it raises a Ctrl-C/SIGTERM that landed in a ``__del__``."""
 
     def __init__(self, run: str, phase: int, learning_rate: float | None = None):
         super().__init__(raise_error=True)
@@ -73,7 +69,7 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         from anndl.core.env import raise_pending_signal
 
-        raise_pending_signal()  # a Ctrl-C / SIGTERM that landed in a __del__ (printed and ignored by Python)
+        raise_pending_signal()
         try:
             super().on_batch_end(batch, logs)
         except RuntimeError:
@@ -103,12 +99,9 @@ def one_hot(dataset: tf.data.Dataset, n_classes: int = NUM_CLASSES) -> tf.data.D
 
 
 class ImageF1(keras.callbacks.Callback):
-    """At each epoch end, from one pass over the validation tiles: their loss (``loss``, on probabilities) and
-    accuracy (``val_loss``, ``val_tile_accuracy``), and the tiles voted into images, macro F1 for every rule.
-
-    ``logs['val_image_macro_f1']`` is the selected rule's score, for EarlyStopping/ModelCheckpoint,
-    which must come after this callback in the list.
-    """
+    """At each epoch end, from one pass over the validation tiles: ``val_loss``, ``val_tile_accuracy`` and the
+    image-level macro F1 of every voting rule; ``logs[MONITOR]`` is the selected rule's (callbacks that read it
+    come after this one)."""
 
     def __init__(self, dataset, y_true: np.ndarray, rule: str = "hard", from_logits: bool = False,
                  loss: keras.losses.Loss | None = None):
@@ -129,9 +122,8 @@ class ImageF1(keras.callbacks.Callback):
 
 
 class RunProgress(keras.callbacks.Callback):
-    """After each epoch, each written atomically: the log row, the best weights (when the score improved)
-    and the resume state (every model and optimizer variable, seed-generator states included). Stops
-    training after ``patience`` epochs without improvement (as ``EarlyStopping``, but resumable)."""
+    """After each epoch, each written atomically: the log row, the best weights (when the score improved) and the
+    resume state. Stops after ``patience`` epochs without improvement (``EarlyStopping``, but resumable)."""
 
     def __init__(self, run_dir: Path, log_name: str, rows: list[dict], best: float | None, wait: int,
                  patience: int, phase: int, state_info: dict | None = None):
@@ -145,7 +137,7 @@ class RunProgress(keras.callbacks.Callback):
         score = float(logs[MONITOR])
         if self.best is None or score > self.best:
             self.best, self.wait = score, 0
-            save_weights(self.model, best_path(self.run_dir))
+            save_weights(self.model, self.run_dir / "best.weights.h5")
         else:
             self.wait += 1
         artifacts.write_csv(pd.DataFrame(self.rows), self.run_dir / self.log_name)
@@ -156,28 +148,19 @@ class RunProgress(keras.callbacks.Callback):
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
-    """``model.save_weights`` to a temporary name, then ``os.replace`` (a kill never leaves half a file).
-    Non-finite weights are refused (``Diverged``); a failed write (full disk) is an ``ArtifactError`` naming
-    ``path``, and the temporary file is removed."""
+    """``model.save`` (a ``.keras`` path) or ``model.save_weights``, atomically (``save_atomically``); non-finite
+    weights are refused (``Diverged``)."""
+    path = Path(path)
     bad, total = nonfinite(model)
     if bad:
         raise Diverged(f"{path}: not saved: {bad:,} of {total:,} weights are not finite (training diverged); "
-                       + _advice(None, 0))
-    save_atomically(model.save_weights, path, f".{path.stem}.tmp.weights.h5", weight_bytes(model))
-
-
-def weight_bytes(model: keras.Model) -> int:
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
-
-
-SHM = "/dev/shm"
+                       + _advice())
+    size = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    save_atomically(model.save if path.suffix == ".keras" else model.save_weights, path, size)
 
 
 def _sweep_memory(folder: str) -> None:
-    """Remove the scratch folders (``anndl-<pid>-…``) that a killed process (SIGKILL, out of memory) left in
-    memory; a live process's are kept."""
-    import shutil
-
+    """Remove the scratch folders (``anndl-<pid>-…``) that a killed process left in memory; a live one's stay."""
     for path in Path(folder).glob("anndl-*-*"):
         pid = path.name.split("-")[1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
@@ -185,7 +168,7 @@ def _sweep_memory(folder: str) -> None:
 
 
 def _memory_folder(needed: int) -> str | None:
-    """A memory-backed folder (``/dev/shm``) with room for ``needed`` bytes, or None (stale scratch swept first)."""
+    """A memory-backed folder (``SHM``) with room for ``needed`` bytes, or None (stale scratch swept first)."""
     try:
         _sweep_memory(SHM)
         st = os.statvfs(SHM)
@@ -194,40 +177,33 @@ def _memory_folder(needed: int) -> str | None:
     return SHM if st.f_bavail * st.f_frsize > 2 * needed + (64 << 20) else None
 
 
-def save_atomically(save, path: Path, tmp_name: str, size_hint: int = 0) -> None:
-    """``save(tmp)`` (Keras / h5py saving), then into place atomically. HDF5 writes into memory (``/dev/shm``,
-    where it has room) and ``artifacts.write_bytes`` puts the bytes on disk: HDF5 crashes the process on a full
-    disk, ``write_bytes`` gives one line naming ``path``. Elsewhere ``save(tmp)`` then ``os.replace``; any
-    failure removes ``tmp`` and becomes one ``ArtifactError`` line naming ``path``."""
-    import tempfile
-
+def save_atomically(save, path: Path, size_hint: int = 0) -> None:
+    """``save(tmp)`` (Keras / h5py saving), then into place atomically. HDF5 writes into memory (``SHM``, where it
+    has room; HDF5 crashes the process on a full disk) and ``artifacts.write_bytes`` puts the bytes on disk;
+    elsewhere into a fresh temporary folder beside ``path``, then ``os.replace``. Any failure leaves no file and
+    is one ``ArtifactError`` line naming ``path``."""
     path = Path(path)
     memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
-    if memory is not None:
-        # removed on return, on an exception, Ctrl-C and SIGTERM (cli); after a SIGKILL by the next save's sweep
-        with tempfile.TemporaryDirectory(dir=memory, prefix=f"anndl-{os.getpid()}-") as scratch:
-            staged = Path(scratch) / tmp_name.lstrip(".")
-            try:
-                save(staged)
-            except Exception as e:
-                raise artifacts.ArtifactError(f"{path}: could not write ({' '.join(str(e).split())[:200]})") from e
-            data = staged.read_bytes()
-        artifacts.write_bytes(path, data)
-        return
-    scratch = Path(tempfile.mkdtemp(prefix=".anndl-save-", dir=path.parent))  # new and ours: no planted link
-    tmp = scratch / tmp_name.lstrip(".")
+    # a fresh folder (no planted link); removed on return, an exception, Ctrl-C and SIGTERM (cli); in memory after
+    # a SIGKILL by the next save's sweep
+    scratch = Path(tempfile.mkdtemp(prefix=f"anndl-{os.getpid()}-" if memory else ".anndl-save-",
+                                    dir=memory or path.parent))
+    tmp = scratch / path.name
     try:
         save(tmp)
-        os.replace(tmp, path)
-        scratch.rmdir()
+        if memory:
+            data = tmp.read_bytes()
+            shutil.rmtree(scratch, ignore_errors=True)
+            artifacts.write_bytes(path, data)
+        else:
+            os.replace(tmp, path)
     except BaseException as e:
-        import shutil
-
-        shutil.rmtree(scratch, ignore_errors=True)
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        if isinstance(e, (KeyboardInterrupt, SystemExit, artifacts.ArtifactError)):
             raise
         cause = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
         raise artifacts.ArtifactError(f"{path}: could not write ({cause or type(e).__name__})") from e
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def state_dir(run_dir: Path | str) -> Path:
@@ -239,8 +215,7 @@ def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
     (written last: it is what makes the state count)."""
     buffer = io.BytesIO()
     optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
-    np.savez(buffer, *[np.asarray(v.numpy()) for v in model.variables],
-             *[np.asarray(v.numpy()) for v in optimizer_variables])
+    np.savez(buffer, *[np.asarray(v.numpy()) for v in [*model.variables, *optimizer_variables]])
     data = buffer.getvalue()
     artifacts.write_bytes(state_dir(run_dir) / "state.npz", data)
     artifacts.write_json(state_dir(run_dir) / "state.json",
@@ -249,17 +224,13 @@ def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
 
 def load_state(run_dir: Path | str) -> dict | None:
     """The saved resume state (``state.json`` plus its arrays under ``arrays``), or None when there is none
-    or it does not verify."""
-    folder = state_dir(run_dir)
+    or it does not verify (an object array: no state, never unpickled)."""
     try:
-        info = json.loads((folder / "state.json").read_text())
-        data = (folder / "state.npz").read_bytes()
-    except (OSError, ValueError):
-        return None
-    if hashlib.sha256(data).hexdigest() != info.get("sha256"):
-        return None
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:  # an object array: no state, never unpickled
+        info = json.loads((state_dir(run_dir) / "state.json").read_text())
+        data = (state_dir(run_dir) / "state.npz").read_bytes()
+        if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+            return None
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             info["arrays"] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
     except (OSError, ValueError, KeyError):
         return None
@@ -269,8 +240,7 @@ def load_state(run_dir: Path | str) -> dict | None:
 def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None:
     """Assign a saved state's values to the model's variables (and, with ``with_optimizer``, its optimizer's,
     built first on the variables that train in this phase)."""
-    arrays = state["arrays"]
-    n = state["model_variables"]
+    arrays, n = state["arrays"], state["model_variables"]
     for variable, value in zip(model.variables, arrays[:n], strict=True):
         variable.assign(value)
     if with_optimizer:
@@ -281,27 +251,30 @@ def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None
 
 
 def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
-    """``model.compile`` with the engine's compile options, and the optimizer's slots built at once: Keras
-    (TensorFlow back end, no distribution strategy) otherwise creates them inside the first traced step, and
-    TensorFlow then traces the whole training step a second time."""
+    """``model.compile``, and the optimizer's slots built at once (else TensorFlow traces the first training step
+    twice: Keras creates them inside it)."""
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     if model.built and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
 
 
+def load_best(model: keras.Model, path: Path) -> None:
+    """The selected weights of a phase (the checkpoint's optimizer slots belong to another phase: not loaded)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(path)
+
+
 def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_labels: np.ndarray,
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
-        resume: dict | None = None, state_info: dict | None = None,
-        callbacks=()) -> list[dict]:
+        resume: dict | None = None, state_info: dict | None = None, callbacks=()) -> list[dict]:
     """Compile and train one phase with image-level selection; returns the phase's log rows.
 
-    ``train_ds``: the batches of every epoch from ``initial_epoch`` on, ``steps_per_epoch`` per epoch
-    (``pipeline.training_dataset``). Writes ``run_dir/log_name`` (one row per epoch), ``best.weights.h5``
-    and the resume state after every epoch; the model ends with the phase's best epoch's weights (``val_*``: the
-    images it selects on, a fold's inner selection split).
-    ``resume``: a saved state of this phase (``load_state``): training continues after its last epoch.
-    ``state_info``: recorded in every resume state (e.g. the id of the run's request).
+    ``train_ds``: the batches of every epoch from ``initial_epoch`` on (``pipeline.epoch_batches``). Writes
+    ``run_dir/log_name``, ``best.weights.h5`` and the resume state after every epoch; the model ends with the
+    phase's best epoch's weights (``val_*``: the images it selects on). ``resume``: a saved state of this phase
+    (``load_state``). ``state_info``: recorded in every resume state (the id of the run's request).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -313,29 +286,23 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
         rows = artifacts.read_csv(run_dir / log_name).iloc[: resume["epochs"]].to_dict("records")
         best, wait = resume["best"], resume["wait"]
         print(f"resuming from epoch {initial_epoch + len(rows) + 1} (phase {phase}; {len(rows)} epoch(s) done)")
-    done = len(rows)
     progress = RunProgress(run_dir, log_name, rows, best, wait, config.patience, phase, state_info)
     n_classes = int(model.output_shape[-1])
     weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
-    if done < config.epochs and wait < config.patience:
+    name = run_dir.parent if run_dir.name == artifacts.STAGING else run_dir
+    if len(rows) < config.epochs and wait < config.patience:
         # no validation_data: ImageF1's one pass over the validation tiles gives their loss and accuracy too
         model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs,
-                  initial_epoch=initial_epoch + done, class_weight=weights, verbose=2, shuffle=False,
+                  initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2, shuffle=False,
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
-                             StopOnNonFinite(_run_name(run_dir), phase, config.learning_rate),  # val_loss included
+                             StopOnNonFinite(_portable(name), phase, config.learning_rate),  # val_loss included
                              progress, tensorboard_callback(run_dir), *callbacks])
-    if best_path(run_dir).exists():
-        with warnings.catch_warnings():  # the checkpoint's optimizer slots belong to another phase: not needed
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model.load_weights(best_path(run_dir))
+    if (run_dir / "best.weights.h5").exists():
+        load_best(model, run_dir / "best.weights.h5")
     return progress.rows
 
 
-def _run_name(run_dir: Path) -> str:
+def _portable(path: Path) -> str:
     from anndl.core.env import portable
 
-    return portable(run_dir.parent if run_dir.name == artifacts.STAGING else run_dir)
-
-
-def best_path(run_dir: Path | str) -> Path:
-    return Path(run_dir) / "best.weights.h5"
+    return portable(path)

@@ -1,14 +1,8 @@
-"""Trivial baselines measured on the same split as a model, so its score has something to beat.
-
-* ``majority``: every image gets the most frequent training class.
-* ``colour_histogram``: logistic regression on a normalised 8x8x8 RGB histogram of each image's ROI
-  (colour alone, no morphology).
-
-Both train on every image of a split that is not held out (``val``): a K-fold fold's ``train`` and ``select``
-images (the inner selection split is part of its training images), and predict the ``val`` images.
+"""Trivial baselines on the same split as a model, so its score has something to beat: ``majority`` (the most frequent
+training class) and ``colour_histogram`` (logistic regression on an 8x8x8 RGB histogram of each image's ROI: colour
+alone, no morphology). Both train on every image of a split but the held-out ``val`` ones (a K-fold fold's ``train``
+and ``select`` images).
 """
-
-from __future__ import annotations
 
 import numpy as np
 import pandas as pd
@@ -30,8 +24,7 @@ def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
     """Normalised joint RGB histogram of the ROI pixels (the whole image when the mask is empty)."""
     image, mask = read_image(image_path), read_mask(mask_path)
     pixels = image[mask] if mask.any() else image.reshape(-1, 3)
-    index = (pixels // (256 // bins)).astype(np.int64)
-    flat = (index[:, 0] * bins + index[:, 1]) * bins + index[:, 2]
+    flat = np.ravel_multi_index(tuple((pixels // (256 // bins)).astype(np.intp).T), (bins,) * 3)
     return np.bincount(flat, minlength=bins ** 3) / len(flat)
 
 
@@ -45,12 +38,9 @@ def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
 
 def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None,
                          val_features: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Class index per ``val`` image of ``split`` from both baselines, trained on its other images (``train``
-    and, in a nested K-fold split, ``select``).
-
-    Columns ``sample_index``, ``label_index``, ``majority``, ``colour_histogram``. ``features``: histograms
-    computed earlier (``colour_features``), e.g. once for every fold of a cross-validation. ``val_features``:
-    the validation images' histograms from elsewhere (the same tissue stained otherwise: a stain shift)."""
+    """Both baselines' class per ``val`` image of ``split`` (columns ``sample_index``, ``label_index``, ``majority``,
+    ``colour_histogram``), trained on its other images. ``features``: ``colour_features`` computed earlier (once for
+    every fold); ``val_features``: the val images' histograms from elsewhere (the same tissue stained otherwise)."""
     labels = manifest[manifest.split == "train"].set_index("sample_index").label_index
     features = colour_features(manifest, split.sample_index) if features is None else features
     train, val = split[split.split != "val"].sample_index, split[split.split == "val"].sample_index
@@ -64,8 +54,8 @@ def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: 
 
 
 def majority_per_fold(y_true, folds, n_classes: int) -> np.ndarray:
-    """Each image's majority-class prediction: the most frequent class (lowest index on a tie, as
-    ``baselines.baseline_predictions``) among the images of the other folds, its fold's training images."""
+    """Each image's majority-class prediction: the commonest class (the lowest on a tie, as ``baseline_predictions``)
+    of the other folds' images."""
     y_true, folds = np.asarray(y_true, int), np.asarray(folds)
     out = np.empty(len(y_true), int)
     for k in np.unique(folds):

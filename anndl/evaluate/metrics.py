@@ -1,14 +1,8 @@
-"""The challenge metric: macro F1 over images, with bootstrap intervals (plain and paired), per-class tables and a
-learning gate.
-
-On a ~60-image validation split one flipped image moves macro F1 by about two points, so every score
-carries a bootstrap 95% interval over images, and two models are compared on the same images with a
-paired bootstrap (both scored on each resample). A model has *learned* (``learning_gate``) only when it beats
-the majority class by a real paired difference and scores above the 95th percentile of a permutation null (its
-own predictions scored against shuffled labels); between models that did not learn, ``compared`` gives no verdict.
+"""The challenge metric, macro F1 over images, with bootstrap intervals (plain and paired: both models scored on each
+resample of the same images; one flipped image of ~60 moves it two points), per-class tables and a learning gate: a
+model has *learned* only when it beats the majority class by a real paired difference and scores above the 95th
+percentile of a permutation null; between models that did not learn, ``compared`` gives no verdict.
 """
-
-from __future__ import annotations
 
 import numpy as np
 import pandas as pd
@@ -23,8 +17,7 @@ def macro_f1(y_true, y_pred, n_classes: int = NUM_CLASSES) -> float:
 
 
 def _batched_macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Macro F1 of each row of ``truth`` against the same row of ``pred`` (both (n_rows, n) class indices),
-    vectorised over rows; the same definition as ``macro_f1`` (a class absent from both counts as F1 0)."""
+    """``macro_f1`` of each row of ``truth`` against the same row of ``pred`` (both (n_rows, n)), vectorised."""
     n_rows = len(truth)
     cells = (np.arange(n_rows)[:, None] * n_classes + truth) * n_classes + pred
     counts = np.bincount(cells.ravel(), minlength=n_rows * n_classes * n_classes).reshape(n_rows, n_classes, n_classes)
@@ -34,17 +27,12 @@ def _batched_macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np
     return f1.mean(1)
 
 
-def _resampled_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, rows: np.ndarray, n_classes: int) -> np.ndarray:
-    """Macro F1 of each resample (``rows``: (n_boot, n) image indices), vectorised over resamples."""
-    return _batched_macro_f1(y_true[rows], y_pred[rows], n_classes)
-
-
 def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                  n_classes: int = NUM_CLASSES) -> tuple[float, float]:
     """Percentile bootstrap interval of macro F1, resampling images."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     rows = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
-    scores = _resampled_macro_f1(y_true, y_pred, rows, n_classes)
+    scores = _batched_macro_f1(y_true[rows], y_pred[rows], n_classes)
     low, high = np.percentile(scores, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return float(low), float(high)
 
@@ -55,8 +43,8 @@ def paired_difference(y_true, pred_a, pred_b, n_boot: int = 1000, seed: int = 0,
     (both scored on each resample). An interval that contains 0 shows no real difference."""
     y_true, pred_a, pred_b = (np.asarray(v, int) for v in (y_true, pred_a, pred_b))
     rows = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
-    diffs = (_resampled_macro_f1(y_true, pred_b, rows, n_classes) -
-             _resampled_macro_f1(y_true, pred_a, rows, n_classes))
+    truth = y_true[rows]
+    diffs = _batched_macro_f1(truth, pred_b[rows], n_classes) - _batched_macro_f1(truth, pred_a[rows], n_classes)
     low, high = np.percentile(diffs, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     gain = macro_f1(y_true, pred_b, n_classes) - macro_f1(y_true, pred_a, n_classes)
     return {"gain": round(gain, 4), "gain_ci95": [round(float(low), 4), round(float(high), 4)],
@@ -87,8 +75,8 @@ BASELINE_VERDICT = "baseline"
 
 
 def permutation_null(y_true, y_pred, n_perm: int = 1000, seed: int = 0, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Macro F1 of the same ``y_pred`` against ``n_perm`` seeded shuffles of ``y_true``: what predictions that
-    carry nothing about the image score, given how often each class is predicted (vectorised over shuffles)."""
+    """Macro F1 of ``y_pred`` against ``n_perm`` seeded shuffles of ``y_true``: what predictions that carry nothing
+    about the image score, given how often each class is predicted."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     truth = np.random.default_rng(seed).permuted(np.tile(y_true, (n_perm, 1)), axis=1)
     return _batched_macro_f1(truth, np.tile(y_pred, (n_perm, 1)), n_classes)
@@ -103,39 +91,31 @@ def _beats(y_true, baseline, y_pred, seed: int, n_classes: int) -> dict:
 
 def learning_gate(y_true, y_pred, majority, n_classes: int = NUM_CLASSES, seed: int = 0, n_perm: int = 1000,
                   colour=None) -> dict:
-    """Whether the predictions ``y_pred`` of the images ``y_true`` show that a model learned.
-
-    ``learned`` needs both: a real paired gain over the majority-class predictions ``majority`` of the same
-    images (its paired 95% interval above 0) and a macro F1 above ``null_p95``, the 95th percentile of
-    ``permutation_null`` (``n_perm`` shuffles, seeded). ``colour``: the colour-histogram baseline's predictions
-    of the same images; ``beats_colour`` (a real paired gain over them) is reported beside, not part of
-    ``learned`` (None without them)."""
+    """Whether ``y_pred`` shows that a model learned: ``learned`` needs a real paired gain over the majority-class
+    predictions ``majority`` (its 95% interval above 0) and a macro F1 above ``null_p95``, the 95th percentile of
+    ``permutation_null``. ``beats_colour``, a real gain over the colour baseline's predictions ``colour`` (None
+    without them), is reported beside, not part of ``learned``."""
     score = macro_f1(y_true, y_pred, n_classes)
     over = _beats(y_true, majority, y_pred, seed, n_classes)
     null_p95 = float(np.percentile(permutation_null(y_true, y_pred, n_perm, seed, n_classes), 95))
-    out = {"learned": bool(over["beats"] and score > null_p95), "macro_f1": round(score, 4),
-           "over_majority": over["gain"], "over_majority_ci95": over["gain_ci95"], "beats_majority": over["beats"],
-           "null_p95": round(null_p95, 4), "beats_null": bool(score > null_p95),
-           "over_colour": None, "over_colour_ci95": None, "beats_colour": None}
-    if colour is not None:
-        col = _beats(y_true, colour, y_pred, seed, n_classes)
-        out.update(over_colour=col["gain"], over_colour_ci95=col["gain_ci95"], beats_colour=col["beats"])
-    return out
+    col = (_beats(y_true, colour, y_pred, seed, n_classes) if colour is not None
+           else dict.fromkeys(("gain", "gain_ci95", "beats")))
+    return {"learned": bool(over["beats"] and score > null_p95), "macro_f1": round(score, 4),
+            "over_majority": over["gain"], "over_majority_ci95": over["gain_ci95"], "beats_majority": over["beats"],
+            "null_p95": round(null_p95, 4), "beats_null": bool(score > null_p95),
+            "over_colour": col["gain"], "over_colour_ci95": col["gain_ci95"], "beats_colour": col["beats"]}
 
 
 def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSES, reference_verdict: str = "—", *,
              majority=None, colour=None, baselines=()) -> list[dict]:
-    """One row per entry of ``predicted`` ({name: class index per image}, the first the reference): macro F1
-    with its bootstrap interval, the gain over the reference with its paired 95% interval and a verdict. Every
-    comparison table is built from these rows.
+    """The rows of every comparison table, one per entry of ``predicted`` ({name: class per image}, the first the
+    reference): macro F1 with its bootstrap interval, the gain over the reference with its paired interval, a verdict.
 
-    ``majority`` / ``colour``: the majority-class and colour-histogram baselines' predictions of the same images
-    (same folds). With ``majority``, every row but the ``baselines`` (names of rows whose predictions are those
-    baselines: ``learned`` None, verdict ``baseline``) gets ``learned`` (``learning_gate``), ``null_p95`` and
-    ``beats_colour``, and a verdict between it and the reference ("real difference" only when the paired interval
-    excludes 0) only when both learned: otherwise ``NO_VERDICT`` (``REFERENCE_NO_VERDICT`` when only the
-    reference did not learn); the reference's verdict says whether it learned. Without ``majority`` (``learned``
-    None), the verdicts of the paired interval alone, and ``reference_verdict`` for the first row."""
+    With the baselines' predictions ``majority`` (and ``colour``), each row but the ``baselines`` (rows that are
+    those baselines: verdict ``baseline``) gets ``learning_gate``'s ``learned``, ``null_p95`` and ``beats_colour``,
+    and a verdict from the paired interval only when it and the reference both learned (else ``NO_VERDICT``, or
+    ``REFERENCE_NO_VERDICT``); the reference's says whether it learned. Without ``majority``, the paired interval's
+    verdicts, and ``reference_verdict`` for the first row."""
     reference_name, reference = next(iter(predicted.items()))
     baselines = set(baselines)
     gates = {name: (learning_gate(y_true, y_pred, majority, n_classes, seed, colour=colour)
@@ -171,8 +151,7 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
 
 
 def flag(value) -> bool | None:
-    """A table's ``learned`` / ``beats_colour`` cell, also as read back from CSV: True, False, or None (a
-    baseline's row, a row not run, a table without it)."""
+    """A table's ``learned`` / ``beats_colour`` cell, also as read back from CSV: True, False or None."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     return {"True": True, "False": False}.get(str(value))

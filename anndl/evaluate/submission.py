@@ -1,9 +1,5 @@
-"""The Kaggle submission: ``sample_index,label``, one row per test image, exact label strings, written atomically.
-
-A submission that predicts one class for most test images (``dominance``) says so: that is what a model that
-learned little does (it falls back on the commonest class)."""
-
-from __future__ import annotations
+"""The Kaggle submission: ``sample_index,label``, one row per test image, exact label strings, written atomically;
+one that predicts one class for most test images (``dominance``, what a model that learned little does) says so."""
 
 from pathlib import Path
 
@@ -12,43 +8,31 @@ import pandas as pd
 from anndl.core import artifacts
 from anndl.core.labels import LABELS
 
-
 DOMINANCE = 0.8  # a submission with more than this share of one class is flagged
 
 
 def dominance(labels, classes: tuple[str, ...] = LABELS, threshold: float = DOMINANCE) -> dict | None:
     """``{"class", "count", "share", "images"}`` of the commonest predicted class when it is more than
     ``threshold`` of ``labels`` (class names or indices into ``classes``), else None."""
-    names = pd.Series([classes[int(v)] if not isinstance(v, str) else v for v in labels], dtype=object)
-    if not len(names):
+    names = [classes[int(v)] if not isinstance(v, str) else v for v in labels]
+    counts = pd.Series(names, dtype=object).value_counts()
+    if not names or counts.iloc[0] / len(names) <= threshold:
         return None
-    counts = names.value_counts()
-    top, count = counts.index[0], int(counts.iloc[0])
-    share = count / len(names)
-    if share <= threshold:
-        return None
-    return {"class": top, "count": count, "share": round(share, 4), "images": int(len(names))}
-
-
-def dominance_line(found: dict) -> str:
-    """The warning for a dominated submission (``dominance``'s dict)."""
-    return (f"warning: {found['count']} of {found['images']} test images ({found['share']:.0%}) are predicted "
-            f"{found['class']}: a model that learned little predicts one class")
+    count = int(counts.iloc[0])
+    return {"class": counts.index[0], "count": count, "share": round(count / len(names), 4), "images": len(names)}
 
 
 def write_submission(sample_indices, predictions, path: Path | str, expected: set[str] | None = None,
                      classes: tuple[str, ...] = LABELS) -> Path:
-    """Write ``sample_index,label`` with one row per test image, in sample order, exact label strings.
-
-    ``expected``: the test images of the challenge folder; every one must appear exactly once. Prints one
-    warning line when one class is more than ``DOMINANCE`` of the predictions (``dominance``).
-    """
+    """Write ``sample_index,label``, one row per test image (each of ``expected`` exactly once), in sample order;
+    print a warning when one class is more than ``DOMINANCE`` of the predictions."""
     frame = pd.DataFrame({"sample_index": list(sample_indices),
                           "label": [classes[int(i)] for i in predictions]})
     validate_submission(frame, expected, classes)
     path = artifacts.write_csv(frame.sort_values("sample_index"), path)
     if found := dominance(frame.label, classes):
-        print(dominance_line(found))
+        print(f"warning: {found['count']} of {found['images']} test images ({found['share']:.0%}) are predicted "
+              f"{found['class']}: a model that learned little predicts one class")
     return path
 
 

@@ -1,12 +1,5 @@
-"""anndl's own Keras layers that a saved model may hold, and the one loader of saved ``.keras`` models.
-
-``load_model`` registers every custom layer first (``FusedBatchNormalization`` here, the MIL pooling, the stain
-layers) and loads in Keras's safe mode, so a run folder or encoder file from anywhere loads in a fresh process
-and never runs code it carries. It lives apart from the model builders so that the encoders can load a trained
-run without importing them.
-"""
-
-from __future__ import annotations
+"""anndl's own Keras layers that a saved model may hold, and the one loader of saved ``.keras`` models (apart from the
+model builders, so that the encoders can load a trained run without importing them)."""
 
 from pathlib import Path
 
@@ -15,8 +8,8 @@ from keras import layers
 
 
 def load_model(path: Path | str) -> keras.Model:
-    """A saved ``.keras`` model, anndl's own layers registered first, loaded in Keras's safe mode (a Lambda layer
-    or any other code in the file is refused); any fault is one ``ValueError`` naming the file."""
+    """A saved ``.keras`` model loaded in Keras's safe mode (a Lambda layer or any other code in the file is
+    refused), anndl's own layers registered first; any fault is one ``ValueError`` naming the file."""
     from anndl.data import stain  # noqa: F401  (registers HEDJitter and the stain layers)
     from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
 
@@ -31,18 +24,9 @@ def load_model(path: Path | str) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="anndl")
 class FusedBatchNormalization(layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` (same variables, config, arguments and moving-statistics update) that,
-    under the TensorFlow back end, on 4-D channels-last inputs, normalises with TensorFlow's fused kernel
-    (``FusedBatchNormV3``: oneDNN's on x86 CPUs, cuDNN's on GPUs).
-
-    Keras 3 upcasts a bfloat16/float16 input to float32 and normalises it in separate elementwise passes (forward and
-    backward); the fused kernel takes the reduced-precision tensor as it is, keeps its statistics in float32 and does
-    each direction in one pass. On a CPU with native bfloat16 (avx512_bf16) that made the scratch ResNet's
-    mixed_bfloat16 training step about 2x faster; on one that emulates bfloat16 it changed nothing (README,
-    "Training speed"). The moving variance is updated with the batch's biased variance, as Keras does (the kernel
-    returns the unbiased one; it is rescaled by (n - 1) / n). Other back ends, inputs and options (masks, renorm,
-    synchronized, no scale or centre) take the Keras layer's own path.
-    """
+    """``keras.layers.BatchNormalization`` (same variables, config and updates) that, under TensorFlow on 4-D
+    channels-last inputs, uses the fused kernel (``FusedBatchNormV3``), which takes bfloat16/float16 as it is where
+    Keras upcasts: 2x faster mixed_bfloat16 training on a CPU with avx512_bf16 (docs/measurements.md)."""
 
     def _fused(self, inputs, mask) -> bool:
         return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
@@ -64,6 +48,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
                                                              epsilon=self.epsilon, is_training=True)
         shape = tf.shape(x)
         n = tf.cast(shape[0] * shape[1] * shape[2], "float32")
+        # the moving variance takes the batch's biased variance, as Keras's (the kernel returns the unbiased one)
         variance = tf.where(n > 1, unbiased * (n - 1) / tf.maximum(n, 1), tf.zeros_like(unbiased))
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))

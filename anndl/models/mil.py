@@ -1,15 +1,7 @@
-"""Attention-MIL aggregation (beyond the report).
-
-Instead of voting, an image becomes a *bag* of tile embeddings from a frozen encoder, and a small
-gated-attention pooling head (Ilse, Tomczak & Welling, 2018, "Attention-based Deep Multiple Instance
-Learning") learns which tiles matter: ``a_k = softmax_k(w^T (tanh(V h_k) * sigmoid(U h_k)))``,
-``z = sum_k a_k h_k``, then a softmax classifier on ``z``. The attention weights can be drawn over the image.
-
-The bags are tile embeddings from a frozen encoder (``anndl.models.encoders``, embedded by
-``anndl.engine.embed``).
+"""Attention-MIL aggregation (beyond the report): an image is a *bag* of frozen-encoder tile embeddings
+(``anndl.engine.embed``), pooled by gated attention (Ilse, Tomczak & Welling, 2018):
+``a_k = softmax_k(w^T (tanh(V h_k) * sigmoid(U h_k)))``, ``z = sum_k a_k h_k``, then a softmax classifier on ``z``.
 """
-
-from __future__ import annotations
 
 import keras
 import numpy as np
@@ -18,20 +10,16 @@ from keras import layers, ops
 from anndl.core.labels import NUM_CLASSES
 
 
-def bags(embeddings: np.ndarray, image_numbers: np.ndarray, n_images: int, max_tiles: int | None = None):
-    """Pad per-image tile embeddings into (n_images, max_tiles, D) with a boolean mask of real tiles."""
+def bags(embeddings: np.ndarray, image_numbers: np.ndarray, n_images: int):
+    """Pad per-image tile embeddings (in their order) into (n_images, most tiles, D), with a mask of real tiles."""
     counts = np.bincount(image_numbers, minlength=n_images)
     if (counts == 0).any():
         raise ValueError(f"image number {int(np.flatnonzero(counts == 0)[0])} has no tiles")
-    size = max_tiles or int(counts.max())
-    x = np.zeros((n_images, size, embeddings.shape[1]), np.float32)
-    mask = np.zeros((n_images, size), bool)
-    fill = np.zeros(n_images, int)
-    for row, image in zip(embeddings, image_numbers):
-        if fill[image] < size:  # more tiles than ``max_tiles``: the first ones are kept
-            x[image, fill[image]] = row
-            mask[image, fill[image]] = True
-            fill[image] += 1
+    order = np.argsort(image_numbers, kind="stable")
+    images, slots = image_numbers[order], np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    x = np.zeros((n_images, int(counts.max()), embeddings.shape[1]), np.float32)
+    mask = np.zeros(x.shape[:2], bool)
+    x[images, slots], mask[images, slots] = embeddings[order], True
     return x, mask
 
 
@@ -61,38 +49,33 @@ class GatedAttentionPooling(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def mil_model(dim: int, units: int = 64, dropout: float = 0.25, num_classes: int = NUM_CLASSES) -> keras.Model:
+def mil_model(dim: int, units: int = 64, num_classes: int = NUM_CLASSES) -> keras.Model:
     """Bag of tile embeddings + mask -> class probabilities and per-tile attention."""
     bag = keras.Input((None, dim), name="bag")
     mask = keras.Input((None,), dtype="bool", name="mask")
     pooled, attention = GatedAttentionPooling(units, name="attention_pool")(bag, mask)
-    x = layers.Dropout(dropout, name="head_dropout")(pooled)
+    x = layers.Dropout(0.25, name="head_dropout")(pooled)
     probabilities = layers.Dense(num_classes, activation="softmax", name="head_softmax")(x)
     return keras.Model([bag, mask], [probabilities, attention], name="attention_mil")
 
 
 def train_mil(train_bags, train_mask, train_labels, val_bags, val_mask, val_labels, epochs: int = 100,
-              learning_rate: float = 1e-3, seed: int = 42, verbose: int = 0,
-              num_classes: int = NUM_CLASSES, batch_size: int = 16) -> keras.Model:
-    """Fit the attention-MIL head on frozen embeddings; early stopping on validation loss.
-
-    The bags go in as ``tf.data`` datasets (the training one reshuffled each epoch, seeded): given NumPy arrays,
-    Keras wraps them again every epoch, 7x as long per epoch on small bags."""
+              seed: int = 42, num_classes: int = NUM_CLASSES) -> keras.Model:
+    """Fit the head on frozen embeddings (Adam 1e-3, batches of 16, early stopping on validation loss). The bags go
+    in as seeded ``tf.data`` datasets: NumPy arrays, which Keras rewraps every epoch, take 7x as long on small bags."""
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     model = mil_model(train_bags.shape[-1], num_classes=num_classes)
-    model.compile(keras.optimizers.Adam(learning_rate),
-                  loss=[keras.losses.SparseCategoricalCrossentropy(), None])
+    model.compile(keras.optimizers.Adam(1e-3), loss=[keras.losses.SparseCategoricalCrossentropy(), None])
     train = (tf.data.Dataset.from_tensor_slices(((train_bags, train_mask), np.asarray(train_labels)))
-             .shuffle(len(train_labels), seed=seed, reshuffle_each_iteration=True).batch(batch_size))
-    val = tf.data.Dataset.from_tensor_slices(((val_bags, val_mask), np.asarray(val_labels))).batch(batch_size)
-    model.fit(train, validation_data=val, epochs=epochs, verbose=verbose, shuffle=False,  # shuffled above
+             .shuffle(len(train_labels), seed=seed, reshuffle_each_iteration=True).batch(16))
+    val = tf.data.Dataset.from_tensor_slices(((val_bags, val_mask), np.asarray(val_labels))).batch(16)
+    model.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False,  # shuffled above
               callbacks=[keras.callbacks.EarlyStopping(patience=10, restore_best_weights=True)])
     return model
 
 
 def predict_mil(model: keras.Model, bag_x, mask) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities per image, attention per tile slot)."""
-    probabilities, attention = model.predict([bag_x, mask], verbose=0)
-    return probabilities, attention
+    return tuple(model.predict([bag_x, mask], verbose=0))

@@ -1,33 +1,27 @@
-"""Tile classifiers, each a ``keras.Model`` taking uint8-range RGB tiles and owning its preprocessing.
-
-* ``scratch_resnet``: the report's from-scratch ResNet (§4.1; He et al., 2016, "Deep Residual
-  Learning"): a strided stem, ``stacks`` stacks of ``blocks_per_stack`` basic residual blocks whose
-  width doubles per stack, global average pooling, dropout, a 4-way softmax.
-* ``transfer_model('convnext' | 'vit')``: ConvNeXt Large (Liu et al., 2022, ``keras.applications``) or
-  a ViT (Dosovitskiy et al., 2021, KerasHub) backbone with a new head (Dense 256 ReLU, dropout, 4 logits),
-  for two-phase transfer learning; ``set_trainable_stage`` chooses what trains in each phase.
-
-Parts are named (``stem``, ``stack{i}_block{j}``, ``head_*``) so that optimisers and freezing can
-address them by ``variable.path``.
+"""Tile classifiers, each a ``keras.Model`` taking uint8-range RGB tiles and owning its preprocessing:
+``scratch_resnet`` (the report's §4.1; He et al., 2016) and ``transfer_model`` (ConvNeXt Large, Liu et al., 2022;
+a ViT, Dosovitskiy et al., 2021; or a given encoder, each with a new head) for two-phase transfer learning. Parts
+are named (``stem``, ``stack{i}_block{j}``, ``backbone``, ``head_*``): optimisers and freezing address them by path.
 """
 
-from __future__ import annotations
+import contextlib
 
 import keras
 from keras import layers
 
-from anndl.core.config import ScratchResNetConfig, WeightsUnavailable
-from anndl.core.keras_adapter import sublayers, weighted_leaf_layers
+from anndl.core.config import ScratchResNetConfig, WeightsUnavailable, augment_kind
+from anndl.core.keras_adapter import convnext_builder, sublayers, weighted_leaf_layers
 from anndl.core.labels import NUM_CLASSES
 from anndl.models.layers import FusedBatchNormalization
+
+CONVNEXT_PRESET = "imagenet"                       # keras.applications ConvNeXtLarge weights
+VIT_PRESET = "vit_base_patch16_224_imagenet"       # KerasHub preset
+SMOKE_NOTE = "random initialisation (smoke profile: a tiny configuration, NOT pretrained)"
 
 
 def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:
     """The report's augmentation sets (§6), active only in training: ``geometric`` (flips, rotations, zoom as
-    a random crop), ``photometric`` (brightness, contrast, saturation and hue jitter) or ``both``. Off by
-    default, as in the report (every scheme degraded their scores)."""
-    from anndl.core.config import augment_kind
-
+    a random crop), ``photometric`` (brightness, contrast, saturation and hue jitter) or ``both``."""
     kind = augment_kind(kind)
     geometric = [layers.RandomFlip("horizontal_and_vertical", seed=seed),
                  layers.RandomRotation(0.5, fill_mode="reflect", seed=seed),
@@ -38,14 +32,15 @@ def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:
     return keras.Sequential(chosen, name="augmentation")
 
 
-def _stain_augmentation(x, strength: str | float | None, seed: int):
-    """HED stain augmentation (Tellez et al., 2019) on the [0, 255] tiles, or ``x`` unchanged when ``strength``
-    is None; before the generic augmentation, so that it perturbs the stains as scanned."""
-    if strength is None:
-        return x
-    from anndl.data.stain import HEDJitter
+def _augmented_input(tile_size: int, augment, stain_augment, seed: int):
+    """The tile input and what the network sees: HED stain jitter first (Tellez et al., 2019; ``stain_augment``
+    'light', 'strong' or a sigma), so that it perturbs the stains as scanned, then ``augmentation``; training only."""
+    inputs = x = keras.Input((tile_size, tile_size, 3), name="tile")
+    if stain_augment is not None:
+        from anndl.data.stain import HEDJitter
 
-    return HEDJitter(strength, seed=seed, name="stain_augmentation")(x)
+        x = HEDJitter(stain_augment, seed=seed, name="stain_augmentation")(x)
+    return inputs, augmentation(seed, augment)(x) if augment else x
 
 
 def _residual_block(x, filters: int, stride: int, name: str):
@@ -70,11 +65,9 @@ def _residual_block(x, filters: int, stride: int, name: str):
 def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_size: int = 224,
                    augment: bool | str = False, seed: int = 42, num_classes: int = NUM_CLASSES,
                    stain_augment: str | float | None = None) -> keras.Model:
-    """The from-scratch ResNet; input: (tile_size, tile_size, 3) tiles in [0, 255]. ``stain_augment``: HED
-    stain augmentation ('light', 'strong' or a sigma; :class:`anndl.data.stain.HEDJitter`), training only."""
-    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
-    x = _stain_augmentation(inputs, stain_augment, seed)
-    x = augmentation(seed, augment)(x) if augment else x
+    """The from-scratch ResNet: a strided stem, ``config.stacks`` stacks of basic residual blocks whose width
+    doubles per stack, global average pooling, dropout, a softmax; input: tiles in [0, 255]."""
+    inputs, x = _augmented_input(tile_size, augment, stain_augment, seed)
     x = layers.Rescaling(1 / 255, name="rescale")(x)
     x = layers.Conv2D(config.filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = FusedBatchNormalization(name="stem_bn")(x)
@@ -90,29 +83,10 @@ def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_siz
     return keras.Model(inputs, outputs, name="scratch_resnet")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Pretrained backbones (report §4.2). Each model: tiles in [0, 255] -> backbone (which owns its input
-# preprocessing) -> head_dense (ReLU) -> head_dropout -> head_logits (4 logits; use a from-logits loss).
-
-CONVNEXT_PRESET = "imagenet"                       # keras.applications ConvNeXtLarge weights
-VIT_PRESET = "vit_base_patch16_224_imagenet"       # KerasHub preset
-SMOKE_NOTE = "random initialisation (smoke profile: a tiny configuration, NOT pretrained)"
-
-
-def _head(features, units: int, dropout: float, num_classes: int = NUM_CLASSES):
-    x = layers.Dense(units, activation="relu", name="head_dense")(features)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(num_classes, dtype="float32", name="head_logits")(x)
-
-
-def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) -> tuple[keras.Model, str]:
-    """ConvNeXt Large (full) or a tiny ConvNeXt of the same architecture (smoke), pooled features.
-
-    ``weights``: None (full: ImageNet download; smoke: random) or a local ``.h5`` file of the same variant.
-    """
-    from anndl.core.keras_adapter import convnext_builder
-
-    if profile == "full":
+def convnext_backbone(pretrained: bool, tile_size: int, weights: str | None = None) -> tuple[keras.Model, str]:
+    """(pooled-feature backbone, weights note): ConvNeXt Large when ``pretrained`` (ImageNet download, or the local
+    ``.h5`` file ``weights``), else a tiny ConvNeXt of the same architecture (random, or ``weights``)."""
+    if pretrained:
         source = weights or CONVNEXT_PRESET
         try:
             backbone = keras.applications.ConvNeXtLarge(include_top=False, weights=source, pooling="avg",
@@ -125,19 +99,20 @@ def convnext_backbone(profile: str, tile_size: int, weights: str | None = None) 
         note = f"ImageNet-pretrained ConvNeXtLarge ({'local file ' + str(weights) if weights else 'downloaded'})"
     else:
         backbone = convnext_builder()(depths=[1, 1, 1, 1], projection_dims=[8, 16, 32, 64], default_size=tile_size,
-                                     name="convnext_smoke", include_top=False, weights=weights, pooling="avg",
-                                     input_shape=(tile_size, tile_size, 3))
+                                      name="convnext_smoke", include_top=False, weights=weights, pooling="avg",
+                                      input_shape=(tile_size, tile_size, 3))
         note = f"local weights {weights} (smoke configuration)" if weights else SMOKE_NOTE
     backbone.name = "backbone"
     return backbone, note
 
 
-def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
-    """KerasHub ViT (full: preset ``vit_base_patch16_224_imagenet`` or a local preset folder; smoke: a
-    tiny random ViT), with the image converter (input scaling) the preset expects."""
+def vit_backbone(pretrained: bool, tile_size: int, weights: str | None = None):
+    """(backbone, image converter, weights note): the KerasHub ViT preset ``VIT_PRESET`` (or the local preset folder
+    ``weights``) when ``pretrained`` or given ``weights``, else a tiny random ViT."""
     import keras_hub
 
-    if profile == "full" or weights:
+    converter = None
+    if pretrained or weights:
         source = weights or VIT_PRESET
         try:
             backbone = keras_hub.models.ViTBackbone.from_preset(source)
@@ -147,38 +122,33 @@ def vit_backbone(profile: str, tile_size: int, weights: str | None = None):
                 f"Without internet, download the preset {VIT_PRESET} where the internet is reachable "
                 "(keras_hub.models.ViTBackbone.from_preset(...).save_to_preset(DIR) with the converter) "
                 "and pass --weights DIR") from e
-        try:
+        with contextlib.suppress(Exception):  # a backbone-only preset has none: the one below
             converter = keras_hub.layers.ViTImageConverter.from_preset(source)
-        except Exception:  # a backbone-only preset: the ImageNet ViT presets scale to [-1, 1]
-            converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size),
-                                                           scale=1 / 127.5, offset=-1.0)
-        note = f"pretrained ViT preset {source}" if profile == "full" else f"local preset {source} (smoke configuration)"
+        note = f"pretrained ViT preset {source}" if pretrained else f"local preset {source} (smoke configuration)"
     else:
         backbone = keras_hub.models.ViTBackbone(image_shape=(tile_size, tile_size, 3), patch_size=32,
                                                 num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
+        note = SMOKE_NOTE
+    if converter is None:  # the ImageNet ViT presets' scaling, to [-1, 1]
         converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size), scale=1 / 127.5,
                                                        offset=-1.0)
-        note = SMOKE_NOTE
     backbone.name = "backbone"
     converter.name = "preprocess"
     return backbone, converter, note
 
 
-def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
+def transfer_model(kind: str, pretrained: bool, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
                    weights: str | None = None, augment: bool | str = False, seed: int = 42,
                    num_classes: int = NUM_CLASSES, stain_augment: str | float | None = None) -> tuple[keras.Model, str]:
     """``kind`` 'convnext', 'vit' or 'encoder' (a local encoder at ``weights``): (model with logits output,
-    weights note). ``stain_augment``: as for :func:`scratch_resnet`."""
-    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
-    x = _stain_augmentation(inputs, stain_augment, seed)
-    x = augmentation(seed, augment)(x) if augment else x
+    weights note). ``pretrained``: the profile's (convnext, vit); ``stain_augment``: as for :func:`scratch_resnet`."""
+    inputs, x = _augmented_input(tile_size, augment, stain_augment, seed)
     if kind == "convnext":
-        backbone, note = convnext_backbone(profile, tile_size, weights)
+        backbone, note = convnext_backbone(pretrained, tile_size, weights)
         features = backbone(x, training=False)  # frozen-BN/dropout behaviour, as the Keras fine-tuning guide
     elif kind == "vit":
-        backbone, converter, note = vit_backbone(profile, tile_size, weights)
-        tokens = backbone(converter(x), training=False)
-        features = tokens[:, 0, :]  # the class token
+        backbone, converter, note = vit_backbone(pretrained, tile_size, weights)
+        features = backbone(converter(x), training=False)[:, 0, :]  # the class token
     elif kind == "encoder":  # any encoder source of anndl.models.encoders (HF folder or hf://, KerasHub, .keras, run)
         from anndl.models import encoders
 
@@ -192,7 +162,9 @@ def transfer_model(kind: str, profile: str, tile_size: int, head_units: int = 25
         note = f"encoder {weights} (weights: {encoder.weights_note}; sha256 {encoder.identity['weights_sha256']})"
     else:
         raise ValueError(f"unknown transfer model {kind!r}")
-    return keras.Model(inputs, _head(features, head_units, head_dropout, num_classes), name=kind), note
+    x = layers.Dense(head_units, activation="relu", name="head_dense")(features)
+    x = layers.Dropout(head_dropout, name="head_dropout")(x)
+    return keras.Model(inputs, layers.Dense(num_classes, dtype="float32", name="head_logits")(x), name=kind), note
 
 
 def freeze_backbone(model: keras.Model) -> list[str]:
@@ -211,21 +183,20 @@ def convnext_last_stage(model: keras.Model) -> list[str]:
     """Phase 2 for ConvNeXt: the head and the backbone from its last downsampling block on (with the final norm)."""
     backbone = model.get_layer("backbone")
     backbone.trainable = True
-    names = [layer.name for layer in backbone.layers]
-    return _train_last(backbone.layers, max(i for i, n in enumerate(names) if "downsampling_block" in n))
+    last = max(i for i, layer in enumerate(backbone.layers) if "downsampling_block" in layer.name)
+    return _train_last(backbone.layers, last)
 
 
 def vit_last_block(model: keras.Model) -> list[str]:
     """Phase 2 for the ViT: the head, the last transformer block and the final layer norm."""
     backbone = model.get_layer("backbone")
     backbone.trainable = True
-    encoder = backbone.get_layer("vit_encoder")
     backbone.get_layer("vit_patching_and_embedding").trainable = False
-    inner = sublayers(encoder)
-    blocks = [layer for layer in inner if layer.name.startswith("transformer_block")]
+    inner = sublayers(backbone.get_layer("vit_encoder"))
+    last = [layer for layer in inner if layer.name.startswith("transformer_block")][-1]
     for layer in inner:
-        layer.trainable = layer is blocks[-1] or layer.name == "ln"
-    return [blocks[-1].name, "ln"]
+        layer.trainable = layer is last or layer.name == "ln"
+    return [last.name, "ln"]
 
 
 def encoder_last_fifth(model: keras.Model) -> list[str]:

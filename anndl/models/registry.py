@@ -1,19 +1,17 @@
 """Model builders: for each network trained on tiles (``anndl.models.specs``), how it is built and trained.
 
 A builder returns the model with its training phases (one for the scratch ResNet; head-only then fine-tuning for
-transfer learning), whether it outputs logits, each phase's optimizer and which layers train in it (as KerasHub's
-tasks own their parts), so no caller tests ``model.name`` strings.
+transfer learning), whether it outputs logits, each phase's optimizer and which layers train in it, all from the
+settings' ``Profile`` (``anndl.core.config.PROFILES``), so no caller tests ``model.name`` or profile strings.
 """
 
-from __future__ import annotations
-
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import keras
 
-from anndl.core.config import ModelSettings, TrainConfig, config_record, scratch_profile, transfer_profile
+from anndl.core.config import PROFILES, ModelSettings, TrainConfig, check_profile
 from anndl.core.distribute import precision_policy
 from anndl.models import networks
 from anndl.models.specs import SPEC, names
@@ -38,14 +36,6 @@ class Built:
     settings: ModelSettings
 
 
-def _lion(config: TrainConfig):
-    return keras.optimizers.Lion(learning_rate=config.learning_rate)
-
-
-def _adamw(config: TrainConfig):
-    return keras.optimizers.AdamW(learning_rate=config.learning_rate)
-
-
 def differential_optimizer(backbone_rate: float, head_rate: float, weight_decay: float = 0.0):
     """AdamW for the backbone, AdamW at ``head_rate`` for the ``head_*`` variables (regex over
     ``variable.path``; ``keras.optimizers.MultiOptimizer``, Keras >= 3.15)."""
@@ -57,50 +47,30 @@ def differential_optimizer(backbone_rate: float, head_rate: float, weight_decay:
 def _scratch(s: ModelSettings) -> Built:
     if s.weights:
         raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
-    model_config, train_config = scratch_profile(s.profile)
-    if s.filters is not None:
-        model_config = dataclasses.replace(model_config, filters=int(s.filters))
-    model = networks.scratch_resnet(model_config, s.tile_size, augment=s.augment, seed=s.seed,
-                                  num_classes=s.num_classes, stain_augment=s.stain_augment)
-    record = {"model_config": config_record(c=model_config)["c"],
-              "weights": "random initialisation (trained from scratch)", "from_logits": False}
-    return Built(model, (Phase(train_config, None, _lion),), record, s)
+    profile = PROFILES[s.profile]
+    config = profile.scratch if s.filters is None else dataclasses.replace(profile.scratch, filters=int(s.filters))
+    model = networks.scratch_resnet(config, s.tile_size, augment=s.augment, seed=s.seed, num_classes=s.num_classes,
+                                    stain_augment=s.stain_augment)
+    record = {"model_config": asdict(config), "weights": "random initialisation (trained from scratch)",
+              "from_logits": False}
+    return Built(model, (Phase(profile.train, None, lambda c: keras.optimizers.Lion(c.learning_rate)),), record, s)
 
 
 def _transfer(set_phase2: Callable[[keras.Model], list[str]]):
     def build(s: ModelSettings) -> Built:
         if s.filters is not None:
             raise ValueError(f"filters sets the scratch ResNet's width; {s.model} is a pretrained architecture")
-        transfer = transfer_profile(s.profile)
-        model, note = networks.transfer_model(s.model, s.profile, s.tile_size, transfer.head_units,
-                                            transfer.head_dropout, weights=s.weights, augment=s.augment,
-                                            seed=s.seed, num_classes=s.num_classes, stain_augment=s.stain_augment)
-
-        def differential(config: TrainConfig):  # backbone at the phase's rate, head at the head rate
-            return differential_optimizer(config.learning_rate, transfer.head_learning_rate, transfer.weight_decay)
-
-        phases = (Phase(transfer.phase1, networks.freeze_backbone, _adamw), Phase(transfer.phase2, set_phase2, differential))
-        return Built(model, phases, {"model_config": config_record(c=transfer)["c"], "weights": note,
-                                     "from_logits": True}, s)
+        profile = PROFILES[s.profile]
+        t = profile.transfer
+        model, note = networks.transfer_model(s.model, profile.pretrained, s.tile_size, t.head_units, t.head_dropout,
+                                              weights=s.weights, augment=s.augment, seed=s.seed,
+                                              num_classes=s.num_classes, stain_augment=s.stain_augment)
+        phases = (Phase(t.phase1, networks.freeze_backbone, lambda c: keras.optimizers.AdamW(c.learning_rate)),
+                  # phase 2: the backbone at the phase's rate, the head at the head rate
+                  Phase(t.phase2, set_phase2,
+                        lambda c: differential_optimizer(c.learning_rate, t.head_learning_rate, t.weight_decay)))
+        return Built(model, phases, {"model_config": asdict(t), "weights": note, "from_logits": True}, s)
     return build
-
-
-def _transfer_phases(profile: str) -> tuple[TrainConfig, ...]:
-    transfer = transfer_profile(profile)
-    return transfer.phase1, transfer.phase2
-
-
-PHASES: dict[str, Callable[[str], tuple[TrainConfig, ...]]] = {  # each network's phase settings, by profile
-    "scratch_resnet": lambda profile: (scratch_profile(profile)[1],),
-    "convnext": _transfer_phases, "vit": _transfer_phases, "encoder": _transfer_phases,
-}
-
-
-def profile_phases(model: str, profile: str) -> tuple[TrainConfig, ...]:
-    """The settings of ``model``'s training phases in ``profile`` (what its builder gives), without building it."""
-    if model not in PHASES:
-        raise ValueError(f"unknown model {model!r}; choose from {sorted(PHASES)}")
-    return PHASES[model](profile)
 
 
 BUILDERS: dict[str, Callable[[ModelSettings], Built]] = {
@@ -109,8 +79,16 @@ BUILDERS: dict[str, Callable[[ModelSettings], Built]] = {
     "vit": _transfer(networks.vit_last_block),
     "encoder": _transfer(networks.encoder_last_fifth),
 }
-if set(BUILDERS) != set(names(consumes="tiles")) or set(PHASES) != set(BUILDERS):  # pragma: no cover - a spec without a builder, or the reverse
+if set(BUILDERS) != set(names(consumes="tiles")):  # pragma: no cover - a spec without a builder, or the reverse
     raise ImportError(f"anndl.models.specs and the builders differ: {sorted(set(BUILDERS) ^ set(names('tiles')))}")
+
+
+def profile_phases(model: str, profile: str) -> tuple[TrainConfig, ...]:
+    """The settings of ``model``'s training phases in ``profile`` (what its builder gives), without building it."""
+    if model not in BUILDERS:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(BUILDERS)}")
+    p = PROFILES[check_profile(profile)]
+    return (p.train,) if BUILDERS[model] is _scratch else (p.transfer.phase1, p.transfer.phase2)
 
 
 def build_model(settings: ModelSettings) -> Built:

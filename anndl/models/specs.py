@@ -1,11 +1,7 @@
-"""The model families, one :class:`ModelSpec` each, in the order the report and the tables show them.
-
-The CLI's choices, ``run --model all``, the report's row order and the tests' parameters are all read from
-``SPECS`` (no Keras import: the CLI reads it before TensorFlow starts). Networks trained on tiles are built by
-``anndl.models.registry``; heads on cached embeddings are fitted by ``anndl.engine.heads``.
+"""The model families, one :class:`ModelSpec` each, in the order the report and the tables show them: the CLI's
+choices, ``run --model all``, the report's row order and the tests' parameters (no Keras import: the CLI reads it
+before TensorFlow starts). Networks are built by ``anndl.models.registry``, heads fitted by ``anndl.engine.heads``.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass
 

@@ -1,19 +1,11 @@
-"""Hosted runtimes (Colab, Kaggle) and the notebooks' start: the runtime's own stack topped up to the package's
-lower bounds, the challenge data found where the runtime keeps it, outputs where they outlive the session.
-
-A notebook opened from its badge runs on the runtime's TensorFlow, JAX and CUDA: those are never installed or
-upgraded here (pip gets them as constraints, pinned at their installed versions). What is missing or below the
-lower bound that ``pyproject.toml`` states is installed; when a package that was already imported had to be
-upgraded, the notebook stops once and asks for a restart. The runtime's folders are environment variables, so
-tests simulate Colab and Kaggle without ``/content`` or ``/kaggle``:
-
-- ``ANNDL_KAGGLE_INPUT`` (``/kaggle/input``), ``ANNDL_KAGGLE_WORKING`` (``/kaggle/working``);
-- ``ANNDL_COLAB_ROOT`` (``/content``), ``ANNDL_DRIVE_ROOT`` (``/content/drive/MyDrive``, mounted on first use).
-"""
-
-from __future__ import annotations
+"""Hosted runtimes (Colab, Kaggle): the runtime's own stack topped up to ``pyproject.toml``'s lower bounds (never
+its TensorFlow, JAX or CUDA: pip gets them as constraints at their installed versions), the challenge data found
+where the runtime keeps it, outputs where they outlive the session. The runtime's folders are environment variables,
+so tests simulate Colab and Kaggle: ``ANNDL_KAGGLE_INPUT`` (``/kaggle/input``), ``ANNDL_KAGGLE_WORKING``
+(``/kaggle/working``), ``ANNDL_COLAB_ROOT`` (``/content``), ``ANNDL_DRIVE_ROOT`` (``/content/drive/MyDrive``)."""
 
 import hashlib
+import importlib
 import importlib.metadata as metadata
 import json
 import os
@@ -29,6 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from anndl.core.config import DATA_ROOT, OUTPUTS, REPO_ROOT
 
 NEVER_INSTALL = ("tensorflow", "tensorflow-cpu", "tf-nightly", "jax", "jaxlib", "torch")  # the runtime's own
@@ -37,7 +31,6 @@ ALTERNATIVES = {  # a requirement met by any of these distributions (Colab ships
     "opencv-python-headless": ("opencv-python-headless", "opencv-python", "opencv-contrib-python",
                                "opencv-contrib-python-headless"),
 }
-DEFAULT_REPOSITORY = "https://github.com/OWNER/anndl"  # a placeholder until `make publish`
 STAGED_RECORD = ".anndl-staged.json"
 
 
@@ -48,27 +41,11 @@ class SetupError(RuntimeError):
         return [f"SetupError: {self}"]
 
 
-# ------------------------------------------------------------------------------------------ the runtime
-
 def runtime() -> str:
     """'colab', 'kaggle' or 'local'."""
     if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
         return "colab"
-    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
-        return "kaggle"
-    return "local"
-
-
-def kaggle_input() -> Path:
-    return Path(os.environ.get("ANNDL_KAGGLE_INPUT", "/kaggle/input"))
-
-
-def kaggle_working() -> Path:
-    return Path(os.environ.get("ANNDL_KAGGLE_WORKING", "/kaggle/working"))
-
-
-def colab_root() -> Path:
-    return Path(os.environ.get("ANNDL_COLAB_ROOT", "/content"))
+    return "kaggle" if "KAGGLE_KERNEL_RUN_TYPE" in os.environ else "local"
 
 
 def drive_root() -> Path:
@@ -85,19 +62,9 @@ def drive_root() -> Path:
     return root
 
 
-# ------------------------------------------------------------------------------- the runtime's stack
-
-def lower_bounds(pyproject: Path = REPO_ROOT / "pyproject.toml") -> dict[str, str]:
-    """``{distribution: lowest version}`` from ``[project] dependencies`` (the versions ``make test-min`` tests)."""
-    bounds = {}
-    for line in tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]:
-        name, _, version = line.partition(">=")
-        bounds[name.strip().lower()] = version.split(",")[0].strip()
-    return bounds
-
-
-def _version_tuple(version: str) -> tuple:
-    return tuple(int(p) for p in re.findall(r"\d+", version.split("+")[0])[:3])
+def requirements(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
+    """``[project] dependencies``: the lowest versions the package is tested with (``make test-min``)."""
+    return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
 
 
 def installed_version(name: str) -> str | None:
@@ -114,76 +81,64 @@ def _untouchable(name: str) -> bool:
     return name in NEVER_INSTALL or name.startswith(NEVER_INSTALL_PREFIXES)
 
 
-def install_plan(bounds: dict[str, str], installed: dict[str, str | None]) -> tuple[list[str], list[str]]:
-    """``(pip requirements to install, problems that must not be fixed here)``: what is missing or below its
-    lower bound, as ``name>=bound``; the runtime's own packages (TensorFlow, JAX, CUDA) only as problems."""
+def install_plan(wanted: list[str], installed: dict[str, str | None]) -> tuple[list[str], list[str]]:
+    """``(requirements to install, problems that must not be fixed here)``: the requirements that ``installed``
+    (``{name: version or None}``) does not meet; the runtime's own packages (TensorFlow, JAX, CUDA) only as problems."""
     install, problems = [], []
-    for name, bound in bounds.items():
-        have = installed.get(name)
-        if have is not None and _version_tuple(have) >= _version_tuple(bound):
+    for requirement in map(Requirement, wanted):
+        have = installed.get(requirement.name)
+        if have is not None and requirement.specifier.contains(have, prereleases=True):
             continue
-        if _untouchable(name):
-            problems.append(f"{name} {have or 'is missing'}{' is below ' + bound if have else ''}: this runtime's "
-                            f"own package is never replaced here; pick a runtime with {name}>={bound}")
+        if _untouchable(requirement.name):
+            problems.append(f"{requirement.name} {have or 'is missing'} (needs {requirement}): this runtime's own "
+                            f"package is never replaced here; pick a runtime that has it")
         else:
-            install.append(f"{name}>={bound}")
+            install.append(str(requirement))
     return install, problems
 
 
 def runtime_constraints() -> list[str]:
     """``name==version`` for every installed package pip must not replace (TensorFlow, JAX, CUDA, torch)."""
-    pins = []
-    for dist in metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower()
-        if name and _untouchable(name):
-            pins.append(f"{name}=={dist.version}")
-    return sorted(set(pins))
+    names = {(d.metadata["Name"] or "").lower(): d.version for d in metadata.distributions()}
+    return sorted(f"{name}=={version}" for name, version in names.items() if name and _untouchable(name))
 
 
-def ensure_requirements(bounds: dict[str, str] | None = None, pip: list[str] | None = None) -> list[str]:
-    """Install what is missing or too old (never the runtime's TensorFlow, JAX or CUDA: they are pip
-    constraints at their installed versions). Returns what was installed. Raises ``SetupError`` when a package
-    that was already imported had to be upgraded (restart once), or when pip fails."""
-    bounds = lower_bounds() if bounds is None else bounds
-    install, problems = install_plan(bounds, {name: installed_version(name) for name in bounds})
+def ensure_requirements(wanted: list[str] | None = None) -> list[str]:
+    """Install what is missing or too old with pip, the runtime's TensorFlow, JAX and CUDA pinned as constraints.
+    Returns what was installed. Raises ``SetupError`` when pip fails, or when a package this session had already
+    imported was upgraded (restart once)."""
+    wanted = requirements() if wanted is None else wanted
+    installed = {name: installed_version(name) for name in (Requirement(r).name for r in wanted)}
+    install, problems = install_plan(wanted, installed)
     for problem in problems:
         print(f"WARNING: {problem}")
     if not install:
         return []
-    loaded = [r.split(">=")[0] for r in install if _module_loaded(r.split(">=")[0]) and installed_version(r.split(">=")[0])]
+    names = [Requirement(r).name for r in install]
+    loaded = [name for name in names if installed[name] and _imported(name)]  # upgraded while imported
     print(f"{runtime()}: installing {install} (TensorFlow, JAX and CUDA stay the runtime's own)")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
         constraints.write("\n".join(runtime_constraints()) + "\n")
     try:
-        done = subprocess.run([*(pip or [sys.executable, "-m", "pip"]), "install", "-q", "--disable-pip-version-check",
-                               *install, "-c", constraints.name], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *install,
+                               "-c", constraints.name], capture_output=True, text=True)
     finally:
         os.unlink(constraints.name)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise SetupError(f"pip could not install {install} beside this runtime's own packages: {last}")
-    metadata_cache_clear()
+    importlib.invalidate_caches()  # packages installed a moment ago are found
     if loaded:
         raise SetupError(f"upgraded {loaded}, which this session had already imported: restart the runtime "
                          "(Runtime -> Restart session) and run all cells again, once")
     return install
 
 
-_MODULES = {"opencv-python-headless": "cv2", "scikit-learn": "sklearn", "keras-hub": "keras_hub"}
+def _imported(name: str) -> bool:
+    """Whether this session has imported a module of the distribution ``name`` (or of an alternative)."""
+    dists = set(ALTERNATIVES.get(name, (name,)))
+    return any(m in sys.modules for m, of in metadata.packages_distributions().items() if dists & set(of))
 
-
-def _module_loaded(name: str) -> bool:
-    return _MODULES.get(name, name.replace("-", "_")) in sys.modules
-
-
-def metadata_cache_clear() -> None:
-    """Forget cached import paths so that packages installed a moment ago are found."""
-    import importlib
-
-    importlib.invalidate_caches()
-
-
-# ----------------------------------------------------------------------------------- finding the data
 
 def find_challenge(root: Path | str, max_depth: int = 4) -> Path | None:
     """The first challenge folder (``train_labels.csv`` beside ``train_data/``), or a ``.zip`` holding one, at most
@@ -192,15 +147,11 @@ def find_challenge(root: Path | str, max_depth: int = 4) -> Path | None:
     if not root.is_dir():
         return None
     for depth in range(max_depth + 1):
-        pattern = "/".join(["*"] * depth + ["train_labels.csv"])
-        for labels in sorted(root.glob(pattern)):
+        for labels in sorted(root.glob("*/" * depth + "train_labels.csv")):
             if (labels.parent / "train_data").is_dir():
                 return labels.parent
-    for depth in range(max_depth):
-        for archive in sorted(root.glob("/".join(["*"] * depth + ["*.zip"]))):
-            if _zip_challenge_root(archive) is not None:
-                return archive
-    return None
+    archives = [a for depth in range(max_depth) for a in sorted(root.glob("*/" * depth + "*.zip"))]
+    return next((a for a in archives if _zip_challenge_root(a) is not None), None)
 
 
 def _zip_challenge_root(archive: Path) -> str | None:
@@ -214,52 +165,48 @@ def _zip_challenge_root(archive: Path) -> str | None:
 
 
 def source_identity(source: Path) -> str:
-    """A fingerprint of a data source before copying it: for a zip, every member's name, size and CRC (its
-    content, read from the zip's directory); for a folder, every file's relative name, size and mtime."""
+    """A fingerprint of a data source before copying it: for a zip, every member's name, size and CRC (from the
+    zip's directory); for a folder, every file's relative name, size and mtime."""
     digest = hashlib.blake2b(digest_size=8)
     if source.suffix == ".zip":
         with zipfile.ZipFile(source) as z:
-            for info in sorted(z.infolist(), key=lambda i: i.filename):
-                digest.update(f"{info.filename}\0{info.file_size}\0{info.CRC}\n".encode())
+            entries = [(i.filename, i.file_size, i.CRC) for i in z.infolist()]
     else:
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        entries = [(p.relative_to(source), p.stat().st_size, p.stat().st_mtime_ns) for p in source.rglob("*")
+                   if p.is_file()]
+    for name, size, stamp in sorted(entries):
+        digest.update(f"{name}\0{size}\0{stamp}\n".encode())
     return digest.hexdigest()
 
 
 def stage_data(source: Path | str, local_root: Path | str) -> Path:
     """Copy a challenge folder (or unpack a ``.zip`` of one) from a slow mount such as Google Drive to the local
-    disk, once: reused while the source's identity (``source_identity``) matches its record. The copy is made
-    under a temporary name and renamed when complete, its record written last."""
+    disk, once: reused while the source's identity matches its record. The copy is made under a temporary name
+    and renamed when complete, its record written last."""
     source, local_root = Path(source), Path(local_root)
     if not source.exists():
         raise SetupError(f"{source}: no such data folder or zip")
     identity = source_identity(source)
     target = local_root / (source.stem if source.suffix == ".zip" else source.name)
-    record = target / STAGED_RECORD
-    if record.is_file():
-        try:
-            if json.loads(record.read_text())["identity"] == identity:
-                print(f"reusing the local copy of {source.name} (its source is unchanged)")
-                return _challenge_in(target)
-        except (ValueError, KeyError):
-            pass
+    try:
+        if json.loads((target / STAGED_RECORD).read_text())["identity"] == identity:
+            print(f"reusing the local copy of {source.name} (its source is unchanged)")
+            return _challenge_in(target)
+    except (OSError, ValueError, KeyError):
+        pass
     print(f"copying {source.name} to the local disk (once; reused while it is unchanged)")
     local_root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=local_root))
     try:
-        if source.suffix == ".zip":
-            inner = _zip_challenge_root(source)
-            if inner is None:
-                raise SetupError(f"{source}: the zip holds no train_labels.csv")
+        if source.suffix != ".zip":
+            shutil.copytree(source, partial, dirs_exist_ok=True)
+        elif _zip_challenge_root(source) is None:
+            raise SetupError(f"{source}: the zip holds no train_labels.csv")
+        else:
             with zipfile.ZipFile(source) as z:
                 z.extractall(partial)
-        else:
-            shutil.copytree(source, partial, dirs_exist_ok=True)
         (partial / STAGED_RECORD).write_text(json.dumps({"source": source.name, "identity": identity}) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
+        shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -273,8 +220,6 @@ def _challenge_in(folder: Path) -> Path:
     return found
 
 
-# ------------------------------------------------------------------------------------- where things go
-
 @dataclass(frozen=True)
 class Places:
     """Where a notebook reads its data and writes its outputs, and whether those outputs outlive the session."""
@@ -286,57 +231,41 @@ class Places:
 
 
 def places(data_dir=None, output_dir=None, drive: str | None = None) -> Places:
-    """Resolve the data and output folders for this runtime from a notebook's parameters.
-
-    Kaggle: the attached challenge folder found under the input root (read in place, read-only), outputs in the
-    working root. Colab: with ``drive`` a folder of Google Drive, outputs there (they survive a lost session) and
-    the data a folder or ``.zip`` found there, copied once to the local disk. Locally: the parameters, else the
-    repository's ``data/`` and ``outputs/``. A ``data_dir`` that is a ``.zip`` is unpacked once beside it."""
-    where = runtime()
-    data = Path(data_dir) if data_dir else None
-    output = Path(output_dir) if output_dir else None
-    persistent = "yes (a local folder)"
+    """The data and output folders for this runtime. Kaggle: the attached challenge folder (read in place),
+    outputs in the working root. Colab: with ``drive`` a Google Drive folder, outputs there and the data found
+    there, copied once to the local disk. Else the parameters, or ``data/`` and ``outputs/``. A ``.zip`` data
+    folder is unpacked once."""
+    where, persistent = runtime(), "yes (a local folder)"
+    data, output = (Path(p) if p else None for p in (data_dir, output_dir))
+    local = (output or OUTPUTS) / "data"
     if where == "kaggle":
-        data = data or find_challenge(kaggle_input()) or DATA_ROOT
-        output = output or kaggle_working() / "outputs"
+        working = Path(os.environ.get("ANNDL_KAGGLE_WORKING", "/kaggle/working"))
+        data = data or find_challenge(os.environ.get("ANNDL_KAGGLE_INPUT", "/kaggle/input")) or DATA_ROOT
+        output, local = output or working / "outputs", working / "data"
         persistent = "only in a saved version (Save Version) of this notebook; the session's files go with it"
-        local = kaggle_working() / "data"
     elif where == "colab":
-        local = colab_root() / "anndl_data"
+        local = Path(os.environ.get("ANNDL_COLAB_ROOT", "/content")) / "anndl_data"
+        persistent = "no: lost with the Colab session (set DRIVE to keep outputs on Google Drive)"
         if drive:
             folder = drive_root() / drive
             folder.mkdir(parents=True, exist_ok=True)
-            data = data or find_challenge(folder) or DATA_ROOT
-            output = output or folder / "outputs"
+            data, output = data or find_challenge(folder) or DATA_ROOT, output or folder / "outputs"
             persistent = f"yes (Google Drive: {drive}/outputs)"
-            if data != DATA_ROOT and _below(data, drive_root()):
+            if data != DATA_ROOT and data.resolve().is_relative_to(drive_root().resolve()):
                 data = stage_data(data, local)
-        else:
-            persistent = "no: lost with the Colab session (set DRIVE to keep outputs on Google Drive)"
-    else:
-        local = (output or OUTPUTS) / "data"
     if data is not None and data.suffix == ".zip":
         data = stage_data(data, local)
     return Places(where, data or DATA_ROOT, output or OUTPUTS, persistent)
 
 
-def _below(path: Path, root: Path) -> bool:
-    return Path(path).resolve().is_relative_to(Path(root).resolve())
-
-
-# --------------------------------------------------------------------------------------------- doctor
-
 def gpus() -> list[tuple[str, str]]:
     """``(name, memory)`` of each GPU: ``nvidia-smi`` where it exists, else TensorFlow's device details."""
-    smi = shutil.which("nvidia-smi")
-    if smi:
+    if smi := shutil.which("nvidia-smi"):
         done = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader"],
                               capture_output=True, text=True, timeout=20)
         if done.returncode == 0:
-            return [tuple(part.strip() for part in line.split(",", 1)) for line in done.stdout.splitlines()
-                    if line.strip()]
-    if "tensorflow" in sys.modules:
-        tf = sys.modules["tensorflow"]
+            return [tuple(p.strip() for p in line.split(",", 1)) for line in done.stdout.splitlines() if line.strip()]
+    if tf := sys.modules.get("tensorflow"):
         return [(tf.config.experimental.get_device_details(d).get("device_name", d.name), "memory unknown")
                 for d in tf.config.list_physical_devices("GPU")]
     return []
@@ -355,14 +284,12 @@ def can_download(hosts=("huggingface.co", "storage.googleapis.com"), timeout: fl
 def doctor(where: Places, short: bool = False) -> list[str]:
     """What this runtime is and can do, one fact a line: runtime, versions, GPUs and their precision, the data
     (with its fingerprint unless ``short``), where outputs go and whether they last, free disk, downloads."""
+    from anndl.core.distribute import cpu_flags, precision_for
     from anndl.core.env import portable
 
-    versions = [f"python {platform.python_version()}"]
-    for name in ("tensorflow", "keras", "keras-hub"):
-        versions.append(f"{name} {installed_version(name) or 'not installed'}")
-    from anndl.core.distribute import cpu_flags, precision_for
-
-    lines = [f"runtime: {where.runtime}", "versions: " + ", ".join(versions)]
+    versions = ", ".join(f"{name} {installed_version(name) or 'not installed'}"
+                         for name in ("tensorflow", "keras", "keras-hub"))
+    lines = [f"runtime: {where.runtime}", f"versions: python {platform.python_version()}, {versions}"]
     found = gpus()
     for i, (name, memory) in enumerate(found):
         policy, why = precision_for("gpu", name)
@@ -373,151 +300,47 @@ def doctor(where: Places, short: bool = False) -> list[str]:
                      "profile runs here, the full profile wants a GPU")
     lines.append("data: " + _describe(where.data, short))
     lines.append(f"outputs: {portable(where.output)} · kept after the session: {where.persistent}")
-    probe = where.output if where.output.exists() else next(p for p in where.output.parents if p.exists())
+    probe = next(p for p in [where.output, *where.output.parents] if p.exists())
     lines.append(f"free disk: {shutil.disk_usage(probe).free / 2**30:.1f} GiB at {portable(probe)}")
-    lines.append(f"pretrained weights downloadable: {can_download()}")
-    return lines
+    return lines + [f"pretrained weights downloadable: {can_download()}"]
 
 
 def _describe(data: Path, short: bool) -> str:
     from anndl.core.env import portable
-    from anndl.data import find_data_dir, read_challenge, read_classes
+    from anndl.data import find_data_dir, is_synthetic, read_challenge, read_classes
+    from anndl.data.stages import fingerprint
 
     folder = find_data_dir(data) or find_data_dir(data / "synthetic")
     if folder is None:
         return f"{portable(data)} holds no challenge folder yet (the synthetic default is made on first use)"
-    from anndl.data import is_synthetic
+    train, test = (len(list((folder / d).glob("img_*"))) for d in ("train_data", "test_data"))
+    text = (f"{'synthetic stand-in' if is_synthetic(folder) else 'challenge folder'} at {portable(folder)}: "
+            f"{train} train and {test} test images, classes {', '.join(read_classes(folder))}")
+    return text if short else f"{text}, fingerprint {fingerprint(read_challenge(folder))}"
 
-    kind = "synthetic stand-in" if is_synthetic(folder) else "challenge folder"
-    counts = {split: len(list((folder / d).glob("img_*"))) for split, d in (("train", "train_data"),
-                                                                             ("test", "test_data"))}
-    text = (f"{kind} at {portable(folder)}: {counts['train']} train and {counts['test']} test images, "
-            f"classes {', '.join(read_classes(folder))}")
-    if not short:
-        from anndl.data.stages import fingerprint
-
-        text += f", fingerprint {fingerprint(read_challenge(folder))}"
-    return text
-
-
-# ------------------------------------------------------------------------------------- publishing
 
 def repository(pyproject: Path = REPO_ROOT / "pyproject.toml") -> str:
     """The repository's address: ``[project.urls] Repository`` of ``pyproject.toml``."""
     return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["urls"]["Repository"]
 
 
-PUBLISHED_FILES = ("pyproject.toml", "README.md", "notebooks/*.ipynb")
-
-
 def publish(url: str, root: Path = REPO_ROOT) -> list[Path]:
-    """Write the repository's address ``url`` (``https://github.com/<owner>/<name>``) into ``pyproject.toml``,
-    the README's and every notebook's badges and every notebook's setup cell. Returns the files changed."""
+    """Write the repository's address ``url`` (``https://github.com/<owner>/<name>``) into ``pyproject.toml``, the
+    README's and every notebook's badges and every notebook's setup cell (``REPOSITORY``). Returns the files changed."""
+    from anndl.core import artifacts
+
     match = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(\.git)?/?", url)
     if not match:
         raise ValueError(f"REPOSITORY must look like https://github.com/<owner>/<name>, got {url!r}")
     new = f"{match[1]}/{match[2]}"
     old = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", repository(root / "pyproject.toml"))[1]
     changed = []
-    for pattern in PUBLISHED_FILES:
-        for path in sorted(root.glob(pattern)):
-            text = path.read_text(encoding="utf-8")
-            updated = text.replace(f"github.com/{old}", f"github.com/{new}").replace(f"github/{old}", f"github/{new}")
-            if path.suffix == ".ipynb":
-                notebook = json.loads(updated)
-                for cell in notebook["cells"]:
-                    if "".join(cell["source"]).startswith(BOOTSTRAP.splitlines()[0]):
-                        cell["source"] = bootstrap_cell(f"https://github.com/{new}").splitlines(keepends=True)
-                updated = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-            if updated != text:
-                tmp = path.with_name(f".{path.name}.publish")
-                tmp.write_text(updated, encoding="utf-8")
-                os.replace(tmp, path)
-                changed.append(path)
+    for path in [root / "pyproject.toml", root / "README.md", *sorted(root.glob("notebooks/*.ipynb"))]:
+        text = path.read_text(encoding="utf-8")
+        updated = text.replace(f"github.com/{old}", f"github.com/{new}").replace(f"github/{old}", f"github/{new}")
+        if path.suffix == ".ipynb":  # the setup cell's address, empty until the first publish
+            empty = r'"ANNDL_REPOSITORY\") or \"\"'
+            updated = updated.replace(empty, empty.replace(r'\"\"', rf'\"https://github.com/{new}\"'))
+        if updated != text:
+            changed.append(artifacts.write_text(path, updated))
     return changed
-
-
-# ------------------------------------------------------------------------------------ a notebook's start
-
-@dataclass(frozen=True)
-class Context:
-    """What a notebook's setup resolved: the parameters that decide its outputs, and where things are."""
-
-    profile: str
-    seed: int
-    data: Path        # the challenge folder used (the synthetic default when none was found)
-    output: Path
-    figures: Path
-    places: Places
-    doctor: tuple[str, ...]
-
-
-def start(params: dict) -> Context:
-    """A notebook's setup, from its parameters cell (``globals()``): progress bars as text, the runtime's stack
-    topped up, TensorFlow imported quietly, the data and outputs resolved for this runtime, the full profile
-    refused on synthetic data (unless ``ALLOW_SYNTHETIC``), paths shown without machine folders, and the short
-    ``doctor`` printed."""
-    from anndl.core import env
-    from anndl.core.config import SYNTHETIC_DEFAULT, check_profile
-    from anndl.data import refuse_synthetic, resolve_data_dir
-
-    env.plain_progress()
-    if runtime() != "local":
-        ensure_requirements()
-    env.quiet_tensorflow()
-    profile = check_profile(params.get("PROFILE", "smoke"))
-    where = places(params.get("DATA_DIR"), params.get("OUTPUT_DIR"), params.get("DRIVE"))
-    where.output.mkdir(parents=True, exist_ok=True)
-    data = resolve_data_dir(where.data, SYNTHETIC_DEFAULT)
-    refuse_synthetic(profile, data, params.get("ALLOW_SYNTHETIC", False))
-    env.name_root(data, "data"), env.name_root(where.output, "outputs")
-    lines = doctor(Places(where.runtime, data, where.output, where.persistent), short=True)
-    print("\n".join(lines))
-    return Context(profile, int(params.get("SEED", 42)), data, where.output, where.output / "figures", where,
-                   tuple(lines))
-
-
-# ------------------------------------------------------------------------------- the notebooks' cells
-
-# Every notebook's setup cell, word for word (tests/test_hosted.py checks it): it must work before the package is
-# importable, so it only finds the repository, or clones it (Colab, Kaggle), or copies one attached as a Kaggle
-# dataset, and hands over to ``start``. Errors are one line (``SetupError``), never a traceback.
-BOOTSTRAP = '''\
-# Setup: find this repository, or fetch it when the notebook was opened on its own (Colab, Kaggle); then
-# anndl.notebook.hosted.start installs what the runtime lacks (never TensorFlow, JAX or CUDA) and prints `anndl doctor`.
-import os, pathlib, shutil, subprocess, sys, time
-STARTED = time.time()
-REPOSITORY = os.environ.get("ANNDL_REPOSITORY") or "{repository}"  # `make publish` writes the address
-class SetupError(RuntimeError):
-    def _render_traceback_(self): return [f"SetupError: {{self}}"]  # one line, no traceback
-is_repo = lambda p: (p / "anndl" / "__init__.py").is_file()
-ROOT = next((p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents] if is_repo(p)), None)
-if ROOT is None:  # opened from a badge: fetch the repository beside the session's files
-    kaggle = "KAGGLE_KERNEL_RUN_TYPE" in os.environ
-    if not (kaggle or "COLAB_RELEASE_TAG" in os.environ or "google.colab" in sys.modules):
-        raise SetupError("run this notebook from a clone of the anndl repository (README: Colab and Kaggle)")
-    base = os.environ.get("ANNDL_KAGGLE_WORKING", "/kaggle/working") if kaggle else os.environ.get("ANNDL_COLAB_ROOT", "/content")
-    ROOT, inputs = pathlib.Path(base) / "anndl", pathlib.Path(os.environ.get("ANNDL_KAGGLE_INPUT", "/kaggle/input"))
-    attached = [p.parent.parent for d in range(4) for p in sorted(inputs.glob("*/" * d + "anndl/__init__.py"))] if kaggle else []
-    if not is_repo(ROOT) and attached:  # the repository attached as a Kaggle dataset (works with Internet off)
-        shutil.copytree(attached[0], ROOT)
-    elif not is_repo(ROOT):
-        if not REPOSITORY:
-            raise SetupError("this copy has no repository address yet: set os.environ['ANNDL_REPOSITORY'] to a git URL "
-                             "of anndl in a cell above, or run `make publish REPOSITORY=...` in your fork (README)")
-        done = subprocess.run(["git", "clone", "-q", "--depth", "1", "--", REPOSITORY, str(ROOT)], capture_output=True, text=True)
-        if done.returncode:
-            raise SetupError(f"git clone {{REPOSITORY}} failed: {{(done.stderr.strip().splitlines() or ['?'])[-1]}}"
-                             + (" (Kaggle: turn Settings > Internet on, or attach the repository as a dataset)" if kaggle else ""))
-    os.chdir(ROOT / "notebooks")
-sys.path.insert(0, str(ROOT))
-os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-import anndl.notebook.hosted
-CTX = anndl.notebook.hosted.start(globals())'''
-
-
-def bootstrap_cell(url: str | None = None) -> str:
-    """The setup cell's source with the repository's address (``repository()`` unless given; empty while that
-    is the unpublished placeholder, so that the cell says what to set)."""
-    url = url or repository()
-    return BOOTSTRAP.format(repository="" if url == DEFAULT_REPOSITORY else url)
