@@ -210,45 +210,9 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                       with_labels=False, **kw)
     select_infer = (pipeline.tile_dataset(prep.tiles, prep.manifest, ("select",), batch_size=first.batch_size,
                                           with_labels=False, **kw) if nested else val_infer)
-    logs, epochs_before, phase_seconds = [], 0, []
-    for number, phase in enumerate(phases, start=1):
-        phase_started = time.perf_counter()
-        log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
-        resume = None
-        if state is not None and (state["phase"] > number or (state["phase"] == number and state["complete"])):
-            rows = artifacts.read_csv(run_dir / log_name).to_dict("records")  # a finished phase: its log stands
-            logs.append(pd.DataFrame(rows).assign(phase=number))
-            epochs_before += len(rows)
-            phase_seconds.append(0.0)  # trained before the last resume
-            continue
-        if state is not None and state["phase"] == number - 1 and state["complete"]:
-            restore_state(model, state, with_optimizer=False)  # the previous phase's selected weights
-        elif state is not None and state["phase"] == number:
-            resume = state
-        trained = phase.set_trainable(model) if phase.set_trainable else None
-        if trained is not None:
-            print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
-        c = phase.config
-        done = resume["epochs"] if resume else 0
-        replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
-        train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
-                                                 first_epoch=epochs_before + done, epochs=c.epochs - done)
-        # each phase selects its own best epoch (so phase 2's model is fine-tuning's, never phase 1's kept)
-        rows = fit(model, replicas.fit_dataset(train_ds), steps, select_infer, select_table.label_index.to_numpy(),
-                   c, run_dir, phase.optimizer(c), phase=number, train_labels=train_labels,
-                   from_logits=record["from_logits"], log_name=log_name, initial_epoch=epochs_before, resume=resume,
-                   state_info={"request": request_id})
-        if len(phases) > 1:  # each phase's selected model, scored on the held-out images; kept for the choice
-            _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val_table, classes,
-                               evaluate_images(model, val_infer, val_table, record["from_logits"], classes))
-            if number < len(phases):
-                save_weights(model, run_dir / f"best_phase{number}.weights.h5")
-        save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
-                                    "request": request_id})
-        logs.append(pd.DataFrame(rows).assign(phase=number))
-        epochs_before += len(rows)
-        phase_seconds.append(round(time.perf_counter() - phase_started, 1))
-    log = pd.concat(logs, ignore_index=True)
+    log, phase_seconds = _train_phases(model, phases, state, run_dir, train_pairs, n_train_tiles, train_labels,
+                                       (select_infer, select_table.label_index.to_numpy()), (val_infer, val_table),
+                                       classes, replicas, seed, record["from_logits"], request_id)
     artifacts.write_csv(log, run_dir / "log.csv")
     chosen = int(log.groupby("phase")[MONITOR].max().idxmax())  # the best phase on the selection images
     if chosen < len(phases):
@@ -289,6 +253,51 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
         artifacts.swap_in(run_dir, final_dir, record, extra=("best.weights.h5", "tensorboard", *_PHASE_FILES))
         run_dir = final_dir
     return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
+
+
+def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tiles: int, train_labels, select, val,
+                  classes, replicas, seed: int, from_logits: bool, request_id: str) -> tuple[pd.DataFrame, list]:
+    """Train the phases in turn (a phase a resume ``state`` finished is skipped, the one it interrupted continues),
+    each selecting its own best epoch on ``select`` (tiles, image labels); with several phases, each phase's model
+    is scored on ``val`` (tiles, image table). Returns the log of every epoch and each phase's seconds."""
+    logs, epochs_before, phase_seconds = [], 0, []
+    for number, phase in enumerate(phases, start=1):
+        phase_started = time.perf_counter()
+        log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
+        resume = None
+        if state is not None and (state["phase"] > number or (state["phase"] == number and state["complete"])):
+            rows = artifacts.read_csv(run_dir / log_name).to_dict("records")  # a finished phase: its log stands
+            logs.append(pd.DataFrame(rows).assign(phase=number))
+            epochs_before += len(rows)
+            phase_seconds.append(0.0)  # trained before the last resume
+            continue
+        if state is not None and state["phase"] == number - 1 and state["complete"]:
+            restore_state(model, state, with_optimizer=False)  # the previous phase's selected weights
+        elif state is not None and state["phase"] == number:
+            resume = state
+        trained = phase.set_trainable(model) if phase.set_trainable else None
+        if trained is not None:
+            print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
+        c = phase.config
+        done = resume["epochs"] if resume else 0
+        replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
+        train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
+                                                 first_epoch=epochs_before + done, epochs=c.epochs - done)
+        # each phase selects its own best epoch (so phase 2's model is fine-tuning's, never phase 1's kept)
+        rows = fit(model, replicas.fit_dataset(train_ds), steps, *select, c, run_dir, phase.optimizer(c), phase=number,
+                   train_labels=train_labels, from_logits=from_logits, log_name=log_name, initial_epoch=epochs_before,
+                   resume=resume, state_info={"request": request_id})
+        if len(phases) > 1:  # each phase's selected model, scored on the held-out images; kept for the choice
+            _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val[1], classes,
+                               evaluate_images(model, *val, from_logits, classes))
+            if number < len(phases):
+                save_weights(model, run_dir / f"best_phase{number}.weights.h5")
+        save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
+                                    "request": request_id})
+        logs.append(pd.DataFrame(rows).assign(phase=number))
+        epochs_before += len(rows)
+        phase_seconds.append(round(time.perf_counter() - phase_started, 1))
+    return pd.concat(logs, ignore_index=True), phase_seconds
 
 
 def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
