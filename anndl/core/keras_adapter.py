@@ -24,19 +24,15 @@ def convnext_builder():
 
 
 def data_layer_base() -> type:
-    """Keras's tf.data-safe preprocessing base class, else a plain ``keras.layers.Layer``."""
-    try:
-        from keras.src.layers.preprocessing.data_layer import DataLayer
-    except ImportError:  # pragma: no cover - another Keras: a plain layer (fine with the TensorFlow back end)
-        return keras.layers.Layer
+    """Keras's tf.data-safe preprocessing base class (every Keras >= 3.15, the lower bound, has it)."""
+    from keras.src.layers.preprocessing.data_layer import DataLayer
+
     return DataLayer
 
 
-def data_layer_seed(layer, fallback):
-    """The seed generator a ``DataLayer`` uses for the back end it runs under; ``fallback`` for a plain layer."""
-    if hasattr(layer, "_get_seed_generator"):
-        return layer._get_seed_generator(layer.backend._backend)
-    return fallback
+def data_layer_seed(layer):
+    """The seed generator a ``DataLayer`` uses for the back end it runs under."""
+    return layer._get_seed_generator(layer.backend._backend)
 
 
 def sublayers(layer) -> list:

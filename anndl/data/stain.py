@@ -49,7 +49,7 @@ class HEDJitter(data_layer_base()):  # Keras's DataLayer: TensorFlow ops inside 
         b = self.backend
         x = b.cast(inputs, "float32")
         rand_shape = (b.shape(x)[0], 1, 1, 3) if len(inputs.shape) == 4 else (1, 1, 3)
-        seed = data_layer_seed(self, self.generator)
+        seed = data_layer_seed(self)
         alpha = b.random.uniform(rand_shape, 1.0 - self.sigma, 1.0 + self.sigma, dtype="float32", seed=seed)
         beta = b.random.uniform(rand_shape, -self.sigma, self.sigma, dtype="float32", seed=seed)
         od = -b.numpy.log((x + 1.0) / 256.0)
