@@ -2,6 +2,7 @@
 (no torch, no transformers), through embed, both heads with folds, predict and fine-tuning, offline."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -220,3 +221,45 @@ def test_fine_tuning_takes_a_hugging_face_folder(embedded, checkpoints, tiny_dat
     out = tmp_path / "submission.csv"
     assert cli.main(["predict", "--run", str(run), "--data", str(tiny_data), "--out", str(out)]) == 0
     assert len(pd.read_csv(out)) == 6
+
+
+# ------------------------------------------------------- timm checkpoints (issue 37): UNI, UNI2-h, Virchow2, ...
+
+TIMM = Path(__file__).parent / "data" / "timm"  # written by timm itself: bench/timm_references.py
+
+
+@pytest.mark.parametrize("layout", sorted(p.name for p in TIMM.iterdir()))
+def test_timm_checkpoints_give_timms_embedding(layout):
+    from bench.timm_references import tiles
+
+    reference = np.load(TIMM / layout / "reference.npz")
+    encoder = encoders.load(TIMM / layout, 224, pooling=str(reference["pooling"]))
+    got, want = np.asarray(encoder.model(tiles())), reference["embedding"]
+    cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert got.shape == want.shape and cosine.min() >= 0.9999, cosine
+    assert encoder.identity["layout"] == "timm" and not encoder.identity["pretrained"]
+
+
+def test_a_pytorch_file_that_holds_code_is_refused_without_running_it(tmp_path):
+    import pickle
+    import zipfile
+
+    folder = tmp_path / "uni"
+    folder.mkdir()
+    (folder / "config.json").write_text((TIMM / "uni" / "config.json").read_text())
+    marker = tmp_path / "ran"
+    with zipfile.ZipFile(folder / "pytorch_model.bin", "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps(Planted(str(marker))))
+    with pytest.raises(pickle.UnpicklingError, match=r"pytorch_model.bin: holds posix.system|holds os.system"):
+        encoders.load(folder, 224)
+    assert not marker.exists()
+
+
+class Planted:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)

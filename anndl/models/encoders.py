@@ -2,7 +2,8 @@
 
 ``SRC`` (``--encoder SRC``): an ``hf://org/name[@revision]`` handle (e.g. ``hf://owkin/phikon``), a local Hugging Face
 folder of model type ``vit`` (a bare ``ViTModel`` as Phikon, or ``ViTForImageClassification``) or ``dinov2`` (read by
-KerasHub's converters), a KerasHub preset folder or name, a ``.keras`` model, or a trained run folder (its model cut
+KerasHub's converters), a timm hub folder (UNI, UNI2-h, Virchow2, H-optimus, Prov-GigaPath: ``timm_vit``), a KerasHub
+preset folder or name, a ``.keras`` model, or a trained run folder (its model cut
 before the head). The feature is the final class token (``pooling="cls+mean"``: then the mean of the patch tokens).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from anndl.core.config import WeightsUnavailable
+from anndl.models import timm_vit
 
 HF_SCHEME = "hf://"
 NOTE_KEY = "anndl_weights_note"  # a config.json key this package writes into checkpoints it makes
@@ -62,11 +64,13 @@ class Encoder:
 
 def classify(source: str | Path) -> tuple[str, str]:
     """(kind, local path or preset name) of an encoder source, ``hf://`` handles fetched first; the kinds:
-    hf_folder | keras_hub_folder | keras_file | run | keras_hub_name."""
+    hf_folder | timm_folder | keras_hub_folder | keras_file | run | keras_hub_name."""
     text = str(source)
+    path = fetch_hf(text) if text.startswith(HF_SCHEME) else Path(text)
+    if timm_vit.is_timm_folder(path):
+        return "timm_folder", str(path)
     if text.startswith(HF_SCHEME):
-        return "hf_folder", str(fetch_hf(text))
-    path = Path(text)
+        return "hf_folder", str(path)
     if path.suffix == ".keras":
         if not path.is_file():
             raise FileNotFoundError(f"{path}: encoder model file not found")
@@ -80,7 +84,7 @@ def classify(source: str | Path) -> tuple[str, str]:
             raise ValueError(f"{path}: a K-fold run holds several models; pass one fold folder (e.g. {path}/fold_0)")
         if (path / "config.json").is_file() and (path / "metadata.json").is_file():
             return "keras_hub_folder", text
-        raise ValueError(f"{path}: not an encoder folder (expected a Hugging Face folder with config.json + "
+        raise ValueError(f"{path}: not an encoder folder (expected a Hugging Face or timm folder with config.json + "
                          "model.safetensors, a KerasHub preset folder, or a run folder with model.keras)")
     if os.sep in text or text.startswith("."):
         raise FileNotFoundError(f"{path}: no such encoder file or folder")
@@ -95,13 +99,22 @@ def fetch_hf(handle: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(repo, revision=revision or None, allow_patterns=HF_FILES,
-                                        local_files_only=offline))
+        def download(patterns):
+            return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns,
+                                          local_files_only=offline))
+
+        folder = download(HF_FILES)
+        if not list(folder.glob("*.safetensors")) and timm_vit.is_timm_folder(folder):
+            folder = download(HF_FILES + ["pytorch_model.bin"])  # timm reads PyTorch weights without torch
     except Exception as e:  # no internet, no package, unknown repository, gated model ...
+        gated = "gated" in f"{type(e).__name__} {e}".lower() or "401" in str(e)
         raise WeightsUnavailable(
-            f"{handle}: could not download ({type(e).__name__}); where the internet is reachable run "
-            f"`huggingface-cli download {repo} --local-dir DIR` (data/README.md) and pass --encoder DIR") from None
-    if not list(folder.glob("*.safetensors")):
+            f"{handle}: could not download ({type(e).__name__})"
+            + ("; a gated model: accept its terms on huggingface.co and set HF_TOKEN (a Kaggle secret or Colab "
+               "userdata named HF_TOKEN is read by the notebooks' setup)" if gated else "")
+            + f"; where the internet is reachable run `huggingface-cli download {repo} --local-dir DIR` "
+              "(data/README.md) and pass --encoder DIR") from None
+    if not list(folder.glob("*.safetensors")) and not timm_vit.is_timm_folder(folder):
         raise WeightsUnavailable(f"{handle}: the repository has no model.safetensors (only PyTorch .bin weights); "
                                  "convert it once (data/README.md) and pass the folder")
     return folder
@@ -232,6 +245,13 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
             note = f"{info['model']} run {path} ({info['profile']} profile; weights: {info['weights']})"
         out.update(weights=note, weights_sha256=weights_digest([path / "model.keras" if kind == "run" else path]),
                    preprocessing="the model's own layers", pooling="the model's feature layer")
+    elif kind == "timm_folder":
+        folder = Path(where)
+        config = json.loads((folder / "config.json").read_text())
+        out.update(layout="timm", architecture={"architecture": config["architecture"], **config.get("model_args", {})},
+                   weights=config.get(NOTE_KEY) or f"pretrained checkpoint {source}",
+                   weights_sha256=weights_digest(timm_vit.weight_files(folder)),
+                   preprocessing=timm_vit.preprocessing(folder))
     else:  # a KerasHub preset folder or name
         from anndl.core.keras_adapter import preset_file
 
@@ -321,10 +341,14 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
 
     with precision_policy(mixed_precision):
         inputs = x = keras.Input((tile_size, tile_size, 3), name="tile")
-        if kind == "hf_folder":
+        if kind in ("hf_folder", "timm_folder"):
             pre = Preprocessing(**identity["preprocessing"])
-            backbone, config = hf_backbone(where, pre.size)
-            registers = config.get("num_register_tokens", 0)
+            if kind == "timm_folder":
+                backbone, arch = timm_vit.backbone(where)
+                registers = arch["registers"]
+            else:
+                backbone, config = hf_backbone(where, pre.size)
+                registers = config.get("num_register_tokens", 0)
             if pre.size != tile_size:
                 x = layers.Resizing(pre.size, pre.size, interpolation=pre.interpolation, antialias=pre.size < tile_size,
                                     dtype="float32", name="resize")(x)
