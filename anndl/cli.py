@@ -126,6 +126,19 @@ def cmd_predict(args: argparse.Namespace) -> None:
           f"{len(note['runs'])} model(s))")
 
 
+def cmd_blend(args: argparse.Namespace) -> None:
+    from anndl.engine import blend
+
+    run = blend.blend(args.runs, args.out, seed=args.seed, redo=args.redo)
+    low, high = run.metrics["oof_macro_f1_ci"]
+    print(f"blend out-of-fold macro F1 {run.metrics['oof_macro_f1']:.3f} (95% {low:.3f}–{high:.3f}), weights "
+          + ", ".join(f"{name} {w:.2f}" for name, w in run.metrics["blend_weights"].items()))
+    for row in run.metrics["compared"][1:]:
+        print(f"  {row['variant']}: {row['oof_macro_f1']:.3f}, blend minus it {-row['gain']:+.3f} "
+              f"(95% {-row['gain_ci95'][1]:+.3f} to {-row['gain_ci95'][0]:+.3f}): {row['verdict']}")
+    print(f"wrote {stages.shown(args.out)}; a submission: python -m anndl predict --run {args.out} --data DIR --out F")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from anndl.engine import runs
 
@@ -268,6 +281,7 @@ OPTIONS = {  # every option of every command: flag (``flag:variant`` where comma
     "--weights:compare": dict(action="append", default=[], metavar="MODEL=PATH",
                               help="local pretrained weights for a model, e.g. vit=weights/vit_preset (repeat)"),
     "--runs": dict(required=True, type=Path),
+    "--runs:blend": dict(required=True, type=Path, nargs="+", help="K-fold run folders made on the same folds"),
 }
 _TRAINING = ("--profile --epochs --learning-rate --mixed-precision --strategy --voting --stain-augment "
              "--stain-normalize --embedder --tile-size --min-mask-pixels --seed --redo --folds --tta "
@@ -298,6 +312,8 @@ COMMANDS = {  # command: (function, help, its options: keys of OPTIONS)
                              "experiments by name (--list), or --variant/--set",
                 "comparison --list --variant --set --name --data:compare --out:compare --profile --folds:compare "
                 "--epochs:compare --seed --mixed-precision --weights:compare --redo"),
+    "blend": (cmd_blend, "blend K-fold runs of any family, weights chosen per fold on the other folds' images",
+              "--runs:blend --out --seed --redo"),
     "report": (cmd_report, "the report's Table 1 from the runs' metrics.json (CSV and Markdown)", "--runs"),
 }
 
@@ -375,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _needs_tensorflow(args: argparse.Namespace) -> bool:
     """Commands that build or run a model; the data stages (and the offline embedder) start without TensorFlow."""
-    return not (args.command in ("synth", "validate", "tile", "report", "publish") or getattr(args, "list", False)
+    return not (args.command in ("synth", "validate", "tile", "report", "publish", "blend") or getattr(args, "list", False)
                 or (args.command == "clean" and args.embedder == "offline"))
 
 

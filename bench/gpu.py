@@ -122,6 +122,8 @@ def build_convnext_large(tiny: bool):
 VIT_SIZES = {  # name: (patch, layers, heads, hidden, mlp)
     "vit_b16": (16, 12, 12, 768, 3072),
     "vit_l14": (14, 24, 16, 1024, 4096),
+    "vit_l16": (16, 24, 16, 1024, 4096),  # UNI
+    "vit_g14": (14, 40, 24, 1536, 6144),  # H-optimus-0 / Prov-GigaPath: the packed SwiGLU's FLOPs as a GELU MLP
     "tiny": (8, 1, 2, 16, 32),
 }
 
@@ -173,6 +175,8 @@ MODELS = {
 EMBEDDERS = {
     "vit_b16": dict(build=build_embedder("vit_b16"), batch=512),
     "vit_l14": dict(build=build_embedder("vit_l14"), batch=256),
+    "vit_l16": dict(build=build_embedder("vit_l16"), batch=256),
+    "vit_g14": dict(build=build_embedder("vit_g14"), batch=64),
 }
 TINY_BATCH = 4
 

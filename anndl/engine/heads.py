@@ -1,6 +1,6 @@
 """Small heads trained in seconds on an embedding cache (``anndl.engine.embed``): one class each in ``HEAD_CLASSES``
-(and a spec in ``anndl.models.specs``) with ``rules`` (the first primary), ``file``, ``selected_by``, ``selects``,
-``fit``, ``predict``, ``save`` and ``load``. Head files are arrays (``head.npz``) or a Keras file loaded in safe
+(and a spec in ``anndl.models.specs``) with ``rules`` (the first primary), ``blend_rule`` (the probabilities kept out of
+fold), ``file``, ``selected_by``, ``selects``, ``fit``, ``predict``, ``save`` and ``load``. Head files are arrays (``head.npz``) or a Keras file loaded in safe
 mode: nothing a run folder holds is ever executed."""
 
 import os
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from anndl.core import artifacts
+from anndl.engine.blend import probability_columns
 from anndl.evaluate.metrics import image_scores
 from anndl.models import specs
 
@@ -56,6 +57,7 @@ class LinearProbe:
     tile embedding (``mean_pool``)."""
 
     rules = ("hard", "soft", "mean_pool")
+    blend_rule = "soft"  # the image probabilities kept out of fold and blended
     file = "head.npz"
     selected_by = "no selection (linear probe)"
     selects = False  # every training image trains
@@ -105,6 +107,7 @@ class AttentionMIL:
     """Gated-attention MIL (``anndl.models.mil``, Ilse et al., 2018) over each image's bag of tile embeddings."""
 
     rules = ("attention",)
+    blend_rule = "attention"
     file = "head.keras"
     selected_by = "validation loss on the selection split (15% of the training images; early stopping)"
     selects = True
@@ -200,7 +203,8 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
                                  emb.tiles.weight.to_numpy()[val_rows], len(classes))
             per_fold.append({r: image_scores(y_true, p.argmax(1), n_classes=len(classes)) for r, p in probs.items()})
             table = pd.DataFrame({"sample_index": images, "label": [classes[i] for i in y_true],
-                                  **{f"pred_{r}": [classes[i] for i in p.argmax(1)] for r, p in probs.items()}})
+                                  **{f"pred_{r}": [classes[i] for i in p.argmax(1)] for r, p in probs.items()},
+                                  **dict(zip(probability_columns(classes), probs[kind.blend_rule].T))})
             tables.append(table.assign(fold=k) if folds else table)
         table = pd.concat(tables, ignore_index=True)
         name = "oof_predictions.csv" if folds else "val_predictions.csv"
@@ -228,18 +232,18 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
     return {"metrics": artifacts.read_json(run_dir / "metrics.json"), "run_dir": run_dir}
 
 
-def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: str | None = None) -> Path:
-    """The submission of a head run: its head(s) on the cached test-tile embeddings (fold heads averaged)."""
+def test_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str | None = None):
+    """(test images, their class probabilities: the fold heads averaged, the rule used, context) of a head run on
+    the cached test-tile embeddings; ``rule``: one of the head's, else its blend rule."""
     from anndl.data import read_challenge, read_classes
-    from anndl.data.stages import data_note, shown
     from anndl.engine import embed
-    from anndl.evaluate import submission
 
     run_dir = Path(run_dir)
     record = artifacts.load(run_dir, STAGE)
     config = artifacts.read_json(run_dir / "config.json")
     head, classes = config["model"], tuple(config["classes"])
-    rule = rule if rule in config["rules"] else config["rules"][0]
+    kind = HEAD_CLASSES[head]
+    rule = rule if rule in config["rules"] else kind.blend_rule if rule is None else config["rules"][0]
     if classes != read_classes(data_dir):
         raise ValueError(f"{run_dir} predicts {list(classes)}, but {data_dir} has the labels "
                          f"{list(read_classes(data_dir))}")
@@ -253,15 +257,24 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
     if set(images) != set(test.sample_index):
         raise ValueError(f"{emb.folder}: its test tiles are not those of {data_dir}; embed this folder first")
     folders = [run_dir / f"fold_{k}" for k in range(config["folds"])] if config["folds"] else [run_dir]
-    kind = HEAD_CLASSES[head]
     total = sum(kind.predict(kind.load(folder), emb.embeddings[rows], numbers, len(images),
                              emb.tiles.weight.to_numpy()[rows], len(classes))[rule] for folder in folders)
+    return images, total / len(folders), rule, (record, config, manifest, test, len(folders))
+
+
+def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: str | None = None) -> Path:
+    """The submission of a head run: its head(s) on the cached test-tile embeddings (fold heads averaged)."""
+    from anndl.data.stages import data_note, shown
+    from anndl.evaluate import submission
+
+    images, total, rule, (record, config, manifest, test, n_heads) = test_probabilities(run_dir, data_dir, rule or "")
+    classes = tuple(config["classes"])
     path = submission.write_submission(images, total.argmax(1), out, expected=set(test.sample_index),
                                        classes=classes)
     artifacts.write_json(Path(out).with_suffix(".json"), {
-        "runs": [shown(run_dir)], "run_ids": [record["id"]], "models": [head], "weights": [config["weights"]],
-        "encoder": config["encoder"], "data": data_note(data_dir, manifest),
-        "test_data": data_note(data_dir, manifest, ("test",)), "voting": rule, "heads": len(folders),
+        "runs": [shown(Path(run_dir))], "run_ids": [record["id"]], "models": [config["model"]],
+        "weights": [config["weights"]], "encoder": config["encoder"], "data": data_note(data_dir, manifest),
+        "test_data": data_note(data_dir, manifest, ("test",)), "voting": rule, "heads": n_heads,
         "test_images": int(len(test)), "dominated_by": submission.dominance(total.argmax(1), classes)})
     return path
 

@@ -14,7 +14,7 @@ import pandas as pd
 from anndl.core import artifacts
 from anndl.models import specs
 
-STAGES = ("train", "kfold", "head")
+STAGES = ("train", "kfold", "head", "blend")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,18 @@ def fit(prep, run_dir: Path | str, model: str = "scratch_resnet", *, folds: int 
     return open_run(run_dir)
 
 
+def image_probabilities(run: Run, data_dir: Path | str):
+    """(test images of ``data_dir``, their class probabilities) of a K-fold run: a network's mask-weighted mean tile
+    probability (its fold models averaged), a head's blend rule (its fold heads averaged)."""
+    if run.stage == "head":
+        from anndl.engine import heads
+
+        return heads.test_probabilities(run.folder, data_dir)[:2]
+    from anndl.engine import experiment
+
+    return experiment.test_probabilities(run.folder, data_dir)
+
+
 def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta: bool = False) -> Path:
     """Predict every test image of ``data_dir`` into the submission ``out`` (and a JSON note beside it naming the
     runs' records): one run, or several networks (an ensemble, tile probabilities averaged before voting). A
@@ -107,16 +119,18 @@ def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta
     runs = [r if isinstance(r, Run) else open_run(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
     if not runs:
         raise ValueError("predict needs at least one run")
-    heads_ = [r for r in runs if r.stage == "head"]
-    if heads_:
-        from anndl.engine import heads
+    alone = [r for r in runs if r.stage in ("head", "blend")]
+    if alone:
+        from anndl.engine import blend, heads
 
         if len(runs) > 1:
-            raise ValueError(f"{heads_[0].folder}: a head run predicts alone; an ensemble takes network runs")
+            raise ValueError(f"{alone[0].folder}: a {alone[0].stage} run predicts alone; an ensemble takes network "
+                             "runs (blend K-fold runs of any family: python -m anndl blend)")
         if tta:
-            raise ValueError(f"{heads_[0].folder}: test-time augmentation applies to networks that see tiles, "
-                             "not to a head on cached embeddings")
-        return heads.predict(runs[0].folder, data_dir, out, rule)
+            raise ValueError(f"{alone[0].folder}: test-time augmentation applies to networks that see tiles, "
+                             f"not to a {alone[0].stage} run")
+        return blend.predict(runs[0], data_dir, out) if runs[0].stage == "blend" else \
+            heads.predict(runs[0].folder, data_dir, out, rule)
     from anndl.engine import experiment
 
     return experiment.predict_run([r.folder for r in runs], data_dir, out, rule, tta=tta)
