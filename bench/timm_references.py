@@ -4,6 +4,8 @@ and timm, which never become dependencies of anndl):
     python -m venv /tmp/timmvenv && /tmp/timmvenv/bin/pip install torch timm safetensors
     /tmp/timmvenv/bin/python bench/timm_references.py tests/data/timm
 
+(``phikon_v2``: a transformers DINOv2 checkpoint in Phikon-v2's layout, needs ``pip install transformers`` too.)
+
 Each folder is what ``timm.models._hub.save_for_hf`` writes for a model built with the card's arguments, made tiny
 (width 32, 2 blocks, 4 heads) and every weight redrawn (timm's layer scale 1e-5 would make the blocks near-identity
 and the check weak). Options a card passes in code (``mlp_layer=SwiGLUPacked, act_layer=SiLU``) are left out of
@@ -75,5 +77,33 @@ def main(out: Path) -> None:
         print(name, arch, sorted(p.name for p in folder.iterdir()), embedding.shape)
 
 
+def phikon_v2(folder: Path) -> None:
+    """Phikon-v2's layout (owkin/phikon-v2: a transformers ``Dinov2Model``, patch 16, layer scale, the class token),
+    tiny and random, with its BitImageProcessor config and transformers' embedding of ``tiles()``."""
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, patch_size=16, image_size=224,
+                          layerscale_value=0.3)
+    model = Dinov2Model(config).eval()
+    with torch.no_grad():
+        for key, value in model.state_dict().items():
+            value.add_(torch.randn(value.shape) * 0.1)
+    model.save_pretrained(folder)
+    processor = BitImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                                  image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    processor.save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    saved["anndl_weights_note"] = "random initialisation (NOT pretrained): tiny phikon_v2 layout written by transformers"
+    (folder / "config.json").write_text(json.dumps(saved, indent=2) + "\n")
+    x = (tiles() / 255 - np.asarray(processor.image_mean, np.float32)) / np.asarray(processor.image_std, np.float32)
+    with torch.no_grad():
+        tokens = model(pixel_values=torch.from_numpy(x).permute(0, 3, 1, 2)).last_hidden_state.numpy()
+    np.savez(folder / "reference.npz", embedding=tokens[:, 0], pooling="cls")
+    print("phikon_v2", sorted(p.name for p in folder.iterdir()))
+
+
 if __name__ == "__main__":
     main(Path(sys.argv[1]))
+    phikon_v2(Path(sys.argv[1]) / "phikon_v2")
