@@ -87,12 +87,12 @@ def main() -> None:
     if args.child:
         child(args.work, None if args.child == "float32" else args.child)
         return
-    from anndl.models import encoders
+    from bench.common import write_random_checkpoint
 
     args.work.mkdir(parents=True, exist_ok=True)
     prep = prepare(args.work, args.images)
     if not (args.work / "vit_b16_random" / "model.safetensors").is_file():
-        encoders.write_random_checkpoint(args.work / "vit_b16_random", "vit")  # ViT-B/16 sizes, bare layout
+        write_random_checkpoint(args.work / "vit_b16_random", "vit")  # ViT-B/16 sizes, bare layout
     print(f"{len(prep.tiles)} tiles of {prep.tiling.tile_size} px from {args.images} train images")
     rows = []
     for precision in ("float32", "mixed_bfloat16"):

@@ -2,7 +2,7 @@
 
 transformers itself writes tiny random checkpoints in the published layouts (a bare ``ViTModel`` as
 ``owkin/phikon``, a prefixed ``ViTForImageClassification``, a ``Dinov2Model`` whose positions are interpolated
-from 64 to 32 px as DINOv2's 518 -> 224), plus one bare ViT written by ``anndl.models.encoders.write_random_checkpoint``
+from 64 to 32 px as DINOv2's 518 -> 224), plus one bare ViT written by ``bench.common.write_random_checkpoint``
 (checking that transformers loads that layout with no missing key). For the same tiles it compares
 
 * the normalised pixels (transformers' image processor with resize/crop off vs anndl's ``normalise`` layer), and
@@ -109,8 +109,9 @@ def anndl_embed(work: Path) -> dict:
     import keras
 
     from anndl.models import encoders
+    from bench.common import write_random_checkpoint
 
-    encoders.write_random_checkpoint(work / "anndl", "vit", image_size=TILE, patch_size=8, hidden_size=32,
+    write_random_checkpoint(work / "anndl", "vit", image_size=TILE, patch_size=8, hidden_size=32,
                                      num_layers=2, num_heads=4, intermediate_size=64, seed=3)
     tiles = np.load(work / "tiles.npy").astype("float32")
     out = {}

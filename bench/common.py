@@ -1,6 +1,7 @@
 """Shared set-up and helpers for the benchmarks (TensorFlow and Keras imported on use: ``--help`` stays fast)."""
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 from anndl.core.labels import LABELS
 from anndl.data import CLASSES_FILE, SOURCE_FILE, read_image, read_mask
 from anndl.data.synthetic import STICKER_SKIN, draw_green_blob, draw_sticker, write_rows
+from anndl.models import encoders
 
 # Shades to test the sticker/green distinction with (``plant_outliers(sticker_skins=...)``): the generator's, a
 # clearer green, and a saturated green like the real "Shrek" images, which colour alone would call green.
@@ -154,3 +156,76 @@ def write_normalized_folder(data_dir: Path | str, out_dir: Path | str, method: s
 
     artifacts.ensure(out_dir, req, build, label=f"stain-normalised folder {out_dir}")
     return out_dir
+
+
+def write_random_checkpoint(folder: Path | str, model_type: str = "vit", prefixed: bool = False,
+                            image_size: int = 224, patch_size: int = 16, hidden_size: int = 768, num_layers: int = 12,
+                            num_heads: int = 12, intermediate_size: int | None = None, seed: int = 0,
+                            processor_size: int | None = None) -> Path:
+    """Write a random checkpoint, with numpy only, under exactly the tensor names, shapes and files transformers writes:
+    a ``vit`` (a bare ``ViTModel`` as Phikon, or with ``prefixed`` a ``ViTForImageClassification``) or a ``dinov2``
+    (``Dinov2Model``), ViT-B/16's sizes by default, with the ImageNet mean/std; its config says that it is random."""
+    from safetensors.numpy import save_file
+
+    if model_type not in ("vit", "dinov2"):
+        raise ValueError(f"model_type must be vit or dinov2, got {model_type!r}")
+    folder, side, hidden = Path(folder), processor_size or image_size, hidden_size
+    intermediate, rng = intermediate_size or 4 * hidden, np.random.default_rng(seed)
+
+    def dense(name, n_out, n_in, scale=0.1):  # (name, shape, scale, offset), drawn in this order
+        return [(f"{name}.weight", (n_out, n_in), scale, 0), (f"{name}.bias", (n_out,), 0.02, 0)]
+
+    def norm(name):
+        return [(f"{name}.weight", (hidden,), 0.1, 1), (f"{name}.bias", (hidden,), 0.02, 0)]
+
+    def draw(spec):
+        return {name: (rng.standard_normal(shape) * scale).astype(np.float32) + offset
+                for name, shape, scale, offset in spec}
+
+    spec = [("embeddings.cls_token", (1, 1, hidden), 0.02, 0),
+            ("embeddings.position_embeddings", (1, (image_size // patch_size) ** 2 + 1, hidden), 0.02, 0),
+            ("embeddings.patch_embeddings.projection.weight", (hidden, 3, patch_size, patch_size), 0.05, 0),
+            ("embeddings.patch_embeddings.projection.bias", (hidden,), 0.02, 0)]
+    for p in (f"encoder.layer.{i}" for i in range(num_layers)):
+        for name in ("attention.query", "attention.key", "attention.value", "output.dense"):
+            spec += dense(f"{p}.attention.{name}", hidden, hidden)
+        if model_type == "dinov2":
+            spec += norm(f"{p}.norm1") + norm(f"{p}.norm2") + dense(f"{p}.mlp.fc1", intermediate, hidden)
+            spec += dense(f"{p}.mlp.fc2", hidden, intermediate)
+            spec += [(f"{p}.layer_scale{k}.lambda1", (hidden,), 0.1, 1) for k in (1, 2)]
+        else:
+            spec += norm(f"{p}.layernorm_before") + norm(f"{p}.layernorm_after")
+            spec += dense(f"{p}.intermediate.dense", intermediate, hidden)
+            spec += dense(f"{p}.output.dense", hidden, intermediate)
+    tensors = draw(spec + norm("layernorm"))
+    if model_type == "dinov2":
+        tensors["embeddings.mask_token"] = np.zeros((1, hidden), np.float32)
+    elif prefixed:
+        tensors = {f"vit.{k}": v for k, v in tensors.items()} | draw(dense("classifier", 2, hidden, 0.02))
+    else:
+        tensors |= draw(dense("pooler.dense", hidden, hidden, 0.02))
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    common = {"hidden_size": hidden, "num_hidden_layers": num_layers, "num_attention_heads": num_heads,
+              "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "initializer_range": 0.02, "image_size": image_size, "patch_size": patch_size, "num_channels": 3,
+              "qkv_bias": True, "torch_dtype": "float32",
+              encoders.NOTE_KEY: f"{encoders.RANDOM_NOTE}: tiny random {model_type} checkpoint written by anndl (seed {seed})"}
+    if model_type == "vit":
+        config = {"architectures": ["ViTForImageClassification" if prefixed else "ViTModel"], "model_type": "vit",
+                  "intermediate_size": intermediate, "layer_norm_eps": 1e-12, "encoder_stride": patch_size, **common}
+        config |= {"id2label": {"0": "a", "1": "b"}, "label2id": {"a": 0, "b": 1}} if prefixed else {}  # its labels
+        processor = {"image_processor_type": "ViTImageProcessor", "do_resize": True, "resample": 2,
+                     "size": {"height": side, "width": side}}
+    else:
+        config = {"architectures": ["Dinov2Model"], "model_type": "dinov2", "mlp_ratio": intermediate / hidden,
+                  "layer_norm_eps": 1e-6, "layerscale_value": 1.0, "drop_path_rate": 0.0, "use_swiglu_ffn": False,
+                  **common}
+        processor = {"image_processor_type": "BitImageProcessor", "do_resize": True, "resample": 3,
+                     "size": {"shortest_edge": side}, "do_center_crop": True,
+                     "crop_size": {"height": side, "width": side}}
+    processor |= {"do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+                  "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    return folder

@@ -14,6 +14,7 @@ from anndl.core.config import WeightsUnavailable
 from anndl.data import tiling
 from anndl.engine import embed, experiment
 from anndl.models import encoders
+from bench.common import write_random_checkpoint
 
 TILE = 32
 TINY_CHECKPOINT = dict(image_size=TILE, patch_size=8, hidden_size=16, num_layers=1, num_heads=2)
@@ -22,9 +23,9 @@ TINY_CHECKPOINT = dict(image_size=TILE, patch_size=8, hidden_size=16, num_layers
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
-    return {"vit_bare": encoders.write_random_checkpoint(root / "vit_bare", "vit", **TINY_CHECKPOINT),
-            "vit": encoders.write_random_checkpoint(root / "vit", "vit", prefixed=True, **TINY_CHECKPOINT),
-            "dinov2": encoders.write_random_checkpoint(root / "dinov2", "dinov2", seed=1,
+    return {"vit_bare": write_random_checkpoint(root / "vit_bare", "vit", **TINY_CHECKPOINT),
+            "vit": write_random_checkpoint(root / "vit", "vit", prefixed=True, **TINY_CHECKPOINT),
+            "dinov2": write_random_checkpoint(root / "dinov2", "dinov2", seed=1,
                                                        **TINY_CHECKPOINT | {"image_size": 64})}
 
 

@@ -10,8 +10,9 @@ import pytest
 from anndl.core import artifacts
 from anndl.data import tiling
 from anndl.engine import compare, embed, experiment, runs
-from anndl.models import encoders, specs
+from anndl.models import specs
 from anndl.notebook import report
+from bench.common import write_random_checkpoint
 
 TILE = 32
 FOLDS = 2
@@ -23,7 +24,7 @@ def setting(tiny_data, tmp_path_factory):
     (what the heads read)."""
     work = tmp_path_factory.mktemp("runs")
     prep = experiment.prepare(tiny_data, work, tiling_config=tiling.TilingConfig(TILE, TILE, 200))
-    checkpoint = encoders.write_random_checkpoint(work / "vit_bare", "vit", image_size=TILE, patch_size=8,
+    checkpoint = write_random_checkpoint(work / "vit_bare", "vit", image_size=TILE, patch_size=8,
                                                   hidden_size=16, num_layers=1, num_heads=2)
     emb = embed.embed(prep, str(checkpoint), work / "emb", progress=False)
     return work, prep, checkpoint, emb

@@ -37,7 +37,6 @@ class Locked(ArtifactError):
 
 def version() -> str:
     from anndl import __version__
-
     return __version__
 
 
@@ -98,8 +97,7 @@ def read_csv(path: Path | str) -> pd.DataFrame:
 
 
 def read_arrays(path: Path | str) -> dict:
-    """The arrays of an ``.npy``/``.npz`` file, never unpickling anything: an object array (or any fault) is an
-    ``ArtifactError`` naming the file."""
+    """Arrays of an ``.npy``/``.npz`` file, never unpickled: an object array or any fault is an ``ArtifactError``."""
     import zipfile
 
     import numpy as np
@@ -154,8 +152,7 @@ def file_digest(path: Path | str) -> str:
 
 
 def content_digest(path: Path | str) -> str:
-    """The sha256 of a file's bytes, remembered (per user) by its path, size, inode and times: a 1 GB checkpoint is
-    hashed once."""
+    """A file's sha256, cached per user by path, size, inode and times: a 1 GB checkpoint is hashed once."""
     path = Path(path).resolve()
     st = path.stat()
     key, stamp = str(path), [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
@@ -292,8 +289,7 @@ def check(folder: Path | str, req: dict) -> str | None:
         record = read_json(path)
     except ArtifactError as e:
         return str(e)
-    fault = record_fault(record)
-    if fault:
+    if fault := record_fault(record):
         return f"{path}: not an artifact record ({fault})"
     if _data_fingerprint(record.get("data")) != _data_fingerprint(req["data"]):
         return f"made from data {record.get('data')}, not {req['data']}"
@@ -335,27 +331,23 @@ def load(folder: Path | str, stage: str | None = None) -> dict:
     folder = Path(folder)
     path = folder / RECORD
     if not path.is_file():
-        holder = lock_holder(folder)
-        if holder is not None:
+        if (holder := lock_holder(folder)) is not None:
             raise Locked(f"{folder}: not finished yet: it is being written by another process (PID {holder}); "
                          "wait for it to finish")
         raise ArtifactError(f"{folder}: not a finished {stage or 'artifact'} (no {RECORD}; "
                             "killed before it finished, or never made)")
     record = read_json(path)
-    fault = record_fault(record)
-    if fault:
+    if fault := record_fault(record):
         raise ArtifactError(f"{path}: not an artifact record ({fault}); make it again")
     if stage and record.get("stage") != stage:
         raise ArtifactError(f"{folder}: a {record.get('stage')} artifact, not a {stage}")
-    reason = check(folder, {k: record.get(k) for k in REQUEST_KEYS})
-    if reason:
+    if reason := check(folder, {k: record.get(k) for k in REQUEST_KEYS}):
         raise ArtifactError(f"{folder}: {reason}")
     return record
 
 
 def swap_in(staging: Path | str, folder: Path | str, record: dict, extra: Iterable[str] = ()) -> dict:
-    """Move the artifact built in ``staging`` (its files, the ``extra`` names that exist, then its record) into
-    ``folder``; ``staging`` is removed."""
+    """Move ``staging``'s files, the ``extra`` names that exist, then its record into ``folder``; remove ``staging``."""
     staging, folder = Path(staging), Path(folder)
     invalidate(folder)
     for name in [*record["files"], *extra]:

@@ -43,8 +43,7 @@ def use_cpu_devices(n: int) -> list[str]:
 
 @dataclass
 class Replicas:
-    """What :func:`strategy_scope` set up: a ``tf.distribute.Strategy`` (TensorFlow) or a
-    ``keras.distribution.Distribution`` (JAX, several devices)."""
+    """What :func:`strategy_scope` set up: a ``tf.distribute.Strategy`` or (JAX) a ``keras.distribution``."""
 
     name: str
     backend: str
@@ -82,13 +81,6 @@ class Replicas:
                 "devices": list(self.devices)}
 
 
-def _check(name: str | None) -> str:
-    name = "default" if name is None else name
-    if name not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
-    return name
-
-
 @contextlib.contextmanager
 def strategy_scope(name=None) -> Iterator[Replicas]:
     """Build and train models inside this block on the devices ``name`` asks for, the batch split across them.
@@ -97,21 +89,27 @@ def strategy_scope(name=None) -> Iterator[Replicas]:
     CPU devices of :func:`use_cpu_devices`), 'tpu' a ``TPUStrategy``, or a ``tf.distribute.Strategy``. JAX: every name
     but 'default' is ``keras.distribution.DataParallel`` over ``jax.devices()``."""
     kind = backend()
+    if kind != "tensorflow" and not isinstance(name, (str, type(None))):
+        raise TypeError(f"under KERAS_BACKEND=jax the strategy is a name, got {type(name).__name__}")
+    if name is not None and not hasattr(name, "scope") and name not in STRATEGIES:  # scope: a tf.distribute.Strategy
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if kind == "tensorflow":
         import tensorflow as tf
 
         if isinstance(name, tf.distribute.Strategy):
             strategy, name = name, type(name).__name__
-        elif _check(name) in ("mirrored", "data_parallel"):
+        elif name in ("mirrored", "data_parallel"):
             cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
             strategy = tf.distribute.MirroredStrategy(None if tf.config.list_logical_devices("GPU") else cpus)
-        elif _check(name) == "tpu":
+        elif name == "tpu":
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
             strategy = tf.distribute.TPUStrategy(resolver)
-        else:
+        elif name in (None, "default"):
             strategy, name = tf.distribute.get_strategy(), "default"
+        else:  # an object with a scope that is no tf.distribute.Strategy
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} or a tf.distribute.Strategy, got {name!r}")
         try:
             devices = tuple(strategy.extended.worker_devices)
         except (AttributeError, NotImplementedError, RuntimeError):  # the default strategy
@@ -122,26 +120,19 @@ def strategy_scope(name=None) -> Iterator[Replicas]:
     import jax
     import keras
 
-    if not isinstance(name, (str, type(None))):
-        raise TypeError(f"under KERAS_BACKEND=jax the strategy is a name, got {type(name).__name__}")
     devices = jax.devices()
-    if _check(name) == "default":
+    if name in (None, "default"):
         yield Replicas("default", kind, 1, (str(devices[0]),))
         return
     distribution = keras.distribution.DataParallel(devices=devices)
-    previous = keras.distribution.distribution()
-    keras.distribution.set_distribution(distribution)
-    try:
+    with distribution.scope():
         yield Replicas(name, kind, len(devices), tuple(map(str, devices)), distribution=distribution)
-    finally:
-        keras.distribution.set_distribution(previous)
 
 
 @contextlib.contextmanager
 def precision_policy(name: str | None):
     """Set a Keras dtype policy (e.g. 'mixed_bfloat16') inside the block."""
     import keras
-
     previous = keras.config.dtype_policy()
     if name:
         keras.config.set_dtype_policy(name)
@@ -171,16 +162,14 @@ def precision_for(kind: str, name: str = "", compute_capability: tuple[int, int]
         rules = (("mixed_bfloat16", BFLOAT16_GPUS, (8, 0), "bfloat16 tensor cores"),
                  ("mixed_float16", FLOAT16_GPUS, (7, 0), "float16 units, no fast bfloat16"))
         for policy, names, _, units in rules:
-            hit = next((n for n in names if n in name.upper()), None)
-            if hit:
+            if hit := next((n for n in names if n in name.upper()), None):
                 return policy, f"GPU {name} ({hit}: {units})"
         for policy, _, capability, _ in rules:
             if compute_capability is not None and tuple(compute_capability) >= capability:
                 return policy, f"GPU {name or '?'} (compute capability {compute_capability}: {policy[6:]})"
         return "float32", f"GPU {name or '?'}: no known fast reduced precision"
     if kind == "cpu":
-        have = [flag for flag in CPU_BFLOAT16_FLAGS if flag in set(cpu_flags)]
-        if have:
+        if have := [flag for flag in CPU_BFLOAT16_FLAGS if flag in set(cpu_flags)]:
             return "mixed_bfloat16", f"CPU with {', '.join(have)}: native bfloat16 kernels"
         return "float32", ("CPU without amx_bf16/avx512_bf16: bfloat16 is emulated and slower than float32 "
                            "(float16 has no fast CPU kernels)")
@@ -213,14 +202,12 @@ def precision_advice() -> tuple[str, str]:
 
         if tf.config.list_logical_devices("TPU"):
             return precision_for("tpu", "TPU")
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
+        if gpus := tf.config.list_physical_devices("GPU"):
             details = tf.config.experimental.get_device_details(gpus[0])
             return precision_for("gpu", details.get("device_name", ""), details.get("compute_capability"))
     return precision_for("cpu", cpu_flags=cpu_flags())
 
 
 def fastest_precision() -> str:
-    """The Keras dtype policy that trains fastest here, by device rules, not a timing run (unreliable on a shared
-    CPU)."""
+    """The Keras dtype policy that trains fastest here, by device rules (a timing run is unreliable on a shared CPU)."""
     return precision_advice()[0]

@@ -40,8 +40,7 @@ def quiet_environment() -> None:
 
 
 def quiet_tensorflow():
-    """Import TensorFlow without its start-up log lines (other stderr output is passed on) and silence its
-    Python-side warnings; returns the module."""
+    """TensorFlow, imported without its start-up log lines (other stderr is passed on), its warnings silenced."""
     quiet_environment()
     if "tensorflow" not in sys.modules:
         sys.stderr.flush()
@@ -83,11 +82,9 @@ def portable(text) -> str:
 
 
 def plain_progress(mininterval: float = 30.0) -> None:
-    """Text progress bars updated at most every ``mininterval`` seconds: a rendered notebook keeps a few lines, not a
-    frozen ``0%`` widget."""
+    """Text progress bars, updated at most every ``mininterval`` s (a rendered notebook keeps no frozen widget)."""
     import tqdm.auto
     import tqdm.std
-
     os.environ.setdefault("TQDM_MININTERVAL", str(mininterval))
     os.environ.setdefault("TQDM_DELAY", "3")  # loops shorter than this print no bar at all
     tqdm.auto.tqdm = tqdm.std.tqdm
@@ -114,8 +111,7 @@ def hardware() -> str:
 
 
 def commit() -> str:
-    """The repository's short commit, ``+changes`` when the work tree differs; ``ANNDL_COMMIT`` (set once by ``make
-    notebooks``) wins, so that every notebook of one rendering names the same commit."""
+    """The short commit (``+changes`` when the work tree differs); ``ANNDL_COMMIT`` (``make notebooks``) wins."""
     if os.environ.get("ANNDL_COMMIT"):
         return os.environ["ANNDL_COMMIT"]
     git = ["git", "-C", str(REPO_ROOT)]

@@ -19,14 +19,12 @@ PRIVATE_NAMES = (
 def convnext_builder():
     """Keras's generic ConvNeXt builder: the only way to a tiny ConvNeXt (custom depths and widths)."""
     from keras.src.applications import convnext
-
     return convnext.ConvNeXt
 
 
 def data_layer_base() -> type:
     """Keras's tf.data-safe preprocessing base class (every Keras >= 3.15, the lower bound, has it)."""
     from keras.src.layers.preprocessing.data_layer import DataLayer
-
     return DataLayer
 
 
@@ -50,12 +48,10 @@ def hf_converters():
     """KerasHub's Hugging Face converters: no public entry point takes a local transformers folder."""
     from keras_hub.src.utils.transformers import convert_dinov2, convert_vit
     from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
-
     return convert_vit, convert_dinov2, SafetensorLoader
 
 
 def preset_file(preset: str, name: str) -> str:
     """A file of a KerasHub preset (local folder, ``kaggle://`` or ``hf://``), fetched as KerasHub fetches it."""
     from keras_hub.src.utils.preset_utils import get_file
-
     return get_file(preset, name)

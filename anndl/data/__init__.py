@@ -45,8 +45,7 @@ class DataError(ValueError):
 
 
 def decode_budget() -> int:
-    """Pixels decoded at once across threads: 256 megapixels (about 2 GB at 8 bytes a pixel at the peak of checking
-    an image) unless ``ANNDL_DECODE_PIXELS`` says otherwise. A larger image is decoded alone."""
+    """Pixels decoded at once across threads: ``ANNDL_DECODE_PIXELS``, else 256 megapixels (about 2 GB at peak)."""
     return int(os.environ.get("ANNDL_DECODE_PIXELS", 256_000_000))
 
 
@@ -108,8 +107,7 @@ def _regular(path: Path) -> None:
 
 
 def _decode(path: Path, digest=None) -> np.ndarray:
-    """Decode a PNG completely, or raise DataError. ``digest`` (hashlib): updated with the file bytes' blake2b.
-    The largest image read is 20,000 x 20,000 pixels unless ``ANNDL_MAX_PIXELS`` says otherwise."""
+    """Decode a PNG completely, or raise DataError; ``digest`` (hashlib) is updated with the bytes' blake2b."""
     _regular(path)
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0:
@@ -302,8 +300,7 @@ def describe_data(data_dir: Path | str) -> str:
 
 
 def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = None) -> Path:
-    """The challenge folder to use: ``data_dir`` itself if it holds one, else ``data_dir/synthetic``,
-    generated with ``synthetic_defaults`` on first use."""
+    """``data_dir`` if it holds a challenge folder, else ``data_dir/synthetic`` (made with ``synthetic_defaults``)."""
     from anndl.data import synthetic
 
     data_dir, defaults = Path(data_dir), synthetic_defaults or {}

@@ -1,20 +1,17 @@
 """Remove corrupted training images: "sticker" (Shrek) images and green blob artifacts (the report's §2, measured).
 
-1. **Identical-mask groups**: SHA-256 of each mask's pixels. In the real data every sticker image shares its mask
+1. **Identical-mask groups** (SHA-256 of each mask's pixels): in the real data every sticker image shares its mask
    with a genuine image; groups stay on one side of the later split.
-2. **Stickers**: within each group, the members abnormally far from the robust centre of the image embeddings; a
-   logistic regression trained on the group members then flags stickers without a mask twin. Embedder: ImageNet
-   ResNet50 (needs its weights), a saved Keras model, or an offline colour/texture embedder; outputs name it.
-3. **Green artifacts**: H&E never makes green-dominant pixels (G above both R and B by a margin); an image whose
-   green region is large enough is flagged.
-4. **Sticker or green blob**, whatever the sticker's shade or opacity: where a green image has a **twin** (a group
-   member that is the same tissue without its green region), what was pasted decides: a cartoon when its border is
-   darkened towards black (``twin_ink``: stickers pasted at opacity 0.45-1 measured 0.68-0.96, blobs 0.00). Without
-   a twin, the region itself: a dark outline around it (``green_ink``: stickers 0.34-0.61, blobs <= 0.005) and flat
-   colour inside (``green_flat``: stickers 0.65-0.96, blobs <= 0.31) make a sticker (``bench/outlier_kinds.py``).
+2. **Stickers**: group members abnormally far from the robust centre of the image embeddings; a logistic regression
+   trained on the group members then flags stickers without a mask twin.
+3. **Green artifacts**: H&E never makes green-dominant pixels (G above both R and B by a margin).
+4. **Sticker or green blob**, whatever the sticker's shade or opacity: with a **twin** (a group member that is the
+   same tissue without the green region), a pasted border darkened towards black (``twin_ink``: stickers at opacity
+   0.45-1 0.68-0.96, blobs 0.00) makes a sticker; without one, a dark outline (``green_ink``: stickers 0.34-0.61,
+   blobs <= 0.005) and flat colour inside (``green_flat``: stickers 0.65-0.96, blobs <= 0.31) do
+   (``bench/outlier_kinds.py``).
 
-Test images are never removed. Images are decoded a few at a time (``anndl.data.decode_budget()`` pixels per batch);
-only a 32 x 32 thumbnail of each is kept, to find twins.
+Test images are never removed; images are decoded a few at a time, a 32 x 32 thumbnail of each kept to find twins.
 """
 
 import hashlib
@@ -30,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from anndl.core.labels import LABELS
-from anndl.data import decode_budget, png_pixels, read_image, read_mask
+from anndl.data import decode_budget, read_image, read_mask
 
 
 @dataclass(frozen=True)
@@ -147,8 +144,7 @@ class KerasEmbedder:
 
 
 def resnet50_embedder(weights: str | Path = "imagenet") -> KerasEmbedder:
-    """ImageNet ResNet50 embedder (the report's). ``weights``: 'imagenet' (downloads; needs internet)
-    or a local ``.h5`` / ``.weights.h5`` file of ResNet50 without top. Random weights are refused."""
+    """The report's ImageNet ResNet50 embedder; ``weights``: 'imagenet' (a download) or a local no-top weights file."""
     import keras
 
     if weights is None:
@@ -205,9 +201,7 @@ def scan_images(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfi
         return image, stats, cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
 
     rows, embeddings, thumbs = [], [], []
-    records = list(manifest.itertuples())
-    sizes = ((manifest.height * manifest.width).astype(int).tolist() if {"height", "width"} <= set(manifest.columns)
-             else [png_pixels(path) for path in manifest.image_path])
+    records, sizes = list(manifest.itertuples()), (manifest.height * manifest.width).astype(int).tolist()
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(records), desc="scan", unit="img") as bar:
         for batch in pixel_batches(sizes, budget, batch_size):
             images, stats, small = zip(*pool.map(inspect, [records[i] for i in batch]))
@@ -221,9 +215,8 @@ def scan_images(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfi
 
 def mask_groups(hashes: pd.Series) -> pd.Series:
     """Group number of each image whose mask is shared (-1 for a unique mask), in order of first appearance."""
-    shared = hashes[hashes.map(hashes.value_counts()) > 1]
-    numbers = {h: i for i, h in enumerate(dict.fromkeys(shared))}
-    return hashes.map(numbers).fillna(-1).astype(int)
+    codes, _ = pd.factorize(hashes.where(hashes.duplicated(keep=False)))  # NaN (a unique mask): -1
+    return pd.Series(codes, index=hashes.index, name=hashes.name)
 
 
 def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierConfig,

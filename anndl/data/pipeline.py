@@ -51,8 +51,8 @@ def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride:
 
 def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str | Path | None,
                    stain=None) -> tf.data.Dataset:
-    """``(tile, label_index, image_number, weight)`` per tile: each image decoded once (stain-normalised on
-    its ROI tissue when ``stain``, an ``anndl.data.stain.StainNormalizer``, is given) and cut, optionally cached."""
+    """``(tile, label_index, image_number, weight)`` per tile, each image decoded once (``stain``: a
+    ``StainNormalizer`` applied on its ROI), cut and optionally cached."""
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
         "mask_path": table.mask_path.to_numpy(str),

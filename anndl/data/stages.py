@@ -29,8 +29,7 @@ def shown(path: Path | str) -> str:
 
 
 def fingerprint(manifest: pd.DataFrame) -> str:
-    """A short hash of what the manifest says about every image: names, labels, sizes, mask pixels and the
-    bytes of the image and mask files (so one tissue restained under the same names is other data)."""
+    """A short hash of every image's name, label, size, mask pixels and file bytes (a restained tissue: other data)."""
     columns = ["split", "sample_index", "label", "height", "width", "mask_pixels", "content_hash"]
     return artifacts.fingerprint(manifest[columns].to_csv(index=False))
 

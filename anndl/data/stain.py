@@ -261,7 +261,6 @@ def normalizer_from_settings(settings: dict | None) -> StainNormalizer | None:
 def reference_from_manifest(manifest, max_images: int = 64, seed: int = 0, split: str = "train") -> StainReference:
     """:func:`fit_reference` over up to ``max_images`` images of ``split`` (seeded choice), ROI tissue only."""
     from anndl.data import read_image, read_mask
-
     rows = manifest[manifest.split == split]
     if len(rows) > max_images:
         rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), max_images, replace=False))]

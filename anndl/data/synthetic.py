@@ -2,13 +2,12 @@
 
 ``planted_outliers.csv`` and ``sites.csv`` are ground truth the pipeline never reads. The classes differ only in
 morphology (nuclear size, elongation, pleomorphism, gland formation, lymphocytes) through overlapping per-image
-parameters; nuclei keep their pixel size at every ``scale``. Each image is stained by one of ``stain_sites`` of
-:data:`SITES`, drawn independently of the class (``site_class_correlation``: the probability of its class's own
-site, shortcut learning on purpose), with the Beer-Lambert law (Ruifrok & Johnston, 2001); nuclear darkness and
-nuclear and lumen area per ROI pixel are equal across classes, so colour carries little of the label.
-``stain_sites=0``: the earlier generator (class-dependent linear colour blending). Outliers, like the real ones:
-"sticker" images are a copy of a genuine image with a cartoon ogre drawn over it and a byte copy of its mask; "green"
-images carry a green slime blob on the tissue. None are in the test split.
+parameters; nuclei keep their pixel size at every ``scale``. Each image is stained (Beer-Lambert) by one of
+``stain_sites`` of :data:`SITES`, drawn independently of the class (``site_class_correlation``: the probability of
+its class's own site, shortcut learning on purpose); nuclear darkness and nuclear and lumen area per ROI pixel are
+equal across classes. ``stain_sites=0``: the earlier generator (class-dependent linear colour blending). Outliers
+(train split only): "sticker" images copy a genuine image and its mask's bytes with a cartoon ogre drawn over it;
+"green" images carry a green slime blob on the tissue.
 """
 
 import csv
@@ -335,7 +334,6 @@ def _die_with_parent() -> None:
     import ctypes
     import signal
     import sys
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pool ends its workers with SIGTERM: they just stop
     if sys.platform.startswith("linux"):
@@ -351,9 +349,8 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker, which records the
     settings: :func:`settings_of`); ``force`` allows any folder. Only a synthetic folder's own files are replaced.
     ``stain_sites``: how many of :data:`SITES` stain the images (0: the earlier generator)."""
+    settings = default_settings(**locals())
     out = Path(out)
-    settings = default_settings(n_train=n_train, n_test=n_test, scale=scale, seed=seed, n_stickers=n_stickers,
-                                n_green=n_green, stain_sites=stain_sites, site_class_correlation=site_class_correlation)
     n_stickers, n_green, correlation = settings["n_stickers"], settings["n_green"], settings["site_class_correlation"]
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
@@ -445,7 +442,6 @@ def settings_of(folder: Path | str) -> dict | None:
 def default_settings(**overrides) -> dict:
     """The settings :func:`generate` records for these arguments (defaults and outlier counts filled in)."""
     import inspect
-
     params = inspect.signature(generate).parameters
     keys = ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green", "stain_sites", "site_class_correlation")
     settings = {k: overrides.get(k, params[k].default) for k in keys}  # not how it is run (workers, progress)

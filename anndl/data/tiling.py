@@ -44,13 +44,11 @@ class TilingConfig:
 
 def tile_grid(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
     """All grid tiles of a mask (zero-padded to at least one tile, edges dropped) and their mask pixels."""
-    h, w = max(mask.shape[0], config.tile_size), max(mask.shape[1], config.tile_size)
-    padded = np.zeros((h, w), np.uint8)
-    padded[: mask.shape[0], : mask.shape[1]] = mask
-    integral = cv2.integral(padded)  # (h+1, w+1), int32
     t = config.tile_size
-    ys = np.arange(0, h - t + 1, config.stride)
-    xs = np.arange(0, w - t + 1, config.stride)
+    padded = np.pad(np.asarray(mask, np.uint8), [(0, max(0, t - n)) for n in mask.shape])
+    integral = cv2.integral(padded)  # (h+1, w+1), int32
+    ys = np.arange(0, padded.shape[0] - t + 1, config.stride)
+    xs = np.arange(0, padded.shape[1] - t + 1, config.stride)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
     counts = integral[yy + t, xx + t] - integral[yy, xx + t] - integral[yy + t, xx] + integral[yy, xx]
     return pd.DataFrame({"x": xx.ravel(), "y": yy.ravel(), "mask_pixels": counts.ravel().astype(np.int64)})
