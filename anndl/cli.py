@@ -127,9 +127,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_blend(args: argparse.Namespace) -> None:
-    from anndl.engine import blend
+    from anndl.engine import runs
 
-    run = blend.blend(args.runs, args.out, seed=args.seed, redo=args.redo)
+    run = runs.blend(args.runs, args.out, seed=args.seed, redo=args.redo)
     low, high = run.metrics["oof_macro_f1_ci"]
     print(f"blend out-of-fold macro F1 {run.metrics['oof_macro_f1']:.3f} (95% {low:.3f}–{high:.3f}), weights "
           + ", ".join(f"{name} {w:.2f}" for name, w in run.metrics["blend_weights"].items()))
@@ -391,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _needs_tensorflow(args: argparse.Namespace) -> bool:
     """Commands that build or run a model; the data stages (and the offline embedder) start without TensorFlow."""
-    return not (args.command in ("synth", "validate", "tile", "report", "publish", "blend") or getattr(args, "list", False)
+    return not (args.command in ("synth", "validate", "tile", "report", "publish", "blend")
+                or getattr(args, "list", False)
                 or (args.command == "clean" and args.embedder == "offline"))
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from anndl import cli
 from anndl.core import artifacts
-from anndl.engine import blend
+from anndl.engine import runs as runs_
+from anndl.evaluate.voting import probability_columns
 
 CLASSES = ["Luminal A", "Luminal B", "HER2(+)", "Triple negative"]
 TIMM = Path(__file__).parent / "data" / "timm"
@@ -21,7 +22,7 @@ def _kfold_run(folder: Path, model: str, y: np.ndarray, folds: np.ndarray, proba
     table = pd.DataFrame({"sample_index": [f"img_{i:04d}.png" for i in range(len(y))],
                           "label": [CLASSES[i] for i in y], "fold": folds,
                           "pred_hard": [CLASSES[i] for i in probabilities.argmax(1)]})
-    table[blend.probability_columns(CLASSES)] = probabilities
+    table[probability_columns(CLASSES)] = probabilities
     artifacts.write_csv(table, folder / "oof_predictions.csv")
     artifacts.write_json(folder / "metrics.json", {
         "model": model, "profile": "test", "data": "made up", "classes": CLASSES, "weights": "none", "folds": 3,
@@ -38,7 +39,7 @@ def test_a_member_perfect_only_on_a_folds_images_gets_no_weight_there(tmp_path):
     oracle = np.eye(4)[np.where(folds == 0, y, (y + 1) % 4)]  # right on fold 0's images, wrong everywhere else
     runs = [_kfold_run(tmp_path / "noisy", "noisy", y, folds, noisy / noisy.sum(1, keepdims=True)),
             _kfold_run(tmp_path / "oracle", "oracle", y, folds, oracle)]
-    metrics = blend.blend(runs, tmp_path / "blend").metrics
+    metrics = runs_.blend(runs, tmp_path / "blend").metrics
     assert metrics["weights_per_fold"]["fold_0"]["2:oracle"] == 0  # chosen on folds 1 and 2, where it is wrong
     oof = pd.read_csv(tmp_path / "blend" / "oof_predictions.csv")
     assert oof.sample_index.is_unique and len(oof) == 90
@@ -52,13 +53,13 @@ def test_runs_on_other_folds_or_without_probabilities_are_refused(tmp_path):
     a = _kfold_run(tmp_path / "a", "a", y, folds, p)
     b = _kfold_run(tmp_path / "b", "b", y, np.roll(folds, 1), p)
     with pytest.raises(ValueError, match="not scored on the same folds"):
-        blend.blend([a, b], tmp_path / "blend")
-    table = pd.read_csv(b / "oof_predictions.csv").drop(columns=blend.probability_columns(CLASSES))
+        runs_.blend([a, b], tmp_path / "blend")
+    table = pd.read_csv(b / "oof_predictions.csv").drop(columns=probability_columns(CLASSES))
     artifacts.write_csv(table.assign(fold=folds), tmp_path / "c" / "oof_predictions.csv")
     (tmp_path / "c" / "metrics.json").write_text((b / "metrics.json").read_text())
     artifacts.complete(tmp_path / "c", artifacts.request("kfold"), ["oof_predictions.csv", "metrics.json"])
     with pytest.raises(ValueError, match=r"c/oof_predictions.csv: no out-of-fold probabilities"):
-        blend.blend([a, tmp_path / "c"], tmp_path / "blend")
+        runs_.blend([a, tmp_path / "c"], tmp_path / "blend")
 
 
 @pytest.mark.slow

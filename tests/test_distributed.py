@@ -87,7 +87,7 @@ def test_tensorboard_writes_epoch_logs(tmp_path):
     import keras
     import tensorflow as tf
 
-    from anndl.engine.callbacks import tensorboard_callback
+    from anndl.engine.train import tensorboard_callback
 
     x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
     y = np.eye(4, dtype="float32")[np.arange(16) % 4]

@@ -1,6 +1,7 @@
 """Blend K-fold runs made on the same folds (tile networks and heads alike): their out-of-fold image probabilities
 averaged with weights chosen for each fold on the other folds' images only, never on the images the fold scores.
-The blend is a recorded run; ``predict`` applies the weights chosen on every fold to the members' test predictions."""
+The blend is a recorded run (``anndl.engine.runs.blend`` opens its members and the result); ``predict`` applies the
+weights chosen on every fold to the members' test probabilities."""
 
 import itertools
 import os
@@ -11,13 +12,11 @@ import pandas as pd
 
 from anndl.core import artifacts
 from anndl.evaluate import metrics
+from anndl.evaluate.baselines import score
+from anndl.evaluate.voting import probability_columns
 
 STAGE = "blend"
 STEP = 0.05  # the weight grid's step
-
-
-def probability_columns(classes) -> list[str]:
-    return [f"prob_{c}" for c in classes]
 
 
 def grid(members: int, step: float = STEP) -> np.ndarray:
@@ -37,12 +36,9 @@ def choose(probabilities: np.ndarray, y: np.ndarray, rows: np.ndarray, n_classes
     return weights[np.lexsort((loss, -scores))[0]]
 
 
-def _members(runs) -> tuple[list, pd.DataFrame, np.ndarray]:
-    """(the runs, the first run's out-of-fold table, probabilities (members, images, classes) in its order), after
-    checking that every run was scored out of fold on the same folds and kept its probabilities."""
-    from anndl.engine.runs import open_run
-
-    runs = [open_run(r) for r in runs]
+def _members(runs) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the first run's out-of-fold table, probabilities (members, images, classes) in its order), after checking
+    that every run was scored out of fold on the same folds and kept its probabilities."""
     if len(runs) < 2:
         raise ValueError("blend needs at least two runs")
     first, classes = runs[0], runs[0].metrics["classes"]
@@ -61,19 +57,16 @@ def _members(runs) -> tuple[list, pd.DataFrame, np.ndarray]:
         if set(frame.index) != set(base.index) or not frame.loc[base.index, "fold"].equals(base.fold):
             raise ValueError(f"{run.folder} and {first.folder} were not scored on the same folds; a blend needs one "
                              "fold set (the same data, --folds and --seed)")
-    return runs, base.reset_index(), np.stack([f.loc[base.index, columns].to_numpy(float) for f in frames])
+    return base.reset_index(), np.stack([f.loc[base.index, columns].to_numpy(float) for f in frames])
 
 
-def blend(runs, out: Path | str, seed: int = 42, redo: bool = False):
-    """Blend ``runs`` into the run folder ``out``; the finished ``Run``."""
-    from anndl.engine import compare
-    from anndl.engine.runs import open_run
-
-    runs, base, probabilities = _members(runs)
+def blend(runs, out: Path | str, seed: int = 42, redo: bool = False) -> dict:
+    """Blend the finished K-fold ``runs`` (``runs.Run``) into the run folder ``out``; its record."""
+    base, probabilities = _members(runs)
     out, classes = Path(out), list(runs[0].metrics["classes"])
     names = [f"{i + 1}:{r.model}" for i, r in enumerate(runs)]
-    req = artifacts.request(STAGE, data=runs[0].metrics["data"], inputs={n: r.record["id"] for n, r in zip(names, runs)},
-                            settings={"step": STEP, "seed": seed})
+    inputs = {n: r.record["id"] for n, r in zip(names, runs)}
+    req = artifacts.request(STAGE, data=runs[0].metrics["data"], inputs=inputs, settings={"step": STEP, "seed": seed})
 
     def build(staging: Path):
         y, folds = base.label.map(classes.index).to_numpy(), base.fold.to_numpy()
@@ -83,7 +76,7 @@ def blend(runs, out: Path | str, seed: int = 42, redo: bool = False):
             blended[folds == k] = np.einsum("m,mic->ic", weights, probabilities[:, folds == k])
             per_fold[f"fold_{k}"] = dict(zip(names, weights.round(4).tolist()))
         predicted = {"blend": blended.argmax(1), **{n: p.argmax(1) for n, p in zip(names, probabilities)}}
-        rows, _ = compare.score(y, predicted, folds, None, len(classes), seed)
+        rows, _ = score(y, predicted, folds, None, len(classes), seed)
         table = base[["sample_index", "label", "fold"]].assign(pred_blend=[classes[i] for i in predicted["blend"]])
         artifacts.write_csv(pd.concat([table, pd.DataFrame(blended, columns=probability_columns(classes))], axis=1),
                             staging / "oof_predictions.csv")
@@ -102,34 +95,31 @@ def blend(runs, out: Path | str, seed: int = 42, redo: bool = False):
         artifacts.write_json(staging / "config.json", about | {"head": False, "step": STEP, "seed": seed})
         return ["oof_predictions.csv", "metrics.json", "config.json"]
 
-    artifacts.ensure(out, req, build, redo=redo)
-    return open_run(out)
+    return artifacts.ensure(out, req, build, redo=redo)
 
 
-def predict(run, data_dir: Path | str, out: Path | str) -> Path:
-    """The blend's submission: each member's test-image probabilities, weighted by the weights chosen on every fold."""
+def predict(run, members, probabilities, data_dir: Path | str, out: Path | str) -> Path:
+    """The blend's submission: the ``members``' (runs) test-image ``probabilities`` ((images, probabilities) each),
+    weighted by the weights chosen on every fold."""
     from anndl.data import read_challenge
     from anndl.data.stages import data_note, shown
-    from anndl.engine import runs as runs_
     from anndl.evaluate import submission
 
     config, classes = run.metrics, tuple(run.metrics["classes"])
-    total, images, notes = 0, None, []
-    for member in config["members"]:
-        member_run = runs_.open_run(run.folder / member["folder"])
-        if member_run.record["id"] != member["id"]:
-            raise ValueError(f"{member_run.folder}: changed since {run.folder} was blended; blend again")
-        found, probabilities = runs_.image_probabilities(member_run, data_dir)
-        if images is not None and list(found) != list(images):
-            raise ValueError(f"{member_run.folder}: predicts other test images than {config['members'][0]['folder']}")
-        images, total = found, total + config["blend_weights"][member["name"]] * probabilities
-        notes.append(shown(member_run.folder))
+    total, images = 0, probabilities[0][0]
+    for member, recorded, (found, p) in zip(members, config["members"], probabilities):
+        if member.record["id"] != recorded["id"]:
+            raise ValueError(f"{member.folder}: changed since {run.folder} was blended; blend again")
+        if list(found) != list(images):
+            raise ValueError(f"{member.folder}: predicts other test images than {members[0].folder}")
+        total = total + config["blend_weights"][recorded["name"]] * p
     manifest = read_challenge(data_dir)
     test = manifest.query("split == 'test'")
     path = submission.write_submission(images, total.argmax(1), out, expected=set(test.sample_index), classes=classes)
     artifacts.write_json(Path(out).with_suffix(".json"), {
-        "runs": [shown(run.folder)], "run_ids": [run.record["id"]], "members": notes, "models": ["blend"],
-        "blend_weights": config["blend_weights"], "weights": [config["weights"]], "data": data_note(data_dir, manifest),
-        "test_data": data_note(data_dir, manifest, ("test",)), "test_images": int(len(test)),
-        "dominated_by": submission.dominance(total.argmax(1), classes)})
+        "runs": [shown(run.folder)], "run_ids": [run.record["id"]], "members": [shown(m.folder) for m in members],
+        "models": ["blend"], "voting": "blend", "blend_weights": config["blend_weights"],
+        "weights": [config["weights"]],
+        "data": data_note(data_dir, manifest), "test_data": data_note(data_dir, manifest, ("test",)),
+        "test_images": int(len(test)), "dominated_by": submission.dominance(total.argmax(1), classes)})
     return path

@@ -1,9 +1,7 @@
-"""Comparisons out of fold on the same K folds: the report's experiments, and what goes past the report.
-
-``run_comparison`` trains each variant of a named comparison (``COMPARISONS``) as a recorded K-fold run and
-scores them; ``compare_variants`` scores existing runs with TTA, ensembles and attention-MIL; ``compare_runs``
-scores finished runs of any family. All three score with ``score``, beside the two baselines of the same folds.
-"""
+"""Comparisons out of fold on the same K folds, each scored by ``score`` beside the two baselines of those folds:
+``run_comparison`` trains the variants of a named comparison (``COMPARISONS``) as recorded K-fold runs,
+``compare_variants`` scores existing runs with TTA, ensembles and attention-MIL, ``compare_runs`` finished runs of
+any family."""
 
 import contextlib
 import dataclasses
@@ -14,30 +12,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from anndl.core import artifacts
-from anndl.data.stages import weights_identity
-from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, run_stain
-from anndl.evaluate import metrics, voting
-from anndl.evaluate.baselines import (BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features,
-                                     majority_per_fold)
+from anndl.core.config import REPO_ROOT, WeightsUnavailable
+from anndl.core.env import commit, data_label, hardware
+from anndl.data.stages import VAL_FRACTION, weights_identity
+from anndl.data.tiling import SELECT_FRACTION
+from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain, train_folds
+from anndl.evaluate import metrics
+from anndl.evaluate.baselines import BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features, score
 from anndl.engine import embed
 from anndl.engine.heads import HEAD_CLASSES
 from anndl.models import encoders
+from anndl.models.registry import profile_phases
 
 COLUMNS = ("variant", "model", "oof_macro_f1", "ci95_low", "ci95_high", "gain", "gain_ci95", "verdict", "weights",
            "epochs", "train_seconds", "ms_per_image", "images", "learned", "beats_colour", "null_p95")  # table.csv
-
-
-def score(y_true, predicted: dict, folds, colour, n_classes: int, seed: int) -> tuple[list[dict], dict]:
-    """``metrics.compared`` rows for ``predicted`` ({name: class index per image}, the first the reference), the
-    colour-histogram baseline (``colour``, or None) and the majority class of each image's fold (counted on the
-    other ``folds``' labels): macro F1, paired gain, ``learned``, ``beats_colour``, verdict. Returns the rows and
-    the predictions with the baselines'."""
-    majority = majority_per_fold(y_true, folds, n_classes)
-    predicted = {**predicted, **({COLOUR: colour} if colour is not None else {}), MAJORITY: majority}
-    return metrics.compared(y_true, predicted, seed, n_classes, majority=majority, colour=colour,
-                            baselines=BASELINE_ROWS), predicted
 
 
 def _aligned(frames: dict, classes):
@@ -104,12 +95,11 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
                 tp, s = _timed(ensemble_probabilities, Path(runs[name]) / f"fold_{k}", fold.tiles, fold.manifest,
                                ("val",), tta=view)
                 probabilities[name, view] = tp.probabilities, s
-                add(name + " + TTA" * view, voting.vote(tp.probabilities, tp.image_numbers, tp.weights,
-                                                        len(tp.table), rule), s)
+                add(name + " + TTA" * view, tp.vote(rule), s)
         for view in views if len(names) > 1 and ensembles else ():
             mean = sum(probabilities[n, view][0] for n in names) / len(names)
             add("ensemble + TTA" if view else "ensemble of " + " + ".join(names),
-                voting.vote(mean, tp.image_numbers, tp.weights, len(tp.table), rule),
+                dataclasses.replace(tp, probabilities=mean).vote(rule),
                 sum(probabilities[n, view][1] for n in names))
         if with_mil:
             start, fold_dir = time.perf_counter(), Path(first) / f"fold_{k}"
@@ -275,8 +265,6 @@ class ComparisonResult:
 
     def provenance_line(self) -> str:
         """One line: what produced the table (no machine path)."""
-        from anndl.core.env import data_label
-
         p = self.provenance
         epochs = f"at most {p['epochs']} epochs" if p["epochs"] else "the profile's epochs"
         return (f"{self.name}: {p['profile']} profile, {p['folds']} folds, {epochs}, seed {p['seed']}, "
@@ -287,8 +275,6 @@ class ComparisonResult:
 def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | None:
     """``epochs`` where it caps one of the variant's phases in ``profile``, else None: a cap that binds no phase
     trains the same models, so the runs with and without it are one run."""
-    from anndl.models.registry import profile_phases
-
     if epochs is None:
         return None
     longest = int(variant.settings.get("epochs", max(p.epochs for p in profile_phases(variant.model, profile))))
@@ -302,11 +288,6 @@ def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = 
     """What the comparisons ``names`` train on ``n_images`` cleaned images: their distinct K-fold runs × ``folds``
     × each run's epochs at most, and for the scratch ResNet the GPU time that implies at the rate of ``GPU_RUN``
     (per epoch and training image; that run's own early stop gives the typical figure)."""
-    from anndl.core.config import REPO_ROOT
-    from anndl.data.stages import VAL_FRACTION
-    from anndl.data.tiling import SELECT_FRACTION
-    from anndl.models.registry import profile_phases
-
     runs = {json.dumps(v.training(), sort_keys=True): v for n in names for v in COMPARISONS[n].variants.values()}
     most = [(v.model, binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(v.model, profile)))
             for v in runs.values()]  # (model, epochs at most) per distinct run
@@ -318,8 +299,7 @@ def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = 
                      f"{max(group)} epochs")
     line = (f"The comparisons train {'; '.join(parts)} (~{per_image:.0f} training images per fold; "
             f"{'early stopping ends each run' if epochs is None else f'capped at {epochs} epochs per phase'}).")
-    scratch = [e for m, e in most if m == "scratch_resnet"]
-    if scratch:
+    if (scratch := [e for m, e in most if m == "scratch_resnet"]):
         measured = json.loads((REPO_ROOT / GPU_RUN).read_text())
         train_images = measured["validation"]["hard"]["images"] * (1 - VAL_FRACTION) / VAL_FRACTION
         hours = measured["seconds"]["training"] / (measured["epochs_run"] * train_images) * folds * per_image / 3600
@@ -343,8 +323,6 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
     """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
     it): trained, resumed or reused by ``experiment.train_folds``. ``epochs``: a cap on every phase's epochs
     (the profile's count where it is lower). ``prep`` must have the variant's stain normalisation."""
-    from anndl.engine.experiment import train_folds
-
     if (prep.stain or {}).get("method") != variant.stain_normalize:
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
                          f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
@@ -363,17 +341,9 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *,
                    epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
                    weights: dict[str, str] | None = None, redo: bool = False) -> ComparisonResult:
     """Train (or reuse) every variant of the comparison ``name`` (or the ``variants`` given, the first the
-    reference) as a K-fold run on the same folds and score them out of fold: ``out/compare/<name>/``.
-
-    ``epochs``: a cap on every phase's epochs (stated in the provenance). ``weights``: {model: a local weights
-    file or preset folder}; without one, the full profile's ImageNet download is tried, and a model whose
-    weights cannot be loaded gets a row that says so and no score (never random weights in their place)."""
-    from tqdm.auto import tqdm
-
-    from anndl.core.config import WeightsUnavailable
-    from anndl.core.env import commit, hardware
-    from anndl.engine.experiment import prepare
-
+    reference) as a K-fold run on the same folds and score them out of fold: ``out/compare/<name>/``. ``epochs``:
+    a cap on every phase's epochs. ``weights``: {model: a local weights file or preset folder}; a model whose weights
+    cannot be loaded gets a row that says so and no score (never random weights in their place)."""
     if variants is None:
         if name not in COMPARISONS:
             raise ValueError(f"unknown comparison {name!r}; choose from {list(COMPARISONS)}")
@@ -461,21 +431,18 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
                 f" ({variants[label].model} has one training phase)" if variants[label].phase else ""))
     images, y_true, folds, predicted = _aligned(frames, classes)
     if colour is not None:
-        missing = set(images) - set(colour.index)
-        if missing:
+        if (missing := set(images) - set(colour.index)):
             raise ValueError(f"the colour baseline predicted other images than {next(iter(frames))}, e.g. "
                              f"{sorted(missing)[0]}")
         colour = colour.loc[images].to_numpy().astype(int)
     scored, predicted = score(y_true, predicted, folds, colour, len(classes), seed)
     scored = {row["variant"]: row for row in scored}
-    nan, rows = float("nan"), []
-    for label, variant in variants.items():
-        rows.append(scored[label] | {"model": variant.model} | _fold_costs(runs[label], variant.phase)
-                    if label in runs else
-                    {"variant": label, "model": variant.model, "oof_macro_f1": nan, "ci95_low": nan, "ci95_high": nan,
-                     "gain": nan, "gain_ci95": None, "verdict": f"not run: {refused[label]}", "weights": "unavailable",
-                     "epochs": 0, "train_seconds": 0.0, "ms_per_image": nan, "images": 0, "learned": None,
-                     "beats_colour": None, "null_p95": nan})
+    nan = float("nan")
+    rows = [scored[label] | {"model": variant.model} | _fold_costs(runs[label], variant.phase) if label in runs else
+            dict.fromkeys(COLUMNS, nan) | {"variant": label, "model": variant.model, "gain_ci95": None, "images": 0,
+                                           "verdict": f"not run: {refused[label]}", "weights": "unavailable",
+                                           "epochs": 0, "train_seconds": 0.0, "learned": None, "beats_colour": None}
+            for label, variant in variants.items()]
     rows += [scored[label] | {"model": "baseline", "weights": "none (no CNN)", "epochs": 0, "train_seconds": 0.0,
                               "ms_per_image": nan, "null_p95": nan} for label in BASELINE_ROWS if label in scored]
     frame = pd.DataFrame({"sample_index": images, "y_true": [classes[i] for i in y_true],

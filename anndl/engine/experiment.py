@@ -1,8 +1,6 @@
-"""The model stages as recorded artifacts (``anndl.core.artifacts``): train run, K-fold run, submission.
-
-A stage's folder is reused only when its record matches the request and its files verify, else made again (the
-message says why). Training resumes after a kill from the last finished epoch (``redo=True`` starts over).
-"""
+"""The model stages as recorded artifacts (``anndl.core.artifacts``): train run, K-fold run, submission. A stage's
+folder is reused only when its record matches the request and its files verify, else made again (the message says
+why). Training resumes after a kill from the last finished epoch (``redo=True`` starts over)."""
 
 import dataclasses
 import json
@@ -17,8 +15,7 @@ import pandas as pd
 from anndl.core import artifacts
 from anndl.core.config import ModelSettings, config_record
 from anndl.core.labels import LABELS
-from anndl.data import pipeline, tiling
-from anndl.data import read_challenge, read_classes
+from anndl.data import pipeline, read_challenge, read_classes, tiling
 from anndl.data.stain import normalizer_from_settings
 from anndl.engine.inference import predict_tiles
 from anndl.evaluate import metrics, voting
@@ -28,7 +25,7 @@ from anndl.models.layers import load_model
 from anndl.models.registry import Built, build_model as _build
 from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
                                stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
-from anndl.core.distribute import precision_policy
+from anndl.core.distribute import precision_policy, strategy_scope
 from anndl.core.env import hardware, portable
 from anndl.engine.train import (MONITOR, fit, load_best, load_state, nonfinite, restore_state, save_state,
                                 save_weights, state_dir)
@@ -52,23 +49,21 @@ _PHASE_FILES = ("log_phase1.csv", "log_phase2.csv", "val_predictions_phase1.csv"
 _RUN_LEFTOVERS = ("best.weights.h5", "tensorboard", "resume", "folds.csv", "oof_predictions.csv", *_PHASE_FILES)
 
 
-def _clear_run(run_dir: Path) -> None:
-    """Remove what an earlier run left in ``run_dir`` (only the files a run writes; nothing else)."""
-    artifacts.invalidate(run_dir)
-    for name in (*RUN_FILES, *_RUN_LEFTOVERS, *(p.name for p in run_dir.glob("fold_*"))):
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+def _remove(folder: Path, names) -> None:
+    """Remove ``folder``'s files and folders ``names`` (only those; nothing else)."""
+    for path in (folder / name for name in names):
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False,
                     classes: tuple[str, ...] = LABELS) -> dict:
-    """Vote a labelled split's tiles with every rule; scores and predictions per rule."""
+    """Vote a labelled split's tiles with every rule; scores and predictions per rule, and the soft rule's image
+    probabilities (what ``blend`` averages)."""
     probabilities, numbers, weights = predict_tiles(model, dataset, from_logits)
-    return {rule: _scored(table.label_index.to_numpy(), voting.vote(probabilities, numbers, weights, len(table), rule),
-                          classes) for rule in voting.VOTING_RULES}
+    results = {rule: _scored(table.label_index.to_numpy(), voting.vote(probabilities, numbers, weights, len(table),
+                                                                       rule), classes) for rule in voting.VOTING_RULES}
+    results["soft"]["probabilities"] = voting.mask_weighted(probabilities, numbers, weights, len(table))
+    return results
 
 
 def _scored(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
@@ -98,15 +93,10 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
               built: Built | None = None, seed: int = 42, redo: bool = False,
               learning_rate: float | None = None, max_epochs: int | None = None) -> dict:
     """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir`` (``RUN_FILES`` and
-    its record): reused when finished for this request, resumed when interrupted, else trained.
-
-    ``epochs`` overrides every phase's epoch count, ``max_epochs`` caps it; ``overrides``: other ``TrainConfig``
-    fields (``augment``, ``stain_augment``: "light" or "strong", ``filters``, ``seed``). ``learning_rate``: phase 1's.
-    ``with_baselines``: also score the majority-class and colour baselines on the same split. ``built``: what
-    ``build_model`` returned for these same settings (a notebook that showed the model first).
-    """
-    from anndl.core.distribute import strategy_scope
-
+    its record): reused when finished for this request, resumed when interrupted, else trained. ``epochs``
+    overrides every phase's epoch count, ``max_epochs`` caps it; ``overrides``: other ``TrainConfig`` fields
+    (``augment``, ``stain_augment``, ``filters``, ``seed``); ``learning_rate``: phase 1's. ``with_baselines``: also
+    score both baselines on the split. ``built``: ``build_model``'s model for these settings (shown first)."""
     run_dir = Path(run_dir)
     if learning_rate is not None and not (np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"--learning-rate must be a positive number, got {learning_rate!r}")
@@ -128,12 +118,11 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
         if max_epochs is not None and int(max_epochs) < 1:
             raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
         phases = []
-        for i, p in enumerate(built.phases):
+        for i, p in enumerate(built.phases):  # --learning-rate, the first knob a user turns, sets phase 1's rate
             c = dataclasses.replace(p.config, **changes)
-            c = dataclasses.replace(c, epochs=min(c.epochs, int(max_epochs))) if max_epochs else c
-            if learning_rate is not None and i == 0:  # the first knob a user turns: phase 1's rate
-                c = dataclasses.replace(c, learning_rate=float(learning_rate))
-            phases.append(dataclasses.replace(p, config=c))
+            phases.append(dataclasses.replace(p, config=dataclasses.replace(
+                c, epochs=min(c.epochs, int(max_epochs or c.epochs)),
+                learning_rate=float(learning_rate) if learning_rate is not None and i == 0 else c.learning_rate)))
         req = run_request(prep, built, [p.config for p in phases], with_baselines)
         reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
         if reason is None:
@@ -160,12 +149,10 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
         run_dir = final_dir / artifacts.STAGING
     request_id = artifacts.fingerprint(req)
     state = None if fresh else load_state(run_dir)
-    if state is not None and state.get("request") != request_id:
-        state = None
-    if state is None:
-        _clear_run(run_dir)
-    else:
-        artifacts.invalidate(run_dir)
+    state = state if state and state.get("request") == request_id else None
+    artifacts.invalidate(run_dir)
+    if state is None:  # what an earlier run left
+        _remove(run_dir, (*RUN_FILES, *_RUN_LEFTOVERS, *(p.name for p in run_dir.glob("fold_*"))))
     model, record = built.model, built.record
     classes, seed = prep.classes, built.settings.seed
     if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
@@ -247,9 +234,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     record = artifacts.complete(run_dir, req, RUN_FILES)
     shutil.rmtree(state_dir(run_dir), ignore_errors=True)
     if final_dir is not None:  # the new run is complete: only now does it replace the old one
-        for name in ("best.weights.h5", "resume", *_PHASE_FILES):
-            stale = final_dir / name
-            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        _remove(final_dir, ("best.weights.h5", "resume", *_PHASE_FILES))
         artifacts.swap_in(run_dir, final_dir, record, extra=("best.weights.h5", "tensorboard", *_PHASE_FILES))
         run_dir = final_dir
     return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
@@ -264,7 +249,6 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
     for number, phase in enumerate(phases, start=1):
         phase_started = time.perf_counter()
         log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
-        resume = None
         if state is not None and (state["phase"] > number or (state["phase"] == number and state["complete"])):
             rows = artifacts.read_csv(run_dir / log_name).to_dict("records")  # a finished phase: its log stands
             logs.append(pd.DataFrame(rows).assign(phase=number))
@@ -273,8 +257,7 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
             continue
         if state is not None and state["phase"] == number - 1 and state["complete"]:
             restore_state(model, state, with_optimizer=False)  # the previous phase's selected weights
-        elif state is not None and state["phase"] == number:
-            resume = state
+        resume = state if state is not None and state["phase"] == number else None
         trained = phase.set_trainable(model) if phase.set_trainable else None
         if trained is not None:
             print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
@@ -302,11 +285,14 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
 
 def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
                        phase_files: list[Path] = ()) -> None:
-    """One row per validation (held-out) image: its label and the prediction of every voting rule (``pred_hard``,
-    …), and, for a run of several phases, that of each phase's own selected model (``pred_hard_phase1``, …, from
-    ``phase_files``); the final model is the phase that scored best on the selection images."""
+    """One row per validation (held-out) image: its label, the prediction of every voting rule (``pred_hard``, …),
+    the soft rule's probabilities (``prob_<class>``) and, for a run of several phases, the prediction of each phase's
+    own selected model (``pred_hard_phase1``, … from ``phase_files``); the final model is the phase that scored best
+    on the selection images."""
     frame = pd.DataFrame({"sample_index": table.sample_index, "label": table.label,
-                          **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()}})
+                          **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()},
+                          **dict(zip(voting.probability_columns(classes),
+                                     results["soft"]["probabilities"].round(6).T))})
     for number, phase_file in enumerate(phase_files, start=1):
         phase = artifacts.read_csv(phase_file)
         if list(phase.sample_index) != list(frame.sample_index):
@@ -475,13 +461,30 @@ def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tiling_config.tile_size,
                                     stride=tiling_config.stride, batch_size=batch_size, with_labels=False,
                                     cache="memory" if len(dirs) > 1 else None, stain=stain)
-    total = None
-    for d, config in zip(dirs, configs):
-        model, _ = load_run(d)
-        probabilities, numbers, weights = predict_tiles(model, dataset, config.get("from_logits", False), tta)
-        total = probabilities if total is None else total + probabilities
-    return TileProbabilities(total / len(dirs), numbers, weights, pipeline.image_table(tiles, manifest, splits),
-                             tuple(configs))
+    outputs = [predict_tiles(load_run(d)[0], dataset, c.get("from_logits", False), tta) for d, c in zip(dirs, configs)]
+    return TileProbabilities(sum(p for p, _, _ in outputs) / len(dirs), *outputs[-1][1:],
+                             pipeline.image_table(tiles, manifest, splits), tuple(configs))
+
+
+def _predict_tiles_of(run_dir, data_dir: Path | str, tta: bool = False):
+    """(models' folders, manifest, test rows, classes, ``TileProbabilities`` of every test tile of ``data_dir``)."""
+    dirs = model_dirs(run_dir)
+    first = artifacts.read_json(dirs[0] / "config.json")
+    manifest = read_challenge(data_dir)
+    classes = tuple(first.get("classes", LABELS))
+    if classes != read_classes(data_dir):
+        raise ValueError(f"{dirs[0]} predicts {list(classes)}, but {data_dir} has the labels "
+                         f"{list(read_classes(data_dir))}")
+    test = manifest[manifest.split == "test"]
+    tiles = tiling.tile_images(test.assign(label=""), tiling.TilingConfig(**first["tiling"]))
+    return dirs, manifest, test, classes, ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
+
+
+def predict_probabilities(run_dir, data_dir: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """(test images, the soft rule's image probabilities, its models averaged): what a blend weights."""
+    tp = _predict_tiles_of(run_dir, data_dir)[-1]
+    return tp.table.sample_index.to_numpy(), voting.mask_weighted(tp.probabilities, tp.image_numbers, tp.weights,
+                                                                  len(tp.table))
 
 
 def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",
@@ -489,17 +492,7 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
     """Predict every test image of ``data_dir`` and write the submission CSV (and a JSON note beside it naming
     the runs' records). ``run_dir``: one finished run or several (an ensemble: tile probabilities averaged
     before voting); a K-fold run counts as its fold models. ``tta``: eight dihedral views per tile."""
-    dirs = model_dirs(run_dir)
-    first = artifacts.read_json(dirs[0] / "config.json")
-    tiling_config = tiling.TilingConfig(**first["tiling"])
-    manifest = read_challenge(data_dir)
-    classes = tuple(first.get("classes", LABELS))
-    if classes != read_classes(data_dir):
-        raise ValueError(f"{dirs[0]} predicts {list(classes)}, but {data_dir} has the labels "
-                         f"{list(read_classes(data_dir))}")
-    test = manifest[manifest.split == "test"]
-    tiles = tiling.tile_images(test.assign(label=""), tiling_config)
-    tp = ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
+    dirs, manifest, test, classes, tp = _predict_tiles_of(run_dir, data_dir, tta)
     predicted = tp.vote(voting_rule)
     path = write_submission(tp.table.sample_index, predicted, out, expected=set(test.sample_index),
                             classes=classes)

@@ -1,7 +1,7 @@
 """Small heads trained in seconds on an embedding cache (``anndl.engine.embed``): one class each in ``HEAD_CLASSES``
-(and a spec in ``anndl.models.specs``) with ``rules`` (the first primary), ``blend_rule`` (the probabilities kept out of
-fold), ``file``, ``selected_by``, ``selects``, ``fit``, ``predict``, ``save`` and ``load``. Head files are arrays (``head.npz``) or a Keras file loaded in safe
-mode: nothing a run folder holds is ever executed."""
+(and a spec in ``anndl.models.specs``) with ``rules`` (the first primary), ``blend_rule`` (the probabilities kept out
+of fold), ``file``, ``selected_by``, ``selects``, ``fit``, ``predict``, ``save`` and ``load``. Head files are arrays
+(``head.npz``) or a Keras file loaded in safe mode: nothing a run folder holds is ever executed."""
 
 import os
 from operator import attrgetter
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from anndl.core import artifacts
-from anndl.engine.blend import probability_columns
 from anndl.evaluate.metrics import image_scores
+from anndl.evaluate.voting import probability_columns
 from anndl.models import specs
 
 HEADS = specs.names(consumes="embeddings")
@@ -232,7 +232,7 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
     return {"metrics": artifacts.read_json(run_dir / "metrics.json"), "run_dir": run_dir}
 
 
-def test_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str | None = None):
+def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str | None = None):
     """(test images, their class probabilities: the fold heads averaged, the rule used, context) of a head run on
     the cached test-tile embeddings; ``rule``: one of the head's, else its blend rule."""
     from anndl.data import read_challenge, read_classes
@@ -267,7 +267,8 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
     from anndl.data.stages import data_note, shown
     from anndl.evaluate import submission
 
-    images, total, rule, (record, config, manifest, test, n_heads) = test_probabilities(run_dir, data_dir, rule or "")
+    images, total, rule, context = predict_probabilities(run_dir, data_dir, rule or "")
+    record, config, manifest, test, n_heads = context
     classes = tuple(config["classes"])
     path = submission.write_submission(images, total.argmax(1), out, expected=set(test.sample_index),
                                        classes=classes)

@@ -100,16 +100,24 @@ def fit(prep, run_dir: Path | str, model: str = "scratch_resnet", *, folds: int 
     return open_run(run_dir)
 
 
+def blend(run_dirs, out: Path | str, seed: int = 42, redo: bool = False) -> Run:
+    """Blend finished K-fold runs of any family (``anndl.engine.blend``) into the run folder ``out``."""
+    from anndl.engine import blend as blending
+
+    blending.blend([open_run(r) for r in run_dirs], out, seed=seed, redo=redo)
+    return open_run(out)
+
+
 def image_probabilities(run: Run, data_dir: Path | str):
     """(test images of ``data_dir``, their class probabilities) of a K-fold run: a network's mask-weighted mean tile
     probability (its fold models averaged), a head's blend rule (its fold heads averaged)."""
     if run.stage == "head":
         from anndl.engine import heads
 
-        return heads.test_probabilities(run.folder, data_dir)[:2]
+        return heads.predict_probabilities(run.folder, data_dir)[:2]
     from anndl.engine import experiment
 
-    return experiment.test_probabilities(run.folder, data_dir)
+    return experiment.predict_probabilities(run.folder, data_dir)
 
 
 def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta: bool = False) -> Path:
@@ -129,8 +137,10 @@ def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta
         if tta:
             raise ValueError(f"{alone[0].folder}: test-time augmentation applies to networks that see tiles, "
                              f"not to a {alone[0].stage} run")
-        return blend.predict(runs[0], data_dir, out) if runs[0].stage == "blend" else \
-            heads.predict(runs[0].folder, data_dir, out, rule)
+        if runs[0].stage == "head":
+            return heads.predict(runs[0].folder, data_dir, out, rule)
+        members = [open_run(runs[0].folder / m["folder"]) for m in runs[0].metrics["members"]]
+        return blend.predict(runs[0], members, [image_probabilities(m, data_dir) for m in members], data_dir, out)
     from anndl.engine import experiment
 
     return experiment.predict_run([r.folder for r in runs], data_dir, out, rule, tta=tta)

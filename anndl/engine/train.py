@@ -1,11 +1,9 @@
-"""Training engine shared by every model: losses, callbacks, image-level model selection, resumable phases.
-
-Early stopping and checkpoint selection watch the **image-level validation macro F1** (the challenge
-metric, computed by voting at each epoch end), not a tile-level score: the report's code watched a
-tile-level weighted F1, which is not what the leaderboard measures.
-"""
+"""Training engine shared by every model: losses, callbacks, image-level model selection, resumable phases. Early
+stopping and checkpoint selection watch the **image-level validation macro F1** (the challenge metric, by voting at
+each epoch end), not the tile-level weighted F1 the report's code watched, which the leaderboard does not measure."""
 
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -21,8 +19,8 @@ import tensorflow as tf
 
 from anndl.core import artifacts
 from anndl.core.config import TrainConfig
+from anndl.core.env import portable, raise_pending_signal
 from anndl.core.labels import NUM_CLASSES
-from anndl.engine.callbacks import tensorboard_callback
 from anndl.engine.inference import predict_tiles
 from anndl.evaluate.metrics import macro_f1
 from anndl.evaluate.voting import VOTING_RULES, vote
@@ -67,8 +65,6 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
         self.epoch = epoch
 
     def on_batch_end(self, batch, logs=None):
-        from anndl.core.env import raise_pending_signal
-
         raise_pending_signal()
         try:
             super().on_batch_end(batch, logs)
@@ -147,6 +143,16 @@ class RunProgress(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def tensorboard_callback(run_dir: Path | str) -> keras.callbacks.TensorBoard:
+    """Epoch logs under ``run_dir/tensorboard/{train,validation}`` (``tensorboard --logdir outputs/runs``), no graph,
+    profiling or images: small files, the same under TensorFlow and JAX. Put it after ``ImageF1``, whose scores it
+    logs. Raises ``ImportError`` at once without the ``tensorboard`` package (TensorFlow 2.21 does not install it)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ImportError("TensorBoard logging needs the tensorboard package (pinned in requirements.txt): "
+                          "pip install tensorboard")
+    return keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), write_graph=False)
+
+
 def save_weights(model: keras.Model, path: Path) -> None:
     """``model.save`` (a ``.keras`` path) or ``model.save_weights``, atomically (``save_atomically``); non-finite
     weights are refused (``Diverged``)."""
@@ -159,18 +165,14 @@ def save_weights(model: keras.Model, path: Path) -> None:
     save_atomically(model.save if path.suffix == ".keras" else model.save_weights, path, size)
 
 
-def _sweep_memory(folder: str) -> None:
-    """Remove the scratch folders (``anndl-<pid>-…``) that a killed process left in memory; a live one's stay."""
-    for path in Path(folder).glob("anndl-*-*"):
-        pid = path.name.split("-")[1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def _memory_folder(needed: int) -> str | None:
-    """A memory-backed folder (``SHM``) with room for ``needed`` bytes, or None (stale scratch swept first)."""
+    """A memory-backed folder (``SHM``) with room for ``needed`` bytes, or None; first the scratch folders
+    (``anndl-<pid>-…``) that a killed process left there are removed (a live one's stay)."""
     try:
-        _sweep_memory(SHM)
+        for path in Path(SHM).glob("anndl-*-*"):
+            pid = path.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(path, ignore_errors=True)
         st = os.statvfs(SHM)
     except OSError:
         return None
@@ -269,13 +271,11 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
         resume: dict | None = None, state_info: dict | None = None, callbacks=()) -> list[dict]:
-    """Compile and train one phase with image-level selection; returns the phase's log rows.
-
-    ``train_ds``: the batches of every epoch from ``initial_epoch`` on (``pipeline.epoch_batches``). Writes
-    ``run_dir/log_name``, ``best.weights.h5`` and the resume state after every epoch; the model ends with the
-    phase's best epoch's weights (``val_*``: the images it selects on). ``resume``: a saved state of this phase
-    (``load_state``). ``state_info``: recorded in every resume state (the id of the run's request).
-    """
+    """Compile and train one phase with image-level selection; returns the phase's log rows. ``train_ds``: the
+    batches of every epoch from ``initial_epoch`` on (``pipeline.epoch_batches``). Writes ``run_dir/log_name``,
+    ``best.weights.h5`` and the resume state after every epoch; the model ends with the phase's best epoch's weights
+    (``val_*``: the images it selects on). ``resume``: a saved state of this phase (``load_state``); ``state_info``:
+    recorded in every resume state."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     compile_model(model, optimizer, make_loss(config, from_logits),
@@ -295,14 +295,8 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
         model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs,
                   initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2, shuffle=False,
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
-                             StopOnNonFinite(_portable(name), phase, config.learning_rate),  # val_loss included
+                             StopOnNonFinite(portable(name), phase, config.learning_rate),  # val_loss included
                              progress, tensorboard_callback(run_dir), *callbacks])
     if (run_dir / "best.weights.h5").exists():
         load_best(model, run_dir / "best.weights.h5")
     return progress.rows
-
-
-def _portable(path: Path) -> str:
-    from anndl.core.env import portable
-
-    return portable(path)

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from anndl.core.labels import NUM_CLASSES
 from anndl.data import read_image, read_mask
-from anndl.evaluate.metrics import image_scores
+from anndl.evaluate.metrics import compared, image_scores
 
 MAJORITY = "majority class"                        # the baselines' rows in a comparison table
 COLOUR = "colour-histogram baseline (no CNN)"
@@ -69,3 +69,13 @@ def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_
     predicted = baseline_predictions(manifest, split)
     return {name: image_scores(predicted.label_index, predicted[name], seed, n_classes)
             for name in ("majority", "colour_histogram")}
+
+
+def score(y_true, predicted: dict, folds, colour, n_classes: int, seed: int) -> tuple[list[dict], dict]:
+    """The comparison rows (``metrics.compared``) and predictions of ``predicted`` ({name: class index per image},
+    the first the reference), the colour baseline (``colour``, or None) and the majority class of each image's other
+    ``folds``."""
+    majority = majority_per_fold(y_true, folds, n_classes)
+    predicted = {**predicted, **({COLOUR: colour} if colour is not None else {}), MAJORITY: majority}
+    return compared(y_true, predicted, seed, n_classes, majority=majority, colour=colour,
+                    baselines=BASELINE_ROWS), predicted

@@ -110,12 +110,9 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
              majority=None, colour=None, baselines=()) -> list[dict]:
     """The rows of every comparison table, one per entry of ``predicted`` ({name: class per image}, the first the
     reference): macro F1 with its bootstrap interval, the gain over the reference with its paired interval, a verdict.
-
-    With the baselines' predictions ``majority`` (and ``colour``), each row but the ``baselines`` (rows that are
-    those baselines: verdict ``baseline``) gets ``learning_gate``'s ``learned``, ``null_p95`` and ``beats_colour``,
-    and a verdict from the paired interval only when it and the reference both learned (else ``NO_VERDICT``, or
-    ``REFERENCE_NO_VERDICT``); the reference's says whether it learned. Without ``majority``, the paired interval's
-    verdicts, and ``reference_verdict`` for the first row."""
+    With the baselines' predictions ``majority`` (and ``colour``), each row but the ``baselines``' own gets
+    ``learning_gate``'s fields, and a paired verdict only when it and the reference both learned; without
+    ``majority``, the paired verdicts, and ``reference_verdict`` for the first row."""
     reference_name, reference = next(iter(predicted.items()))
     baselines = set(baselines)
     gates = {name: (learning_gate(y_true, y_pred, majority, n_classes, seed, colour=colour)
@@ -152,6 +149,4 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
 
 def flag(value) -> bool | None:
     """A table's ``learned`` / ``beats_colour`` cell, also as read back from CSV: True, False or None."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
     return {"True": True, "False": False}.get(str(value))

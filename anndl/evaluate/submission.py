@@ -44,8 +44,7 @@ def validate_submission(frame: pd.DataFrame, expected: set[str] | None = None,
     duplicated = frame.sample_index[frame.sample_index.duplicated()]
     if len(duplicated):
         raise ValueError(f"submission has {len(duplicated)} duplicate rows, e.g. {duplicated.iloc[0]}")
-    unknown = set(frame.label) - set(classes)
-    if unknown:
+    if (unknown := set(frame.label) - set(classes)):
         raise ValueError(f"submission has unknown labels {sorted(unknown)}")
     if expected is not None:
         missing, extra = expected - set(frame.sample_index), set(frame.sample_index) - expected

@@ -38,3 +38,8 @@ def mask_weighted(probabilities: np.ndarray, image_numbers: np.ndarray, weights:
     weighted = np.asarray(probabilities, np.float64) * np.asarray(weights, np.float64)[:, None]
     np.add.at(out, np.asarray(image_numbers), weighted)
     return out / np.maximum(out.sum(1, keepdims=True), 1e-12)
+
+
+def probability_columns(classes) -> list[str]:
+    """The columns of the image probabilities a K-fold run keeps out of fold (what ``blend`` averages)."""
+    return [f"prob_{c}" for c in classes]

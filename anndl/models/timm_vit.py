@@ -124,7 +124,9 @@ def backbone(folder: Path):
         def call(self, x):
             tokens = ops.broadcast_to(ops.cast(self.tokens, x.dtype), (ops.shape(x)[0], 1 + registers, dim))
             pos = ops.cast(self.pos, x.dtype)
-            return ops.concatenate([tokens, x], 1) + pos if arch["embed_prefix"] else ops.concatenate([tokens, x + pos], 1)
+            if arch["embed_prefix"]:
+                return ops.concatenate([tokens, x], 1) + pos
+            return ops.concatenate([tokens, x + pos], 1)
 
     def norm(key):
         assigned[key.replace(".", "_")] = [weights[key + ".weight"], weights[key + ".bias"]]
@@ -133,9 +135,9 @@ def backbone(folder: Path):
     def t(key):
         return weights[key].T
 
-    assigned = {"patch_embed": [weights["patch_embed.proj.weight"].transpose(2, 3, 1, 0), weights["patch_embed.proj.bias"]],
-                "prefix_tokens": [np.concatenate([weights["cls_token"], weights.get("reg_token", np.zeros((1, 0, dim)))],
-                                                 1), weights["pos_embed"]]}
+    tokens = np.concatenate([weights["cls_token"], weights.get("reg_token", np.zeros((1, 0, dim)))], 1)
+    assigned = {"patch_embed": [weights["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
+                                weights["patch_embed.proj.bias"]], "prefix_tokens": [tokens, weights["pos_embed"]]}
     inputs = keras.Input((arch["size"], arch["size"], 3), name="pixels")
     x = layers.Conv2D(dim, arch["patch"], strides=arch["patch"], name="patch_embed")(inputs)
     x = PrefixTokens(name="prefix_tokens")(layers.Reshape((-1, dim))(x))
@@ -155,8 +157,8 @@ def backbone(folder: Path):
             y = ops.gelu(y, approximate=False)
         x = x + layers.Dense(dim, name=f"block{i}_fc2")(y)
         qkv, qkv_bias = weights[b + "attn.qkv.weight"], weights.get(b + "attn.qkv.bias", np.zeros(3 * dim, np.float32))
-        assigned[f"block{i}_attn"] = [a for j in range(3) for a in (qkv[j * dim:(j + 1) * dim].T.reshape(dim, heads, -1),
-                                                                    qkv_bias[j * dim:(j + 1) * dim].reshape(heads, -1))]
+        assigned[f"block{i}_attn"] = [a for j in range(3) for a in (
+            qkv[j * dim:(j + 1) * dim].T.reshape(dim, heads, -1), qkv_bias[j * dim:(j + 1) * dim].reshape(heads, -1))]
         assigned[f"block{i}_attn"] += [(t(b + "attn.proj.weight") * gamma["ls1"]).reshape(heads, -1, dim),
                                        weights[b + "attn.proj.bias"] * gamma["ls1"]]
         assigned[f"block{i}_fc1"] = [t(b + "mlp.fc1.weight"), weights[b + "mlp.fc1.bias"]]

@@ -26,12 +26,10 @@ class Context:
 
 
 def setup(namespace: dict, weights: str | None = None) -> Context:
-    """A notebook's start from its parameters (``globals()``): text progress bars, the runtime's stack topped up
-    (Colab, Kaggle), TensorFlow imported quietly, data and outputs resolved for this runtime, the full profile refused
-    on synthetic data (unless ``ALLOW_SYNTHETIC``), then the short ``anndl doctor``, the banner (``weights``: the
-    notebook's weights note) and the data printed. Defines what the cells use in ``namespace``: ``DATA``, ``OUT``,
-    ``FIGURES``, ``WEIGHTS_NOTE``, ``BANNER``, ``np``, ``pd``, ``plt``, ``display``, ``Markdown``, ``interpret``,
-    ``portable``, ``save_fig`` and ``show``."""
+    """A notebook's start from its parameters (``globals()``): the runtime's stack topped up (Colab, Kaggle), data
+    and outputs resolved for this runtime, the full profile refused on synthetic data (unless ``ALLOW_SYNTHETIC``),
+    then the short ``anndl doctor``, the banner (``weights``: the notebook's weights note) and the data printed.
+    Defines in ``namespace`` what the cells use (``DATA``, ``OUT``, ``FIGURES``, ``BANNER``, ``np``, ``plt``, …)."""
     started = time.time()
     from anndl.core import env
     from anndl.core.config import REPO_ROOT, SYNTHETIC_DEFAULT, check_profile

@@ -24,6 +24,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from anndl.core.config import DATA_ROOT, OUTPUTS, REPO_ROOT
+from anndl.core.env import portable
 
 NEVER_INSTALL = ("tensorflow", "tensorflow-cpu", "tf-nightly", "jax", "jaxlib", "torch")  # the runtime's own
 NEVER_INSTALL_PREFIXES = ("nvidia-", "jax-cuda", "libtpu")
@@ -114,8 +115,7 @@ def ensure_requirements(wanted: list[str] | None = None) -> list[str]:
         print(f"WARNING: {problem}")
     if not install:
         return []
-    names = [Requirement(r).name for r in install]
-    loaded = [name for name in names if installed[name] and _imported(name)]  # upgraded while imported
+    loaded = [name for name in (Requirement(r).name for r in install) if installed[name] and _imported(name)]
     print(f"{runtime()}: installing {install} (TensorFlow, JAX and CUDA stay the runtime's own)")
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
         constraints.write("\n".join(runtime_constraints()) + "\n")
@@ -144,8 +144,6 @@ def find_challenge(root: Path | str, max_depth: int = 4) -> Path | None:
     """The first challenge folder (``train_labels.csv`` beside ``train_data/``), or a ``.zip`` holding one, at most
     ``max_depth`` folders below ``root`` (a Kaggle dataset may hold the zip's top folder); None when there is none."""
     root = Path(root)
-    if not root.is_dir():
-        return None
     for depth in range(max_depth + 1):
         for labels in sorted(root.glob("*/" * depth + "train_labels.csv")):
             if (labels.parent / "train_data").is_dir():
@@ -167,16 +165,14 @@ def _zip_challenge_root(archive: Path) -> str | None:
 def source_identity(source: Path) -> str:
     """A fingerprint of a data source before copying it: for a zip, every member's name, size and CRC (from the
     zip's directory); for a folder, every file's relative name, size and mtime."""
-    digest = hashlib.blake2b(digest_size=8)
     if source.suffix == ".zip":
         with zipfile.ZipFile(source) as z:
             entries = [(i.filename, i.file_size, i.CRC) for i in z.infolist()]
     else:
         entries = [(p.relative_to(source), p.stat().st_size, p.stat().st_mtime_ns) for p in source.rglob("*")
                    if p.is_file()]
-    for name, size, stamp in sorted(entries):
-        digest.update(f"{name}\0{size}\0{stamp}\n".encode())
-    return digest.hexdigest()
+    text = "".join(f"{name}\0{size}\0{stamp}\n" for name, size, stamp in sorted(entries))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def stage_data(source: Path | str, local_root: Path | str) -> Path:
@@ -285,7 +281,6 @@ def doctor(where: Places, short: bool = False) -> list[str]:
     """What this runtime is and can do, one fact a line: runtime, versions, GPUs and their precision, the data
     (with its fingerprint unless ``short``), where outputs go and whether they last, free disk, downloads."""
     from anndl.core.distribute import cpu_flags, precision_for
-    from anndl.core.env import portable
 
     versions = ", ".join(f"{name} {installed_version(name) or 'not installed'}"
                          for name in ("tensorflow", "keras", "keras-hub"))
@@ -298,15 +293,14 @@ def doctor(where: Places, short: bool = False) -> list[str]:
         policy, why = precision_for("cpu", cpu_flags=cpu_flags())
         lines.append(f"GPU: none; {os.cpu_count()} CPU cores: MIXED_PRECISION = {policy!r} ({why}); the smoke "
                      "profile runs here, the full profile wants a GPU")
-    lines.append("data: " + _describe(where.data, short))
-    lines.append(f"outputs: {portable(where.output)} · kept after the session: {where.persistent}")
     probe = next(p for p in [where.output, *where.output.parents] if p.exists())
-    lines.append(f"free disk: {shutil.disk_usage(probe).free / 2**30:.1f} GiB at {portable(probe)}")
-    return lines + [f"pretrained weights downloadable: {can_download()}"]
+    return lines + ["data: " + _describe(where.data, short),
+                    f"outputs: {portable(where.output)} · kept after the session: {where.persistent}",
+                    f"free disk: {shutil.disk_usage(probe).free / 2**30:.1f} GiB at {portable(probe)}",
+                    f"pretrained weights downloadable: {can_download()}"]
 
 
 def _describe(data: Path, short: bool) -> str:
-    from anndl.core.env import portable
     from anndl.data import find_data_dir, is_synthetic, read_challenge, read_classes
     from anndl.data.stages import fingerprint
 
@@ -329,8 +323,7 @@ def publish(url: str, root: Path = REPO_ROOT) -> list[Path]:
     README's and every notebook's badges and every notebook's setup cell (``REPOSITORY``). Returns the files changed."""
     from anndl.core import artifacts
 
-    match = re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(\.git)?/?", url)
-    if not match:
+    if not (match := re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(\.git)?/?", url)):
         raise ValueError(f"REPOSITORY must look like https://github.com/<owner>/<name>, got {url!r}")
     new = f"{match[1]}/{match[2]}"
     old = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", repository(root / "pyproject.toml"))[1]

@@ -31,8 +31,7 @@ def is_synthetic_data(data) -> bool:
 
 def weights_kind(weights) -> str | None:
     """``RANDOM WEIGHTS``, ``TRAINED FROM SCRATCH``, ``PRETRAINED WEIGHTS`` or None from a weights note (or notes)."""
-    text = " ".join(map(str, [weights] if isinstance(weights, str) else weights or [])).lower()
-    if not text:
+    if not (text := " ".join(map(str, [weights] if isinstance(weights, str) else weights or [])).lower()):
         return None
     if "not pretrained" in text or "tiny" in text or ("random" in text and "from scratch" not in text):
         return "RANDOM WEIGHTS"
@@ -304,8 +303,7 @@ def _ci_overlap(a, b) -> bool:
 
 def results_table(table, profile: str | None = None) -> str:
     """The ranking of one ``report.sections`` table: out of fold where it exists, a winner only clear of the rest."""
-    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
-    if not rows:
+    if not (rows := table.to_dict("records") if hasattr(table, "to_dict") else list(table)):
         return shows("No run of this data and profile yet.")
     profile = profile or rows[0].get("profile", "")
     folded = [r for r in rows if pd.notna(r.get("oof_macro_f1"))]
@@ -319,8 +317,7 @@ def results_table(table, profile: str | None = None) -> str:
         text += (f" The highest single-split validation score ({top['model']} {top['voting']}, "
                  f"{top['val_macro_f1']:.3f}) is the maximum over noisy epochs on few images; out of fold it scores "
                  f"{top['oof_macro_f1']:.3f}.")
-    rivals = [r for r in pool if r is not best and _ci_overlap(r.get(ci), best.get(ci))]
-    if rivals:
+    if (rivals := [r for r in pool if r is not best and _ci_overlap(r.get(ci), best.get(ci))]):
         rival = max(rivals, key=lambda r: r[key])
         text += (f" It is not clearly ahead: its interval overlaps that of {rival['model']} with {rival['voting']} "
                  f"voting ({rival[key]:.3f}, {rival[ci]}), so this ranking names no winner.")

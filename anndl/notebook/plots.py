@@ -15,6 +15,8 @@ from matplotlib.ticker import MaxNLocator
 from anndl.core import artifacts
 from anndl.core.labels import LABELS
 from anndl.data import read_image, read_mask
+from anndl.evaluate.metrics import flag
+from anndl.notebook.interpret import is_baseline_row
 
 # Okabe-Ito, colour-blind safe: Luminal A blue, Luminal B orange, HER2(+) bluish green, Triple negative reddish purple
 PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000"]
@@ -292,9 +294,6 @@ def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2)
 def comparison_forest(results):
     """One panel per ``compare.run_comparison`` result: each variant minus the reference with its paired interval,
     the baselines as lines; a row without a verdict (it or the reference did not learn) hollow and grey."""
-    from anndl.evaluate.metrics import flag
-    from anndl.notebook.interpret import is_baseline_row
-
     results = list(results)
     tables = [result.table.to_dict("records") for result in results]
     heights = [max(sum(not is_baseline_row(r) for r in records[1:]), 1) for records in tables]
