@@ -278,12 +278,31 @@ def test_doctor_lines_are_computed(tiny_data, tmp_path, monkeypatch):
     assert abs(float(lines[6].split()[2]) - free) < 0.5
     assert lines[7].startswith("pretrained weights downloadable: no (huggingface.co")
     monkeypatch.setattr(hosted.socket, "create_connection", lambda *a, **k: type("C", (), {"close": lambda s: None})())
-    assert hosted.doctor(where, short=True)[-1] == "pretrained weights downloadable: yes"
+    assert hosted.doctor(where, short=True)[-2] == "pretrained weights downloadable: yes"
     assert "fingerprint" not in hosted.doctor(where, short=True)[4]
     monkeypatch.setattr(hosted, "gpus", lambda: [])
     from anndl.core.distribute import cpu_flags, precision_for
 
     assert f"MIXED_PRECISION = {precision_for('cpu', cpu_flags=cpu_flags())[0]!r}" in hosted.doctor(where, short=True)[2]
+
+
+def test_a_kaggle_or_colab_secret_becomes_the_hugging_face_token_never_shown(tiny_data, tmp_path, monkeypatch):
+    import types
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    where = hosted.Places("kaggle", tiny_data, tmp_path, "only in a saved version")
+    assert hosted.doctor(where, short=True)[-1].startswith("Hugging Face token: not set; gated encoders")
+    client = types.SimpleNamespace(get_secret={"HF_TOKEN": "hf_x1"}.get)
+    secrets = types.SimpleNamespace(UserSecretsClient=lambda: client)
+    monkeypatch.setitem(sys.modules, "kaggle_secrets", secrets)
+    hosted.read_hf_token()
+    assert os.environ["HF_TOKEN"] == "hf_x1"
+    assert hosted.doctor(where, short=True)[-1] == "Hugging Face token: set (HF_TOKEN)"
+    assert "hf_x1" not in "\n".join(hosted.doctor(where))
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setitem(sys.modules, "kaggle_secrets", types.SimpleNamespace())  # no such secret: stays unset
+    hosted.read_hf_token()
+    assert "HF_TOKEN" not in os.environ
 
 
 # ---------------------------------------------------------------------- simulated Colab and Kaggle sessions

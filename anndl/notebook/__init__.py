@@ -38,6 +38,7 @@ def setup(namespace: dict, weights: str | None = None) -> Context:
     env.plain_progress()
     if hosted.runtime() != "local":
         hosted.ensure_requirements()
+        hosted.read_hf_token()
     env.quiet_tensorflow()
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     from anndl.data import describe_data, refuse_synthetic, resolve_data_dir

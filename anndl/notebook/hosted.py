@@ -277,6 +277,19 @@ def can_download(hosts=("huggingface.co", "storage.googleapis.com"), timeout: fl
     return "yes"
 
 
+def read_hf_token() -> None:
+    """``HF_TOKEN`` (gated encoders: UNI, Virchow2, …) from a Kaggle secret or Colab's ``userdata`` named so, when the
+    environment has none; never printed."""
+    readers = {"kaggle_secrets": lambda m: m.UserSecretsClient().get_secret("HF_TOKEN"),
+               "google.colab.userdata": lambda m: m.get("HF_TOKEN")}
+    for module, read in readers.items():
+        if not os.environ.get("HF_TOKEN"):
+            try:
+                os.environ["HF_TOKEN"] = read(importlib.import_module(module)) or ""
+            except Exception:  # not this runtime, no such secret, or no access granted
+                os.environ.pop("HF_TOKEN", None)
+
+
 def doctor(where: Places, short: bool = False) -> list[str]:
     """What this runtime is and can do, one fact a line: runtime, versions, GPUs and their precision, the data
     (with its fingerprint unless ``short``), where outputs go and whether they last, free disk, downloads."""
@@ -297,7 +310,9 @@ def doctor(where: Places, short: bool = False) -> list[str]:
     return lines + ["data: " + _describe(where.data, short),
                     f"outputs: {portable(where.output)} · kept after the session: {where.persistent}",
                     f"free disk: {shutil.disk_usage(probe).free / 2**30:.1f} GiB at {portable(probe)}",
-                    f"pretrained weights downloadable: {can_download()}"]
+                    f"pretrained weights downloadable: {can_download()}",
+                    "Hugging Face token: " + ("set (HF_TOKEN)" if os.environ.get("HF_TOKEN") else
+                                              "not set; gated encoders (UNI, Virchow2, …) need one (data/README.md)")]
 
 
 def _describe(data: Path, short: bool) -> str:
