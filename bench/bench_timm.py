@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 # the real sizes: (patch, blocks, width, fc1 width, fc2 width, prefix tokens) from the cards (docs/dataset_facts.md)
 REAL = {"uni": (16, 24, 1024, 4096, 4096, 1), "uni2_h": (14, 24, 1536, 8192, 4096, 9),
         "virchow2": (14, 32, 1280, 6832, 3416, 5), "h_optimus_0": (14, 40, 1536, 8192, 4096, 5),
-        "prov_gigapath": (16, 40, 1536, 8192, 4096, 1)}
+        "prov_gigapath": (16, 40, 1536, 8192, 4096, 1), "phikon_v2": (16, 24, 1024, 4096, 4096, 1)}
 
 
 def flops_per_tile(patch, blocks, width, fc1, fc2, prefix, size=224) -> float:

@@ -75,3 +75,14 @@ def test_the_cli_and_the_report_read_the_specs():
     assert set(registry.BUILDERS) == set(specs.names(consumes="tiles"))
     assert sorted(["vit", "linear_probe", "unknown", "scratch_resnet", "convnext"], key=specs.order) == \
         ["scratch_resnet", "convnext", "vit", "linear_probe", "unknown"]
+
+
+def test_the_cpu_profile_is_the_reports_network_with_moving_statistics_that_keep_up():
+    from anndl.core.config import PROFILES
+
+    cpu, full = (registry.build_model(ModelSettings(profile=p, tile_size=32)).model for p in ("cpu", "full"))
+    momenta = {p: {layer.momentum for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)}
+               for p, m in (("cpu", cpu), ("full", full))}
+    assert momenta == {"cpu": {0.9}, "full": {0.99}}  # the full profile keeps Keras's default, the report's
+    assert cpu.count_params() == full.count_params()  # the same network
+    assert PROFILES["cpu"].train.learning_rate == 1e-4 and not PROFILES["cpu"].pretrained

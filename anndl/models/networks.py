@@ -16,7 +16,7 @@ from anndl.models.layers import FusedBatchNormalization
 
 CONVNEXT_PRESET = "imagenet"                       # keras.applications ConvNeXtLarge weights
 VIT_PRESET = "vit_base_patch16_224_imagenet"       # KerasHub preset
-SMOKE_NOTE = "random initialisation (smoke profile: a tiny configuration, NOT pretrained)"
+STAND_IN_NOTE = "random initialisation (a tiny stand-in configuration, NOT pretrained)"
 
 
 def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:
@@ -43,13 +43,13 @@ def _augmented_input(tile_size: int, augment, stain_augment, seed: int):
     return inputs, augmentation(seed, augment)(x) if augment else x
 
 
-def _residual_block(x, filters: int, stride: int, name: str):
+def _residual_block(x, filters: int, stride: int, name: str, momentum: float = 0.99):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    y = FusedBatchNormalization(name=f"{name}_bn1")(y)
+    y = FusedBatchNormalization(momentum=momentum, name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
-    y = FusedBatchNormalization(name=f"{name}_bn2")(y)
+    y = FusedBatchNormalization(momentum=momentum, name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         # ResNet-D shortcut (average pool, then 1x1 conv): the plain strided 1x1 projection crashes
         # TensorFlow 2.21's oneDNN backward pass on AVX-512/AMX CPUs (heap corruption), and ResNet-D
@@ -57,7 +57,7 @@ def _residual_block(x, filters: int, stride: int, name: str):
         if stride != 1:
             shortcut = layers.AveragePooling2D(stride, strides=stride, padding="same", name=f"{name}_pool")(shortcut)
         shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(shortcut)
-        shortcut = FusedBatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = FusedBatchNormalization(momentum=momentum, name=f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
@@ -70,13 +70,13 @@ def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_siz
     inputs, x = _augmented_input(tile_size, augment, stain_augment, seed)
     x = layers.Rescaling(1 / 255, name="rescale")(x)
     x = layers.Conv2D(config.filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = FusedBatchNormalization(name="stem_bn")(x)
+    x = FusedBatchNormalization(momentum=config.bn_momentum, name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     for s in range(config.stacks):
         for b in range(config.blocks_per_stack):
             stride = 2 if (s > 0 and b == 0) else 1
-            x = _residual_block(x, config.filters * 2 ** s, stride, f"stack{s + 1}_block{b + 1}")
+            x = _residual_block(x, config.filters * 2 ** s, stride, f"stack{s + 1}_block{b + 1}", config.bn_momentum)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     x = layers.Dropout(config.dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head_softmax")(x)
@@ -101,7 +101,7 @@ def convnext_backbone(pretrained: bool, tile_size: int, weights: str | None = No
         backbone = convnext_builder()(depths=[1, 1, 1, 1], projection_dims=[8, 16, 32, 64], default_size=tile_size,
                                       name="convnext_smoke", include_top=False, weights=weights, pooling="avg",
                                       input_shape=(tile_size, tile_size, 3))
-        note = f"local weights {weights} (smoke configuration)" if weights else SMOKE_NOTE
+        note = f"local weights {weights} (a tiny configuration)" if weights else STAND_IN_NOTE
     backbone.name = "backbone"
     return backbone, note
 
@@ -124,11 +124,11 @@ def vit_backbone(pretrained: bool, tile_size: int, weights: str | None = None):
                 "and pass --weights DIR") from e
         with contextlib.suppress(Exception):  # a backbone-only preset has none: the one below
             converter = keras_hub.layers.ViTImageConverter.from_preset(source)
-        note = f"pretrained ViT preset {source}" if pretrained else f"local preset {source} (smoke configuration)"
+        note = f"pretrained ViT preset {source}" if pretrained else f"local preset {source} (a tiny configuration)"
     else:
         backbone = keras_hub.models.ViTBackbone(image_shape=(tile_size, tile_size, 3), patch_size=32,
                                                 num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
-        note = SMOKE_NOTE
+        note = STAND_IN_NOTE
     if converter is None:  # the ImageNet ViT presets' scaling, to [-1, 1]
         converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size), scale=1 / 127.5,
                                                        offset=-1.0)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from anndl.core.config import PROFILES
 from anndl.data import is_synthetic
 from anndl.evaluate.baselines import BASELINE_ROWS
 from anndl.evaluate.metrics import flag
@@ -345,8 +346,8 @@ FULL_MODELS = {"scratch_resnet": "the report's scratch ResNet (2 stacks × 3 res
 
 
 def model_line(model, name: str, profile: str) -> str:
-    """A model as one line: parameter count and what it is (in the smoke profile: what it stands in for)."""
+    """A model as one line: parameter count and what it is (a tiny stand-in: what it stands for)."""
     full = FULL_MODELS.get(name, name)
-    if profile == "smoke":
-        full = f"a tiny stand-in of {full}, randomly initialised (smoke profile)"
+    if profile == "smoke" or (name != "scratch_resnet" and not PROFILES[profile].pretrained):
+        full = f"a tiny stand-in of {full}, randomly initialised ({profile} profile)"
     return f"{model.count_params():,} parameters — {full}"
