@@ -70,7 +70,9 @@ def test_blend_of_a_tile_network_and_a_probe_on_a_timm_encoder(tiny_data, shared
 
     table1 = compare.run_comparison("table1", tiny_data, shared_outputs, folds=2).provenance["runs"]
     prep = experiment.prepare(tiny_data, shared_outputs)
-    emb = embed.embed(prep, str(TIMM / "uni"), tmp_path / "emb_uni")
+    assert cli.main(["embed", "--encoder", str(TIMM / "uni"), "--data", str(tiny_data), "--work", str(shared_outputs),
+                     "--out", str(tmp_path / "emb_uni")]) == 0  # the command a user runs on a timm folder
+    emb = embed.load(tmp_path / "emb_uni")
     probe = runs.fit(prep, tmp_path / "probe", "linear_probe", folds=2, embeddings=emb)
     assert emb.encoder["layout"] == "timm" and "NOT pretrained" in probe.metrics["weights"]
     members = [str(shared_outputs / table1["scratch ResNet"]), str(probe.folder)]

@@ -99,7 +99,7 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
         from tqdm.auto import tqdm
 
         parts, encoder, outputs = out / PARTS / artifacts.fingerprint(req), None, []
-        bar = tqdm(total=len(table), desc=f"embed ({identity['weights'][:40]})", unit="tile", disable=not progress)
+        bar = tqdm(total=len(table), desc=f"embed ({identity['weights'].split(':')[0][:40]})", unit="tile", disable=not progress)
         for number, tiles in table.groupby(image // chunk_images):
             part = parts / f"part_{number:05d}.npy"
             if part.is_file():  # a chunk an earlier, interrupted run finished
