@@ -51,8 +51,6 @@ def setup(namespace: dict, weights: str | None = None) -> Context:
     env.name_root(data, "data"), env.name_root(where.output, "outputs")
     print("\n".join(hosted.doctor(replace(where, data=data), short=True)))
 
-    import warnings
-
     import matplotlib.pyplot as plt
     import numpy as np
     import pandas as pd
@@ -61,7 +59,6 @@ def setup(namespace: dict, weights: str | None = None) -> Context:
     from anndl.notebook import interpret
     from anndl.notebook.plots import save_fig, show
 
-    warnings.filterwarnings("ignore", category=UserWarning)
     pd.set_option("display.width", 140)
     plt.rcParams["figure.dpi"] = 72  # small inline figures (saved PNGs keep save_fig's dpi)
     banner = interpret.banner(profile, data, weights)
