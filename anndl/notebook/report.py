@@ -138,8 +138,9 @@ def markdown(table: pd.DataFrame, level: str = "##") -> str:
         shown = pd.DataFrame({
             "model": rows.model, "voting": rows.voting, "weights": rows.weights,
             "validation macro F1 (95%)": cells(rows.val_macro_f1, rows.val_ci95, [""] * len(rows), results),
-            "out-of-fold macro F1 (95%)": cells(rows.oof_macro_f1, rows.oof_ci95,
-                                                [f", {int(k)} folds" for k in folds], results),
+            **({"out-of-fold macro F1 (95%)": cells(rows.oof_macro_f1, rows.oof_ci95,
+                                                    [f", {int(k)} folds" for k in folds], results)}
+               if rows.oof_macro_f1.notna().any() else {}),  # no K-fold run here: no column of n/a
             **({REFERENCE: ["n/a" if pd.isna(v) else f"{v:.3f}" for v in rows[REFERENCE]]} if results else {})})
         scored = rows.assign(val_macro_f1=rows.val_macro_f1.fillna(rows.oof_macro_f1),
                              val_ci95=rows.val_ci95.fillna(rows.oof_ci95), profile=profile)
