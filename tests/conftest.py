@@ -18,7 +18,8 @@ os.environ.setdefault("XDG_CACHE_HOME", tempfile.mkdtemp(prefix="anndl-test-cach
 
 # the tests that reuse each other's runs through ``shared_outputs`` (the notebooks reuse the comparisons' K-fold runs)
 SHARED = ("tests/test_compare.py::", "tests/test_notebooks.py::",
-          "tests/test_beyond.py::test_kfold_ensemble_tta_and_comparison_end_to_end")
+          "tests/test_beyond.py::test_kfold_ensemble_tta_and_comparison_end_to_end",
+          "tests/test_blend.py::test_blend_of_a_tile_network_and_a_probe_on_a_timm_encoder")
 
 
 @pytest.hookimpl(optionalhook=True)
