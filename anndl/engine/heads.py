@@ -234,7 +234,7 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
 
 def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str | None = None):
     """(test images, their class probabilities: the fold heads averaged, the rule used, context) of a head run on
-    the cached test-tile embeddings; ``rule``: one of the head's, else its blend rule."""
+    the cached test-tile embeddings; ``rule``: one of the head's, else its first."""
     from anndl.data import read_challenge, read_classes
     from anndl.engine import embed
 
@@ -243,7 +243,7 @@ def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str |
     config = artifacts.read_json(run_dir / "config.json")
     head, classes = config["model"], tuple(config["classes"])
     kind = HEAD_CLASSES[head]
-    rule = rule if rule in config["rules"] else kind.blend_rule if rule is None else config["rules"][0]
+    rule = rule if rule in config["rules"] else config["rules"][0]
     if classes != read_classes(data_dir):
         raise ValueError(f"{run_dir} predicts {list(classes)}, but {data_dir} has the labels "
                          f"{list(read_classes(data_dir))}")
@@ -267,7 +267,7 @@ def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: st
     from anndl.data.stages import data_note, shown
     from anndl.evaluate import submission
 
-    images, total, rule, context = predict_probabilities(run_dir, data_dir, rule or "")
+    images, total, rule, context = predict_probabilities(run_dir, data_dir, rule)
     record, config, manifest, test, n_heads = context
     classes = tuple(config["classes"])
     path = submission.write_submission(images, total.argmax(1), out, expected=set(test.sample_index),

@@ -114,7 +114,7 @@ def image_probabilities(run: Run, data_dir: Path | str):
     if run.stage == "head":
         from anndl.engine import heads
 
-        return heads.predict_probabilities(run.folder, data_dir)[:2]
+        return heads.predict_probabilities(run.folder, data_dir, heads.HEAD_CLASSES[run.model].blend_rule)[:2]
     from anndl.engine import experiment
 
     return experiment.predict_probabilities(run.folder, data_dir)
