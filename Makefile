@@ -4,7 +4,7 @@ PY ?= python3
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROFILE ?= smoke
+PROFILE ?= cpu
 # a data folder for every notebook (as the notebooks see it: they run in notebooks/); empty: the notebooks' own
 # default (data/, else the synthetic stand-in), so the committed parameters cell holds no machine path
 DATA_DIR ?=
@@ -41,7 +41,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 ## Run every notebook top-to-bottom on data/ (the real challenge folder, or the synthetic default)
-## (papermill) and keep the rendered copies in notebooks/ (anndl.notebook.rendering: the parameters that ran
+## (papermill) at the cpu profile (learns on a 2-core CPU) and keep the rendered copies in notebooks/ (the parameters that ran
 ## written into each parameters cell, no injected cell). PROFILE=full for the report's settings (GPU).
 notebooks: $(STAMP)
 	@export ANNDL_COMMIT="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain \

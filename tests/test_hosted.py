@@ -384,7 +384,7 @@ def kaggle_session(tiny_data, repository_url, tmp_path_factory):
     for path in [attached, *attached.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     before = _listing(base / "input")
-    notebook = _opened_alone(base / "downloads", EPOCHS=3, COMPARE=False)
+    notebook = _opened_alone(base / "downloads", PROFILE="smoke", EPOCHS=3, COMPARE=False)
     env = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": repository_url,
            "ANNDL_KAGGLE_INPUT": str(base / "input"), "ANNDL_KAGGLE_WORKING": str(base / "working")}
     started = time.monotonic()
@@ -439,7 +439,7 @@ def test_colab_keeps_outputs_on_drive_and_resumes_after_a_lost_session(kaggle_se
     drive = tmp_path / "drive"
     (drive / "anndl").mkdir(parents=True)
     _zip(tiny_data, drive / "anndl" / "an2dl.zip", "an2dl")
-    notebook = _opened_alone(tmp_path / "downloads", EPOCHS=3, DRIVE="anndl", COMPARE=False)
+    notebook = _opened_alone(tmp_path / "downloads", PROFILE="smoke", EPOCHS=3, DRIVE="anndl", COMPARE=False)
     env = {"COLAB_RELEASE_TAG": "simulated", "ANNDL_REPOSITORY": repository_url,
            "ANNDL_COLAB_ROOT": str(tmp_path / "content"), "ANNDL_DRIVE_ROOT": str(drive)}
     outputs = drive / "anndl" / "outputs"

@@ -35,6 +35,7 @@ def test_notebook_runs_in_smoke_profile(notebook, notebook_dirs, monkeypatch):
     table1 = (outputs / "compare" / "table1" / "record.json").is_file()  # tests/test_compare.py ran before
     papermill.execute_notebook(str(notebook), str(rendered / notebook.name), cwd=str(notebook.parent),
                                parameters={"DATA_DIR": str(data), "PROFILE": "smoke", "SEED": 42,
+                                           "MIXED_PRECISION": None,  # float32, as the K-fold runs test_compare made
                                            "OUTPUT_DIR": str(outputs), **EXTRA.get(notebook.stem, {})},
                                kernel_name="python3", progress_bar=False)
     made = [p.name for p in (outputs / "figures").glob(f"{notebook.stem[:2]}_*")]

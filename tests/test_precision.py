@@ -143,3 +143,13 @@ def test_fastest_precision_on_this_machine(tmp_path):
         assert policy == ("mixed_bfloat16" if native else "float32"), reason
     with pytest.raises(ValueError, match="kind must be"):
         distribute.precision_for("npu")
+
+
+def test_notebook_setup_resolves_auto_precision(tiny_data, tmp_path, capsys):
+    """A notebook's MIXED_PRECISION = "auto" becomes this runtime's fastest policy before any cell uses it."""
+    from anndl.notebook import setup
+
+    namespace = {"DATA_DIR": str(tiny_data), "OUTPUT_DIR": str(tmp_path), "PROFILE": "smoke", "MIXED_PRECISION": "auto"}
+    setup(namespace)
+    assert namespace["MIXED_PRECISION"] == distribute.precision_advice()[0]
+    assert f"MIXED_PRECISION = {namespace['MIXED_PRECISION']!r} (auto: " in capsys.readouterr().out

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from anndl.core import artifacts
-from anndl.core.config import REPO_ROOT, WeightsUnavailable
+from anndl.core.config import PROFILES, REPO_ROOT, WeightsUnavailable, check_profile
 from anndl.core.env import commit, data_label, hardware
 from anndl.data.stages import VAL_FRACTION, weights_identity
 from anndl.data.tiling import SELECT_FRACTION
@@ -326,6 +326,9 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
     if (prep.stain or {}).get("method") != variant.stain_normalize:
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
                          f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
+    if variant.model == "scratch_resnet" and variant.settings.get("filters") == PROFILES[check_profile(profile)].scratch.filters:
+        # the profile's own width ("32 filters" at cpu and full): the reference's run, not a second one
+        variant = dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
     epochs = binding_cap(variant, profile, epochs)
     key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
                                  "seed": seed, "weights": weights_identity(weights)})[:10]

@@ -27,8 +27,8 @@ from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, pr
                                stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
 from anndl.core.distribute import precision_policy, strategy_scope
 from anndl.core.env import hardware, portable
-from anndl.engine.train import (MONITOR, fit, load_best, load_state, nonfinite, restore_state, save_state,
-                                save_weights, state_dir)
+from anndl.engine.train import (EPOCH_LINES, MONITOR, fit, load_best, load_state, nonfinite, restore_state,
+                                save_state, save_weights, state_dir)
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -364,13 +364,19 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
         kept = prep.clean[prep.clean.status == "kept"]
         artifacts.write_csv(tiling.assign_folds(kept, folds, seed=seed), run_dir / "folds.csv")
         oof, per_fold, fold_ids = [], [], []
-        for k, fold_prep in enumerate(fold_preps(prep, run_dir)):
-            print(f"== fold {k + 1}/{folds}: {(fold_prep.split.split == 'val').sum()} validation images")
-            result = train_run(fold_prep, run_dir / f"fold_{k}", model_name, profile, with_baselines=False, seed=seed,
-                               redo=redo, **train_kwargs)
-            per_fold.append(result["metrics"]["validation"])
-            oof.append(artifacts.read_csv(run_dir / f"fold_{k}" / "val_predictions.csv").assign(fold=k))
-            fold_ids.append(artifacts.read_json(run_dir / f"fold_{k}" / artifacts.RECORD)["id"])
+        quiet = EPOCH_LINES.set(False)  # a line per fold below, the epochs in each fold's log.csv
+        try:
+            for k, fold_prep in enumerate(fold_preps(prep, run_dir)):
+                result = train_run(fold_prep, run_dir / f"fold_{k}", model_name, profile, with_baselines=False,
+                                   seed=seed, redo=redo, **train_kwargs)
+                m, held_out = result["metrics"], result["metrics"]["validation"]["hard"]
+                print(f"fold {k + 1}/{folds}: best epoch {m['best_epoch']} of {m['epochs_run']}; held-out macro F1 "
+                      f"{held_out['macro_f1']:.3f} on {held_out['images']} images")
+                per_fold.append(m["validation"])
+                oof.append(artifacts.read_csv(run_dir / f"fold_{k}" / "val_predictions.csv").assign(fold=k))
+                fold_ids.append(artifacts.read_json(run_dir / f"fold_{k}" / artifacts.RECORD)["id"])
+        finally:
+            EPOCH_LINES.reset(quiet)
         oof = pd.concat(oof, ignore_index=True)
         artifacts.write_csv(oof, run_dir / "oof_predictions.csv")
         y_true = oof.label.map(prep.classes.index).to_numpy()

@@ -2,6 +2,7 @@
 stopping and checkpoint selection watch the **image-level validation macro F1** (the challenge metric, by voting at
 each epoch end), not the tile-level weighted F1 the report's code watched, which the leaderboard does not measure."""
 
+import contextvars
 import hashlib
 import importlib.util
 import io
@@ -252,6 +253,10 @@ def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None
             variable.assign(value)
 
 
+EPOCH_LINES = contextvars.ContextVar("EPOCH_LINES", default=True)  # False: Keras prints no line per epoch (K-fold
+                                                                    # runs print one line per fold instead)
+
+
 def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
     """``model.compile``, and the optimizer's slots built at once (else TensorFlow traces the first training step
     twice: Keras creates them inside it)."""
@@ -293,7 +298,7 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
     if len(rows) < config.epochs and wait < config.patience:
         # no validation_data: ImageF1's one pass over the validation tiles gives their loss and accuracy too
         model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs,
-                  initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2, shuffle=False,
+                  initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2 if EPOCH_LINES.get() else 0, shuffle=False,
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
                              StopOnNonFinite(portable(name), phase, config.learning_rate),  # val_loss included
                              progress, tensorboard_callback(run_dir), *callbacks])

@@ -4,6 +4,9 @@ alone, no morphology). Both train on every image of a split but the held-out ``v
 and ``select`` images).
 """
 
+import functools
+import os
+
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
@@ -21,11 +24,23 @@ BASELINE_ROWS = (COLOUR, MAJORITY)
 
 
 def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
-    """Normalised joint RGB histogram of the ROI pixels (the whole image when the mask is empty)."""
+    """Normalised joint RGB histogram of the ROI pixels (the whole image when the mask is empty); remembered per
+    file version (every comparison and fold of a notebook reads the same images)."""
+    try:
+        stamp = tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (image_path, mask_path))
+    except OSError:  # read_image/read_mask name the file and the fault
+        return _histogram.__wrapped__(image_path, mask_path, bins, None)
+    return _histogram(str(image_path), str(mask_path), bins, stamp)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _histogram(image_path: str, mask_path: str, bins: int, stamp) -> np.ndarray:
     image, mask = read_image(image_path), read_mask(mask_path)
     pixels = image[mask] if mask.any() else image.reshape(-1, 3)
     flat = np.ravel_multi_index(tuple((pixels // (256 // bins)).astype(np.intp).T), (bins,) * 3)
-    return np.bincount(flat, minlength=bins ** 3) / len(flat)
+    histogram = np.bincount(flat, minlength=bins ** 3) / len(flat)
+    histogram.flags.writeable = False
+    return histogram
 
 
 def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:

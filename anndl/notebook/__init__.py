@@ -48,6 +48,11 @@ def setup(namespace: dict, weights: str | None = None) -> Context:
     where.output.mkdir(parents=True, exist_ok=True)
     data = resolve_data_dir(where.data, SYNTHETIC_DEFAULT)
     refuse_synthetic(profile, data, namespace.get("ALLOW_SYNTHETIC", False))
+    if namespace.get("MIXED_PRECISION") == "auto":  # the parameters cell's default: this runtime's fastest
+        from anndl.core.distribute import precision_advice
+
+        namespace["MIXED_PRECISION"], why = precision_advice()
+        print(f"MIXED_PRECISION = {namespace['MIXED_PRECISION']!r} (auto: {why})")
     env.name_root(data, "data"), env.name_root(where.output, "outputs")
     print("\n".join(hosted.doctor(replace(where, data=data), short=True)))
 

@@ -305,7 +305,7 @@ def doctor(where: Places, short: bool = False) -> list[str]:
     if not found:
         policy, why = precision_for("cpu", cpu_flags=cpu_flags())
         lines.append(f"GPU: none; {os.cpu_count()} CPU cores: MIXED_PRECISION = {policy!r} ({why}); the smoke "
-                     "profile runs here, the full profile wants a GPU")
+                     "and cpu profiles run here, the full profile wants a GPU")
     probe = next(p for p in [where.output, *where.output.parents] if p.exists())
     return lines + ["data: " + _describe(where.data, short),
                     f"outputs: {portable(where.output)} · kept after the session: {where.persistent}",
