@@ -80,6 +80,16 @@ def test_fold_parameters_writes_the_values_into_the_parameters_cell():
     assert "injected-parameters" not in json.dumps(folded)
 
 
+def test_a_rendering_keeps_a_progress_bar_as_its_last_line():
+    stream = lambda name, text: {"output_type": "stream", "name": name, "text": text}
+    outputs = [stream("stderr", "\rtiles:   0%| 0/9"), stream("stderr", ["\rtiles:  50%| 4/9", "\rtiles: 100%| 9/9\n"]),
+               stream("stdout", "fold 1/3: done\n"), {"output_type": "display_data", "data": {}, "metadata": {}},
+               stream("stdout", "a\r\nb\n")]
+    cell = rendering.settle_streams({"cells": [{"cell_type": "code", "outputs": outputs}]})["cells"][0]
+    assert [("".join(o["text"]) if "text" in o else o["output_type"]) for o in cell["outputs"]] == [
+        "tiles: 100%| 9/9\n", "fold 1/3: done\n", "display_data", "a\nb\n"]
+
+
 def test_a_rendering_states_one_run_time_its_own():
     header = {"cell_type": "markdown", "metadata": {}, "source": [
         "# 04\n", "**Run time.** This 2-core CPU: ~3.5 min (207 s, this rendering). Colab T4: ~1 min (**estimates**).\n"]}

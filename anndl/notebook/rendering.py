@@ -1,7 +1,7 @@
 """``make notebooks``' last step: ``python -m anndl.notebook.rendering EXECUTED OUTPUT`` takes what papermill ran,
 writes the parameters it injected into the notebook's own parameters cell (no ``injected-parameters`` cell: the one
 cell a user edits shows the values that ran, and is what runs next time), stamps the header's run time with the
-footer's, and writes ``OUTPUT`` atomically."""
+footer's, settles progress bars to their last state, and writes ``OUTPUT`` atomically."""
 
 import ast
 import json
@@ -55,10 +55,36 @@ def stamp_run_time(notebook: dict) -> dict:
     return notebook
 
 
+def _settled(text: str) -> str:
+    """Each line as a terminal leaves it: the text after its last carriage return."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    return "\n".join(([part for part in line.split("\r") if part] or [""])[-1] for line in lines)
+
+
+def settle_streams(notebook: dict) -> dict:
+    """Consecutive outputs of one stream merged and their carriage returns applied, as Jupyter shows them: a
+    progress bar is its last line, not one output per update."""
+    for cell in notebook["cells"]:
+        merged = []
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("text", ""))
+            if output.get("output_type") == "stream" and merged and merged[-1].get("name") == output["name"]:
+                merged[-1]["text"] += text
+            else:
+                merged.append({**output, "text": text} if output.get("output_type") == "stream" else output)
+        for output in merged:
+            if output.get("output_type") == "stream":
+                output["text"] = _settled(output["text"]).splitlines(keepends=True)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    return notebook
+
+
 def main(executed: str, output: str) -> None:
     from anndl.core import artifacts
 
-    notebook = stamp_run_time(fold_parameters(json.loads(Path(executed).read_text(encoding="utf-8"))))
+    notebook = json.loads(Path(executed).read_text(encoding="utf-8"))
+    notebook = settle_streams(stamp_run_time(fold_parameters(notebook)))
     artifacts.write_text(output, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 
