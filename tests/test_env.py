@@ -41,3 +41,23 @@ def test_footer_names_time_seed_commit_versions_and_files(tmp_path):
     text = env.footer(started, 42, tmp_path)
     assert "wall time:" in text and "seed: 42" in text and "commit:" in text and "numpy" in text
     assert "files written (1):" in text and "01_a.png" in text
+
+
+def test_plain_progress_prints_no_bar_for_short_loops_and_few_updates(monkeypatch):
+    import io
+    import time
+
+    import tqdm.auto
+
+    from anndl.core import env
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.auto.tqdm)  # restored afterwards
+    env.plain_progress(mininterval=0.5)
+    quiet = io.StringIO()
+    for _ in tqdm.auto.tqdm(range(5), file=quiet):
+        pass
+    assert quiet.getvalue() == ""  # shorter than the 3 s delay: no bar at all
+    shown = io.StringIO()
+    for _ in tqdm.auto.tqdm(range(40), file=shown, delay=0):  # a caller's own setting wins
+        time.sleep(0.03)
+    assert 2 <= shown.getvalue().count("\r") <= 6  # every 0.5 s over ~1.2 s, not every step

@@ -242,3 +242,23 @@ def test_interpret_names_the_baseline_rows_as_compare_does():
 
     assert all(interpret.is_baseline_row({"variant": name}) for name in NAMES)
     assert not interpret.is_baseline_row({"variant": "cross-entropy", "verdict": "reference: learned"})
+
+
+def test_a_table_without_the_learning_gate_gives_no_verdict_at_chance():
+    """bench/results' stain tables predate the gate: a row learned only when its interval clears chance and the
+    majority class, so a reference at chance gets no "real difference" against it."""
+    from pathlib import Path
+
+    from anndl.notebook.report import read_comparison
+
+    results = Path(__file__).resolve().parents[1] / "bench" / "results"
+    shifted, _ = read_comparison(results / "stain_shortcut_stain_shift.md")   # no stain handling: 0.248
+    text = interpret.differences(shifted, "bench")
+    assert "real difference" not in text.replace("no real difference", "") and "did not learn" in text, text
+    sites, _ = read_comparison(results / "stain_sites.md")   # every model well above chance: verdicts stand
+    text = interpret.differences(sites, "bench")
+    assert "better by a real difference: Macenko normalisation (+0.050)" in text, text
+    assert "majority class (-" not in text  # baselines are set apart, never a verdict
+    gated = pd.DataFrame([{"variant": "a", "oof_macro_f1": 0.3, "ci95_low": 0.26, "ci95_high": 0.34, "gain": 0.0,
+                           "gain_ci95": [0.0, 0.0], "learned": False}])
+    assert "recorded without the learning gate" not in interpret.differences(gated, "cpu")

@@ -82,12 +82,14 @@ def portable(text) -> str:
 
 
 def plain_progress(mininterval: float = 30.0) -> None:
-    """Text progress bars, updated at most every ``mininterval`` s (a rendered notebook keeps no frozen widget)."""
+    """Text progress bars, updated at most every ``mininterval`` s and none for loops under 3 s (a rendered notebook
+    keeps no frozen widget). tqdm reads its ``TQDM_*`` variables once, at import: hence defaults on the class."""
+    import functools
+
     import tqdm.auto
     import tqdm.std
-    os.environ.setdefault("TQDM_MININTERVAL", str(mininterval))
-    os.environ.setdefault("TQDM_DELAY", "3")  # loops shorter than this print no bar at all
-    tqdm.auto.tqdm = tqdm.std.tqdm
+    init = functools.partialmethod(tqdm.std.tqdm.__init__, mininterval=mininterval, delay=3)
+    tqdm.auto.tqdm = type("tqdm", (tqdm.std.tqdm,), {"__init__": init})
 
 
 def data_label(note: str) -> str:

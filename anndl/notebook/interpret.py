@@ -9,7 +9,7 @@ import pandas as pd
 
 from anndl.core.config import PROFILES
 from anndl.data import is_synthetic
-from anndl.evaluate.baselines import BASELINE_ROWS
+from anndl.evaluate.baselines import BASELINE_ROWS, MAJORITY
 from anndl.evaluate.metrics import flag
 
 REPORT_HARD_VOTING_GAIN = 0.007  # report §4: hard voting 0.7 points better than mask-weighted soft on the test set
@@ -183,7 +183,10 @@ def _groups(*groups: tuple[str, list[str]]) -> str:
     return "; ".join(f"{label}: {', '.join(names)}" for label, names in groups if names)
 
 
-def _verdicts(rows: list[dict]) -> list[str]:
+GATE_WHY = "no real paired gain over the majority class, or not above the permutation null"
+
+
+def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
     """Each variant against the first row by its paired interval (``gain``, ``gain_ci95``). When the table says which
     rows learned (``learned``, ``beats_colour``), the baselines' rows are set apart and a verdict is given only
     between rows that learned; the others read "did not learn — no verdict" beside the baselines' scores."""
@@ -195,14 +198,17 @@ def _verdicts(rows: list[dict]) -> list[str]:
     beside = ", ".join(f"{r['variant'].replace(' (no CNN)', '')} {r['oof_macro_f1']:.3f}" for r in bases)
     null = f" (the reference's 95th percentile: {first['null_p95']:.3f})" if pd.notna(first.get("null_p95")) else ""
     if gated and not flag(first.get("learned")):
+        if not learned and why != GATE_WHY:
+            return [f"{first['variant']}, the reference, did not learn" + (", nor did any variant" if rest else "")
+                    + f" ({why}): the comparison gives no verdict.", f"Out-of-fold macro F1: {_scores([first, *rest])}"
+                    + (f"; baselines on the same folds: {beside}." if beside else ".")]
         if not learned:
             return [f"{first['variant']}, the reference, did not learn" + (", nor did any variant" if rest else "")
                     + f": none has both a real paired gain over the majority class and a score above its permutation "
                     f"null{null}.", NOTHING_LEARNED, f"Out-of-fold macro F1: {_scores([first, *rest])}"
                     + (f"; baselines on the same folds: {beside}." if beside else ".")]
-        out = [f"{first['variant']}, the reference ({first['oof_macro_f1']:.3f}), did not learn: no real paired gain "
-               f"over the majority class, or not above the permutation null{null}; no variant gets a verdict "
-               f"against it. Learned, without a verdict: {_scores(learned)}."]
+        out = [f"{first['variant']}, the reference ({first['oof_macro_f1']:.3f}), did not learn: {why}{null}; no "
+               f"variant gets a verdict against it. Learned, without a verdict: {_scores(learned)}."]
     else:
         out = [f"Against {first['variant']} ({first['oof_macro_f1']:.3f}{', learned' if gated else ''}), on the same "
                "images (paired bootstrap)" + (", among the variants that learned:" if gated else ":")]
@@ -236,8 +242,16 @@ def _verdicts(rows: list[dict]) -> list[str]:
 
 
 def differences(table, profile: str = "smoke") -> str:
-    """``_verdicts`` of a ``compare.compare_variants`` / ``compare_runs`` or benchmark table (smoke: a caveat)."""
+    """``_verdicts`` of a ``compare.compare_variants`` / ``compare_runs`` or benchmark table (smoke: a caveat). A
+    table recorded without the learning gate counts a row as learned when its interval lies above chance and above
+    the majority class's, and says so."""
     rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+    if all(flag(r.get("learned")) is None and pd.notna(r.get("ci95_low")) for r in rows):
+        floor = max([1 / 4] + [r["ci95_high"] for r in rows if r["variant"] == MAJORITY])
+        rows = [r if is_baseline_row(r) else {**r, "learned": r["ci95_low"] > floor} for r in rows]
+        return shows(f"This table was recorded without the learning gate: here a row counts as learned when its 95% "
+                     f"interval lies above {floor:.3f} (the higher of chance and the majority class's upper bound).",
+                     *_verdicts(rows, f"its interval does not lie above {floor:.3f}"))
     return shows(*_verdicts(rows), SMOKE_VERDICTS if profile == "smoke" else "")
 
 
