@@ -28,6 +28,8 @@ def test_voting_sentence_follows_which_rule_wins():
     smoke = interpret.voting({"hard": _s(0.4), "soft": _s(0.5)}, "smoke")
     assert "not a model choice" in smoke and "says nothing about the report's finding" in smoke
     assert "opposite" not in smoke and "direction the report found" not in smoke  # no claim from a smoke run
+    chance = interpret.voting({"hard": _s(0.15, 0.09, 0.21), "soft": _s(0.14, 0.09, 0.20)}, "cpu")
+    assert "did not learn" in chance and "direction the report found" not in chance  # 05's stand-in at chance
 
 
 def test_outlier_sentence_perfect_synthetic_means_easy():

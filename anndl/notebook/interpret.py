@@ -89,6 +89,9 @@ def voting(results: dict, profile: str = "smoke") -> str:
     if profile == "smoke":
         direction = (f"Which rule wins in a smoke run says nothing about the report's finding ({report}): these are "
                      "tiny, barely trained models.")
+    elif max(hard["macro_f1_ci95"][0], soft["macro_f1_ci95"][0]) <= 0.25:
+        direction = (f"Neither rule's interval clears chance (0.25): this model did not learn, so which rule is ahead "
+                     f"says nothing about the report's finding ({report}).")
     elif abs(delta) < 0.0005:
         direction = f"Both rules give the same macro F1 here (the report's finding: {report})."
     else:
