@@ -326,7 +326,8 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
     if (prep.stain or {}).get("method") != variant.stain_normalize:
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
                          f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
-    if variant.model == "scratch_resnet" and variant.settings.get("filters") == PROFILES[check_profile(profile)].scratch.filters:
+    own_width = PROFILES[check_profile(profile)].scratch.filters
+    if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
         # the profile's own width ("32 filters" at cpu and full): the reference's run, not a second one
         variant = dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
     epochs = binding_cap(variant, profile, epochs)

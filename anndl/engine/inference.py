@@ -11,9 +11,9 @@ _CALLS = weakref.WeakKeyDictionary()  # model -> its inference as one traced gra
 
 def _call(model):
     import keras
-    import tensorflow as tf
     if keras.backend.backend() != "tensorflow":
         return lambda tiles: model(tiles, training=False)
+    import tensorflow as tf
     if model not in _CALLS:
         _CALLS[model] = tf.function(lambda tiles: model(tiles, training=False), reduce_retracing=True)
     return _CALLS[model]

@@ -295,10 +295,11 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
     n_classes = int(model.output_shape[-1])
     weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
     name = run_dir.parent if run_dir.name == artifacts.STAGING else run_dir
+    verbose = 2 if EPOCH_LINES.get() else 0
     if len(rows) < config.epochs and wait < config.patience:
         # no validation_data: ImageF1's one pass over the validation tiles gives their loss and accuracy too
         model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs,
-                  initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2 if EPOCH_LINES.get() else 0, shuffle=False,
+                  initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=verbose, shuffle=False,
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
                              StopOnNonFinite(portable(name), phase, config.learning_rate),  # val_loss included
                              progress, tensorboard_callback(run_dir), *callbacks])

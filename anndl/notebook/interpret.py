@@ -201,14 +201,12 @@ def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
     beside = ", ".join(f"{r['variant'].replace(' (no CNN)', '')} {r['oof_macro_f1']:.3f}" for r in bases)
     null = f" (the reference's 95th percentile: {first['null_p95']:.3f})" if pd.notna(first.get("null_p95")) else ""
     if gated and not flag(first.get("learned")):
-        if not learned and why != GATE_WHY:
-            return [f"{first['variant']}, the reference, did not learn" + (", nor did any variant" if rest else "")
-                    + f" ({why}): the comparison gives no verdict.", f"Out-of-fold macro F1: {_scores([first, *rest])}"
-                    + (f"; baselines on the same folds: {beside}." if beside else ".")]
         if not learned:
+            reason = ([f": none has both a real paired gain over the majority class and a score above its permutation "
+                       f"null{null}.", NOTHING_LEARNED] if why == GATE_WHY else
+                      [f" ({why}): the comparison gives no verdict."])
             return [f"{first['variant']}, the reference, did not learn" + (", nor did any variant" if rest else "")
-                    + f": none has both a real paired gain over the majority class and a score above its permutation "
-                    f"null{null}.", NOTHING_LEARNED, f"Out-of-fold macro F1: {_scores([first, *rest])}"
+                    + reason[0], *reason[1:], f"Out-of-fold macro F1: {_scores([first, *rest])}"
                     + (f"; baselines on the same folds: {beside}." if beside else ".")]
         out = [f"{first['variant']}, the reference ({first['oof_macro_f1']:.3f}), did not learn: {why}{null}; no "
                f"variant gets a verdict against it. Learned, without a verdict: {_scores(learned)}."]
