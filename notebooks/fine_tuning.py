@@ -60,12 +60,10 @@ class FineTuning:
 
     def voting(self):
         """Hard and soft voting on the validation images: confusion matrices, scores, what they say."""
-        rows, results, profile = [], self.result["results"], self.ctx.profile
+        results, profile = self.result["results"], self.ctx.profile
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
         for ax, (rule, r) in zip(axes, results.items()):
             s = r["scores"]
-            rows.append({"voting": rule, "macro F1": s["macro_f1"], "95% interval": "{:.3f}–{:.3f}".format(
-                *s["macro_f1_ci95"]), "accuracy": s["accuracy"], "images": s["images"]})
             confusion_matrix(r["confusion"], ax=ax, classes=self.prep.classes,
                              title=f"{rule} voting · macro F1 {s['macro_f1']:.3f}")
         fig.tight_layout()
@@ -73,7 +71,7 @@ class FineTuning:
         save_fig(fig, f"{self.prefix}_confusion_{profile}", self.ctx.output / "figures")
         show()
         print(f"profile {profile!r}, weights: {self.built.record['weights']}")
-        display(pd.DataFrame(rows).set_index("voting"))
+        display(Markdown(report.voting_markdown(results)))
         display(Markdown(interpret.voting({rule: r["scores"] for rule, r in results.items()}, profile)))
         display(Markdown(interpret.baselines({self.model: results["hard"]["scores"]},
                                              self.metrics.get("baselines") or {}, profile)))
@@ -93,10 +91,10 @@ class FineTuning:
             print("comparisons skipped (COMPARE = False)")
 
     def submit(self):
-        """The submission of the trained run (hard voting); its label counts."""
+        """The submission of the trained run (hard voting); what it predicts."""
         path = self.ctx.output / "submissions" / f"{self.model}_{self.ctx.profile}.csv"
         experiment.predict_run(self.run, self.ctx.data, path, voting_rule="hard")
         submission = pd.read_csv(path)
         tests = (self.prep.manifest.split == "test").sum()
         print(f"{len(submission)} rows for {tests} test images -> {portable(path)}")
-        return submission.label.value_counts()
+        display(Markdown(interpret.submission(submission.label, self.prep.classes)))

@@ -286,3 +286,18 @@ def test_the_budget_line_counts_distinct_runs_and_states_the_measured_gpu_time()
     assert "early stopping ends each run" in line and compare.GPU_RUN in line and "of GPU time" in line
     assert "not measured" in compare.budget(("table1",), 100, "full", 3)  # ConvNeXt and ViT: no rate here
     assert "capped at 10 epochs per phase" in compare.budget(("losses",), 100, "full", 3, epochs=10)
+
+
+def test_a_profile_leaves_out_its_named_variants_and_the_budget_counts_what_it_trains():
+    oversampled = "Triple negative ×2, both augmented"
+    assert oversampled in compare.profile_variants("augmentation", "full")
+    assert oversampled not in compare.profile_variants("augmentation", "cpu")
+    assert "4 K-fold runs" in compare.budget(("augmentation",), 100, "full", 3)
+    assert "3 K-fold runs" in compare.budget(("augmentation",), 100, "cpu", 3)
+    with pytest.raises(ValueError, match="unknown comparison"):
+        compare.profile_variants("nope", "cpu")
+    provenance = {"profile": "cpu", "folds": 3, "epochs": None, "seed": 42, "precision": None, "data": "synthetic",
+                  "data_fingerprint": "f", "machine": "m", "commit": "c", "left_out": [oversampled]}
+    result = compare.ComparisonResult("augmentation", pd.DataFrame(), provenance, pd.DataFrame(), Path("."))
+    line = result.provenance_line()
+    assert line.endswith(f"left out at this profile (its time budget): {oversampled}")

@@ -264,3 +264,29 @@ def test_a_table_without_the_learning_gate_gives_no_verdict_at_chance():
     gated = pd.DataFrame([{"variant": "a", "oof_macro_f1": 0.3, "ci95_low": 0.26, "ci95_high": 0.34, "gain": 0.0,
                            "gain_ci95": [0.0, 0.0], "learned": False}])
     assert "recorded without the learning gate" not in interpret.differences(gated, "cpu")
+    from anndl.notebook.report import scores_markdown
+    table = scores_markdown(shifted)   # the table shown beside that sentence holds no verdict at chance either
+    assert "| real difference |" not in table and "| -0.039 (-0.074 to -0.004) | no verdict: an interval not above" \
+        in table and "| majority class | 0.123 | 0.112–0.133 | -0.126 (-0.160 to -0.090) | baseline |" in table
+    assert "| Macenko normalisation | 0.464 | 0.434–0.494 | +0.050 (+0.020 to +0.080) | real difference |" \
+        in scores_markdown(sites)
+
+
+def test_the_submission_sentence_names_a_class_never_predicted_and_a_dominant_one():
+    classes = ("Luminal A", "Luminal B", "HER2(+)", "Triple negative")
+    text = interpret.submission(["HER2(+)"] * 225 + ["Luminal B"] * 178 + ["Luminal A"] * 74, classes)
+    assert "477 test images are predicted HER2(+) 225 (47%), Luminal B 178 (37%), Luminal A 74 (16%), " \
+           "Triple negative 0 (0%)" in text
+    assert "never predicts Triple negative" in text and "at most 0.75" in text and "takes" not in text
+    text = interpret.submission(["Luminal B"] * 90 + ["Luminal A"] * 5 + ["HER2(+)"] * 3 + ["Triple negative"] * 2,
+                                classes)
+    assert "never" not in text and "Luminal B, takes 90%" in text
+
+
+def test_the_model_line_says_how_the_scratch_resnet_differs_from_the_authors_count():
+    from types import SimpleNamespace
+    line = interpret.model_line(SimpleNamespace(count_params=lambda: 263_908), "scratch_resnet", "cpu")
+    assert line.startswith("263,908 parameters — the report's scratch ResNet") and "~0.69 M" in line and "38%" in line
+    assert "0.69" not in interpret.model_line(SimpleNamespace(count_params=lambda: 700_000), "scratch_resnet", "full")
+    assert "tiny stand-in" in interpret.model_line(SimpleNamespace(count_params=lambda: 5_308), "scratch_resnet",
+                                                   "smoke")

@@ -52,6 +52,8 @@ def test_training_curves_and_confusion():
     ticks = fig.axes[1].get_xticks()
     assert np.allclose(ticks, np.round(ticks))  # integer epochs
     assert any("selected (epoch 2)" in t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    assert any("chance (0.25)" in t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    assert any(set(line.get_ydata()) == {0.25} for line in fig.axes[1].lines)  # the chance line itself
     fig, ax = plt.subplots()
     plots.confusion_matrix(np.array([[3, 1, 0, 0], [0, 2, 0, 0], [0, 0, 1, 1], [0, 0, 0, 4]]), ax=ax)
     assert len(fig.axes) == 2  # the colourbar
@@ -128,8 +130,9 @@ def test_comparison_forest_draws_the_baselines_as_lines_and_no_verdict_rows_holl
     assert [t.get_text() for t in ax.get_yticklabels()] == ["focal", "weighted (did not learn)"]
     vertical = sorted(round(float(line.get_xdata()[0]), 3) for line in ax.lines
                       if len(set(line.get_xdata())) == 1 and len(line.get_xdata()) == 2)
-    assert vertical == [-0.38, -0.25, 0.0]  # the baselines minus the reference, and 0
+    assert vertical == [-0.38, -0.25, -0.25, 0.0]  # the baselines and chance minus the reference, and 0
     labels = " ".join(t.get_text() for t in ax.get_legend().get_texts())
     assert "majority class (0.120)" in labels and "colour-histogram baseline (0.250)" in labels
+    assert "chance (0.25)" in labels
     assert "(learned)" in ax.get_title(loc="left")
     plt.close(fig)

@@ -66,8 +66,8 @@ StainSite = namedtuple("StainSite", "name hematoxylin eosin h_strength e_strengt
 # Ruifrok & Johnston's vectors (scikit-image ``rgb_from_hed``), Macenko's, and bluer / darker / redder variants. Each
 # absorbs green at least about as much as red: no pixel turns green-dominant (green blobs stay detectable).
 SITES = (
-    StainSite("ruifrok", (0.650, 0.704, 0.286), (0.072, 0.990, 0.105), 1.00, 1.00, (0.96, 0.94, 0.95)),
-    StainSite("macenko", (0.563, 0.720, 0.406), (0.216, 0.801, 0.558), 1.15, 0.80, (0.94, 0.92, 0.95)),
+    StainSite("standard", (0.650, 0.704, 0.286), (0.072, 0.990, 0.105), 1.00, 1.00, (0.96, 0.94, 0.95)),
+    StainSite("violet", (0.563, 0.720, 0.406), (0.216, 0.801, 0.558), 1.15, 0.80, (0.94, 0.92, 0.95)),
     StainSite("blue-pale", (0.450, 0.750, 0.480), (0.100, 0.950, 0.300), 0.85, 0.55, (0.97, 0.96, 0.97)),
     StainSite("dark", (0.700, 0.690, 0.220), (0.050, 0.920, 0.380), 1.45, 1.35, (0.92, 0.90, 0.92)),
     StainSite("faded-pink", (0.600, 0.740, 0.300), (0.030, 0.970, 0.220), 0.70, 1.25, (0.97, 0.95, 0.96)),

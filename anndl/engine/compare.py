@@ -226,6 +226,14 @@ VARIANTS: dict[str, Variant] = {name: v for c in COMPARISONS.values() for name, 
     "no early stopping": Variant(settings={"patience": 1000})}
 
 
+def profile_variants(name: str, profile: str) -> dict[str, Variant]:
+    """The comparison's variants that ``profile`` trains (its ``left_out`` ones dropped)."""
+    if name not in COMPARISONS:
+        raise ValueError(f"unknown comparison {name!r}; choose from {list(COMPARISONS)}")
+    skip = PROFILES[check_profile(profile)].left_out
+    return {label: v for label, v in COMPARISONS[name].variants.items() if label not in skip}
+
+
 def parse_settings(pairs: list[str] | tuple[str, ...]) -> dict:
     """``["loss=focal", "focal_gamma=3"]`` -> ``{"loss": "focal", "focal_gamma": 3}`` (numbers, booleans and
     ``none`` parsed; anything else kept as text)."""
@@ -269,7 +277,9 @@ class ComparisonResult:
         epochs = f"at most {p['epochs']} epochs" if p["epochs"] else "the profile's epochs"
         return (f"{self.name}: {p['profile']} profile, {p['folds']} folds, {epochs}, seed {p['seed']}, "
                 f"{p['precision'] or 'float32'}; data: {data_label(p['data'])} [fingerprint "
-                f"{p['data_fingerprint']}]; trained on {p['machine']}; code {p['commit']}")
+                f"{p['data_fingerprint']}]; trained on {p['machine']}; code {p['commit']}"
+                + (f"; left out at this profile (its time budget): {', '.join(p['left_out'])}" if p.get("left_out")
+                   else ""))
 
 
 def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | None:
@@ -288,7 +298,7 @@ def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = 
     """What the comparisons ``names`` train on ``n_images`` cleaned images: their distinct K-fold runs × ``folds``
     × each run's epochs at most, and for the scratch ResNet the GPU time that implies at the rate of ``GPU_RUN``
     (per epoch and training image; that run's own early stop gives the typical figure)."""
-    runs = {json.dumps(v.training(), sort_keys=True): v for n in names for v in COMPARISONS[n].variants.values()}
+    runs = {json.dumps(v.training(), sort_keys=True): v for n in names for v in profile_variants(n, profile).values()}
     most = [(v.model, binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(v.model, profile)))
             for v in runs.values()]  # (model, epochs at most) per distinct run
     per_image = (folds - 1) / folds * (1 - SELECT_FRACTION) * n_images  # training images of a fold
@@ -349,9 +359,7 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *,
     a cap on every phase's epochs. ``weights``: {model: a local weights file or preset folder}; a model whose weights
     cannot be loaded gets a row that says so and no score (never random weights in their place)."""
     if variants is None:
-        if name not in COMPARISONS:
-            raise ValueError(f"unknown comparison {name!r}; choose from {list(COMPARISONS)}")
-        variants = dict(COMPARISONS[name].variants)
+        variants = profile_variants(name, profile)
     name = name or "custom"
     if len(variants) < 2:
         raise ValueError("a comparison needs at least two variants (the first is the reference)")
@@ -386,7 +394,8 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *,
     if name in COMPARISONS:
         spec = COMPARISONS[name]
         provenance.update(question=spec.question, report=spec.report, report_numbers=spec.report_numbers,
-                          source=SOURCE if spec.report else None)
+                          source=SOURCE if spec.report else None,
+                          left_out=[label for label in spec.variants if label not in variants])
     req = artifacts.request("compare", data=note,
                             inputs={k: artifacts.read_json(v / artifacts.RECORD)["id"] for k, v in runs.items()},
                             settings={k: v for k, v in provenance.items() if k not in ("commit", "machine")})

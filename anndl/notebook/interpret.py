@@ -11,6 +11,7 @@ from anndl.core.config import PROFILES
 from anndl.data import is_synthetic
 from anndl.evaluate.baselines import BASELINE_ROWS, MAJORITY
 from anndl.evaluate.metrics import flag
+from anndl.evaluate.submission import dominance
 
 REPORT_HARD_VOTING_GAIN = 0.007  # report §4: hard voting 0.7 points better than mask-weighted soft on the test set
 REPORT_TEST_F1 = {"scratch_resnet": 0.3436, "convnext": 0.3665, "vit": 0.4071}  # report Table 1 (real test set)
@@ -242,14 +243,23 @@ def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
     return out
 
 
+def gated(table) -> tuple[list[dict], float | None]:
+    """The table's rows and None; for a table recorded without the learning gate, its rows with ``learned`` set
+    where the 95% interval lies above the floor (the higher of chance and the majority class's upper bound), and
+    that floor."""
+    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
+    if not all(flag(r.get("learned")) is None and pd.notna(r.get("ci95_low")) for r in rows):
+        return rows, None
+    floor = max([1 / 4] + [r["ci95_high"] for r in rows if r["variant"] == MAJORITY])
+    return [r if is_baseline_row(r) else {**r, "learned": r["ci95_low"] > floor} for r in rows], floor
+
+
 def differences(table, profile: str = "smoke") -> str:
     """``_verdicts`` of a ``compare.compare_variants`` / ``compare_runs`` or benchmark table (smoke: a caveat). A
     table recorded without the learning gate counts a row as learned when its interval lies above chance and above
     the majority class's, and says so."""
-    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
-    if all(flag(r.get("learned")) is None and pd.notna(r.get("ci95_low")) for r in rows):
-        floor = max([1 / 4] + [r["ci95_high"] for r in rows if r["variant"] == MAJORITY])
-        rows = [r if is_baseline_row(r) else {**r, "learned": r["ci95_low"] > floor} for r in rows]
+    rows, floor = gated(table)
+    if floor is not None:
         return shows(f"This table was recorded without the learning gate: here a row counts as learned when its 95% "
                      f"interval lies above {floor:.3f} (the higher of chance and the majority class's upper bound).",
                      *_verdicts(rows, f"its interval does not lie above {floor:.3f}"))
@@ -344,6 +354,22 @@ def results_table(table, profile: str | None = None) -> str:
     return shows(text, SMOKE if profile == "smoke" else "")
 
 
+def submission(labels, classes) -> str:
+    """What a submission predicts: its class counts, a class it never predicts (that class's test F1 is then 0,
+    which caps macro F1) and a class that dominates (``evaluate.submission.dominance``)."""
+    counts = pd.Series(list(labels), dtype=object).value_counts().reindex(list(classes), fill_value=0)
+    total = int(counts.sum())
+    parts = ", ".join(f"{c} {n} ({n / max(total, 1):.0%})" for c, n in counts.sort_values(ascending=False).items())
+    never = [c for c, n in counts.items() if n == 0]
+    found = dominance(list(labels), tuple(classes))
+    return shows(
+        f"The {total} test images are predicted {parts}.",
+        f"It never predicts {' or '.join(never)}: that class's F1 on the test set is 0 whatever else is right, so "
+        f"macro F1 can reach at most {(len(classes) - len(never)) / len(classes):.2f}." if never else "",
+        f"One class, {found['class']}, takes {found['share']:.0%} of the predictions: a model that learned little "
+        "predicts one class." if found else "")
+
+
 def tiles(n_tiles: int, n_images: int, n_test_tiles: int | None = None, n_test_images: int | None = None) -> str:
     """Tile counts against those of the report's authors' public notebooks (3,371 from 581; 2,707 from 477)."""
     text = (f"{n_tiles:,} train+validation tiles from {n_images} clean images ({n_tiles / max(n_images, 1):.1f} per "
@@ -353,8 +379,8 @@ def tiles(n_tiles: int, n_images: int, n_test_tiles: int | None = None, n_test_i
     return shows(text + ". The report itself gives no tile counts.")
 
 
-FULL_MODELS = {"scratch_resnet": "the report's scratch ResNet (2 stacks × 3 residual blocks, 32 filters; ~0.69 M "
-                                 "parameters)",
+AUTHORS_SCRATCH_PARAMS = 690_000  # "~0.69 M" (docs/dataset_facts.md, "What the report's authors actually ran")
+FULL_MODELS = {"scratch_resnet": "the report's scratch ResNet (2 stacks × 3 residual blocks, 32 filters)",
                "convnext": "ConvNeXt Large (~196 M parameters, ImageNet-22k weights)",
                "vit": "ViT-B/16 (~86 M parameters, ImageNet weights; the report names no size, the authors' public "
                       "notebooks used ViT-Small/16: docs/dataset_facts.md, \"What the report's authors actually ran\")"}
@@ -362,7 +388,11 @@ FULL_MODELS = {"scratch_resnet": "the report's scratch ResNet (2 stacks × 3 res
 
 def model_line(model, name: str, profile: str) -> str:
     """A model as one line: parameter count and what it is (a tiny stand-in: what it stands for)."""
-    full = FULL_MODELS.get(name, name)
+    full, count = FULL_MODELS.get(name, name), model.count_params()
     if profile == "smoke" or (name != "scratch_resnet" and not PROFILES[profile].pretrained):
         full = f"a tiny stand-in of {full}, randomly initialised ({profile} profile)"
-    return f"{model.count_params():,} parameters — {full}"
+    elif name == "scratch_resnet" and abs(count / AUTHORS_SCRATCH_PARAMS - 1) > 0.1:
+        full += (f"; the authors' notebooks' network has ~{AUTHORS_SCRATCH_PARAMS / 1e6:.2f} M "
+                 f"(docs/dataset_facts.md): {count / AUTHORS_SCRATCH_PARAMS:.0%} of it, as the report's description "
+                 "does not fix the layers around the residual stacks")
+    return f"{count:,} parameters — {full}"

@@ -181,8 +181,9 @@ def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion
     return ax
 
 
-def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None = None):
-    """Loss and validation macro F1 per epoch (1-based), the selected epoch marked (default: the best F1)."""
+def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None = None, chance: float = 0.25):
+    """Loss and validation macro F1 per epoch (1-based), the selected epoch marked (default: the best F1), the
+    macro F1 of ``chance`` (1 / classes) as a line."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
     epochs = np.arange(1, len(log) + 1)
     a.plot(epochs, log.loss, marker="o", ms=3, label="train (tiles)")
@@ -194,6 +195,7 @@ def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None =
     if best_epoch:
         b.plot([best_epoch], [log.val_image_f1_hard.iloc[best_epoch - 1]], marker="*", ms=12, color="k", ls="none",
                label=f"selected (epoch {best_epoch})")
+    b.axhline(chance, color="#8c510a", ls=":", lw=1.2, label=f"chance ({chance:.2f})")
     for ax, name in ((a, "loss"), (b, "validation macro F1 (images)")):
         ax.set(title=name, xlabel="epoch", xlim=(0.5, max(len(log), 2) + 0.5))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -291,9 +293,10 @@ def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2)
     return fig
 
 
-def comparison_forest(results):
+def comparison_forest(results, chance: float = 0.25):
     """One panel per ``compare.run_comparison`` result: each variant minus the reference with its paired interval,
-    the baselines as lines; a row without a verdict (it or the reference did not learn) hollow and grey."""
+    the baselines and ``chance`` (macro F1 1 / classes) as lines; a row without a verdict (it or the reference did
+    not learn) hollow and grey."""
     results = list(results)
     tables = [result.table.to_dict("records") for result in results]
     heights = [max(sum(not is_baseline_row(r) for r in records[1:]), 1) for records in tables]
@@ -314,6 +317,9 @@ def comparison_forest(results):
         for r, style in zip([r for r in done if is_baseline_row(r)], (":", "-.")):
             ax.axvline(r["gain"], color="#8c510a", lw=1.2, ls=style,
                        label=f"{r['variant'].replace(' (no CNN)', '')} ({r['oof_macro_f1']:.3f})")
+        if records[0]["gain_ci95"] is not None and records[0]["images"]:  # chance, as a difference to the reference
+            ax.axvline(chance - records[0]["oof_macro_f1"], color="#999999", lw=1.2, ls=(0, (1, 3)),
+                       label=f"chance ({chance:.2f})")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_yticks(y, [r["variant"] + (" (did not learn)" if flag(r.get("learned")) is False else "") for r in rows])
@@ -322,7 +328,7 @@ def comparison_forest(results):
         ax.set_title(f"{result.name}: against {result.table.variant.iloc[0]}{note}", fontsize=10, loc="left")
         ax.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("Δ macro F1 vs the reference (green: real gain, red: real loss, grey: interval holds 0;\n"
-                           "hollow grey: did not learn, no verdict; brown lines: the baselines)")
+                           "hollow grey: did not learn, no verdict; brown lines: the baselines; grey dots: chance)")
     fig.suptitle("Each variant minus the reference, out of fold (paired 95% interval)", fontsize=11)
     fig.tight_layout()
     return fig

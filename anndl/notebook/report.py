@@ -176,6 +176,34 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)])
 
 
+def voting_markdown(results: dict) -> str:
+    """A run's validation scores per voting rule ({rule: {"scores": metrics.image_scores}}) as a Markdown table."""
+    return markdown_table(pd.DataFrame([
+        {"voting": rule, "macro F1": f"{r['scores']['macro_f1']:.3f}",
+         "95% interval": "{:.3f}–{:.3f}".format(*r["scores"]["macro_f1_ci95"]),
+         "accuracy": f"{r['scores']['accuracy']:.3f}", "images": r["scores"]["images"]}
+        for rule, r in results.items()]))
+
+
+def scores_markdown(table: pd.DataFrame) -> str:
+    """A table of ``compare.compare_variants`` / ``compare_runs`` / ``read_comparison`` as people read it (three
+    decimals, the paired interval as text). A table recorded without the learning gate gets no verdict beside a row
+    whose interval does not clear chance and the majority class (``interpret.gated``)."""
+    rows, floor = interpret.gated(table)
+    out = []
+    for i, r in enumerate(rows):
+        verdict, ci = r.get("verdict", "—"), r.get("gain_ci95")
+        if interpret.is_baseline_row(r):
+            verdict = "baseline"
+        elif floor is not None and i and not (r["learned"] and rows[0]["learned"]):
+            verdict = f"no verdict: an interval not above {floor:.3f} (chance, the majority class)"
+        out.append({"variant": r["variant"], "OOF macro F1": f"{r['oof_macro_f1']:.3f}",
+                    "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}",
+                    "Δ vs first row (paired 95%)": "—" if i == 0 or ci is None else
+                    "{:+.3f} ({:+.3f} to {:+.3f})".format(r["gain"], *ci), "verdict": verdict})
+    return markdown_table(pd.DataFrame(out))
+
+
 def read_comparison(md_path: Path | str) -> tuple[pd.DataFrame, dict]:
     """``(table, settings)`` of a ``bench/stain_compare.py`` comparison (``NAME.md`` with a JSON block, and CSV)."""
     md_path = Path(md_path)
