@@ -266,6 +266,8 @@ def test_a_table_without_the_learning_gate_gives_no_verdict_at_chance():
     assert "recorded without the learning gate" not in interpret.differences(gated, "cpu")
     from anndl.notebook.report import scores_markdown
     table = scores_markdown(shifted)   # the table shown beside that sentence holds no verdict at chance either
+    assert table.splitlines()[2].endswith("| reference: did not learn |")  # the row the others are read against
+    assert scores_markdown(sites).splitlines()[2].endswith("| — | reference: learned |")
     assert "| real difference |" not in table and "| -0.039 (-0.074 to -0.004) | no verdict: an interval not above" \
         in table and "| majority class | 0.123 | 0.112–0.133 | -0.126 (-0.160 to -0.090) | baseline |" in table
     assert "| Macenko normalisation | 0.464 | 0.434–0.494 | +0.050 (+0.020 to +0.080) | real difference |" \
@@ -281,6 +283,8 @@ def test_the_submission_sentence_names_a_class_never_predicted_and_a_dominant_on
     text = interpret.submission(["Luminal B"] * 90 + ["Luminal A"] * 5 + ["HER2(+)"] * 3 + ["Triple negative"] * 2,
                                 classes)
     assert "never" not in text and "Luminal B, takes 90%" in text
+    text = interpret.submission(["Luminal B"] * 9 + ["HER2(+)"], classes)
+    assert "never predicts Luminal A or Triple negative: their F1s on the test set are 0" in text and "0.50" in text
 
 
 def test_the_model_line_says_how_the_scratch_resnet_differs_from_the_authors_count():

@@ -364,8 +364,9 @@ def submission(labels, classes) -> str:
     found = dominance(list(labels), tuple(classes))
     return shows(
         f"The {total} test images are predicted {parts}.",
-        f"It never predicts {' or '.join(never)}: that class's F1 on the test set is 0 whatever else is right, so "
-        f"macro F1 can reach at most {(len(classes) - len(never)) / len(classes):.2f}." if never else "",
+        f"It never predicts {' or '.join(never)}: {'that class' + chr(39) + 's F1' if len(never) == 1 else 'their F1s'}"
+        f" on the test set {'is' if len(never) == 1 else 'are'} 0 whatever else is right, so macro F1 can reach at most "
+        f"{(len(classes) - len(never)) / len(classes):.2f}." if never else "",
         f"One class, {found['class']}, takes {found['share']:.0%} of the predictions: a model that learned little "
         "predicts one class." if found else "")
 

@@ -193,7 +193,9 @@ def scores_markdown(table: pd.DataFrame) -> str:
     out = []
     for i, r in enumerate(rows):
         verdict, ci = r.get("verdict", "—"), r.get("gain_ci95")
-        if interpret.is_baseline_row(r):
+        if i == 0 and "reference" not in str(verdict):  # a benchmark table's first row: "—"
+            verdict = "reference" + {True: ": learned", False: ": did not learn"}.get(flag(r.get("learned")), "")
+        elif interpret.is_baseline_row(r):
             verdict = "baseline"
         elif floor is not None and i and not (r["learned"] and rows[0]["learned"]):
             verdict = f"no verdict: an interval not above {floor:.3f} (chance, the majority class)"
