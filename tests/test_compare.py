@@ -294,6 +294,9 @@ def test_a_profile_leaves_out_its_named_variants_and_the_budget_counts_what_it_t
     assert oversampled not in compare.profile_variants("augmentation", "cpu")
     assert "4 K-fold runs" in compare.budget(("augmentation",), 100, "full", 3)
     assert "3 K-fold runs" in compare.budget(("augmentation",), 100, "cpu", 3)
+    # "32 filters" is the cpu profile's own width: the reference's run, counted once
+    assert "6 K-fold runs" in compare.budget(("losses", "augmentation", "width", "voting"), 100, "cpu", 3)
+    assert "2 K-fold runs" in compare.budget(("width",), 100, "smoke", 3)  # smoke's 8 filters: both widths train
     with pytest.raises(ValueError, match="unknown comparison"):
         compare.profile_variants("nope", "cpu")
     provenance = {"profile": "cpu", "folds": 3, "epochs": None, "seed": 42, "precision": None, "data": "synthetic",

@@ -298,7 +298,8 @@ def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = 
     """What the comparisons ``names`` train on ``n_images`` cleaned images: their distinct K-fold runs × ``folds``
     × each run's epochs at most, and for the scratch ResNet the GPU time that implies at the rate of ``GPU_RUN``
     (per epoch and training image; that run's own early stop gives the typical figure)."""
-    runs = {json.dumps(v.training(), sort_keys=True): v for n in names for v in profile_variants(n, profile).values()}
+    runs = {json.dumps(as_run(v, profile).training(), sort_keys=True): v for n in names
+            for v in profile_variants(n, profile).values()}
     most = [(v.model, binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(v.model, profile)))
             for v in runs.values()]  # (model, epochs at most) per distinct run
     per_image = (folds - 1) / folds * (1 - SELECT_FRACTION) * n_images  # training images of a fold
@@ -327,6 +328,15 @@ def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = 
     return line
 
 
+def as_run(variant: Variant, profile: str) -> Variant:
+    """The variant as the run it trains: a scratch ResNet width equal to the profile's own ("32 filters" at cpu and
+    full) is the reference's run, not a second one."""
+    own_width = PROFILES[check_profile(profile)].scratch.filters
+    if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
+        return dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
+    return variant
+
+
 def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str = "smoke", folds: int = 3,
               epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
               weights: str | None = None, redo: bool = False) -> Path:
@@ -336,10 +346,7 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
     if (prep.stain or {}).get("method") != variant.stain_normalize:
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
                          f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
-    own_width = PROFILES[check_profile(profile)].scratch.filters
-    if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
-        # the profile's own width ("32 filters" at cpu and full): the reference's run, not a second one
-        variant = dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
+    variant = as_run(variant, profile)
     epochs = binding_cap(variant, profile, epochs)
     key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
                                  "seed": seed, "weights": weights_identity(weights)})[:10]

@@ -100,7 +100,7 @@ def voting(results: dict, profile: str = "smoke") -> str:
                      + ("the direction the report found" if delta > 0 else "the opposite of the report's finding")
                      + f" ({report}).")
     noise = ("The two (unpaired) intervals overlap: on this many images one image moves the score by more than the "
-             "report's 0.7 points (see notebook 04's out-of-fold comparison)."
+             "report's 0.7 points (the out-of-fold voting comparison pairs the two rules on every image)."
              if _overlap(hard, soft) else "The intervals do not even overlap: the rule matters on this data.")
     head = f"Hard voting scores {_f1(hard)}, mask-weighted soft voting {_f1(soft)} on {hard.get('images', '?')} images."
     return shows(head, direction, noise, SMOKE if profile == "smoke" else "")
@@ -141,16 +141,16 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
     floor = round(max(chance, majority["macro_f1_ci95"][1] if majority else 0.0), 3)
     where = f"chance (1/{num_classes} = {chance:.2f})" + (
         f" and the majority class (up to {majority['macro_f1_ci95'][1]:.3f})" if majority else "")
-    if b["macro_f1"] > n["macro_f1"] and not _overlap(n, b):
+    if round(n["macro_f1_ci95"][0], 3) <= floor:  # a network that did not learn: no verdict either way
+        verdict = (f"The best network ({best_net}, {_f1(n)}) does not clear {where}: by its interval it did not "
+                   "learn on these images — no verdict between it and the baselines.")
+    elif b["macro_f1"] > n["macro_f1"] and not _overlap(n, b):
         verdict = (f"The {base} baseline beats every network (best: {best_net} {n['macro_f1']:.3f}; the intervals do "
                    "not overlap): on this data simple image statistics carry the label better than these models "
                    "learned to.")
     elif b["macro_f1"] > n["macro_f1"]:
         verdict = (f"The {base} baseline scores above every network (best: {best_net} {n['macro_f1']:.3f}), but the "
                    "intervals overlap, so the baseline is not established as better on these images.")
-    elif round(n["macro_f1_ci95"][0], 3) <= floor:
-        verdict = (f"The best network ({best_net}, {_f1(n)}) does not clear {where}: by its interval it did not "
-                   "learn on these images — no verdict between it and the baselines.")
     else:
         verdict = (f"The best network ({best_net}, {n['macro_f1']:.3f}) is ahead of the best baseline ({base}, "
                    f"{b['macro_f1']:.3f}) by {_points(n['macro_f1'] - b['macro_f1'])}; the intervals "
@@ -166,7 +166,7 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
             colour = (f"Colour carries part of the label here (the colour histogram's interval, {low:.3f}–{high:.3f}, "
                       f"lies above {where}), but it does not separate the classes.")
         else:
-            colour = ("Colour alone does not separate the classes here: the low end of the colour histogram's "
+            colour = ("Colour alone does not separate the classes on these images: the low end of the colour histogram's "
                       f"interval ({low:.3f}–{high:.3f}) does not clear " + ("the higher of " if majority else "")
                       + f"{where}.")
     named = ", ".join(f"{k.replace('_', ' ')} {_f1(v)}" for k, v in reference.items())
@@ -213,7 +213,8 @@ def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
                f"variant gets a verdict against it. Learned, without a verdict: {_scores(learned)}."]
     else:
         out = [f"Against {first['variant']} ({first['oof_macro_f1']:.3f}{', learned' if gated else ''}), on the same "
-               "images (paired bootstrap)" + (", among the variants that learned:" if gated else ":")]
+               "images (paired bootstrap)" + ((", among the variants that learned:" if gated else ":") if learned
+                                              else ", no variant learned.")]
         real = [r for r in learned if r["gain_ci95"][0] > 0 or r["gain_ci95"][1] < 0]
         better, worse = [r for r in real if r["gain"] > 0], [r for r in real if r["gain"] <= 0]
         same = [r["variant"] + (" (the same predictions for every image)"
@@ -227,7 +228,7 @@ def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
         if better:
             out.append(f"The highest score is {best['variant']} ({best['oof_macro_f1']:.3f}); "
                        f"{max(better, key=lambda r: r['gain'])['variant']} beats the reference here.")
-        else:
+        elif learned:
             out.append(f"No variant{' that learned' if gated else ''} is ahead of the reference by its paired "
                        "interval: the comparison names no winner.")
     if unlearned:
