@@ -102,6 +102,7 @@ def test_training_sentence_and_tiles():
     assert "did not improve over the last 10" in interpret.training({"best_epoch": 31, "epochs_run": 41})
     text = interpret.tiles(3367, 581, 2743, 477)
     assert "authors' public notebooks cut 3,371" in text and "report itself gives no tile counts" in text
+    assert text.index("2,743 test tiles") < text.index("authors'")  # this run's counts, then theirs
 
 
 def test_banner_from_profile_data_and_weights(tmp_path):
