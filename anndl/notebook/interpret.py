@@ -166,9 +166,9 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
             colour = (f"Colour carries part of the label here (the colour histogram's interval, {low:.3f}–{high:.3f}, "
                       f"lies above {where}), but it does not separate the classes.")
         else:
-            colour = ("Colour alone does not separate the classes on these images: the low end of the colour histogram's "
-                      f"interval ({low:.3f}–{high:.3f}) does not clear " + ("the higher of " if majority else "")
-                      + f"{where}.")
+            colour = ("Colour alone does not separate the classes on these images: the low end of the colour "
+                      f"histogram's interval ({low:.3f}–{high:.3f}) does not clear "
+                      + ("the higher of " if majority else "") + f"{where}.")
     named = ", ".join(f"{k.replace('_', ' ')} {_f1(v)}" for k, v in reference.items())
     return shows(f"Baselines without a CNN: {named}.", verdict, colour, SMOKE if profile == "smoke" else "")
 
@@ -363,10 +363,10 @@ def submission(labels, classes) -> str:
     parts = ", ".join(f"{c} {n} ({n / max(total, 1):.0%})" for c, n in counts.sort_values(ascending=False).items())
     never = [c for c, n in counts.items() if n == 0]
     found = dominance(list(labels), tuple(classes))
+    whose = "that class's F1 on the test set is" if len(never) == 1 else "their F1s on the test set are"
     return shows(
         f"The {total} test images are predicted {parts}.",
-        f"It never predicts {' or '.join(never)}: {'that class' + chr(39) + 's F1' if len(never) == 1 else 'their F1s'}"
-        f" on the test set {'is' if len(never) == 1 else 'are'} 0 whatever else is right, so macro F1 can reach at most "
+        f"It never predicts {' or '.join(never)}: {whose} 0 whatever else is right, so macro F1 can reach at most "
         f"{(len(classes) - len(never)) / len(classes):.2f}." if never else "",
         f"One class, {found['class']}, takes {found['share']:.0%} of the predictions: a model that learned little "
         "predicts one class." if found else "")

@@ -176,6 +176,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)])
 
 
+def _gain(row: dict) -> str:
+    """A row's difference to the reference with its paired 95% interval, as the tables print it."""
+    return "{:+.3f} ({:+.3f} to {:+.3f})".format(row["gain"], *row["gain_ci95"])
+
+
 def voting_markdown(results: dict) -> str:
     """A run's validation scores per voting rule ({rule: {"scores": metrics.image_scores}}) as a Markdown table."""
     return markdown_table(pd.DataFrame([
@@ -201,8 +206,7 @@ def scores_markdown(table: pd.DataFrame) -> str:
             verdict = f"no verdict: an interval not above {floor:.3f} (chance, the majority class)"
         out.append({"variant": r["variant"], "OOF macro F1": f"{r['oof_macro_f1']:.3f}",
                     "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}",
-                    "Δ vs first row (paired 95%)": "—" if i == 0 or ci is None else
-                    "{:+.3f} ({:+.3f} to {:+.3f})".format(r["gain"], *ci), "verdict": verdict})
+                    "Δ vs first row (paired 95%)": "—" if i == 0 or ci is None else _gain(r), "verdict": verdict})
     return markdown_table(pd.DataFrame(out))
 
 
@@ -229,8 +233,7 @@ def comparison_table(result) -> pd.DataFrame:
         row = {"variant": r["variant"],
                "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
                "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
-               "Δ vs reference (paired 95%)": "—" if not scored or i == 0 else
-               "{:+.3f} ({:+.3f} to {:+.3f})".format(r["gain"], *r["gain_ci95"]),
+               "Δ vs reference (paired 95%)": "—" if not scored or i == 0 else _gain(r),
                "learned": "—" if learned is None else "yes" if learned else "no — did not learn",
                "verdict": r["verdict"], "weights": weights_short(r["weights"]) if model else "—",
                "epochs/fold": r["epochs"] if model else "—",
