@@ -9,7 +9,6 @@ def _terminated(signum, frame):  # SIGTERM while starting; anndl.cli.main instal
 signal.signal(signal.SIGTERM, _terminated)
 try:
     from anndl.core.env import quiet_environment
-
     quiet_environment()  # TensorFlow's and absl's log levels, before anything imports TensorFlow
     from anndl.cli import main
 except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM while starting: nothing was done yet

@@ -77,7 +77,6 @@ def _prepare(args: argparse.Namespace, work_dir: Path | None = None):  # default
 
 def cmd_embed(args: argparse.Namespace) -> None:
     from anndl.engine import embed
-
     prep = _prepare(args)
     emb = embed.embed(prep, args.encoder, args.out, pooling=args.pooling, batch_size=args.batch_size,
                       mixed_precision=args.mixed_precision, redo=args.redo)
@@ -88,7 +87,6 @@ def cmd_embed(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
     """``runs.fit`` of ``name`` with the command's settings (a head: on its embedding cache, made or reused)."""
     from anndl.engine import embed, runs
-
     if specs.SPEC[name].consumes == "embeddings":
         if not args.encoder:
             raise ValueError(f"--model {args.model} needs --encoder SRC (a Hugging Face folder or hf:// handle, "
@@ -119,7 +117,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from anndl.engine import runs
-
     path = runs.predict([runs.open_run(r) for r in args.run], args.data, args.out, args.voting, tta=args.tta)
     note = json.loads(Path(path).with_suffix(".json").read_text())
     print(f"wrote {path} ({note['voting']} voting{', 8-view TTA' if args.tta else ''}, "
@@ -128,7 +125,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_blend(args: argparse.Namespace) -> None:
     from anndl.engine import runs
-
     run = runs.blend(args.runs, args.out, seed=args.seed, redo=args.redo)
     low, high = run.metrics["oof_macro_f1_ci"]
     print(f"blend out-of-fold macro F1 {run.metrics['oof_macro_f1']:.3f} (95% {low:.3f}–{high:.3f}), weights "
@@ -141,7 +137,6 @@ def cmd_blend(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from anndl.engine import runs
-
     prep = _prepare(args, args.out)
     models = specs.names(in_all=True) if args.model == "all" else (args.model,)
     for name in models:
@@ -154,7 +149,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from anndl.engine import compare
     from anndl.notebook import interpret, report
-
     if args.list:
         for name, spec in compare.COMPARISONS.items():
             print(f"{name}: {spec.question}\n    variants: {' | '.join(spec.variants)}")
@@ -168,7 +162,6 @@ def cmd_compare(args: argparse.Namespace) -> None:
         jobs.append((args.name, variants))
     if not jobs:
         raise ValueError("name a comparison (--list shows them), or --variant NAME … and/or --set key=value")
-    # a challenge folder when given, else data/ (the challenge folder there, else the synthetic default)
     data = resolve_data_dir(args.data) if args.data else resolve_data_dir(DATA_ROOT, SYNTHETIC_DEFAULT)
     weights = dict(w.split("=", 1) for w in args.weights)
     for name, variants in jobs:
@@ -183,7 +176,6 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from anndl.notebook.report import markdown, write_report
-
     print(markdown(write_report(args.runs)))
     print(f"wrote {args.runs / 'results.csv'} and {args.runs / 'results.md'}")
 

@@ -132,7 +132,6 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, shared_outputs,
     # a stain shift: the same tissue stained otherwise (same seed, each class its own site), scored by the runs
     # and the colour baseline trained on ``prep``; no TTA, ensemble or MIL rows when not asked for
     from anndl.data import synthetic
-    from anndl.data.outliers import OutlierConfig
     from anndl.evaluate.baselines import baseline_predictions, colour_features
 
     twin = synthetic.generate(tmp_path / "twin", progress=False, workers=1, **TINY, site_class_correlation=1.0)
@@ -150,8 +149,7 @@ def test_kfold_ensemble_tta_and_comparison_end_to_end(tiny_data, shared_outputs,
     expected = pd.concat(expected).set_index("sample_index").colour_histogram
     got = pd.Series(details["predictions"]["colour-histogram baseline (no CNN)"], index=details["images"])
     assert (got == expected.loc[got.index]).all()
-    other = experiment.prepare(tiny_data, tmp_path / "other_work",
-                               outlier_config=dataclasses.replace(OutlierConfig(), sticker_min_z=1e6))
+    other = dataclasses.replace(prep, clean=prep.clean.assign(status="kept"))  # the outliers kept too
     with pytest.raises(ValueError, match="kept other images"):
         compare.compare_variants(shifted, runs, tta=False, with_mil=False, trained_on=other)
 

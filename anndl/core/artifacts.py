@@ -12,10 +12,15 @@ import os
 import re
 import secrets
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
+
+from anndl import __version__
+from anndl.core.env import portable  # no machine path in a rendered notebook
 
 RECORD = "record.json"
 LOCK = ".lock"
@@ -36,7 +41,6 @@ class Locked(ArtifactError):
 
 
 def version() -> str:
-    from anndl import __version__
     return __version__
 
 
@@ -98,10 +102,6 @@ def read_csv(path: Path | str) -> pd.DataFrame:
 
 def read_arrays(path: Path | str) -> dict:
     """Arrays of an ``.npy``/``.npz`` file, never unpickled: an object array or any fault is an ``ArtifactError``."""
-    import zipfile
-
-    import numpy as np
-
     def read(p):
         with open(p, "rb") as f:
             loaded = np.load(f, allow_pickle=False)
@@ -116,11 +116,7 @@ def read_arrays(path: Path | str) -> dict:
 
 def nonfinite_weights(path: Path | str) -> tuple[int, int]:
     """(non-finite values, all values) in a ``.keras`` or ``.weights.h5`` file, read with h5py (no TensorFlow)."""
-    import zipfile
-
     import h5py
-    import numpy as np
-
     counts = [0, 0]
 
     def visit(_, node):
@@ -186,7 +182,6 @@ _held: set[Path] = set()  # the folders this process holds the lock of (re-entra
 def lock(folder: Path | str):
     """Hold ``folder/.lock`` for the block; another process holding it raises ``Locked`` at once."""
     import fcntl
-
     folder = Path(folder).resolve()
     if folder in _held:  # the outer block holds it
         yield
@@ -219,7 +214,6 @@ def lock(folder: Path | str):
 def lock_holder(folder: Path | str) -> str | None:
     """The PID of another process holding ``folder``'s lock; None when nobody else does."""
     import fcntl
-
     folder = Path(folder).resolve()
     if folder in _held or not (folder / LOCK).is_file():
         return None
@@ -311,8 +305,7 @@ def check(folder: Path | str, req: dict) -> str | None:
 
 
 def complete(folder: Path | str, req: dict, files: Iterable[str], extra: dict | None = None) -> dict:
-    """Record ``files`` (relative to ``folder``) as the artifact of ``req``. Its ``id`` (what downstream records cite):
-    the request and the files' hashes."""
+    """Record ``files`` (relative to ``folder``) as the artifact of ``req``, its ``id`` a hash of both."""
     folder = Path(folder)
     record = dict(req, files={name: file_entry(folder / name) for name in sorted(files)}, **(extra or {}))
     record["id"] = fingerprint({k: record.get(k) for k in REQUEST_KEYS} |
@@ -367,8 +360,6 @@ def ensure(folder: Path | str, req: dict, build: Callable[[Path], Iterable[str]]
            label: str | None = None, verb: str = "making") -> dict:
     """Reuse ``folder`` when ``check`` passes; else ``build(out)`` writes into ``out`` (``folder/.staging``, kept after
     a kill for a resumable build) and returns the file names to record, and the result is swapped in."""
-    from anndl.core.env import portable  # no machine path in a rendered notebook
-
     folder = Path(folder)
     label = label or str(folder)
     with lock(folder):

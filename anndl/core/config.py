@@ -76,17 +76,14 @@ class Profile:
 
 
 _QUICK = dict(epochs=1, batch_size=16, patience=1)
+_TINY_TRANSFER = TransferConfig(phase1=TrainConfig(learning_rate=3e-4, **_QUICK),  # smoke, cpu: tiny random stand-ins
+                                phase2=TrainConfig(learning_rate=1e-5, **_QUICK))
 PROFILES = {p.name: p for p in (
     Profile("smoke", ScratchResNetConfig(filters=8, blocks_per_stack=1),
-            TrainConfig(epochs=2, batch_size=16, learning_rate=1e-4, patience=2),
-            TransferConfig(phase1=TrainConfig(learning_rate=3e-4, **_QUICK),
-                           phase2=TrainConfig(learning_rate=1e-5, **_QUICK)), pretrained=False),
-    # the report's network, Lion at 1e-4 and moving statistics that keep up (measured: docs/measurements.md, "The cpu
-    # profile"); the transfer models' tiny random stand-ins as in smoke
-    Profile("cpu", ScratchResNetConfig(bn_momentum=0.9), TrainConfig(epochs=6, batch_size=32, learning_rate=1e-4,
-                                                                   patience=2),
-            TransferConfig(phase1=TrainConfig(learning_rate=3e-4, **_QUICK),
-                           phase2=TrainConfig(learning_rate=1e-5, **_QUICK)), pretrained=False,
+            TrainConfig(epochs=2, batch_size=16, learning_rate=1e-4, patience=2), _TINY_TRANSFER, pretrained=False),
+    # the report's network, Lion at 1e-4 and moving statistics that keep up (docs/measurements.md, "The cpu profile")
+    Profile("cpu", ScratchResNetConfig(bn_momentum=0.9),
+            TrainConfig(epochs=6, batch_size=32, learning_rate=1e-4, patience=2), _TINY_TRANSFER, pretrained=False,
             left_out=("Triple negative ×2, both augmented",)),  # ~600 s: the render stays within 90 minutes
     Profile("full", ScratchResNetConfig(), TrainConfig(), TransferConfig(), pretrained=True),
 )}

@@ -17,20 +17,17 @@ def backend() -> str:
 
 
 def use_cpu_devices(n: int) -> list[str]:
-    """Split the host CPU into ``n`` logical devices and return their names; ``RuntimeError`` when the framework
-    already started with another device count."""
+    """Split the host CPU into ``n`` logical devices, before the framework starts; their names."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if backend() == "jax":
         import jax
-
         with contextlib.suppress(AttributeError, RuntimeError, ValueError):  # jax started: checked below
             jax.config.update("jax_num_cpu_devices", n)
         devices = [str(d) for d in jax.devices("cpu")]
         fix = f"set XLA_FLAGS=--xla_force_host_platform_device_count={n} before jax (or Keras) is imported"
     else:
         import tensorflow as tf
-
         with contextlib.suppress(RuntimeError):  # TensorFlow already initialised its devices: checked below
             tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                                        [tf.config.LogicalDeviceConfiguration()] * n)
@@ -65,7 +62,6 @@ class Replicas:
         if self.num_replicas == 1:
             return dataset
         import tensorflow as tf
-
         n = self.num_replicas
 
         def round_up(*parts):
@@ -83,11 +79,8 @@ class Replicas:
 
 @contextlib.contextmanager
 def strategy_scope(name=None) -> Iterator[Replicas]:
-    """Build and train models inside this block on the devices ``name`` asks for, the batch split across them.
-
-    TensorFlow: None/'default' one device, 'mirrored'/'data_parallel' a ``MirroredStrategy`` over the GPUs (else the
-    CPU devices of :func:`use_cpu_devices`), 'tpu' a ``TPUStrategy``, or a ``tf.distribute.Strategy``. JAX: every name
-    but 'default' is ``keras.distribution.DataParallel`` over ``jax.devices()``."""
+    """Build and train models inside this block on the devices ``name`` (``STRATEGIES`` or a ``tf.distribute.Strategy``)
+    asks for, the batch split across them; 'data_parallel' under TensorFlow is 'mirrored' (GPUs, else CPU devices)."""
     kind = backend()
     if kind != "tensorflow" and not isinstance(name, (str, type(None))):
         raise TypeError(f"under KERAS_BACKEND=jax the strategy is a name, got {type(name).__name__}")
@@ -95,7 +88,6 @@ def strategy_scope(name=None) -> Iterator[Replicas]:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if kind == "tensorflow":
         import tensorflow as tf
-
         if isinstance(name, tf.distribute.Strategy):
             strategy, name = name, type(name).__name__
         elif name in ("mirrored", "data_parallel"):
@@ -119,7 +111,6 @@ def strategy_scope(name=None) -> Iterator[Replicas]:
         return
     import jax
     import keras
-
     devices = jax.devices()
     if name in (None, "default"):
         yield Replicas("default", kind, 1, (str(devices[0]),))
@@ -189,7 +180,6 @@ def precision_advice() -> tuple[str, str]:
     """(Keras dtype policy, one-line reason) for the first accelerator the back end sees, else the CPU."""
     if backend() == "jax":
         import jax
-
         device = jax.devices()[0]
         if device.platform in ("gpu", "cuda", "rocm"):
             cc = getattr(device, "compute_capability", None)
@@ -199,7 +189,6 @@ def precision_advice() -> tuple[str, str]:
             return precision_for("tpu", device.device_kind)
     else:
         import tensorflow as tf
-
         if tf.config.list_logical_devices("TPU"):
             return precision_for("tpu", "TPU")
         if gpus := tf.config.list_physical_devices("GPU"):

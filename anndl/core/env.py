@@ -59,7 +59,6 @@ def quiet_tensorflow():
             print("\n".join(kept), file=sys.stderr)
     import tensorflow as tf
     from absl import logging as absl_logging
-
     tf.get_logger().setLevel("ERROR")  # "5 out of the last 5 calls ... triggered tf.function retracing"
     absl_logging.set_verbosity(absl_logging.ERROR)
     return tf
@@ -129,8 +128,7 @@ def commit() -> str:
 
 
 def footer(started: float, seed: int, output_dir: Path | str, max_files: int = 25) -> str:
-    """A notebook's closing lines: wall time since ``started``, hardware, seed, commit, package versions and the files
-    written below ``output_dir`` since then."""
+    """A notebook's closing lines: wall time, hardware, seed, commit, versions, the files written since ``started``."""
     versions = []
     for name in ("anndl", "tensorflow", "keras", "keras-hub", "numpy", "pandas", "scikit-learn", "matplotlib"):
         with contextlib.suppress(metadata.PackageNotFoundError):

@@ -1,9 +1,7 @@
 """Every private Keras and KerasHub name anndl uses, each with the reason no public API does the job (the rest of the
 package uses none; ``tests/test_layout.py`` checks that and each name against the installed versions)."""
 
-import keras
-
-# The private names used, for the layout test: (module or attribute owner, name).
+# (module or attribute owner, name), for the layout test
 PRIVATE_NAMES = (
     ("keras.src.applications.convnext", "ConvNeXt"),
     ("keras.src.layers.preprocessing.data_layer", "DataLayer"),

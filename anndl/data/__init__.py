@@ -1,13 +1,11 @@
 """Read and validate a challenge folder into a manifest: one row per image, nothing skipped.
 
-Layout (the real challenge data's)::
+Every fault in the folder raises :class:`DataError` naming the file and what is wrong. Layout (the real data's)::
 
     DIR/train_data/img_0000.png, mask_0000.png, ...   (test_data/ alike; split + sample_index is the key)
     DIR/train_labels.csv    header ``sample_index,label``; sample_index is ``img_0000.png``
     DIR/classes.txt         optional: another label set, one per line in output order (default: the four subtypes)
     DIR/source.txt          optional: one line saying where the data comes from
-
-Every fault in the folder raises :class:`DataError` naming the file and what is wrong.
 """
 
 import csv
@@ -78,7 +76,6 @@ def bounded_map(fn: Callable, items: Iterable, sizes: Iterable[int], budget: int
             with lock:
                 state["in_flight"] -= size
                 lock.notify_all()
-
     futures = []
     with ThreadPoolExecutor(workers) as pool:
         for item, size in zip(items, sizes):
@@ -122,8 +119,7 @@ def _decode(path: Path, digest=None) -> np.ndarray:
                               "(set ANNDL_MAX_PIXELS to raise it)")
     if digest is not None:
         digest.update(hashlib.blake2b(raw).digest())
-    array = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
-    if array is None:
+    if (array := cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)) is None:
         raise DataError(path, "unreadable PNG (decoder failed)")
     return array
 
@@ -141,14 +137,12 @@ def to_rgb(array: np.ndarray, path: Path | str = "") -> tuple[np.ndarray, str]:
 
 def read_image(path: Path | str) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3), converting grayscale / RGBA."""
-    path = Path(path)
-    return to_rgb(_decode(path), path)[0]
+    return to_rgb(_decode(path := Path(path)), path)[0]
 
 
 def read_mask(path: Path | str, digest=None) -> np.ndarray:
     """Read a binary ROI mask as bool (H, W). Accepts 1/3/4 channels (channel 0 is used), 0/1 or 0/255."""
-    path = Path(path)
-    array = _decode(path, digest)
+    array = _decode(path := Path(path), digest)
     if array.ndim == 3:
         array = array[:, :, 2] if array.shape[2] >= 3 else array[:, :, 0]  # BGR order: RGB channel 0
     values = np.unique(array)
@@ -191,8 +185,7 @@ def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
 
 
 def _utf8(path: Path) -> str:
-    """A regular text file's content; anything but UTF-8 (Latin-1, UTF-16 from a spreadsheet, …) is a ``DataError``
-    saying where it stops being UTF-8."""
+    """A regular text file's content, or a ``DataError`` saying where it stops being UTF-8 (Latin-1, UTF-16, …)."""
     _regular(path)
     data = path.read_bytes()
     try:
@@ -261,8 +254,7 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
         pairs = _list_pairs(data_dir / SPLIT_DIRS[split])
         labels: dict[str, str] = {}
         if split == "train":
-            path = data_dir / LABELS_FILE
-            labels = read_labels(path, classes)
+            labels = read_labels(path := data_dir / LABELS_FILE, classes)
             names = {name for name, _, _ in pairs}
             for sample in (s for s in labels if s not in names):
                 raise DataError(path, f"label row for {sample!r}, but {SPLIT_DIRS[split]}/{sample} does not exist")
@@ -302,7 +294,6 @@ def describe_data(data_dir: Path | str) -> str:
 def resolve_data_dir(data_dir: Path | str, synthetic_defaults: dict | None = None) -> Path:
     """``data_dir`` if it holds a challenge folder, else ``data_dir/synthetic`` (made with ``synthetic_defaults``)."""
     from anndl.data import synthetic
-
     data_dir, defaults = Path(data_dir), synthetic_defaults or {}
     if found := find_data_dir(data_dir):
         return found

@@ -1,15 +1,13 @@
 """Remove corrupted training images: "sticker" (Shrek) images and green blob artifacts (the report's §2, measured).
 
-1. **Identical-mask groups** (SHA-256 of each mask's pixels): in the real data every sticker image shares its mask
-   with a genuine image; groups stay on one side of the later split.
-2. **Stickers**: group members abnormally far from the robust centre of the image embeddings; a logistic regression
-   trained on the group members then flags stickers without a mask twin.
-3. **Green artifacts**: H&E never makes green-dominant pixels (G above both R and B by a margin).
-4. **Sticker or green blob**, whatever the sticker's shade or opacity: with a **twin** (a group member that is the
-   same tissue without the green region), a pasted border darkened towards black (``twin_ink``: stickers at opacity
-   0.45-1 0.68-0.96, blobs 0.00) makes a sticker; without one, a dark outline (``green_ink``: stickers 0.34-0.61,
-   blobs <= 0.005) and flat colour inside (``green_flat``: stickers 0.65-0.96, blobs <= 0.31) do
-   (``bench/outlier_kinds.py``).
+1. **Identical-mask groups** (SHA-256 of each mask's pixels): in the real data every sticker shares its mask with a
+   genuine image; groups stay on one side of the later split.
+2. **Stickers**: group members abnormally far from the robust centre of the embeddings; a logistic regression trained
+   on the group members then flags stickers without a mask twin.
+3. **Green**: H&E never makes green-dominant pixels. A green image is a sticker when what it adds to its **twin** (the
+   same tissue without the green region) has an inked border (``twin_ink``: stickers 0.68-0.96, blobs 0.00), else
+   when its green region has a dark outline (``green_ink``: stickers 0.34-0.61, blobs <= 0.005) and flat colour
+   inside (``green_flat``: 0.65-0.96, blobs <= 0.31), whatever its shade or opacity (``bench/outlier_kinds.py``).
 
 Test images are never removed; images are decoded a few at a time, a 32 x 32 thumbnail of each kept to find twins.
 """
@@ -37,8 +35,7 @@ class OutlierConfig:
     green_margin: int = 40            # a pixel is green when G - max(R, B) exceeds this (0-255 scale)
     green_min_fraction: float = 0.002 # flag an image when green pixels exceed this share of its area
     green_min_blob_pixels: int = 64   # ...and its largest green component is at least this large
-    sticker_min_z: float = 10.0       # flag a group member whose distance's robust z-score exceeds this (stickers
-                                      # 38-122; genuine members up to 3.0, BACH 3.01 at the old threshold 3)
+    sticker_min_z: float = 10.0       # flag a member above this robust distance z (stickers 38-122, others <= 3.01)
     sticker_probability: float = 0.9  # classifier probability to flag a sticker without a mask twin
     embed_max_side: int = 512         # images are downsampled to this size for the offline embedder
     cartoon_min_ink: float = 0.15     # a green region is a sticker's when this share of the ring around it is ink
@@ -100,8 +97,7 @@ def green_blob_stats(image: np.ndarray, margin: int) -> dict:
 
 @dataclass
 class ColourTextureEmbedder:
-    """Offline embedder (no weights): colour and texture statistics that tell flat, saturated, off-stain overlays
-    outlined in black from textured pink/purple tissue."""
+    """Offline embedder: colour and texture statistics telling flat, saturated, black-outlined overlays from H&E."""
 
     max_side: int = 512
     name = "colour-texture statistics (offline, no pretrained weights)"
@@ -116,9 +112,7 @@ class ColourTextureEmbedder:
         local_sd = np.sqrt(np.maximum(cv2.blur(gray * gray, (7, 7)) - local_mean ** 2, 0))
         # Per-pixel maps of what H&E never shows: hues outside pink/purple, flat saturated fills, black ink.
         off_stain = (s > 0.25) & (h >= 12) & (h <= 100)  # OpenCV hue 0-180: orange..green..cyan
-        flat = (local_sd < 2.0) & (s > 0.15)
-        ink = v < 0.15
-        maps = np.stack([off_stain, flat, ink], -1).astype(np.float32)
+        maps = np.stack([off_stain, (local_sd < 2.0) & (s > 0.15), v < 0.15], -1).astype(np.float32)
         cells = cv2.resize(maps, (8, 8), interpolation=cv2.INTER_AREA).reshape(-1, 3)
         # Area share and densest 1/64th of the image: a small overlay on a large image still counts.
         return np.concatenate([np.sqrt(maps.mean((0, 1))), np.sqrt(cells.max(0)),
@@ -146,7 +140,6 @@ class KerasEmbedder:
 def resnet50_embedder(weights: str | Path = "imagenet") -> KerasEmbedder:
     """The report's ImageNet ResNet50 embedder; ``weights``: 'imagenet' (a download) or a local no-top weights file."""
     import keras
-
     if weights is None:
         raise ValueError("a ResNet50 with random weights is not an embedder; pass 'imagenet' or a weights file")
     if weights != "imagenet" and not Path(weights).is_file():
@@ -162,15 +155,13 @@ def resnet50_embedder(weights: str | Path = "imagenet") -> KerasEmbedder:
 
 
 def make_embedder(spec: str, config: OutlierConfig = OutlierConfig()) -> ColourTextureEmbedder | KerasEmbedder:
-    """'offline', 'resnet50' (ImageNet download), 'resnet50:PATH' (local weights) or a ``.keras`` model's path
-    (its output a feature vector or map, flattened)."""
+    """'offline', 'resnet50' (a download), 'resnet50:PATH' (local weights) or a ``.keras`` model (output flattened)."""
     if spec == "offline":
         return ColourTextureEmbedder(config.embed_max_side)
     if spec == "resnet50" or spec.startswith("resnet50:"):
         return resnet50_embedder(spec.split(":", 1)[1] if ":" in spec else "imagenet")
     if spec.endswith(".keras"):
         import keras
-
         model = keras.models.load_model(spec, compile=False)
         return KerasEmbedder(model, f"Keras model {Path(spec).name}", image_size=int(model.input_shape[1]))
     raise ValueError(f"unknown embedder {spec!r}; use offline, resnet50, resnet50:WEIGHTS.h5 or MODEL.keras")
@@ -191,19 +182,15 @@ def pixel_batches(sizes: list[int], budget: int, batch_size: int) -> list[range]
 
 def scan_images(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfig, batch_size: int = 16,
                 workers: int = 2, pixel_budget: int | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """One pass over the images: mask hash, green stats, embedding and 32 x 32 thumbnail of each, decoded on
-    ``workers`` threads in batches of at most ``batch_size`` images and ``pixel_budget`` (default: decode_budget())."""
-    budget = decode_budget() if pixel_budget is None else pixel_budget
-
+    """One pass: mask hash, green stats, embedding and 32 x 32 thumbnail of each image, decoded in bounded batches."""
     def inspect(row):
         image, mask = read_image(row.image_path), read_mask(row.mask_path)
         stats = {"mask_hash": mask_hash(mask), **green_blob_stats(image, config.green_margin)}
         return image, stats, cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
-
     rows, embeddings, thumbs = [], [], []
     records, sizes = list(manifest.itertuples()), (manifest.height * manifest.width).astype(int).tolist()
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(records), desc="scan", unit="img") as bar:
-        for batch in pixel_batches(sizes, budget, batch_size):
+        for batch in pixel_batches(sizes, decode_budget() if pixel_budget is None else pixel_budget, batch_size):
             images, stats, small = zip(*pool.map(inspect, [records[i] for i in batch]))
             embeddings.append(embedder(list(images)))
             rows += stats
@@ -221,10 +208,9 @@ def mask_groups(hashes: pd.Series) -> pd.Series:
 
 def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierConfig,
                     exclude: np.ndarray | None = None) -> pd.DataFrame:
-    """Flag sticker images: group members abnormally far from the embeddings' centre, then a classifier trained
-    on group members for images without a mask twin (``sticker_probability``: NaN where none could be trained).
-    Unlike the report's distance from the mean, features are centred on their median and scaled by their MAD, so
-    the outliers (about 9% of the real train set) do not set the scale."""
+    """Flag sticker images: group members abnormally far from the embeddings' centre, then a classifier trained on
+    group members for images without a mask twin (``sticker_probability``: NaN where none could be trained). Unlike
+    the report's mean, the median and MAD centre and scale: the outliers (~9% of the real train set) set no scale."""
     center = np.median(embeddings, 0)
     scale = np.maximum(1.4826 * np.median(np.abs(embeddings - center), 0), 0.1 * embeddings.std(0)) + 1e-6
     z = (embeddings - center) / scale
@@ -233,16 +219,14 @@ def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierC
     median, lower_quartile = np.percentile(distance, [50, 25])
     distance_z = (distance - median) / ((median - lower_quartile) / 0.6745 + 1e-6)
     abnormal = distance_z >= config.sticker_min_z
-    exclude = np.zeros(len(z), bool) if exclude is None else exclude  # e.g. images already flagged green
+    # A member already flagged green (``exclude``) is far for its blob, not a sticker: it neither counts nor trains.
+    exclude = np.zeros(len(z), bool) if exclude is None else exclude
     labelled = groups >= 0
-    # Within identical-mask groups: the abnormally far members (in the real data, one per pair). A member
-    # already flagged green is far because of its blob, not a sticker: it neither counts nor trains.
-    sticker = labelled & abnormal & ~exclude
+    sticker = labelled & abnormal & ~exclude  # in the real data, one member per pair
     probability = np.full(len(z), np.nan)
     if sticker.sum() >= 2 and (labelled & ~sticker & ~exclude).sum() >= 2:
-        classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
         train = labelled & ~exclude
-        classifier.fit(z[train], sticker[train])
+        classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(z[train], sticker[train])
         probability = classifier.predict_proba(z)[:, 1]
         sticker |= ~labelled & ~exclude & (probability >= config.sticker_probability)
     return pd.DataFrame({"sticker": sticker, "distance": distance, "distance_z": distance_z,
@@ -263,15 +247,13 @@ def twin_ink(image: np.ndarray, twin: np.ndarray, changed: np.ndarray) -> float:
         cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))).astype(bool)
     if not band.any():
         return 0.0
-    inked = (image[band].astype(np.float32) <= 0.6 * twin[band].astype(np.float32) + 16).all(-1)
-    return float(inked.mean())
+    return float((image[band].astype(np.float32) <= 0.6 * twin[band].astype(np.float32) + 16).all(-1).mean())
 
 
 def compare_with_twins(train: pd.DataFrame, groups: np.ndarray, thumbs: np.ndarray, which: np.ndarray,
                        config: OutlierConfig) -> pd.DataFrame:
-    """For each image in ``which`` (in an identical-mask group): ``twin``, the group member that is the same tissue
-    without the image's green region ("" where none), and ``twin_ink`` of what the image adds to it (NaN where
-    none). Members are tried in order of how little their thumbnails differ; two images are in memory at a time."""
+    """For each image in ``which``: ``twin``, its group member that is the same tissue without its green region (""
+    where none), and ``twin_ink`` of what it adds (NaN where none); members tried by how little thumbnails differ."""
     twin_names, inks = [""] * len(train), [np.nan] * len(train)
     for i in np.flatnonzero(which):
         members = [j for j in np.flatnonzero(groups == groups[i]) if j != i]
@@ -300,12 +282,10 @@ def clean(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfig = Ou
     groups = mask_groups(stats.mask_hash).to_numpy()
     coloured = ((stats.green_fraction >= config.green_min_fraction)
                 & (stats.green_blob_pixels >= config.green_min_blob_pixels)).to_numpy()
-    # A green image whose twin lacks its green region: what was pasted on it decides (a drawn border: a
-    # sticker, whatever its shade or opacity); without a twin, the region's own outline and flat colour do.
+    # a green image is a sticker by what it adds to its twin, else by its green region's own outline and flat colour
     twins = compare_with_twins(train, groups, thumbs, coloured & (groups >= 0), config)
     cartoon = ((stats.green_ink >= config.cartoon_min_ink) & (stats.green_flat >= config.cartoon_min_flat)).to_numpy()
     drawn = coloured & np.where(twins.twin != "", twins.twin_ink.to_numpy() >= config.twin_min_ink, cartoon)
-    # green-dominant images neither count nor train as group members far for their colour
     stickers = detect_stickers(embeddings, groups, config, exclude=coloured)
     status = np.where(coloured & ~drawn, "green", np.where(drawn | stickers.sticker, "sticker", "kept"))
     score = np.where(status == "green", stats.green_fraction, stickers.distance)

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -38,21 +37,22 @@ def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride:
     image = tf.pad(image, [[0, h - shape[0]], [0, w - shape[1]], [0, 0]])
     if stride == tile_size:
         nh, nw = h // tile_size, w // tile_size
-        grid = tf.reshape(image[: nh * tile_size, : nw * tile_size],
-                          [nh, tile_size, nw, tile_size, 3])
+        grid = tf.reshape(image[: nh * tile_size, : nw * tile_size], [nh, tile_size, nw, tile_size, 3])
         grid = tf.reshape(tf.transpose(grid, [0, 2, 1, 3, 4]), [nh * nw, tile_size, tile_size, 3])
         return tf.gather(grid, (ys // tile_size) * nw + xs // tile_size)
     patches = tf.image.extract_patches(image[None], [1, tile_size, tile_size, 1], [1, stride, stride, 1],
                                        [1, 1, 1, 1], "VALID")[0]
     nw = tf.shape(patches)[1]
-    flat = tf.reshape(patches, [-1, tile_size, tile_size, 3])
-    return tf.gather(flat, (ys // stride) * nw + xs // stride)
+    return tf.gather(tf.reshape(patches, [-1, tile_size, tile_size, 3]), (ys // stride) * nw + xs // stride)
 
 
-def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str | Path | None,
-                   stain=None) -> tf.data.Dataset:
-    """``(tile, label_index, image_number, weight)`` per tile, each image decoded once (``stain``: a
-    ``StainNormalizer`` applied on its ROI), cut and optionally cached."""
+def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
+                 stride: int | None = None, batch_size: int | None = 32, cache: str | Path | None = None,
+                 with_labels: bool = True, stain=None) -> tf.data.Dataset:
+    """Batches (``None``: single tiles) of the images of ``splits`` in ``tiles.csv`` order: ``(tile, label_index)``
+    ``with_labels``, else ``(tile, image_number, weight)``, ``image_number`` indexing ``image_table(...)``. Each image
+    is decoded once (``stain``: a ``StainNormalizer`` applied on its ROI) and cut, its tiles optionally cached."""
+    table = image_table(tiles, manifest, splits)
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
         "mask_path": table.mask_path.to_numpy(str),
@@ -69,10 +69,9 @@ def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str 
             mask = tf.io.decode_png(tf.io.read_file(item["mask_path"]), channels=1)[..., 0] > 0
             image = tf.ensure_shape(tf.numpy_function(stain, [image, mask], tf.uint8, stateful=False),
                                     [None, None, 3])
-        cut = _cut(image, item["ys"], item["xs"], tile_size, stride)
+        cut = _cut(image, item["ys"], item["xs"], tile_size, stride or tile_size)
         n = tf.shape(cut)[0]
         return cut, tf.fill([n], item["label"]), tf.fill([n], item["image"]), item["weights"]
-
     ds = ds.map(decode_and_cut, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
     if cache == "memory":
         ds = ds.cache()
@@ -80,15 +79,7 @@ def _decoded_tiles(table: pd.DataFrame, tile_size: int, stride: int, cache: str 
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         ds = ds.cache(str(cache))
     n_tiles = int(sum(len(v) for v in table.tile_x))
-    return ds.apply(tf.data.experimental.assert_cardinality(n_tiles))  # known length: progress bars, no warnings
-
-
-def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
-                 stride: int | None = None, batch_size: int | None = 32, cache: str | Path | None = None,
-                 with_labels: bool = True, stain=None) -> tf.data.Dataset:
-    """Batches (``None``: single tiles) of the images of ``splits`` in ``tiles.csv`` order: ``(tile, label_index)``
-    ``with_labels``, else ``(tile, image_number, weight)``, ``image_number`` indexing ``image_table(...)``."""
-    ds = _decoded_tiles(image_table(tiles, manifest, splits), tile_size, stride or tile_size, cache, stain)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n_tiles))  # known length: progress bars, no warnings
     ds = ds.map(lambda tile, label, image, weight: (tile, label) if with_labels else (tile, image, weight),
                 num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size).prefetch(AUTOTUNE) if batch_size else ds
@@ -121,7 +112,6 @@ def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32,
         # a Python seed: TensorFlow's seed logic cannot take a tensor once its global seed is 0 (a model seeded 0)
         shuffled = pairs.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
         return shuffled.batch(batch_size)
-
     epochs_ds = functools.reduce(tf.data.Dataset.concatenate, map(one_epoch, range(first_epoch, first_epoch + epochs)),
                                  pairs.take(0).batch(batch_size))
     return epochs_ds.prefetch(AUTOTUNE), -(-n_tiles // batch_size)

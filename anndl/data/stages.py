@@ -4,8 +4,7 @@ A stage's folder is reused only when its record matches the request (data finger
 and its files verify; otherwise it is made again, saying why. No TensorFlow here: ``anndl clean``/``tile`` start fast.
 """
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -80,15 +79,14 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
                 config: outliers.OutlierConfig = outliers.OutlierConfig(), redo: bool = False) -> dict:
     """``folder/clean_manifest.csv``: every train image ``kept``, ``sticker`` or ``green`` (reused when recorded)."""
     folder = Path(folder)
-    req = artifacts.request("clean", data=note, settings={"embedder": embedder, "config": dataclasses.asdict(config)})
+    req = artifacts.request("clean", data=note, settings={"embedder": embedder, "config": asdict(config)})
 
     def build(out):
         cleaned = outliers.clean(manifest, outliers.make_embedder(embedder, config), config)
         artifacts.write_csv(cleaned, out / "clean_manifest.csv")
-        summary = {"data": note, "config": dataclasses.asdict(config), **outliers.summary(cleaned)}
+        summary = {"data": note, "config": asdict(config), **outliers.summary(cleaned)}
         artifacts.write_json(out / "clean_summary.json", summary)
         return ["clean_manifest.csv", "clean_summary.json"]
-
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "clean_manifest.csv"), verb="cleaning")
 
 
@@ -98,7 +96,7 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
     """``folder/split.csv`` (image-level, stratified, mask groups together) and the train/val ``folder/tiles.csv``."""
     folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
     req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
-                            settings={"tiling": dataclasses.asdict(config), "val_fraction": val_fraction, "seed": seed})
+                            settings={"tiling": asdict(config), "val_fraction": val_fraction, "seed": seed})
 
     def build(out):
         clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
@@ -106,7 +104,6 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
         artifacts.write_csv(split, out / "split.csv")
         tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), out, config, note)
         return ["split.csv", "tiles.csv", "tiles.json"]
-
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 
 
@@ -114,13 +111,12 @@ def test_tiles_stage(manifest: pd.DataFrame, note: str, folder: Path | str,
                      config: tiling.TilingConfig = tiling.TilingConfig(), redo: bool = False) -> dict:
     """``folder/tiles.csv``: the tiles of every test image (``note``: the test images' data note)."""
     folder = Path(folder)
-    req = artifacts.request("test_tiles", data=note, settings={"tiling": dataclasses.asdict(config)})
+    req = artifacts.request("test_tiles", data=note, settings={"tiling": asdict(config)})
 
     def build(out):
         test = manifest[manifest.split == "test"].sort_values("sample_index", kind="stable").assign(label="")
         tiling.write_tiles(tiling.tile_images(test, config), out, config, note)
         return ["tiles.csv", "tiles.json"]
-
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 
 
@@ -129,7 +125,6 @@ def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
     """``folder/stain.json``: the stain normaliser a run's tiles go through when decoded (``method``, a reference
     fitted on the ROI tissue of up to ``max_images`` kept train images); prediction applies the same."""
     from anndl.data import stain  # it also holds a Keras layer: imported on use
-
     if method not in stain.METHODS:
         raise ValueError(f"stain normalisation must be one of {stain.METHODS}, got {method!r}")
     folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
@@ -143,7 +138,6 @@ def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
         reference = stain.reference_from_manifest(kept, max_images, seed)
         artifacts.write_json(out / "stain.json", stain.StainNormalizer(reference, method).settings())
         return ["stain.json"]
-
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "stain.json"),
                             verb="fitting the stain reference")
 

@@ -3,10 +3,9 @@
 * :class:`HEDJitter`: Tellez et al.'s stain augmentation (2018; 2019, Medical Image Analysis 58) on Ruifrok &
   Johnston's colour deconvolution (2001), with their presets. Concentrations are plain optical densities (``-ln``),
   as in the scikit-image those papers used (since 0.19 it divides by ``-ln(1e-6)``: the same sigma, ~14x stronger).
-* Normalisation in numpy, per image, from the stain of its ROI tissue: Macenko et al. (2009; as torchstain's numpy
-  Macenko: Io 240, beta 0.15, alpha 1, 99th-percentile maximum concentrations) and Reinhard et al. (2001; in CIE
-  L*a*b*, as staintools and torchstain). By hand: torchstain needs torch, scikit-image has no Macenko, staintools is
-  unmaintained. A reference (:func:`fit_reference`) holds medians over the ROI tissue of a set of images.
+* Normalisation in numpy, per image, from its ROI tissue's stain: Macenko et al. (2009; as torchstain's numpy Macenko)
+  and Reinhard et al. (2001; in CIE L*a*b*, as staintools and torchstain), by hand (torchstain needs torch,
+  scikit-image has no Macenko, staintools is unmaintained), to a reference of medians over a set of images.
 """
 
 import json
@@ -29,10 +28,8 @@ HED_PRESETS = {"light": 0.05, "strong": 0.2}  # Tellez et al. 2019: HED-light an
 
 @keras.saving.register_keras_serializable(package="anndl")
 class HEDJitter(data_layer_base()):  # Keras's DataLayer: TensorFlow ops inside a tf.data map under any back end
-    """Random H&E stain augmentation (Tellez et al.); the identity outside training or at strength 0.
-
-    ``strength``: ``"light"`` (sigma 0.05), ``"strong"`` (0.2) or a sigma in [0, 1). Tiles in [0, 255], batched or
-    not; float32 out, whatever the dtype policy (logarithms in bfloat16 would band the colours)."""
+    """Tellez et al.'s H&E stain augmentation of [0, 255] tiles (batched or not), the identity outside training: float32
+    out whatever the dtype policy (bfloat16 logarithms would band colours). ``strength``: a preset name or a sigma."""
 
     def __init__(self, strength: str | float = "light", seed: int | None = None, **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -110,8 +107,7 @@ def macenko_stains(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[n
     stains /= np.linalg.norm(stains, axis=0, keepdims=True)
     if not np.isfinite(stains).all() or abs(float(stains[:, 0] @ stains[:, 1])) > 0.995:
         raise StainEstimationError("degenerate stain vectors (one stain only?)")
-    concentrations = np.linalg.pinv(stains) @ od.T
-    max_conc = np.percentile(concentrations, 99, axis=1)
+    max_conc = np.percentile(np.linalg.pinv(stains) @ od.T, 99, axis=1)
     if not (max_conc > 1e-3).all():
         raise StainEstimationError(f"stain concentrations too low ({max_conc.round(4).tolist()})")
     return stains, max_conc
@@ -179,12 +175,10 @@ METHODS = ("macenko", "reinhard")
 
 @dataclass
 class StainNormalizer:
-    """Normalise RGB uint8 images (numpy in, numpy out) to ``reference`` with ``method``.
-
-    The image's stain comes from the tissue inside its ROI mask, else the whole image's tissue, else the
-    reference's is assumed (Macenko: unscaled concentrations; Reinhard: the image unchanged); ``counts`` says how
-    often each happened, with a warning for each fallback. Reinhard moves tissue pixels only (weighted by optical
-    density). Normalise after outlier removal: green-blob detection expects the scanned colours."""
+    """Normalise RGB uint8 images (numpy in and out) to ``reference`` with ``method``, from the stain of the tissue
+    inside the ROI mask, else of the whole image, else the reference's (Macenko: unscaled concentrations; Reinhard: the
+    image unchanged): ``counts`` says how often, with a warning per fallback. Reinhard moves tissue pixels only (by
+    optical density). Normalise after outlier removal: green-blob detection expects the scanned colours."""
 
     reference: StainReference
     method: str = "macenko"

@@ -1,13 +1,10 @@
 """Synthetic stand-in for the challenge data: the same folder layout, H&E-like tissue, planted outliers.
 
-``planted_outliers.csv`` and ``sites.csv`` are ground truth the pipeline never reads. The classes differ only in
-morphology (nuclear size, elongation, pleomorphism, gland formation, lymphocytes) through overlapping per-image
-parameters; nuclei keep their pixel size at every ``scale``. Each image is stained (Beer-Lambert) by one of
-``stain_sites`` of :data:`SITES`, drawn independently of the class (``site_class_correlation``: the probability of
-its class's own site, shortcut learning on purpose); nuclear darkness and nuclear and lumen area per ROI pixel are
-equal across classes. ``stain_sites=0``: the earlier generator (class-dependent linear colour blending). Outliers
-(train split only): "sticker" images copy a genuine image and its mask's bytes with a cartoon ogre drawn over it;
-"green" images carry a green slime blob on the tissue.
+Classes differ only in morphology, through overlapping per-image parameters (nuclei keep their pixel size at every
+``scale``). Each image is stained (Beer-Lambert) by one of ``stain_sites`` of :data:`SITES`, drawn independently of
+its class but for ``site_class_correlation`` (shortcut learning on purpose); ``stain_sites=0``: the earlier generator.
+Outliers (train split only): "sticker" images copy a genuine image and its mask with a cartoon ogre drawn over it,
+"green" ones carry a green slime blob. ``planted_outliers.csv`` and ``sites.csv`` are ground truth, never read.
 """
 
 import csv
@@ -30,9 +27,8 @@ REAL_N_TRAIN, REAL_N_TEST = 691, 477
 REAL_STICKERS, REAL_GREEN = 60, 50
 SITES_FILE = "sites.csv"
 
-# A class's mean look of the tumour region: share of tumour nuclei around gland lumina, mean nuclear radius (pixels),
-# relative spread of nuclear size, mean elongation (major / minor axis), nuclei per tumour pixel, haematoxylin
-# strength of nuclei, lymphocytes per tumour nucleus.
+# A class's mean tumour look: share of nuclei around gland lumina, nuclear radius (pixels), relative spread of nuclear
+# size, elongation (major / minor axis), nuclei per tumour pixel, nuclear haematoxylin, lymphocytes per tumour nucleus.
 Morphology = namedtuple("Morphology", "gland radius pleomorphism aspect density darkness lymphocytes")
 
 CLASS_MORPHOLOGY = {
@@ -123,11 +119,8 @@ def _roi_mask(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     cy, cx = rng.uniform(0.35, 0.65) * h, rng.uniform(0.35, 0.65) * w
     ry, rx = rng.uniform(0.1, 0.2) * h, rng.uniform(0.1, 0.2) * w
     bump = 1.0 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2
-    field = bump + 0.8 * (_noise_field(rng, h, w, max(24, min(h, w) // 5)) - 0.5)
-    mask = field > 0
-    if mask.sum() < 0.01 * h * w:  # never an (almost) empty ROI
-        mask = bump > 0
-    return mask
+    mask = bump + 0.8 * (_noise_field(rng, h, w, max(24, min(h, w) // 5)) - 0.5) > 0
+    return mask if mask.sum() >= 0.01 * h * w else bump > 0  # never an (almost) empty ROI
 
 
 def _image_size(rng: np.random.Generator, scale: float) -> tuple[int, int]:
@@ -143,10 +136,8 @@ def _image_morphology(rng: np.random.Generator, label: str, balanced: bool) -> M
     looks = BALANCED_MORPHOLOGY if balanced else CLASS_MORPHOLOGY
     own, other = looks[label], looks[LABELS[rng.integers(len(LABELS))]]
     t = rng.uniform(0, OVERLAP)
-    values = [((1 - t) * a + t * b) * float(np.exp(rng.normal(0, JITTER))) for a, b in zip(own, other)]
-    if balanced:
-        values[5] = NUCLEAR_DARKNESS
-    return Morphology(*values)
+    m = Morphology(*[((1 - t) * a + t * b) * float(np.exp(rng.normal(0, JITTER))) for a, b in zip(own, other)])
+    return m._replace(darkness=NUCLEAR_DARKNESS) if balanced else m
 
 
 def _sample_points(rng: np.random.Generator, region: np.ndarray | tuple, n: int) -> np.ndarray:
@@ -197,8 +188,7 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     # Stroma: fibrous pink with holes of pale background.
     fibres = cv2.GaussianBlur(rng.random((h, w), dtype=np.float32), (0, 0), sigmaX=6, sigmaY=1.5)
     fibres = (fibres - fibres.mean()) * f32(6)
-    tissue = _noise_field(rng, h, w, 96)
-    tissue = np.clip((tissue - 0.12) * 6, 0, 1) * f32(0.9) + f32(0.1) * mask
+    tissue = np.clip((_noise_field(rng, h, w, 96) - 0.12) * 6, 0, 1) * f32(0.9) + f32(0.1) * mask
     stroma_strength = np.clip(f32(0.75) + fibres + f32(0.15) * (_noise_field(rng, h, w, 24) - f32(0.5)), 0.3, 1.0)
     alpha = (tissue * stroma_strength)[..., None]
 
@@ -206,8 +196,7 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     density_map = np.zeros((h, w), np.float32)
     n_tumour = int(m.density * mask.sum())
     n_gland = int(m.gland * n_tumour)
-    gland_points, lumen = [], np.zeros((h, w), np.uint8)
-    mask_pixels = np.nonzero(mask)
+    gland_points, lumen, mask_pixels = [], np.zeros((h, w), np.uint8), np.nonzero(mask)
     while len(gland_points) < n_gland:
         cx, cy = _sample_points(rng, mask_pixels, 1)[0]
         ring = rng.uniform(3.2, 6.0) * m.radius
@@ -227,7 +216,6 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     lymph = np.concatenate([_sample_points(rng, mask_pixels, int(0.8 * m.lymphocytes * n_tumour)),
                             rng.random((int(0.2 * m.lymphocytes * n_tumour), 2), dtype=f32) * f32([w, h])])
     _draw_nuclei(rng, density_map, lymph, LYMPHOCYTE_RADIUS, 0.1, 1.05, 0.95 if site is None else NUCLEAR_DARKNESS)
-
     d = cv2.GaussianBlur(density_map, (0, 0), 0.8)[..., None]
     nuclear = np.clip(d * (f32(0.85) + f32(0.3) * rng.random((h, w, 1), dtype=f32)), 0, 1)
     if site is None:  # the earlier generator: stroma, lumina, then nuclei blended over the background
@@ -262,7 +250,6 @@ def draw_sticker(rng: np.random.Generator, image: np.ndarray, skin: tuple[int, i
         cv2.ellipse(out, c, a, angle, 0, 360, color, -1, cv2.LINE_AA)
         if outline:
             cv2.ellipse(out, c, a, angle, 0, 360, black, t, cv2.LINE_AA)
-
     ellipse((cx, cy + 0.75 * s), (0.55 * s, 0.35 * s), (215, 195, 150))     # shirt
     for side in (-1, 1):                                                     # ears
         ellipse((cx + side * 0.45 * s, cy - 0.1 * s), (0.12 * s, 0.06 * s), skin, 90 + side * 30)
@@ -297,8 +284,7 @@ def draw_green_blob(rng: np.random.Generator, image: np.ndarray, mask: np.ndarra
     alpha = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), 2.0)[..., None] * 0.92
     shade = _noise_field(rng, h, w, max(8, int(r / 3)))[..., None]
     slime = np.array([95, 215, 60], np.float32) * (0.8 + 0.35 * shade)
-    out = image.astype(np.float32) * (1 - alpha) + slime * alpha
-    return np.clip(out, 0, 255).round().astype(np.uint8)
+    return np.clip(image.astype(np.float32) * (1 - alpha) + slime * alpha, 0, 255).round().astype(np.uint8)
 
 
 def write_rows(path: Path, rows) -> None:
@@ -344,11 +330,9 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
              seed: int = 0, n_stickers: int | None = None, n_green: int | None = None,
              workers: int = 2, progress: bool = True, force: bool = False, stain_sites: int = 5,
              site_class_correlation: float | bool = 0.0) -> Path:
-    """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files.
-
-    ``out`` must be empty, missing, or an earlier synthetic folder (its ``.anndl-synth`` marker, which records the
-    settings: :func:`settings_of`); ``force`` allows any folder. Only a synthetic folder's own files are replaced.
-    ``stain_sites``: how many of :data:`SITES` stain the images (0: the earlier generator)."""
+    """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files. ``out``: empty,
+    missing, an earlier synthetic folder (its marker records the settings: :func:`settings_of`) or, with ``force``, any
+    folder; only a synthetic folder's own files are replaced. ``stain_sites``: how many of :data:`SITES` stain."""
     settings = default_settings(**locals())
     out = Path(out)
     n_stickers, n_green, correlation = settings["n_stickers"], settings["n_green"], settings["site_class_correlation"]
@@ -379,8 +363,6 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     kinds = {int(i): "sticker" for i in stickers} | {int(i): "green" for i in greens}
     twin_of = {int(s): int(t) for s, t in zip(stickers, twins)}
     sizes = [_image_size(rng, scale) for _ in range(n_train)]
-    for s, t in twin_of.items():
-        sizes[s] = sizes[t]
     test_labels = [LABELS[i] for i in rng.choice(len(LABELS), n_test, p=np.array(
         list(REAL_TRAIN_COUNTS.values())) / sum(REAL_TRAIN_COUNTS.values()))]
     test_sizes = [_image_size(rng, scale) for _ in range(n_test)]
@@ -388,9 +370,8 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     if stain_sites:  # drawn after everything else, so labels, sizes and outliers match stain_sites=0
         train_sites = site_of_images(rng, labels, stain_sites, correlation)
         test_sites = site_of_images(rng, test_labels, stain_sites, correlation)
-        for s, t in twin_of.items():
-            train_sites[s] = train_sites[t]  # a sticker image is a copy of its twin's tissue and stain
-
+    for s, t in twin_of.items():  # a sticker image is a copy of its twin's tissue, size and stain
+        sizes[s], train_sites[s] = sizes[t], train_sites[t]
     out.mkdir(parents=True, exist_ok=True)
     marker = "written by anndl synth; this folder may be regenerated in place\n"
     (out / SYNTH_MARKER).write_text(marker)  # its settings line comes last: a folder cut short has none
@@ -414,7 +395,6 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
             bar.update()
     for s, t in twin_of.items():
         shutil.copyfile(out / "train_data" / f"mask_{t:04d}.png", out / "train_data" / f"mask_{s:04d}.png")
-
     write_rows(out / "train_labels.csv", [["sample_index", "label"]]
                + [[f"img_{i:04d}.png", labels[i]] for i in range(n_train)])
     write_rows(out / "planted_outliers.csv", [["sample_index", "kind", "twin"]] + [

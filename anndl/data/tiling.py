@@ -47,9 +47,7 @@ def tile_grid(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
     t = config.tile_size
     padded = np.pad(np.asarray(mask, np.uint8), [(0, max(0, t - n)) for n in mask.shape])
     integral = cv2.integral(padded)  # (h+1, w+1), int32
-    ys = np.arange(0, padded.shape[0] - t + 1, config.stride)
-    xs = np.arange(0, padded.shape[1] - t + 1, config.stride)
-    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    yy, xx = np.meshgrid(*(np.arange(0, n - t + 1, config.stride) for n in padded.shape), indexing="ij")
     counts = integral[yy + t, xx + t] - integral[yy, xx + t] - integral[yy + t, xx] + integral[yy, xx]
     return pd.DataFrame({"x": xx.ravel(), "y": yy.ravel(), "mask_pixels": counts.ravel().astype(np.int64)})
 
@@ -93,8 +91,7 @@ SELECT_FRACTION = 0.15  # of a fold's training images: what early stopping and e
 def nested_split(assignment: pd.DataFrame, fold: int, select_fraction: float = SELECT_FRACTION,
                  seed: int = 42) -> pd.DataFrame:
     """Fold ``fold`` of a K-fold ``assignment`` (``assign_folds``): its images ``held_out`` (only scored), of the
-    others ``select_fraction`` as ``select`` (a seeded :func:`split_images`: what early stopping and every other
-    choice watch; 0: none), the rest ``train``. Columns ``sample_index``, ``split``."""
+    others ``select_fraction`` as ``select`` (a seeded :func:`split_images`; 0: none), the rest ``train``."""
     held = (assignment.fold == fold).to_numpy()
     split = np.where(held, "held_out", "train").astype(object)
     if select_fraction:
@@ -150,10 +147,9 @@ def build_tiles(manifest: pd.DataFrame, clean: pd.DataFrame, split: pd.DataFrame
     return tiles
 
 
-def write_tiles(tiles: pd.DataFrame, out_dir: Path | str, config: TilingConfig, data_note: str) -> Path:
+def write_tiles(tiles: pd.DataFrame, out_dir: Path | str, config: TilingConfig, data_note: str) -> None:
     """Write ``tiles.csv`` (byte-identical for the same inputs) and ``tiles.json`` (config, counts)."""
     out_dir = Path(out_dir)
-    path = artifacts.write_csv(tiles, out_dir / "tiles.csv")
+    artifacts.write_csv(tiles, out_dir / "tiles.csv")
     counts = {s: {"images": int(g.sample_index.nunique()), "tiles": int(len(g))} for s, g in tiles.groupby("split")}
     artifacts.write_json(out_dir / "tiles.json", {"data": data_note, "config": asdict(config), "counts": counts})
-    return path

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from anndl.core import artifacts
-from anndl.evaluate import metrics
+from anndl.data import read_challenge
+from anndl.data.stages import data_note, shown
+from anndl.evaluate import metrics, submission
 from anndl.evaluate.baselines import score
 from anndl.evaluate.voting import probability_columns
 
@@ -99,12 +101,7 @@ def blend(runs, out: Path | str, seed: int = 42, redo: bool = False) -> dict:
 
 
 def predict(run, members, probabilities, data_dir: Path | str, out: Path | str) -> Path:
-    """The blend's submission: the ``members``' (runs) test-image ``probabilities`` ((images, probabilities) each),
-    weighted by the weights chosen on every fold."""
-    from anndl.data import read_challenge
-    from anndl.data.stages import data_note, shown
-    from anndl.evaluate import submission
-
+    """The blend's submission: its ``members``' test ``probabilities`` ((images, p) each), by ``blend_weights``."""
     config, classes = run.metrics, tuple(run.metrics["classes"])
     total, images = 0, probabilities[0][0]
     for member, recorded, (found, p) in zip(members, config["members"], probabilities):
@@ -119,7 +116,7 @@ def predict(run, members, probabilities, data_dir: Path | str, out: Path | str) 
     artifacts.write_json(Path(out).with_suffix(".json"), {
         "runs": [shown(run.folder)], "run_ids": [run.record["id"]], "members": [shown(m.folder) for m in members],
         "models": ["blend"], "voting": "blend", "blend_weights": config["blend_weights"],
-        "weights": [config["weights"]],
-        "data": data_note(data_dir, manifest), "test_data": data_note(data_dir, manifest, ("test",)),
+        "weights": [config["weights"]], "data": data_note(data_dir, manifest),
+        "test_data": data_note(data_dir, manifest, ("test",)),
         "test_images": int(len(test)), "dominated_by": submission.dominance(total.argmax(1), classes)})
     return path

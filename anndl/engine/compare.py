@@ -50,9 +50,8 @@ def _aligned(frames: dict, classes):
 
 
 def fold_colour(prep: Prepared, run_dir: Path | str, trained_on: Prepared | None = None) -> pd.Series:
-    """The colour-histogram baseline's class index per image of a K-fold run, each image predicted by the
-    baseline trained on its fold's training images (``fold_preps``); ``trained_on``: trained on those images
-    as that data has them (a stain shift)."""
+    """The colour-histogram baseline's class index per image of a K-fold run, each image predicted by the baseline
+    trained on its fold's training images (``fold_preps``); ``trained_on``: as that data has them (a stain shift)."""
     kept = prep.clean[prep.clean.status == "kept"].sample_index
     features = train_features = colour_features(prep.manifest, kept)
     if trained_on is not None:
@@ -132,7 +131,6 @@ def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
     """Out-of-fold scores (``score``) of finished runs of any family on the same folds: ``{name: (run, rule)}``,
     a run a ``runs.Run`` or its folder."""
     from anndl.engine.runs import Run, open_run
-
     opened = {name: (r if isinstance(r, Run) else open_run(r), rule) for name, (r, rule) in runs.items()}
     if len({run.folds_file().read_text() for run, _ in opened.values()}) != 1:
         raise ValueError("the runs were trained on different folds; use the same --folds and seed")
@@ -141,8 +139,6 @@ def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
     colour = fold_colour(prep, next(iter(opened.values()))[0].folder).loc[images].to_numpy()
     return pd.DataFrame(score(y_true, predicted, folds, colour, len(prep.classes), seed)[0])
 
-
-# ------------------------------------------------------------------------------------ named comparisons
 
 @dataclass(frozen=True)
 class Variant:
@@ -257,8 +253,7 @@ def custom_variant(base: str, pairs) -> tuple[str, Variant]:
     changes = parse_settings(pairs)
     label = ", ".join(f"{k}={v}" for k, v in changes.items())
     fields = {key: changes.pop(key) for key in ("rule", "phase", "model", "stain_normalize") if key in changes}
-    variant = dataclasses.replace(VARIANTS[base], **fields)
-    return label, dataclasses.replace(variant, settings={**variant.settings, **changes})
+    return label, dataclasses.replace(VARIANTS[base], **fields, settings={**VARIANTS[base].settings, **changes})
 
 
 @dataclass
@@ -303,11 +298,9 @@ def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = 
     most = [(v.model, binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(v.model, profile)))
             for v in runs.values()]  # (model, epochs at most) per distinct run
     per_image = (folds - 1) / folds * (1 - SELECT_FRACTION) * n_images  # training images of a fold
-    parts = []
-    for model in dict.fromkeys(m for m, _ in most):
-        group = [e for m, e in most if m == model]
-        parts.append(f"{model}: {len(group)} K-fold run{'s' * (len(group) > 1)} × {folds} folds × up to "
-                     f"{max(group)} epochs")
+    groups = {model: [e for m, e in most if m == model] for model in dict.fromkeys(m for m, _ in most)}
+    parts = [f"{model}: {len(group)} K-fold run{'s' * (len(group) > 1)} × {folds} folds × up to {max(group)} epochs"
+             for model, group in groups.items()]
     line = (f"The comparisons train {'; '.join(parts)} (~{per_image:.0f} training images per fold; "
             f"{'early stopping ends each run' if epochs is None else f'capped at {epochs} epochs per phase'}).")
     if (scratch := [e for m, e in most if m == "scratch_resnet"]):
@@ -365,8 +358,7 @@ def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *,
     reference) as a K-fold run on the same folds and score them out of fold: ``out/compare/<name>/``. ``epochs``:
     a cap on every phase's epochs. ``weights``: {model: a local weights file or preset folder}; a model whose weights
     cannot be loaded gets a row that says so and no score (never random weights in their place)."""
-    if variants is None:
-        variants = profile_variants(name, profile)
+    variants = profile_variants(name, profile) if variants is None else variants
     name = name or "custom"
     if len(variants) < 2:
         raise ValueError("a comparison needs at least two variants (the first is the reference)")

@@ -70,7 +70,6 @@ def features(run, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str
     """(embeddings (n_tiles, D) float32, image number per tile, image table) of the tiles of ``splits`` through
     ``run`` (``encode_fn(model)``), in ``pipeline.tile_dataset``'s order; ``on_batch(n)`` after each batch."""
     from anndl.data import pipeline
-
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
                                     batch_size=batch_size, with_labels=False, stain=stain)
     out, numbers = [], []
@@ -85,8 +84,7 @@ def features(run, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str
 def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch_size: int = 32,
           mixed_precision: str | None = None, chunk_images: int = 64, redo: bool = False,
           progress: bool = True) -> Embeddings:
-    """Embed every tile of ``prep`` (train, val and test) with the encoder ``source`` into ``out_dir`` (reused when
-    its record matches)."""
+    """Embed every tile of ``prep`` with the encoder ``source`` into ``out_dir`` (reused when its record matches)."""
     out_dir = Path(out_dir)
     identity = encoders.identify(source, pooling)
     req = embed_request(prep, identity, mixed_precision)
@@ -97,9 +95,9 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
 
     def build(out):
         from tqdm.auto import tqdm
-
         parts, encoder, outputs = out / PARTS / artifacts.fingerprint(req), None, []
-        bar = tqdm(total=len(table), desc=f"embed ({identity['weights'].split(':')[0][:40]})", unit="tile", disable=not progress)
+        bar = tqdm(total=len(table), desc=f"embed ({identity['weights'].split(':')[0][:40]})", unit="tile",
+                   disable=not progress)
         for number, tiles in table.groupby(image // chunk_images):
             part = parts / f"part_{number:05d}.npy"
             if part.is_file():  # a chunk an earlier, interrupted run finished
@@ -134,8 +132,7 @@ def load(folder: Path | str) -> Embeddings:
     record = artifacts.load(folder, STAGE)
     arrays = artifacts.read_arrays(folder / FILE)
     columns = ("sample_index", "x", "y", "split", "label", "weight")
-    missing = {"embeddings", *columns} - set(arrays)
-    if missing:
+    if missing := {"embeddings", *columns} - set(arrays):
         raise artifacts.ArtifactError(f"{folder / FILE}: not an embedding cache (no {', '.join(sorted(missing))})")
     tiles = pd.DataFrame({k: arrays[k] for k in columns})
     return Embeddings(arrays["embeddings"], tiles, record, folder, artifacts.read_json(folder / ENCODER))

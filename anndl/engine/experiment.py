@@ -1,6 +1,6 @@
-"""The model stages as recorded artifacts (``anndl.core.artifacts``): train run, K-fold run, submission. A stage's
-folder is reused only when its record matches the request and its files verify, else made again (the message says
-why). Training resumes after a kill from the last finished epoch (``redo=True`` starts over)."""
+"""The model stages as recorded artifacts (``anndl.core.artifacts``): train run, K-fold run, submission. A stage is
+reused only when its record matches the request and its files verify, else made again (the message says why);
+training resumes after a kill from the last finished epoch (``redo=True`` starts over)."""
 
 import dataclasses
 import json
@@ -23,15 +23,12 @@ from anndl.evaluate.baselines import run_baselines
 from anndl.evaluate.submission import dominance, write_submission
 from anndl.models.layers import load_model
 from anndl.models.registry import Built, build_model as _build
-from anndl.data.stages import (Prepared, clean_stage, data_note, fingerprint, prepare, shown,  # noqa: F401 (entry points
-                               stain_stage, tiles_stage, weights_identity)                 # of the notebooks, CLI)
+from anndl.data.stages import Prepared, clean_stage, data_note, prepare, shown, weights_identity  # noqa: F401
 from anndl.core.distribute import precision_policy, strategy_scope
 from anndl.core.env import hardware, portable
 from anndl.engine.train import (EPOCH_LINES, MONITOR, fit, load_best, load_state, nonfinite, restore_state,
                                 save_state, save_weights, state_dir)
 
-
-# --------------------------------------------------------------------------------------------- models
 
 def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
                 weights: str | None = None, num_classes: int = len(LABELS),
@@ -41,8 +38,6 @@ def build_model(name: str, profile: str, tile_size: int, augment: bool = False, 
                                 stain_augment))
 
 
-# ------------------------------------------------------------------------------------------ train runs
-
 RUN_FILES = ("config.json", "split.csv", "log.csv", "model.keras", "metrics.json", "val_predictions.csv", "cost.json")
 _PHASE_FILES = ("log_phase1.csv", "log_phase2.csv", "val_predictions_phase1.csv", "val_predictions_phase2.csv",
                 "best_phase1.weights.h5")
@@ -50,14 +45,13 @@ _RUN_LEFTOVERS = ("best.weights.h5", "tensorboard", "resume", "folds.csv", "oof_
 
 
 def _remove(folder: Path, names) -> None:
-    """Remove ``folder``'s files and folders ``names`` (only those; nothing else)."""
     for path in (folder / name for name in names):
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False,
                     classes: tuple[str, ...] = LABELS) -> dict:
-    """Vote a labelled split's tiles with every rule; scores and predictions per rule, and the soft rule's image
+    """Vote a labelled split's tiles with every rule: scores and predictions per rule, and the soft rule's image
     probabilities (what ``blend`` averages)."""
     probabilities, numbers, weights = predict_tiles(model, dataset, from_logits)
     results = {rule: _scored(table.label_index.to_numpy(), voting.vote(probabilities, numbers, weights, len(table),
@@ -104,17 +98,15 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
         raise ValueError(f"epochs must be an integer of at least 1, got {epochs!r}")
     prep.require_every_class()
     changes = dict(overrides or {}, **({"epochs": epochs} if epochs else {}))
-    augment = changes.pop("augment", False)
-    settings = ModelSettings(model_name, profile, prep.tiling.tile_size, augment, changes.pop("seed", seed), weights,
-                             len(prep.classes), mixed_precision, changes.pop("stain_augment", None),
-                             changes.pop("filters", None))
+    settings = ModelSettings(model_name, profile, prep.tiling.tile_size, changes.pop("augment", False),
+                             changes.pop("seed", seed), weights, len(prep.classes), mixed_precision,
+                             changes.pop("stain_augment", None), changes.pop("filters", None))
     if built is not None and built.settings != settings:
         raise ValueError(f"the model passed as built= was built as {built.settings}, but this run asks for {settings}")
     if built is not None and strategy not in (None, "default"):
         raise ValueError("built= takes a model built outside any distribution strategy; leave strategy unset")
     with precision_policy(mixed_precision), strategy_scope(strategy) as replicas, artifacts.lock(run_dir):
-        if built is None:
-            built = _build(settings)
+        built = _build(settings) if built is None else built
         if max_epochs is not None and int(max_epochs) < 1:
             raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
         phases = []
@@ -136,25 +128,21 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
         elif reason != "not made yet":
             print(portable(f"{shown(run_dir)}: {reason}: training it again"
                            + (" (the finished run stays until the new one is complete)" if beside else "")))
-        return _train(prep, run_dir, built, phases, req, with_baselines, fresh=redo, replicas=replicas,
-                      final_dir=run_dir if beside else None)
+        return _train(prep, run_dir / artifacts.STAGING if beside else run_dir, built, phases, req, with_baselines,
+                      fresh=redo, replicas=replicas, final_dir=run_dir if beside else None)
 
 
 def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool,
            replicas, final_dir: Path | None = None) -> dict:
-    """Train (or resume) the phases, then evaluate and write the run's files and record (the record last).
-    ``final_dir``: the run folder whose finished result this one replaces; training happens in its ``.staging``
-    folder, swapped in at the end."""
-    if final_dir is not None:
-        run_dir = final_dir / artifacts.STAGING
+    """Train (or resume) the phases in ``run_dir``, then evaluate and write the run's files and record (the record
+    last). ``final_dir``: the finished run this one (in its ``.staging``) replaces, swapped in at the end."""
     request_id = artifacts.fingerprint(req)
     state = None if fresh else load_state(run_dir)
     state = state if state and state.get("request") == request_id else None
     artifacts.invalidate(run_dir)
     if state is None:  # what an earlier run left
         _remove(run_dir, (*RUN_FILES, *_RUN_LEFTOVERS, *(p.name for p in run_dir.glob("fold_*"))))
-    model, record = built.model, built.record
-    classes, seed = prep.classes, built.settings.seed
+    model, record, classes = built.model, built.record, prep.classes
     if with_baselines and prep.baseline_scores is None:  # the same split for every model: compute once
         prep.baseline_scores = run_baselines(prep.manifest, prep.split, n_classes=len(classes))
     first = phases[0].config
@@ -165,7 +153,6 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
               "distribution": replicas.record(),  # how it ran, not what it is: not part of the request
               "stain_normalization": prep.stain}
     artifacts.write_json(run_dir / "config.json", config)
-    n_train = int((prep.tiles.split == "train").sum())
     val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
     # a K-fold fold selects (early stopping, best epoch, best phase) on ``select``, 15% of its own training images,
     # and only scores its held-out ``val`` images; a single split selects and scores on ``val``, as the report did
@@ -174,7 +161,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     artifacts.write_csv(prep.split[["sample_index", "split"]].replace({"split": {"val": "held_out"} if nested else {}}),
                         run_dir / "split.csv")
     print(f"{built.settings.model} ({built.settings.profile} profile; weights: {record['weights']}): "
-          f"{model.count_params():,} parameters; {n_train} train tiles; "
+          f"{model.count_params():,} parameters; {int((prep.tiles.split == 'train').sum())} train tiles; "
           + (f"selected on {len(select_table)} images of its own training split, scored on {len(val_table)} held-out "
              "images" if nested else f"{len(val_table)} validation images, selected and scored on the same images "
              "(the report's setup: the score is optimistic)"))
@@ -199,7 +186,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                           with_labels=False, **kw) if nested else val_infer)
     log, phase_seconds = _train_phases(model, phases, state, run_dir, train_pairs, n_train_tiles, train_labels,
                                        (select_infer, select_table.label_index.to_numpy()), (val_infer, val_table),
-                                       classes, replicas, seed, record["from_logits"], request_id)
+                                       classes, replicas, built.settings.seed, record["from_logits"], request_id)
     artifacts.write_csv(log, run_dir / "log.csv")
     chosen = int(log.groupby("phase")[MONITOR].max().idxmax())  # the best phase on the selection images
     if chosen < len(phases):
@@ -285,10 +272,9 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
 
 def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
                        phase_files: list[Path] = ()) -> None:
-    """One row per validation (held-out) image: its label, the prediction of every voting rule (``pred_hard``, …),
-    the soft rule's probabilities (``prob_<class>``) and, for a run of several phases, the prediction of each phase's
-    own selected model (``pred_hard_phase1``, … from ``phase_files``); the final model is the phase that scored best
-    on the selection images."""
+    """One row per validation (held-out) image: its label, every voting rule's prediction (``pred_hard``, …), the
+    soft rule's probabilities (``prob_<class>``) and, with several phases, each phase's own selected model's prediction
+    (``pred_hard_phase1``, … from ``phase_files``); the final model is the phase that scored best on the selection."""
     frame = pd.DataFrame({"sample_index": table.sample_index, "label": table.label,
                           **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()},
                           **dict(zip(voting.probability_columns(classes),
@@ -302,11 +288,9 @@ def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...]
     artifacts.write_csv(frame, path)
 
 
-def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) -> dict:
-    """A finished run's metrics and validation results per voting rule (verified first), read from its files;
-    the model is not loaded (``load_run`` gives it) so that reusing a large run costs no model load."""
-    run_dir = Path(run_dir)
-    artifacts.load(run_dir, "train")
+def finished_run(run_dir: Path, classes: tuple[str, ...] | None = None) -> dict:
+    """A finished run's metrics and validation results per voting rule (its record just checked), read from its
+    files; the model is not loaded (``load_run`` gives it) so that reusing a large run costs no model load."""
     run_metrics = artifacts.read_json(run_dir / "metrics.json")
     classes = tuple(classes or run_metrics["classes"])
     predictions = artifacts.read_csv(run_dir / "val_predictions.csv")
@@ -315,8 +299,6 @@ def finished_run(run_dir: Path | str, classes: tuple[str, ...] | None = None) ->
                for rule in voting.VOTING_RULES}
     return {"metrics": run_metrics, "results": results, "model": None, "run_dir": run_dir}
 
-
-# ------------------------------------------------------------------------------------------ K-fold runs
 
 def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
     """One ``Prepared`` per fold of a K-fold run (its ``folds.csv``): that fold's images are ``val`` (held out:
@@ -392,8 +374,6 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
                            extra={"fold_runs": [f"fold_{k}" for k in range(folds)], "fold_ids": fold_ids})
     return {"metrics": run_metrics, "oof": oof}
 
-
-# ------------------------------------------------------------------------------------------ prediction
 
 def load_run(run_dir: Path | str):
     """(model, config) of a finished run (its record verified)."""
@@ -478,9 +458,8 @@ def _predict_tiles_of(run_dir, data_dir: Path | str, tta: bool = False):
     first = artifacts.read_json(dirs[0] / "config.json")
     manifest = read_challenge(data_dir)
     classes = tuple(first.get("classes", LABELS))
-    if classes != read_classes(data_dir):
-        raise ValueError(f"{dirs[0]} predicts {list(classes)}, but {data_dir} has the labels "
-                         f"{list(read_classes(data_dir))}")
+    if classes != (found := read_classes(data_dir)):
+        raise ValueError(f"{dirs[0]} predicts {list(classes)}, but {data_dir} has the labels {list(found)}")
     test = manifest[manifest.split == "test"]
     tiles = tiling.tile_images(test.assign(label=""), tiling.TilingConfig(**first["tiling"]))
     return dirs, manifest, test, classes, ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)

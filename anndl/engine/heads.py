@@ -9,10 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from anndl.core import artifacts
+from anndl.data import read_challenge, read_classes, tiling
+from anndl.data.stages import data_note, shown
+from anndl.engine import embed
+from anndl.evaluate import submission
 from anndl.evaluate.metrics import image_scores
-from anndl.evaluate.voting import probability_columns
+from anndl.evaluate.voting import mask_weighted, probability_columns, vote
 from anndl.models import specs
 
 HEADS = specs.names(consumes="embeddings")
@@ -46,15 +54,11 @@ def _full(probabilities: np.ndarray, classes_seen, num_classes: int) -> np.ndarr
 
 
 def _probe():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
 
 
 class LinearProbe:
-    """Logistic regression on standardised tile embeddings (voted ``hard`` / ``soft``) and on each image's mean
-    tile embedding (``mean_pool``)."""
+    """Logistic regression on standardised tile embeddings (voted) and on each image's mean one (``mean_pool``)."""
 
     rules = ("hard", "soft", "mean_pool")
     blend_rule = "soft"  # the image probabilities kept out of fold and blended
@@ -70,21 +74,17 @@ class LinearProbe:
                 "mean_pool": _probe().fit(_mean_pool(x, numbers, n_images), _image_labels(y, numbers, n_images))}
 
     def predict(self, model, x, numbers, n_images, weights, num_classes) -> dict[str, np.ndarray]:
-        """Per rule, class probabilities per image (``hard``: the vote as a one-hot row; ``soft``: the
-        mask-weighted mean tile probability), so that fold heads can be averaged."""
-        from anndl.evaluate import voting
-
+        """Per rule, class probabilities per image (``hard``: the vote one-hot), so that fold heads can be averaged."""
         tiles = _full(model["tiles"].predict_proba(x), model["tiles"].classes_, num_classes)
         pooled = model["mean_pool"].predict_proba(_mean_pool(x, numbers, n_images))
-        return {"hard": np.eye(num_classes)[voting.vote(tiles, numbers, weights, n_images, "hard")],
-                "soft": voting.mask_weighted(tiles, numbers, weights, n_images),
+        return {"hard": np.eye(num_classes)[vote(tiles, numbers, weights, n_images, "hard")],
+                "soft": mask_weighted(tiles, numbers, weights, n_images),
                 "mean_pool": _full(pooled, model["mean_pool"].classes_, num_classes)}
 
     def save(self, model, folder: Path) -> None:
-        from anndl.engine.embed import npz_bytes
         arrays = {f"{part}.{key}": attrgetter(key)(pipe.named_steps) for part, pipe in model.items()
                   for key in self._FITTED}
-        artifacts.write_bytes(folder / self.file, npz_bytes(**arrays))
+        artifacts.write_bytes(folder / self.file, embed.npz_bytes(**arrays))
 
     def load(self, folder: Path):
         """The fitted pipelines, rebuilt from the saved arrays (``read_arrays``: object arrays refused)."""
@@ -113,12 +113,8 @@ class AttentionMIL:
     selects = True
 
     def fit(self, x, y, numbers, n_images, seed: int, num_classes: int, select=None):
-        """Early stopping watches ``select`` (a mask over the ``n_images``); None or empty: a stratified 15% of
-        them, drawn here."""
-        from sklearn.model_selection import train_test_split
-
+        """Early stopping watches ``select`` (an image mask); None or empty: a stratified 15% of them, drawn here."""
         from anndl.models import mil
-
         image_y = _image_labels(y, numbers, n_images)
         bags, mask = mil.bags(x, numbers, n_images)
         if select is not None and np.any(select) and not np.all(select):
@@ -158,8 +154,6 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
     """Train ``head`` on the embedding cache ``emb`` for the images of ``prep``: on its train split scored on val,
     or with ``folds`` one head per fold (``tiling.nested_split``, as the networks) scored out of fold. Writes
     ``metrics.json``, ``config.json``, the predictions and the head(s), recorded as an artifact citing ``emb``."""
-    from anndl.data import tiling
-
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
     prep.require_every_class()
@@ -191,9 +185,8 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
                 print(f"{head}: {f'fold {k + 1}' if folds else 'the head'} reused from the interrupted run")
             else:
                 images, numbers = _images(emb, train_rows)
-                select = np.isin(images, sample[labelled[row_split == "select"]])
                 model = kind.fit(emb.embeddings[train_rows], labels[train_rows], numbers, len(images), seed + k,
-                                 len(classes), select=select)
+                                 len(classes), select=np.isin(images, sample[labelled[row_split == "select"]]))
                 kind.save(model, out / prefix)
                 artifacts.complete(out / prefix, req, [kind.file])  # after the head: a kill between is a refit
             files += [prefix + "split.csv", prefix + kind.file]
@@ -235,14 +228,10 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
 def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str | None = None):
     """(test images, their class probabilities: the fold heads averaged, the rule used, context) of a head run on
     the cached test-tile embeddings; ``rule``: one of the head's, else its first."""
-    from anndl.data import read_challenge, read_classes
-    from anndl.engine import embed
-
     run_dir = Path(run_dir)
     record = artifacts.load(run_dir, STAGE)
     config = artifacts.read_json(run_dir / "config.json")
-    head, classes = config["model"], tuple(config["classes"])
-    kind = HEAD_CLASSES[head]
+    kind, classes = HEAD_CLASSES[config["model"]], tuple(config["classes"])
     rule = rule if rule in config["rules"] else config["rules"][0]
     if classes != read_classes(data_dir):
         raise ValueError(f"{run_dir} predicts {list(classes)}, but {data_dir} has the labels "
@@ -264,14 +253,9 @@ def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str |
 
 def predict(run_dir: Path | str, data_dir: Path | str, out: Path | str, rule: str | None = None) -> Path:
     """The submission of a head run: its head(s) on the cached test-tile embeddings (fold heads averaged)."""
-    from anndl.data.stages import data_note, shown
-    from anndl.evaluate import submission
-
-    images, total, rule, context = predict_probabilities(run_dir, data_dir, rule)
-    record, config, manifest, test, n_heads = context
+    images, total, rule, (record, config, manifest, test, n_heads) = predict_probabilities(run_dir, data_dir, rule)
     classes = tuple(config["classes"])
-    path = submission.write_submission(images, total.argmax(1), out, expected=set(test.sample_index),
-                                       classes=classes)
+    path = submission.write_submission(images, total.argmax(1), out, expected=set(test.sample_index), classes=classes)
     artifacts.write_json(Path(out).with_suffix(".json"), {
         "runs": [shown(Path(run_dir))], "run_ids": [record["id"]], "models": [config["model"]],
         "weights": [config["weights"]], "encoder": config["encoder"], "data": data_note(data_dir, manifest),

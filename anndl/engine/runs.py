@@ -1,9 +1,7 @@
-"""One lifecycle for every model family: ``fit`` a run, ``open_run`` a finished one, ``predict`` from runs.
-
-A model family is a spec (``anndl.models.specs``): networks trained on tiles are train or K-fold runs
-(``anndl.engine.experiment``), heads on cached embeddings are head runs (``anndl.engine.heads``). Both are recorded
-artifacts, reused when their record matches and resumed after a kill. ``Run`` is what every caller holds: the CLI,
-``compare``, ``report`` and the notebooks never ask which family made it.
+"""One lifecycle for every model family (a spec, ``anndl.models.specs``): ``fit`` a run, ``open_run`` a finished one,
+``predict`` from runs. Networks trained on tiles make train or K-fold runs (``anndl.engine.experiment``), heads on
+cached embeddings head runs (``anndl.engine.heads``): recorded artifacts, reused when their record matches and resumed
+after a kill. Every caller (CLI, ``compare``, ``report``, notebooks) holds a ``Run``, never asking which family made it.
 """
 
 from dataclasses import dataclass
@@ -12,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from anndl.core import artifacts
+from anndl.engine import blend as blending, heads
 from anndl.models import specs
 
 STAGES = ("train", "kfold", "head", "blend")
@@ -64,22 +63,14 @@ def open_run(folder: Path | str) -> Run:
     return Run(folder, record["stage"], record, artifacts.read_json(folder / "metrics.json"))
 
 
-def family(model: str) -> specs.ModelSpec:
-    if model not in specs.SPEC:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(specs.names())}")
-    return specs.SPEC[model]
-
-
 def fit(prep, run_dir: Path | str, model: str = "scratch_resnet", *, folds: int | None = None, embeddings=None,
         seed: int = 42, redo: bool = False, **train) -> Run:
     """Train (resume, or reuse) ``model`` on ``prep`` into ``run_dir``: on the train split scored on val, or with
-    ``folds`` one model per fold scored out of fold. A head reads ``embeddings`` (``anndl.engine.embed.embed``);
-    a network reads the tiles, and ``train`` passes its settings (``profile``, ``epochs``, ``overrides`` …,
-    ``experiment.train_run``)."""
-    spec = family(model)
-    if spec.consumes == "embeddings":
-        from anndl.engine import heads
-
+    ``folds`` one model per fold scored out of fold. A head reads ``embeddings`` (``embed.embed``); a network the
+    tiles, with the settings ``train`` (``profile``, ``epochs``, ``overrides`` …: ``experiment.train_run``)."""
+    if model not in specs.SPEC:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(specs.names())}")
+    if specs.SPEC[model].consumes == "embeddings":
         if embeddings is None:
             raise ValueError(f"{model} is a head on cached tile embeddings: pass embeddings= "
                              "(anndl.engine.embed.embed of an encoder)")
@@ -102,8 +93,6 @@ def fit(prep, run_dir: Path | str, model: str = "scratch_resnet", *, folds: int 
 
 def blend(run_dirs, out: Path | str, seed: int = 42, redo: bool = False) -> Run:
     """Blend finished K-fold runs of any family (``anndl.engine.blend``) into the run folder ``out``."""
-    from anndl.engine import blend as blending
-
     blending.blend([open_run(r) for r in run_dirs], out, seed=seed, redo=redo)
     return open_run(out)
 
@@ -112,11 +101,8 @@ def image_probabilities(run: Run, data_dir: Path | str):
     """(test images of ``data_dir``, their class probabilities) of a K-fold run: a network's mask-weighted mean tile
     probability (its fold models averaged), a head's blend rule (its fold heads averaged)."""
     if run.stage == "head":
-        from anndl.engine import heads
-
         return heads.predict_probabilities(run.folder, data_dir, heads.HEAD_CLASSES[run.model].blend_rule)[:2]
     from anndl.engine import experiment
-
     return experiment.predict_probabilities(run.folder, data_dir)
 
 
@@ -129,8 +115,6 @@ def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta
         raise ValueError("predict needs at least one run")
     alone = [r for r in runs if r.stage in ("head", "blend")]
     if alone:
-        from anndl.engine import blend, heads
-
         if len(runs) > 1:
             raise ValueError(f"{alone[0].folder}: a {alone[0].stage} run predicts alone; an ensemble takes network "
                              "runs (blend K-fold runs of any family: python -m anndl blend)")
@@ -140,7 +124,7 @@ def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta
         if runs[0].stage == "head":
             return heads.predict(runs[0].folder, data_dir, out, rule)
         members = [open_run(runs[0].folder / m["folder"]) for m in runs[0].metrics["members"]]
-        return blend.predict(runs[0], members, [image_probabilities(m, data_dir) for m in members], data_dir, out)
+        return blending.predict(runs[0], members, [image_probabilities(m, data_dir) for m in members], data_dir, out)
     from anndl.engine import experiment
 
     return experiment.predict_run([r.folder for r in runs], data_dir, out, rule, tta=tta)

@@ -91,14 +91,9 @@ def class_weights(labels: np.ndarray, n_classes: int = NUM_CLASSES) -> dict[int,
     return {c: float(len(labels) / (n_classes * counts[c])) if counts[c] else 0.0 for c in range(n_classes)}
 
 
-def one_hot(dataset: tf.data.Dataset, n_classes: int = NUM_CLASSES) -> tf.data.Dataset:
-    return dataset.map(lambda x, y: (x, tf.one_hot(y, n_classes)), num_parallel_calls=tf.data.AUTOTUNE)
-
-
 class ImageF1(keras.callbacks.Callback):
-    """At each epoch end, from one pass over the validation tiles: ``val_loss``, ``val_tile_accuracy`` and the
-    image-level macro F1 of every voting rule; ``logs[MONITOR]`` is the selected rule's (callbacks that read it
-    come after this one)."""
+    """At each epoch end, from one pass over the validation tiles: ``val_loss``, ``val_tile_accuracy`` and each voting
+    rule's image macro F1; ``logs[MONITOR]``: the selected rule's (callbacks that read it come after this one)."""
 
     def __init__(self, dataset, y_true: np.ndarray, rule: str = "hard", from_logits: bool = False,
                  loss: keras.losses.Loss | None = None):
@@ -145,9 +140,8 @@ class RunProgress(keras.callbacks.Callback):
 
 
 def tensorboard_callback(run_dir: Path | str) -> keras.callbacks.TensorBoard:
-    """Epoch logs under ``run_dir/tensorboard/{train,validation}`` (``tensorboard --logdir outputs/runs``), no graph,
-    profiling or images: small files, the same under TensorFlow and JAX. Put it after ``ImageF1``, whose scores it
-    logs. Raises ``ImportError`` at once without the ``tensorboard`` package (TensorFlow 2.21 does not install it)."""
+    """Epoch logs (no graph: small files, the same under TensorFlow and JAX) under ``run_dir/tensorboard``; put it
+    after ``ImageF1``, whose scores it logs. ``ImportError`` at once without tensorboard (TensorFlow 2.21 lacks it)."""
     if importlib.util.find_spec("tensorboard") is None:
         raise ImportError("TensorBoard logging needs the tensorboard package (pinned in requirements.txt): "
                           "pip install tensorboard")
@@ -155,8 +149,7 @@ def tensorboard_callback(run_dir: Path | str) -> keras.callbacks.TensorBoard:
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
-    """``model.save`` (a ``.keras`` path) or ``model.save_weights``, atomically (``save_atomically``); non-finite
-    weights are refused (``Diverged``)."""
+    """``model.save`` (a ``.keras`` path) or ``model.save_weights``, atomically; non-finite weights: ``Diverged``."""
     path = Path(path)
     bad, total = nonfinite(model)
     if bad:
@@ -214,8 +207,7 @@ def state_dir(run_dir: Path | str) -> Path:
 
 
 def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
-    """The resume state: every variable of the model and its optimizer (``state.npz``), then ``state.json``
-    (written last: it is what makes the state count)."""
+    """The model's and optimizer's variables (``state.npz``), then ``state.json`` (last: it makes the state count)."""
     buffer = io.BytesIO()
     optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
     np.savez(buffer, *[np.asarray(v.numpy()) for v in [*model.variables, *optimizer_variables]])
@@ -241,8 +233,7 @@ def load_state(run_dir: Path | str) -> dict | None:
 
 
 def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None:
-    """Assign a saved state's values to the model's variables (and, with ``with_optimizer``, its optimizer's,
-    built first on the variables that train in this phase)."""
+    """Assign a saved state to the model's variables (and its optimizer's, built first on this phase's trainables)."""
     arrays, n = state["arrays"], state["model_variables"]
     for variable, value in zip(model.variables, arrays[:n], strict=True):
         variable.assign(value)
@@ -253,13 +244,11 @@ def restore_state(model: keras.Model, state: dict, with_optimizer: bool) -> None
             variable.assign(value)
 
 
-EPOCH_LINES = contextvars.ContextVar("EPOCH_LINES", default=True)  # False: Keras prints no line per epoch (K-fold
-                                                                    # runs print one line per fold instead)
+EPOCH_LINES = contextvars.ContextVar("EPOCH_LINES", default=True)  # False: no Keras line per epoch (K-fold: per fold)
 
 
 def compile_model(model: keras.Model, optimizer, loss, metrics=None) -> None:
-    """``model.compile``, and the optimizer's slots built at once (else TensorFlow traces the first training step
-    twice: Keras creates them inside it)."""
+    """``model.compile``, the optimizer's slots built now (else TensorFlow traces the first step twice to make them)."""
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     if model.built and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
@@ -276,11 +265,10 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
         resume: dict | None = None, state_info: dict | None = None, callbacks=()) -> list[dict]:
-    """Compile and train one phase with image-level selection; returns the phase's log rows. ``train_ds``: the
-    batches of every epoch from ``initial_epoch`` on (``pipeline.epoch_batches``). Writes ``run_dir/log_name``,
-    ``best.weights.h5`` and the resume state after every epoch; the model ends with the phase's best epoch's weights
-    (``val_*``: the images it selects on). ``resume``: a saved state of this phase (``load_state``); ``state_info``:
-    recorded in every resume state."""
+    """Compile and train one phase with image-level selection (``val_*``: the images it selects on); its log rows.
+    ``train_ds``: the batches of every epoch from ``initial_epoch`` on (``pipeline.epoch_batches``). Writes
+    ``run_dir/log_name``, ``best.weights.h5`` and the resume state (with ``state_info``) after every epoch; the model
+    ends with the phase's best weights. ``resume``: a saved state of this phase (``load_state``)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     compile_model(model, optimizer, make_loss(config, from_logits),
@@ -295,11 +283,11 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
     n_classes = int(model.output_shape[-1])
     weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
     name = run_dir.parent if run_dir.name == artifacts.STAGING else run_dir
-    verbose = 2 if EPOCH_LINES.get() else 0
     if len(rows) < config.epochs and wait < config.patience:
         # no validation_data: ImageF1's one pass over the validation tiles gives their loss and accuracy too
-        model.fit(one_hot(train_ds, n_classes), steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs,
-                  initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=verbose, shuffle=False,
+        one_hot = train_ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+        model.fit(one_hot, steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs, shuffle=False,
+                  initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2 if EPOCH_LINES.get() else 0,
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
                              StopOnNonFinite(portable(name), phase, config.learning_rate),  # val_loss included
                              progress, tensorboard_callback(run_dir), *callbacks])

@@ -1,7 +1,6 @@
-"""Trivial baselines on the same split as a model, so its score has something to beat: ``majority`` (the most frequent
-training class) and ``colour_histogram`` (logistic regression on an 8x8x8 RGB histogram of each image's ROI: colour
-alone, no morphology). Both train on every image of a split but the held-out ``val`` ones (a K-fold fold's ``train``
-and ``select`` images).
+"""Trivial baselines on a model's split, so its score has something to beat: ``majority`` (the commonest training class)
+and ``colour_histogram`` (logistic regression on an 8x8x8 RGB histogram of each image's ROI: colour alone, no
+morphology), both trained on every image of the split but the held-out ``val`` ones (a fold's ``train``, ``select``).
 """
 
 import functools
@@ -69,8 +68,7 @@ def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: 
 
 
 def majority_per_fold(y_true, folds, n_classes: int) -> np.ndarray:
-    """Each image's majority-class prediction: the commonest class (the lowest on a tie, as ``baseline_predictions``)
-    of the other folds' images."""
+    """Each image's majority class: the commonest (the lowest on a tie, as ``baseline_predictions``) of other folds'."""
     y_true, folds = np.asarray(y_true, int), np.asarray(folds)
     out = np.empty(len(y_true), int)
     for k in np.unique(folds):
@@ -87,9 +85,8 @@ def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_
 
 
 def score(y_true, predicted: dict, folds, colour, n_classes: int, seed: int) -> tuple[list[dict], dict]:
-    """The comparison rows (``metrics.compared``) and predictions of ``predicted`` ({name: class index per image},
-    the first the reference), the colour baseline (``colour``, or None) and the majority class of each image's other
-    ``folds``."""
+    """The comparison rows (``metrics.compared``) and predictions of ``predicted`` ({name: class index per image}, the
+    first the reference), the colour baseline ``colour`` (or None) and the majority class of the other ``folds``."""
     majority = majority_per_fold(y_true, folds, n_classes)
     predicted = {**predicted, **({COLOUR: colour} if colour is not None else {}), MAJORITY: majority}
     return compared(y_true, predicted, seed, n_classes, majority=majority, colour=colour,

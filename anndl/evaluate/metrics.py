@@ -23,8 +23,7 @@ def _batched_macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np
     counts = np.bincount(cells.ravel(), minlength=n_rows * n_classes * n_classes).reshape(n_rows, n_classes, n_classes)
     tp = np.diagonal(counts, axis1=1, axis2=2)
     denominator = counts.sum(2) + counts.sum(1)  # 2 TP + FP + FN
-    f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
-    return f1.mean(1)
+    return np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0).mean(1)
 
 
 def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
@@ -71,12 +70,10 @@ def image_scores(y_true, y_pred, seed: int = 0, n_classes: int = NUM_CLASSES) ->
 
 NO_VERDICT = "did not learn — no verdict"
 REFERENCE_NO_VERDICT = "reference did not learn — no verdict"
-BASELINE_VERDICT = "baseline"
 
 
 def permutation_null(y_true, y_pred, n_perm: int = 1000, seed: int = 0, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Macro F1 of ``y_pred`` against ``n_perm`` seeded shuffles of ``y_true``: what predictions that carry nothing
-    about the image score, given how often each class is predicted."""
+    """Macro F1 of ``y_pred`` on ``n_perm`` seeded shuffles of ``y_true``: chance, at ``y_pred``'s class frequencies."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     truth = np.random.default_rng(seed).permuted(np.tile(y_true, (n_perm, 1)), axis=1)
     return _batched_macro_f1(truth, np.tile(y_pred, (n_perm, 1)), n_classes)
@@ -92,9 +89,8 @@ def _beats(y_true, baseline, y_pred, seed: int, n_classes: int) -> dict:
 def learning_gate(y_true, y_pred, majority, n_classes: int = NUM_CLASSES, seed: int = 0, n_perm: int = 1000,
                   colour=None) -> dict:
     """Whether ``y_pred`` shows that a model learned: ``learned`` needs a real paired gain over the majority-class
-    predictions ``majority`` (its 95% interval above 0) and a macro F1 above ``null_p95``, the 95th percentile of
-    ``permutation_null``. ``beats_colour``, a real gain over the colour baseline's predictions ``colour`` (None
-    without them), is reported beside, not part of ``learned``."""
+    predictions ``majority`` (interval above 0) and a macro F1 above ``null_p95`` (``permutation_null``'s 95th
+    percentile). ``beats_colour`` (a real gain over the colour baseline ``colour``, or None) is not part of it."""
     score = macro_f1(y_true, y_pred, n_classes)
     over = _beats(y_true, majority, y_pred, seed, n_classes)
     null_p95 = float(np.percentile(permutation_null(y_true, y_pred, n_perm, seed, n_classes), 95))
@@ -109,10 +105,9 @@ def learning_gate(y_true, y_pred, majority, n_classes: int = NUM_CLASSES, seed: 
 def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSES, reference_verdict: str = "—", *,
              majority=None, colour=None, baselines=()) -> list[dict]:
     """The rows of every comparison table, one per entry of ``predicted`` ({name: class per image}, the first the
-    reference): macro F1 with its bootstrap interval, the gain over the reference with its paired interval, a verdict.
-    With the baselines' predictions ``majority`` (and ``colour``), each row but the ``baselines``' own gets
-    ``learning_gate``'s fields, and a paired verdict only when it and the reference both learned; without
-    ``majority``, the paired verdicts, and ``reference_verdict`` for the first row."""
+    reference): macro F1 and its bootstrap interval, the gain over the reference with its paired interval, a verdict.
+    With ``majority`` (and ``colour``) each row but the ``baselines``' gets ``learning_gate``'s fields and a paired
+    verdict only when it and the reference both learned; without, paired verdicts (the first: ``reference_verdict``)."""
     reference_name, reference = next(iter(predicted.items()))
     baselines = set(baselines)
     gates = {name: (learning_gate(y_true, y_pred, majority, n_classes, seed, colour=colour)
@@ -127,7 +122,7 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
         learned = None if gate is None else gate["learned"]
         paired = "real difference" if gain["real_difference"] else "no real difference (interval holds 0)"
         if name in baselines and majority is not None:
-            verdict = BASELINE_VERDICT
+            verdict = "baseline"
         elif i == 0:
             verdict = reference_verdict if learned is None else (
                 "reference: learned" if learned else f"reference: {NO_VERDICT}")

@@ -26,8 +26,7 @@ def write_submission(sample_indices, predictions, path: Path | str, expected: se
                      classes: tuple[str, ...] = LABELS) -> Path:
     """Write ``sample_index,label``, one row per test image (each of ``expected`` exactly once), in sample order;
     print a warning when one class is more than ``DOMINANCE`` of the predictions."""
-    frame = pd.DataFrame({"sample_index": list(sample_indices),
-                          "label": [classes[int(i)] for i in predictions]})
+    frame = pd.DataFrame({"sample_index": list(sample_indices), "label": [classes[int(i)] for i in predictions]})
     validate_submission(frame, expected, classes)
     path = artifacts.write_csv(frame.sort_values("sample_index"), path)
     if found := dominance(frame.label, classes):

@@ -14,8 +14,7 @@ VOTING_RULES = ("hard", "soft")
 def vote(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarray, n_images: int,
          rule: str = "hard") -> np.ndarray:
     """Class index per image (``n_images``) from tile probabilities (n_tiles, n_classes)."""
-    probabilities = np.asarray(probabilities, np.float64)
-    image_numbers = np.asarray(image_numbers)
+    probabilities, image_numbers = np.asarray(probabilities, np.float64), np.asarray(image_numbers)
     missing = np.setdiff1d(np.arange(n_images), image_numbers)
     if missing.size:
         raise ValueError(f"{missing.size} images have no tile prediction (e.g. image number {missing[0]})")
@@ -26,8 +25,7 @@ def vote(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarr
     summed, votes = np.zeros((2, n_images, probabilities.shape[1]))
     np.add.at(summed, image_numbers, probabilities)
     np.add.at(votes, (image_numbers, probabilities.argmax(1)), 1)
-    tied = votes == votes.max(1, keepdims=True)
-    return np.where(tied, summed, -np.inf).argmax(1)
+    return np.where(votes == votes.max(1, keepdims=True), summed, -np.inf).argmax(1)  # ties: the larger sum
 
 
 def mask_weighted(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarray,

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from anndl.core.artifacts import content_digest
 from anndl.core.config import WeightsUnavailable
+from anndl.core.distribute import precision_policy
 from anndl.models import timm_vit
 
 HF_SCHEME = "hf://"
@@ -47,8 +49,7 @@ class Preprocessing:
 
 @dataclass
 class Encoder:
-    """``model`` maps (batch, t, t, 3) tiles in [0, 255] to (batch, dim) float32 features; ``identity``
-    (``identify``) is recorded by every output built on it."""
+    """``model``: (batch, t, t, 3) tiles in [0, 255] -> (batch, dim) float32; ``identity`` (``identify``): recorded."""
 
     model: object
     identity: dict
@@ -98,14 +99,10 @@ def fetch_hf(handle: str) -> Path:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     try:
         from huggingface_hub import snapshot_download
-
-        def download(patterns):
-            return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns,
-                                          local_files_only=offline))
-
-        folder = download(HF_FILES)
-        if not list(folder.glob("*.safetensors")) and timm_vit.is_timm_folder(folder):
-            folder = download(HF_FILES + ["pytorch_model.bin"])  # timm reads PyTorch weights without torch
+        download = functools.partial(snapshot_download, repo, revision=revision or None, local_files_only=offline)
+        folder = Path(download(allow_patterns=HF_FILES))
+        if not list(folder.glob("*.safetensors")) and timm_vit.is_timm_folder(folder):  # timm reads .bin without torch
+            folder = Path(download(allow_patterns=HF_FILES + ["pytorch_model.bin"]))
     except Exception as e:  # no internet, no package, unknown repository, gated model ...
         gated = "gated" in f"{type(e).__name__} {e}".lower() or "401" in str(e)
         raise WeightsUnavailable(
@@ -132,10 +129,9 @@ def _side(value) -> int | None:
 
 
 def hf_preprocessing(folder: Path | str, config: dict | None = None) -> Preprocessing:
-    """A transformers ``preprocessor_config.json`` (any layout transformers has written) as a ``Preprocessing``.
-
-    The input size is the centre crop when the processor crops, else its resize target, else the model's
-    ``image_size``; tiles are already the model's field of view, so resize-then-crop's zoom is not applied."""
+    """A transformers ``preprocessor_config.json`` (any layout transformers has written) as a ``Preprocessing``. The
+    input size is the centre crop when the processor crops, else its resize target, else the model's ``image_size``:
+    tiles are already the model's field of view, so resize-then-crop's zoom is not applied."""
     folder = Path(folder)
     path = folder / "preprocessor_config.json"
     if not path.is_file():
@@ -176,7 +172,6 @@ def hf_layout(folder: Path | str) -> str:
                                 "data/README.md)")
     else:
         from safetensors import safe_open
-
         with safe_open(str(path), framework="np") as f:
             keys = set(f.keys())
     if "vit.embeddings.cls_token" in keys:
@@ -217,21 +212,19 @@ def hf_backbone(folder: Path | str, image_size: int | None = None):
 
 def weights_digest(paths) -> str:
     """A hash over the weight files' bytes, in order (each file's sha256 remembered: a 1 GB checkpoint is read once)."""
-    from anndl.core.artifacts import content_digest
-
     return hashlib.sha256("".join(content_digest(p) for p in paths).encode()).hexdigest()[:16]
 
 
 def identify(source: str | Path, pooling: str = "cls") -> dict:
-    """What an encoder source is (kind, architecture, weights note and hash, preprocessing, pooling), without
-    building it."""
+    """What an encoder source is (kind, architecture, weights note and hash, preprocessing, pooling), unbuilt."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     kind, where = classify(source)
     out = {"source": str(source), "kind": kind, "pooling": pooling}
-    if kind == "hf_folder":
+    if kind in ("hf_folder", "timm_folder"):
         folder = Path(where)
         config = json.loads((folder / "config.json").read_text())
+    if kind == "hf_folder":
         layout, pre = hf_layout(folder), hf_preprocessing(folder, config)
         arch = {k: config[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                        "patch_size", "image_size", "num_register_tokens") if k in config}
@@ -246,15 +239,12 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
         out.update(weights=note, weights_sha256=weights_digest([path / "model.keras" if kind == "run" else path]),
                    preprocessing="the model's own layers", pooling="the model's feature layer")
     elif kind == "timm_folder":
-        folder = Path(where)
-        config = json.loads((folder / "config.json").read_text())
         out.update(layout="timm", architecture={"architecture": config["architecture"], **config.get("model_args", {})},
                    weights=config.get(NOTE_KEY) or f"pretrained checkpoint {source}",
                    weights_sha256=weights_digest(timm_vit.weight_files(folder)),
                    preprocessing=timm_vit.preprocessing(folder))
     else:  # a KerasHub preset folder or name
         from anndl.core.keras_adapter import preset_file
-
         try:
             files = [preset_file(where, name) for name in ("config.json", "model.weights.h5")]
         except Exception as e:
@@ -270,10 +260,8 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
 
 
 def _pooled(output, pooling: str = "cls", skip: int = 1):
-    """(batch, D) features of a backbone's output: maps average-pooled, of a sequence the class token (with
-    ``pooling="cls+mean"`` followed by the mean of the tokens from ``skip`` on, after the register tokens)."""
+    """(batch, D) features: maps average-pooled, a sequence's class token (``cls+mean``: and the mean from ``skip``)."""
     from keras import layers, ops
-
     if len(output.shape) == 4:
         return layers.GlobalAveragePooling2D(name="encoder_pool")(output)
     if len(output.shape) != 3:
@@ -288,7 +276,6 @@ def run_encoder(run_dir: Path | str) -> keras.Model:
     import keras
 
     from anndl.models.layers import load_model
-
     model = load_model(Path(run_dir) / "model.keras")
     pooled = "head_pool" in [layer.name for layer in model.layers]
     output = model.get_layer("head_pool").output if pooled else model.get_layer("head_dense").input
@@ -304,13 +291,11 @@ def keras_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
     path = Path(path)
     if path.suffix == ".keras":
         from anndl.models.layers import load_model
-
         model = load_model(path)
         return keras.Model(model.inputs, _pooled(model.outputs[0]), name="encoder")
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: expected a .keras file or a KerasHub preset folder")
     import keras_hub
-
     backbone = keras_hub.models.Backbone.from_preset(str(path))
     try:
         converter = keras_hub.layers.ImageConverter.from_preset(str(path))
@@ -337,18 +322,12 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
             raise ValueError(f"{where}: trained on stain-normalised tiles; embedding with it is not supported "
                              "(its tiles would need the same normalisation)")
         return Encoder(run_encoder(where) if kind == "run" else keras_encoder(where, tile_size), identity)
-    from anndl.core.distribute import precision_policy
-
     with precision_policy(mixed_precision):
         inputs = x = keras.Input((tile_size, tile_size, 3), name="tile")
         if kind in ("hf_folder", "timm_folder"):
             pre = Preprocessing(**identity["preprocessing"])
-            if kind == "timm_folder":
-                backbone, arch = timm_vit.backbone(where)
-                registers = arch["registers"]
-            else:
-                backbone, config = hf_backbone(where, pre.size)
-                registers = config.get("num_register_tokens", 0)
+            backbone, arch = timm_vit.backbone(where) if kind == "timm_folder" else hf_backbone(where, pre.size)
+            registers = arch["registers"] if kind == "timm_folder" else arch.get("num_register_tokens", 0)
             if pre.size != tile_size:
                 x = layers.Resizing(pre.size, pre.size, interpolation=pre.interpolation, antialias=pre.size < tile_size,
                                     dtype="float32", name="resize")(x)
@@ -357,7 +336,6 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
                                  dtype="float32", name="normalise")(x)
         else:
             import keras_hub
-
             backbone = keras_hub.models.Backbone.from_preset(where)
             try:
                 converter = keras_hub.layers.ImageConverter.from_preset(where)

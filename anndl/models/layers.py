@@ -12,7 +12,6 @@ def load_model(path: Path | str) -> keras.Model:
     refused), anndl's own layers registered first; any fault is one ``ValueError`` naming the file."""
     from anndl.data import stain  # noqa: F401  (registers HEDJitter and the stain layers)
     from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
@@ -28,16 +27,11 @@ class FusedBatchNormalization(layers.BatchNormalization):
     channels-last inputs, uses the fused kernel (``FusedBatchNormV3``), which takes bfloat16/float16 as it is where
     Keras upcasts: 2x faster mixed_bfloat16 training on a CPU with avx512_bf16 (docs/measurements.md)."""
 
-    def _fused(self, inputs, mask) -> bool:
-        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and self.center and self.scale and not self.renorm
-                and not self.synchronized)
-
     def call(self, inputs, training=None, mask=None):
-        if not self._fused(inputs, mask):
+        if not (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and self.center and self.scale and not self.renorm and not self.synchronized):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
-
         x = tf.cast(inputs, self.compute_dtype)  # float16/bfloat16 under a mixed policy: the kernel's input type
         if not (training and self.trainable):
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(

@@ -64,7 +64,6 @@ def train_mil(train_bags, train_mask, train_labels, val_bags, val_mask, val_labe
     """Fit the head on frozen embeddings (Adam 1e-3, batches of 16, early stopping on validation loss). The bags go
     in as seeded ``tf.data`` datasets: NumPy arrays, which Keras rewraps every epoch, take 7x as long on small bags."""
     import tensorflow as tf
-
     keras.utils.set_random_seed(seed)
     model = mil_model(train_bags.shape[-1], num_classes=num_classes)
     model.compile(keras.optimizers.Adam(1e-3), loss=[keras.losses.SparseCategoricalCrossentropy(), None])

@@ -20,8 +20,7 @@ STAND_IN_NOTE = "random initialisation (a tiny stand-in configuration, NOT pretr
 
 
 def augmentation(seed: int = 42, kind: str | bool = "both") -> keras.Sequential:
-    """The report's augmentation sets (§6), active only in training: ``geometric`` (flips, rotations, zoom as
-    a random crop), ``photometric`` (brightness, contrast, saturation and hue jitter) or ``both``."""
+    """The report's augmentation sets (§6), active only in training: ``geometric``, ``photometric`` or ``both``."""
     kind = augment_kind(kind)
     geometric = [layers.RandomFlip("horizontal_and_vertical", seed=seed),
                  layers.RandomRotation(0.5, fill_mode="reflect", seed=seed),
@@ -38,7 +37,6 @@ def _augmented_input(tile_size: int, augment, stain_augment, seed: int):
     inputs = x = keras.Input((tile_size, tile_size, 3), name="tile")
     if stain_augment is not None:
         from anndl.data.stain import HEDJitter
-
         x = HEDJitter(stain_augment, seed=seed, name="stain_augmentation")(x)
     return inputs, augmentation(seed, augment)(x) if augment else x
 
@@ -51,9 +49,8 @@ def _residual_block(x, filters: int, stride: int, name: str, momentum: float = 0
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
     y = FusedBatchNormalization(momentum=momentum, name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
-        # ResNet-D shortcut (average pool, then 1x1 conv): the plain strided 1x1 projection crashes
-        # TensorFlow 2.21's oneDNN backward pass on AVX-512/AMX CPUs (heap corruption), and ResNet-D
-        # is no worse (He et al., 2019, "Bag of Tricks").
+        # ResNet-D shortcut (average pool, then 1x1 conv): the plain strided 1x1 projection crashes TensorFlow 2.21's
+        # oneDNN backward pass on AVX-512/AMX CPUs (heap corruption); ResNet-D is no worse (He et al., 2019).
         if stride != 1:
             shortcut = layers.AveragePooling2D(stride, strides=stride, padding="same", name=f"{name}_pool")(shortcut)
         shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(shortcut)
@@ -65,8 +62,7 @@ def _residual_block(x, filters: int, stride: int, name: str, momentum: float = 0
 def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_size: int = 224,
                    augment: bool | str = False, seed: int = 42, num_classes: int = NUM_CLASSES,
                    stain_augment: str | float | None = None) -> keras.Model:
-    """The from-scratch ResNet: a strided stem, ``config.stacks`` stacks of basic residual blocks whose width
-    doubles per stack, global average pooling, dropout, a softmax; input: tiles in [0, 255]."""
+    """The from-scratch ResNet (§4.1): stacks of basic residual blocks, width doubling per stack; tiles in [0, 255]."""
     inputs, x = _augmented_input(tile_size, augment, stain_augment, seed)
     x = layers.Rescaling(1 / 255, name="rescale")(x)
     x = layers.Conv2D(config.filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
@@ -107,8 +103,7 @@ def convnext_backbone(pretrained: bool, tile_size: int, weights: str | None = No
 
 
 def vit_backbone(pretrained: bool, tile_size: int, weights: str | None = None):
-    """(backbone, image converter, weights note): the KerasHub ViT preset ``VIT_PRESET`` (or the local preset folder
-    ``weights``) when ``pretrained`` or given ``weights``, else a tiny random ViT."""
+    """(backbone, converter, weights note): the KerasHub preset ``VIT_PRESET`` or ``weights``, or a tiny random ViT."""
     import keras_hub
 
     converter = None
@@ -130,8 +125,7 @@ def vit_backbone(pretrained: bool, tile_size: int, weights: str | None = None):
                                                 num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
         note = STAND_IN_NOTE
     if converter is None:  # the ImageNet ViT presets' scaling, to [-1, 1]
-        converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size), scale=1 / 127.5,
-                                                       offset=-1.0)
+        converter = keras_hub.layers.ViTImageConverter(image_size=(tile_size, tile_size), scale=1 / 127.5, offset=-1.0)
     backbone.name = "backbone"
     converter.name = "preprocess"
     return backbone, converter, note
@@ -151,7 +145,6 @@ def transfer_model(kind: str, pretrained: bool, tile_size: int, head_units: int 
         features = backbone(converter(x), training=False)[:, 0, :]  # the class token
     elif kind == "encoder":  # any encoder source of anndl.models.encoders (HF folder or hf://, KerasHub, .keras, run)
         from anndl.models import encoders
-
         if not weights:
             raise ValueError("model 'encoder' needs --weights SRC (or --encoder SRC): a Hugging Face folder or "
                              "hf:// handle, a KerasHub preset, a .keras encoder or a run folder")

@@ -13,22 +13,18 @@ class ModelSpec:
     or a given encoder (``--weights`` / ``--encoder``)."""
 
     name: str
-    description: str
     consumes: str = "tiles"
     in_all: bool = True
     needs_weights: bool = False
 
 
 SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec("scratch_resnet", "the report's ResNet, trained from scratch with Lion"),
-    ModelSpec("convnext", "ConvNeXt Large (keras.applications): head, then the last stage fine-tuned"),
-    ModelSpec("vit", "ViT (KerasHub): head, then the last transformer block fine-tuned"),
-    ModelSpec("encoder", "a given encoder (e.g. Phikon, DINOv2): head, then its last fifth fine-tuned",
-              in_all=False, needs_weights=True),
-    ModelSpec("linear_probe", "logistic regression on a cached embedding of the tiles", consumes="embeddings",
-              in_all=False, needs_weights=True),
-    ModelSpec("attention_mil", "gated attention-MIL over an image's cached tile embeddings", consumes="embeddings",
-              in_all=False, needs_weights=True),
+    ModelSpec("scratch_resnet"),  # the report's ResNet, trained from scratch with Lion
+    ModelSpec("convnext"),  # ConvNeXt Large (keras.applications): head, then the last stage fine-tuned
+    ModelSpec("vit"),  # ViT (KerasHub): head, then the last transformer block fine-tuned
+    ModelSpec("encoder", in_all=False, needs_weights=True),  # a given encoder (Phikon, DINOv2 …): head, last fifth
+    ModelSpec("linear_probe", consumes="embeddings", in_all=False, needs_weights=True),  # logistic regression
+    ModelSpec("attention_mil", consumes="embeddings", in_all=False, needs_weights=True),  # gated attention-MIL
 )
 SPEC = {spec.name: spec for spec in SPECS}
 

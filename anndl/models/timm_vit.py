@@ -64,7 +64,6 @@ def read_torch(path: Path) -> dict[str, np.ndarray]:
 
 def read_weights(folder: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
-
     weights = {}
     for path in weight_files(folder):
         weights |= read_torch(path) if path.suffix == ".bin" else load_file(str(path))
@@ -91,11 +90,10 @@ def architecture(folder: Path, weights: dict) -> dict:
         raise ValueError(f"{folder}: {positions} position embeddings fit neither {patches} patches nor them with "
                          f"{1 + registers} prefix tokens (input {size}, patch {patch})")
     fc1, fc2 = weights["blocks.0.mlp.fc1.weight"].shape[0], weights["blocks.0.mlp.fc2.weight"].shape[1]
-    return {"architecture": name, "dim": int(dim), "depth": 1 + max(int(k.split(".")[1]) for k in weights
-                                                                    if k.startswith("blocks.")),
-            "heads": int(heads), "patch": int(patch), "size": size, "registers": int(registers),
-            "embed_prefix": positions > patches, "swiglu": fc1 == 2 * fc2, "layer_scale": "blocks.0.ls1.gamma" in
-            weights, "pre_norm": "norm_pre.weight" in weights}
+    depth = 1 + max(int(k.split(".")[1]) for k in weights if k.startswith("blocks."))
+    return {"architecture": name, "dim": int(dim), "depth": depth, "heads": int(heads), "patch": int(patch),
+            "size": size, "registers": int(registers), "embed_prefix": positions > patches, "swiglu": fc1 == 2 * fc2,
+            "layer_scale": "blocks.0.ls1.gamma" in weights, "pre_norm": "norm_pre.weight" in weights}
 
 
 def preprocessing(folder: Path) -> dict:
@@ -132,9 +130,6 @@ def backbone(folder: Path):
         assigned[key.replace(".", "_")] = [weights[key + ".weight"], weights[key + ".bias"]]
         return layers.LayerNormalization(epsilon=1e-6, name=key.replace(".", "_"))
 
-    def t(key):
-        return weights[key].T
-
     tokens = np.concatenate([weights["cls_token"], weights.get("reg_token", np.zeros((1, 0, dim)))], 1)
     assigned = {"patch_embed": [weights["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
                                 weights["patch_embed.proj.bias"]], "prefix_tokens": [tokens, weights["pos_embed"]]}
@@ -145,7 +140,7 @@ def backbone(folder: Path):
         x = norm(key)(x)
     for i in range(arch["depth"]):
         b = f"blocks.{i}."
-        gamma = {k: weights.get(f"{b}{k}.gamma", np.ones(dim, np.float32)) for k in ("ls1", "ls2")}
+        ls1, ls2 = (weights.get(f"{b}{k}.gamma", np.ones(dim, np.float32)) for k in ("ls1", "ls2"))
         attention = layers.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attn")
         y = norm(b + "norm1")(x)
         x = x + attention(y, y)
@@ -159,10 +154,10 @@ def backbone(folder: Path):
         qkv, qkv_bias = weights[b + "attn.qkv.weight"], weights.get(b + "attn.qkv.bias", np.zeros(3 * dim, np.float32))
         assigned[f"block{i}_attn"] = [a for j in range(3) for a in (
             qkv[j * dim:(j + 1) * dim].T.reshape(dim, heads, -1), qkv_bias[j * dim:(j + 1) * dim].reshape(heads, -1))]
-        assigned[f"block{i}_attn"] += [(t(b + "attn.proj.weight") * gamma["ls1"]).reshape(heads, -1, dim),
-                                       weights[b + "attn.proj.bias"] * gamma["ls1"]]
-        assigned[f"block{i}_fc1"] = [t(b + "mlp.fc1.weight"), weights[b + "mlp.fc1.bias"]]
-        assigned[f"block{i}_fc2"] = [t(b + "mlp.fc2.weight") * gamma["ls2"], weights[b + "mlp.fc2.bias"] * gamma["ls2"]]
+        assigned[f"block{i}_attn"] += [(weights[b + "attn.proj.weight"].T * ls1).reshape(heads, -1, dim),
+                                       weights[b + "attn.proj.bias"] * ls1]
+        assigned[f"block{i}_fc1"] = [weights[b + "mlp.fc1.weight"].T, weights[b + "mlp.fc1.bias"]]
+        assigned[f"block{i}_fc2"] = [weights[b + "mlp.fc2.weight"].T * ls2, weights[b + "mlp.fc2.bias"] * ls2]
     x = norm("norm")(x)
     model = keras.Model(inputs, x, name="timm_vit")
     for name, values in assigned.items():

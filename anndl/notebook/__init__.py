@@ -21,15 +21,12 @@ class Context:
     def footer(self) -> None:
         """Print what produced this rendering: wall time, hardware, seed, commit, versions and the files written."""
         from anndl.core.env import footer
-
         print(footer(self.started, self.seed, self.output))
 
 
 def setup(namespace: dict, weights: str | None = None) -> Context:
-    """A notebook's start from its parameters (``globals()``): the runtime's stack topped up (Colab, Kaggle), data
-    and outputs resolved for this runtime, the full profile refused on synthetic data (unless ``ALLOW_SYNTHETIC``),
-    then the short ``anndl doctor``, the banner (``weights``: the notebook's weights note) and the data printed.
-    Defines in ``namespace`` what the cells use (``DATA``, ``OUT``, ``FIGURES``, ``BANNER``, ``np``, ``plt``, …)."""
+    """A notebook's start from its parameters (``globals()``; ``weights``: its weights note): prints the runtime,
+    banner and data, and defines in ``namespace`` what the cells use (``DATA``, ``OUT``, ``BANNER``, ``np``, …)."""
     started = time.time()
     from anndl.core import env
     from anndl.core.config import REPO_ROOT, SYNTHETIC_DEFAULT, check_profile

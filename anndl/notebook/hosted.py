@@ -4,6 +4,7 @@ where the runtime keeps it, outputs where they outlive the session. The runtime'
 so tests simulate Colab and Kaggle: ``ANNDL_KAGGLE_INPUT`` (``/kaggle/input``), ``ANNDL_KAGGLE_WORKING``
 (``/kaggle/working``), ``ANNDL_COLAB_ROOT`` (``/content``), ``ANNDL_DRIVE_ROOT`` (``/content/drive/MyDrive``)."""
 
+import contextlib
 import hashlib
 import importlib
 import importlib.metadata as metadata
@@ -71,10 +72,8 @@ def requirements(pyproject: Path = REPO_ROOT / "pyproject.toml") -> list[str]:
 def installed_version(name: str) -> str | None:
     """The installed version of ``name`` (or of an alternative that provides the same module), else None."""
     for candidate in ALTERNATIVES.get(name, (name,)):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             return metadata.version(candidate)
-        except metadata.PackageNotFoundError:
-            continue
     return None
 
 
@@ -105,9 +104,8 @@ def runtime_constraints() -> list[str]:
 
 
 def ensure_requirements(wanted: list[str] | None = None) -> list[str]:
-    """Install what is missing or too old with pip, the runtime's TensorFlow, JAX and CUDA pinned as constraints.
-    Returns what was installed. Raises ``SetupError`` when pip fails, or when a package this session had already
-    imported was upgraded (restart once)."""
+    """Install what is missing or too old, the runtime's TensorFlow, JAX and CUDA pinned; returns what was installed.
+    ``SetupError`` when pip fails, or when it upgraded a package this session had imported (restart once)."""
     wanted = requirements() if wanted is None else wanted
     installed = {name: installed_version(name) for name in (Requirement(r).name for r in wanted)}
     install, problems = install_plan(wanted, installed)
@@ -117,13 +115,11 @@ def ensure_requirements(wanted: list[str] | None = None) -> list[str]:
         return []
     loaded = [name for name in (Requirement(r).name for r in install) if installed[name] and _imported(name)]
     print(f"{runtime()}: installing {install} (TensorFlow, JAX and CUDA stay the runtime's own)")
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as constraints:
         constraints.write("\n".join(runtime_constraints()) + "\n")
-    try:
+        constraints.flush()
         done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *install,
                                "-c", constraints.name], capture_output=True, text=True)
-    finally:
-        os.unlink(constraints.name)
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise SetupError(f"pip could not install {install} beside this runtime's own packages: {last}")
@@ -177,19 +173,16 @@ def source_identity(source: Path) -> str:
 
 def stage_data(source: Path | str, local_root: Path | str) -> Path:
     """Copy a challenge folder (or unpack a ``.zip`` of one) from a slow mount such as Google Drive to the local
-    disk, once: reused while the source's identity matches its record. The copy is made under a temporary name
-    and renamed when complete, its record written last."""
+    disk once, reused while the source's identity matches its record (written last, before the rename into place)."""
     source, local_root = Path(source), Path(local_root)
     if not source.exists():
         raise SetupError(f"{source}: no such data folder or zip")
     identity = source_identity(source)
     target = local_root / (source.stem if source.suffix == ".zip" else source.name)
-    try:
+    with contextlib.suppress(OSError, ValueError, KeyError):
         if json.loads((target / STAGED_RECORD).read_text())["identity"] == identity:
             print(f"reusing the local copy of {source.name} (its source is unchanged)")
             return _challenge_in(target)
-    except (OSError, ValueError, KeyError):
-        pass
     print(f"copying {source.name} to the local disk (once; reused while it is unchanged)")
     local_root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=local_root))
@@ -227,10 +220,9 @@ class Places:
 
 
 def places(data_dir=None, output_dir=None, drive: str | None = None) -> Places:
-    """The data and output folders for this runtime. Kaggle: the attached challenge folder (read in place),
-    outputs in the working root. Colab: with ``drive`` a Google Drive folder, outputs there and the data found
-    there, copied once to the local disk. Else the parameters, or ``data/`` and ``outputs/``. A ``.zip`` data
-    folder is unpacked once."""
+    """The data and output folders for this runtime. Kaggle: the attached challenge folder read in place, outputs in
+    the working root. Colab with ``drive`` (a Google Drive folder): outputs there, its data copied once to the local
+    disk. Else the parameters, or ``data/`` and ``outputs/``. A ``.zip`` data folder is unpacked once."""
     where, persistent = runtime(), "yes (a local folder)"
     data, output = (Path(p) if p else None for p in (data_dir, output_dir))
     local = (output or OUTPUTS) / "data"
@@ -318,7 +310,6 @@ def doctor(where: Places, short: bool = False) -> list[str]:
 def _describe(data: Path, short: bool) -> str:
     from anndl.data import find_data_dir, is_synthetic, read_challenge, read_classes
     from anndl.data.stages import fingerprint
-
     folder = find_data_dir(data) or find_data_dir(data / "synthetic")
     if folder is None:
         return f"{portable(data)} holds no challenge folder yet (the synthetic default is made on first use)"

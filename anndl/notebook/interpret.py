@@ -191,9 +191,8 @@ GATE_WHY = "no real paired gain over the majority class, or not above the permut
 
 
 def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
-    """Each variant against the first row by its paired interval (``gain``, ``gain_ci95``). When the table says which
-    rows learned (``learned``, ``beats_colour``), the baselines' rows are set apart and a verdict is given only
-    between rows that learned; the others read "did not learn — no verdict" beside the baselines' scores."""
+    """Each variant against the first row by its paired interval (``gain``, ``gain_ci95``); when the table says which
+    rows learned (``learned``, ``beats_colour``), baselines are set apart and only rows that learned get verdicts."""
     gated = any(flag(r.get("learned")) is not None for r in rows)
     bases = [r for r in rows if gated and is_baseline_row(r)]
     first, *rest = [r for r in rows if not (gated and is_baseline_row(r))]
@@ -245,9 +244,8 @@ def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
 
 
 def gated(table) -> tuple[list[dict], float | None]:
-    """The table's rows and None; for a table recorded without the learning gate, its rows with ``learned`` set
-    where the 95% interval lies above the floor (the higher of chance and the majority class's upper bound), and
-    that floor."""
+    """``(rows, None)``; for a table recorded without the learning gate, ``(rows, floor)`` with ``learned`` set where
+    the 95% interval lies above the floor (the higher of chance and the majority class's upper bound)."""
     rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
     if not all(flag(r.get("learned")) is None and pd.notna(r.get("ci95_low")) for r in rows):
         return rows, None
@@ -256,9 +254,8 @@ def gated(table) -> tuple[list[dict], float | None]:
 
 
 def differences(table, profile: str = "smoke") -> str:
-    """``_verdicts`` of a ``compare.compare_variants`` / ``compare_runs`` or benchmark table (smoke: a caveat). A
-    table recorded without the learning gate counts a row as learned when its interval lies above chance and above
-    the majority class's, and says so."""
+    """``_verdicts`` of a ``compare.compare_variants`` / ``compare_runs`` or benchmark table (smoke: a caveat); a table
+    recorded without the learning gate is judged against ``gated``'s floor, and says so."""
     rows, floor = gated(table)
     if floor is not None:
         return shows(f"This table was recorded without the learning gate: here a row counts as learned when its 95% "

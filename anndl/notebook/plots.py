@@ -37,7 +37,6 @@ def _downscaled(array: np.ndarray, max_side: int = DISPLAY_SIDE) -> tuple[np.nda
 def show() -> None:
     """Display and close every open figure: figures holding images as JPEG (small notebooks), charts as PNG."""
     from IPython.display import Image, display
-
     for number in plt.get_fignums():
         fig = plt.figure(number)
         kind = "jpeg" if any(ax.images for ax in fig.axes) else "png"
@@ -264,9 +263,8 @@ def _best_tile(image: np.ndarray, mask: np.ndarray | None, tile_size: int) -> np
 
 
 def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2):
-    """One row per ``(name, image, mask)`` sample (arrays or paths, mask or None): the tile with most ROI,
-    ``n_augment`` draws of HED-light and HED-strong augmentation, and the tile normalised to ``reference`` (a
-    ``stain.StainReference``) by Macenko and Reinhard, estimated on the whole image's ROI as the pipeline does."""
+    """One row per ``(name, image, mask)`` sample (arrays or paths): the tile with most ROI, its HED augmentations and
+    its Macenko and Reinhard normalisations to ``reference`` (fitted on the whole image's ROI, as in the pipeline)."""
     from anndl.data import stain
 
     samples = list(samples)
@@ -295,8 +293,7 @@ def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2)
 
 def comparison_forest(results, chance: float = 0.25):
     """One panel per ``compare.run_comparison`` result: each variant minus the reference with its paired interval,
-    the baselines and ``chance`` (macro F1 1 / classes) as lines; a row without a verdict (it or the reference did
-    not learn) hollow and grey."""
+    the baselines and ``chance`` as lines; a row without a verdict (it or the reference did not learn) hollow grey."""
     results = list(results)
     tables = [result.table.to_dict("records") for result in results]
     heights = [max(sum(not is_baseline_row(r) for r in records[1:]), 1) for records in tables]

@@ -1,7 +1,6 @@
-"""``make notebooks``' last step: ``python -m anndl.notebook.rendering EXECUTED OUTPUT`` takes what papermill ran,
-writes the parameters it injected into the notebook's own parameters cell (no ``injected-parameters`` cell: the one
-cell a user edits shows the values that ran, and is what runs next time), stamps the header's run time with the
-footer's, settles progress bars to their last state, and writes ``OUTPUT`` atomically."""
+"""``make notebooks``' last step: ``python -m anndl.notebook.rendering EXECUTED OUTPUT`` folds the parameters that
+papermill injected into the notebook's own parameters cell (the one cell a user edits shows the values that ran, and
+is what runs next time), stamps the header's run time, settles progress bars and writes ``OUTPUT`` atomically."""
 
 import ast
 import json
@@ -55,15 +54,9 @@ def stamp_run_time(notebook: dict) -> dict:
     return notebook
 
 
-def _settled(text: str) -> str:
-    """Each line as a terminal leaves it: the text after its last carriage return."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    return "\n".join(([part for part in line.split("\r") if part] or [""])[-1] for line in lines)
-
-
 def settle_streams(notebook: dict) -> dict:
     """Consecutive outputs of one stream merged and their carriage returns applied, as Jupyter shows them: a
-    progress bar is its last line, not one output per update."""
+    progress bar is its last line (the text after its last carriage return), not one output per update."""
     for cell in notebook["cells"]:
         merged = []
         for output in cell.get("outputs", []):
@@ -74,7 +67,9 @@ def settle_streams(notebook: dict) -> dict:
                 merged.append({**output, "text": text} if output.get("output_type") == "stream" else output)
         for output in merged:
             if output.get("output_type") == "stream":
-                output["text"] = _settled(output["text"]).splitlines(keepends=True)
+                lines = output["text"].replace("\r\n", "\n").split("\n")
+                settled = "\n".join(([part for part in line.split("\r") if part] or [""])[-1] for line in lines)
+                output["text"] = settled.splitlines(keepends=True)
         if "outputs" in cell:
             cell["outputs"] = merged
     return notebook
@@ -82,7 +77,6 @@ def settle_streams(notebook: dict) -> dict:
 
 def main(executed: str, output: str) -> None:
     from anndl.core import artifacts
-
     notebook = json.loads(Path(executed).read_text(encoding="utf-8"))
     notebook = settle_streams(stamp_run_time(fold_parameters(notebook)))
     artifacts.write_text(output, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")

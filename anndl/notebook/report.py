@@ -191,9 +191,8 @@ def voting_markdown(results: dict) -> str:
 
 
 def scores_markdown(table: pd.DataFrame) -> str:
-    """A table of ``compare.compare_variants`` / ``compare_runs`` / ``read_comparison`` as people read it (three
-    decimals, the paired interval as text). A table recorded without the learning gate gets no verdict beside a row
-    whose interval does not clear chance and the majority class (``interpret.gated``)."""
+    """A ``compare.compare_variants`` / ``compare_runs`` / ``read_comparison`` table as people read it; a table recorded
+    without the learning gate gives no verdict to a row whose interval is not above ``interpret.gated``'s floor."""
     rows, floor = interpret.gated(table)
     out = []
     for i, r in enumerate(rows):
@@ -229,12 +228,11 @@ def comparison_table(result) -> pd.DataFrame:
     for i, r in enumerate(result.table.to_dict("records")):
         scored = r["gain_ci95"] is not None and r["images"]
         model = scored and not interpret.is_baseline_row(r)
-        learned = flag(r.get("learned"))
         row = {"variant": r["variant"],
                "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
                "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
                "Δ vs reference (paired 95%)": "—" if not scored or i == 0 else _gain(r),
-               "learned": "—" if learned is None else "yes" if learned else "no — did not learn",
+               "learned": {None: "—", True: "yes", False: "no — did not learn"}[flag(r.get("learned"))],
                "verdict": r["verdict"], "weights": weights_short(r["weights"]) if model else "—",
                "epochs/fold": r["epochs"] if model else "—",
                "train s (all folds)": f"{r['train_seconds']:.0f}" if model else "—",
