@@ -57,7 +57,10 @@ def test_baselines_against_networks():
     assert "beats every network" not in at_chance and "did not learn" in at_chance  # no verdict at chance
     assert "Colour alone separates the classes of this data" in colour_wins
     net_wins = interpret.baselines({"vit": _s(0.8, 0.75, 0.85)}, {"colour_histogram": _s(0.5, 0.45, 0.55)}, "full")
-    assert "The best network (vit, 0.800) is ahead" in net_wins and "do not overlap" in net_wins
+    assert "The network (vit, 0.800) is ahead" in net_wins and "do not overlap" in net_wins  # one network
+    two = interpret.baselines({"vit": _s(0.8, 0.75, 0.85), "convnext": _s(0.7, 0.6, 0.8)},
+                              {"colour_histogram": _s(0.5, 0.45, 0.55)}, "full")
+    assert "The best network (vit, 0.800) is ahead" in two
 
 
 def test_colour_sentence_follows_the_colour_interval():
@@ -65,7 +68,10 @@ def test_colour_sentence_follows_the_colour_interval():
     rendered = {"majority": _s(0.123, 0.086, 0.155), "colour_histogram": _s(0.357, 0.250, 0.449)}
     text = interpret.baselines({"scratch_resnet": _s(0.194, 0.12, 0.27)}, rendered, "smoke")
     assert "separates the classes of this" not in text
-    assert "Colour alone does not separate the classes on these images" in text and "chance (1/4 = 0.25)" in text
+    assert "On these 58 images colour alone is not shown to carry the label" in text  # the split's own count
+    assert "chance (1/4 = 0.25)" in text
+    uncounted = dict(rendered, colour_histogram={"macro_f1": 0.357, "macro_f1_ci95": [0.250, 0.449]})
+    assert "On these images colour alone" in interpret.baselines({"scratch_resnet": _s(0.5)}, uncounted, "cpu")
     part = interpret.baselines({"vit": _s(0.7, 0.6, 0.8)},
                                {"majority": _s(0.12, 0.09, 0.15), "colour_histogram": _s(0.5, 0.42, 0.58)}, "full")
     assert "Colour carries part of the label here" in part and "does not separate the classes" in part

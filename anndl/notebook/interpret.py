@@ -139,10 +139,11 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
     n, b, base = networks[best_net], reference[best_base], best_base.replace("_", " ")
     majority, chance = reference.get("majority"), 1.0 / max(int(num_classes), 1)
     floor = round(max(chance, majority["macro_f1_ci95"][1] if majority else 0.0), 3)
+    lead = "The best network" if len(networks) > 1 else "The network"
     where = f"chance (1/{num_classes} = {chance:.2f})" + (
         f" and the majority class (up to {majority['macro_f1_ci95'][1]:.3f})" if majority else "")
     if round(n["macro_f1_ci95"][0], 3) <= floor:  # a network that did not learn: no verdict either way
-        verdict = (f"The best network ({best_net}, {_f1(n)}) does not clear {where}: by its interval it did not "
+        verdict = (f"{lead} ({best_net}, {_f1(n)}) does not clear {where}: by its interval it did not "
                    "learn on these images — no verdict between it and the baselines.")
     elif b["macro_f1"] > n["macro_f1"] and not _overlap(n, b):
         verdict = (f"The {base} baseline beats every network (best: {best_net} {n['macro_f1']:.3f}; the intervals do "
@@ -152,7 +153,7 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
         verdict = (f"The {base} baseline scores above every network (best: {best_net} {n['macro_f1']:.3f}), but the "
                    "intervals overlap, so the baseline is not established as better on these images.")
     else:
-        verdict = (f"The best network ({best_net}, {n['macro_f1']:.3f}) is ahead of the best baseline ({base}, "
+        verdict = (f"{lead} ({best_net}, {n['macro_f1']:.3f}) is ahead of the best baseline ({base}, "
                    f"{b['macro_f1']:.3f}) by {_points(n['macro_f1'] - b['macro_f1'])}; the intervals "
                    + ("overlap, so the gap is not established on these images." if _overlap(n, b)
                       else "do not overlap."))
@@ -166,8 +167,9 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
             colour = (f"Colour carries part of the label here (the colour histogram's interval, {low:.3f}–{high:.3f}, "
                       f"lies above {where}), but it does not separate the classes.")
         else:
-            colour = ("Colour alone does not separate the classes on these images: the low end of the colour "
-                      f"histogram's interval ({low:.3f}–{high:.3f}) does not clear "
+            images = reference["colour_histogram"].get("images")
+            colour = (f"On these {f'{images} ' if images else ''}images colour alone is not shown to carry the label: "
+                      f"the low end of the colour histogram's interval ({low:.3f}–{high:.3f}) does not clear "
                       + ("the higher of " if majority else "") + f"{where}.")
     named = ", ".join(f"{k.replace('_', ' ')} {_f1(v)}" for k, v in reference.items())
     return shows(f"Baselines without a CNN: {named}.", verdict, colour, SMOKE if profile == "smoke" else "")
