@@ -1,19 +1,14 @@
 import signal
 import sys
 
+from anndl.core.env import Terminated, on_signal, quiet_environment
 
-def _terminated(signum, frame):  # SIGTERM while starting; anndl.cli.main installs its own for the command
-    raise KeyboardInterrupt("SIGTERM")
-
-
-signal.signal(signal.SIGTERM, _terminated)
+signal.signal(signal.SIGTERM, on_signal)  # while starting; anndl.cli.main installs its handlers for the command
+quiet_environment()  # TensorFlow's and absl's log levels, before anything imports TensorFlow
 try:
-    from anndl.core.env import quiet_environment
-    quiet_environment()  # TensorFlow's and absl's log levels, before anything imports TensorFlow
     from anndl.cli import main
 except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM while starting: nothing was done yet
-    terminated = str(e) == "SIGTERM"
-    print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'} while starting: nothing was done; "
-          "run the command again", file=sys.stderr)
-    sys.exit(143 if terminated else 130)
+    print(f"{'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'} while starting: nothing was "
+          "done; run the command again", file=sys.stderr)
+    sys.exit(143 if isinstance(e, Terminated) else 130)
 sys.exit(main())

@@ -19,14 +19,11 @@ import pandas as pd
 from anndl.core import artifacts
 from anndl.core.config import DATA_ROOT, OUTPUTS, PROFILES, SYNTHETIC_DEFAULT, ModelSettings, WeightsUnavailable
 from anndl.core.distribute import STRATEGIES
-from anndl.core.env import PENDING_SIGNALS, quiet_tensorflow
+from anndl.core.env import PENDING_SIGNALS, Terminated, on_signal as _on_signal, quiet_tensorflow
 from anndl.data import DataError, read_challenge, read_classes, resolve_data_dir, stages, synthetic
 from anndl.data.tiling import TilingConfig
 from anndl.models import specs
 from anndl.notebook import hosted
-
-_TILING, _MODEL = TilingConfig(), ModelSettings()  # the CLI's defaults are the dataclasses' defaults
-
 
 def cmd_synth(args: argparse.Namespace) -> None:
     out = synthetic.generate(**{k: v for k, v in vars(args).items() if k not in ("command", "func")})
@@ -222,9 +219,10 @@ OPTIONS = {  # every option of every command: flag (``flag:variant`` where comma
     "--work": dict(_OPTIONAL, help="where clean/ and tiles/ live (default: beside --out)"),
     "--embedder": dict(default="offline", help="the cleaning step's embedder: offline (no weights), resnet50 "
                                                "(ImageNet download), resnet50:WEIGHTS.h5, or MODEL.keras"),
-    "--tile-size": dict(type=int, default=_TILING.tile_size),
-    "--min-mask-pixels": dict(type=int, default=_TILING.min_mask_pixels),
-    "--seed": dict(type=int, default=_MODEL.seed, help="seeds the split, folds, initial weights, shuffling, dropout"),
+    "--tile-size": dict(type=int, default=TilingConfig.tile_size),
+    "--min-mask-pixels": dict(type=int, default=TilingConfig.min_mask_pixels),
+    "--seed": dict(type=int, default=ModelSettings.seed,
+                   help="seeds the split, folds, initial weights, shuffling, dropout"),
     "--seed:synth": dict(type=int, default=0),
     "--redo": dict(action="store_true", help="make every step again, even a matching finished one (no resuming)"),
     "--mixed-precision": dict(default=None, help="e.g. mixed_bfloat16 (CPU/TPU), mixed_float16 (GPU)"),
@@ -252,7 +250,7 @@ OPTIONS = {  # every option of every command: flag (``flag:variant`` where comma
     "--model:run": dict(default="scratch_resnet", choices=(*specs.names(consumes="tiles"), "all")),
     "--learning-rate": dict(type=float, default=None, help="phase 1's learning rate instead of the profile's"),
     "--strategy": dict(default=None, choices=STRATEGIES, help="several devices: mirrored (all GPUs, TensorFlow), "
-                       "data_parallel (KERAS_BACKEND=jax), tpu"),
+                       "data_parallel (KERAS_BACKEND=jax)"),
     "--stain-augment": dict(default=None, choices=["light", "strong"], help="HED stain jitter on training tiles"),
     "--stain-normalize": dict(default=None, choices=["macenko", "reinhard"], help="normalise every tile's stain to "
                               "a reference fitted on the train images (Macenko et al., 2009; Reinhard et al., 2001)"),
@@ -321,17 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (how Colab, Kaggle and schedulers end a process), raised as Ctrl-C is: the same cleanup runs."""
-
-
-def _on_signal(signum, frame):
-    """Raise Ctrl-C or SIGTERM, noted in ``PENDING_SIGNALS`` for training to raise if a ``__del__`` swallowed it."""
-    kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-    PENDING_SIGNALS[:] = [kind]
-    raise kind()
-
-
 _RESUMES = "finished steps are kept; the same command reuses them and resumes training from the last saved epoch"
 _AFTER_INTERRUPT = {  # what the same command does when run again, per command (said after Ctrl-C)
     "synth": "the folder is incomplete; the same command writes it again from the start",
@@ -349,12 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or bool(os.environ.get("ANNDL_DEBUG"))
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     PENDING_SIGNALS.clear()
-    # SIGINT ignored (a process started in the background): left so; handlers only in the main thread
-    handled = (signal.SIGTERM,) + ((signal.SIGINT,) if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else ())
-    previous = {s: signal.getsignal(s) for s in handled}
-    main_thread = threading.current_thread() is threading.main_thread()  # a notebook kernel's cells run there too
-    for number in handled if main_thread else ():
-        signal.signal(number, _on_signal)
+    # handlers only in the main thread (a notebook kernel's cells run there too); SIGINT ignored (a process started in
+    # the background): left so
+    handled = [s for s in (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread()
+               and (s == signal.SIGTERM or signal.getsignal(s) is not signal.SIG_IGN)]
+    previous = {s: signal.signal(s, _on_signal) for s in handled}  # each number's handler before
     try:
         if _needs_tensorflow(args):
             quiet_tensorflow()  # imported once, without its start-up log lines
@@ -376,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(at {Path(where.filename).name}:{where.lineno}; --debug shows the traceback)", file=sys.stderr)
         return 1
     finally:
-        for number, handler in previous.items() if main_thread else ():
+        for number, handler in previous.items():
             signal.signal(number, handler)
     return 0
 

@@ -50,19 +50,18 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # never through a planted link
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as e:
-        raise ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
+        # O_EXCL: never through a planted link
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise ArtifactError(f"{path}: could not write ({e.strerror or e})") from e
+        raise
     return path
 
 
@@ -103,38 +102,32 @@ def read_csv(path: Path | str) -> pd.DataFrame:
 def read_arrays(path: Path | str) -> dict:
     """Arrays of an ``.npy``/``.npz`` file, never unpickled: an object array or any fault is an ``ArtifactError``."""
     def read(p):
-        with open(p, "rb") as f:
-            loaded = np.load(f, allow_pickle=False)
-            if isinstance(loaded, np.ndarray):
-                return {"arr_0": loaded}
-            with loaded:
-                return {k: loaded[k] for k in loaded.files}
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return {"arr_0": loaded}
+        with loaded:
+            return dict(loaded)
 
     return _read(Path(path), read, (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile),
                  "not an array file anndl reads")
 
 
 def nonfinite_weights(path: Path | str) -> tuple[int, int]:
-    """(non-finite values, all values) in a ``.keras`` or ``.weights.h5`` file, read with h5py (no TensorFlow)."""
+    """(non-finite values, all values) in a ``.keras`` file, read with h5py (no TensorFlow)."""
     import h5py
-    counts = [0, 0]
+    counts = [(0, 0)]
 
     def visit(_, node):
         if isinstance(node, h5py.Dataset) and node.dtype.kind == "f" and node.size:
-            values = node[()]
-            counts[0] += int(values.size - np.isfinite(values).sum())
-            counts[1] += int(values.size)
+            counts.append((node.size - int(np.isfinite(node[()]).sum()), node.size))
 
     try:
-        source = path
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                source = io.BytesIO(archive.read("model.weights.h5"))
-        with h5py.File(source, "r") as h5:
+        with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
             h5.visititems(visit)
     except (OSError, KeyError, zipfile.BadZipFile) as e:
         raise ArtifactError(f"{path}: cannot read its weights ({e})") from e
-    return counts[0], counts[1]
+    bad, total = np.sum(counts, axis=0)
+    return int(bad), int(total)
 
 
 def fingerprint(payload) -> str:
@@ -190,10 +183,9 @@ def lock(folder: Path | str):
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # a planted link is refused
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise ArtifactError(f"{folder / LOCK}: a link, not a lock file (anndl never writes through a link in "
-                                "an outputs folder); delete it") from e
-        raise ArtifactError(f"{folder}: cannot create the folder's lock ({e.strerror or e})") from e
+        raise ArtifactError(f"{folder / LOCK}: a link, not a lock file (anndl never writes through a link in an "
+                            "outputs folder); delete it" if e.errno == errno.ELOOP else
+                            f"{folder}: cannot create the folder's lock ({e.strerror or e})") from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -345,27 +337,26 @@ def swap_in(staging: Path | str, folder: Path | str, record: dict, extra: Iterab
     invalidate(folder)
     for name in [*record["files"], *extra]:
         source, target = staging / name, folder / name
-        if not source.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(source, target)
+        if source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(source, target)
     os.replace(staging / RECORD, folder / RECORD)
     shutil.rmtree(staging, ignore_errors=True)
     return record
 
 
 def ensure(folder: Path | str, req: dict, build: Callable[[Path], Iterable[str]], *, redo: bool = False,
-           label: str | None = None, verb: str = "making") -> dict:
-    """Reuse ``folder`` when ``check`` passes; else ``build(out)`` writes into ``out`` (``folder/.staging``, kept after
-    a kill for a resumable build) and returns the file names to record, and the result is swapped in."""
+           label: str | None = None, verb: str = "making", reused: str = "reusing {}") -> dict:
+    """Reuse ``folder`` when ``check`` passes (printing ``reused`` of ``label``); else ``build(out)`` writes into
+    ``out`` (``folder/.staging``, kept after a kill: resumable) and returns the names to record; then swapped in."""
     folder = Path(folder)
     label = label or str(folder)
     with lock(folder):
         reason = "--redo asked for" if redo else check(folder, req)
         if reason is None:
-            print(portable(f"reusing {label}"))
+            print(portable(reused.format(label)))
             return read_json(folder / RECORD)
         if reason != "not made yet":
             print(portable(f"{label}: {reason}: {verb} it again"))

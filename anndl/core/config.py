@@ -44,10 +44,9 @@ class TrainConfig:
     oversample: str | None = None     # a class whose training tiles are seen twice per epoch (§6: Triple negative)
 
     def __post_init__(self):
-        if self.loss not in ("crossentropy", "weighted_crossentropy", "focal"):
-            raise ValueError(f"loss must be crossentropy, weighted_crossentropy or focal, got {self.loss!r}")
-        if self.voting not in ("hard", "soft"):
-            raise ValueError(f"voting must be hard or soft, got {self.voting!r}")
+        for key, allowed in (("loss", ("crossentropy", "weighted_crossentropy", "focal")), ("voting", ("hard", "soft"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-STRATEGIES = ("default", "mirrored", "data_parallel", "tpu")
+STRATEGIES = ("default", "mirrored", "data_parallel")
 
 
 def backend() -> str:
@@ -18,8 +18,6 @@ def backend() -> str:
 
 def use_cpu_devices(n: int) -> list[str]:
     """Split the host CPU into ``n`` logical devices, before the framework starts; their names."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
     if backend() == "jax":
         import jax
         with contextlib.suppress(AttributeError, RuntimeError, ValueError):  # jax started: checked below
@@ -82,42 +80,36 @@ def strategy_scope(name=None) -> Iterator[Replicas]:
     """Build and train models inside this block on the devices ``name`` (``STRATEGIES`` or a ``tf.distribute.Strategy``)
     asks for, the batch split across them; 'data_parallel' under TensorFlow is 'mirrored' (GPUs, else CPU devices)."""
     kind = backend()
-    if kind != "tensorflow" and not isinstance(name, (str, type(None))):
-        raise TypeError(f"under KERAS_BACKEND=jax the strategy is a name, got {type(name).__name__}")
-    if name is not None and not hasattr(name, "scope") and name not in STRATEGIES:  # scope: a tf.distribute.Strategy
-        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if name not in (None, *STRATEGIES) and not (kind == "tensorflow" and hasattr(name, "scope")):
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (or, under TensorFlow, a "
+                         f"tf.distribute.Strategy), got {name!r}")
     if kind == "tensorflow":
         import tensorflow as tf
-        if isinstance(name, tf.distribute.Strategy):
-            strategy, name = name, type(name).__name__
-        elif name in ("mirrored", "data_parallel"):
+        if name in ("mirrored", "data_parallel"):
             cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
             strategy = tf.distribute.MirroredStrategy(None if tf.config.list_logical_devices("GPU") else cpus)
-        elif name == "tpu":
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-            strategy = tf.distribute.TPUStrategy(resolver)
         elif name in (None, "default"):
             strategy, name = tf.distribute.get_strategy(), "default"
-        else:  # an object with a scope that is no tf.distribute.Strategy
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} or a tf.distribute.Strategy, got {name!r}")
+        else:  # a tf.distribute.Strategy
+            strategy, name = name, type(name).__name__
         try:
             devices = tuple(strategy.extended.worker_devices)
         except (AttributeError, NotImplementedError, RuntimeError):  # the default strategy
             devices = ()
-        with strategy.scope():
-            yield Replicas(name, kind, int(strategy.num_replicas_in_sync), devices, strategy=strategy)
-        return
-    import jax
-    import keras
-    devices = jax.devices()
-    if name in (None, "default"):
-        yield Replicas("default", kind, 1, (str(devices[0]),))
-        return
-    distribution = keras.distribution.DataParallel(devices=devices)
-    with distribution.scope():
-        yield Replicas(name, kind, len(devices), tuple(map(str, devices)), distribution=distribution)
+        replicas = Replicas(name, kind, int(strategy.num_replicas_in_sync), devices, strategy=strategy)
+        scope = strategy.scope()
+    else:
+        import jax
+        import keras
+        devices = jax.devices()
+        if name in (None, "default"):
+            replicas, scope = Replicas("default", kind, 1, (str(devices[0]),)), contextlib.nullcontext()
+        else:
+            distribution = keras.distribution.DataParallel(devices=devices)
+            replicas = Replicas(name, kind, len(devices), tuple(map(str, devices)), distribution=distribution)
+            scope = distribution.scope()
+    with scope:
+        yield replicas
 
 
 @contextlib.contextmanager
@@ -133,11 +125,12 @@ def precision_policy(name: str | None):
         keras.config.set_dtype_policy(previous)
 
 
-# GPUs of Colab/Kaggle/cloud runtimes: float16 units but no fast bfloat16 (mixed_float16, with Keras's loss scaling);
-# Ampere and later, like TPUs, bfloat16 (mixed_bfloat16: float32's range, no loss scaling).
-FLOAT16_GPUS = ("T4", "P100", "V100", "TITAN V", "RTX 20")
-BFLOAT16_GPUS = ("A100", "A10", "A30", "A40", "L4", "L40", "H100", "H200", "H20", "GH200", "B100", "B200", "RTX 30",
-                 "RTX 40", "RTX 50", "RTX A")
+# (policy, GPU names, least compute capability, why), by name first: Colab/Kaggle/cloud GPUs before Ampere have
+# float16 units but no fast bfloat16 (mixed_float16, with Keras's loss scaling); Ampere and later, like TPUs, bfloat16
+# (float32's range, no loss scaling); by compute capability, 7.x Volta/Turing float16 (most 6.x Pascal: slow float16).
+GPU_RULES = (("mixed_bfloat16", ("A100", "A10", "A30", "A40", "L4", "L40", "H100", "H200", "H20", "GH200", "B100",
+                                 "B200", "RTX 30", "RTX 40", "RTX 50", "RTX A"), (8, 0), "bfloat16 tensor cores"),
+             ("mixed_float16", ("T4", "P100", "V100", "TITAN V", "RTX 20"), (7, 0), "float16 units, no fast bfloat16"))
 # x86 CPU flags of a native bfloat16 dot product (oneDNN's avx512_core_bf16 or AMX kernels); without them oneDNN
 # emulates bfloat16: the scratch ResNet's step at 0.3-0.4x float32's on an Ice Lake CPU (docs/measurements.md).
 CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -149,13 +142,11 @@ def precision_for(kind: str, name: str = "", compute_capability: tuple[int, int]
     kind = kind.lower()
     if kind == "tpu":
         return "mixed_bfloat16", "TPU: bfloat16 matrix units"
-    if kind == "gpu":  # by name; else by compute capability (7.x Volta/Turing; most 6.x Pascal: slow float16)
-        rules = (("mixed_bfloat16", BFLOAT16_GPUS, (8, 0), "bfloat16 tensor cores"),
-                 ("mixed_float16", FLOAT16_GPUS, (7, 0), "float16 units, no fast bfloat16"))
-        for policy, names, _, units in rules:
+    if kind == "gpu":
+        for policy, names, _, units in GPU_RULES:
             if hit := next((n for n in names if n in name.upper()), None):
                 return policy, f"GPU {name} ({hit}: {units})"
-        for policy, _, capability, _ in rules:
+        for policy, _, capability, _ in GPU_RULES:
             if compute_capability is not None and tuple(compute_capability) >= capability:
                 return policy, f"GPU {name or '?'} (compute capability {compute_capability}: {policy[6:]})"
         return "float32", f"GPU {name or '?'}: no known fast reduced precision"

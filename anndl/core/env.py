@@ -2,10 +2,10 @@
 and the footer that says what produced a rendering."""
 
 import contextlib
-import importlib.metadata as metadata
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +25,17 @@ _NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING: All log messages before a
 # and ignored by Python; the command line's handlers note it here too, and training raises it at the next batch.
 PENDING_SIGNALS: list[type[BaseException]] = []
 _ROOTS: dict[str, str] = {}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how Colab, Kaggle and schedulers end a process), raised as Ctrl-C is: the same cleanup runs."""
+
+
+def on_signal(signum, frame):
+    """Raise Ctrl-C or SIGTERM, noted in ``PENDING_SIGNALS`` for training to raise if a ``__del__`` swallowed it."""
+    kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    PENDING_SIGNALS[:] = [kind]
+    raise kind()
 
 
 def raise_pending_signal() -> None:
@@ -115,20 +126,17 @@ def commit() -> str:
     """The short commit (``+changes`` when the work tree differs); ``ANNDL_COMMIT`` (``make notebooks``) wins."""
     if os.environ.get("ANNDL_COMMIT"):
         return os.environ["ANNDL_COMMIT"]
-    git = ["git", "-C", str(REPO_ROOT)]
-    try:
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        if head.returncode:
-            return "unknown (not a git clone)"
-        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return head.stdout.strip() + (" +changes" if dirty else "")
+    try:  # --exclude: the commit, never a tag's name
+        done = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--exclude=*", "--dirty= +changes"],
+                              capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return "unknown (not a git clone)" if done.returncode else done.stdout.strip()
 
 
 def footer(started: float, seed: int, output_dir: Path | str, max_files: int = 25) -> str:
     """A notebook's closing lines: wall time, hardware, seed, commit, versions, the files written since ``started``."""
+    import importlib.metadata as metadata  # here: ``python -m anndl`` imports this module first, while starting
     versions = []
     for name in ("anndl", "tensorflow", "keras", "keras-hub", "numpy", "pandas", "scikit-learn", "matplotlib"):
         with contextlib.suppress(metadata.PackageNotFoundError):

@@ -42,9 +42,9 @@ class DataError(ValueError):
         super().__init__(f"{path}: {fault}")
 
 
-def decode_budget() -> int:
-    """Pixels decoded at once across threads: ``ANNDL_DECODE_PIXELS``, else 256 megapixels (about 2 GB at peak)."""
-    return int(os.environ.get("ANNDL_DECODE_PIXELS", 256_000_000))
+def decode_budget(pixels: int | None = None) -> int:
+    """Pixels decoded at once across threads: ``pixels``, else ``ANNDL_DECODE_PIXELS``, else 256 megapixels (~2 GB)."""
+    return int(os.environ.get("ANNDL_DECODE_PIXELS", 256_000_000)) if pixels is None else pixels
 
 
 def png_pixels(path: Path | str) -> int:
@@ -244,7 +244,6 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
                    workers: int = 4, pixel_budget: int | None = None) -> pd.DataFrame:
     """Validate a challenge folder and return its manifest (``label_index`` in :func:`read_classes` order). Every
     image and mask is decoded once, on ``workers`` threads, at most ``pixel_budget`` pixels (PNG headers) at once."""
-    budget = decode_budget() if pixel_budget is None else pixel_budget
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(data_dir, "challenge folder is missing")
@@ -261,7 +260,7 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
             for name, image_path, _ in (p for p in pairs if p[0] not in labels):
                 raise DataError(path, f"sample_index {name!r} is missing (image {image_path} has no label row)")
         sizes = [max(png_pixels(image_path), png_pixels(mask_path)) for _, image_path, mask_path in pairs]
-        inspected = bounded_map(lambda p: _inspect_pair(p[1], p[2]), pairs, sizes, budget, workers)
+        inspected = bounded_map(lambda p: _inspect_pair(p[1], p[2]), pairs, sizes, decode_budget(pixel_budget), workers)
         for (name, image_path, mask_path), fields in zip(pairs, inspected):
             label = labels.get(name)
             rows.append({"split": split, "sample_index": name, "image_path": str(image_path),

@@ -190,7 +190,7 @@ def scan_images(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfi
     rows, embeddings, thumbs = [], [], []
     records, sizes = list(manifest.itertuples()), (manifest.height * manifest.width).astype(int).tolist()
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(records), desc="scan", unit="img") as bar:
-        for batch in pixel_batches(sizes, decode_budget() if pixel_budget is None else pixel_budget, batch_size):
+        for batch in pixel_batches(sizes, decode_budget(pixel_budget), batch_size):
             images, stats, small = zip(*pool.map(inspect, [records[i] for i in batch]))
             embeddings.append(embedder(list(images)))
             rows += stats

@@ -114,8 +114,7 @@ def test_tiles_stage(manifest: pd.DataFrame, note: str, folder: Path | str,
     req = artifacts.request("test_tiles", data=note, settings={"tiling": asdict(config)})
 
     def build(out):
-        test = manifest[manifest.split == "test"].sort_values("sample_index", kind="stable").assign(label="")
-        tiling.write_tiles(tiling.tile_images(test, config), out, config, note)
+        tiling.write_tiles(tiling.tile_test_images(manifest, config), out, config, note)
         return ["tiles.csv", "tiles.json"]
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 

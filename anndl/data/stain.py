@@ -148,21 +148,18 @@ class StainReference:
 def fit_reference(images, masks=None, source: str = "") -> StainReference:
     """Reference stain: element-wise medians of the images' Macenko stain matrices (renormalised), maximum
     concentrations and L*a*b* statistics over each image's tissue inside its mask (``masks``: or None)."""
-    images = list(images)
-    masks = [None] * len(images) if masks is None else list(masks)
-    matrices, maxima, means, stds = [], [], [], []
-    for image, mask in zip(images, masks):
+    images, estimates = list(images), []
+    for image, mask in zip(images, [None] * len(images) if masks is None else masks):
         try:
-            m, c = macenko_stains(image, mask)
-            mean, std = lab_stats(image, mask)
+            estimates.append((*macenko_stains(image, mask), *lab_stats(image, mask)))
         except StainEstimationError:
             continue
-        matrices.append(m), maxima.append(c), means.append(mean), stds.append(std)
-    if not matrices:
+    if not estimates:
         raise StainEstimationError(f"no stain estimable in any of {len(images)} reference images")
-    if len(matrices) < len(images):
-        warnings.warn(f"stain reference: {len(images) - len(matrices)} of {len(images)} images had too "
+    if len(estimates) < len(images):
+        warnings.warn(f"stain reference: {len(images) - len(estimates)} of {len(images)} images had too "
                       "little tissue and were skipped", stacklevel=2)
+    matrices, maxima, means, stds = zip(*estimates)
     matrix = np.median(np.stack(matrices), 0)
     matrix /= np.linalg.norm(matrix, axis=0, keepdims=True)
     as_tuple = lambda a, d: tuple(np.round(a, d).tolist())  # noqa: E731  (plain floats: JSON and repr)

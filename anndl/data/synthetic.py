@@ -47,14 +47,10 @@ LUMEN_COVERAGE = 0.13     # expected share of ROI pixels that are pale lumen or 
 LYMPHOCYTE_RADIUS = 2.6
 
 
-def _balanced(m: Morphology) -> Morphology:
-    """``m`` with darkness fixed and density scaled so that nuclei cover ``NUCLEAR_COVERAGE`` of the ROI."""
-    area_per_nucleus = np.pi * (m.radius ** 2 * np.exp(2 * m.pleomorphism ** 2)
-                                + 0.8 * m.lymphocytes * LYMPHOCYTE_RADIUS ** 2)
-    return m._replace(density=NUCLEAR_COVERAGE / area_per_nucleus, darkness=NUCLEAR_DARKNESS)
-
-
-BALANCED_MORPHOLOGY = {label: _balanced(m) for label, m in CLASS_MORPHOLOGY.items()}
+# Each class's look with darkness fixed and density scaled so that nuclei cover NUCLEAR_COVERAGE of the ROI.
+BALANCED_MORPHOLOGY = {label: m._replace(density=NUCLEAR_COVERAGE / (np.pi * (
+    m.radius ** 2 * np.exp(2 * m.pleomorphism ** 2) + 0.8 * m.lymphocytes * LYMPHOCYTE_RADIUS ** 2)),
+    darkness=NUCLEAR_DARKNESS) for label, m in CLASS_MORPHOLOGY.items()}
 
 
 # One lab's H&E: optical density of each stain (RGB, normalised when rendering), strengths, background (RGB, 0-1).
@@ -97,12 +93,10 @@ def site_of_images(rng: np.random.Generator, labels: list[str], n_sites: int, co
 
 def class_counts(n: int) -> dict[str, int]:
     """Split ``n`` images over the classes in the real proportions (largest remainder)."""
-    total = sum(REAL_TRAIN_COUNTS.values())
-    exact = {k: n * v / total for k, v in REAL_TRAIN_COUNTS.items()}
-    counts = {k: int(v) for k, v in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
-        counts[k] += 1
-    return counts
+    exact = np.array(list(REAL_TRAIN_COUNTS.values())) * n / sum(REAL_TRAIN_COUNTS.values())
+    counts = exact.astype(int)
+    counts[np.argsort(counts - exact, kind="stable")[: n - counts.sum()]] += 1  # largest remainders, ties in order
+    return dict(zip(REAL_TRAIN_COUNTS, counts.tolist()))
 
 
 def _noise_field(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
@@ -302,13 +296,12 @@ def _render_one(job: dict) -> None:
     """Render and write one sample (worker entry point; deterministic in its own seed)."""
     site = SITES[job["site"]] if job["site"] is not None else None
     image, mask = render_tissue(np.random.default_rng(job["seed"]), *job["size"], job["tissue_label"], site)
-    out_dir = Path(job["dir"])
-    if job["kind"] == "sticker":
-        image = draw_sticker(np.random.default_rng(job["seed_outlier"]), image)
-    elif job["kind"] == "green":
-        image = draw_green_blob(np.random.default_rng(job["seed_outlier"]), image, mask)
+    out_dir, kind = Path(job["dir"]), job["kind"]
+    if kind != "clean":
+        rng = np.random.default_rng(job["seed_outlier"])
+        image = draw_sticker(rng, image) if kind == "sticker" else draw_green_blob(rng, image, mask)
     _write_png(out_dir / f"img_{job['number']:04d}.png", image)
-    if job["kind"] != "sticker":  # a sticker's mask is a byte copy of its twin's, written afterwards
+    if kind != "sticker":  # a sticker's mask is a byte copy of its twin's, written afterwards
         _write_png(out_dir / f"mask_{job['number']:04d}.png", np.repeat(mask[..., None] * 255, 3, 2).astype(np.uint8))
 
 
@@ -336,24 +329,19 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     settings = default_settings(**locals())
     out = Path(out)
     n_stickers, n_green, correlation = settings["n_stickers"], settings["n_green"], settings["site_class_correlation"]
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force and not (out / SYNTH_MARKER).is_file():
-        raise ValueError(f"{out}: folder is not empty and was not written by `anndl synth`; "
-                         "choose an empty folder or pass --force")
-    if not 0 <= stain_sites <= len(SITES):
-        raise ValueError(f"stain_sites must be in [0, {len(SITES)}], got {stain_sites}")
-    if not 0.0 <= correlation <= 1.0:
-        raise ValueError(f"site_class_correlation must be in [0, 1], got {site_class_correlation}")
-    if correlation > 0 and stain_sites == 0:
-        raise ValueError("site_class_correlation needs stain sites (stain_sites >= 1)")
-    if n_train < 8 or n_test < 1:
-        raise ValueError(f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}")
-    if not 0.02 <= scale <= 4:
-        raise ValueError(f"scale must be in [0.02, 4], got {scale}")
-    if 2 * n_stickers + n_green > n_train // 2:
-        raise ValueError(f"{n_stickers} stickers (each with a twin) and {n_green} green images "
-                         f"leave too few clean images out of {n_train}")
+    for fault, message in (
+            (out.exists() and not out.is_dir(), f"{out}: exists and is not a folder"),
+            (out.is_dir() and any(out.iterdir()) and not force and not (out / SYNTH_MARKER).is_file(), f"{out}: "
+             "folder is not empty and was not written by `anndl synth`; choose an empty folder or pass --force"),
+            (not 0 <= stain_sites <= len(SITES), f"stain_sites must be in [0, {len(SITES)}], got {stain_sites}"),
+            (not 0.0 <= correlation <= 1.0, f"site_class_correlation must be in [0, 1], got {site_class_correlation}"),
+            (correlation > 0 and stain_sites == 0, "site_class_correlation needs stain sites (stain_sites >= 1)"),
+            (n_train < 8 or n_test < 1, f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}"),
+            (not 0.02 <= scale <= 4, f"scale must be in [0.02, 4], got {scale}"),
+            (2 * n_stickers + n_green > n_train // 2, f"{n_stickers} stickers (each with a twin) and {n_green} green "
+                                                      f"images leave too few clean images out of {n_train}")):
+        if fault:
+            raise ValueError(message)
     rng = np.random.default_rng(seed)
     labels = [label for label, n in class_counts(n_train).items() for _ in range(n)]
     labels = [labels[i] for i in rng.permutation(n_train)]
@@ -385,9 +373,8 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     jobs = [{"dir": str(out / "train_data"), "number": i, "size": sizes[i], "kind": kinds.get(i, "clean"),
              "seed": [seed, 0, twin_of.get(i, i)], "seed_outlier": [seed, 2, i],  # a sticker: its twin's tissue
              "tissue_label": labels[twin_of.get(i, i)], "site": train_sites[i]} for i in range(n_train)]
-    jobs += [{"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean",
-              "seed": [seed, 1, i], "seed_outlier": [seed, 3, i], "tissue_label": test_labels[i],
-              "site": test_sites[i]} for i in range(n_test)]
+    jobs += [{"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean", "seed": [seed, 1, i],
+              "tissue_label": test_labels[i], "site": test_sites[i]} for i in range(n_test)]
     # Leaving the pool terminates its workers (after Ctrl-C or an error, no wait for the queue); then the bar closes.
     with (tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress) as bar,
           multiprocessing.Pool(workers, initializer=_die_with_parent) if workers > 1 else nullcontext() as pool):
@@ -412,10 +399,9 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
 def settings_of(folder: Path | str) -> dict | None:
     """The settings a synthetic folder was generated with (its marker), or ``None`` without a complete marker."""
     marker = Path(folder) / SYNTH_MARKER
-    lines = marker.read_text().splitlines() if marker.is_file() else []
     try:
-        return json.loads(lines[1]) if len(lines) > 1 else None
-    except json.JSONDecodeError:
+        return json.loads(marker.read_text().splitlines()[1]) if marker.is_file() else None
+    except (IndexError, json.JSONDecodeError):
         return None
 
 

@@ -134,7 +134,7 @@ def tile_images(images: pd.DataFrame, config: TilingConfig, progress: bool = Tru
 
 def build_tiles(manifest: pd.DataFrame, clean: pd.DataFrame, split: pd.DataFrame,
                 config: TilingConfig, progress: bool = True) -> pd.DataFrame:
-    """Tiles of the kept train images (``split`` train/val); the test images' are cut by ``tile_images`` alone."""
+    """Tiles of the kept train images (``split`` train/val), train then val (test images: :func:`tile_test_images`)."""
     images = manifest[manifest.split == "train"].drop(columns="split").merge(split[["sample_index", "split"]],
                                                                             on="sample_index")
     if set(images.sample_index) != set(clean.sample_index[clean.status == "kept"]):
@@ -143,8 +143,14 @@ def build_tiles(manifest: pd.DataFrame, clean: pd.DataFrame, split: pd.DataFrame
     images = images.sort_values(["split", "sample_index"], kind="stable")  # train, then val
     tiles = tile_images(images, config, progress)
     missing = set(zip(images.split, images.sample_index)) - set(zip(tiles.split, tiles.sample_index))
-    assert not missing, f"images without tiles: {sorted(missing)[:5]}"
+    assert not missing, f"images without tiles: {sorted(missing)[:5]}"  # no image is silently lost
     return tiles
+
+
+def tile_test_images(manifest: pd.DataFrame, config: TilingConfig) -> pd.DataFrame:
+    """Tiles of every test image of ``manifest`` (by ``sample_index``, unlabelled): what prediction reads."""
+    return tile_images(manifest[manifest.split == "test"].sort_values("sample_index", kind="stable").assign(label=""),
+                       config)
 
 
 def write_tiles(tiles: pd.DataFrame, out_dir: Path | str, config: TilingConfig, data_note: str) -> None:

@@ -1,7 +1,6 @@
-"""Comparisons out of fold on the same K folds, each scored by ``score`` beside the two baselines of those folds:
-``run_comparison`` trains the variants of a named comparison (``COMPARISONS``) as recorded K-fold runs,
-``compare_variants`` scores existing runs with TTA, ensembles and attention-MIL, ``compare_runs`` finished runs of
-any family."""
+"""Comparisons out of fold on the same K folds beside the two baselines of those folds: ``run_comparison`` trains a
+named comparison's variants (``COMPARISONS``) as K-fold runs; ``score_runs`` scores finished runs (``compare_runs``:
+of any family), ``compare_variants`` existing runs with TTA, ensembles and attention-MIL."""
 
 import contextlib
 import dataclasses
@@ -19,7 +18,8 @@ from anndl.core.config import PROFILES, REPO_ROOT, WeightsUnavailable, check_pro
 from anndl.core.env import commit, data_label, hardware
 from anndl.data.stages import VAL_FRACTION, weights_identity
 from anndl.data.tiling import SELECT_FRACTION
-from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain, train_folds
+from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain
+from anndl.engine.runs import Run, fit, open_run
 from anndl.evaluate import metrics
 from anndl.evaluate.baselines import BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features, score
 from anndl.engine import embed
@@ -29,24 +29,6 @@ from anndl.models.registry import profile_phases
 
 COLUMNS = ("variant", "model", "oof_macro_f1", "ci95_low", "ci95_high", "gain", "gain_ci95", "verdict", "weights",
            "epochs", "train_seconds", "ms_per_image", "images", "learned", "beats_colour", "null_p95")  # table.csv
-
-
-def _aligned(frames: dict, classes):
-    """Images (the first frame's order), truth, fold and each frame's class index per image, from
-    {label: (out-of-fold predictions, the column scored, the file it came from)}."""
-    reference, (first, _, path) = next(iter(frames.items()))
-    first = first.set_index("sample_index")
-    predicted = {}
-    for label, (frame, column, where) in frames.items():
-        frame = frame.set_index("sample_index")
-        if set(frame.index) != set(first.index):
-            raise ValueError(f"{label} ({where}) and {reference} were scored on different images; a comparison "
-                             "needs one fold set")
-        predicted[label] = frame.loc[first.index, column].map(classes.index).to_numpy()
-    if "fold" not in first:
-        raise ValueError(f"{reference}: {path} has no fold column (the fold that held each image out); its "
-                         "majority-class baseline cannot be counted")
-    return first.index, first.label.map(classes.index).to_numpy(), first.fold.to_numpy(), predicted
 
 
 def fold_colour(prep: Prepared, run_dir: Path | str, trained_on: Prepared | None = None) -> pd.Series:
@@ -128,16 +110,14 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
 
 
 def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
-    """Out-of-fold scores (``score``) of finished runs of any family on the same folds: ``{name: (run, rule)}``,
-    a run a ``runs.Run`` or its folder."""
-    from anndl.engine.runs import Run, open_run
-    opened = {name: (r if isinstance(r, Run) else open_run(r), rule) for name, (r, rule) in runs.items()}
-    if len({run.folds_file().read_text() for run, _ in opened.values()}) != 1:
+    """``score_runs`` of finished runs of any family on the same folds: ``{name: (run, rule)}``, a run a ``Run`` or
+    its folder."""
+    opened = {name: r if isinstance(r, Run) else open_run(r) for name, (r, _) in runs.items()}
+    if len({run.folds_file().read_text() for run in opened.values()}) != 1:
         raise ValueError("the runs were trained on different folds; use the same --folds and seed")
-    images, y_true, folds, predicted = _aligned({name: (run.predictions(), f"pred_{rule}", run.folder)
-                                                 for name, (run, rule) in opened.items()}, tuple(prep.classes))
-    colour = fold_colour(prep, next(iter(opened.values()))[0].folder).loc[images].to_numpy()
-    return pd.DataFrame(score(y_true, predicted, folds, colour, len(prep.classes), seed)[0])
+    variants = {name: Variant(opened[name].model, rule=rule) for name, (_, rule) in runs.items()}
+    return pd.DataFrame(score_runs(variants, {n: run.folder for n, run in opened.items()}, prep.classes, seed,
+                                   colour=fold_colour(prep, next(iter(opened.values())).folder), costs=False)[0])
 
 
 @dataclass(frozen=True)
@@ -334,7 +314,7 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
               epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
               weights: str | None = None, redo: bool = False) -> Path:
     """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
-    it): trained, resumed or reused by ``experiment.train_folds``. ``epochs``: a cap on every phase's epochs
+    it): trained, resumed or reused by ``runs.fit`` (the one K-fold door). ``epochs``: a cap on every phase's epochs
     (the profile's count where it is lower). ``prep`` must have the variant's stain normalisation."""
     if (prep.stain or {}).get("method") != variant.stain_normalize:
         raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
@@ -343,11 +323,9 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
     epochs = binding_cap(variant, profile, epochs)
     key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
                                  "seed": seed, "weights": weights_identity(weights)})[:10]
-    run_dir = Path(out) / "compare" / "runs" / f"{variant.model}-{key}"
-    train_folds(prep, run_dir, variant.model, profile, folds, seed=seed, redo=redo, mixed_precision=mixed_precision,
-                overrides=dict(variant.settings), **({"weights": weights} if weights else {}),
-                **({"max_epochs": epochs} if epochs else {}))
-    return run_dir
+    return fit(prep, Path(out) / "compare" / "runs" / f"{variant.model}-{key}", variant.model, folds=folds, seed=seed,
+               redo=redo, profile=profile, mixed_precision=mixed_precision, overrides=dict(variant.settings),
+               **({"weights": weights} if weights else {}), **({"max_epochs": epochs} if epochs else {})).folder
 
 
 def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *,
@@ -430,27 +408,38 @@ def read_comparison_result(folder: Path | str) -> ComparisonResult:
 
 
 def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, seed: int = 42,
-               refused: dict[str, str] | None = None, colour: pd.Series | None = None):
-    """The table's rows (``score``, with each run's cost; ``refused``: {variant: why it could not run}, a row
-    without a score) and the per-image predictions of finished K-fold runs' ``oof_predictions.csv``;
-    ``colour``: the colour baseline's class index per sample_index (``fold_colour``)."""
-    frames = {}
+               refused: dict[str, str] | None = None, colour: pd.Series | None = None, costs: bool = True):
+    """The one scorer of finished runs on the same folds: the table's rows (``score``; ``costs``: with each K-fold
+    network run's cost; ``refused``: {variant: why it could not run}, a row without a score) and the per-image
+    predictions of each run's ``oof_predictions.csv``, aligned by image (the first run's order); ``colour``: the
+    colour baseline's class index per sample_index (``fold_colour``)."""
+    predicted, first = {}, None
     for label in (label for label in variants if label in runs):
-        path, column = runs[label] / "oof_predictions.csv", variants[label].column()
-        frames[label] = artifacts.read_csv(path), column, path
-        if column not in frames[label][0]:
+        path, column = Path(runs[label]) / "oof_predictions.csv", variants[label].column()
+        frame = artifacts.read_csv(path).set_index("sample_index")
+        if column not in frame:
             raise ValueError(f"{label}: {path} has no {column}" + (
                 f" ({variants[label].model} has one training phase)" if variants[label].phase else ""))
-    images, y_true, folds, predicted = _aligned(frames, classes)
+        if first is None:
+            reference, first, where = label, frame, path
+        if set(frame.index) != set(first.index):
+            raise ValueError(f"{label} ({path}) and {reference} were scored on different images; a comparison "
+                             "needs one fold set")
+        predicted[label] = frame.loc[first.index, column].map(classes.index).to_numpy()
+    if "fold" not in first:
+        raise ValueError(f"{reference}: {where} has no fold column (the fold that held each image out); its "
+                         "majority-class baseline cannot be counted")
+    images, y_true = first.index, first.label.map(classes.index).to_numpy()
     if colour is not None:
         if (missing := set(images) - set(colour.index)):
-            raise ValueError(f"the colour baseline predicted other images than {next(iter(frames))}, e.g. "
+            raise ValueError(f"the colour baseline predicted other images than {reference}, e.g. "
                              f"{sorted(missing)[0]}")
         colour = colour.loc[images].to_numpy().astype(int)
-    scored, predicted = score(y_true, predicted, folds, colour, len(classes), seed)
+    scored, predicted = score(y_true, predicted, first.fold.to_numpy(), colour, len(classes), seed)
     scored = {row["variant"]: row for row in scored}
     nan = float("nan")
-    rows = [scored[label] | {"model": variant.model} | _fold_costs(runs[label], variant.phase) if label in runs else
+    rows = [scored[label] | {"model": variant.model} | (_fold_costs(runs[label], variant.phase) if costs else {})
+            if label in runs else
             dict.fromkeys(COLUMNS, nan) | {"variant": label, "model": variant.model, "gain_ci95": None, "images": 0,
                                            "verdict": f"not run: {refused[label]}", "weights": "unavailable",
                                            "epochs": 0, "train_seconds": 0.0, "learned": None, "beats_colour": None}
@@ -459,7 +448,7 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
                               "ms_per_image": nan, "null_p95": nan} for label in BASELINE_ROWS if label in scored]
     frame = pd.DataFrame({"sample_index": images, "y_true": [classes[i] for i in y_true],
                           **{label: [classes[i] for i in p] for label, p in predicted.items()}})
-    return [{column: row[column] for column in COLUMNS} for row in rows], frame
+    return [{column: row.get(column) for column in COLUMNS} for row in rows], frame
 
 
 def _fold_costs(run_dir: Path, phase: int | None = None) -> dict:

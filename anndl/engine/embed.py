@@ -96,24 +96,22 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
     def build(out):
         from tqdm.auto import tqdm
         parts, encoder, outputs = out / PARTS / artifacts.fingerprint(req), None, []
-        bar = tqdm(total=len(table), desc=f"embed ({identity['weights'].split(':')[0][:40]})", unit="tile",
-                   disable=not progress)
-        for number, tiles in table.groupby(image // chunk_images):
-            part = parts / f"part_{number:05d}.npy"
-            if part.is_file():  # a chunk an earlier, interrupted run finished
+        with tqdm(total=len(table), desc=f"embed ({identity['weights'].split(':')[0][:40]})", unit="tile",
+                  disable=not progress) as bar:
+            for number, tiles in table.groupby(image // chunk_images):
+                part = parts / f"part_{number:05d}.npy"
+                if part.is_file():  # a chunk an earlier, interrupted run finished
+                    bar.update(len(tiles))
+                else:
+                    if encoder is None:  # loaded and traced once, for every chunk still to embed
+                        encoder = encode_fn(encoders.load(source, prep.tiling.tile_size, pooling, mixed_precision,
+                                                          identity=identity).model)
+                    buffer = io.BytesIO()
+                    np.save(buffer, features(encoder, tiles, prep.manifest, ("train", "val", "test"),
+                                             tile_size=prep.tiling.tile_size, stride=prep.tiling.stride,
+                                             batch_size=batch_size, on_batch=bar.update)[0])
+                    artifacts.write_bytes(part, buffer.getvalue())
                 outputs.append(artifacts.read_arrays(part)["arr_0"])
-                bar.update(len(tiles))
-                continue
-            if encoder is None:  # loaded and traced once, for every chunk still to embed
-                model = encoders.load(source, prep.tiling.tile_size, pooling, mixed_precision, identity=identity)
-                encoder = encode_fn(model.model)
-            outputs.append(features(encoder, tiles, prep.manifest, ("train", "val", "test"),
-                                    tile_size=prep.tiling.tile_size, stride=prep.tiling.stride,
-                                    batch_size=batch_size, on_batch=bar.update)[0])
-            buffer = io.BytesIO()
-            np.save(buffer, outputs[-1])
-            artifacts.write_bytes(part, buffer.getvalue())
-        bar.close()
         artifacts.write_bytes(out / FILE, npz_bytes(
             embeddings=np.concatenate(outputs).astype(np.float32), sample_index=table.sample_index.to_numpy(str),
             x=table.x.to_numpy(np.int64), y=table.y.to_numpy(np.int64), split=table.split.to_numpy(str),

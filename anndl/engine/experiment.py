@@ -27,7 +27,7 @@ from anndl.data.stages import Prepared, clean_stage, data_note, prepare, shown, 
 from anndl.core.distribute import precision_policy, strategy_scope
 from anndl.core.env import hardware, portable
 from anndl.engine.train import (EPOCH_LINES, MONITOR, fit, load_best, load_state, nonfinite, restore_state,
-                                save_state, save_weights, state_dir)
+                                save_state, save_weights)
 
 
 def build_model(name: str, profile: str, tile_size: int, augment: bool = False, seed: int = 42,
@@ -137,8 +137,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     """Train (or resume) the phases in ``run_dir``, then evaluate and write the run's files and record (the record
     last). ``final_dir``: the finished run this one (in its ``.staging``) replaces, swapped in at the end."""
     request_id = artifacts.fingerprint(req)
-    state = None if fresh else load_state(run_dir)
-    state = state if state and state.get("request") == request_id else None
+    state = None if fresh else load_state(run_dir, request_id)
     artifacts.invalidate(run_dir)
     if state is None:  # what an earlier run left
         _remove(run_dir, (*RUN_FILES, *_RUN_LEFTOVERS, *(p.name for p in run_dir.glob("fold_*"))))
@@ -219,7 +218,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                        [run_dir / f"val_predictions_phase{n}.csv" for n in range(1, len(phases) + 1)]
                        if len(phases) > 1 else [])
     record = artifacts.complete(run_dir, req, RUN_FILES)
-    shutil.rmtree(state_dir(run_dir), ignore_errors=True)
+    shutil.rmtree(run_dir / "resume", ignore_errors=True)
     if final_dir is not None:  # the new run is complete: only now does it replace the old one
         _remove(final_dir, ("best.weights.h5", "resume", *_PHASE_FILES))
         artifacts.swap_in(run_dir, final_dir, record, extra=("best.weights.h5", "tensorboard", *_PHASE_FILES))
@@ -233,40 +232,39 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
     each selecting its own best epoch on ``select`` (tiles, image labels); with several phases, each phase's model
     is scored on ``val`` (tiles, image table). Returns the log of every epoch and each phase's seconds."""
     logs, epochs_before, phase_seconds = [], 0, []
+    finished = 0 if state is None else state["phase"] - (not state["complete"])  # phases the state has finished
     for number, phase in enumerate(phases, start=1):
         phase_started = time.perf_counter()
         log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
-        if state is not None and (state["phase"] > number or (state["phase"] == number and state["complete"])):
-            rows = artifacts.read_csv(run_dir / log_name).to_dict("records")  # a finished phase: its log stands
-            logs.append(pd.DataFrame(rows).assign(phase=number))
-            epochs_before += len(rows)
-            phase_seconds.append(0.0)  # trained before the last resume
-            continue
-        if state is not None and state["phase"] == number - 1 and state["complete"]:
-            restore_state(model, state, with_optimizer=False)  # the previous phase's selected weights
-        resume = state if state is not None and state["phase"] == number else None
-        trained = phase.set_trainable(model) if phase.set_trainable else None
-        if trained is not None:
-            print(f"phase {number}: head" + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
-        c = phase.config
-        done = resume["epochs"] if resume else 0
-        replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
-        train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
-                                                 first_epoch=epochs_before + done, epochs=c.epochs - done)
-        # each phase selects its own best epoch (so phase 2's model is fine-tuning's, never phase 1's kept)
-        rows = fit(model, replicas.fit_dataset(train_ds), steps, *select, c, run_dir, phase.optimizer(c), phase=number,
-                   train_labels=train_labels, from_logits=from_logits, log_name=log_name, initial_epoch=epochs_before,
-                   resume=resume, state_info={"request": request_id})
-        if len(phases) > 1:  # each phase's selected model, scored on the held-out images; kept for the choice
-            _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val[1], classes,
-                               evaluate_images(model, *val, from_logits, classes))
-            if number < len(phases):
-                save_weights(model, run_dir / f"best_phase{number}.weights.h5")
-        save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None, "wait": 0,
-                                    "request": request_id})
+        if number <= finished:  # trained before the last resume (no seconds now): its log stands
+            rows = artifacts.read_csv(run_dir / log_name).to_dict("records")
+            if number == finished:
+                restore_state(model, state, with_optimizer=False)  # the state holds its selected weights
+        else:
+            resume = state if state is not None and state["phase"] == number else None
+            trained = phase.set_trainable(model) if phase.set_trainable else None
+            if trained is not None:
+                print(f"phase {number}: head"
+                      + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
+            c = phase.config
+            done = resume["epochs"] if resume else 0
+            replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
+            train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
+                                                     first_epoch=epochs_before + done, epochs=c.epochs - done)
+            # each phase selects its own best epoch (so phase 2's model is fine-tuning's, never phase 1's kept)
+            rows = fit(model, replicas.fit_dataset(train_ds), steps, *select, c, run_dir, phase.optimizer(c),
+                       phase=number, train_labels=train_labels, from_logits=from_logits, log_name=log_name,
+                       initial_epoch=epochs_before, resume=resume, request=request_id)
+            if len(phases) > 1:  # each phase's selected model, scored on the held-out images; kept for the choice
+                _write_predictions(run_dir / f"val_predictions_phase{number}.csv", val[1], classes,
+                                   evaluate_images(model, *val, from_logits, classes))
+                if number < len(phases):
+                    save_weights(model, run_dir / f"best_phase{number}.weights.h5")
+            save_state(model, run_dir, {"phase": number, "complete": True, "epochs": len(rows), "best": None,
+                                        "wait": 0, "request": request_id})
         logs.append(pd.DataFrame(rows).assign(phase=number))
         epochs_before += len(rows)
-        phase_seconds.append(round(time.perf_counter() - phase_started, 1))
+        phase_seconds.append(0.0 if number <= finished else round(time.perf_counter() - phase_started, 1))
     return pd.concat(logs, ignore_index=True), phase_seconds
 
 
@@ -461,7 +459,7 @@ def _predict_tiles_of(run_dir, data_dir: Path | str, tta: bool = False):
     if classes != (found := read_classes(data_dir)):
         raise ValueError(f"{dirs[0]} predicts {list(classes)}, but {data_dir} has the labels {list(found)}")
     test = manifest[manifest.split == "test"]
-    tiles = tiling.tile_images(test.assign(label=""), tiling.TilingConfig(**first["tiling"]))
+    tiles = tiling.tile_test_images(manifest, tiling.TilingConfig(**first["tiling"]))
     return dirs, manifest, test, classes, ensemble_probabilities(dirs, tiles, manifest, ("test",), tta)
 
 

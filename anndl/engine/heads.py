@@ -28,8 +28,7 @@ STAGE = "head"
 
 
 def _images(emb, rows: np.ndarray):
-    """(the images' sample_index in first-appearance order, image number per row) of the embedding rows ``rows``
-    (of one split, or of train and val: a sample_index names one image)."""
+    """(the images' sample_index in first-appearance order, image number per row) of the embedding rows ``rows``."""
     numbers, names = pd.factorize(emb.tiles.sample_index.to_numpy()[rows])
     return list(names), numbers.astype(np.int64)
 
@@ -98,8 +97,7 @@ class LinearProbe:
                     raise artifacts.ArtifactError(f"{path}: not a linear-probe head (no numeric {part}.{key})")
                 step, name = key.split(".")
                 setattr(pipe.named_steps[step], name, value)
-            for step in pipe.named_steps.values():
-                step.n_features_in_ = arrays[f"{part}.standardscaler.mean_"].shape[0]
+                pipe.named_steps[step].n_features_in_ = arrays[f"{part}.standardscaler.mean_"].shape[0]
         return model
 
 
@@ -150,7 +148,7 @@ HEAD_CLASSES = {"linear_probe": LinearProbe(), "attention_mil": AttentionMIL()} 
 
 
 def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds: int | None = None,
-               seed: int = 42, redo: bool = False) -> dict:
+               seed: int = 42, redo: bool = False) -> None:
     """Train ``head`` on the embedding cache ``emb`` for the images of ``prep``: on its train split scored on val,
     or with ``folds`` one head per fold (``tiling.nested_split``, as the networks) scored out of fold. Writes
     ``metrics.json``, ``config.json``, the predictions and the head(s), recorded as an artifact citing ``emb``."""
@@ -178,17 +176,19 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
             row_split = pd.Series(sample[labelled]).map(frame.set_index("sample_index").split).to_numpy()
             if pd.isna(row_split).any():
                 raise ValueError(f"{emb.folder}: embedded images missing from the split; embed again")
-            artifacts.write_csv(frame, out / prefix / "split.csv")
             train_rows, val_rows = labelled[row_split != "held_out"], labelled[row_split == "held_out"]
-            if artifacts.check(out / prefix, req) is None:  # a head an interrupted run finished (in staging)
-                model = kind.load(out / prefix)
-                print(f"{head}: {f'fold {k + 1}' if folds else 'the head'} reused from the interrupted run")
-            else:
+
+            def fit(folder):
                 images, numbers = _images(emb, train_rows)
-                model = kind.fit(emb.embeddings[train_rows], labels[train_rows], numbers, len(images), seed + k,
-                                 len(classes), select=np.isin(images, sample[labelled[row_split == "select"]]))
-                kind.save(model, out / prefix)
-                artifacts.complete(out / prefix, req, [kind.file])  # after the head: a kill between is a refit
+                select = np.isin(images, sample[labelled[row_split == "select"]])
+                kind.save(kind.fit(emb.embeddings[train_rows], labels[train_rows], numbers, len(images), seed + k,
+                                   len(classes), select=select), folder)
+                return [kind.file]
+            # each head an artifact in staging: one an interrupted run finished is reused
+            artifacts.ensure(out / prefix, req, fit, label=f"{head}: {f'fold {k + 1}' if folds else 'the head'}",
+                             verb="fitting", reused="{} reused from the interrupted run")
+            model = kind.load(out / prefix)
+            artifacts.write_csv(frame, out / prefix / "split.csv")
             files += [prefix + "split.csv", prefix + kind.file]
             images, numbers = _images(emb, val_rows)
             y_true = _image_labels(labels[val_rows], numbers, len(images))
@@ -222,7 +222,6 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
         return files + [name, "metrics.json", "config.json"]
 
     artifacts.ensure(run_dir, req, build, redo=redo)
-    return {"metrics": artifacts.read_json(run_dir / "metrics.json"), "run_dir": run_dir}
 
 
 def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str | None = None):
@@ -271,8 +270,7 @@ def attention_maps(run_dir: Path | str, emb, fold: int = 0) -> list[tuple[str, p
     kind = HEAD_CLASSES.get(config["model"])
     if not hasattr(kind, "attention"):
         raise ValueError(f"{run_dir}: a {config['model']} run has no attention")
-    oof = pd.read_csv(run_dir / ("oof_predictions.csv" if config["folds"] else "val_predictions.csv"),
-                      keep_default_na=False)
+    oof = artifacts.read_csv(run_dir / ("oof_predictions.csv" if config["folds"] else "val_predictions.csv"))
     names = set(oof[oof.fold == fold].sample_index) if config["folds"] else set(oof.sample_index)
     rows = np.flatnonzero(emb.tiles.split.isin(["train", "val"]).to_numpy() & emb.tiles.sample_index.isin(names))
     images, numbers = _images(emb, rows)

@@ -97,19 +97,12 @@ def blend(run_dirs, out: Path | str, seed: int = 42, redo: bool = False) -> Run:
     return open_run(out)
 
 
-def image_probabilities(run: Run, data_dir: Path | str):
-    """(test images of ``data_dir``, their class probabilities) of a K-fold run: a network's mask-weighted mean tile
-    probability (its fold models averaged), a head's blend rule (its fold heads averaged)."""
-    if run.stage == "head":
-        return heads.predict_probabilities(run.folder, data_dir, heads.HEAD_CLASSES[run.model].blend_rule)[:2]
-    from anndl.engine import experiment
-    return experiment.predict_probabilities(run.folder, data_dir)
-
-
 def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta: bool = False) -> Path:
     """Predict every test image of ``data_dir`` into the submission ``out`` (and a JSON note beside it naming the
     runs' records): one run, or several networks (an ensemble, tile probabilities averaged before voting). A
     head run uses ``rule`` when it has it, else its own first rule (``attention`` for attention-MIL)."""
+    from anndl.engine import experiment
+
     runs = [r if isinstance(r, Run) else open_run(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
     if not runs:
         raise ValueError("predict needs at least one run")
@@ -124,7 +117,9 @@ def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta
         if runs[0].stage == "head":
             return heads.predict(runs[0].folder, data_dir, out, rule)
         members = [open_run(runs[0].folder / m["folder"]) for m in runs[0].metrics["members"]]
-        return blending.predict(runs[0], members, [image_probabilities(m, data_dir) for m in members], data_dir, out)
-    from anndl.engine import experiment
-
+        # members' test probabilities: a network's mask-weighted mean tile probability, a head's blend rule
+        return blending.predict(runs[0], members, [
+            heads.predict_probabilities(m.folder, data_dir, heads.HEAD_CLASSES[m.model].blend_rule)[:2]
+            if m.stage == "head" else experiment.predict_probabilities(m.folder, data_dir) for m in members],
+            data_dir, out)
     return experiment.predict_run([r.folder for r in runs], data_dir, out, rule, tta=tta)

@@ -42,12 +42,11 @@ def nonfinite(model: keras.Model) -> tuple[int, int]:
 
 
 def _advice(learning_rate: float | None = None, phase: int = 1) -> str:
-    advice = "nothing was recorded as finished; try a lower "
-    if learning_rate is None:
-        return advice + "--learning-rate"
-    if phase == 1:
-        return advice + f"--learning-rate (phase 1's is {learning_rate:g})"
-    return advice + f"learning rate (phase {phase}'s is {learning_rate:g}; --learning-rate sets phase 1's)"
+    if learning_rate is None or phase == 1:
+        knob = "--learning-rate" + ("" if learning_rate is None else f" (phase 1's is {learning_rate:g})")
+    else:
+        knob = f"learning rate (phase {phase}'s is {learning_rate:g}; --learning-rate sets phase 1's)"
+    return "nothing was recorded as finished; try a lower " + knob
 
 
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
@@ -115,27 +114,24 @@ class ImageF1(keras.callbacks.Callback):
 
 class RunProgress(keras.callbacks.Callback):
     """After each epoch, each written atomically: the log row, the best weights (when the score improved) and the
-    resume state. Stops after ``patience`` epochs without improvement (``EarlyStopping``, but resumable)."""
+    resume ``state`` (``best``, ``wait``, ``epochs``). Stops after ``patience`` epochs without improvement
+    (``EarlyStopping``, but resumable)."""
 
-    def __init__(self, run_dir: Path, log_name: str, rows: list[dict], best: float | None, wait: int,
-                 patience: int, phase: int, state_info: dict | None = None):
+    def __init__(self, run_dir: Path, log_name: str, rows: list[dict], state: dict, patience: int):
         super().__init__()
-        self.run_dir, self.log_name, self.rows, self.best, self.wait = run_dir, log_name, rows, best, wait
-        self.patience, self.phase, self.state_info = patience, phase, state_info or {}
+        self.run_dir, self.log_name, self.rows, self.state, self.patience = run_dir, log_name, rows, state, patience
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.rows.append({"epoch": epoch, **{k: float(logs[k]) for k in sorted(logs)}})
-        score = float(logs[MONITOR])
-        if self.best is None or score > self.best:
-            self.best, self.wait = score, 0
+        best, wait = self.state["best"], self.state["wait"] + 1
+        if best is None or float(logs[MONITOR]) > best:
+            best, wait = float(logs[MONITOR]), 0
             save_weights(self.model, self.run_dir / "best.weights.h5")
-        else:
-            self.wait += 1
         artifacts.write_csv(pd.DataFrame(self.rows), self.run_dir / self.log_name)
-        save_state(self.model, self.run_dir, {**self.state_info, "phase": self.phase, "complete": False,
-                                              "epochs": len(self.rows), "best": self.best, "wait": self.wait})
-        if self.wait >= self.patience:
+        self.state.update(epochs=len(self.rows), best=best, wait=wait)
+        save_state(self.model, self.run_dir, self.state)
+        if wait >= self.patience:
             self.model.stop_training = True
 
 
@@ -202,28 +198,25 @@ def save_atomically(save, path: Path, size_hint: int = 0) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def state_dir(run_dir: Path | str) -> Path:
-    return Path(run_dir) / "resume"
-
-
 def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
-    """The model's and optimizer's variables (``state.npz``), then ``state.json`` (last: it makes the state count)."""
+    """The model's and optimizer's variables (``resume/state.npz``), then ``resume/state.json`` (last: it makes the
+    state count)."""
     buffer = io.BytesIO()
     optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
     np.savez(buffer, *[np.asarray(v.numpy()) for v in [*model.variables, *optimizer_variables]])
     data = buffer.getvalue()
-    artifacts.write_bytes(state_dir(run_dir) / "state.npz", data)
-    artifacts.write_json(state_dir(run_dir) / "state.json",
+    artifacts.write_bytes(Path(run_dir) / "resume" / "state.npz", data)
+    artifacts.write_json(Path(run_dir) / "resume" / "state.json",
                          dict(info, model_variables=len(model.variables), sha256=hashlib.sha256(data).hexdigest()))
 
 
-def load_state(run_dir: Path | str) -> dict | None:
-    """The saved resume state (``state.json`` plus its arrays under ``arrays``), or None when there is none
-    or it does not verify (an object array: no state, never unpickled)."""
+def load_state(run_dir: Path | str, request: str) -> dict | None:
+    """The saved resume state of ``request`` (``state.json`` plus its arrays under ``arrays``), or None when there is
+    none, it is another request's or it does not verify (an object array: no state, never unpickled)."""
     try:
-        info = json.loads((state_dir(run_dir) / "state.json").read_text())
-        data = (state_dir(run_dir) / "state.npz").read_bytes()
-        if hashlib.sha256(data).hexdigest() != info.get("sha256"):
+        info = json.loads((Path(run_dir) / "resume" / "state.json").read_text())
+        data = (Path(run_dir) / "resume" / "state.npz").read_bytes()
+        if hashlib.sha256(data).hexdigest() != info.get("sha256") or info.get("request") != request:
             return None
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             info["arrays"] = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
@@ -264,33 +257,33 @@ def load_best(model: keras.Model, path: Path) -> None:
 def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_labels: np.ndarray,
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
-        resume: dict | None = None, state_info: dict | None = None, callbacks=()) -> list[dict]:
+        resume: dict | None = None, request: str | None = None) -> list[dict]:
     """Compile and train one phase with image-level selection (``val_*``: the images it selects on); its log rows.
     ``train_ds``: the batches of every epoch from ``initial_epoch`` on (``pipeline.epoch_batches``). Writes
-    ``run_dir/log_name``, ``best.weights.h5`` and the resume state (with ``state_info``) after every epoch; the model
+    ``run_dir/log_name``, ``best.weights.h5`` and the resume state (naming ``request``) after every epoch; the model
     ends with the phase's best weights. ``resume``: a saved state of this phase (``load_state``)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     compile_model(model, optimizer, make_loss(config, from_logits),
                   metrics=[keras.metrics.CategoricalAccuracy(name="tile_accuracy")])
-    rows, best, wait = [], None, 0
+    rows, state = [], {"request": request, "phase": phase, "complete": False, "epochs": 0, "best": None, "wait": 0}
     if resume is not None:
         restore_state(model, resume, with_optimizer=True)
         rows = artifacts.read_csv(run_dir / log_name).iloc[: resume["epochs"]].to_dict("records")
-        best, wait = resume["best"], resume["wait"]
+        state.update(best=resume["best"], wait=resume["wait"])
         print(f"resuming from epoch {initial_epoch + len(rows) + 1} (phase {phase}; {len(rows)} epoch(s) done)")
-    progress = RunProgress(run_dir, log_name, rows, best, wait, config.patience, phase, state_info)
     n_classes = int(model.output_shape[-1])
     weights = class_weights(train_labels, n_classes) if config.loss == "weighted_crossentropy" else None
     name = run_dir.parent if run_dir.name == artifacts.STAGING else run_dir
-    if len(rows) < config.epochs and wait < config.patience:
+    if len(rows) < config.epochs and state["wait"] < config.patience:
         # no validation_data: ImageF1's one pass over the validation tiles gives their loss and accuracy too
         one_hot = train_ds.map(lambda x, y: (x, tf.one_hot(y, n_classes)), num_parallel_calls=tf.data.AUTOTUNE)
         model.fit(one_hot, steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs, shuffle=False,
                   initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2 if EPOCH_LINES.get() else 0,
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
                              StopOnNonFinite(portable(name), phase, config.learning_rate),  # val_loss included
-                             progress, tensorboard_callback(run_dir), *callbacks])
+                             RunProgress(run_dir, log_name, rows, state, config.patience),
+                             tensorboard_callback(run_dir)])
     if (run_dir / "best.weights.h5").exists():
         load_best(model, run_dir / "best.weights.h5")
-    return progress.rows
+    return rows

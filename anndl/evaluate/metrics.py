@@ -27,11 +27,14 @@ def _batched_macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np
 
 
 def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                 n_classes: int = NUM_CLASSES) -> tuple[float, float]:
-    """Percentile bootstrap interval of macro F1, resampling images."""
+                 n_classes: int = NUM_CLASSES, baseline=None) -> tuple[float, float]:
+    """Percentile bootstrap interval of macro F1, resampling images; with ``baseline`` (predictions of the same
+    images), of the paired difference: both scored on each resample."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     rows = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
     scores = _batched_macro_f1(y_true[rows], y_pred[rows], n_classes)
+    if baseline is not None:
+        scores = scores - _batched_macro_f1(y_true[rows], np.asarray(baseline, int)[rows], n_classes)
     low, high = np.percentile(scores, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return float(low), float(high)
 
@@ -39,14 +42,10 @@ def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float
 def paired_difference(y_true, pred_a, pred_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                       n_classes: int = NUM_CLASSES) -> dict:
     """Macro F1 of ``pred_b`` minus that of ``pred_a`` on the same images, with a paired bootstrap interval
-    (both scored on each resample). An interval that contains 0 shows no real difference."""
-    y_true, pred_a, pred_b = (np.asarray(v, int) for v in (y_true, pred_a, pred_b))
-    rows = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
-    truth = y_true[rows]
-    diffs = _batched_macro_f1(truth, pred_b[rows], n_classes) - _batched_macro_f1(truth, pred_a[rows], n_classes)
-    low, high = np.percentile(diffs, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    (``bootstrap_ci``). An interval that contains 0 shows no real difference."""
+    low, high = bootstrap_ci(y_true, pred_b, n_boot, seed, level, n_classes, baseline=pred_a)
     gain = macro_f1(y_true, pred_b, n_classes) - macro_f1(y_true, pred_a, n_classes)
-    return {"gain": round(gain, 4), "gain_ci95": [round(float(low), 4), round(float(high), 4)],
+    return {"gain": round(gain, 4), "gain_ci95": [round(low, 4), round(high, 4)],
             "real_difference": bool(low > 0 or high < 0)}
 
 
@@ -118,8 +117,8 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
     for i, (name, y_pred) in enumerate(predicted.items()):
         scores = image_scores(y_true, y_pred, seed, n_classes)
         gain = paired_difference(y_true, reference, y_pred, seed=seed, n_classes=n_classes)
-        gate = gates[name]
-        learned = None if gate is None else gate["learned"]
+        gate = gates[name] or {}
+        learned = gate.get("learned")
         paired = "real difference" if gain["real_difference"] else "no real difference (interval holds 0)"
         if name in baselines and majority is not None:
             verdict = "baseline"
@@ -132,13 +131,10 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
             verdict = NO_VERDICT
         else:
             verdict = paired if reference_learned else REFERENCE_NO_VERDICT
-        beats_colour = (gate["beats_colour"] if gate is not None else
-                        _beats(y_true, colour, y_pred, seed, n_classes)["beats"]
-                        if colour is not None and name not in baselines else None)
         rows.append({"variant": name, "oof_macro_f1": scores["macro_f1"], "ci95_low": scores["macro_f1_ci95"][0],
                      "ci95_high": scores["macro_f1_ci95"][1], "images": scores["images"], "gain": gain["gain"],
                      "gain_ci95": gain["gain_ci95"], "verdict": verdict, "learned": learned,
-                     "null_p95": None if gate is None else gate["null_p95"], "beats_colour": beats_colour})
+                     "null_p95": gate.get("null_p95"), "beats_colour": gate.get("beats_colour")})
     return rows
 
 

@@ -121,8 +121,7 @@ def _side(value) -> int | None:
     """One side of a transformers size: n, [h, w] or {height|shortest_edge|width: n}."""
     if isinstance(value, dict):
         value = next((value[k] for k in ("height", "shortest_edge", "width") if k in value), value)
-    if isinstance(value, (list, tuple)):
-        value = value[0]
+    value = value[0] if isinstance(value, (list, tuple)) else value
     if value is not None and not isinstance(value, (int, float)):
         raise ValueError(f"unreadable size {value!r}")
     return None if value is None else int(value)
@@ -183,7 +182,7 @@ def hf_layout(folder: Path | str) -> str:
 
 
 def hf_backbone(folder: Path | str, image_size: int | None = None):
-    """(KerasHub backbone holding the checkpoint's weights, its config). ``image_size``: the DINOv2 input side (its
+    """The KerasHub backbone holding the checkpoint's weights. ``image_size``: the DINOv2 input side (its
     position embeddings are interpolated once, as KerasHub does); a ViT keeps its own (tiles are resized to it)."""
     from anndl.core.keras_adapter import hf_converters
 
@@ -207,7 +206,7 @@ def hf_backbone(folder: Path | str, image_size: int | None = None):
     except Exception as e:
         raise ValueError(f"{folder}: could not read the {layout} checkpoint ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200]})") from e
-    return backbone, config
+    return backbone
 
 
 def weights_digest(paths) -> str:
@@ -224,12 +223,16 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
     if kind in ("hf_folder", "timm_folder"):
         folder = Path(where)
         config = json.loads((folder / "config.json").read_text())
-    if kind == "hf_folder":
-        layout, pre = hf_layout(folder), hf_preprocessing(folder, config)
-        arch = {k: config[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                       "patch_size", "image_size", "num_register_tokens") if k in config}
+        if kind == "hf_folder":
+            layout, pre = hf_layout(folder), hf_preprocessing(folder, config).__dict__
+            arch = {k: config[k] for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                           "patch_size", "image_size", "num_register_tokens") if k in config}
+            files = sorted(folder.glob("*.safetensors"))
+        else:
+            layout, pre, files = "timm", timm_vit.preprocessing(folder), timm_vit.weight_files(folder)
+            arch = {"architecture": config["architecture"], **config.get("model_args", {})}
         out.update(layout=layout, architecture=arch, weights=config.get(NOTE_KEY) or f"pretrained checkpoint {source}",
-                   weights_sha256=weights_digest(sorted(folder.glob("*.safetensors"))), preprocessing=pre.__dict__)
+                   weights_sha256=weights_digest(files), preprocessing=pre)
     elif kind in ("keras_file", "run"):
         path, config = Path(where), Path(where) / "config.json"
         note = f"local model file {path}" if kind == "keras_file" else f"local encoder {path}"
@@ -238,11 +241,6 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
             note = f"{info['model']} run {path} ({info['profile']} profile; weights: {info['weights']})"
         out.update(weights=note, weights_sha256=weights_digest([path / "model.keras" if kind == "run" else path]),
                    preprocessing="the model's own layers", pooling="the model's feature layer")
-    elif kind == "timm_folder":
-        out.update(layout="timm", architecture={"architecture": config["architecture"], **config.get("model_args", {})},
-                   weights=config.get(NOTE_KEY) or f"pretrained checkpoint {source}",
-                   weights_sha256=weights_digest(timm_vit.weight_files(folder)),
-                   preprocessing=timm_vit.preprocessing(folder))
     else:  # a KerasHub preset folder or name
         from anndl.core.keras_adapter import preset_file
         try:
@@ -326,8 +324,7 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
         inputs = x = keras.Input((tile_size, tile_size, 3), name="tile")
         if kind in ("hf_folder", "timm_folder"):
             pre = Preprocessing(**identity["preprocessing"])
-            backbone, arch = timm_vit.backbone(where) if kind == "timm_folder" else hf_backbone(where, pre.size)
-            registers = arch["registers"] if kind == "timm_folder" else arch.get("num_register_tokens", 0)
+            backbone = timm_vit.backbone(where) if kind == "timm_folder" else hf_backbone(where, pre.size)
             if pre.size != tile_size:
                 x = layers.Resizing(pre.size, pre.size, interpolation=pre.interpolation, antialias=pre.size < tile_size,
                                     dtype="float32", name="resize")(x)
@@ -342,12 +339,11 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
             except Exception:
                 raise ValueError(f"{source}: the preset has no image converter; its normalisation is unknown") from None
             converter.image_size = (tile_size, tile_size)
-            registers = getattr(backbone, "num_register_tokens", 0)
             x = converter(x)
         backbone.name = "backbone_core"
         output = backbone({next(iter(backbone.input)): x} if isinstance(backbone.input, dict) else x)
         if isinstance(output, dict):
             output = output.get("sequence_output", output.get("pooled_output", next(iter(output.values()))))
-        features = _pooled(output, pooling, 1 + int(registers or 0))
+        features = _pooled(output, pooling, 1 + int(getattr(backbone, "num_register_tokens", 0) or 0))
         features = layers.Activation("linear", dtype="float32", name="features")(features)
     return Encoder(keras.Model(inputs, features, name="encoder"), identity)

@@ -15,12 +15,9 @@ def bags(embeddings: np.ndarray, image_numbers: np.ndarray, n_images: int):
     counts = np.bincount(image_numbers, minlength=n_images)
     if (counts == 0).any():
         raise ValueError(f"image number {int(np.flatnonzero(counts == 0)[0])} has no tiles")
-    order = np.argsort(image_numbers, kind="stable")
-    images, slots = image_numbers[order], np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
-    x = np.zeros((n_images, int(counts.max()), embeddings.shape[1]), np.float32)
-    mask = np.zeros(x.shape[:2], bool)
-    x[images, slots], mask[images, slots] = embeddings[order], True
-    return x, mask
+    tiles = np.split(embeddings[np.argsort(image_numbers, kind="stable")], np.cumsum(counts)[:-1])
+    x = keras.utils.pad_sequences(tiles, dtype="float32", padding="post")
+    return x, np.arange(x.shape[1]) < counts[:, None]
 
 
 @keras.saving.register_keras_serializable(package="anndl")

@@ -9,7 +9,7 @@ from typing import Callable
 
 import keras
 
-from anndl.core.config import PROFILES, ModelSettings, TrainConfig, check_profile
+from anndl.core.config import PROFILES, ModelSettings, Profile, TrainConfig, check_profile
 from anndl.core.distribute import precision_policy
 from anndl.models import networks
 from anndl.models.specs import SPEC
@@ -41,48 +41,45 @@ def differential_optimizer(backbone_rate: float, head_rate: float, weight_decay:
     return keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(backbone, {"head_.*": head}))
 
 
-def _scratch(s: ModelSettings) -> Built:
+def _scratch(s: ModelSettings, profile: Profile) -> tuple[keras.Model, dict]:
     if s.weights:
         raise ValueError("the scratch ResNet trains from random initialisation; --weights does not apply")
-    profile = PROFILES[s.profile]
     config = profile.scratch if s.filters is None else replace(profile.scratch, filters=int(s.filters))
     model = networks.scratch_resnet(config, s.tile_size, augment=s.augment, seed=s.seed, num_classes=s.num_classes,
                                     stain_augment=s.stain_augment)
-    record = {"model_config": asdict(config), "weights": "random initialisation (trained from scratch)",
-              "from_logits": False}
-    return Built(model, (Phase(profile.train, None, lambda c: keras.optimizers.Lion(c.learning_rate)),), record, s)
+    return model, {"model_config": asdict(config), "weights": "random initialisation (trained from scratch)",
+                   "from_logits": False}
 
 
-def _transfer(set_phase2: Callable[[keras.Model], list[str]]):
-    def build(s: ModelSettings) -> Built:
-        if s.filters is not None:
-            raise ValueError(f"filters sets the scratch ResNet's width; {s.model} is a pretrained architecture")
-        profile = PROFILES[s.profile]
-        t = profile.transfer
-        model, note = networks.transfer_model(s.model, profile.pretrained, s.tile_size, t.head_units, t.head_dropout,
-                                              weights=s.weights, augment=s.augment, seed=s.seed,
-                                              num_classes=s.num_classes, stain_augment=s.stain_augment)
-        phases = (Phase(t.phase1, networks.freeze_backbone, lambda c: keras.optimizers.AdamW(c.learning_rate)),
-                  Phase(t.phase2, set_phase2,
-                        lambda c: differential_optimizer(c.learning_rate, t.head_learning_rate, t.weight_decay)))
-        return Built(model, phases, {"model_config": asdict(t), "weights": note, "from_logits": True}, s)
-    return build
+def _transfer(s: ModelSettings, profile: Profile) -> tuple[keras.Model, dict]:
+    if s.filters is not None:
+        raise ValueError(f"filters sets the scratch ResNet's width; {s.model} is a pretrained architecture")
+    t = profile.transfer
+    model, note = networks.transfer_model(s.model, profile.pretrained, s.tile_size, t.head_units, t.head_dropout,
+                                          weights=s.weights, augment=s.augment, seed=s.seed,
+                                          num_classes=s.num_classes, stain_augment=s.stain_augment)
+    return model, {"model_config": asdict(t), "weights": note, "from_logits": True}
 
 
-BUILDERS: dict[str, Callable[[ModelSettings], Built]] = {
-    "scratch_resnet": _scratch,
-    "convnext": _transfer(networks.convnext_last_stage),
-    "vit": _transfer(networks.vit_last_block),
-    "encoder": _transfer(networks.encoder_last_fifth),
-}  # one per network spec (tests/test_models.py checks)
+PHASE_TWO = {"convnext": networks.convnext_last_stage, "vit": networks.vit_last_block,
+             "encoder": networks.encoder_last_fifth}
+BUILDERS = {"scratch_resnet": _scratch} | dict.fromkeys(PHASE_TWO, _transfer)  # one per network spec (test_models)
+
+
+def _phases(model: str, profile: Profile) -> tuple[Phase, ...]:
+    if model not in PHASE_TWO:
+        return (Phase(profile.train, None, lambda c: keras.optimizers.Lion(c.learning_rate)),)
+    t = profile.transfer
+    return (Phase(t.phase1, networks.freeze_backbone, lambda c: keras.optimizers.AdamW(c.learning_rate)),
+            Phase(t.phase2, PHASE_TWO[model],
+                  lambda c: differential_optimizer(c.learning_rate, t.head_learning_rate, t.weight_decay)))
 
 
 def profile_phases(model: str, profile: str) -> tuple[TrainConfig, ...]:
     """The settings of ``model``'s training phases in ``profile`` (what its builder gives), without building it."""
     if model not in BUILDERS:
         raise ValueError(f"unknown model {model!r}; choose from {sorted(BUILDERS)}")
-    p = PROFILES[check_profile(profile)]
-    return (p.train,) if BUILDERS[model] is _scratch else (p.transfer.phase1, p.transfer.phase2)
+    return tuple(phase.config for phase in _phases(model, PROFILES[check_profile(profile)]))
 
 
 def build_model(settings: ModelSettings) -> Built:
@@ -92,4 +89,6 @@ def build_model(settings: ModelSettings) -> Built:
         raise ValueError(f"unknown model {settings.model!r}{heads}; choose from {sorted(BUILDERS)}")
     keras.utils.set_random_seed(settings.seed)
     with precision_policy(settings.mixed_precision):
-        return BUILDERS[settings.model](settings)
+        profile = PROFILES[settings.profile]
+        model, record = BUILDERS[settings.model](settings, profile)
+    return Built(model, _phases(settings.model, profile), record, settings)

@@ -104,7 +104,7 @@ def preprocessing(folder: Path) -> dict:
 
 
 def backbone(folder: Path):
-    """(Keras model: normalised (size, size, 3) images -> (tokens, dim) after the final norm, architecture)."""
+    """Keras model: normalised images -> (tokens, dim) after the final norm, ``num_register_tokens`` as KerasHub's."""
     import keras
     from keras import layers, ops
 
@@ -162,4 +162,5 @@ def backbone(folder: Path):
     model = keras.Model(inputs, x, name="timm_vit")
     for name, values in assigned.items():
         model.get_layer(name).set_weights(values)
-    return model, arch
+    model.num_register_tokens = registers
+    return model

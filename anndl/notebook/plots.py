@@ -98,17 +98,11 @@ def identical_mask_pairs(groups):
     """One row per ``(members, mask_path)`` group (members: ``(image_path, title)``): the images, then the mask."""
     groups = list(groups)
     ncols = max(len(members) for members, _ in groups) + 1
-    fig, axes = plt.subplots(len(groups), ncols, figsize=(ncols * 2.4, len(groups) * 2.52), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for row, (members, mask_path) in zip(axes, groups):
-        for ax, (path, title) in zip(row, members):
-            ax.imshow(_downscaled(read_image(path), 256)[0])
-            ax.set_title(title, fontsize=8)
-        row[-1].imshow(_downscaled(read_mask(mask_path), 256)[0], cmap="gray", vmin=0, vmax=1)
-        row[-1].set_title("the shared mask\n(white: ROI)", fontsize=8)
-    fig.tight_layout()
-    return fig
+    cells = []
+    for members, mask_path in groups:  # the mask in the last column; None: an empty cell
+        padding = [(None, "")] * (ncols - 1 - len(members))
+        cells += [*members, *padding, (read_mask(mask_path), "the shared mask\n(white: ROI)")]
+    return thumbnails(*zip(*cells), ncols=ncols, size=(2.4, 2.52))
 
 
 def tiles_per_image(counts: pd.DataFrame, axes=None):
@@ -128,14 +122,16 @@ def tiles_per_image(counts: pd.DataFrame, axes=None):
     return axes
 
 
-def thumbnails(paths, titles, ncols: int = 6):
-    """A grid of downsampled images with titles; returns the figure."""
+def thumbnails(paths, titles, ncols: int = 6, size: tuple[float, float] = (2.2, 2.2)):
+    """A grid of downsampled images (paths, or 2-D arrays drawn grey: masks; None: an empty cell) with titles."""
     nrows = max(1, int(np.ceil(len(paths) / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 2.2, nrows * 2.2), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size[0], nrows * size[1]), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, path, title in zip(axes.flat, paths, titles):
-        ax.imshow(_downscaled(read_image(path), 256)[0])
+        image = read_image(path) if isinstance(path, (str, Path)) else path
+        if image is not None:
+            ax.imshow(_downscaled(image, 256)[0], **({} if image.ndim == 3 else dict(cmap="gray", vmin=0, vmax=1)))
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return fig

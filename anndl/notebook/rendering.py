@@ -3,6 +3,7 @@ papermill injected into the notebook's own parameters cell (the one cell a user 
 is what runs next time), stamps the header's run time, settles progress bars and writes ``OUTPUT`` atomically."""
 
 import ast
+import itertools
 import json
 import re
 import sys
@@ -32,10 +33,8 @@ def fold_parameters(notebook: dict) -> dict:
     notebook["cells"] = [c for c in notebook["cells"] if c not in injected]
     counted = [c for c in notebook["cells"] if c["cell_type"] == "code" and c.get("execution_count") is not None]
     for count, cell in enumerate(counted, start=1):
-        cell["execution_count"] = count
-        for output in cell.get("outputs", []):
-            if "execution_count" in output:
-                output["execution_count"] = count
+        for item in (cell, *(o for o in cell.get("outputs", []) if "execution_count" in o)):
+            item["execution_count"] = count
     return notebook
 
 
@@ -57,28 +56,23 @@ def stamp_run_time(notebook: dict) -> dict:
 def settle_streams(notebook: dict) -> dict:
     """Consecutive outputs of one stream merged and their carriage returns applied, as Jupyter shows them: a
     progress bar is its last line (the text after its last carriage return), not one output per update."""
-    for cell in notebook["cells"]:
+    for cell in (c for c in notebook["cells"] if "outputs" in c):
         merged = []
-        for output in cell.get("outputs", []):
-            text = "".join(output.get("text", ""))
-            if output.get("output_type") == "stream" and merged and merged[-1].get("name") == output["name"]:
-                merged[-1]["text"] += text
-            else:
-                merged.append({**output, "text": text} if output.get("output_type") == "stream" else output)
-        for output in merged:
-            if output.get("output_type") == "stream":
-                lines = output["text"].replace("\r\n", "\n").split("\n")
-                settled = "\n".join(([part for part in line.split("\r") if part] or [""])[-1] for line in lines)
-                output["text"] = settled.splitlines(keepends=True)
-        if "outputs" in cell:
-            cell["outputs"] = merged
+        for name, group in itertools.groupby(cell["outputs"], lambda o: o.get("output_type") == "stream" and o["name"]):
+            if not name:
+                merged += group
+                continue
+            group = list(group)
+            text = "".join("".join(o["text"]) for o in group).replace("\r\n", "\n")
+            text = re.sub(r"[^\n]*\r(?=[^\r\n])", "", text).replace("\r", "")  # each line: after its last \r
+            merged.append({**group[0], "text": text.splitlines(keepends=True)})
+        cell["outputs"] = merged
     return notebook
 
 
 def main(executed: str, output: str) -> None:
     from anndl.core import artifacts
-    notebook = json.loads(Path(executed).read_text(encoding="utf-8"))
-    notebook = settle_streams(stamp_run_time(fold_parameters(notebook)))
+    notebook = settle_streams(stamp_run_time(fold_parameters(json.loads(Path(executed).read_text(encoding="utf-8")))))
     artifacts.write_text(output, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 from anndl.core import artifacts
 from anndl.core.env import data_label
 from anndl.core.labels import LABELS
+from anndl.engine.runs import STAGES, open_run
 from anndl.evaluate.metrics import flag
 from anndl.models import specs
 from anndl.notebook import interpret
@@ -27,8 +28,6 @@ def data_fingerprint(note: str) -> str:
 def collect(runs_dir: Path | str) -> pd.DataFrame:
     """One row per (run, voting rule) of every finished run below ``runs_dir``; a run whose record does not verify
     or that holds a non-finite number is not ranked, and a line says why."""
-    from anndl.engine.runs import STAGES, open_run
-
     runs_dir = Path(runs_dir)
     rows = []
     for folder in sorted({p.parent for name in (artifacts.RECORD, "metrics.json") for p in runs_dir.rglob(name)}):
@@ -176,9 +175,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)])
 
 
-def _gain(row: dict) -> str:
-    """A row's difference to the reference with its paired 95% interval, as the tables print it."""
-    return "{:+.3f} ({:+.3f} to {:+.3f})".format(row["gain"], *row["gain_ci95"])
+def _score_cells(r: dict, first: bool, delta: str, scored: bool = True) -> dict:
+    """A comparison row's first cells, as every comparison table prints them ("—" where there is no score)."""
+    return {"variant": r["variant"], "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
+            "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
+            delta: "—" if first or not scored or r.get("gain_ci95") is None else
+            "{:+.3f} ({:+.3f} to {:+.3f})".format(r["gain"], *r["gain_ci95"])}
 
 
 def voting_markdown(results: dict) -> str:
@@ -196,16 +198,14 @@ def scores_markdown(table: pd.DataFrame) -> str:
     rows, floor = interpret.gated(table)
     out = []
     for i, r in enumerate(rows):
-        verdict, ci = r.get("verdict", "—"), r.get("gain_ci95")
+        verdict = r.get("verdict", "—")
         if i == 0 and "reference" not in str(verdict):  # a benchmark table's first row: "—"
             verdict = "reference" + {True: ": learned", False: ": did not learn"}.get(flag(r.get("learned")), "")
         elif interpret.is_baseline_row(r):
             verdict = "baseline"
         elif floor is not None and i and not (r["learned"] and rows[0]["learned"]):
             verdict = f"no verdict: an interval not above {floor:.3f} (chance, the majority class)"
-        out.append({"variant": r["variant"], "OOF macro F1": f"{r['oof_macro_f1']:.3f}",
-                    "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}",
-                    "Δ vs first row (paired 95%)": "—" if i == 0 or ci is None else _gain(r), "verdict": verdict})
+        out.append(_score_cells(r, i == 0, "Δ vs first row (paired 95%)") | {"verdict": verdict})
     return markdown_table(pd.DataFrame(out))
 
 
@@ -228,15 +228,12 @@ def comparison_table(result) -> pd.DataFrame:
     for i, r in enumerate(result.table.to_dict("records")):
         scored = r["gain_ci95"] is not None and r["images"]
         model = scored and not interpret.is_baseline_row(r)
-        row = {"variant": r["variant"],
-               "OOF macro F1": f"{r['oof_macro_f1']:.3f}" if scored else "—",
-               "95% interval": f"{r['ci95_low']:.3f}–{r['ci95_high']:.3f}" if scored else "—",
-               "Δ vs reference (paired 95%)": "—" if not scored or i == 0 else _gain(r),
-               "learned": {None: "—", True: "yes", False: "no — did not learn"}[flag(r.get("learned"))],
-               "verdict": r["verdict"], "weights": weights_short(r["weights"]) if model else "—",
-               "epochs/fold": r["epochs"] if model else "—",
-               "train s (all folds)": f"{r['train_seconds']:.0f}" if model else "—",
-               "predict ms/image": f"{r['ms_per_image']:.1f}" if model else "—"}
+        row = _score_cells(r, i == 0, "Δ vs reference (paired 95%)", scored) | {
+            "learned": {None: "—", True: "yes", False: "no — did not learn"}[flag(r.get("learned"))],
+            "verdict": r["verdict"], "weights": weights_short(r["weights"]) if model else "—",
+            "epochs/fold": r["epochs"] if model else "—",
+            "train s (all folds)": f"{r['train_seconds']:.0f}" if model else "—",
+            "predict ms/image": f"{r['ms_per_image']:.1f}" if model else "—"}
         if numbers:
             row["report: test F1 (real data)"] = f"{numbers[r['variant']]:.4f}" if r["variant"] in numbers else "—"
         rows.append(row)
