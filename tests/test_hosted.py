@@ -25,7 +25,7 @@ from anndl.data.stages import fingerprint
 from anndl.notebook import hosted, rendering
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
-ADDRESS = re.compile(r'(os\.environ\.get\("ANNDL_REPOSITORY"\) or )"([^"]*)"')  # the setup cell's repository address
+ADDRESS = re.compile(r'(\$\{ANNDL_REPOSITORY:-)([^}]*)\}')  # the fetch cell's repository address
 COMPARED = ("runs/scratch_resnet_smoke/metrics.json", "runs/scratch_resnet_smoke/log.csv",
             "submissions/scratch_resnet_smoke.csv")
 
@@ -34,9 +34,11 @@ def _code(notebook: Path) -> list[dict]:
     return [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
 
 
-def _setup_cell(address: str = "") -> str:
-    """Every notebook's setup cell (the first code cell after the parameters) with ``address`` as the repository's."""
-    return ADDRESS.sub(lambda m: f'{m[1]}"{address}"', "".join(_code(NOTEBOOKS[0])[1]["source"]))
+def _setup_cell(address: str | None = None, kaggle_input: str = "/kaggle/input") -> str:
+    """Every notebook's fetch cell (the first code cell after the parameters), ``address`` its repository's, the
+    Kaggle input folder ``kaggle_input``."""
+    cell = "".join(_code(NOTEBOOKS[0])[1]["source"]).replace("/kaggle/input/", kaggle_input.rstrip("/") + "/")
+    return cell if address is None else ADDRESS.sub(lambda m: f"{m[1]}{address}}}", cell)
 
 
 # ------------------------------------------------------------------------ committed notebooks, parameters
@@ -53,13 +55,15 @@ def test_committed_notebook_runs_what_its_parameters_cell_says(notebook):
               for t in node.targets if isinstance(t, ast.Name)}
     for name in ("DATA_DIR", "OUTPUT_DIR", "DRIVE"):  # a committed rendering carries no machine's folder
         assert isinstance(values[name], ast.Constant) and values[name].value is None, name
-    setup = "".join(cells[1]["source"])  # one setup cell, word for word, the repository's address in it
-    assert setup == "".join(_code(NOTEBOOKS[0])[1]["source"]), "the setup cell differs from 01's"
-    published = "" if hosted.repository() == "https://github.com/OWNER/anndl" else hosted.repository()
-    assert ADDRESS.search(setup)[2] == published and setup.rstrip().endswith("import anndl.notebook")
-    assert "".join(cells[2]["source"]).splitlines()[-1].startswith("CTX = anndl.notebook.setup(globals()")
+    setup = "".join(cells[1]["source"])  # one fetch cell, word for word, the repository's address in it
+    assert setup == "".join(_code(NOTEBOOKS[0])[1]["source"]), "the fetch cell differs from 01's"
+    assert ADDRESS.search(setup)[2] == hosted.repository()
+    code = [line for line in setup.splitlines() if not line.startswith("#")]
+    assert len(code) <= 3 and code[0].startswith("![ -d ../anndl ]"), code
+    last = "".join(cells[2]["source"]).splitlines()
+    assert last[-2:][0] == "import anndl.notebook" and last[-1].startswith("CTX = anndl.notebook.setup(globals()")
     for cell in cells[1:]:  # no later cell sets a parameter again
-        for node in ast.parse("".join(cell["source"]).replace("%", "#")).body:
+        for node in ast.parse(re.sub(r"(?m)^(\s*)[%!]", r"\1#", "".join(cell["source"]))).body:  # magics
             targets = node.targets if isinstance(node, ast.Assign) else []
             for target in targets:
                 for t in ast.walk(target):
@@ -149,23 +153,19 @@ def _errors(nb) -> list[dict]:
     return [o for c in nb.cells for o in c.outputs if o.output_type == "error"]
 
 
-def test_setup_cell_without_an_address_or_network_says_one_line(tmp_path):
-    env = {"COLAB_RELEASE_TAG": "simulated", "ANNDL_COLAB_ROOT": str(tmp_path / "content")}
-    nb = _run_cells([_setup_cell()], tmp_path, env)
-    (error,) = _errors(nb)
-    assert error.ename == "SetupError" and len(error.traceback) == 1
-    assert "no repository address" in error.traceback[0] and "ANNDL_REPOSITORY" in error.traceback[0]
-    env = {**env, "KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": f"file://{tmp_path}/nowhere",
-           "ANNDL_KAGGLE_WORKING": str(tmp_path / "working"), "ANNDL_KAGGLE_INPUT": str(tmp_path / "input")}
-    del env["COLAB_RELEASE_TAG"]
-    nb = _run_cells([_setup_cell()], tmp_path, env)
-    (error,) = _errors(nb)
-    assert len(error.traceback) == 1 and "git clone" in error.traceback[0] and "Internet on" in error.traceback[0]
+def test_fetch_cell_without_network_shows_why_and_never_runs_the_address(tmp_path):
+    """Opened alone without a reachable repository or an attached one: git's and cp's reasons in the cell; an
+    address that looks like an option or a shell command is read as an address, never run."""
+    working = tmp_path / "working"
+    working.mkdir()
     marker = tmp_path / "pwned"
-    env["ANNDL_REPOSITORY"] = f"--upload-pack=touch {marker};false"  # an address that looks like an option
-    nb = _run_cells([_setup_cell()], tmp_path, env)
-    (error,) = _errors(nb)
-    assert "'--upload-pack=touch" in error.traceback[0] and not marker.exists()  # read as an address, never run
+    env = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": f"file://{tmp_path}/nowhere"}
+    for address in (f"file://{tmp_path}/nowhere", f"--upload-pack=touch {marker};false", f"$(touch {marker})"):
+        nb = _run_cells([_setup_cell(kaggle_input=str(tmp_path / "input"))], working, {**env, "ANNDL_REPOSITORY": address})
+        printed = "".join(o.get("text", "") for c in nb.cells for o in c.outputs)
+        assert "fatal:" in printed and address.removeprefix("file://") in printed and "cannot stat" in printed, printed
+        assert not _errors(nb) and not (working / "anndl").exists()
+    assert not marker.exists()
 
 
 # -------------------------------------------------------------------------------- the runtime's stack
@@ -349,9 +349,11 @@ def _opened_alone(folder: Path, **parameters) -> Path:
     return path
 
 
-def _papermill(notebook: Path, env: dict) -> subprocess.Popen:
+def _papermill(notebook: Path, env: dict, cwd: Path) -> subprocess.Popen:
+    """Run ``notebook`` as the runtime does: its kernel in ``cwd`` (Colab's /content, Kaggle's /kaggle/working)."""
+    cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([sys.executable, "-m", "papermill", str(notebook), str(notebook.with_name("out.ipynb")),
-                             "--cwd", str(notebook.parent), "-k", "python3", "--no-progress-bar"],
+                             "--cwd", str(cwd), "-k", "python3", "--no-progress-bar"],
                             env={**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
                                  **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -398,7 +400,7 @@ def kaggle_session(tiny_data, repository_url, tmp_path_factory):
     env = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": repository_url,
            "ANNDL_KAGGLE_INPUT": str(base / "input"), "ANNDL_KAGGLE_WORKING": str(base / "working")}
     started = time.monotonic()
-    _finish(_papermill(notebook, env))
+    _finish(_papermill(notebook, env, base / "working"))
     seconds = time.monotonic() - started
     yield base, notebook, env, before, seconds
     for path in [attached, *attached.rglob("*")]:
@@ -430,10 +432,13 @@ def test_kaggle_with_internet_off_uses_the_repository_attached_as_a_dataset(tiny
     shutil.copytree(repository_url.removeprefix("file://"), tmp_path / "input" / "anndl-code" / "anndl",
                     ignore=shutil.ignore_patterns(".git"))
     shutil.copytree(tiny_data, tmp_path / "input" / "an2dl")
-    env = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": "", "ANNDL_KAGGLE_INPUT": str(tmp_path / "input"),
-           "ANNDL_KAGGLE_WORKING": str(tmp_path / "working")}
-    nb = _run_cells(["PROFILE = 'smoke'", _setup_cell(), "CTX = anndl.notebook.setup(globals())",
-                     "print(ROOT, CTX.data, CTX.output)"], tmp_path, env)
+    env = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "ANNDL_REPOSITORY": f"file://{tmp_path}/unreachable",
+           "ANNDL_KAGGLE_INPUT": str(tmp_path / "input"), "ANNDL_KAGGLE_WORKING": str(tmp_path / "working")}
+    (tmp_path / "working").mkdir()
+    nb = _run_cells(["PROFILE = 'smoke'", _setup_cell(kaggle_input=str(tmp_path / "input")),
+                     "import anndl.notebook\nCTX = anndl.notebook.setup(globals())",
+                     "from anndl.core.config import REPO_ROOT\nprint(REPO_ROOT, CTX.data, CTX.output)"],
+                    tmp_path / "working", env)
     assert not _errors(nb), _errors(nb)
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.outputs)
     assert "runtime: kaggle" in printed
@@ -455,7 +460,7 @@ def test_colab_keeps_outputs_on_drive_and_resumes_after_a_lost_session(kaggle_se
     outputs = drive / "anndl" / "outputs"
     state = outputs / "runs" / "scratch_resnet_smoke" / "resume" / "state.json"
     started = time.monotonic()
-    first = _papermill(notebook, env)
+    first = _papermill(notebook, env, tmp_path / "content")
     end = time.monotonic() + 600
     while not state.exists():
         assert first.poll() is None, first.communicate()[0][-3000:]
@@ -464,7 +469,7 @@ def test_colab_keeps_outputs_on_drive_and_resumes_after_a_lost_session(kaggle_se
     _kill_tree(first)  # the session is lost: the kernel and everything on the local disk go
     assert not (outputs / "runs" / "scratch_resnet_smoke" / "record.json").exists()
     shutil.rmtree(tmp_path / "content")
-    _finish(_papermill(notebook, env))
+    _finish(_papermill(notebook, env, tmp_path / "content"))
     seconds = time.monotonic() - started
     printed = _outputs_of(notebook)
     assert "resuming from epoch 2" in printed, printed[-3000:]

@@ -1,7 +1,8 @@
-"""What every notebook starts and ends with: ``setup`` (after its setup cell has found or fetched the repository)
+"""What every notebook starts and ends with: ``setup`` (after its first cell has found or fetched the repository)
 and ``Context.footer``. Importing this package is light: the setup cell imports it before the runtime is topped up."""
 
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ def setup(namespace: dict, weights: str | None = None) -> Context:
         hosted.ensure_requirements()
         hosted.read_hf_token()
     env.quiet_tensorflow()
+    sys.path.insert(0, str(REPO_ROOT))  # the fetch cell's entries are relative to a folder a cell may leave
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     from anndl.data import describe_data, refuse_synthetic, resolve_data_dir
 
@@ -58,15 +60,20 @@ def setup(namespace: dict, weights: str | None = None) -> Context:
     import pandas as pd
     from IPython.display import Markdown, display
 
-    from anndl.notebook import interpret
+    from anndl.notebook import interpret, report
     from anndl.notebook.plots import save_fig, show
+
+    def save_and_show(fig, name: str, figures_dir) -> None:
+        """A notebook's figure: saved as ``figures_dir/name.png``, then shown (charts PNG, images JPEG) and closed."""
+        save_fig(fig, name, figures_dir)
+        show()
 
     pd.set_option("display.width", 140)
     plt.rcParams["figure.dpi"] = 72  # small inline figures (saved PNGs keep save_fig's dpi)
     banner = interpret.banner(profile, data, weights)
     namespace.update(DATA=data, OUT=where.output, FIGURES=where.output / "figures", WEIGHTS_NOTE=weights,
                      BANNER=banner, np=np, pd=pd, plt=plt, display=display, Markdown=Markdown, interpret=interpret,
-                     portable=env.portable, save_fig=save_fig, show=show)
+                     report=report, portable=env.portable, save_fig=save_and_show, show=show)
     display(Markdown(f"> **{banner}**"))
     print(f"This rendering: profile={profile!r}, seed={seed}, data: {env.portable(describe_data(data))}")
     return Context(profile, seed, data, where.output, started, weights)

@@ -326,7 +326,7 @@ def repository(pyproject: Path = REPO_ROOT / "pyproject.toml") -> str:
 
 def publish(url: str, root: Path = REPO_ROOT) -> list[Path]:
     """Write the repository's address ``url`` (``https://github.com/<owner>/<name>``) into ``pyproject.toml``, the
-    README's and every notebook's badges and every notebook's setup cell (``REPOSITORY``). Returns the files changed."""
+    README's and every notebook's badges and every notebook's fetch cell. Returns the files changed."""
     from anndl.core import artifacts
 
     if not (match := re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(\.git)?/?", url)):
@@ -337,9 +337,6 @@ def publish(url: str, root: Path = REPO_ROOT) -> list[Path]:
     for path in [root / "pyproject.toml", root / "README.md", *sorted(root.glob("notebooks/*.ipynb"))]:
         text = path.read_text(encoding="utf-8")
         updated = text.replace(f"github.com/{old}", f"github.com/{new}").replace(f"github/{old}", f"github/{new}")
-        if path.suffix == ".ipynb":  # the setup cell's address, empty until the first publish
-            empty = r'"ANNDL_REPOSITORY\") or \"\"'
-            updated = updated.replace(empty, empty.replace(r'\"\"', rf'\"https://github.com/{new}\"'))
         if updated != text:
             changed.append(artifacts.write_text(path, updated))
     return changed
