@@ -73,7 +73,7 @@ test-min: $(STAMP)
 	PATH=$(VENV_MIN)/bin:$$PATH $(VENV_MIN)/bin/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
 	PATH=$(VENV_MIN)/bin:$$PATH $(VENV_MIN)/bin/python -m pytest -q tests/test_notebooks.py -k '01_eda or 04_scratch' $(PYTEST_ARGS)
 
-## Write the repository's address into pyproject.toml, the badges and every notebook's setup cell.
+## Write the repository's address into pyproject.toml, the badges and every notebook's fetch cell.
 publish: $(STAMP)
 	@test -n "$(REPOSITORY)" || { echo "usage: make publish REPOSITORY=https://github.com/<owner>/<name>"; exit 2; }
 	$(BIN)/python -m anndl publish "$(REPOSITORY)"

@@ -71,9 +71,9 @@ def setup(namespace: dict, weights: str | None = None) -> Context:
     pd.set_option("display.width", 140)
     plt.rcParams["figure.dpi"] = 72  # small inline figures (saved PNGs keep save_fig's dpi)
     banner = interpret.banner(profile, data, weights)
-    namespace.update(DATA=data, OUT=where.output, FIGURES=where.output / "figures", WEIGHTS_NOTE=weights,
-                     BANNER=banner, np=np, pd=pd, plt=plt, display=display, Markdown=Markdown, interpret=interpret,
-                     report=report, portable=env.portable, save_fig=save_and_show, show=show)
+    namespace.update(ROOT=REPO_ROOT, DATA=data, OUT=where.output, FIGURES=where.output / "figures",
+                     WEIGHTS_NOTE=weights, BANNER=banner, np=np, pd=pd, plt=plt, display=display, Markdown=Markdown,
+                     interpret=interpret, report=report, portable=env.portable, save_fig=save_and_show, show=show)
     display(Markdown(f"> **{banner}**"))
     print(f"This rendering: profile={profile!r}, seed={seed}, data: {env.portable(describe_data(data))}")
     return Context(profile, seed, data, where.output, started, weights)

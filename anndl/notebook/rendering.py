@@ -48,7 +48,8 @@ def stamp_run_time(notebook: dict) -> dict:
     if found and header["cell_type"] == "markdown":
         seconds, hardware = found[-1]
         text = RUN_TIME.sub(f"**Run time.** This rendering: {seconds} s on {hardware.strip()} (the footer's wall time; "
-                            "outputs of the notebooks before it reused).", "".join(header["source"]), count=1)
+                            "finished outputs whose records match reused, this notebook's own included).",
+                            "".join(header["source"]), count=1)
         header["source"] = text.splitlines(keepends=True)
     return notebook
 
