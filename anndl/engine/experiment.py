@@ -238,8 +238,8 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
         log_name = "log.csv" if len(phases) == 1 else f"log_phase{number}.csv"
         if number <= finished:  # trained before the last resume (no seconds now): its log stands
             rows = artifacts.read_csv(run_dir / log_name).to_dict("records")
-            if number == finished:
-                restore_state(model, state, with_optimizer=False)  # the state holds its selected weights
+            if number == finished and state["complete"]:  # the state holds this phase's selected weights
+                restore_state(model, state, with_optimizer=False)
         else:
             resume = state if state is not None and state["phase"] == number else None
             trained = phase.set_trainable(model) if phase.set_trainable else None
