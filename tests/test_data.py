@@ -204,7 +204,7 @@ def test_classes_file_with_a_bom_formula_labels_and_huge_images(data_copy, monke
         read_challenge(data_copy)
 
 
-def test_decoding_is_bounded_by_pixels_in_flight(tiny_data, monkeypatch):
+def test_decoding_is_bounded_by_pixels_in_flight(tiny_data, monkeypatch, tmp_path):
     """Sizes come from the PNG headers; two big images (60 of a budget of 100) are never decoded at once,
     while small ones are decoded four at a time."""
     import threading
@@ -243,12 +243,26 @@ def test_decoding_is_bounded_by_pixels_in_flight(tiny_data, monkeypatch):
                 state["in_flight"] -= size
                 state["small"] -= size == 1
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing remembered from earlier tests: every pair decoded
     monkeypatch.setattr(data, "png_pixels", fake_pixels)
     monkeypatch.setattr(data, "_inspect_pair", fake_inspect)
     manifest = data.read_challenge(tiny_data, workers=4, pixel_budget=100)
     assert len(manifest) == 30 and seen["train_data/img_0000.png"] == manifest.height[0] * manifest.width[0]
     assert four_small.is_set() and not two_big.is_set()
     assert state["peak"] <= 100
+
+
+def test_what_was_inspected_is_remembered_until_a_file_changes(data_copy, monkeypatch):
+    import anndl.data as data
+
+    first, calls, real = read_challenge(data_copy), [], data._inspect_pair
+    monkeypatch.setattr(data, "_inspect_pair", lambda image, mask: calls.append(image.name) or real(image, mask))
+    assert read_challenge(data_copy).equals(first) and calls == []  # nothing decoded again
+    mask = data_copy / "train_data" / "mask_0003.png"
+    cv2.imwrite(str(mask), read_mask(mask).astype(np.uint8) * 7)  # the same size, no longer binary
+    with pytest.raises(DataError, match="mask_0003.png: mask is not binary"):
+        read_challenge(data_copy)
+    assert calls == ["img_0003.png"]  # only the changed pair is decoded again
 
 
 def test_png_pixels_reads_the_header_only(tmp_path):

@@ -140,23 +140,36 @@ def file_digest(path: Path | str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def content_digest(path: Path | str) -> str:
-    """A file's sha256, cached per user by path, size, inode and times: a 1 GB checkpoint is hashed once."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key, stamp = str(path), [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
-    cache_file = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anndl" / "digests.json"
+def stamp(path: Path | str) -> list[int] | None:
+    """A file's size, inode and times (any write or replacement changes them); None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def remembered(name: str, stamps: dict[str, list], compute: Callable[[list[str]], list], keep: int = 20_000) -> dict:
+    """``{key: value}`` for every key of ``stamps`` (``{key: its files' stamps}``), each value remembered per user
+    (``~/.cache/anndl/<name>.json``) until a stamp changes; ``compute(keys)`` gives the values of the others."""
+    cache_file = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anndl" / f"{name}.json"
     cache = {}
     with contextlib.suppress(OSError, ValueError):
         cache = json.loads(cache_file.read_text())
     cache = cache if isinstance(cache, dict) else {}
-    known = cache.get(key)
-    if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("sha256"), str):
-        return known["sha256"]
-    cache[key] = {"stamp": stamp, "sha256": file_digest(path)}
-    with contextlib.suppress(ArtifactError):  # a cache: a read-only home only costs the hash next time
-        write_json(cache_file, dict(list(cache.items())[-2000:]))
-    return cache[key]["sha256"]
+    missing = [k for k, s in stamps.items() if None in s or not (isinstance(cache.get(k), dict)
+                                                                and cache[k].get("stamp") == s)]
+    if missing:
+        cache.update({k: {"stamp": stamps[k], "value": v} for k, v in zip(missing, compute(missing), strict=True)})
+        with contextlib.suppress(ArtifactError):  # a cache: a read-only home only costs the work next time
+            write_json(cache_file, dict(list(cache.items())[-keep:]))
+    return {k: cache[k]["value"] for k in stamps}
+
+
+def content_digest(path: Path | str) -> str:
+    """A file's sha256, remembered by path, size, inode and times: a 1 GB checkpoint is hashed once."""
+    key = str(Path(path).resolve())
+    return remembered("digests", {key: [stamp(key)]}, lambda _: [file_digest(key)], keep=2000)[key]
 
 
 def file_entry(path: Path) -> dict:

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from anndl.core import artifacts
 from anndl.core.env import portable
 from anndl.core.labels import LABELS
 
@@ -166,6 +167,12 @@ def _inspect_pair(image_path: Path, mask_path: Path) -> dict:
             "content_hash": digest.hexdigest()}
 
 
+def _inspect_pairs(pairs, budget: int, workers: int) -> list[dict]:
+    """``_inspect_pair`` of every (name, image, mask), on threads within the decode ``budget``."""
+    sizes = [max(png_pixels(image_path), png_pixels(mask_path)) for _, image_path, mask_path in pairs]
+    return bounded_map(lambda p: _inspect_pair(p[1], p[2]), pairs, sizes, budget, workers)
+
+
 def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
     """(sample_index, image path, mask path) for a split folder, checking every file name."""
     if not split_dir.is_dir():
@@ -243,7 +250,8 @@ def read_labels(path: Path | str, classes: tuple[str, ...] = LABELS) -> dict[str
 def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "test"),
                    workers: int = 4, pixel_budget: int | None = None) -> pd.DataFrame:
     """Validate a challenge folder and return its manifest (``label_index`` in :func:`read_classes` order). Every
-    image and mask is decoded once, on ``workers`` threads, at most ``pixel_budget`` pixels (PNG headers) at once."""
+    image and mask is decoded, on ``workers`` threads, at most ``pixel_budget`` pixels (PNG headers) at once; what it
+    found is remembered per user until the file changes (``artifacts.remembered``)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(data_dir, "challenge folder is missing")
@@ -259,8 +267,10 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
                 raise DataError(path, f"label row for {sample!r}, but {SPLIT_DIRS[split]}/{sample} does not exist")
             for name, image_path, _ in (p for p in pairs if p[0] not in labels):
                 raise DataError(path, f"sample_index {name!r} is missing (image {image_path} has no label row)")
-        sizes = [max(png_pixels(image_path), png_pixels(mask_path)) for _, image_path, mask_path in pairs]
-        inspected = bounded_map(lambda p: _inspect_pair(p[1], p[2]), pairs, sizes, decode_budget(pixel_budget), workers)
+        by_key = {str(p[1].resolve()): p for p in pairs}  # what was inspected is remembered until a file changes
+        inspected = artifacts.remembered(
+            "inspected", {key: [artifacts.stamp(p[1]), artifacts.stamp(p[2])] for key, p in by_key.items()},
+            lambda keys: _inspect_pairs([by_key[k] for k in keys], decode_budget(pixel_budget), workers)).values()
         for (name, image_path, mask_path), fields in zip(pairs, inspected):
             label = labels.get(name)
             rows.append({"split": split, "sample_index": name, "image_path": str(image_path),
