@@ -58,3 +58,17 @@ def test_majority_per_fold_counts_the_other_folds_labels():
     assert majority_per_fold(y, folds, 3).tolist() == [1, 1, 1, 0, 0, 0, 0, 1]
     tie = majority_per_fold(np.array([2, 1, 0, 0]), np.array([0, 0, 1, 1]), 3)
     assert tie.tolist() == [0, 0, 1, 1]  # a tie goes to the lowest class index, as baseline_predictions does
+
+
+def test_colour_features_are_remembered_until_an_image_changes(tmp_path, monkeypatch):
+    import anndl.evaluate.baselines as baselines
+
+    manifest, _ = _colour_coded(tmp_path)
+    first, read, real = colour_features(manifest, manifest.sample_index), [], baselines.read_image
+    monkeypatch.setattr(baselines, "read_image", lambda path: read.append(path) or real(path))
+    assert colour_features(manifest, manifest.sample_index).equals(first) and read == []  # nothing read again
+    path = manifest.image_path[3]
+    cv2.imwrite(path, cv2.imread(path)[:, :, ::-1].copy())  # the same image restained
+    again = colour_features(manifest, manifest.sample_index)
+    assert read == [path] and not again.loc["img_0003.png"].equals(first.loc["img_0003.png"])
+    assert again.drop(index="img_0003.png").equals(first.drop(index="img_0003.png"))

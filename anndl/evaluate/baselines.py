@@ -3,8 +3,7 @@ and ``colour_histogram`` (logistic regression on an 8x8x8 RGB histogram of each 
 morphology), both trained on every image of the split but the held-out ``val`` ones (a fold's ``train``, ``select``).
 """
 
-import functools
-import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from anndl.core import artifacts
 from anndl.core.labels import NUM_CLASSES
 from anndl.data import read_image, read_mask
 from anndl.evaluate.metrics import compared, image_scores
@@ -23,31 +23,22 @@ BASELINE_ROWS = (COLOUR, MAJORITY)
 
 
 def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
-    """Normalised joint RGB histogram of the ROI pixels (the whole image when the mask is empty); remembered per
-    file version (every comparison and fold of a notebook reads the same images)."""
-    try:
-        stamp = tuple((os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (image_path, mask_path))
-    except OSError:  # read_image/read_mask name the file and the fault
-        return _histogram.__wrapped__(image_path, mask_path, bins, None)
-    return _histogram(str(image_path), str(mask_path), bins, stamp)
-
-
-@functools.lru_cache(maxsize=20_000)
-def _histogram(image_path: str, mask_path: str, bins: int, stamp) -> np.ndarray:
+    """Normalised joint RGB histogram of the ROI pixels (the whole image when the mask is empty)."""
     image, mask = read_image(image_path), read_mask(mask_path)
     pixels = image[mask] if mask.any() else image.reshape(-1, 3)
     flat = np.ravel_multi_index(tuple((pixels // (256 // bins)).astype(np.intp).T), (bins,) * 3)
-    histogram = np.bincount(flat, minlength=bins ** 3) / len(flat)
-    histogram.flags.writeable = False
-    return histogram
+    return np.bincount(flat, minlength=bins ** 3) / len(flat)
 
 
 def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
-    """Colour histograms of the train images ``samples`` (one row each, indexed by sample_index)."""
+    """Colour histograms of the train images ``samples`` (one row each, indexed by sample_index), remembered per
+    user until a file changes (every comparison and fold of a notebook reads the same images)."""
     rows = manifest[manifest.split == "train"].set_index("sample_index").loc[list(samples)]
-    features = [colour_histogram(r.image_path, r.mask_path)
-                for r in tqdm(list(rows.itertuples()), desc="baseline features", unit="img")]
-    return pd.DataFrame(np.stack(features), index=rows.index)
+    pairs = {str(Path(r.image_path).resolve()): (r.image_path, r.mask_path) for r in rows.itertuples()}
+    found = artifacts.remembered(
+        "colour_histograms", {key: [artifacts.stamp(p) for p in pair] for key, pair in pairs.items()},
+        lambda keys: [colour_histogram(*pairs[k]).tolist() for k in tqdm(keys, desc="baseline features", unit="img")])
+    return pd.DataFrame(np.array(list(found.values()), dtype=float).reshape(len(rows), -1), index=rows.index)
 
 
 def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None,
