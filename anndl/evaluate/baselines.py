@@ -37,7 +37,8 @@ def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
     pairs = {str(Path(r.image_path).resolve()): (r.image_path, r.mask_path) for r in rows.itertuples()}
     found = artifacts.remembered(
         "colour_histograms", {key: [artifacts.stamp(p) for p in pair] for key, pair in pairs.items()},
-        lambda keys: [colour_histogram(*pairs[k]).tolist() for k in tqdm(keys, desc="baseline features", unit="img")])
+        lambda keys: [colour_histogram(*pairs[k]).tolist() for k in tqdm(keys, desc="baseline features", unit="img")],
+        keep=5000)  # 512 numbers an image: a cache of at most ~25 MB
     return pd.DataFrame(np.array(list(found.values()), dtype=float).reshape(len(rows), -1), index=rows.index)
 
 
