@@ -20,7 +20,7 @@ export PYTHONHASHSEED ?= 0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: notebooks test test-min publish bench venv clean-outputs
+.PHONY: notebooks test test-min bench venv clean-outputs
 
 venv: $(STAMP)
 
@@ -72,11 +72,6 @@ test-min: $(STAMP)
 		for d in ['tensorflow','keras','keras-hub','numpy','pandas','scikit-learn','matplotlib','opencv-python-headless','tqdm','safetensors']))"
 	PATH=$(VENV_MIN)/bin:$$PATH $(VENV_MIN)/bin/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
 	PATH=$(VENV_MIN)/bin:$$PATH $(VENV_MIN)/bin/python -m pytest -q tests/test_notebooks.py -k '01_eda or 04_scratch' $(PYTEST_ARGS)
-
-## Write the repository's address into pyproject.toml, the badges and every notebook's fetch cell.
-publish: $(STAMP)
-	@test -n "$(REPOSITORY)" || { echo "usage: make publish REPOSITORY=https://github.com/<owner>/<name>"; exit 2; }
-	$(BIN)/python -m anndl publish "$(REPOSITORY)"
 
 ## Benchmarks: ratios measured in one run (not part of make test).
 ## Each benchmark's printed numbers are also kept in bench/results/<name>.txt (with the commit that made them).

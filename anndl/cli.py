@@ -1,4 +1,4 @@
-"""Command line: ``python -m anndl <command>``; each command is one pipeline stage.
+"""Command line: ``python -m anndl <command>`` (synth, train, run, predict, compare, doctor).
 
 A fault in the data, an argument, a record, a lock or a write ends a command with one line naming the path (status 2),
 any other with one naming the command (status 1; ``--debug`` or ANNDL_DEBUG=1: the traceback); Ctrl-C with one line
@@ -14,16 +14,14 @@ import threading
 import traceback
 from pathlib import Path
 
-import pandas as pd
-
 from anndl.core import artifacts
 from anndl.core.config import DATA_ROOT, OUTPUTS, PROFILES, SYNTHETIC_DEFAULT, ModelSettings, WeightsUnavailable
-from anndl.core.distribute import STRATEGIES
 from anndl.core.env import PENDING_SIGNALS, Terminated, on_signal as _on_signal, quiet_tensorflow
-from anndl.data import DataError, read_challenge, read_classes, resolve_data_dir, stages, synthetic
+from anndl.data import DataError, resolve_data_dir, stages, synthetic
 from anndl.data.tiling import TilingConfig
 from anndl.models import specs
 from anndl.notebook import hosted
+
 
 def cmd_synth(args: argparse.Namespace) -> None:
     out = synthetic.generate(**{k: v for k, v in vars(args).items() if k not in ("command", "func")})
@@ -31,54 +29,10 @@ def cmd_synth(args: argparse.Namespace) -> None:
           f"scale {args.scale}, seed {args.seed})")
 
 
-def cmd_validate(args: argparse.Namespace) -> None:
-    manifest = read_challenge(args.data)
-    if args.out:
-        artifacts.write_csv(manifest, args.out)
-    print(f"{args.data}: valid challenge folder, {manifest.groupby('split').size().to_dict()}")
-    train = manifest[manifest.split == "train"]
-    print(train.label.value_counts().to_string())
-    missing = stages.absent_classes(train, read_classes(args.data))
-    if missing:
-        print(f"warning: no training image of class {', '.join(map(repr, missing))}: train refuses this label set; "
-              "list the classes the folder has in classes.txt (data/README.md)")
-
-
-def cmd_clean(args: argparse.Namespace) -> None:
-    manifest = read_challenge(args.data)
-    stages.clean_stage(manifest, stages.data_note(args.data, manifest), args.out, args.embedder, redo=args.redo)
-    info = artifacts.read_json(args.out / "clean_summary.json")
-    print(f"{stages.shown(args.out / 'clean_manifest.csv')} (embedder: {info['embedder']})")
-    print(f"status: {info['status_counts']}; identical-mask groups: {info['identical_mask_groups']}")
-    print(pd.DataFrame({"before": info["class_counts_before"], "after": info["class_counts_after"]}).to_string())
-
-
-def cmd_tile(args: argparse.Namespace) -> None:
-    manifest = read_challenge(args.data)
-    clean_folder = args.clean.parent if args.clean.suffix == ".csv" else args.clean
-    config = TilingConfig(args.tile_size, args.stride or args.tile_size, args.min_mask_pixels)
-    stages.tiles_stage(manifest, stages.data_note(args.data, manifest), clean_folder, args.out, config,
-                       args.val_fraction, args.seed, redo=args.redo)
-    stages.test_tiles_stage(manifest, stages.data_note(args.data, manifest, ("test",)), args.out / "test", config,
-                            redo=args.redo)
-    tiles = pd.concat([artifacts.read_csv(args.out / "tiles.csv"), artifacts.read_csv(args.out / "test" / "tiles.csv")])
-    print(tiles.groupby("split").agg(images=("sample_index", "nunique"), tiles=("x", "size")).to_string())
-
-
 def _prepare(args: argparse.Namespace, work_dir: Path | None = None):  # default: --work, else beside --out
     config = TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels)
     return stages.prepare(args.data, work_dir or args.work or args.out.parent, embedder=args.embedder,
-                          tiling_config=config, seed=args.seed, redo=args.redo,
-                          stain_normalize=getattr(args, "stain_normalize", None))
-
-
-def cmd_embed(args: argparse.Namespace) -> None:
-    from anndl.engine import embed
-    prep = _prepare(args)
-    emb = embed.embed(prep, args.encoder, args.out, pooling=args.pooling, batch_size=args.batch_size,
-                      mixed_precision=args.mixed_precision, redo=args.redo)
-    print(f"{emb.folder / embed.FILE}: {emb.embeddings.shape[0]} tiles x {emb.embeddings.shape[1]} features "
-          f"(weights: {emb.encoder['weights']})")
+                          tiling_config=config, seed=args.seed, redo=args.redo)
 
 
 def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
@@ -86,13 +40,11 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
     from anndl.engine import embed, runs
     if specs.SPEC[name].consumes == "embeddings":
         if not args.encoder:
-            raise ValueError(f"--model {args.model} needs --encoder SRC (a Hugging Face folder or hf:// handle, "
-                             "a KerasHub preset, a .keras model or a run folder)")
+            raise ValueError(f"--model {args.model} needs --encoder SRC ({_SOURCES})")
         folder = args.embeddings or embed.folder_for(args.work or args.out.parent, args.encoder, args.pooling)
         emb = embed.embed(prep, args.encoder, folder, pooling=args.pooling, mixed_precision=args.mixed_precision)
         return runs.fit(prep, run_dir, name, folds=args.folds, embeddings=emb, seed=args.seed, redo=args.redo)
-    kwargs = dict(profile=args.profile, epochs=args.epochs, mixed_precision=args.mixed_precision,
-                  strategy=args.strategy, weights=weights,
+    kwargs = dict(profile=args.profile, epochs=args.epochs, mixed_precision=args.mixed_precision, weights=weights,
                   overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
     if args.learning_rate is not None:  # passed only when given: earlier K-fold records stay valid
         kwargs["learning_rate"] = args.learning_rate
@@ -100,15 +52,12 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    given = [f"--{k.replace('_', '-')}" for k in ("stain_augment", "stain_normalize", "learning_rate")
-             if getattr(args, k) is not None]
+    given = [f"--{k.replace('_', '-')}" for k in ("stain_augment", "learning_rate") if getattr(args, k) is not None]
     if specs.SPEC[args.model].consumes == "embeddings" and given:
         raise ValueError(f"--model {args.model} is a head on cached embeddings of the raw tiles: {', '.join(given)} "
                          f"do not apply to it (use them with a network trained on tiles: "
                          f"{', '.join(specs.names(consumes='tiles'))})")
     prep = _prepare(args)
-    if args.model == "encoder" and args.encoder and not args.weights:
-        args.weights = args.encoder  # --encoder SRC names the encoder to fine-tune, as --weights SRC does
     print(json.dumps(_train(args, prep, args.model, args.out, args.weights).metrics, indent=2))
 
 
@@ -118,18 +67,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
     note = json.loads(Path(path).with_suffix(".json").read_text())
     print(f"wrote {path} ({note['voting']} voting{', 8-view TTA' if args.tta else ''}, "
           f"{len(note['runs'])} model(s))")
-
-
-def cmd_blend(args: argparse.Namespace) -> None:
-    from anndl.engine import runs
-    run = runs.blend(args.runs, args.out, seed=args.seed, redo=args.redo)
-    low, high = run.metrics["oof_macro_f1_ci"]
-    print(f"blend out-of-fold macro F1 {run.metrics['oof_macro_f1']:.3f} (95% {low:.3f}–{high:.3f}), weights "
-          + ", ".join(f"{name} {w:.2f}" for name, w in run.metrics["blend_weights"].items()))
-    for row in run.metrics["compared"][1:]:
-        print(f"  {row['variant']}: {row['oof_macro_f1']:.3f}, blend minus it {-row['gain']:+.3f} "
-              f"(95% {-row['gain_ci95'][1]:+.3f} to {-row['gain_ci95'][0]:+.3f}): {row['verdict']}")
-    print(f"wrote {stages.shown(args.out)}; a submission: python -m anndl predict --run {args.out} --data DIR --out F")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -150,40 +87,22 @@ def cmd_compare(args: argparse.Namespace) -> None:
         for name, spec in compare.COMPARISONS.items():
             print(f"{name}: {spec.question}\n    variants: {' | '.join(spec.variants)}")
         return
-    jobs = [(name, None) for name in args.comparison]
-    if args.variant or args.set:
-        names = args.variant or ["cross-entropy"]
-        variants = {name: compare.custom_variant(name, [])[1] for name in names}  # an unknown name: one line
-        if args.set:
-            variants.update([compare.custom_variant(names[0], args.set)])
-        jobs.append((args.name, variants))
-    if not jobs:
-        raise ValueError("name a comparison (--list shows them), or --variant NAME … and/or --set key=value")
+    if not args.comparison:
+        raise ValueError("name a comparison (--list shows them)")
     data = resolve_data_dir(args.data) if args.data else resolve_data_dir(DATA_ROOT, SYNTHETIC_DEFAULT)
     weights = dict(w.split("=", 1) for w in args.weights)
-    for name, variants in jobs:
-        result = compare.run_comparison(name, data, args.out, variants=variants, profile=args.profile,
-                                        folds=args.folds, epochs=args.epochs, seed=args.seed,
-                                        mixed_precision=args.mixed_precision, weights=weights, redo=args.redo)
+    for name in args.comparison:
+        result = compare.run_comparison(name, data, args.out, profile=args.profile, folds=args.folds,
+                                        epochs=args.epochs, seed=args.seed, mixed_precision=args.mixed_precision,
+                                        weights=weights, redo=args.redo)
         print(f"\n## {result.provenance_line()}\n")
         print(report.markdown_table(report.comparison_table(result)))
         print("\n" + interpret.comparison(result))
         print(f"\nwrote {result.folder / 'table.csv'}")
 
 
-def cmd_report(args: argparse.Namespace) -> None:
-    from anndl.notebook.report import markdown, write_report
-    print(markdown(write_report(args.runs)))
-    print(f"wrote {args.runs / 'results.csv'} and {args.runs / 'results.md'}")
-
-
 def cmd_doctor(args: argparse.Namespace) -> None:
     print("\n".join(hosted.doctor(hosted.places(args.data, args.out, args.drive))))
-
-
-def cmd_publish(args: argparse.Namespace) -> None:
-    changed = hosted.publish(args.repository)
-    print(f"wrote {args.repository} into {len(changed)} files: {', '.join(p.name for p in changed) or 'none changed'}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -204,16 +123,14 @@ def _at_least(low: int):
     return parse
 
 
-_SOURCES = "hf://org/name, a Hugging Face or KerasHub preset folder or name, a .keras model or a run folder"
+_SOURCES = "hf://org/name, a Hugging Face or timm folder, a .keras model or a run folder"
 _OPTIONAL = dict(type=Path, default=None)
 OPTIONS = {  # every option of every command: flag (``flag:variant`` where commands differ) -> add_argument's keywords
     "--data": dict(required=True, type=Path),
     "--data:doctor": dict(_OPTIONAL, help="default: as the notebooks find it on this runtime"),
     "--data:compare": dict(_OPTIONAL, help="default: data/ (else the synthetic default)"),
     "--out": dict(required=True, type=Path),
-    "--out:validate": dict(_OPTIONAL, help="write the manifest CSV here"),
     "--out:train": dict(required=True, type=Path, help="run folder"),
-    "--out:embed": dict(required=True, type=Path, help="the embedding folder (embeddings.npz + record.json)"),
     "--out:doctor": dict(_OPTIONAL, help="default: as the notebooks choose it on this runtime"),
     "--out:compare": dict(type=Path, default=OUTPUTS, help="where clean/, tiles/ and compare/ live"),
     "--work": dict(_OPTIONAL, help="where clean/ and tiles/ live (default: beside --out)"),
@@ -237,74 +154,40 @@ OPTIONS = {  # every option of every command: flag (``flag:variant`` where comma
     "--n-train": dict(type=_at_least(1), default=synthetic.REAL_N_TRAIN),
     "--n-test": dict(type=_at_least(1), default=synthetic.REAL_N_TEST),
     "--scale": dict(type=float, default=1.0, help="image size factor (1.0: shorter side 1024)"),
-    "--n-stickers": dict(type=int, default=None, help="default: 60/691 of --n-train"),
-    "--n-green": dict(type=int, default=None, help="default: 50/691 of --n-train"),
-    "--workers": dict(type=_at_least(1), default=2),
-    "--stain-sites": dict(type=int, default=5, help="stain images like N sites, not by class (0: earlier generator)"),
+    "--stain-sites": dict(type=int, default=5, help="stain images like N sites (1-5), not by class"),
     "--site-class-correlation": dict(type=float, default=0.0, help="[0, 1]: how often an image takes its class's site"),
     "--force": dict(action="store_true", help="write into a non-empty folder that `anndl synth` did not create"),
-    "--clean": dict(required=True, type=Path, help="the folder `anndl clean` wrote (or its clean_manifest.csv)"),
-    "--stride": dict(type=int, default=None, help="default: tile size"),
-    "--val-fraction": dict(type=float, default=stages.VAL_FRACTION),
     "--model:train": dict(default="scratch_resnet", choices=specs.names()),
     "--model:run": dict(default="scratch_resnet", choices=(*specs.names(consumes="tiles"), "all")),
     "--learning-rate": dict(type=float, default=None, help="phase 1's learning rate instead of the profile's"),
-    "--strategy": dict(default=None, choices=STRATEGIES, help="several devices: mirrored (all GPUs, TensorFlow), "
-                       "data_parallel (KERAS_BACKEND=jax)"),
     "--stain-augment": dict(default=None, choices=["light", "strong"], help="HED stain jitter on training tiles"),
-    "--stain-normalize": dict(default=None, choices=["macenko", "reinhard"], help="normalise every tile's stain to "
-                              "a reference fitted on the train images (Macenko et al., 2009; Reinhard et al., 2001)"),
     "--weights": dict(default=None, help="pretrained weights: a local .h5 file (convnext) or preset folder (vit)"),
-    "--encoder": dict(default=None, help=f"encoder for --model encoder|linear_probe|attention_mil: {_SOURCES}"),
+    "--encoder": dict(default=None, help=f"encoder for --model linear_probe|attention_mil: {_SOURCES}"),
     "--embeddings": dict(_OPTIONAL, help="heads: the embedding cache folder (default: WORK/embeddings/<encoder>)"),
-    "--encoder:embed": dict(required=True, help=_SOURCES),
-    "--batch-size": dict(type=_at_least(1), default=32),
     "--run": dict(required=True, type=Path, nargs="+", help="run folders; several average their tile probabilities"),
     "--drive": dict(default=None, help="Colab: the Google Drive folder the notebooks' DRIVE names"),
-    "repository": dict(help="https://github.com/<owner>/<name>"),
     "comparison": dict(nargs="*", help="named comparisons (see --list), run in turn"),
     "--list": dict(action="store_true", help="print the named comparisons and their variants"),
-    "--variant": dict(action="append", default=[], help="a named variant (repeat; the first is the reference)"),
-    "--set": dict(action="append", default=[], metavar="KEY=VALUE",
-                  help="a further variant: the first --variant with these overrides (repeat), e.g. loss=focal"),
-    "--name": dict(default="custom", help="the folder name of a --variant/--set comparison"),
     "--weights:compare": dict(action="append", default=[], metavar="MODEL=PATH",
                               help="local pretrained weights for a model, e.g. vit=weights/vit_preset (repeat)"),
-    "--runs": dict(required=True, type=Path),
-    "--runs:blend": dict(required=True, type=Path, nargs="+", help="K-fold run folders made on the same folds"),
 }
-_TRAINING = ("--profile --epochs --learning-rate --mixed-precision --strategy --voting --stain-augment "
-             "--stain-normalize --embedder --tile-size --min-mask-pixels --seed --redo --folds --tta "
-             "--weights --encoder --pooling")
+_TRAINING = ("--profile --epochs --learning-rate --mixed-precision --voting --stain-augment --embedder --tile-size "
+             "--min-mask-pixels --seed --redo --folds --tta --weights --encoder --pooling")
 COMMANDS = {  # command: (function, help, its options: keys of OPTIONS)
     "synth": (cmd_synth, "write a synthetic challenge folder (same layout as the real one)",
-              "--out --n-train --n-test --scale --seed:synth --n-stickers --n-green --workers --stain-sites "
-              "--site-class-correlation --force"),
-    "validate": (cmd_validate, "check a challenge folder and print its manifest summary", "--data --out:validate"),
-    "clean": (cmd_clean, "flag sticker and green-artifact train images -> clean_manifest.csv",
-              "--data --out --embedder --redo"),
-    "tile": (cmd_tile, "image-level split + mask-filtered tile coordinates -> tiles.csv",
-             "--data --clean --out --tile-size --stride --min-mask-pixels --val-fraction --seed --redo"),
+              "--out --n-train --n-test --scale --seed:synth --stain-sites --site-class-correlation --force"),
     "train": (cmd_train, "clean + tile (or reuse) and train one model into a run folder",
               f"--data --model:train {_TRAINING} --out:train --work --embeddings"),
-    "embed": (cmd_embed, "a frozen encoder's embedding of every tile -> embeddings.npz (cached)",
-              "--encoder:embed --data --out:embed --work --pooling --batch-size --mixed-precision --embedder "
-              "--tile-size --min-mask-pixels --seed --redo"),
     "predict": (cmd_predict, "write a Kaggle submission from a run (or an ensemble of runs)",
                 "--run --tta --data --out --voting"),
     "run": (cmd_run, "clean -> tile -> train -> predict; reuses finished steps of the same request, resumes "
                      "interrupted training", f"--data --model:run {_TRAINING} --out"),
     "doctor": (cmd_doctor, "what this runtime is and can do: versions, GPUs and their precision, the data, where "
                            "outputs go and whether they outlive the session", "--data:doctor --out:doctor --drive"),
-    "publish": (cmd_publish, "write the repository's address into pyproject.toml, badges and setup cells",
-                "repository"),
     "compare": (cmd_compare, "variants out of fold on the same K folds, with paired intervals: the report's "
-                             "experiments by name (--list), or --variant/--set",
-                "comparison --list --variant --set --name --data:compare --out:compare --profile --folds:compare "
-                "--epochs:compare --seed --mixed-precision --weights:compare --redo"),
-    "blend": (cmd_blend, "blend K-fold runs of any family, weights chosen per fold on the other folds' images",
-              "--runs:blend --out --seed --redo"),
-    "report": (cmd_report, "the report's Table 1 from the runs' metrics.json (CSV and Markdown)", "--runs"),
+                             "experiments by name (--list)",
+                "comparison --list --data:compare --out:compare --profile --folds:compare --epochs:compare --seed "
+                "--mixed-precision --weights:compare --redo"),
 }
 
 
@@ -322,11 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
 _RESUMES = "finished steps are kept; the same command reuses them and resumes training from the last saved epoch"
 _AFTER_INTERRUPT = {  # what the same command does when run again, per command (said after Ctrl-C)
     "synth": "the folder is incomplete; the same command writes it again from the start",
-    "validate": "nothing was written; the same command checks the folder again",
     "predict": "no submission was written; the same command predicts again",
-    "report": "the tables are as before (each is replaced whole or not at all); the same command writes them again",
     "train": _RESUMES, "run": _RESUMES,
-    "embed": "finished steps are kept; the same command resumes embedding from the last finished chunk",
     "default": "finished steps are kept; the same command reuses them and makes the rest again",
 }
 
@@ -368,10 +248,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _needs_tensorflow(args: argparse.Namespace) -> bool:
-    """Commands that build or run a model; the data stages (and the offline embedder) start without TensorFlow."""
-    return not (args.command in ("synth", "validate", "tile", "report", "publish", "blend")
-                or getattr(args, "list", False)
-                or (args.command == "clean" and args.embedder == "offline"))
+    """Commands that build or run a model; ``synth`` and ``compare --list`` start without TensorFlow."""
+    return not (args.command == "synth" or getattr(args, "list", False))
 
 
 def _one_line(e: Exception) -> str:

@@ -1,6 +1,6 @@
 """Throughput of the ``embed`` stage for a ViT-B/16-sized encoder (random weights of the real size: these
 numbers time the computation, the features mean nothing), in float32 and mixed_bfloat16, with peak RSS;
-then the heads' training time on the cache and the time of fine-tuning steps of the same encoder.
+then the heads' training time on the cache.
 
     python bench/bench_embed.py [--images 16] [--work /tmp/anndl_bench_embed]
 
@@ -30,8 +30,7 @@ def prepare(work: Path, images: int):
 
     data = work / "data"
     if not (data / "train_labels.csv").is_file():
-        synthetic.generate(data, n_train=images, n_test=max(images // 4, 2), scale=1.0, seed=0, n_stickers=0,
-                           n_green=0, progress=False, workers=2)
+        synthetic.generate(data, n_train=images, n_test=max(images // 4, 2), scale=1.0, seed=0, progress=False)
     return experiment.prepare(data, work)
 
 
@@ -49,11 +48,8 @@ def child(work: Path, precision: str | None) -> None:
                       "bytes_per_tile": (emb.folder / embed.FILE).stat().st_size / len(emb.embeddings)}))
 
 
-def heads_and_finetune(work: Path) -> dict:
-    import numpy as np
-
+def heads_timing(work: Path) -> dict:
     from anndl.engine import embed, heads
-    from anndl.models.networks import encoder_last_fifth, freeze_backbone, transfer_model
 
     prep = prepare(work, 0)
     emb = embed.load(work / "emb_float32")
@@ -62,19 +58,6 @@ def heads_and_finetune(work: Path) -> dict:
         start = time.perf_counter()
         heads.train_head(prep, emb, work / f"run_{head}", head, folds=3, redo=True)
         out[f"{head}_3_folds_s"] = round(time.perf_counter() - start, 1)
-    import keras
-
-    model, _ = transfer_model("encoder", True, 224, weights=str(work / "vit_b16_random"))
-    x = np.random.default_rng(0).uniform(0, 255, (8, 224, 224, 3)).astype("float32")
-    y = np.eye(4, dtype="float32")[[0, 1, 2, 3] * 2]
-    for phase in (1, 2):
-        (freeze_backbone if phase == 1 else encoder_last_fifth)(model)
-        model.compile(keras.optimizers.AdamW(1e-5), keras.losses.CategoricalCrossentropy(from_logits=True))
-        model.train_on_batch(x, y)  # trace
-        start = time.perf_counter()
-        for _ in range(2):
-            model.train_on_batch(x, y)
-        out[f"finetune_phase{phase}_tiles_per_s"] = round(16 / (time.perf_counter() - start), 2)
     return out
 
 
@@ -103,7 +86,7 @@ def main() -> None:
     rows[0]["cache_mib_synthetic_default"] = round(rows[0]["bytes_per_tile"] * DEFAULT_TILES / 2 ** 20, 1)
     print({"bf16_speedup": round(rows[1]["tiles_per_s"] / rows[0]["tiles_per_s"], 2),
            "cache_mib_synthetic_default": rows[0]["cache_mib_synthetic_default"]})
-    print(heads_and_finetune(args.work))
+    print(heads_timing(args.work))
 
 
 if __name__ == "__main__":

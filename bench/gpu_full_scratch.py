@@ -54,7 +54,7 @@ def main():
     start = time.perf_counter()
     smoke = os.environ.get("ANNDL_SMOKE") == "1"  # a quick local check of this script itself
     size = dict(n_train=40, n_test=4, scale=0.3, seed=0) if smoke else SYNTHETIC_DEFAULT
-    data = synthetic.generate("/tmp/anndl_synthetic", workers=os.cpu_count(), progress=False, **size)
+    data = synthetic.generate("/tmp/anndl_synthetic", progress=False, **size)
     manifest = read_challenge(data, workers=os.cpu_count())
     cleaned = outliers.clean(manifest, outliers.ColourTextureEmbedder())
     kept = cleaned[cleaned.status == "kept"]

@@ -3,7 +3,7 @@ same K folds, each with its bootstrap 95% interval and its prediction cost per i
 
 Trains K-fold runs for each family (reused when the run's record matches, resumed when interrupted), compares them
 with ``anndl.engine.compare.compare_variants`` and writes the table to ``OUT/runs/compare_<tag>.csv|md`` and a
-copy with its settings to ``bench/results/``. The results table (``anndl report``) then holds the
+copy with its settings to ``bench/results/``. The results table (``report.write_report``) then holds the
 out-of-fold rows of every run.
 
 Usage:

@@ -10,7 +10,7 @@ import pytest
 from anndl.data import synthetic
 
 HE_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "he_samples"
-TINY = dict(n_train=24, n_test=6, scale=0.25, seed=7, n_stickers=2, n_green=2)
+TINY = dict(n_train=24, n_test=6, scale=0.25, seed=7)  # 2 stickers, 2 green
 
 
 # the weights' digest cache (``artifacts.content_digest``) of this run, never the user's
@@ -38,7 +38,7 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A read-only tiny synthetic folder; copy it (``data_copy``) before changing anything."""
-    return synthetic.generate(tmp_path_factory.mktemp("tiny") / "challenge", progress=False, workers=1, **TINY)
+    return synthetic.generate(tmp_path_factory.mktemp("tiny") / "challenge", progress=False, **TINY)
 
 
 @pytest.fixture(scope="session")

@@ -63,24 +63,21 @@ def test_runs_on_other_folds_or_without_probabilities_are_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_blend_of_a_tile_network_and_a_probe_on_a_timm_encoder(tiny_data, shared_outputs, tmp_path, capsys):
+def test_blend_of_a_tile_network_and_a_probe_on_a_timm_encoder(tiny_data, shared_outputs, tmp_path):
     """The scratch ResNet K-fold run of table 1 (tests/test_compare.py trained it in the session's outputs) and a
     linear probe on the tiny UNI layout's embeddings, on the same folds; blended, then a submission."""
     from anndl.engine import compare, embed, experiment, runs
 
     table1 = compare.run_comparison("table1", tiny_data, shared_outputs, folds=2).provenance["runs"]
     prep = experiment.prepare(tiny_data, shared_outputs)
-    assert cli.main(["embed", "--encoder", str(TIMM / "uni"), "--data", str(tiny_data), "--work", str(shared_outputs),
-                     "--out", str(tmp_path / "emb_uni")]) == 0  # the command a user runs on a timm folder
-    emb = embed.load(tmp_path / "emb_uni")
+    emb = embed.embed(prep, str(TIMM / "uni"), tmp_path / "emb_uni")
     probe = runs.fit(prep, tmp_path / "probe", "linear_probe", folds=2, embeddings=emb)
     assert emb.encoder["layout"] == "timm" and "NOT pretrained" in probe.metrics["weights"]
-    members = [str(shared_outputs / table1["scratch ResNet"]), str(probe.folder)]
-    assert cli.main(["blend", "--runs", *members, "--out", str(tmp_path / "blend")]) == 0
-    printed = capsys.readouterr().out
+    members = [shared_outputs / table1["scratch ResNet"], probe.folder]
+    runs.blend(members, tmp_path / "blend")
     metrics = json.loads((tmp_path / "blend" / "metrics.json").read_text())
     assert 0 <= metrics["oof_macro_f1"] <= 1 and len(metrics["oof_macro_f1_ci"]) == 2
-    assert "blend out-of-fold macro F1" in printed and "1:scratch_resnet" in printed
+    assert "1:scratch_resnet" in metrics["blend_weights"]
     assert sum(metrics["blend_weights"].values()) == pytest.approx(1)
     out = tmp_path / "submission.csv"
     assert cli.main(["predict", "--run", str(tmp_path / "blend"), "--data", str(tiny_data), "--out", str(out)]) == 0

@@ -157,10 +157,10 @@ def test_bad_header_and_stray_file(data_copy):
     _expect(data_copy, "train_labels.csv", "header")
 
 
-def test_cli_reports_data_fault_without_traceback(data_copy):
+def test_cli_reports_data_fault_without_traceback(data_copy, tmp_path):
     (data_copy / "train_data" / "mask_0003.png").unlink()
-    result = subprocess.run([sys.executable, "-m", "anndl", "validate", "--data", str(data_copy)],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "anndl", "train", "--data", str(data_copy), "--out",
+                             str(tmp_path / "run")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "mask_0003.png: mask is missing" in result.stderr
     assert "Traceback" not in result.stderr
@@ -170,7 +170,7 @@ def test_resolve_prefers_real_folder_then_synthetic(tiny_data, tmp_path):
     assert resolve_data_dir(tiny_data) == tiny_data
     empty = tmp_path / "empty"
     empty.mkdir()
-    tiny = dict(n_train=8, n_test=1, scale=0.05, n_stickers=0, n_green=0, workers=1, progress=False)
+    tiny = dict(n_train=8, n_test=1, scale=0.05, progress=False)
     made = resolve_data_dir(empty, tiny)  # no challenge folder: the synthetic default is generated ...
     assert made == empty / "synthetic" and (made / "planted_outliers.csv").is_file()
     assert len(read_challenge(made).query("split == 'train'")) == 8

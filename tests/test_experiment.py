@@ -16,8 +16,7 @@ def test_prepare_reuses_only_outputs_of_the_same_data(tiny_data, tmp_path, capsy
     again = experiment.prepare(tiny_data, tmp_path / "work")
     assert capsys.readouterr().out.count("reusing") == 3  # clean, train tiles, test tiles
     assert again.tiles.equals(first.tiles) and again.split.equals(first.split)
-    other = synthetic.generate(tmp_path / "other", n_train=16, n_test=2, scale=0.25, seed=99, n_stickers=1,
-                               n_green=1, progress=False, workers=1)
+    other = synthetic.generate(tmp_path / "other", n_train=16, n_test=2, scale=0.25, seed=99, progress=False)
     swapped = experiment.prepare(other, tmp_path / "work")
     assert "reusing" not in capsys.readouterr().out
     assert set(swapped.clean.sample_index) == {f"img_{i:04d}.png" for i in range(16)}

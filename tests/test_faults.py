@@ -3,7 +3,6 @@ result first, Ctrl-C that ends, a full disk that leaves nothing behind, paths sh
 the smaller checks (file modes, a held lock, not-regular files, Unicode line separators in labels)."""
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -138,22 +137,21 @@ def test_a_package_release_alone_reuses_and_a_code_version_says_so_in_one_space(
 # ----------------------------------------------------------------------------------------------- Ctrl-C
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_ctrl_c_and_sigterm_end_synth_with_one_line_and_no_children(tmp_path, how):
-    """Ctrl-C ends ``synth`` (no hang) with exit 130, one line and no orphan workers; SIGTERM to the process alone
-    (how Colab, Kaggle and schedulers end it) the same way with exit 143. How fast is measured, not asserted
-    (timings never go into tests; typically ~0.35 s)."""
+def test_ctrl_c_and_sigterm_end_synth_with_one_line(tmp_path, how):
+    """Ctrl-C ends ``synth`` (no hang) with exit 130 and one line; SIGTERM to the process alone (how Colab, Kaggle
+    and schedulers end it) the same way with exit 143. How fast is measured, not asserted (timings never go into
+    tests; typically ~0.35 s)."""
     proc = subprocess.Popen([sys.executable, "-m", "anndl", "synth", "--out", str(tmp_path / "s"), "--n-train", "400",
-                             "--n-test", "20", "--scale", "0.3", "--workers", "2"], stdout=subprocess.PIPE,
+                             "--n-test", "20", "--scale", "0.3"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO_ROOT,
                             # SIGINT at its default, as under a terminal: a test run started in the background
                             # (nohup, `cmd &` without job control) inherits it ignored, and Python then installs
                             # no KeyboardInterrupt handler
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    children, deadline = [], time.time() + 120
-    while len(children) < 2 and time.time() < deadline and proc.poll() is None:  # until the pool works
+    first, deadline = tmp_path / "s" / "train_data" / "img_0000.png", time.time() + 120
+    while not first.exists() and time.time() < deadline and proc.poll() is None:  # until it renders
         time.sleep(0.2)
-        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 2, "the pool did not start"
+    assert first.exists(), "synth did not start rendering"
     time.sleep(1)
     sent = time.time()
     if how == "ctrl-c":
@@ -170,7 +168,6 @@ def test_ctrl_c_and_sigterm_end_synth_with_one_line_and_no_children(tmp_path, ho
     assert err.rstrip().splitlines()[-1] == (f"{said}: the folder is incomplete; the same command writes it "
                                              "again from the start")
     assert "Traceback" not in err
-    assert not [c for c in children if Path(f"/proc/{c}").exists()]
 
 
 # -------------------------------------------------------------------------------------------- full disk
@@ -226,23 +223,19 @@ def test_memory_scratch_is_swept_after_a_kill_and_a_planted_temporary_link_is_ne
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".best.tmp.weights.h5", "best.weights.h5"]
 
 
-def test_a_full_disk_during_report_is_one_line_exit_2_and_no_file(tmp_path, monkeypatch, capsys):
-    runs = tmp_path / "runs"
-    (runs / "a").mkdir(parents=True)
-    scores = {"macro_f1": 0.5, "macro_f1_ci95": [0.4, 0.6], "accuracy": 0.5, "images": 8}
-    (runs / "a" / "metrics.json").write_text(json.dumps({
-        "model": "scratch_resnet", "profile": "smoke", "weights": "random initialisation (trained from scratch)",
-        "data": "synthetic stand-in (anndl synth) at /x [fingerprint aaaa11112222]",
-        "validation": {"hard": scores, "soft": scores}}))
-    artifacts.complete(runs / "a", artifacts.request("train", data="[fingerprint aaaa11112222]"), ["metrics.json"])
+def test_a_full_disk_during_predict_is_one_line_exit_2_and_no_file(finished, tiny_data, tmp_path, monkeypatch,
+                                                                   capsys):
+    _, work = finished
+    out = tmp_path / "submissions" / "submission.csv"
+    out.parent.mkdir()
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    assert cli.main(["report", "--runs", str(runs)]) == 2
-    assert _error_lines(capsys) == [f"error: {runs / 'results.csv'}: could not write (No space left on device)"]
-    assert sorted(p.name for p in runs.iterdir()) == ["a"]
+    assert cli.main(["predict", "--run", str(work / "runs" / "ok"), "--data", str(tiny_data), "--out", str(out)]) == 2
+    assert _error_lines(capsys) == [f"error: {out}: could not write (No space left on device)"]
+    assert list(out.parent.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------------ paths
@@ -320,7 +313,7 @@ def test_a_labels_or_classes_file_not_in_utf8_is_named(data_copy, encoding, said
         read_classes(data_copy)
 
 
-def test_a_class_without_a_training_image_is_named_by_validate_and_refused_by_train(data_copy, tmp_path, capsys):
+def test_a_class_without_a_training_image_is_refused_by_train(data_copy, tmp_path, capsys):
     import pandas as pd
 
     labels = pd.read_csv(data_copy / "train_labels.csv")
@@ -330,8 +323,6 @@ def test_a_class_without_a_training_image_is_named_by_validate_and_refused_by_tr
     for name in gone:
         (data_copy / "train_data" / name).unlink()
         (data_copy / "train_data" / name.replace("img_", "mask_")).unlink()
-    assert cli.main(["validate", "--data", str(data_copy)]) == 0
-    assert "warning: no training image of class 'Triple negative'" in capsys.readouterr().out
     assert cli.main(["train", "--data", str(data_copy), "--out", str(tmp_path / "run"), "--work", str(tmp_path)]) == 2
     (error,) = _error_lines(capsys)
     assert error.startswith(f"error: {data_copy / 'train_labels.csv'}: no kept training image of class 'Triple negative'")
@@ -362,28 +353,19 @@ def test_settings_that_would_be_ignored_or_clipped_are_refused_with_one_line(tin
 
 def test_an_unexpected_fault_is_one_line_naming_the_command_and_debug_shows_the_traceback(tmp_path, monkeypatch,
                                                                                           capsys):
-    monkeypatch.setattr(cli, "cmd_validate", lambda args: {}["missing"])
-    monkeypatch.setattr(cli, "_needs_tensorflow", lambda args: False)
-    parser = cli.build_parser
-
-    def patched():
-        p = parser()
-        p._subparsers._group_actions[0].choices["validate"].set_defaults(func=cli.cmd_validate)
-        return p
-
-    monkeypatch.setattr(cli, "build_parser", patched)
-    assert cli.main(["validate", "--data", str(tmp_path)]) == 1
+    monkeypatch.setattr(cli.synthetic, "generate", lambda **kwargs: {}["missing"])
+    assert cli.main(["synth", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: anndl validate failed: KeyError:") and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: anndl synth failed: KeyError:") and len(err.strip().splitlines()) == 1
     with pytest.raises(KeyError):
-        cli.main(["validate", "--data", str(tmp_path), "--debug"])
+        cli.main(["synth", "--out", str(tmp_path), "--debug"])
 
 
 def test_a_scratch_resnet_run_is_an_encoder(finished, tiny_data):
     """In a fresh process (where nothing imported the model registry, which registers the ResNet's layers)."""
     _, work = finished
-    calls = [["embed", "--encoder", str(source), "--data", str(tiny_data), "--work", str(work),
-              "--out", str(work / "emb" / source.name)]
+    calls = [["train", "--model", "linear_probe", "--encoder", str(source), "--data", str(tiny_data), "--work",
+              str(work), "--embeddings", str(work / "emb" / source.name), "--out", str(work / "probe" / source.name)]
              for source in (work / "runs" / "ok", work / "runs" / "ok" / "model.keras")]
     done = subprocess.run([sys.executable, "-c", f"import sys; from anndl import cli; "
                            f"sys.exit(max(cli.main(a) for a in {calls!r}))"], capture_output=True, text=True,

@@ -143,8 +143,7 @@ def test_other_data_other_settings_cut_and_empty_files_are_rebuilt(tiny_data, re
     printed = capsys.readouterr().out
     assert "made with settings phases.0.epochs 3, not 2: training it again" in printed
     assert json.loads((out / "runs/scratch_resnet/metrics.json").read_text())["epochs_run"] == 2
-    other = synthetic.generate(tmp_path / "other", n_train=16, n_test=3, scale=0.25, seed=99, n_stickers=1,
-                               n_green=1, progress=False, workers=1)
+    other = synthetic.generate(tmp_path / "other", n_train=16, n_test=3, scale=0.25, seed=99, progress=False)
     assert cli.main(_command(other, out)) == 0  # the main user path: synthetic first, then other data
     printed = capsys.readouterr().out
     assert "runs/scratch_resnet: made from data" in printed and "reusing" not in printed
@@ -179,8 +178,7 @@ def test_synth_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
     precious = tmp_path / "work"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    args = ["synth", "--out", str(precious), "--n-train", "8", "--n-test", "1", "--scale", "0.05",
-            "--n-stickers", "0", "--n-green", "0", "--workers", "1"]
+    args = ["synth", "--out", str(precious), "--n-train", "8", "--n-test", "1", "--scale", "0.05"]
     assert cli.main(args) == 2
     assert f"{precious}: folder is not empty and was not written by `anndl synth`" in capsys.readouterr().err
     assert cli.main([*args, "--force"]) == 0 and (precious / "notes.txt").read_text() == "keep me"

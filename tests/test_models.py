@@ -40,18 +40,6 @@ def test_every_registered_model_kind(name, tmp_path):
     check_model(registry.build_model(ModelSettings(name, "smoke", TILE, num_classes=4)), tmp_path)
 
 
-def test_encoder_kind_from_a_saved_encoder(tmp_path):
-    inputs = keras.Input((TILE, TILE, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, name="c1")(x)
-    x = keras.layers.Conv2D(4, 3, name="c2")(x)
-    encoder = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x), name="tiny_encoder")
-    encoder.save(tmp_path / "encoder.keras")
-    built = registry.build_model(ModelSettings("encoder", "smoke", TILE, weights=str(tmp_path / "encoder.keras"),
-                                               num_classes=3))
-    check_model(built, tmp_path, n_classes=3)
-
-
 def test_unknown_model_names_the_choices():
     with pytest.raises(ValueError, match="unknown model 'resnet'; choose from"):
         registry.build_model(ModelSettings("resnet"))

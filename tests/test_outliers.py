@@ -69,13 +69,20 @@ def test_clean_finds_the_planted_outliers(tiny_data):
         assert g[row.sample_index] == g[row.twin] >= 0
 
 
-def test_clean_cli_is_deterministic(tiny_data, tmp_path):
-    import subprocess, sys
+def test_clean_stage_is_deterministic_across_processes(tiny_data, tmp_path):
+    import json
+    import subprocess
+    import sys
+
     for name in ("a", "b"):
-        result = subprocess.run([sys.executable, "-m", "anndl", "clean", "--data", str(tiny_data),
-                                 "--out", str(tmp_path / name)], capture_output=True, text=True)
+        code = ("import sys; from anndl.data import read_challenge, stages; m = read_challenge(sys.argv[1]); "
+                "stages.clean_stage(m, stages.data_note(sys.argv[1], m), sys.argv[2])")
+        result = subprocess.run([sys.executable, "-c", code, str(tiny_data), str(tmp_path / name)],
+                                capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-    assert "'sticker': 2" in result.stdout and "'green': 2" in result.stdout and "after" in result.stdout
+    summary = json.loads((tmp_path / "b/clean_summary.json").read_text())
+    assert summary["status_counts"]["sticker"] == 2 and summary["status_counts"]["green"] == 2
+    assert summary["class_counts_after"]
     assert (tmp_path / "a/clean_manifest.csv").read_bytes() == (tmp_path / "b/clean_manifest.csv").read_bytes()
     planted = pd.read_csv(tiny_data / "planted_outliers.csv")
     flagged = pd.read_csv(tmp_path / "a/clean_manifest.csv").query("status != 'kept'")

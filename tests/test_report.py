@@ -94,23 +94,21 @@ def test_other_label_sets_get_no_challenge_reference_and_comparisons_are_include
 
 
 def test_a_cut_or_unrecorded_run_is_not_ranked_and_a_line_names_it(tmp_path, capsys):
-    from anndl import cli
-
     runs = tmp_path / "runs"
     _metrics(runs / "scratch_resnet", "scratch_resnet", hard=0.5)
     _metrics(runs / "vit", "vit", hard=0.9)
     (runs / "vit" / "metrics.json").write_text("")  # a full disk while rewriting it
     _metrics(runs / "convnext", "convnext", hard=0.8)
     (runs / "convnext" / artifacts.RECORD).unlink()  # killed before its record was written
-    assert cli.main(["report", "--runs", str(runs)]) == 0
+    write_report(runs)
     out = capsys.readouterr().out
     assert f"not ranked: {runs / 'vit'}: metrics.json changed since it was recorded" in out
     assert f"not ranked: {runs / 'convnext'}: not a finished artifact" in out
     table = pd.read_csv(runs / "results.csv")
     assert set(table.model) == {"scratch_resnet"}  # only the run whose record verifies
     (runs / "scratch_resnet" / "metrics.json").write_text("{}")
-    assert cli.main(["report", "--runs", str(runs)]) == 2  # nothing left to rank: an error, not an empty table
-    assert "no finished run found" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no finished run found"):  # nothing left to rank: not an empty table
+        write_report(runs)
 
 
 def _gated_result():

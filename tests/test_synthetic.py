@@ -17,9 +17,9 @@ def _tree_digest(root):
 
 
 def test_same_arguments_give_identical_trees(tmp_path):
-    args = dict(n_train=12, n_test=3, scale=0.15, seed=3, n_stickers=1, n_green=1, progress=False)
-    a = synthetic.generate(tmp_path / "A", workers=2, **args)
-    b = synthetic.generate(tmp_path / "B", workers=1, **args)
+    args = dict(n_train=12, n_test=3, scale=0.15, seed=3, progress=False)
+    a = synthetic.generate(tmp_path / "A", **args)
+    b = synthetic.generate(tmp_path / "B", **args)
     assert _tree_digest(a) == _tree_digest(b)
     c = synthetic.generate(tmp_path / "C", **{**args, "seed": 4})
     assert _tree_digest(a) != _tree_digest(c)
@@ -54,8 +54,7 @@ def test_planted_outliers_match_the_real_kind(tiny_data):
 
 
 def test_size_follows_scale(tmp_path):
-    out = synthetic.generate(tmp_path / "s", n_train=8, n_test=1, scale=0.2, seed=0, n_stickers=0,
-                             n_green=0, progress=False)
+    out = synthetic.generate(tmp_path / "s", n_train=8, n_test=1, scale=0.2, seed=0, progress=False)
     manifest = read_challenge(out)
     assert (manifest[["height", "width"]].min(axis=1) == round(1024 * 0.2)).all()
     mask = read_mask(manifest.iloc[0].mask_path)
@@ -63,5 +62,8 @@ def test_size_follows_scale(tmp_path):
 
 
 def test_rejects_impossible_arguments(tmp_path):
-    with pytest.raises(ValueError, match="too few clean images"):
-        synthetic.generate(tmp_path / "x", n_train=10, n_test=1, n_stickers=3, n_green=2)
+    with pytest.raises(ValueError, match="need n_train >= 8"):
+        synthetic.generate(tmp_path / "x", n_train=7, n_test=1)
+    with pytest.raises(ValueError, match="scale must be"):
+        synthetic.generate(tmp_path / "x", n_train=8, n_test=1, scale=5)
+    assert not (tmp_path / "x").exists()

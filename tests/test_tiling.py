@@ -69,23 +69,20 @@ def test_split_is_stratified_group_safe_and_reproducible():
     assert abs(val.get("Triple negative", 0) - (clean.label == "Triple negative").mean()) < 0.1
 
 
-def test_tile_command_covers_every_image_once_and_is_byte_identical(tiny_data, tmp_path):
-    clean_dir = tmp_path / "clean"
-    assert subprocess.run([sys.executable, "-m", "anndl", "clean", "--data", str(tiny_data), "--out",
-                           str(clean_dir)], capture_output=True).returncode == 0
-    outputs = []
+def test_the_tile_stages_cover_every_image_once_and_are_byte_identical(tiny_data, tmp_path):
+    code = ("import sys; from anndl.data import stages, tiling; "
+            "stages.prepare(sys.argv[1], sys.argv[2], tiling_config=tiling.TilingConfig(64, 64))")
     for name in ("a", "b"):
-        result = subprocess.run([sys.executable, "-m", "anndl", "tile", "--data", str(tiny_data), "--clean",
-                                 str(clean_dir / "clean_manifest.csv"), "--out", str(tmp_path / name),
-                                 "--tile-size", "64"], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-c", code, str(tiny_data), str(tmp_path / name)],
+                                capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        outputs.append((tmp_path / name / "tiles.csv").read_bytes())
-    assert outputs[0] == outputs[1]
-    assert (tmp_path / "a" / "test" / "tiles.csv").read_bytes() == (tmp_path / "b" / "test" / "tiles.csv").read_bytes()
-    tiles = pd.concat([pd.read_csv(tmp_path / "a" / "tiles.csv", keep_default_na=False),
-                       pd.read_csv(tmp_path / "a" / "test" / "tiles.csv", keep_default_na=False)])
-    assert set(pd.read_csv(tmp_path / "a" / "tiles.csv").split) == {"train", "val"}  # test tiles: their own artifact
-    clean = pd.read_csv(clean_dir / "clean_manifest.csv")
+    a, b = tmp_path / "a" / "tiles", tmp_path / "b" / "tiles"
+    assert (a / "tiles.csv").read_bytes() == (b / "tiles.csv").read_bytes()
+    assert (a / "test" / "tiles.csv").read_bytes() == (b / "test" / "tiles.csv").read_bytes()
+    tiles = pd.concat([pd.read_csv(a / "tiles.csv", keep_default_na=False),
+                       pd.read_csv(a / "test" / "tiles.csv", keep_default_na=False)])
+    assert set(pd.read_csv(a / "tiles.csv").split) == {"train", "val"}  # test tiles: their own artifact
+    clean = pd.read_csv(tmp_path / "a" / "clean" / "clean_manifest.csv")
     manifest = read_challenge(tiny_data)
     kept = set(clean.sample_index[clean.status == "kept"])
     assert set(tiles.sample_index[tiles.split != "test"]) == kept            # removed images: no tiles
@@ -96,19 +93,19 @@ def test_tile_command_covers_every_image_once_and_is_byte_identical(tiny_data, t
     assert not tiles.duplicated(["split", "sample_index", "x", "y"]).any()
 
 
-def test_tile_command_rejects_bad_parameters_and_a_missing_clean_step(tiny_data, tmp_path, capsys):
+def test_bad_tiling_parameters_and_a_missing_clean_step_are_refused(tiny_data, tmp_path, capsys):
     from anndl import cli
+    from anndl.core import artifacts
+    from anndl.data import stages
 
-    assert cli.main(["clean", "--data", str(tiny_data), "--out", str(tmp_path / "clean")]) == 0
-    bad = ["tile", "--data", str(tiny_data), "--clean", str(tmp_path / "clean"), "--out", str(tmp_path / "t")]
+    bad = ["train", "--data", str(tiny_data), "--out", str(tmp_path / "run")]
     assert cli.main([*bad, "--min-mask-pixels", "-3"]) == 2
     assert "min_mask_pixels must be an integer in [0, tile_size**2" in capsys.readouterr().err
     assert cli.main([*bad, "--tile-size", "0"]) == 2
     assert "tile_size must be a positive integer" in capsys.readouterr().err
-    missing = ["tile", "--data", str(tiny_data), "--clean", str(tmp_path / "none"), "--out", str(tmp_path / "t")]
-    assert cli.main(missing) == 2
-    err = capsys.readouterr().err
-    assert f"{tmp_path / 'none'}: not a finished clean" in err and "Traceback" not in err
+    manifest = read_challenge(tiny_data)
+    with pytest.raises(artifacts.ArtifactError, match=f"{tmp_path / 'none'}: not a finished clean"):
+        stages.tiles_stage(manifest, stages.data_note(tiny_data, manifest), tmp_path / "none", tmp_path / "t")
 
 
 def test_a_changed_test_image_remakes_only_what_reads_the_test_set(data_copy, tmp_path, capsys):

@@ -6,11 +6,9 @@ PRIVATE_NAMES = (
     ("keras.src.applications.convnext", "ConvNeXt"),
     ("keras.src.layers.preprocessing.data_layer", "DataLayer"),
     ("keras.layers.Layer", "_layers"),
-    ("keras.layers.Layer", "_flatten_layers"),
     ("keras_hub.src.utils.transformers", "convert_vit"),
     ("keras_hub.src.utils.transformers", "convert_dinov2"),
     ("keras_hub.src.utils.transformers.safetensor_utils", "SafetensorLoader"),
-    ("keras_hub.src.utils.preset_utils", "get_file"),
 )
 
 
@@ -36,20 +34,8 @@ def sublayers(layer) -> list:
     return list(layer._layers)
 
 
-def weighted_leaf_layers(model) -> list:
-    """The nested layers of ``model`` that hold weights and have no sublayers, in order (no public traversal)."""
-    return [layer for layer in model._flatten_layers(include_self=False)
-            if layer.weights and not layer._flatten_layers(include_self=False, recursive=False)]
-
-
 def hf_converters():
     """KerasHub's Hugging Face converters: no public entry point takes a local transformers folder."""
     from keras_hub.src.utils.transformers import convert_dinov2, convert_vit
     from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
     return convert_vit, convert_dinov2, SafetensorLoader
-
-
-def preset_file(preset: str, name: str) -> str:
-    """A file of a KerasHub preset (local folder, ``kaggle://`` or ``hf://``), fetched as KerasHub fetches it."""
-    from keras_hub.src.utils.preset_utils import get_file
-    return get_file(preset, name)

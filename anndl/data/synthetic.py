@@ -2,17 +2,15 @@
 
 Classes differ only in morphology, through overlapping per-image parameters (nuclei keep their pixel size at every
 ``scale``). Each image is stained (Beer-Lambert) by one of ``stain_sites`` of :data:`SITES`, drawn independently of
-its class but for ``site_class_correlation`` (shortcut learning on purpose); ``stain_sites=0``: the earlier generator.
+its class but for ``site_class_correlation`` (shortcut learning on purpose).
 Outliers (train split only): "sticker" images copy a genuine image and its mask with a cartoon ogre drawn over it,
 "green" ones carry a green slime blob. ``planted_outliers.csv`` and ``sites.csv`` are ground truth, never read.
 """
 
 import csv
 import json
-import multiprocessing
 import shutil
 from collections import namedtuple
-from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -24,7 +22,7 @@ from anndl.core.labels import LABELS
 
 REAL_TRAIN_COUNTS = {"Luminal A": 205, "Luminal B": 220, "HER2(+)": 189, "Triple negative": 77}
 REAL_N_TRAIN, REAL_N_TEST = 691, 477
-REAL_STICKERS, REAL_GREEN = 60, 50
+REAL_STICKERS, REAL_GREEN = 60, 50  # planted outliers per REAL_N_TRAIN train images
 SITES_FILE = "sites.csv"
 
 # A class's mean tumour look: share of nuclei around gland lumina, nuclear radius (pixels), relative spread of nuclear
@@ -125,13 +123,12 @@ def _image_size(rng: np.random.Generator, scale: float) -> tuple[int, int]:
     return (short, long) if rng.random() < 0.5 else (long, short)
 
 
-def _image_morphology(rng: np.random.Generator, label: str, balanced: bool) -> Morphology:
-    """The class's look blended towards a random class's, jittered (``balanced``: darkness left unjittered)."""
-    looks = BALANCED_MORPHOLOGY if balanced else CLASS_MORPHOLOGY
-    own, other = looks[label], looks[LABELS[rng.integers(len(LABELS))]]
+def _image_morphology(rng: np.random.Generator, label: str) -> Morphology:
+    """The class's balanced look blended towards a random class's, jittered (darkness left unjittered)."""
+    own, other = BALANCED_MORPHOLOGY[label], BALANCED_MORPHOLOGY[LABELS[rng.integers(len(LABELS))]]
     t = rng.uniform(0, OVERLAP)
     m = Morphology(*[((1 - t) * a + t * b) * float(np.exp(rng.normal(0, JITTER))) for a, b in zip(own, other)])
-    return m._replace(darkness=NUCLEAR_DARKNESS) if balanced else m
+    return m._replace(darkness=NUCLEAR_DARKNESS)
 
 
 def _sample_points(rng: np.random.Generator, region: np.ndarray | tuple, n: int) -> np.ndarray:
@@ -166,17 +163,11 @@ def _clear_spaces(rng: np.random.Generator, lumen: np.ndarray, mask: np.ndarray,
 
 
 def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
-                  site: StainSite | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One H&E-like RGB image (uint8) and its ROI mask: Beer-Lambert in ``site``'s stain, or the earlier generator."""
+                  site: StainSite) -> tuple[np.ndarray, np.ndarray]:
+    """One H&E-like RGB image (uint8) and its ROI mask, Beer-Lambert in ``site``'s stain."""
     f32 = np.float32
-    m = _image_morphology(rng, label, site is not None)
-    if site is None:
-        hema = (np.array([0.32, 0.12, 0.45]) + rng.normal(0, 0.05, 3)).astype(f32)       # nuclei (purple)
-        eosin = (np.array([0.93, 0.56, 0.74]) + rng.normal(0, 0.04, 3)).astype(f32)      # stroma (pink)
-        background = (np.array([0.95, 0.92, 0.95]) + rng.normal(0, 0.01, 3)).astype(f32)
-    else:
-        stain = jittered_stain(rng, site)
-        background = stain["background"].astype(f32)
+    m = _image_morphology(rng, label)
+    stain = jittered_stain(rng, site)
     mask = _roi_mask(rng, h, w)
 
     # Stroma: fibrous pink with holes of pale background.
@@ -198,8 +189,7 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
         k = max(6, int(2 * np.pi * ring / (2.3 * m.radius)))
         angles = np.linspace(0, 2 * np.pi, k, endpoint=False) + rng.uniform(0, 2 * np.pi)
         gland_points.extend(zip(cx + ring * np.cos(angles), cy + ring * np.sin(angles)))
-    if site is not None:
-        _clear_spaces(rng, lumen, mask, mask_pixels, LUMEN_COVERAGE * float(np.exp(rng.normal(0, JITTER))))
+    _clear_spaces(rng, lumen, mask, mask_pixels, LUMEN_COVERAGE * float(np.exp(rng.normal(0, JITTER))))
     lumen_alpha = cv2.GaussianBlur(lumen.astype(np.float32), (0, 0), 1.5)[..., None] * 0.85
     sheet = _sample_points(rng, mask_pixels, n_tumour - n_gland)
     _draw_nuclei(rng, density_map, np.concatenate([np.reshape(gland_points, (-1, 2)), sheet]), m.radius,
@@ -209,18 +199,14 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
                  3.0, 0.2, 3.0, 0.55)
     lymph = np.concatenate([_sample_points(rng, mask_pixels, int(0.8 * m.lymphocytes * n_tumour)),
                             rng.random((int(0.2 * m.lymphocytes * n_tumour), 2), dtype=f32) * f32([w, h])])
-    _draw_nuclei(rng, density_map, lymph, LYMPHOCYTE_RADIUS, 0.1, 1.05, 0.95 if site is None else NUCLEAR_DARKNESS)
+    _draw_nuclei(rng, density_map, lymph, LYMPHOCYTE_RADIUS, 0.1, 1.05, NUCLEAR_DARKNESS)
     d = cv2.GaussianBlur(density_map, (0, 0), 0.8)[..., None]
     nuclear = np.clip(d * (f32(0.85) + f32(0.3) * rng.random((h, w, 1), dtype=f32)), 0, 1)
-    if site is None:  # the earlier generator: stroma, lumina, then nuclei blended over the background
-        image = background * (1 - alpha) + eosin * alpha
-        image = image * (1 - lumen_alpha) + background * lumen_alpha
-        image = image * (1 - nuclear) + hema * nuclear
-    else:  # Beer-Lambert: optical density adds over stains; eosin thins under nuclei
-        e_conc = alpha * (1 - lumen_alpha) * (1 - f32(0.5) * nuclear) * f32(E_CONCENTRATION * stain["e_strength"])
-        h_conc = nuclear * f32(H_CONCENTRATION * stain["h_strength"])
-        od = e_conc * stain["eosin"].astype(f32) + h_conc * stain["hematoxylin"].astype(f32)
-        image = background * np.exp(-od)
+    # Beer-Lambert: optical density adds over stains; eosin thins under nuclei
+    e_conc = alpha * (1 - lumen_alpha) * (1 - f32(0.5) * nuclear) * f32(E_CONCENTRATION * stain["e_strength"])
+    h_conc = nuclear * f32(H_CONCENTRATION * stain["h_strength"])
+    od = e_conc * stain["eosin"].astype(f32) + h_conc * stain["hematoxylin"].astype(f32)
+    image = stain["background"].astype(f32) * np.exp(-od)
     image += rng.standard_normal(image.shape, dtype=f32) * f32(0.006)
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
@@ -293,9 +279,9 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
 
 
 def _render_one(job: dict) -> None:
-    """Render and write one sample (worker entry point; deterministic in its own seed)."""
-    site = SITES[job["site"]] if job["site"] is not None else None
-    image, mask = render_tissue(np.random.default_rng(job["seed"]), *job["size"], job["tissue_label"], site)
+    """Render and write one sample (deterministic in its own seed)."""
+    image, mask = render_tissue(np.random.default_rng(job["seed"]), *job["size"], job["tissue_label"],
+                                SITES[job["site"]])
     out_dir, kind = Path(job["dir"]), job["kind"]
     if kind != "clean":
         rng = np.random.default_rng(job["seed_outlier"])
@@ -308,24 +294,13 @@ def _render_one(job: dict) -> None:
 SYNTH_MARKER = ".anndl-synth"
 
 
-def _die_with_parent() -> None:
-    """In a worker: end with the parent (Linux ``PR_SET_PDEATHSIG``); ignore Ctrl-C, which the parent handles."""
-    import ctypes
-    import signal
-    import sys
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pool ends its workers with SIGTERM: they just stop
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-
-
 def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_TEST, scale: float = 1.0,
-             seed: int = 0, n_stickers: int | None = None, n_green: int | None = None,
-             workers: int = 2, progress: bool = True, force: bool = False, stain_sites: int = 5,
+             seed: int = 0, progress: bool = True, force: bool = False, stain_sites: int = 5,
              site_class_correlation: float | bool = 0.0) -> Path:
     """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files. ``out``: empty,
     missing, an earlier synthetic folder (its marker records the settings: :func:`settings_of`) or, with ``force``, any
-    folder; only a synthetic folder's own files are replaced. ``stain_sites``: how many of :data:`SITES` stain."""
+    folder; only a synthetic folder's own files are replaced. ``stain_sites``: how many of :data:`SITES` stain;
+    the train split gets REAL_STICKERS stickers and REAL_GREEN green images per REAL_N_TRAIN (rounded)."""
     settings = default_settings(**locals())
     out = Path(out)
     n_stickers, n_green, correlation = settings["n_stickers"], settings["n_green"], settings["site_class_correlation"]
@@ -333,13 +308,10 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
             (out.exists() and not out.is_dir(), f"{out}: exists and is not a folder"),
             (out.is_dir() and any(out.iterdir()) and not force and not (out / SYNTH_MARKER).is_file(), f"{out}: "
              "folder is not empty and was not written by `anndl synth`; choose an empty folder or pass --force"),
-            (not 0 <= stain_sites <= len(SITES), f"stain_sites must be in [0, {len(SITES)}], got {stain_sites}"),
+            (not 1 <= stain_sites <= len(SITES), f"stain_sites must be in [1, {len(SITES)}], got {stain_sites}"),
             (not 0.0 <= correlation <= 1.0, f"site_class_correlation must be in [0, 1], got {site_class_correlation}"),
-            (correlation > 0 and stain_sites == 0, "site_class_correlation needs stain sites (stain_sites >= 1)"),
             (n_train < 8 or n_test < 1, f"need n_train >= 8 and n_test >= 1, got {n_train} and {n_test}"),
-            (not 0.02 <= scale <= 4, f"scale must be in [0.02, 4], got {scale}"),
-            (2 * n_stickers + n_green > n_train // 2, f"{n_stickers} stickers (each with a twin) and {n_green} green "
-                                                      f"images leave too few clean images out of {n_train}")):
+            (not 0.02 <= scale <= 4, f"scale must be in [0.02, 4], got {scale}")):
         if fault:
             raise ValueError(message)
     rng = np.random.default_rng(seed)
@@ -354,10 +326,8 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
     test_labels = [LABELS[i] for i in rng.choice(len(LABELS), n_test, p=np.array(
         list(REAL_TRAIN_COUNTS.values())) / sum(REAL_TRAIN_COUNTS.values()))]
     test_sizes = [_image_size(rng, scale) for _ in range(n_test)]
-    train_sites = test_sites = [None] * max(n_train, n_test)
-    if stain_sites:  # drawn after everything else, so labels, sizes and outliers match stain_sites=0
-        train_sites = site_of_images(rng, labels, stain_sites, correlation)
-        test_sites = site_of_images(rng, test_labels, stain_sites, correlation)
+    train_sites = site_of_images(rng, labels, stain_sites, correlation)  # drawn last: labels, sizes, outliers first
+    test_sites = site_of_images(rng, test_labels, stain_sites, correlation)
     for s, t in twin_of.items():  # a sticker image is a copy of its twin's tissue, size and stain
         sizes[s], train_sites[s] = sizes[t], train_sites[t]
     out.mkdir(parents=True, exist_ok=True)
@@ -375,23 +345,19 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
              "tissue_label": labels[twin_of.get(i, i)], "site": train_sites[i]} for i in range(n_train)]
     jobs += [{"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean", "seed": [seed, 1, i],
               "tissue_label": test_labels[i], "site": test_sites[i]} for i in range(n_test)]
-    # Leaving the pool terminates its workers (after Ctrl-C or an error, no wait for the queue); then the bar closes.
-    with (tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress) as bar,
-          multiprocessing.Pool(workers, initializer=_die_with_parent) if workers > 1 else nullcontext() as pool):
-        for _ in pool.imap(_render_one, jobs, chunksize=4) if pool else map(_render_one, jobs):
-            bar.update()
+    for job in tqdm(jobs, desc="synth", unit="img", disable=not progress):
+        _render_one(job)
     for s, t in twin_of.items():
         shutil.copyfile(out / "train_data" / f"mask_{t:04d}.png", out / "train_data" / f"mask_{s:04d}.png")
     write_rows(out / "train_labels.csv", [["sample_index", "label"]]
                + [[f"img_{i:04d}.png", labels[i]] for i in range(n_train)])
     write_rows(out / "planted_outliers.csv", [["sample_index", "kind", "twin"]] + [
         [f"img_{i:04d}.png", kinds[i], f"img_{twin_of[i]:04d}.png" if i in twin_of else ""] for i in sorted(kinds)])
-    if stain_sites:
-        rows = [[split, f"img_{i:04d}.png", names[i] if split == "train" else "", site, SITES[site].name, correlation]
-                for split, sites, names in (("train", train_sites, labels), ("test", test_sites, test_labels))
-                for i, site in enumerate(sites[:len(names)])]
-        header = ["split", "sample_index", "label", "site", "site_name", "site_class_correlation"]
-        write_rows(out / SITES_FILE, [header, *rows])
+    rows = [[split, f"img_{i:04d}.png", names[i] if split == "train" else "", site, SITES[site].name, correlation]
+            for split, sites, names in (("train", train_sites, labels), ("test", test_sites, test_labels))
+            for i, site in enumerate(sites)]
+    header = ["split", "sample_index", "label", "site", "site_name", "site_class_correlation"]
+    write_rows(out / SITES_FILE, [header, *rows])
     artifacts.write_text(out / SYNTH_MARKER, marker + json.dumps(settings, sort_keys=True) + "\n")
     return out
 
@@ -409,10 +375,9 @@ def default_settings(**overrides) -> dict:
     """The settings :func:`generate` records for these arguments (defaults and outlier counts filled in)."""
     import inspect
     params = inspect.signature(generate).parameters
-    keys = ("n_train", "n_test", "scale", "seed", "n_stickers", "n_green", "stain_sites", "site_class_correlation")
-    settings = {k: overrides.get(k, params[k].default) for k in keys}  # not how it is run (workers, progress)
-    for key, real in (("n_stickers", REAL_STICKERS), ("n_green", REAL_GREEN)):
-        if settings[key] is None:
-            settings[key] = round(real * settings["n_train"] / REAL_N_TRAIN)
+    keys = ("n_train", "n_test", "scale", "seed", "stain_sites", "site_class_correlation")
+    settings = {k: overrides.get(k, params[k].default) for k in keys}  # not how it is run (progress, force)
+    settings["n_stickers"] = round(REAL_STICKERS * settings["n_train"] / REAL_N_TRAIN)
+    settings["n_green"] = round(REAL_GREEN * settings["n_train"] / REAL_N_TRAIN)
     settings["site_class_correlation"] = float(settings["site_class_correlation"])
     return settings

@@ -2,7 +2,6 @@
 named comparison's variants (``COMPARISONS``) as K-fold runs; ``score_runs`` scores finished runs (``compare_runs``:
 of any family), ``compare_variants`` existing runs with TTA, ensembles and attention-MIL."""
 
-import contextlib
 import dataclasses
 import json
 import time
@@ -18,7 +17,7 @@ from anndl.core.config import PROFILES, REPO_ROOT, WeightsUnavailable, check_pro
 from anndl.core.env import commit, data_label, hardware
 from anndl.data.stages import VAL_FRACTION, weights_identity
 from anndl.data.tiling import SELECT_FRACTION
-from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain
+from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare
 from anndl.engine.runs import Run, fit, open_run
 from anndl.evaluate import metrics
 from anndl.evaluate.baselines import BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features, score
@@ -85,8 +84,7 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         if with_mil:
             start, fold_dir = time.perf_counter(), Path(first) / f"fold_{k}"
             encoder, config = encoders.run_encoder(fold_dir), artifacts.read_json(fold_dir / "config.json")
-            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"],
-                      stain=run_stain([fold_dir], [config]))
+            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"])
             encoder = embed.encode_fn(encoder)  # traced once for the fold's train and val tiles
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train", "select"), **kw)
             (emb_v, num_v, tab_v), embed_seconds = _timed(embed.features, encoder, fold.tiles, fold.manifest,
@@ -123,19 +121,18 @@ def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Variant:
     """A model, overrides of its settings (``experiment.train_run``'s ``overrides``: loss, focal_gamma, augment,
-    oversample, filters, stain_augment, seed, patience, learning_rate), the stain normalisation of its tiles, and
-    which out-of-fold prediction is scored: the voting ``rule`` and the ``phase`` (None: the final model)."""
+    oversample, filters, stain_augment, seed, patience, learning_rate), and which out-of-fold prediction is scored:
+    the voting ``rule`` and the ``phase`` (None: the final model)."""
 
     model: str = "scratch_resnet"
     settings: dict = field(default_factory=dict)
     rule: str = "hard"
     phase: int | None = None
-    stain_normalize: str | None = None
 
     def training(self) -> dict:
-        """What decides its K-fold run (variants that differ only in rule or phase share one run)."""
-        return {"model": self.model, "settings": dict(sorted(self.settings.items())),
-                "stain_normalize": self.stain_normalize}
+        """What decides its K-fold run (variants that differ only in rule or phase share one run; the constant
+        ``stain_normalize`` keeps earlier runs' keys)."""
+        return {"model": self.model, "settings": dict(sorted(self.settings.items())), "stain_normalize": None}
 
     def column(self) -> str:
         """Its column in the K-fold run's ``oof_predictions.csv``."""
@@ -191,8 +188,7 @@ COMPARISONS: dict[str, Comparison] = {  # a new comparison is one entry here
                          "32 filters": Variant(settings={"filters": 32})}, "the scratch ResNet's starting width",
                         "§4.1: 32 starting filters chosen over 16 for tiles (no score given)"),
     "stain": Comparison({"no stain handling": Variant(),
-                         "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"}),
-                         "Macenko normalisation": Variant(stain_normalize="macenko")},
+                         "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"})},
                         "stain handling (beyond the report)"),
     "seeds": Comparison({"seed 42": Variant(), "seed 7": Variant(settings={"seed": 7})},
                         "another seed of the same model (the run-to-run spread)"),
@@ -208,32 +204,6 @@ def profile_variants(name: str, profile: str) -> dict[str, Variant]:
         raise ValueError(f"unknown comparison {name!r}; choose from {list(COMPARISONS)}")
     skip = PROFILES[check_profile(profile)].left_out
     return {label: v for label, v in COMPARISONS[name].variants.items() if label not in skip}
-
-
-def parse_settings(pairs: list[str] | tuple[str, ...]) -> dict:
-    """``["loss=focal", "focal_gamma=3"]`` -> ``{"loss": "focal", "focal_gamma": 3}`` (numbers, booleans and
-    ``none`` parsed; anything else kept as text)."""
-    out = {}
-    for pair in pairs:
-        key, sep, text = (part.strip() for part in pair.partition("="))
-        if not sep or not key:
-            raise ValueError(f"--set takes key=value, got {pair!r}")
-        out[key] = {"true": True, "false": False, "none": None}.get(text.lower(), text)
-        for kind in (int, float) if out[key] is text else ():
-            with contextlib.suppress(ValueError):
-                out[key] = kind(text)
-                break
-    return out
-
-
-def custom_variant(base: str, pairs) -> tuple[str, Variant]:
-    """A variant made from the named ``base`` and ``--set`` overrides; named by them."""
-    if base not in VARIANTS:
-        raise ValueError(f"unknown variant {base!r}; choose from {list(VARIANTS)}")
-    changes = parse_settings(pairs)
-    label = ", ".join(f"{k}={v}" for k, v in changes.items())
-    fields = {key: changes.pop(key) for key in ("rule", "phase", "model", "stain_normalize") if key in changes}
-    return label, dataclasses.replace(VARIANTS[base], **fields, settings={**VARIANTS[base].settings, **changes})
 
 
 @dataclass
@@ -315,10 +285,7 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
               weights: str | None = None, redo: bool = False) -> Path:
     """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
     it): trained, resumed or reused by ``runs.fit`` (the one K-fold door). ``epochs``: a cap on every phase's epochs
-    (the profile's count where it is lower). ``prep`` must have the variant's stain normalisation."""
-    if (prep.stain or {}).get("method") != variant.stain_normalize:
-        raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
-                         f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
+    (the profile's count where it is lower)."""
     variant = as_run(variant, profile)
     epochs = binding_cap(variant, profile, epochs)
     key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
@@ -328,59 +295,50 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
                **({"weights": weights} if weights else {}), **({"max_epochs": epochs} if epochs else {})).folder
 
 
-def run_comparison(name: str | None, data_dir: Path | str, out: Path | str, *,
-                   variants: dict[str, Variant] | None = None, profile: str = "smoke", folds: int = 3,
+def run_comparison(name: str, data_dir: Path | str, out: Path | str, *, profile: str = "smoke", folds: int = 3,
                    epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
                    weights: dict[str, str] | None = None, redo: bool = False) -> ComparisonResult:
-    """Train (or reuse) every variant of the comparison ``name`` (or the ``variants`` given, the first the
-    reference) as a K-fold run on the same folds and score them out of fold: ``out/compare/<name>/``. ``epochs``:
-    a cap on every phase's epochs. ``weights``: {model: a local weights file or preset folder}; a model whose weights
-    cannot be loaded gets a row that says so and no score (never random weights in their place)."""
-    variants = profile_variants(name, profile) if variants is None else variants
-    name = name or "custom"
-    if len(variants) < 2:
-        raise ValueError("a comparison needs at least two variants (the first is the reference)")
+    """Train (or reuse) every variant of the comparison ``name`` (the first the reference) as a K-fold run on the
+    same folds and score them out of fold: ``out/compare/<name>/``. ``epochs``: a cap on every phase's epochs.
+    ``weights``: {model: a local weights file or preset folder}; a model whose weights cannot be loaded gets a row
+    that says so and no score (never random weights in their place)."""
+    variants = profile_variants(name, profile)
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
     out, weights = Path(out), dict(weights or {})
     code = commit()  # the code that trains, taken before anything runs
-    runs, refused, prepared = {}, {}, {}
+    runs, refused = {}, {}
+    prep = prepare(Path(data_dir), out, seed=seed)
     bar = tqdm(list(variants.items()), desc=f"compare {name}", unit="variant")
     for label, variant in bar:
         bar.set_postfix_str(label)
-        stain = variant.stain_normalize  # the data stages once per stain normalisation
-        if stain not in prepared:
-            prepared[stain] = prepare(Path(data_dir), out, seed=seed, stain_normalize=stain)
         try:
-            runs[label] = kfold_run(prepared[stain], out, variant, profile=profile, folds=folds, epochs=epochs,
-                                    seed=seed, mixed_precision=mixed_precision, weights=weights.get(variant.model),
-                                    redo=redo)
+            runs[label] = kfold_run(prep, out, variant, profile=profile, folds=folds, epochs=epochs, seed=seed,
+                                    mixed_precision=mixed_precision, weights=weights.get(variant.model), redo=redo)
         except WeightsUnavailable as e:
             refused[label] = " ".join(str(e).split())
     reference = next(iter(variants))
     if reference not in runs:
         raise WeightsUnavailable(f"{reference} (the reference of {name}): {refused[reference]}")
-    first = prepared[variants[reference].stain_normalize]
-    note = first.data_note
+    note = prep.data_note
     provenance = {"comparison": name, "variants": {k: v.training() | {"rule": v.rule, "phase": v.phase}
                                                    for k, v in variants.items()},
                   "profile": profile, "folds": folds, "epochs": epochs, "seed": seed, "precision": mixed_precision,
                   "data": note, "data_fingerprint": note.rsplit("fingerprint ", 1)[-1].rstrip("]"), "commit": code,
                   "machine": hardware(), "runs": {k: str(v.relative_to(out)) for k, v in runs.items()},
                   "not_run": refused, "gate": GATE}
-    if name in COMPARISONS:
-        spec = COMPARISONS[name]
-        provenance.update(question=spec.question, report=spec.report, report_numbers=spec.report_numbers,
-                          source=SOURCE if spec.report else None,
-                          left_out=[label for label in spec.variants if label not in variants])
+    spec = COMPARISONS[name]
+    provenance.update(question=spec.question, report=spec.report, report_numbers=spec.report_numbers,
+                      source=SOURCE if spec.report else None,
+                      left_out=[label for label in spec.variants if label not in variants])
     req = artifacts.request("compare", data=note,
                             inputs={k: artifacts.read_json(v / artifacts.RECORD)["id"] for k, v in runs.items()},
                             settings={k: v for k, v in provenance.items() if k not in ("commit", "machine")})
 
     def build(staging: Path):
         # the bootstrap's own seed, the one every run's metrics.json used: a variant's interval here is its run's
-        rows, predictions = score_runs(variants, runs, first.classes, BOOTSTRAP_SEED, refused,
-                                       colour=fold_colour(first, runs[reference]))
+        rows, predictions = score_runs(variants, runs, prep.classes, BOOTSTRAP_SEED, refused,
+                                       colour=fold_colour(prep, runs[reference]))
         artifacts.write_csv(pd.DataFrame(rows).assign(gain_ci95=lambda t: t.gain_ci95.map(json.dumps)),
                             staging / "table.csv")
         artifacts.write_csv(predictions, staging / "predictions.csv")

@@ -110,7 +110,7 @@ def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta
     if alone:
         if len(runs) > 1:
             raise ValueError(f"{alone[0].folder}: a {alone[0].stage} run predicts alone; an ensemble takes network "
-                             "runs (blend K-fold runs of any family: python -m anndl blend)")
+                             "runs (blend K-fold runs of any family: runs.blend)")
         if tta:
             raise ValueError(f"{alone[0].folder}: test-time augmentation applies to networks that see tiles, "
                              f"not to a {alone[0].stage} run")

@@ -2,9 +2,9 @@
 
 ``SRC`` (``--encoder SRC``): an ``hf://org/name[@revision]`` handle (e.g. ``hf://owkin/phikon``), a local Hugging Face
 folder of model type ``vit`` (a bare ``ViTModel`` as Phikon, or ``ViTForImageClassification``) or ``dinov2`` (read by
-KerasHub's converters), a timm hub folder (UNI, UNI2-h, Virchow2, H-optimus, Prov-GigaPath: ``timm_vit``), a KerasHub
-preset folder or name, a ``.keras`` model, or a trained run folder (its model cut
-before the head). The feature is the final class token (``pooling="cls+mean"``: then the mean of the patch tokens).
+KerasHub's converters), a timm hub folder (UNI, UNI2-h, Virchow2, H-optimus, Prov-GigaPath: ``timm_vit``), a ``.keras``
+model, or a trained run folder (its model cut before the head). The feature is the final class token
+(``pooling="cls+mean"``: then the mean of the patch tokens).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class Encoder:
 
 
 def classify(source: str | Path) -> tuple[str, str]:
-    """(kind, local path or preset name) of an encoder source, ``hf://`` handles fetched first; the kinds:
-    hf_folder | timm_folder | keras_hub_folder | keras_file | run | keras_hub_name."""
+    """(kind, local path) of an encoder source, ``hf://`` handles fetched first; the kinds:
+    hf_folder | timm_folder | keras_file | run."""
     text = str(source)
     path = fetch_hf(text) if text.startswith(HF_SCHEME) else Path(text)
     if timm_vit.is_timm_folder(path):
@@ -83,13 +83,9 @@ def classify(source: str | Path) -> tuple[str, str]:
             return "run", text
         if any(path.glob("fold_*/model.keras")):
             raise ValueError(f"{path}: a K-fold run holds several models; pass one fold folder (e.g. {path}/fold_0)")
-        if (path / "config.json").is_file() and (path / "metadata.json").is_file():
-            return "keras_hub_folder", text
         raise ValueError(f"{path}: not an encoder folder (expected a Hugging Face or timm folder with config.json + "
-                         "model.safetensors, a KerasHub preset folder, or a run folder with model.keras)")
-    if os.sep in text or text.startswith("."):
-        raise FileNotFoundError(f"{path}: no such encoder file or folder")
-    return "keras_hub_name", text
+                         "model.safetensors, or a run folder with model.keras)")
+    raise FileNotFoundError(f"{path}: no such encoder file or folder")
 
 
 @functools.cache  # once per process
@@ -233,26 +229,16 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
             arch = {"architecture": config["architecture"], **config.get("model_args", {})}
         out.update(layout=layout, architecture=arch, weights=config.get(NOTE_KEY) or f"pretrained checkpoint {source}",
                    weights_sha256=weights_digest(files), preprocessing=pre)
-    elif kind in ("keras_file", "run"):
+    else:  # a .keras model or a run folder
         path, config = Path(where), Path(where) / "config.json"
         note = f"local model file {path}" if kind == "keras_file" else f"local encoder {path}"
         if kind == "run" and config.is_file():
             info = json.loads(config.read_text())
+            if info.get("stain_normalization"):  # an option dropped after commit 09c198e
+                raise ValueError(f"{path}: trained on stain-normalised tiles, which anndl no longer makes")
             note = f"{info['model']} run {path} ({info['profile']} profile; weights: {info['weights']})"
         out.update(weights=note, weights_sha256=weights_digest([path / "model.keras" if kind == "run" else path]),
                    preprocessing="the model's own layers", pooling="the model's feature layer")
-    else:  # a KerasHub preset folder or name
-        from anndl.core.keras_adapter import preset_file
-        try:
-            files = [preset_file(where, name) for name in ("config.json", "model.weights.h5")]
-        except Exception as e:
-            raise WeightsUnavailable(f"{source}: could not load the KerasHub preset ({type(e).__name__}); offline, "
-                                     "save it with save_to_preset where the internet is reachable and pass the "
-                                     "folder") from None
-        config = json.loads(Path(files[0]).read_text())
-        out.update(weights=config.get(NOTE_KEY) or f"KerasHub preset {source}",
-                   weights_sha256=weights_digest(files[1:]), architecture=config.get("class_name"),
-                   preprocessing="the preset's image converter")
     out["pretrained"] = RANDOM_NOTE not in out["weights"]
     return out
 
@@ -280,30 +266,13 @@ def run_encoder(run_dir: Path | str) -> keras.Model:
     return keras.Model(model.inputs, _pooled(output), name="encoder")
 
 
-def keras_encoder(path: Path | str, tile_size: int = 224) -> keras.Model:
-    """A tile encoder (tiles in [0, 255]) from a ``.keras`` model, which must hold its own preprocessing, or a KerasHub
-    preset folder with its image converter (without one, tiles are scaled to [-1, 1])."""
+def keras_encoder(path: Path | str) -> keras.Model:
+    """A tile encoder (tiles in [0, 255]) from a ``.keras`` model, which must hold its own preprocessing."""
     import keras
-    from keras import layers
 
-    path = Path(path)
-    if path.suffix == ".keras":
-        from anndl.models.layers import load_model
-        model = load_model(path)
-        return keras.Model(model.inputs, _pooled(model.outputs[0]), name="encoder")
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: expected a .keras file or a KerasHub preset folder")
-    import keras_hub
-    backbone = keras_hub.models.Backbone.from_preset(str(path))
-    try:
-        converter = keras_hub.layers.ImageConverter.from_preset(str(path))
-    except Exception:
-        converter = layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")
-    inputs = keras.Input((tile_size, tile_size, 3), name="tile")
-    output = backbone(converter(inputs))
-    if isinstance(output, dict):  # some backbones return several outputs
-        output = output.get("pooled_output", next(iter(output.values())))
-    return keras.Model(inputs, _pooled(output), name="encoder")
+    from anndl.models.layers import load_model
+    model = load_model(Path(path))
+    return keras.Model(model.inputs, _pooled(model.outputs[0]), name="encoder")
 
 
 def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_precision: str | None = None,
@@ -315,31 +284,17 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
     identity = identity or identify(source, pooling)
     kind, where = classify(source)
     if kind in ("keras_file", "run"):
-        config = Path(where) / "config.json"
-        if kind == "run" and config.is_file() and json.loads(config.read_text()).get("stain_normalization"):
-            raise ValueError(f"{where}: trained on stain-normalised tiles; embedding with it is not supported "
-                             "(its tiles would need the same normalisation)")
-        return Encoder(run_encoder(where) if kind == "run" else keras_encoder(where, tile_size), identity)
-    with precision_policy(mixed_precision):
+        return Encoder(run_encoder(where) if kind == "run" else keras_encoder(where), identity)
+    with precision_policy(mixed_precision):  # a Hugging Face or timm folder
         inputs = x = keras.Input((tile_size, tile_size, 3), name="tile")
-        if kind in ("hf_folder", "timm_folder"):
-            pre = Preprocessing(**identity["preprocessing"])
-            backbone = timm_vit.backbone(where) if kind == "timm_folder" else hf_backbone(where, pre.size)
-            if pre.size != tile_size:
-                x = layers.Resizing(pre.size, pre.size, interpolation=pre.interpolation, antialias=pre.size < tile_size,
-                                    dtype="float32", name="resize")(x)
-            std = np.asarray(pre.std)
-            x = layers.Rescaling(scale=(pre.rescale / std).tolist(), offset=(-np.asarray(pre.mean) / std).tolist(),
-                                 dtype="float32", name="normalise")(x)
-        else:
-            import keras_hub
-            backbone = keras_hub.models.Backbone.from_preset(where)
-            try:
-                converter = keras_hub.layers.ImageConverter.from_preset(where)
-            except Exception:
-                raise ValueError(f"{source}: the preset has no image converter; its normalisation is unknown") from None
-            converter.image_size = (tile_size, tile_size)
-            x = converter(x)
+        pre = Preprocessing(**identity["preprocessing"])
+        backbone = timm_vit.backbone(where) if kind == "timm_folder" else hf_backbone(where, pre.size)
+        if pre.size != tile_size:
+            x = layers.Resizing(pre.size, pre.size, interpolation=pre.interpolation, antialias=pre.size < tile_size,
+                                dtype="float32", name="resize")(x)
+        std = np.asarray(pre.std)
+        x = layers.Rescaling(scale=(pre.rescale / std).tolist(), offset=(-np.asarray(pre.mean) / std).tolist(),
+                             dtype="float32", name="normalise")(x)
         backbone.name = "backbone_core"
         output = backbone({next(iter(backbone.input)): x} if isinstance(backbone.input, dict) else x)
         if isinstance(output, dict):

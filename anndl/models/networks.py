@@ -1,6 +1,6 @@
 """Tile classifiers, each a ``keras.Model`` taking uint8-range RGB tiles and owning its preprocessing:
 ``scratch_resnet`` (the report's §4.1; He et al., 2016) and ``transfer_model`` (ConvNeXt Large, Liu et al., 2022;
-a ViT, Dosovitskiy et al., 2021; or a given encoder, each with a new head) for two-phase transfer learning. Parts
+a ViT, Dosovitskiy et al., 2021; each with a new head) for two-phase transfer learning. Parts
 are named (``stem``, ``stack{i}_block{j}``, ``backbone``, ``head_*``): optimisers and freezing address them by path.
 """
 
@@ -10,7 +10,7 @@ import keras
 from keras import layers
 
 from anndl.core.config import ScratchResNetConfig, WeightsUnavailable, augment_kind
-from anndl.core.keras_adapter import convnext_builder, sublayers, weighted_leaf_layers
+from anndl.core.keras_adapter import convnext_builder, sublayers
 from anndl.core.labels import NUM_CLASSES
 from anndl.models.layers import FusedBatchNormalization
 
@@ -134,8 +134,8 @@ def vit_backbone(pretrained: bool, tile_size: int, weights: str | None = None):
 def transfer_model(kind: str, pretrained: bool, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
                    weights: str | None = None, augment: bool | str = False, seed: int = 42,
                    num_classes: int = NUM_CLASSES, stain_augment: str | float | None = None) -> tuple[keras.Model, str]:
-    """``kind`` 'convnext', 'vit' or 'encoder' (a local encoder at ``weights``): (model with logits output,
-    weights note). ``pretrained``: the profile's (convnext, vit); ``stain_augment``: as for :func:`scratch_resnet`."""
+    """``kind`` 'convnext' or 'vit': (model with logits output, weights note). ``pretrained``: the profile's;
+    ``stain_augment``: as for :func:`scratch_resnet`."""
     inputs, x = _augmented_input(tile_size, augment, stain_augment, seed)
     if kind == "convnext":
         backbone, note = convnext_backbone(pretrained, tile_size, weights)
@@ -143,16 +143,6 @@ def transfer_model(kind: str, pretrained: bool, tile_size: int, head_units: int 
     elif kind == "vit":
         backbone, converter, note = vit_backbone(pretrained, tile_size, weights)
         features = backbone(converter(x), training=False)[:, 0, :]  # the class token
-    elif kind == "encoder":  # any encoder source of anndl.models.encoders (HF folder or hf://, KerasHub, .keras, run)
-        from anndl.models import encoders
-        if not weights:
-            raise ValueError("model 'encoder' needs --weights SRC (or --encoder SRC): a Hugging Face folder or "
-                             "hf:// handle, a KerasHub preset, a .keras encoder or a run folder")
-        encoder = encoders.load(weights, tile_size)
-        backbone = encoder.model
-        backbone.name = "backbone"
-        features = backbone(x, training=False)
-        note = f"encoder {weights} (weights: {encoder.weights_note}; sha256 {encoder.identity['weights_sha256']})"
     else:
         raise ValueError(f"unknown transfer model {kind!r}")
     x = layers.Dense(head_units, activation="relu", name="head_dense")(features)
@@ -166,18 +156,14 @@ def freeze_backbone(model: keras.Model) -> list[str]:
     return []
 
 
-def _train_last(layers_in_order, start: int) -> list[str]:
-    for i, layer in enumerate(layers_in_order):
-        layer.trainable = i >= start
-    return [layer.name for layer in layers_in_order[start:]]
-
-
 def convnext_last_stage(model: keras.Model) -> list[str]:
     """Phase 2 for ConvNeXt: the head and the backbone from its last downsampling block on (with the final norm)."""
     backbone = model.get_layer("backbone")
     backbone.trainable = True
     last = max(i for i, layer in enumerate(backbone.layers) if "downsampling_block" in layer.name)
-    return _train_last(backbone.layers, last)
+    for i, layer in enumerate(backbone.layers):
+        layer.trainable = i >= last
+    return [layer.name for layer in backbone.layers[last:]]
 
 
 def vit_last_block(model: keras.Model) -> list[str]:
@@ -190,11 +176,3 @@ def vit_last_block(model: keras.Model) -> list[str]:
     for layer in inner:
         layer.trainable = layer is last or layer.name == "ln"
     return [last.name, "ln"]
-
-
-def encoder_last_fifth(model: keras.Model) -> list[str]:
-    """Phase 2 for a generic encoder: the head and the last fifth of the encoder's layers that hold weights."""
-    backbone = model.get_layer("backbone")
-    backbone.trainable = True
-    weighted = weighted_leaf_layers(backbone)
-    return _train_last(weighted, int(len(weighted) * 0.8))

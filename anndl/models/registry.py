@@ -61,8 +61,7 @@ def _transfer(s: ModelSettings, profile: Profile) -> tuple[keras.Model, dict]:
     return model, {"model_config": asdict(t), "weights": note, "from_logits": True}
 
 
-PHASE_TWO = {"convnext": networks.convnext_last_stage, "vit": networks.vit_last_block,
-             "encoder": networks.encoder_last_fifth}
+PHASE_TWO = {"convnext": networks.convnext_last_stage, "vit": networks.vit_last_block}
 BUILDERS = {"scratch_resnet": _scratch} | dict.fromkeys(PHASE_TWO, _transfer)  # one per network spec (test_models)
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ModelSpec:
     """One model family. ``consumes``: 'tiles' (a network, built by the registry) or 'embeddings' (a head on an
-    embedding cache); ``in_all``: trained by ``run --model all``; ``needs_weights``: trains only from given weights
-    or a given encoder (``--weights`` / ``--encoder``)."""
+    embedding cache); ``in_all``: trained by ``run --model all``; ``needs_weights``: trains only on the embeddings
+    of a given encoder (``--encoder``)."""
 
     name: str
     consumes: str = "tiles"
@@ -22,7 +22,6 @@ SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("scratch_resnet"),  # the report's ResNet, trained from scratch with Lion
     ModelSpec("convnext"),  # ConvNeXt Large (keras.applications): head, then the last stage fine-tuned
     ModelSpec("vit"),  # ViT (KerasHub): head, then the last transformer block fine-tuned
-    ModelSpec("encoder", in_all=False, needs_weights=True),  # a given encoder (Phikon, DINOv2 …): head, last fifth
     ModelSpec("linear_probe", consumes="embeddings", in_all=False, needs_weights=True),  # logistic regression
     ModelSpec("attention_mil", consumes="embeddings", in_all=False, needs_weights=True),  # gated attention-MIL
 )

@@ -11,7 +11,6 @@ import importlib.metadata as metadata
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -322,21 +321,3 @@ def _describe(data: Path, short: bool) -> str:
 def repository(pyproject: Path = REPO_ROOT / "pyproject.toml") -> str:
     """The repository's address: ``[project.urls] Repository`` of ``pyproject.toml``."""
     return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["urls"]["Repository"]
-
-
-def publish(url: str, root: Path = REPO_ROOT) -> list[Path]:
-    """Write the repository's address ``url`` (``https://github.com/<owner>/<name>``) into ``pyproject.toml``, the
-    README's and every notebook's badges and every notebook's fetch cell. Returns the files changed."""
-    from anndl.core import artifacts
-
-    if not (match := re.fullmatch(r"https://github\.com/([\w.-]+)/([\w.-]+?)(\.git)?/?", url)):
-        raise ValueError(f"REPOSITORY must look like https://github.com/<owner>/<name>, got {url!r}")
-    new = f"{match[1]}/{match[2]}"
-    old = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+)", repository(root / "pyproject.toml"))[1]
-    changed = []
-    for path in [root / "pyproject.toml", root / "README.md", *sorted(root.glob("notebooks/*.ipynb"))]:
-        text = path.read_text(encoding="utf-8")
-        updated = text.replace(f"github.com/{old}", f"github.com/{new}").replace(f"github/{old}", f"github/{new}")
-        if updated != text:
-            changed.append(artifacts.write_text(path, updated))
-    return changed

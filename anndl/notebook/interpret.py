@@ -9,7 +9,7 @@ import pandas as pd
 
 from anndl.core.config import PROFILES
 from anndl.data import is_synthetic
-from anndl.evaluate.baselines import BASELINE_ROWS, MAJORITY
+from anndl.evaluate.baselines import BASELINE_ROWS
 from anndl.evaluate.metrics import flag
 from anndl.evaluate.submission import dominance
 
@@ -192,7 +192,7 @@ def _groups(*groups: tuple[str, list[str]]) -> str:
 GATE_WHY = "no real paired gain over the majority class, or not above the permutation null"
 
 
-def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
+def _verdicts(rows: list[dict]) -> list[str]:
     """Each variant against the first row by its paired interval (``gain``, ``gain_ci95``); when the table says which
     rows learned (``learned``, ``beats_colour``), baselines are set apart and only rows that learned get verdicts."""
     gated = any(flag(r.get("learned")) is not None for r in rows)
@@ -204,13 +204,11 @@ def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
     null = f" (the reference's 95th percentile: {first['null_p95']:.3f})" if pd.notna(first.get("null_p95")) else ""
     if gated and not flag(first.get("learned")):
         if not learned:
-            reason = ([f": none has both a real paired gain over the majority class and a score above its permutation "
-                       f"null{null}.", NOTHING_LEARNED] if why == GATE_WHY else
-                      [f" ({why}): the comparison gives no verdict."])
             return [f"{first['variant']}, the reference, did not learn" + (", nor did any variant" if rest else "")
-                    + reason[0], *reason[1:], f"Out-of-fold macro F1: {_scores([first, *rest])}"
+                    + ": none has both a real paired gain over the majority class and a score above its permutation "
+                    f"null{null}.", NOTHING_LEARNED, f"Out-of-fold macro F1: {_scores([first, *rest])}"
                     + (f"; baselines on the same folds: {beside}." if beside else ".")]
-        out = [f"{first['variant']}, the reference ({first['oof_macro_f1']:.3f}), did not learn: {why}{null}; no "
+        out = [f"{first['variant']}, the reference ({first['oof_macro_f1']:.3f}), did not learn: {GATE_WHY}{null}; no "
                f"variant gets a verdict against it. Learned, without a verdict: {_scores(learned)}."]
     else:
         out = [f"Against {first['variant']} ({first['oof_macro_f1']:.3f}{', learned' if gated else ''}), on the same "
@@ -245,25 +243,9 @@ def _verdicts(rows: list[dict], why: str = GATE_WHY) -> list[str]:
     return out
 
 
-def gated(table) -> tuple[list[dict], float | None]:
-    """``(rows, None)``; for a table recorded without the learning gate, ``(rows, floor)`` with ``learned`` set where
-    the 95% interval lies above the floor (the higher of chance and the majority class's upper bound)."""
-    rows = table.to_dict("records") if hasattr(table, "to_dict") else list(table)
-    if not all(flag(r.get("learned")) is None and pd.notna(r.get("ci95_low")) for r in rows):
-        return rows, None
-    floor = max([1 / 4] + [r["ci95_high"] for r in rows if r["variant"] == MAJORITY])
-    return [r if is_baseline_row(r) else {**r, "learned": r["ci95_low"] > floor} for r in rows], floor
-
-
 def differences(table, profile: str = "smoke") -> str:
-    """``_verdicts`` of a ``compare.compare_variants`` / ``compare_runs`` or benchmark table (smoke: a caveat); a table
-    recorded without the learning gate is judged against ``gated``'s floor, and says so."""
-    rows, floor = gated(table)
-    if floor is not None:
-        return shows(f"This table was recorded without the learning gate: here a row counts as learned when its 95% "
-                     f"interval lies above {floor:.3f} (the higher of chance and the majority class's upper bound).",
-                     *_verdicts(rows, f"its interval does not lie above {floor:.3f}"))
-    return shows(*_verdicts(rows), SMOKE_VERDICTS if profile == "smoke" else "")
+    """``_verdicts`` of a ``compare.compare_variants`` / ``compare_runs`` table (smoke: a caveat)."""
+    return shows(*_verdicts(table.to_dict("records")), SMOKE_VERDICTS if profile == "smoke" else "")
 
 
 def comparison(result) -> str:
@@ -285,22 +267,6 @@ def comparison(result) -> str:
     elif report:
         out.append(f"The report's finding, for reference (its real test set): {report}.")
     return shows(*out)
-
-
-def stain_shift(in_distribution, shifted) -> str:
-    """How each variant's score moves from its training stains to a stain shift (two tables of the same models)."""
-    before = {r["variant"]: r for r in in_distribution.to_dict("records")}
-    after = {r["variant"]: r for r in shifted.to_dict("records")}
-    floor = after.get("majority class", {}).get("oof_macro_f1")
-    moves = []
-    for name, row in after.items():
-        if name in before and name != "majority class":
-            a, b = before[name]["oof_macro_f1"], row["oof_macro_f1"]
-            moves.append(f"{name} {'falls' if b < a else 'rises' if b > a else 'stays'} from {a:.3f} to {b:.3f}"
-                         + (" (no better than the majority class: it learned the colour)"
-                            if floor is not None and row["ci95_high"] < floor + 0.05 else ""))
-    return shows("Trained on stains that give the class away, then scored on the same tissue stained independently "
-                 "of it:", "; ".join(moves) + ".")
 
 
 def training(metrics: dict) -> str:

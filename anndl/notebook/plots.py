@@ -258,14 +258,13 @@ def _best_tile(image: np.ndarray, mask: np.ndarray | None, tile_size: int) -> np
     return image[y:y + t, x:x + t]
 
 
-def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2):
-    """One row per ``(name, image, mask)`` sample (arrays or paths): the tile with most ROI, its HED augmentations and
-    its Macenko and Reinhard normalisations to ``reference`` (fitted on the whole image's ROI, as in the pipeline)."""
+def stain_examples(samples, tile_size: int = 224, n_augment: int = 2):
+    """One row per ``(name, image, mask)`` sample (arrays or paths): the tile with most ROI, its HED augmentations."""
     from anndl.data import stain
 
     samples = list(samples)
     columns = (["tile"] + [f"HED light #{k + 1}" for k in range(n_augment)]
-               + [f"HED strong #{k + 1}" for k in range(n_augment)] + ["Macenko", "Reinhard"])
+               + [f"HED strong #{k + 1}" for k in range(n_augment)])
     fig, axes = plt.subplots(len(samples), len(columns), figsize=(1.9 * len(columns), 2.0 * len(samples) + 0.4),
                              squeeze=False)
     for r, (name, image, mask) in enumerate(samples):
@@ -275,14 +274,12 @@ def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2)
         batch = np.repeat(tile[None].astype(np.float32), n_augment, 0)
         views = [tile, *(view for strength in ("light", "strong") for view in np.asarray(
             stain.HEDJitter(strength, seed=0)(batch, training=True)).round().astype(np.uint8))]
-        views += [_best_tile(stain.StainNormalizer(reference, m)(image, mask), mask, tile_size)
-                  for m in ("macenko", "reinhard")]
         for c, (ax, view) in enumerate(zip(axes[r], views)):
             ax.imshow(view)
             ax.set(xticks=[], yticks=[])
             ax.set_title(columns[c] if r == 0 else "", fontsize=8)
         axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle("One tile under HED stain augmentation and stain normalisation", fontsize=10)
+    fig.suptitle("One tile under HED stain augmentation", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -193,9 +193,8 @@ def voting_markdown(results: dict) -> str:
 
 
 def scores_markdown(table: pd.DataFrame) -> str:
-    """A ``compare.compare_variants`` / ``compare_runs`` / ``read_comparison`` table as people read it; a table recorded
-    without the learning gate gives no verdict to a row whose interval is not above ``interpret.gated``'s floor."""
-    rows, floor = interpret.gated(table)
+    """A ``compare.compare_variants`` / ``compare_runs`` table as people read it."""
+    rows = table.to_dict("records")
     out = []
     for i, r in enumerate(rows):
         verdict = r.get("verdict", "—")
@@ -203,21 +202,8 @@ def scores_markdown(table: pd.DataFrame) -> str:
             verdict = "reference" + {True: ": learned", False: ": did not learn"}.get(flag(r.get("learned")), "")
         elif interpret.is_baseline_row(r):
             verdict = "baseline"
-        elif floor is not None and i and not (r["learned"] and rows[0]["learned"]):
-            verdict = f"no verdict: an interval not above {floor:.3f} (chance, the majority class)"
         out.append(_score_cells(r, i == 0, "Δ vs first row (paired 95%)") | {"verdict": verdict})
     return markdown_table(pd.DataFrame(out))
-
-
-def read_comparison(md_path: Path | str) -> tuple[pd.DataFrame, dict]:
-    """``(table, settings)`` of a ``bench/stain_compare.py`` comparison (``NAME.md`` with a JSON block, and CSV)."""
-    md_path = Path(md_path)
-    text = md_path.read_text(encoding="utf-8")
-    if "```json\n" not in text:
-        raise artifacts.ArtifactError(f"{md_path}: no settings block (```json) above the table")
-    table = artifacts.read_csv(md_path.with_suffix(".csv"))
-    table["gain_ci95"] = table.gain_ci95.map(json.loads)
-    return table, json.loads(text.split("```json\n", 1)[1].split("\n```", 1)[0])
 
 
 def comparison_table(result) -> pd.DataFrame:
