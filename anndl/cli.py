@@ -44,11 +44,10 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
         folder = args.embeddings or embed.folder_for(args.work or args.out.parent, args.encoder, args.pooling)
         emb = embed.embed(prep, args.encoder, folder, pooling=args.pooling, mixed_precision=args.mixed_precision)
         return runs.fit(prep, run_dir, name, folds=args.folds, embeddings=emb, seed=args.seed, redo=args.redo)
-    kwargs = dict(profile=args.profile, epochs=args.epochs, mixed_precision=args.mixed_precision, weights=weights,
-                  overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
-    if args.learning_rate is not None:  # passed only when given: earlier K-fold records stay valid
-        kwargs["learning_rate"] = args.learning_rate
-    return runs.fit(prep, run_dir, name, folds=args.folds, seed=args.seed, redo=args.redo, **kwargs)
+    # a None setting is train_run's default: the same request as omitted (earlier K-fold records stay valid)
+    return runs.fit(prep, run_dir, name, folds=args.folds, seed=args.seed, redo=args.redo, profile=args.profile,
+                    epochs=args.epochs, learning_rate=args.learning_rate, mixed_precision=args.mixed_precision,
+                    weights=weights, overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -72,7 +71,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from anndl.engine import runs
     prep = _prepare(args, args.out)
-    models = specs.names(in_all=True) if args.model == "all" else (args.model,)
+    models = specs.names(consumes="tiles") if args.model == "all" else (args.model,)
     for name in models:
         run = _train(args, prep, name, args.out / "runs" / name, args.weights if len(models) == 1 else None)
         submission = args.out / ("submission.csv" if len(models) == 1 else f"submission_{name}.csv")
@@ -222,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                and (s == signal.SIGTERM or signal.getsignal(s) is not signal.SIG_IGN)]
     previous = {s: signal.signal(s, _on_signal) for s in handled}  # each number's handler before
     try:
-        if _needs_tensorflow(args):
+        if not (args.command == "synth" or getattr(args, "list", False)):  # synth, compare --list: no TensorFlow
             quiet_tensorflow()  # imported once, without its start-up log lines
         args.func(args)
     except KeyboardInterrupt as e:
@@ -245,11 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         for number, handler in previous.items():
             signal.signal(number, handler)
     return 0
-
-
-def _needs_tensorflow(args: argparse.Namespace) -> bool:
-    """Commands that build or run a model; ``synth`` and ``compare --list`` start without TensorFlow."""
-    return not (args.command == "synth" or getattr(args, "list", False))
 
 
 def _one_line(e: Exception) -> str:

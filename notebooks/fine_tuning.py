@@ -82,7 +82,6 @@ class FineTuning:
         self.budget = dict(profile=profile, folds=folds, epochs=epochs, seed=self.ctx.seed,
                            mixed_precision=self.mixed_precision,
                            weights={self.model: self.weights} if self.weights else None)
-        print(compare.budget([name], int((self.prep.clean.status == "kept").sum()), profile, folds, epochs))
         if run:
             display(Markdown(report.comparison_markdown(compare.run_comparison(name, self.ctx.data, self.ctx.output,
                                                                                **self.budget))))

@@ -39,7 +39,7 @@ def test_bare_and_prefixed_vit_layouts_read_the_same_tensors(checkpoints):
     assert encoders.hf_layout(checkpoints["dinov2"]) == "dinov2"
     bare, prefixed = (encoders.load(checkpoints[k], TILE) for k in ("vit_bare", "vit"))
     np.testing.assert_allclose(np.asarray(bare.model(tiles())), np.asarray(prefixed.model(tiles())), atol=1e-6)
-    assert bare.dim == 16 and not bare.identity["pretrained"] and "NOT pretrained" in bare.weights_note
+    assert bare.dim == 16 and not bare.identity["pretrained"] and "NOT pretrained" in bare.identity["weights"]
     both = encoders.load(checkpoints["vit_bare"], TILE, pooling="cls+mean")
     features = np.asarray(both.model(tiles()))
     assert features.shape == (3, 32)

@@ -241,10 +241,10 @@ def request(stage: str, *, data: str | None = None, inputs: dict | None = None, 
             "inputs": inputs or {}, "settings": json.loads(json.dumps(settings or {}, default=str))}
 
 
-def _data_fingerprint(note):
-    """The fingerprint in a data note (``… [fingerprint a1b2]``): data is known by content, not by place."""
-    found = re.search(r"\[fingerprint (\w+)\]", note) if isinstance(note, str) else None
-    return found.group(1) if found else note
+def data_fingerprint(note) -> str:
+    """The fingerprint in a data note (``… [fingerprint a1b2]``), else the note: data known by content, not place."""
+    found = re.search(r"\[fingerprint (\w+)\]", str(note))
+    return found.group(1) if found else str(note)
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:
@@ -290,7 +290,7 @@ def check(folder: Path | str, req: dict) -> str | None:
         return str(e)
     if fault := record_fault(record):
         return f"{path}: not an artifact record ({fault})"
-    if _data_fingerprint(record.get("data")) != _data_fingerprint(req["data"]):
+    if data_fingerprint(record.get("data")) != data_fingerprint(req["data"]):
         return f"made from data {record.get('data')}, not {req['data']}"
     if record.get("stage") != req["stage"]:
         return f"made by stage {record.get('stage')!r}, not {req['stage']!r}"

@@ -1,15 +1,8 @@
-"""The Keras back end in use and the precision to train with (a dtype policy, recommended per device)."""
+"""The precision to train with: a Keras dtype policy inside a block, and the one recommended per device."""
 
 import contextlib
 import os
 import sys
-
-
-def backend() -> str:
-    """The Keras back end this process uses (read without importing Keras)."""
-    if "keras" in sys.modules:
-        return sys.modules["keras"].backend.backend()
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
 @contextlib.contextmanager
@@ -69,7 +62,8 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
 
 def precision_advice() -> tuple[str, str]:
     """(Keras dtype policy, one-line reason) for the first accelerator the back end sees, else the CPU."""
-    if backend() == "jax":
+    keras = sys.modules.get("keras")  # the back end read without importing Keras
+    if (keras.backend.backend() if keras else os.environ.get("KERAS_BACKEND", "tensorflow")) == "jax":
         import jax
         device = jax.devices()[0]
         if device.platform in ("gpu", "cuda", "rocm"):

@@ -167,12 +167,6 @@ def _inspect_pair(image_path: Path, mask_path: Path) -> dict:
             "content_hash": digest.hexdigest()}
 
 
-def _inspect_pairs(pairs, budget: int, workers: int) -> list[dict]:
-    """``_inspect_pair`` of every (name, image, mask), on threads within the decode ``budget``."""
-    sizes = [max(png_pixels(image_path), png_pixels(mask_path)) for _, image_path, mask_path in pairs]
-    return bounded_map(lambda p: _inspect_pair(p[1], p[2]), pairs, sizes, budget, workers)
-
-
 def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
     """(sample_index, image path, mask path) for a split folder, checking every file name."""
     if not split_dir.is_dir():
@@ -267,10 +261,13 @@ def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "te
                 raise DataError(path, f"label row for {sample!r}, but {SPLIT_DIRS[split]}/{sample} does not exist")
             for name, image_path, _ in (p for p in pairs if p[0] not in labels):
                 raise DataError(path, f"sample_index {name!r} is missing (image {image_path} has no label row)")
-        by_key = {str(p[1].resolve()): p for p in pairs}  # what was inspected is remembered until a file changes
-        inspected = artifacts.remembered(
-            "inspected", {key: [artifacts.stamp(p[1]), artifacts.stamp(p[2])] for key, p in by_key.items()},
-            lambda keys: _inspect_pairs([by_key[k] for k in keys], decode_budget(pixel_budget), workers)).values()
+        by_key = {str(p[1].resolve()): (p[1], p[2]) for p in pairs}  # inspected: remembered until a file changes
+
+        def inspect(keys):  # ``_inspect_pair`` of each, on threads within the decode budget
+            sizes = [max(map(png_pixels, by_key[k])) for k in keys]
+            return bounded_map(lambda k: _inspect_pair(*by_key[k]), keys, sizes, decode_budget(pixel_budget), workers)
+        stamps = {key: list(map(artifacts.stamp, files)) for key, files in by_key.items()}
+        inspected = artifacts.remembered("inspected", stamps, inspect).values()
         for (name, image_path, mask_path), fields in zip(pairs, inspected):
             label = labels.get(name)
             rows.append({"split": split, "sample_index": name, "image_path": str(image_path),

@@ -18,14 +18,13 @@ AUTOTUNE = tf.data.AUTOTUNE
 def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
     """One row per image of ``splits``: path, label index, tile offsets (in tiles.csv order)."""
     subset = tiles[tiles.split.isin(splits)]
-    source = manifest.rename(columns={"split": "source"})[["source", "sample_index", "image_path", "mask_path",
-                                                           "label_index"]]
+    source = manifest.rename(columns={"split": "source"})[["source", "sample_index", "image_path", "label_index"]]
     subset = subset.assign(source=np.where(subset.split == "test", "test", "train")).merge(
         source, on=["source", "sample_index"], how="left", validate="many_to_one")
     if subset.image_path.isna().any():
         bad = subset[subset.image_path.isna()].iloc[0]
         raise ValueError(f"tiles.csv: no image for {bad.split}/{bad.sample_index} in the challenge folder")
-    first = {c: (c, "first") for c in ("image_path", "mask_path", "label", "label_index")}
+    first = {c: (c, "first") for c in ("image_path", "label", "label_index")}
     return subset.groupby(["split", "sample_index"], sort=False).agg(
         **first, tile_x=("x", list), tile_y=("y", list), tile_weight=("weight", list)).reset_index()
 

@@ -86,16 +86,15 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
 
 
 def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
-                config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION, seed: int = 42,
-                redo: bool = False) -> dict:
+                config: tiling.TilingConfig = tiling.TilingConfig(), seed: int = 42, redo: bool = False) -> dict:
     """``folder/split.csv`` (image-level, stratified, mask groups together) and the train/val ``folder/tiles.csv``."""
     folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
     req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
-                            settings={"tiling": asdict(config), "val_fraction": val_fraction, "seed": seed})
+                            settings={"tiling": asdict(config), "val_fraction": VAL_FRACTION, "seed": seed})
 
     def build(out):
         clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
-        split = tiling.split_images(clean[clean.status == "kept"], val_fraction, seed)
+        split = tiling.split_images(clean[clean.status == "kept"], VAL_FRACTION, seed)
         artifacts.write_csv(split, out / "split.csv")
         tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), out, config, note)
         return ["split.csv", "tiles.csv", "tiles.json"]
@@ -115,16 +114,14 @@ def test_tiles_stage(manifest: pd.DataFrame, note: str, folder: Path | str,
 
 
 def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
-            tiling_config: tiling.TilingConfig = tiling.TilingConfig(), val_fraction: float = VAL_FRACTION,
-            seed: int = 42, redo: bool = False,
+            tiling_config: tiling.TilingConfig = tiling.TilingConfig(), seed: int = 42, redo: bool = False,
             outlier_config: outliers.OutlierConfig = outliers.OutlierConfig()) -> Prepared:
     """Validate the folder, then clean -> ``work_dir/clean`` and split + tile -> ``work_dir/tiles``."""
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     manifest = read_challenge(data_dir)
     note = data_note(data_dir, manifest)
     clean_stage(manifest, note, work_dir / "clean", embedder, outlier_config, redo=redo)
-    record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, val_fraction, seed,
-                         redo=redo)
+    record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, seed, redo=redo)
     test_record = test_tiles_stage(manifest, data_note(data_dir, manifest, ("test",)), work_dir / "tiles" / "test",
                                    tiling_config, redo=redo)
     return Prepared(data_dir, work_dir, manifest, artifacts.read_csv(work_dir / "clean" / "clean_manifest.csv"),
@@ -146,4 +143,4 @@ def weights_identity(weights: str | None) -> dict | None:
         listing = sorted((p.relative_to(path).as_posix(), artifacts.content_digest(p))
                          for p in path.rglob("*") if p.is_file())
         return {"files_sha256": artifacts.fingerprint(listing)}
-    return {"name": weights}  # a preset name or handle: downloaded by name
+    return {"name": weights}  # a name or handle: downloaded by name

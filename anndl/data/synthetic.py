@@ -38,7 +38,7 @@ CLASS_MORPHOLOGY = {
 OVERLAP = 0.55  # each image mixes in up to this share of another class's look
 JITTER = 0.10   # log-normal spread of every parameter per image
 
-# Balanced looks (stain sites): nuclear darkness, nuclear and pale lumen area per ROI pixel equal across classes.
+# Balanced looks: nuclear darkness, nuclear and pale lumen area per ROI pixel equal across classes.
 NUCLEAR_COVERAGE = 0.28   # expected share of ROI pixels covered by nuclei (tumour + lymphocytes)
 NUCLEAR_DARKNESS = 0.70   # haematoxylin strength of every nucleus, lymphocytes included
 LUMEN_COVERAGE = 0.13     # expected share of ROI pixels that are pale lumen or clear space
@@ -71,15 +71,6 @@ STRENGTH_JITTER = 0.08    # per-image log-normal spread of each stain strength
 def _unit(v) -> np.ndarray:
     v = np.maximum(np.asarray(v, np.float64), 0.01)
     return v / np.linalg.norm(v)
-
-
-def jittered_stain(rng: np.random.Generator, site: StainSite) -> dict:
-    """One image's stain: the site's vectors and strengths with per-image jitter."""
-    return {"hematoxylin": _unit(np.asarray(site.hematoxylin) + rng.normal(0, SITE_JITTER, 3)),
-            "eosin": _unit(np.asarray(site.eosin) + rng.normal(0, SITE_JITTER, 3)),
-            "h_strength": site.h_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
-            "e_strength": site.e_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
-            "background": np.clip(np.asarray(site.background) + rng.normal(0, 0.01, 3), 0.85, 1.0)}
 
 
 def site_of_images(rng: np.random.Generator, labels: list[str], n_sites: int, correlation: float) -> list[int]:
@@ -123,14 +114,6 @@ def _image_size(rng: np.random.Generator, scale: float) -> tuple[int, int]:
     return (short, long) if rng.random() < 0.5 else (long, short)
 
 
-def _image_morphology(rng: np.random.Generator, label: str) -> Morphology:
-    """The class's balanced look blended towards a random class's, jittered (darkness left unjittered)."""
-    own, other = BALANCED_MORPHOLOGY[label], BALANCED_MORPHOLOGY[LABELS[rng.integers(len(LABELS))]]
-    t = rng.uniform(0, OVERLAP)
-    m = Morphology(*[((1 - t) * a + t * b) * float(np.exp(rng.normal(0, JITTER))) for a, b in zip(own, other)])
-    return m._replace(darkness=NUCLEAR_DARKNESS)
-
-
 def _sample_points(rng: np.random.Generator, region: np.ndarray | tuple, n: int) -> np.ndarray:
     """``n`` uniform (x, y) points inside a boolean region (or its precomputed ``np.nonzero``)."""
     ys, xs = np.nonzero(region) if isinstance(region, np.ndarray) else region
@@ -166,8 +149,17 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
                   site: StainSite) -> tuple[np.ndarray, np.ndarray]:
     """One H&E-like RGB image (uint8) and its ROI mask, Beer-Lambert in ``site``'s stain."""
     f32 = np.float32
-    m = _image_morphology(rng, label)
-    stain = jittered_stain(rng, site)
+    # The class's balanced look blended towards a random class's, jittered (darkness left unjittered).
+    own, other = BALANCED_MORPHOLOGY[label], BALANCED_MORPHOLOGY[LABELS[rng.integers(len(LABELS))]]
+    t = rng.uniform(0, OVERLAP)
+    m = Morphology(*[((1 - t) * a + t * b) * float(np.exp(rng.normal(0, JITTER))) for a, b in zip(own, other)])
+    m = m._replace(darkness=NUCLEAR_DARKNESS)
+    # This image's stain: the site's vectors and strengths with per-image jitter.
+    stain = {"hematoxylin": _unit(np.asarray(site.hematoxylin) + rng.normal(0, SITE_JITTER, 3)),
+             "eosin": _unit(np.asarray(site.eosin) + rng.normal(0, SITE_JITTER, 3)),
+             "h_strength": site.h_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
+             "e_strength": site.e_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
+             "background": np.clip(np.asarray(site.background) + rng.normal(0, 0.01, 3), 0.85, 1.0)}
     mask = _roi_mask(rng, h, w)
 
     # Stroma: fibrous pink with holes of pale background.
@@ -273,24 +265,6 @@ def write_rows(path: Path, rows) -> None:
         csv.writer(f, lineterminator="\n").writerows(rows)
 
 
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG")
-
-
-def _render_one(job: dict) -> None:
-    """Render and write one sample (deterministic in its own seed)."""
-    image, mask = render_tissue(np.random.default_rng(job["seed"]), *job["size"], job["tissue_label"],
-                                SITES[job["site"]])
-    out_dir, kind = Path(job["dir"]), job["kind"]
-    if kind != "clean":
-        rng = np.random.default_rng(job["seed_outlier"])
-        image = draw_sticker(rng, image) if kind == "sticker" else draw_green_blob(rng, image, mask)
-    _write_png(out_dir / f"img_{job['number']:04d}.png", image)
-    if kind != "sticker":  # a sticker's mask is a byte copy of its twin's, written afterwards
-        _write_png(out_dir / f"mask_{job['number']:04d}.png", np.repeat(mask[..., None] * 255, 3, 2).astype(np.uint8))
-
-
 SYNTH_MARKER = ".anndl-synth"
 
 
@@ -340,13 +314,21 @@ def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_
             (out / name).unlink(missing_ok=True)
     (out / "train_data").mkdir()
     (out / "test_data").mkdir()
-    jobs = [{"dir": str(out / "train_data"), "number": i, "size": sizes[i], "kind": kinds.get(i, "clean"),
-             "seed": [seed, 0, twin_of.get(i, i)], "seed_outlier": [seed, 2, i],  # a sticker: its twin's tissue
-             "tissue_label": labels[twin_of.get(i, i)], "site": train_sites[i]} for i in range(n_train)]
-    jobs += [{"dir": str(out / "test_data"), "number": i, "size": test_sizes[i], "kind": "clean", "seed": [seed, 1, i],
-              "tissue_label": test_labels[i], "site": test_sites[i]} for i in range(n_test)]
-    for job in tqdm(jobs, desc="synth", unit="img", disable=not progress):
-        _render_one(job)
+    jobs = [("train_data", i, sizes[i], kinds.get(i, "clean"), [seed, 0, twin_of.get(i, i)], labels[twin_of.get(i, i)],
+             train_sites[i]) for i in range(n_train)]  # a sticker: its twin's tissue
+    jobs += [("test_data", i, test_sizes[i], "clean", [seed, 1, i], test_labels[i], test_sites[i])
+             for i in range(n_test)]
+    for folder, i, size, kind, tissue_seed, label, site in tqdm(jobs, desc="synth", unit="img", disable=not progress):
+        image, mask = render_tissue(np.random.default_rng(tissue_seed), *size, label, SITES[site])
+        if kind != "clean":  # every image deterministic in its own seeds
+            drawn = np.random.default_rng([seed, 2, i])
+            image = draw_sticker(drawn, image) if kind == "sticker" else draw_green_blob(drawn, image, mask)
+        # a sticker's mask is a byte copy of its twin's, written afterwards
+        masks = [] if kind == "sticker" else [("mask", np.repeat(mask[..., None] * 255, 3, 2).astype(np.uint8))]
+        for name, rgb in [("img", image), *masks]:
+            path = out / folder / f"{name}_{i:04d}.png"
+            if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"{path}: could not write PNG")
     for s, t in twin_of.items():
         shutil.copyfile(out / "train_data" / f"mask_{t:04d}.png", out / "train_data" / f"mask_{s:04d}.png")
     write_rows(out / "train_labels.csv", [["sample_index", "label"]]

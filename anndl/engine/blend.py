@@ -38,12 +38,11 @@ def choose(probabilities: np.ndarray, y: np.ndarray, rows: np.ndarray, n_classes
     return weights[np.lexsort((loss, -scores))[0]]
 
 
-def _members(runs) -> tuple[pd.DataFrame, np.ndarray]:
-    """(the first run's out-of-fold table, probabilities (members, images, classes) in its order), after checking
-    that every run was scored out of fold on the same folds and kept its probabilities."""
+def blend(runs, out: Path | str, seed: int = 42, redo: bool = False) -> dict:
+    """Blend K-fold ``runs`` (``runs.Run``, scored on the same folds) into the run folder ``out``; its record."""
     if len(runs) < 2:
         raise ValueError("blend needs at least two runs")
-    first, classes = runs[0], runs[0].metrics["classes"]
+    first, classes, out = runs[0], list(runs[0].metrics["classes"]), Path(out)
     columns = probability_columns(classes)
     frames = []
     for run in runs:
@@ -59,13 +58,7 @@ def _members(runs) -> tuple[pd.DataFrame, np.ndarray]:
         if set(frame.index) != set(base.index) or not frame.loc[base.index, "fold"].equals(base.fold):
             raise ValueError(f"{run.folder} and {first.folder} were not scored on the same folds; a blend needs one "
                              "fold set (the same data, --folds and --seed)")
-    return base.reset_index(), np.stack([f.loc[base.index, columns].to_numpy(float) for f in frames])
-
-
-def blend(runs, out: Path | str, seed: int = 42, redo: bool = False) -> dict:
-    """Blend the finished K-fold ``runs`` (``runs.Run``) into the run folder ``out``; its record."""
-    base, probabilities = _members(runs)
-    out, classes = Path(out), list(runs[0].metrics["classes"])
+    base, probabilities = base.reset_index(), np.stack([f.loc[base.index, columns].to_numpy(float) for f in frames])
     names = [f"{i + 1}:{r.model}" for i, r in enumerate(runs)]
     inputs = {n: r.record["id"] for n, r in zip(names, runs)}
     req = artifacts.request(STAGE, data=runs[0].metrics["data"], inputs=inputs, settings={"step": STEP, "seed": seed})

@@ -13,10 +13,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from anndl.core import artifacts
-from anndl.core.config import PROFILES, REPO_ROOT, WeightsUnavailable, check_profile
+from anndl.core.config import PROFILES, WeightsUnavailable, check_profile
 from anndl.core.env import commit, data_label, hardware
-from anndl.data.stages import VAL_FRACTION, weights_identity
-from anndl.data.tiling import SELECT_FRACTION
+from anndl.data.stages import weights_identity
 from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare
 from anndl.engine.runs import Run, fit, open_run
 from anndl.evaluate import metrics
@@ -236,57 +235,16 @@ def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | Non
     return int(epochs) if int(epochs) < longest else None
 
 
-GPU_RUN = "bench/results/gpu_full_scratch.json"  # a full-profile scratch ResNet run on a lent GPU (Keras/JAX, bf16)
-
-
-def budget(names, n_images: int, profile: str, folds: int, epochs: int | None = None) -> str:
-    """What the comparisons ``names`` train on ``n_images`` cleaned images: their distinct K-fold runs × ``folds``
-    × each run's epochs at most, and for the scratch ResNet the GPU time that implies at the rate of ``GPU_RUN``
-    (per epoch and training image; that run's own early stop gives the typical figure)."""
-    runs = {json.dumps(as_run(v, profile).training(), sort_keys=True): v for n in names
-            for v in profile_variants(n, profile).values()}
-    most = [(v.model, binding_cap(v, profile, epochs) or sum(c.epochs for c in profile_phases(v.model, profile)))
-            for v in runs.values()]  # (model, epochs at most) per distinct run
-    per_image = (folds - 1) / folds * (1 - SELECT_FRACTION) * n_images  # training images of a fold
-    groups = {model: [e for m, e in most if m == model] for model in dict.fromkeys(m for m, _ in most)}
-    parts = [f"{model}: {len(group)} K-fold run{'s' * (len(group) > 1)} × {folds} folds × up to {max(group)} epochs"
-             for model, group in groups.items()]
-    line = (f"The comparisons train {'; '.join(parts)} (~{per_image:.0f} training images per fold; "
-            f"{'early stopping ends each run' if epochs is None else f'capped at {epochs} epochs per phase'}).")
-    if (scratch := [e for m, e in most if m == "scratch_resnet"]):
-        measured = json.loads((REPO_ROOT / GPU_RUN).read_text())
-        train_images = measured["validation"]["hard"]["images"] * (1 - VAL_FRACTION) / VAL_FRACTION
-        hours = measured["seconds"]["training"] / (measured["epochs_run"] * train_images) * folds * per_image / 3600
-
-        def span(epochs_run):  # GPU time of that many epochs of a run
-            h = epochs_run * hours
-            return f"{h:.1f} h" if h >= 1 else f"{max(h * 60, 1):.0f} min"
-
-        line += (f" The scratch ResNet's runs need at most {span(sum(scratch))} of GPU time at the rate measured on "
-                 f"a lent GPU ({GPU_RUN}: {measured['epochs_run']} epochs of ~{train_images:.0f} images in "
-                 f"{measured['seconds']['training']} s), about "
-                 f"{span(len(scratch) * min(measured['epochs_run'], max(scratch)))} where runs stop as that one did.")
-    if any(m != "scratch_resnet" for m, _ in most):
-        line += " ConvNeXt's and ViT's GPU rates are not measured here: time one epoch before running them all."
-    return line
-
-
-def as_run(variant: Variant, profile: str) -> Variant:
-    """The variant as the run it trains: a scratch ResNet width equal to the profile's own ("32 filters" at cpu and
-    full) is the reference's run, not a second one."""
-    own_width = PROFILES[check_profile(profile)].scratch.filters
-    if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
-        return dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
-    return variant
-
-
 def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str = "smoke", folds: int = 3,
               epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
               weights: str | None = None, redo: bool = False) -> Path:
     """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
     it): trained, resumed or reused by ``runs.fit`` (the one K-fold door). ``epochs``: a cap on every phase's epochs
-    (the profile's count where it is lower)."""
-    variant = as_run(variant, profile)
+    (the profile's count where it is lower). A scratch ResNet width equal to the profile's own ("32 filters" at cpu
+    and full) is the reference's run, not a second one."""
+    own_width = PROFILES[check_profile(profile)].scratch.filters
+    if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
+        variant = dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
     epochs = binding_cap(variant, profile, epochs)
     key = artifacts.fingerprint({**variant.training(), "profile": profile, "folds": folds, "epochs": epochs,
                                  "seed": seed, "weights": weights_identity(weights)})[:10]
@@ -320,17 +278,15 @@ def run_comparison(name: str, data_dir: Path | str, out: Path | str, *, profile:
     reference = next(iter(variants))
     if reference not in runs:
         raise WeightsUnavailable(f"{reference} (the reference of {name}): {refused[reference]}")
-    note = prep.data_note
+    note, spec = prep.data_note, COMPARISONS[name]
     provenance = {"comparison": name, "variants": {k: v.training() | {"rule": v.rule, "phase": v.phase}
                                                    for k, v in variants.items()},
                   "profile": profile, "folds": folds, "epochs": epochs, "seed": seed, "precision": mixed_precision,
                   "data": note, "data_fingerprint": note.rsplit("fingerprint ", 1)[-1].rstrip("]"), "commit": code,
                   "machine": hardware(), "runs": {k: str(v.relative_to(out)) for k, v in runs.items()},
-                  "not_run": refused, "gate": GATE}
-    spec = COMPARISONS[name]
-    provenance.update(question=spec.question, report=spec.report, report_numbers=spec.report_numbers,
-                      source=SOURCE if spec.report else None,
-                      left_out=[label for label in spec.variants if label not in variants])
+                  "not_run": refused, "gate": GATE, "question": spec.question, "report": spec.report,
+                  "report_numbers": spec.report_numbers, "source": SOURCE if spec.report else None,
+                  "left_out": [label for label in spec.variants if label not in variants]}
     req = artifacts.request("compare", data=note,
                             inputs={k: artifacts.read_json(v / artifacts.RECORD)["id"] for k, v in runs.items()},
                             settings={k: v for k, v in provenance.items() if k not in ("commit", "machine")})

@@ -46,9 +46,8 @@ def embed_request(prep, identity: dict, mixed_precision: str | None = None) -> d
     """The encoder is known by its bytes, architecture, preprocessing and pooling: a moved copy is the same
     request (where it lay is in ``encoder.json``, for information)."""
     encoder = {k: v for k, v in identity.items() if k not in ("source", "weights")}
-    tiles = getattr(prep, "tiles_id", None) or artifacts.fingerprint(prep.tiles.to_csv())
-    return artifacts.request(STAGE, data=prep.data_note,
-                             inputs={"tiles": tiles, "test_tiles": getattr(prep, "test_tiles_id", "")},
+    inputs = {"tiles": prep.tiles_id, "test_tiles": prep.test_tiles_id}
+    return artifacts.request(STAGE, data=prep.data_note, inputs=inputs,
                              settings={"encoder": encoder, "tiling": dataclasses.asdict(prep.tiling),
                                        "mixed_precision": mixed_precision})
 

@@ -64,15 +64,6 @@ def _scored(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) ->
             "confusion": metrics.confusion(y_true, y_pred, len(classes))}
 
 
-def run_request(prep: Prepared, built: Built, phases, with_baselines: bool) -> dict:
-    """What a train run is asked to be: the data, the tiles artifact, the model settings, every phase's settings."""
-    settings = dataclasses.asdict(built.settings)
-    settings["weights"] = weights_identity(built.settings.weights)
-    return artifacts.request("train", data=prep.data_note, inputs={"tiles": prep.tiles_id},
-                             settings={"model": settings, "phases": [config_record(c=c)["c"] for c in phases],
-                                       "classes": list(prep.classes), "with_baselines": with_baselines})
-
-
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
               epochs: int | None = None, mixed_precision: str | None = None, overrides: dict | None = None,
               weights: str | None = None, with_baselines: bool = True, built: Built | None = None, seed: int = 42,
@@ -104,11 +95,20 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
             phases.append(dataclasses.replace(p, config=dataclasses.replace(
                 c, epochs=min(c.epochs, int(max_epochs or c.epochs)),
                 learning_rate=float(learning_rate) if learning_rate is not None and i == 0 else c.learning_rate)))
-        req = run_request(prep, built, [p.config for p in phases], with_baselines)
+        # what the run is asked to be: the data, the tiles artifact, the model settings, every phase's settings
+        model = dataclasses.asdict(built.settings) | {"weights": weights_identity(built.settings.weights)}
+        req = artifacts.request("train", data=prep.data_note, inputs={"tiles": prep.tiles_id},
+                                settings={"model": model, "phases": [config_record(c=p.config)["c"] for p in phases],
+                                          "classes": list(prep.classes), "with_baselines": with_baselines})
         reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
-        if reason is None:
+        if reason is None:  # read from its files: no model load (``load_run`` gives the model)
             print(f"reusing {shown(run_dir)}")
-            return finished_run(run_dir, prep.classes)
+            predictions, classes = artifacts.read_csv(run_dir / "val_predictions.csv"), prep.classes
+            y_true = predictions.label.map(classes.index).to_numpy()
+            results = {rule: _scored(y_true, predictions[f"pred_{rule}"].map(classes.index).to_numpy(), classes)
+                       for rule in voting.VOTING_RULES}
+            return {"metrics": artifacts.read_json(run_dir / "metrics.json"), "results": results, "model": None,
+                    "run_dir": run_dir}
         # a finished result (of another request, or --redo): the new run is built beside it, in .staging, and
         # replaces it only when complete, so a kill during the retraining keeps the old one intact and reusable
         beside = (run_dir / artifacts.RECORD).is_file()
@@ -267,18 +267,6 @@ def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...]
         for rule in results:
             frame[f"pred_{rule}_phase{number}"] = phase[f"pred_{rule}"].to_numpy()
     artifacts.write_csv(frame, path)
-
-
-def finished_run(run_dir: Path, classes: tuple[str, ...] | None = None) -> dict:
-    """A finished run's metrics and validation results per voting rule (its record just checked), read from its
-    files; the model is not loaded (``load_run`` gives it) so that reusing a large run costs no model load."""
-    run_metrics = artifacts.read_json(run_dir / "metrics.json")
-    classes = tuple(classes or run_metrics["classes"])
-    predictions = artifacts.read_csv(run_dir / "val_predictions.csv")
-    y_true = predictions.label.map(classes.index).to_numpy()
-    results = {rule: _scored(y_true, predictions[f"pred_{rule}"].map(classes.index).to_numpy(), classes)
-               for rule in voting.VOTING_RULES}
-    return {"metrics": run_metrics, "results": results, "model": None, "run_dir": run_dir}
 
 
 def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:

@@ -232,9 +232,8 @@ def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str |
     config = artifacts.read_json(run_dir / "config.json")
     kind, classes = HEAD_CLASSES[config["model"]], tuple(config["classes"])
     rule = rule if rule in config["rules"] else config["rules"][0]
-    if classes != read_classes(data_dir):
-        raise ValueError(f"{run_dir} predicts {list(classes)}, but {data_dir} has the labels "
-                         f"{list(read_classes(data_dir))}")
+    if classes != (found := read_classes(data_dir)):
+        raise ValueError(f"{run_dir} predicts {list(classes)}, but {data_dir} has the labels {list(found)}")
     emb = embed.load(run_dir / config["embeddings"]["folder"])  # (an absolute folder in older runs)
     if emb.record["id"] != config["embeddings"]["id"]:
         raise ValueError(f"{emb.folder}: the embeddings changed since {run_dir} was trained; train the head again")

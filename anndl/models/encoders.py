@@ -58,10 +58,6 @@ class Encoder:
     def dim(self) -> int:
         return int(self.model.output_shape[-1])
 
-    @property
-    def weights_note(self) -> str:
-        return self.identity["weights"]
-
 
 def classify(source: str | Path) -> tuple[str, str]:
     """(kind, local path) of an encoder source, ``hf://`` handles fetched first; the kinds:

@@ -10,7 +10,7 @@ from keras import layers
 def load_model(path: Path | str) -> keras.Model:
     """A saved ``.keras`` model loaded in Keras's safe mode (a Lambda layer or any other code in the file is
     refused), anndl's own layers registered first; any fault is one ``ValueError`` naming the file."""
-    from anndl.data import stain  # noqa: F401  (registers HEDJitter and the stain layers)
+    from anndl.data import stain  # noqa: F401  (registers HEDJitter)
     from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
     path = Path(path)
     if not path.is_file():

@@ -8,30 +8,26 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model family. ``consumes``: 'tiles' (a network, built by the registry) or 'embeddings' (a head on an
-    embedding cache); ``in_all``: trained by ``run --model all``; ``needs_weights``: trains only on the embeddings
-    of a given encoder (``--encoder``)."""
+    """One model family. ``consumes``: 'tiles' (a network, built by the registry and trained by ``run --model all``)
+    or 'embeddings' (a head on the embedding cache of a given encoder, ``--encoder``)."""
 
     name: str
     consumes: str = "tiles"
-    in_all: bool = True
-    needs_weights: bool = False
 
 
 SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("scratch_resnet"),  # the report's ResNet, trained from scratch with Lion
     ModelSpec("convnext"),  # ConvNeXt Large (keras.applications): head, then the last stage fine-tuned
     ModelSpec("vit"),  # ViT (KerasHub): head, then the last transformer block fine-tuned
-    ModelSpec("linear_probe", consumes="embeddings", in_all=False, needs_weights=True),  # logistic regression
-    ModelSpec("attention_mil", consumes="embeddings", in_all=False, needs_weights=True),  # gated attention-MIL
+    ModelSpec("linear_probe", consumes="embeddings"),  # logistic regression
+    ModelSpec("attention_mil", consumes="embeddings"),  # gated attention-MIL
 )
 SPEC = {spec.name: spec for spec in SPECS}
 
 
-def names(consumes: str | None = None, in_all: bool | None = None) -> tuple[str, ...]:
-    """The registered names, in the report's order; only those consuming ``consumes`` / in ``run --model all``."""
-    return tuple(s.name for s in SPECS if (consumes is None or s.consumes == consumes)
-                 and (in_all is None or s.in_all == in_all))
+def names(consumes: str | None = None) -> tuple[str, ...]:
+    """The registered names, in the report's order; only those consuming ``consumes``."""
+    return tuple(s.name for s in SPECS if consumes is None or s.consumes == consumes)
 
 
 def order(name: str) -> int:

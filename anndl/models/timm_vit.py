@@ -62,14 +62,6 @@ def read_torch(path: Path) -> dict[str, np.ndarray]:
         return dict(Unpickler(archive.open(pkl)).load())
 
 
-def read_weights(folder: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-    weights = {}
-    for path in weight_files(folder):
-        weights |= read_torch(path) if path.suffix == ".bin" else load_file(str(path))
-    return {k.removeprefix("module."): v for k, v in weights.items()}
-
-
 def architecture(folder: Path, weights: dict) -> dict:
     """The ViT's shape from config.json and the weights."""
     config = json.loads((Path(folder) / "config.json").read_text())
@@ -107,8 +99,12 @@ def backbone(folder: Path):
     """Keras model: normalised images -> (tokens, dim) after the final norm, ``num_register_tokens`` as KerasHub's."""
     import keras
     from keras import layers, ops
+    from safetensors.numpy import load_file
 
-    weights = read_weights(folder)
+    weights = {}
+    for path in weight_files(folder):
+        weights |= read_torch(path) if path.suffix == ".bin" else load_file(str(path))
+    weights = {k.removeprefix("module."): v for k, v in weights.items()}
     arch = architecture(folder, weights)
     dim, heads, registers = arch["dim"], arch["heads"], arch["registers"]
 

@@ -318,6 +318,6 @@ def _describe(data: Path, short: bool) -> str:
     return text if short else f"{text}, fingerprint {fingerprint(read_challenge(folder))}"
 
 
-def repository(pyproject: Path = REPO_ROOT / "pyproject.toml") -> str:
+def repository() -> str:
     """The repository's address: ``[project.urls] Repository`` of ``pyproject.toml``."""
-    return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["urls"]["Repository"]
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Repository"]

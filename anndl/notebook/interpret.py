@@ -189,9 +189,6 @@ def _groups(*groups: tuple[str, list[str]]) -> str:
     return "; ".join(f"{label}: {', '.join(names)}" for label, names in groups if names)
 
 
-GATE_WHY = "no real paired gain over the majority class, or not above the permutation null"
-
-
 def _verdicts(rows: list[dict]) -> list[str]:
     """Each variant against the first row by its paired interval (``gain``, ``gain_ci95``); when the table says which
     rows learned (``learned``, ``beats_colour``), baselines are set apart and only rows that learned get verdicts."""
@@ -208,8 +205,9 @@ def _verdicts(rows: list[dict]) -> list[str]:
                     + ": none has both a real paired gain over the majority class and a score above its permutation "
                     f"null{null}.", NOTHING_LEARNED, f"Out-of-fold macro F1: {_scores([first, *rest])}"
                     + (f"; baselines on the same folds: {beside}." if beside else ".")]
-        out = [f"{first['variant']}, the reference ({first['oof_macro_f1']:.3f}), did not learn: {GATE_WHY}{null}; no "
-               f"variant gets a verdict against it. Learned, without a verdict: {_scores(learned)}."]
+        out = [f"{first['variant']}, the reference ({first['oof_macro_f1']:.3f}), did not learn: no real paired gain "
+               f"over the majority class, or not above the permutation null{null}; no variant gets a verdict against "
+               f"it. Learned, without a verdict: {_scores(learned)}."]
     else:
         out = [f"Against {first['variant']} ({first['oof_macro_f1']:.3f}{', learned' if gated else ''}), on the same "
                "images (paired bootstrap)" + ((", among the variants that learned:" if gated else ":") if learned

@@ -245,19 +245,6 @@ def attention_panels(items, tile_size: int, relative: bool = True, suptitle: str
     return fig
 
 
-def _best_tile(image: np.ndarray, mask: np.ndarray | None, tile_size: int) -> np.ndarray:
-    """The ``tile_size`` crop with the most ROI pixels (the image's centre without a mask)."""
-    h, w = image.shape[:2]
-    t = min(tile_size, h, w)
-    if mask is None or not mask.any():
-        y, x = (h - t) // 2, (w - t) // 2
-    else:
-        integral = np.pad(np.cumsum(np.cumsum(mask.astype(np.int64), 0), 1), ((1, 0), (1, 0)))
-        counts = (integral[t:, t:] - integral[:-t, t:] - integral[t:, :-t] + integral[:-t, :-t])[::t // 4, ::t // 4]
-        y, x = (v * (t // 4) for v in np.unravel_index(int(np.argmax(counts)), counts.shape))
-    return image[y:y + t, x:x + t]
-
-
 def stain_examples(samples, tile_size: int = 224, n_augment: int = 2):
     """One row per ``(name, image, mask)`` sample (arrays or paths): the tile with most ROI, its HED augmentations."""
     from anndl.data import stain
@@ -270,7 +257,14 @@ def stain_examples(samples, tile_size: int = 224, n_augment: int = 2):
     for r, (name, image, mask) in enumerate(samples):
         image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image, np.uint8)
         mask = read_mask(mask) if isinstance(mask, (str, Path)) else mask
-        tile = _best_tile(image, mask, tile_size)
+        (h, w), t = image.shape[:2], min(tile_size, *image.shape[:2])  # the crop with most ROI (no mask: the centre)
+        if mask is None or not mask.any():
+            y, x = (h - t) // 2, (w - t) // 2
+        else:
+            integral = np.pad(np.cumsum(np.cumsum(mask.astype(np.int64), 0), 1), ((1, 0), (1, 0)))
+            counts = (integral[t:, t:] - integral[:-t, t:] - integral[t:, :-t] + integral[:-t, :-t])[::t // 4, ::t // 4]
+            y, x = (v * (t // 4) for v in np.unravel_index(int(np.argmax(counts)), counts.shape))
+        tile = image[y:y + t, x:x + t]
         batch = np.repeat(tile[None].astype(np.float32), n_augment, 0)
         views = [tile, *(view for strength in ("light", "strong") for view in np.asarray(
             stain.HEDJitter(strength, seed=0)(batch, training=True)).round().astype(np.uint8))]

@@ -2,7 +2,6 @@
 report's Kaggle test score as a labelled reference; displayed tables carry no hashes and no machine paths."""
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,12 +16,6 @@ from anndl.notebook import interpret
 from anndl.notebook.interpret import REPORT_TEST_F1  # report Table 1 (real test set)
 
 REFERENCE = "report test F1 (real data)"
-
-
-def data_fingerprint(note: str) -> str:
-    """The manifest fingerprint inside a data note (``… [fingerprint a1b2c3]``); the note itself without one."""
-    found = re.search(r"\[fingerprint ([0-9a-f]+)\]", str(note))
-    return found.group(1) if found else str(note)
 
 
 def collect(runs_dir: Path | str) -> pd.DataFrame:
@@ -51,7 +44,7 @@ def collect(runs_dir: Path | str) -> pd.DataFrame:
         for rule, scores in run.scores.items():
             rows.append({
                 "run": str(folder.relative_to(runs_dir)), "model": run.model, "profile": m["profile"],
-                "weights": m["weights"], "data": m["data"], "data_fingerprint": data_fingerprint(m["data"]),
+                "weights": m["weights"], "data": m["data"], "data_fingerprint": artifacts.data_fingerprint(m["data"]),
                 "data_label": data_label(m["data"]), "voting": rule,
                 "evaluated_on": f"out-of-fold ({run.folds} folds)" if run.folds else "validation split",
                 "folds": run.folds, "val_macro_f1": scores["macro_f1"],
@@ -82,7 +75,7 @@ def _not_finite(run_dir: Path, m: dict) -> str | None:
 def select(table: pd.DataFrame, data: str | None = None, profile: str | None = None) -> pd.DataFrame:
     """The rows of one data folder (a data note or a fingerprint) and/or one profile."""
     if data is not None:
-        table = table[table.data_fingerprint == data_fingerprint(data)]
+        table = table[table.data_fingerprint == artifacts.data_fingerprint(data)]
     return table if profile is None else table[table.profile == profile]
 
 
@@ -198,7 +191,7 @@ def scores_markdown(table: pd.DataFrame) -> str:
     out = []
     for i, r in enumerate(rows):
         verdict = r.get("verdict", "—")
-        if i == 0 and "reference" not in str(verdict):  # a benchmark table's first row: "—"
+        if i == 0 and "reference" not in str(verdict):  # a table compared without the gate: "—"
             verdict = "reference" + {True: ": learned", False: ": did not learn"}.get(flag(r.get("learned")), "")
         elif interpret.is_baseline_row(r):
             verdict = "baseline"
