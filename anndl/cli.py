@@ -171,12 +171,12 @@ OPTIONS = {  # every option of every command: flag (``flag:variant`` where comma
                               help="local pretrained weights for a model, e.g. vit=weights/vit_preset (repeat)"),
 }
 _TRAINING = ("--profile --epochs --learning-rate --mixed-precision --voting --stain-augment --embedder --tile-size "
-             "--min-mask-pixels --seed --redo --folds --tta --weights --encoder --pooling")
+             "--min-mask-pixels --seed --redo --folds --tta --weights")
 COMMANDS = {  # command: (function, help, its options: keys of OPTIONS)
     "synth": (cmd_synth, "write a synthetic challenge folder (same layout as the real one)",
               "--out --n-train --n-test --scale --seed:synth --stain-sites --site-class-correlation --force"),
     "train": (cmd_train, "clean + tile (or reuse) and train one model into a run folder",
-              f"--data --model:train {_TRAINING} --out:train --work --embeddings"),
+              f"--data --model:train {_TRAINING} --encoder --pooling --out:train --work --embeddings"),
     "predict": (cmd_predict, "write a Kaggle submission from a run (or an ensemble of runs)",
                 "--run --tta --data --out --voting"),
     "run": (cmd_run, "clean -> tile -> train -> predict; reuses finished steps of the same request, resumes "
