@@ -163,9 +163,23 @@ def test_arrays_are_read_without_unpickling_and_a_fault_names_the_file(tmp_path)
         artifacts.read_arrays(tmp_path / "junk.npz")
 
 
+def test_remembered_keeps_what_another_process_wrote_while_it_computed(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def compute(keys):  # meanwhile another process remembers "b"
+        assert artifacts.remembered("t", {"b": [2]}, lambda _: ["B"]) == {"b": "B"}
+        return [k.upper() for k in keys]
+
+    assert artifacts.remembered("t", {"a": [1]}, compute) == {"a": "A"}
+    assert artifacts.remembered("t", {"a": [1], "b": [2]}, lambda keys: pytest.fail(f"{keys} computed again")) == \
+        {"a": "A", "b": "B"}
+    assert artifacts.remembered("t", {"a": [3]}, lambda keys: ["new"]) == {"a": "new"}  # a changed stamp: computed
+
+
 def test_weights_are_known_by_their_bytes_hashed_once(tmp_path, monkeypatch):
     from anndl.data.stages import weights_identity
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its own cache: no other test process writes it meanwhile
     folder = tmp_path / "a" / "preset"
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(bytes(range(256)) * 64)

@@ -63,6 +63,7 @@ def test_majority_per_fold_counts_the_other_folds_labels():
 def test_colour_features_are_remembered_until_an_image_changes(tmp_path, monkeypatch):
     import anndl.evaluate.baselines as baselines
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its own cache: no other test process writes it meanwhile
     manifest, _ = _colour_coded(tmp_path)
     first, read, real = colour_features(manifest, manifest.sample_index), [], baselines.read_image
     monkeypatch.setattr(baselines, "read_image", lambda path: read.append(path) or real(path))

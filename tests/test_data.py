@@ -252,9 +252,10 @@ def test_decoding_is_bounded_by_pixels_in_flight(tiny_data, monkeypatch, tmp_pat
     assert state["peak"] <= 100
 
 
-def test_what_was_inspected_is_remembered_until_a_file_changes(data_copy, monkeypatch):
+def test_what_was_inspected_is_remembered_until_a_file_changes(data_copy, tmp_path, monkeypatch):
     import anndl.data as data
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # its own cache: no other test process writes it meanwhile
     first, calls, real = read_challenge(data_copy), [], data._inspect_pair
     monkeypatch.setattr(data, "_inspect_pair", lambda image, mask: calls.append(image.name) or real(image, mask))
     assert read_challenge(data_copy).equals(first) and calls == []  # nothing decoded again

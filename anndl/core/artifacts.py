@@ -153,17 +153,23 @@ def remembered(name: str, stamps: dict[str, list], compute: Callable[[list[str]]
     """``{key: value}`` for every key of ``stamps`` (``{key: its files' stamps}``), each value remembered per user
     (``~/.cache/anndl/<name>.json``) until a stamp changes; ``compute(keys)`` gives the values of the others."""
     cache_file = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anndl" / f"{name}.json"
-    cache = {}
-    with contextlib.suppress(OSError, ValueError):
-        cache = json.loads(cache_file.read_text())
-    cache = cache if isinstance(cache, dict) else {}
+
+    def read() -> dict:
+        with contextlib.suppress(OSError, ValueError):
+            return found if isinstance(found := json.loads(cache_file.read_text()), dict) else {}
+        return {}
+
+    cache = read()
     missing = [k for k, s in stamps.items() if None in s or not (isinstance(cache.get(k), dict)
                                                                 and cache[k].get("stamp") == s)]
+    values = {k: cache[k]["value"] for k in stamps if k not in missing}
     if missing:
-        cache.update({k: {"stamp": stamps[k], "value": v} for k, v in zip(missing, compute(missing), strict=True)})
+        new = {k: {"stamp": stamps[k], "value": v} for k, v in zip(missing, compute(missing), strict=True)}
+        values.update({k: entry["value"] for k, entry in new.items()})
+        cache = read() | new  # what another process wrote while this one computed stays
         with contextlib.suppress(ArtifactError):  # a cache: a read-only home only costs the work next time
             write_json(cache_file, dict(list(cache.items())[-keep:]))
-    return {k: cache[k]["value"] for k in stamps}
+    return {k: values[k] for k in stamps}
 
 
 def content_digest(path: Path | str) -> str:
