@@ -73,6 +73,15 @@ def test_a_killed_or_diverged_redo_keeps_the_finished_run(finished, tiny_data, m
     assert artifacts.load(run, "train")["id"] == before["id"]
 
 
+def _record_again(run: Path) -> None:
+    """Record a finished run's changed files as its own, as an older anndl would have recorded them."""
+    from anndl.engine import experiment
+
+    record = artifacts.read_json(run / artifacts.RECORD)
+    artifacts.complete(run, {k: record[k] for k in (*artifacts.REQUEST_KEYS, "package_version")},
+                       experiment.RUN_FILES)
+
+
 def test_predict_and_report_refuse_a_model_with_nonfinite_weights(finished, tiny_data, tmp_path, capsys):
     """A run finished before the finite check existed: its model holds NaN weights, its record verifies."""
     import keras
@@ -88,9 +97,7 @@ def test_predict_and_report_refuse_a_model_with_nonfinite_weights(finished, tiny
     weight = model.weights[0]
     weight.assign(np.full(weight.shape, np.nan, "float32"))
     model.save(bad / "model.keras")
-    record = artifacts.read_json(bad / artifacts.RECORD)
-    artifacts.complete(bad, {k: record[k] for k in (*artifacts.REQUEST_KEYS, "package_version")},
-                       experiment.RUN_FILES)
+    _record_again(bad)
     with pytest.raises(artifacts.ArtifactError, match=r"model.keras: [\d,]+ of [\d,]+ weights are not finite"):
         experiment.predict_run(bad, tiny_data, tmp_path / "submission.csv")
     assert not (tmp_path / "submission.csv").exists()
@@ -110,9 +117,7 @@ def test_a_run_trained_on_stain_normalised_tiles_is_refused(finished, tiny_data,
     old = Path(shutil.copytree(work / "runs" / "ok", tmp_path / "old"))
     config = artifacts.read_json(old / "config.json")
     artifacts.write_json(old / "config.json", config | {"stain_normalization": {"method": "macenko"}})
-    record = artifacts.read_json(old / artifacts.RECORD)
-    artifacts.complete(old, {k: record[k] for k in (*artifacts.REQUEST_KEYS, "package_version")},
-                       experiment.RUN_FILES)
+    _record_again(old)
     with pytest.raises(artifacts.ArtifactError, match=f"{old}: trained on stain-normalised tiles"):
         experiment.predict_run(old, tiny_data, tmp_path / "submission.csv")
     assert not (tmp_path / "submission.csv").exists()
