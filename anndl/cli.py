@@ -1,9 +1,6 @@
 """Command line: ``python -m anndl <command>`` (synth, train, run, predict, compare, doctor).
-
 A fault in the data, an argument, a record, a lock or a write ends a command with one line naming the path (status 2),
-any other with one naming the command (status 1; ``--debug`` or ANNDL_DEBUG=1: the traceback); Ctrl-C with one line
-(status 130), and so does SIGTERM (143).
-"""
+any other with one naming the command (status 1; ``--debug``/ANNDL_DEBUG=1: traceback); Ctrl-C 130, SIGTERM 143."""
 
 import argparse
 import json
@@ -112,7 +109,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _at_least(low: int):
-    """An argparse type: an integer of at least ``low``."""
     def parse(text: str) -> int:
         value = int(text)  # not an integer: argparse's "invalid integer >= 1 value: 'x'"
         if value < low:
@@ -215,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv or bool(os.environ.get("ANNDL_DEBUG"))
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     PENDING_SIGNALS.clear()
-    # handlers only in the main thread (a notebook kernel's cells run there too); SIGINT ignored (a process started in
-    # the background): left so
+    # handlers only in the main thread (notebook cells run there); an ignored SIGINT (a background process) stays so
     handled = [s for s in (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread()
                and (s == signal.SIGTERM or signal.getsignal(s) is not signal.SIG_IGN)]
     previous = {s: signal.signal(s, _on_signal) for s in handled}  # each number's handler before
@@ -247,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(e: Exception) -> str:
-    """An exception as one line; an ``OSError`` with the path it concerns."""
     if isinstance(e, OSError) and e.filename:
         return f"{e.filename}: {e.strerror or e}"
     return " ".join(str(e).split()) or type(e).__name__

@@ -1,7 +1,4 @@
-"""Artifacts: a stage's output folder plus ``record.json``, the record of exactly what made it (like DVC stage locks).
-
-Files are written to a temporary name and ``os.replace``-d, the record last; a writer holds ``folder/.lock``.
-"""
+"""Artifacts: a stage's folder plus ``record.json`` of exactly what made it (DVC-like); atomic writes, record last."""
 
 import contextlib
 import errno
@@ -25,8 +22,7 @@ from anndl.core.env import portable  # no machine path in a rendered notebook
 RECORD = "record.json"
 LOCK = ".lock"
 STAGING = ".staging"
-# Each stage's code version: bump it when the stage's output for the same request changes (a record made with
-# another number is made again); the package's release is recorded for information only.
+# each stage's code version: bump it when its output for the same request changes (records of another are remade)
 CODE_VERSIONS = {"clean": 3, "tiles": 2, "test_tiles": 1, "stain": 1, "train": 5, "kfold": 4, "embed": 2, "head": 2,
                  "compare": 2}
 REQUEST_KEYS = ("stage", "code", "data", "inputs", "settings")  # what decides reuse (package_version: information)
@@ -50,8 +46,7 @@ def write_bytes(path: Path | str, data: bytes) -> Path:
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: never through a planted link
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:  # O_EXCL: no planted link
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -150,8 +145,7 @@ def stamp(path: Path | str) -> list[int] | None:
 
 
 def remembered(name: str, stamps: dict[str, list], compute: Callable[[list[str]], list], keep: int = 20_000) -> dict:
-    """``{key: value}`` for every key of ``stamps`` (``{key: its files' stamps}``), each value remembered per user
-    (``~/.cache/anndl/<name>.json``) until a stamp changes; ``compute(keys)`` gives the values of the others."""
+    """``{key: value}`` for ``stamps`` ({key: file stamps}), cached till a stamp changes; ``compute`` gives the rest."""
     cache_file = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "anndl" / f"{name}.json"
 
     def read() -> dict:
@@ -368,8 +362,7 @@ def swap_in(staging: Path | str, folder: Path | str, record: dict, extra: Iterab
 
 def ensure(folder: Path | str, req: dict, build: Callable[[Path], Iterable[str]], *, redo: bool = False,
            label: str | None = None, verb: str = "making", reused: str = "reusing {}") -> dict:
-    """Reuse ``folder`` when ``check`` passes (printing ``reused`` of ``label``); else ``build(out)`` writes into
-    ``out`` (``folder/.staging``, kept after a kill: resumable) and returns the names to record; then swapped in."""
+    """Reuse ``folder`` if ``check`` passes, else ``build(staging)`` (kept after a kill) returns the names to record."""
     folder = Path(folder)
     label = label or str(folder)
     with lock(folder):

@@ -1,6 +1,4 @@
-"""Configuration: repository paths and the run profiles (``smoke``: tiny, CPU, minutes, numbers that are not
-results; ``cpu``: the report's network trained briefly so that it learns on a 2-core CPU; ``full``: the report's
-settings), as frozen dataclasses."""
+"""Configuration: paths and frozen run profiles (``smoke``: a check, ``cpu``: learns on 2 cores, ``full``: report's)."""
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -8,8 +6,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]  # anndl/core/config.py -> the repository
 DATA_ROOT = REPO_ROOT / "data"
 OUTPUTS = REPO_ROOT / "outputs"
-# The synthetic default dataset (the real data's image counts and sizes), made when data/ holds no challenge folder
-SYNTHETIC_DEFAULT = dict(n_train=691, n_test=477, scale=1.0, seed=0, stain_sites=5)
+SYNTHETIC_DEFAULT = dict(n_train=691, n_test=477, scale=1.0, seed=0, stain_sites=5)  # the real data's counts and sizes
 AUGMENTATIONS = ("geometric", "photometric", "both")
 
 
@@ -19,8 +16,7 @@ class WeightsUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class ScratchResNetConfig:
-    """The report's from-scratch ResNet (§4.1): 2 stacks of 3 residual blocks, 32 filters doubling per stack.
-    ``bn_momentum``: of the moving statistics batch normalisation predicts with (Keras's default, the report's)."""
+    """The report's scratch ResNet (§4.1): 2 stacks of 3 residual blocks, 32 filters doubling, Keras's BN momentum."""
 
     filters: int = 32
     stacks: int = 2
@@ -63,8 +59,7 @@ class TransferConfig:
 
 @dataclass(frozen=True)
 class Profile:
-    """``pretrained``: transfer models start from pretrained weights (else tiny random backbones);
-    ``left_out``: comparison variants this profile does not train (a time budget), each named in its tables."""
+    """``pretrained``: transfer models start pretrained (else tiny random); ``left_out``: variants not trained here."""
 
     name: str
     scratch: ScratchResNetConfig
@@ -80,8 +75,7 @@ _TINY_TRANSFER = TransferConfig(phase1=TrainConfig(learning_rate=3e-4, **_QUICK)
 PROFILES = {p.name: p for p in (
     Profile("smoke", ScratchResNetConfig(filters=8, blocks_per_stack=1),
             TrainConfig(epochs=2, batch_size=16, learning_rate=1e-4, patience=2), _TINY_TRANSFER, pretrained=False),
-    # the report's network, Lion at 1e-4 and moving statistics that keep up (docs/measurements.md, "The cpu profile")
-    Profile("cpu", ScratchResNetConfig(bn_momentum=0.9),
+    Profile("cpu", ScratchResNetConfig(bn_momentum=0.9),  # Lion 1e-4, BN stats that keep up (docs/measurements.md)
             TrainConfig(epochs=6, batch_size=32, learning_rate=1e-4, patience=2), _TINY_TRANSFER, pretrained=False,
             left_out=("Triple negative ×2, both augmented",)),  # ~600 s: the render stays within 90 minutes
     Profile("full", ScratchResNetConfig(), TrainConfig(), TransferConfig(), pretrained=True),
@@ -107,8 +101,7 @@ def augment_kind(augment) -> str | None:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """What a model is built from. ``seed``: initial weights, each epoch's shuffling and dropout; ``augment``: one of
-    ``AUGMENTATIONS`` (``True``: both); ``filters``: the scratch ResNet's width instead of the profile's."""
+    """What a model is built from; ``seed``: weights, shuffling, dropout; ``filters``: the scratch ResNet's width."""
 
     model: str = "scratch_resnet"
     profile: str = "smoke"

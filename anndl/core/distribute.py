@@ -18,14 +18,12 @@ def precision_policy(name: str | None):
         keras.config.set_dtype_policy(previous)
 
 
-# (policy, GPU names, least compute capability, why), by name first: Colab/Kaggle/cloud GPUs before Ampere have
-# float16 units but no fast bfloat16 (mixed_float16, with Keras's loss scaling); Ampere and later, like TPUs, bfloat16
-# (float32's range, no loss scaling); by compute capability, 7.x Volta/Turing float16 (most 6.x Pascal: slow float16).
+# (policy, GPU names, least compute capability, why), by name first: pre-Ampere GPUs have float16 units, no fast
+# bfloat16 (mixed_float16, loss scaling); Ampere+ and TPUs bfloat16 (float32's range); 7.x float16 (6.x: slow float16)
 GPU_RULES = (("mixed_bfloat16", ("A100", "A10", "A30", "A40", "L4", "L40", "H100", "H200", "H20", "GH200", "B100",
                                  "B200", "RTX 30", "RTX 40", "RTX 50", "RTX A"), (8, 0), "bfloat16 tensor cores"),
              ("mixed_float16", ("T4", "P100", "V100", "TITAN V", "RTX 20"), (7, 0), "float16 units, no fast bfloat16"))
-# x86 CPU flags of a native bfloat16 dot product (oneDNN's avx512_core_bf16 or AMX kernels); without them oneDNN
-# emulates bfloat16: the scratch ResNet's step at 0.3-0.4x float32's on an Ice Lake CPU (docs/measurements.md).
+# native bfloat16 dot flags (oneDNN); else emulated: scratch ResNet step 0.3-0.4x float32's, Ice Lake (measurements.md)
 CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 

@@ -1,5 +1,4 @@
-"""Notebook environment: TensorFlow imported quietly, paths shown without machine folders, plain progress bars,
-and the footer that says what produced a rendering."""
+"""Notebook environment: quiet TensorFlow import, paths without machine folders, plain progress bars, the footer."""
 
 import contextlib
 import os
@@ -14,15 +13,12 @@ from pathlib import Path
 
 from anndl.core.config import REPO_ROOT
 
-# Set before TensorFlow is imported: C++ logging (such as the cuInit failure without a GPU) and glog/absl verbosity.
-# The lines TensorFlow prints while its libraries load ignore every variable (TensorFlow 2.21), so
-# ``quiet_tensorflow`` imports it with stderr sent to a file and passes on only what is not such a line.
+# set before TF is imported (C++/glog/absl logs); load-time lines ignore them (TF 2.21): quiet_tensorflow filters stderr
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "GLOG_minloglevel": "3", "ABSL_MIN_LOG_LEVEL": "3",
              "GRPC_VERBOSITY": "ERROR"}
 _NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d|WARNING: All log messages before absl|To enable the following "
                     r"instructions|.*rebuild TensorFlow with the appropriate compiler flags)")
-# Ctrl-C / SIGTERM raised inside a ``__del__`` (TensorFlow's garbage collectors run them mid-training) is printed
-# and ignored by Python; the command line's handlers note it here too, and training raises it at the next batch.
+# a Ctrl-C/SIGTERM that a ``__del__`` swallowed (TF runs them mid-training), noted for training to raise next batch
 PENDING_SIGNALS: list[type[BaseException]] = []
 _ROOTS: dict[str, str] = {}
 
@@ -81,8 +77,7 @@ def name_root(path: Path | str, name: str) -> None:
 
 
 def portable(text) -> str:
-    """``text`` without machine paths: the repository folder removed (``/home/me/anndl/outputs`` -> ``outputs``),
-    folders named with ``name_root`` shown by name, a Kaggle mount shortened."""
+    """``text`` without machine paths: repository folder removed, ``name_root`` folders by name, Kaggle mounts short."""
     text = str(text)
     for folder, name in sorted([(str(REPO_ROOT), "."), *_ROOTS.items()], key=lambda kv: -len(kv[0])):
         # the folder itself or a path below it, never a longer name that starts with it (``anndl`` vs ``anndl_o``)

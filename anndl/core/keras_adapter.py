@@ -1,8 +1,6 @@
-"""Every private Keras and KerasHub name anndl uses, each with the reason no public API does the job (the rest of the
-package uses none; ``tests/test_layout.py`` checks that and each name against the installed versions)."""
+"""Every private Keras/KerasHub name anndl uses, each with why no public API does (``tests/test_layout.py`` checks)."""
 
-# (module or attribute owner, name), for the layout test
-PRIVATE_NAMES = (
+PRIVATE_NAMES = (  # (module or attribute owner, name), for the layout test
     ("keras.src.applications.convnext", "ConvNeXt"),
     ("keras.src.layers.preprocessing.data_layer", "DataLayer"),
     ("keras.layers.Layer", "_layers"),

@@ -1,12 +1,9 @@
-"""Read and validate a challenge folder into a manifest: one row per image, nothing skipped.
-
-Every fault in the folder raises :class:`DataError` naming the file and what is wrong. Layout (the real data's)::
+"""Read and validate a challenge folder into a manifest (a row per image, none skipped); faults: DataError. Layout::
 
     DIR/train_data/img_0000.png, mask_0000.png, ...   (test_data/ alike; split + sample_index is the key)
     DIR/train_labels.csv    header ``sample_index,label``; sample_index is ``img_0000.png``
     DIR/classes.txt         optional: another label set, one per line in output order (default: the four subtypes)
-    DIR/source.txt          optional: one line saying where the data comes from
-"""
+    DIR/source.txt          optional: one line saying where the data comes from"""
 
 import csv
 import io
@@ -63,8 +60,7 @@ def png_pixels(path: Path | str) -> int:
 
 
 def bounded_map(fn: Callable, items: Iterable, sizes: Iterable[int], budget: int, workers: int) -> list:
-    """``[fn(item) for item in items]`` on ``workers`` threads, started in order while the ``sizes`` of the items in
-    flight stay within ``budget`` (a larger item runs alone). The first failure is raised; none starts after one."""
+    """``map(fn, items)`` on threads, in-flight ``sizes`` within ``budget`` (bigger: alone); raises the first fault."""
     lock, state = threading.Condition(), {"in_flight": 0, "failed": False}
 
     def run(item, size):
@@ -168,7 +164,6 @@ def _inspect_pair(image_path: Path, mask_path: Path) -> dict:
 
 
 def _list_pairs(split_dir: Path) -> list[tuple[str, Path, Path]]:
-    """(sample_index, image path, mask path) for a split folder, checking every file name."""
     if not split_dir.is_dir():
         raise DataError(split_dir, "folder is missing")
     images, masks = {}, {}
@@ -243,9 +238,8 @@ def read_labels(path: Path | str, classes: tuple[str, ...] = LABELS) -> dict[str
 
 def read_challenge(data_dir: Path | str, splits: tuple[str, ...] = ("train", "test"),
                    workers: int = 4, pixel_budget: int | None = None) -> pd.DataFrame:
-    """Validate a challenge folder and return its manifest (``label_index`` in :func:`read_classes` order). Every
-    image and mask is decoded, on ``workers`` threads, at most ``pixel_budget`` pixels (PNG headers) at once; what it
-    found is remembered per user until the file changes (``artifacts.remembered``)."""
+    """Validate a challenge folder and return its manifest (``label_index`` in :func:`read_classes` order). Every file
+    is decoded (``workers`` threads, ≤ ``pixel_budget`` pixels at once), results cached until the file changes."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(data_dir, "challenge folder is missing")

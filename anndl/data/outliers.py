@@ -1,16 +1,11 @@
 """Remove corrupted training images: "sticker" (Shrek) images and green blob artifacts (the report's §2, measured).
-
-1. **Identical-mask groups** (SHA-256 of each mask's pixels): in the real data every sticker shares its mask with a
-   genuine image; groups stay on one side of the later split.
-2. **Stickers**: group members abnormally far from the robust centre of the embeddings; a logistic regression trained
-   on the group members then flags stickers without a mask twin.
+1. **Identical-mask groups** (SHA-256 of mask pixels): each real sticker shares a genuine image's mask; kept together.
+2. **Stickers**: group members far from the embeddings' robust centre, then a logistic regression for those unpaired.
 3. **Green**: H&E never makes green-dominant pixels. A green image is a sticker when what it adds to its **twin** (the
    same tissue without the green region) has an inked border (``twin_ink``: stickers 0.68-0.96, blobs 0.00), else
    when its green region has a dark outline (``green_ink``: stickers 0.34-0.61, blobs <= 0.005) and flat colour
    inside (``green_flat``: 0.65-0.96, blobs <= 0.31), whatever its shade or opacity (``bench/outlier_kinds.py``).
-
-Test images are never removed; images are decoded a few at a time, a 32 x 32 thumbnail of each kept to find twins.
-"""
+Test images are never removed; images are decoded a few at a time, a 32 x 32 thumbnail of each kept to find twins."""
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
@@ -208,15 +203,13 @@ def mask_groups(hashes: pd.Series) -> pd.Series:
 
 def detect_stickers(embeddings: np.ndarray, groups: np.ndarray, config: OutlierConfig,
                     exclude: np.ndarray | None = None) -> pd.DataFrame:
-    """Flag sticker images: group members abnormally far from the embeddings' centre, then a classifier trained on
-    group members for images without a mask twin (``sticker_probability``: NaN where none could be trained). Unlike
-    the report's mean, the median and MAD centre and scale: the outliers (~9% of the real train set) set no scale."""
+    """Flag stickers: group members far from the embeddings' centre, then (no mask twin) a classifier trained on the
+    members (NaN if none trains). Median/MAD, not the report's mean: outliers (~9% of real train) set no scale."""
     center = np.median(embeddings, 0)
     scale = np.maximum(1.4826 * np.median(np.abs(embeddings - center), 0), 0.1 * embeddings.std(0)) + 1e-6
     z = (embeddings - center) / scale
     distance = np.linalg.norm(z, axis=1)
-    # Outliers only lengthen the upper tail: take the spread from the lower half of the distances.
-    median, lower_quartile = np.percentile(distance, [50, 25])
+    median, lower_quartile = np.percentile(distance, [50, 25])  # spread from the lower half: outliers stretch the top
     distance_z = (distance - median) / ((median - lower_quartile) / 0.6745 + 1e-6)
     abnormal = distance_z >= config.sticker_min_z
     # A member already flagged green (``exclude``) is far for its blob, not a sticker: it neither counts nor trains.
@@ -252,8 +245,7 @@ def twin_ink(image: np.ndarray, twin: np.ndarray, changed: np.ndarray) -> float:
 
 def compare_with_twins(train: pd.DataFrame, groups: np.ndarray, thumbs: np.ndarray, which: np.ndarray,
                        config: OutlierConfig) -> pd.DataFrame:
-    """For each image in ``which``: ``twin``, its group member that is the same tissue without its green region (""
-    where none), and ``twin_ink`` of what it adds (NaN where none); members tried by how little thumbnails differ."""
+    """Per image in ``which``: ``twin`` (group member, same tissue minus the green; "" if none), its ``twin_ink``."""
     twin_names, inks = [""] * len(train), [np.nan] * len(train)
     for i in np.flatnonzero(which):
         members = [j for j in np.flatnonzero(groups == groups[i]) if j != i]
@@ -282,7 +274,6 @@ def clean(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfig = Ou
     groups = mask_groups(stats.mask_hash).to_numpy()
     coloured = ((stats.green_fraction >= config.green_min_fraction)
                 & (stats.green_blob_pixels >= config.green_min_blob_pixels)).to_numpy()
-    # a green image is a sticker by what it adds to its twin, else by its green region's own outline and flat colour
     twins = compare_with_twins(train, groups, thumbs, coloured & (groups >= 0), config)
     cartoon = ((stats.green_ink >= config.cartoon_min_ink) & (stats.green_flat >= config.cartoon_min_flat)).to_numpy()
     drawn = coloured & np.where(twins.twin != "", twins.twin_ink.to_numpy() >= config.twin_min_ink, cartoon)

@@ -1,9 +1,6 @@
 """tf.data pipelines from ``tiles.csv``: decode each image once per pass and cut all its tiles from it.
-
-With ``stride == tile_size`` (the default) tiles are cut by one reshape of the cropped image (about 2.3x faster than
-``tf.image.extract_patches``, which other strides use). Tiles stay ``uint8`` until the model. ``cache``: where
-decoded tiles live after the first pass: ``None`` (decoded every pass), ``"memory"`` or a file path prefix.
-"""
+``stride == tile_size`` (default): one reshape, ~2.3x faster than ``tf.image.extract_patches`` (other strides). Tiles
+stay ``uint8`` until the model; ``cache``: decoded tiles after the first pass (None, ``"memory"`` or a file prefix)."""
 
 import functools
 from pathlib import Path
@@ -48,9 +45,7 @@ def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride:
 def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
                  stride: int | None = None, batch_size: int | None = 32, cache: str | Path | None = None,
                  with_labels: bool = True) -> tf.data.Dataset:
-    """Batches (``None``: single tiles) of the images of ``splits`` in ``tiles.csv`` order: ``(tile, label_index)``
-    ``with_labels``, else ``(tile, image_number, weight)``, ``image_number`` indexing ``image_table(...)``. Each image
-    is decoded once and cut, its tiles optionally cached."""
+    """Batches (None: tiles) of ``splits`` in tiles.csv order: (tile, label) or (tile, image_number, weight)."""
     table = image_table(tiles, manifest, splits)
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
@@ -82,9 +77,7 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
 def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
                    tile_size: int = 224, stride: int | None = None, cache: str | Path | None = "memory",
                    oversample: int | None = None) -> tuple[tf.data.Dataset, int]:
-    """``(tile, label_index)`` pairs of ``splits`` in ``tiles.csv`` order, each image decoded once (and cached), and
-    their count: what ``epoch_batches`` shuffles anew every epoch. ``oversample``: a label index whose tiles are seen
-    twice per epoch (the copies follow the originals; the shuffle mixes them, augmentation makes each differ)."""
+    """((tile, label) pairs of ``splits``, count) for ``epoch_batches``; ``oversample``: a label seen twice an epoch."""
     ds = tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride, batch_size=None, cache=cache)
     n_tiles = int(ds.cardinality())
     if oversample is not None:
@@ -98,9 +91,8 @@ def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[st
 
 def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32, seed: int = 42,
                   first_epoch: int = 0, epochs: int = 1, shuffle_buffer: int = 2048) -> tuple[tf.data.Dataset, int]:
-    """Batches of epochs ``first_epoch … first_epoch + epochs - 1`` back to back, and the number of batches per
-    epoch (for ``fit(steps_per_epoch=…)``). Each epoch's order is a function of ``(seed, epoch)`` alone, so a
-    run resumed at epoch N sees exactly the batches an uninterrupted run sees from epoch N on."""
+    """(batches of ``epochs`` epochs from ``first_epoch``, batches per epoch). An epoch's order depends on ``(seed,
+    epoch)`` alone: a run resumed at epoch N sees the batches an uninterrupted run sees from epoch N on."""
     def one_epoch(epoch: int) -> tf.data.Dataset:
         # a Python seed: TensorFlow's seed logic cannot take a tensor once its global seed is 0 (a model seeded 0)
         shuffled = pairs.shuffle(shuffle_buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)

@@ -1,8 +1,4 @@
-"""The data stages as recorded artifacts (``anndl.core.artifacts``): clean -> ``clean/``, split + tile -> ``tiles/``.
-
-A stage's folder is reused only when its record matches the request (data fingerprint, upstream artifact, settings)
-and its files verify; otherwise it is made again, saying why. No TensorFlow here: the data stages start fast.
-"""
+"""The data stages as recorded artifacts: clean -> ``clean/``, split + tile -> ``tiles/``; no TensorFlow: fast start."""
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,8 +30,7 @@ def fingerprint(manifest: pd.DataFrame) -> str:
 
 
 def data_note(data_dir: Path | str, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",)) -> str:
-    """Which data a step's output comes from: the folder, its kind and the fingerprint of the images of ``splits``
-    (by default the labelled ones: a changed test image remakes only what reads the test set)."""
+    """The data note: folder, kind, ``splits``' fingerprint (train: a changed test image remakes only test readers)."""
     return f"{describe_data(data_dir)} [fingerprint {fingerprint(manifest[manifest.split.isin(splits)])}]"
 
 
@@ -132,8 +127,7 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
 
 
 def weights_identity(weights: str | None) -> dict | None:
-    """What a ``--weights`` source is, by its bytes alone: the sha256 of a file, or of a folder's files (names and
-    hashes; ``artifacts.content_digest`` remembers them, so a 1 GB checkpoint is read once), else its name."""
+    """A ``--weights`` source by its bytes: sha256 of a file or a folder's files (remembered), else its name."""
     if not weights:
         return None
     path = Path(weights)

@@ -1,15 +1,13 @@
-"""H&E stain augmentation: :class:`HEDJitter`, Tellez et al.'s (2018; 2019, Medical Image Analysis 58) on Ruifrok &
-Johnston's colour deconvolution (2001), with their presets, as a Keras layer. Concentrations are plain optical densities
-(``-ln``), as in the scikit-image those papers used (since 0.19 it divides by ``-ln(1e-6)``: the same sigma, ~14x
-stronger)."""
+"""H&E stain augmentation: :class:`HEDJitter`, Tellez et al. (2018; 2019, Medical Image Analysis 58) on Ruifrok &
+Johnston's deconvolution (2001), in plain ODs (``-ln``) as the papers' scikit-image (0.19+ divides by ``-ln(1e-6)``:
+the same sigma ~14x stronger)."""
 
 import keras
 import numpy as np
 
 from anndl.core.keras_adapter import data_layer_base, data_layer_seed
 
-# Ruifrok & Johnston's H, E, DAB optical-density vectors (rows; columns R, G, B): scikit-image's ``rgb_from_hed``
-RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],
+RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],  # Ruifrok & Johnston's H, E, DAB OD rows (RGB): skimage's rgb_from_hed
                          [0.07, 0.99, 0.11],
                          [0.27, 0.57, 0.78]])
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)  # scikit-image's ``hed_from_rgb``

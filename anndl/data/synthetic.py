@@ -1,11 +1,8 @@
 """Synthetic stand-in for the challenge data: the same folder layout, H&E-like tissue, planted outliers.
-
-Classes differ only in morphology, through overlapping per-image parameters (nuclei keep their pixel size at every
-``scale``). Each image is stained (Beer-Lambert) by one of ``stain_sites`` of :data:`SITES`, drawn independently of
-its class but for ``site_class_correlation`` (shortcut learning on purpose).
-Outliers (train split only): "sticker" images copy a genuine image and its mask with a cartoon ogre drawn over it,
-"green" ones carry a green slime blob. ``planted_outliers.csv`` and ``sites.csv`` are ground truth, never read.
-"""
+Classes differ only in morphology, via overlapping per-image parameters (nuclear pixel size fixed at any ``scale``).
+Each image is stained (Beer-Lambert) by one of ``stain_sites`` :data:`SITES`, independent of its class but for
+``site_class_correlation`` (shortcut learning on purpose). Train outliers: "sticker" images (a genuine image and mask
+with a cartoon ogre over it) and "green" ones (a slime blob); ``planted_outliers.csv``, ``sites.csv``: truth, unread."""
 
 import csv
 import json
@@ -25,8 +22,7 @@ REAL_N_TRAIN, REAL_N_TEST = 691, 477
 REAL_STICKERS, REAL_GREEN = 60, 50  # planted outliers per REAL_N_TRAIN train images
 SITES_FILE = "sites.csv"
 
-# A class's mean tumour look: share of nuclei around gland lumina, nuclear radius (pixels), relative spread of nuclear
-# size, elongation (major / minor axis), nuclei per tumour pixel, nuclear haematoxylin, lymphocytes per tumour nucleus.
+# class means: nuclei at lumina, radius (px), size spread, major/minor, nuclei/tumour px, H, lymphocytes/tumour nucleus
 Morphology = namedtuple("Morphology", "gland radius pleomorphism aspect density darkness lymphocytes")
 
 CLASS_MORPHOLOGY = {
@@ -53,8 +49,7 @@ BALANCED_MORPHOLOGY = {label: m._replace(density=NUCLEAR_COVERAGE / (np.pi * (
 
 # One lab's H&E: optical density of each stain (RGB, normalised when rendering), strengths, background (RGB, 0-1).
 StainSite = namedtuple("StainSite", "name hematoxylin eosin h_strength e_strength background")
-# Ruifrok & Johnston's vectors (scikit-image ``rgb_from_hed``), Macenko's, and bluer / darker / redder variants. Each
-# absorbs green at least about as much as red: no pixel turns green-dominant (green blobs stay detectable).
+# Ruifrok & Johnston (skimage rgb_from_hed), Macenko, variants; green absorbed ≥ red, so green blobs stay detectable
 SITES = (
     StainSite("standard", (0.650, 0.704, 0.286), (0.072, 0.990, 0.105), 1.00, 1.00, (0.96, 0.94, 0.95)),
     StainSite("violet", (0.563, 0.720, 0.406), (0.216, 0.801, 0.558), 1.15, 0.80, (0.94, 0.92, 0.95)),
@@ -149,12 +144,10 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
                   site: StainSite) -> tuple[np.ndarray, np.ndarray]:
     """One H&E-like RGB image (uint8) and its ROI mask, Beer-Lambert in ``site``'s stain."""
     f32 = np.float32
-    # The class's balanced look blended towards a random class's, jittered (darkness left unjittered).
     own, other = BALANCED_MORPHOLOGY[label], BALANCED_MORPHOLOGY[LABELS[rng.integers(len(LABELS))]]
     t = rng.uniform(0, OVERLAP)
     m = Morphology(*[((1 - t) * a + t * b) * float(np.exp(rng.normal(0, JITTER))) for a, b in zip(own, other)])
     m = m._replace(darkness=NUCLEAR_DARKNESS)
-    # This image's stain: the site's vectors and strengths with per-image jitter.
     stain = {"hematoxylin": _unit(np.asarray(site.hematoxylin) + rng.normal(0, SITE_JITTER, 3)),
              "eosin": _unit(np.asarray(site.eosin) + rng.normal(0, SITE_JITTER, 3)),
              "h_strength": site.h_strength * float(np.exp(rng.normal(0, STRENGTH_JITTER))),
@@ -169,8 +162,7 @@ def render_tissue(rng: np.random.Generator, h: int, w: int, label: str,
     stroma_strength = np.clip(f32(0.75) + fibres + f32(0.15) * (_noise_field(rng, h, w, 24) - f32(0.5)), 0.3, 1.0)
     alpha = (tissue * stroma_strength)[..., None]
 
-    # Nuclei: tumour inside the ROI, sparse elongated fibroblasts outside.
-    density_map = np.zeros((h, w), np.float32)
+    density_map = np.zeros((h, w), np.float32)  # nuclei: tumour in the ROI, sparse elongated fibroblasts outside
     n_tumour = int(m.density * mask.sum())
     n_gland = int(m.gland * n_tumour)
     gland_points, lumen, mask_pixels = [], np.zeros((h, w), np.uint8), np.nonzero(mask)
@@ -271,10 +263,8 @@ SYNTH_MARKER = ".anndl-synth"
 def generate(out: Path | str, n_train: int = REAL_N_TRAIN, n_test: int = REAL_N_TEST, scale: float = 1.0,
              seed: int = 0, progress: bool = True, force: bool = False, stain_sites: int = 5,
              site_class_correlation: float | bool = 0.0) -> Path:
-    """Write a synthetic challenge folder to ``out``; the same arguments give byte-identical files. ``out``: empty,
-    missing, an earlier synthetic folder (its marker records the settings: :func:`settings_of`) or, with ``force``, any
-    folder; only a synthetic folder's own files are replaced. ``stain_sites``: how many of :data:`SITES` stain;
-    the train split gets REAL_STICKERS stickers and REAL_GREEN green images per REAL_N_TRAIN (rounded)."""
+    """Write a synthetic challenge folder (byte-identical per arguments) to ``out``: empty, missing, synthetic or, with
+    ``force``, any (only its synthetic files replaced); REAL_STICKERS, REAL_GREEN outliers per REAL_N_TRAIN images."""
     settings = default_settings(**locals())
     out = Path(out)
     n_stickers, n_green, correlation = settings["n_stickers"], settings["n_green"], settings["site_class_correlation"]

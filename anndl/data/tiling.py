@@ -1,10 +1,6 @@
 """Split by image, then cut tiles where the ROI mask has enough foreground (report §2, Figure 2).
-
-Tiles are coordinates, not pixel copies (as in CLAM), ``weight`` the tile's share of the image's mask pixels (for
-mask-weighted voting). The split is made on images before tiling, identical-mask groups on one side, so no image
-leaks across it (Bussola et al., arXiv:1909.06539). No image is lost: one without a qualifying tile keeps its best,
-one smaller than a tile is zero-padded at the bottom/right.
-"""
+Tiles are coordinates (as CLAM), ``weight`` their mask-pixel share (soft voting); the split precedes tiling, mask groups
+on one side (no leak: Bussola et al., arXiv:1909.06539); every image keeps a tile (its best, zero-padded if small)."""
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,8 +60,7 @@ def select_tiles(mask: np.ndarray, config: TilingConfig) -> pd.DataFrame:
 
 
 def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42) -> pd.DataFrame:
-    """Image-level stratified train/val split, identical-mask groups on one side: per class, shuffled units (a group
-    or a lone image) go to validation until it has ``val_fraction`` of the class's images (a unit at least, of two)."""
+    """Stratified image split, mask groups on one side: per class, shuffled units to val till ``val_fraction`` (≥ 1)."""
     if not 0 < val_fraction < 0.5:
         raise ValueError(f"val_fraction must be in (0, 0.5), got {val_fraction}")
     frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)
@@ -90,8 +85,7 @@ SELECT_FRACTION = 0.15  # of a fold's training images: what early stopping and e
 
 def nested_split(assignment: pd.DataFrame, fold: int, select_fraction: float = SELECT_FRACTION,
                  seed: int = 42) -> pd.DataFrame:
-    """Fold ``fold`` of a K-fold ``assignment`` (``assign_folds``): its images ``held_out`` (only scored), of the
-    others ``select_fraction`` as ``select`` (a seeded :func:`split_images`; 0: none), the rest ``train``."""
+    """Fold ``fold``'s images ``held_out``, ``select_fraction`` of the rest ``select`` (seeded), others ``train``."""
     held = (assignment.fold == fold).to_numpy()
     split = np.where(held, "held_out", "train").astype(object)
     if select_fraction:
@@ -101,8 +95,7 @@ def nested_split(assignment: pd.DataFrame, fold: int, select_fraction: float = S
 
 
 def assign_folds(clean: pd.DataFrame, n_folds: int, seed: int = 42) -> pd.DataFrame:
-    """Stratified, group-aware fold number (0..n_folds-1) for every image of ``clean``: units (a mask group or a
-    lone image) are shuffled, larger first, each to the fold with the fewest images of its members' classes."""
+    """Stratified, group-aware fold per image: units shuffled, larger first, each to the fold fewest in its classes."""
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
         raise ValueError(f"folds must be an integer of at least 2, got {n_folds!r}")
     frame = clean[["sample_index", "label", "group"]].reset_index(drop=True)

@@ -1,7 +1,4 @@
-"""Blend K-fold runs made on the same folds (tile networks and heads alike): their out-of-fold image probabilities
-averaged with weights chosen for each fold on the other folds' images only, never on the images the fold scores.
-The blend is a recorded run (``anndl.engine.runs.blend`` opens its members and the result); ``predict`` applies the
-weights chosen on every fold to the members' test probabilities."""
+"""Blend same-fold K-fold runs: out-of-fold probabilities averaged with weights chosen per fold on the other folds."""
 
 import itertools
 import os
@@ -29,8 +26,7 @@ def grid(members: int, step: float = STEP) -> np.ndarray:
 
 
 def choose(probabilities: np.ndarray, y: np.ndarray, rows: np.ndarray, n_classes: int) -> np.ndarray:
-    """The weights (one per member of ``probabilities``, (members, images, classes)) whose blend has the highest
-    macro F1 on ``rows``; among equals the lowest log loss there, then the nearest equal weights."""
+    """Member weights with the best blended macro F1 on ``rows``; ties: lowest log loss, then nearest equal weights."""
     weights = grid(len(probabilities))
     blended = np.einsum("wm,mic->wic", weights, probabilities[:, rows])
     scores = metrics._batched_macro_f1(np.tile(y[rows], (len(weights), 1)), blended.argmax(2), n_classes)

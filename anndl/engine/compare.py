@@ -1,6 +1,4 @@
-"""Comparisons out of fold on the same K folds beside the two baselines of those folds: ``run_comparison`` trains a
-named comparison's variants (``COMPARISONS``) as K-fold runs; ``score_runs`` scores finished runs (``compare_runs``:
-of any family), ``compare_variants`` existing runs with TTA, ensembles and attention-MIL."""
+"""Out-of-fold comparisons on the same K folds beside two baselines (``run_comparison``, ``score_runs``, …)."""
 
 import dataclasses
 import json
@@ -30,8 +28,7 @@ COLUMNS = ("variant", "model", "oof_macro_f1", "ci95_low", "ci95_high", "gain", 
 
 
 def fold_colour(prep: Prepared, run_dir: Path | str, trained_on: Prepared | None = None) -> pd.Series:
-    """The colour-histogram baseline's class index per image of a K-fold run, each image predicted by the baseline
-    trained on its fold's training images (``fold_preps``); ``trained_on``: as that data has them (a stain shift)."""
+    """Colour-histogram baseline class per image of a K-fold run, trained per fold (``trained_on``: on that data)."""
     kept = prep.clean[prep.clean.status == "kept"].sample_index
     features = train_features = colour_features(prep.manifest, kept)
     if trained_on is not None:
@@ -52,10 +49,8 @@ def _timed(fn, *args, **kwargs):
 def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "hard", with_mil: bool = True,
                      seed: int = 0, tta: bool = True, ensembles: bool = True,
                      trained_on: Prepared | None = None) -> tuple[pd.DataFrame, dict]:
-    """Out-of-fold scores of K-fold runs sharing one ``folds.csv`` ({name: folder}), also with TTA (``tta``), their
-    ensemble (``ensembles``) and attention-MIL on the first run's embeddings (``with_mil``); ``ms_per_image``:
-    prediction wall time here, model loading included. ``trained_on``: the runs were trained on the same tissue
-    stained otherwise. Returns the table and details: per-image predictions, the last fold's MIL attention."""
+    """(table, details: per-image predictions, last fold's MIL attention) of same-fold K-fold runs with TTA, ensemble
+    and MIL; ``ms_per_image`` includes model loading; ``trained_on``: the same tissue stained otherwise."""
     names, first = list(runs), next(iter(runs.values()))
     if len({(Path(r) / "folds.csv").read_text() for r in runs.values()}) != 1:
         raise ValueError("the runs were trained on different folds; compare runs made with the same --folds and seed")
@@ -88,8 +83,7 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train", "select"), **kw)
             (emb_v, num_v, tab_v), embed_seconds = _timed(embed.features, encoder, fold.tiles, fold.manifest,
                                                           ("val",), **kw)
-            # early stopping on the fold's selection split (its own training images), never on the held-out ones
-            mil = HEAD_CLASSES["attention_mil"]
+            mil = HEAD_CLASSES["attention_mil"]  # early stopping on ``select``, never on the held-out images
             head = mil.fit(emb, tab.label_index.to_numpy()[num], num, len(tab), seed, len(prep.classes),
                            select=(tab.split == "select").to_numpy())
             (p, attention_k, mask), s = _timed(mil.attention, head, emb_v, num_v, len(tab_v))
@@ -107,8 +101,7 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
 
 
 def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
-    """``score_runs`` of finished runs of any family on the same folds: ``{name: (run, rule)}``, a run a ``Run`` or
-    its folder."""
+    """``score_runs`` of finished runs of any family on one fold set: ``{name: (Run or folder, rule)}``."""
     opened = {name: r if isinstance(r, Run) else open_run(r) for name, (r, _) in runs.items()}
     if len({run.folds_file().read_text() for run in opened.values()}) != 1:
         raise ValueError("the runs were trained on different folds; use the same --folds and seed")
@@ -119,9 +112,8 @@ def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Variant:
-    """A model, overrides of its settings (``experiment.train_run``'s ``overrides``: loss, focal_gamma, augment,
-    oversample, filters, stain_augment, seed, patience, learning_rate), and which out-of-fold prediction is scored:
-    the voting ``rule`` and the ``phase`` (None: the final model)."""
+    """A model, its ``train_run`` ``overrides`` (loss, focal_gamma, augment, oversample, filters, stain_augment, seed,
+    patience, learning_rate), and the prediction scored: voting ``rule``, ``phase`` (None: the final model)."""
 
     model: str = "scratch_resnet"
     settings: dict = field(default_factory=dict)
@@ -129,19 +121,17 @@ class Variant:
     phase: int | None = None
 
     def training(self) -> dict:
-        """What decides its K-fold run (variants that differ only in rule or phase share one run; the constant
-        ``stain_normalize`` keeps earlier runs' keys)."""
+        """What decides its K-fold run (rule/phase do not: shared); constant ``stain_normalize`` keeps old keys."""
         return {"model": self.model, "settings": dict(sorted(self.settings.items())), "stain_normalize": None}
 
     def column(self) -> str:
-        """Its column in the K-fold run's ``oof_predictions.csv``."""
+        """Its ``oof_predictions.csv`` column."""
         return f"pred_{self.rule}" + (f"_phase{self.phase}" if self.phase else "")
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Variants compared on the same folds ({name: Variant}, the first the reference), what the report found
-    (cited from ``SOURCE``) and its own numbers where it printed some (its real test set, not these runs)."""
+    """Variants on the same folds (the first the reference), the report's finding (``SOURCE``) and test numbers."""
 
     variants: dict[str, Variant]
     question: str
@@ -149,7 +139,7 @@ class Comparison:
     report_numbers: dict = field(default_factory=dict)
 
 
-BOOTSTRAP_SEED = 0  # resampling of the intervals (metrics.image_scores' default), apart from the training seed
+BOOTSTRAP_SEED = 0  # the intervals' resampling seed, as in every run's metrics.json; not the training seed
 GATE = ("learned: a real paired gain over the majority class of the same folds and a macro F1 above the 95th "
         "percentile of 1,000 label permutations; a verdict only between variants that both learned")
 SOURCE = "docs/dataset_facts.md, “The report's experiments”"  # where each report finding below is cited from
@@ -227,8 +217,7 @@ class ComparisonResult:
 
 
 def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | None:
-    """``epochs`` where it caps one of the variant's phases in ``profile``, else None: a cap that binds no phase
-    trains the same models, so the runs with and without it are one run."""
+    """``epochs`` if it caps one of the variant's phases, else None (a cap binding no phase: the same run)."""
     if epochs is None:
         return None
     longest = int(variant.settings.get("epochs", max(p.epochs for p in profile_phases(variant.model, profile))))
@@ -238,10 +227,7 @@ def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | Non
 def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str = "smoke", folds: int = 3,
               epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
               weights: str | None = None, redo: bool = False) -> Path:
-    """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
-    it): trained, resumed or reused by ``runs.fit`` (the one K-fold door). ``epochs``: a cap on every phase's epochs
-    (the profile's count where it is lower). A scratch ResNet width equal to the profile's own ("32 filters" at cpu
-    and full) is the reference's run, not a second one."""
+    """The variant's K-fold run (``runs.fit``); a scratch width equal to the profile's is the reference's run."""
     own_width = PROFILES[check_profile(profile)].scratch.filters
     if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
         variant = dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
@@ -256,10 +242,8 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
 def run_comparison(name: str, data_dir: Path | str, out: Path | str, *, profile: str = "smoke", folds: int = 3,
                    epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
                    weights: dict[str, str] | None = None, redo: bool = False) -> ComparisonResult:
-    """Train (or reuse) every variant of the comparison ``name`` (the first the reference) as a K-fold run on the
-    same folds and score them out of fold: ``out/compare/<name>/``. ``epochs``: a cap on every phase's epochs.
-    ``weights``: {model: a local weights file or preset folder}; a model whose weights cannot be loaded gets a row
-    that says so and no score (never random weights in their place)."""
+    """Train or reuse comparison ``name``'s variants as K-fold runs on one fold set, scored in ``out/compare/<name>/``.
+    ``weights``: {model: local file or preset folder}; unloadable weights: a row saying so, never random weights."""
     variants = profile_variants(name, profile)
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
@@ -292,7 +276,6 @@ def run_comparison(name: str, data_dir: Path | str, out: Path | str, *, profile:
                             settings={k: v for k, v in provenance.items() if k not in ("commit", "machine")})
 
     def build(staging: Path):
-        # the bootstrap's own seed, the one every run's metrics.json used: a variant's interval here is its run's
         rows, predictions = score_runs(variants, runs, prep.classes, BOOTSTRAP_SEED, refused,
                                        colour=fold_colour(prep, runs[reference]))
         artifacts.write_csv(pd.DataFrame(rows).assign(gain_ci95=lambda t: t.gain_ci95.map(json.dumps)),
@@ -306,7 +289,7 @@ def run_comparison(name: str, data_dir: Path | str, out: Path | str, *, profile:
 
 
 def read_comparison_result(folder: Path | str) -> ComparisonResult:
-    """A recorded comparison (its files verified), as ``run_comparison`` returned it."""
+    """A recorded comparison (files verified), as ``run_comparison`` returns it."""
     folder = Path(folder)
     artifacts.load(folder, "compare")
     table = artifacts.read_csv(folder / "table.csv")
@@ -323,10 +306,7 @@ def read_comparison_result(folder: Path | str) -> ComparisonResult:
 
 def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, seed: int = 42,
                refused: dict[str, str] | None = None, colour: pd.Series | None = None, costs: bool = True):
-    """The one scorer of finished runs on the same folds: the table's rows (``score``; ``costs``: with each K-fold
-    network run's cost; ``refused``: {variant: why it could not run}, a row without a score) and the per-image
-    predictions of each run's ``oof_predictions.csv``, aligned by image (the first run's order); ``colour``: the
-    colour baseline's class index per sample_index (``fold_colour``)."""
+    """The one scorer of same-fold runs: (rows, per-image predictions); ``refused``: {variant: why}, an unscored row."""
     predicted, first = {}, None
     for label in (label for label in variants if label in runs):
         path, column = Path(runs[label]) / "oof_predictions.csv", variants[label].column()
@@ -366,8 +346,7 @@ def score_runs(variants: dict[str, Variant], runs: dict[str, Path], classes, see
 
 
 def _fold_costs(run_dir: Path, phase: int | None = None) -> dict:
-    """A K-fold run's cost summed over its folds, its mean epochs per fold and its weights note; with ``phase``,
-    the cost of training up to the end of that phase (phase 1's model: phase 1 only)."""
+    """A K-fold run's cost over its folds, mean epochs per fold, weights note; ``phase``: cost up to its end."""
     folds = artifacts.read_json(run_dir / artifacts.RECORD)["fold_runs"]
     train = predict = images = epochs = 0.0
     for fold in folds:

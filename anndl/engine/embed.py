@@ -1,7 +1,4 @@
-"""The ``embed`` stage: a frozen encoder's feature for every tile, cached once as ``embeddings.npz`` (heads on it,
-``anndl.engine.heads``, take seconds). Its record names the encoder by its bytes, the tiles and the precision, so
-the cache is reused exactly when nothing changed. Resumable: finished chunks of images wait in ``.parts/<request>/``.
-"""
+"""The ``embed`` stage: frozen-encoder tile features cached in ``embeddings.npz`` (encoder by bytes); resumable."""
 
 import dataclasses
 import io
@@ -43,8 +40,7 @@ def folder_for(work_dir: Path | str, source: str, pooling: str = "cls") -> Path:
 
 
 def embed_request(prep, identity: dict, mixed_precision: str | None = None) -> dict:
-    """The encoder is known by its bytes, architecture, preprocessing and pooling: a moved copy is the same
-    request (where it lay is in ``encoder.json``, for information)."""
+    """The request: the encoder by bytes, architecture, preprocessing, pooling (a moved copy is the same request)."""
     encoder = {k: v for k, v in identity.items() if k not in ("source", "weights")}
     inputs = {"tiles": prep.tiles_id, "test_tiles": prep.test_tiles_id}
     return artifacts.request(STAGE, data=prep.data_note, inputs=inputs,
@@ -66,8 +62,7 @@ def encode_fn(model):
 
 def features(run, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int,
              stride: int | None = None, batch_size: int = 32, on_batch=None):
-    """(embeddings (n_tiles, D) float32, image number per tile, image table) of the tiles of ``splits`` through
-    ``run`` (``encode_fn(model)``), in ``pipeline.tile_dataset``'s order; ``on_batch(n)`` after each batch."""
+    """(float32 embeddings, image number per tile, image table) of ``splits``' tiles through ``run`` (``encode_fn``)."""
     from anndl.data import pipeline
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
                                     batch_size=batch_size, with_labels=False)
@@ -87,8 +82,7 @@ def embed(prep, source: str, out_dir: Path | str, *, pooling: str = "cls", batch
     out_dir = Path(out_dir)
     identity = encoders.identify(source, pooling)
     req = embed_request(prep, identity, mixed_precision)
-    # each image's tiles together, in tiles.csv order: the order ``features`` embeds them in
-    table = prep.tiles.assign(_o=prep.tiles.split.map({"train": 0, "val": 1, "test": 2}))
+    table = prep.tiles.assign(_o=prep.tiles.split.map({"train": 0, "val": 1, "test": 2}))  # as features embeds them
     table = table.sort_values(["_o", "sample_index"], kind="stable").drop(columns="_o").reset_index(drop=True)
     image = table.groupby(["split", "sample_index"], sort=False).ngroup().to_numpy()
 

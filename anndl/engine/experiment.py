@@ -1,6 +1,4 @@
-"""The model stages as recorded artifacts (``anndl.core.artifacts``): train run, K-fold run, submission. A stage is
-reused only when its record matches the request and its files verify, else made again (the message says why);
-training resumes after a kill from the last finished epoch (``redo=True`` starts over)."""
+"""The model stages as recorded artifacts: train run, K-fold run, submission; reused if verified, killed runs resume."""
 
 import dataclasses
 import shutil
@@ -49,8 +47,7 @@ def _remove(folder: Path, names) -> None:
 
 def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = False,
                     classes: tuple[str, ...] = LABELS) -> dict:
-    """Vote a labelled split's tiles with every rule: scores and predictions per rule, and the soft rule's image
-    probabilities (what ``blend`` averages)."""
+    """Vote a labelled split's tiles by every rule: scores, predictions, soft image probabilities (``blend``'s)."""
     probabilities, numbers, weights = predict_tiles(model, dataset, from_logits)
     results = {rule: _scored(table.label_index.to_numpy(), voting.vote(probabilities, numbers, weights, len(table),
                                                                        rule), classes) for rule in voting.VOTING_RULES}
@@ -68,11 +65,9 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
               epochs: int | None = None, mixed_precision: str | None = None, overrides: dict | None = None,
               weights: str | None = None, with_baselines: bool = True, built: Built | None = None, seed: int = 42,
               redo: bool = False, learning_rate: float | None = None, max_epochs: int | None = None) -> dict:
-    """Train one model on ``prep`` (one phase, or two for transfer learning) into ``run_dir`` (``RUN_FILES`` and
-    its record): reused when finished for this request, resumed when interrupted, else trained. ``epochs``
-    overrides every phase's epoch count, ``max_epochs`` caps it; ``overrides``: other ``TrainConfig`` fields
-    (``augment``, ``stain_augment``, ``filters``, ``seed``); ``learning_rate``: phase 1's. ``with_baselines``: also
-    score both baselines on the split. ``built``: ``build_model``'s model for these settings (shown first)."""
+    """Train one model on ``prep`` into ``run_dir`` (``RUN_FILES`` + record): reused if finished for this request,
+    resumed if interrupted. ``epochs`` overrides every phase's, ``max_epochs`` caps them; ``overrides``: ``augment``,
+    ``stain_augment``, ``filters``, ``seed``; ``learning_rate``: phase 1's; ``built``: ``build_model``'s model."""
     run_dir = Path(run_dir)
     if learning_rate is not None and not (np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"--learning-rate must be a positive number, got {learning_rate!r}")
@@ -95,7 +90,6 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
             phases.append(dataclasses.replace(p, config=dataclasses.replace(
                 c, epochs=min(c.epochs, int(max_epochs or c.epochs)),
                 learning_rate=float(learning_rate) if learning_rate is not None and i == 0 else c.learning_rate)))
-        # what the run is asked to be: the data, the tiles artifact, the model settings, every phase's settings
         model = dataclasses.asdict(built.settings) | {"weights": weights_identity(built.settings.weights)}
         req = artifacts.request("train", data=prep.data_note, inputs={"tiles": prep.tiles_id},
                                 settings={"model": model, "phases": [config_record(c=p.config)["c"] for p in phases],
@@ -109,8 +103,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
                        for rule in voting.VOTING_RULES}
             return {"metrics": artifacts.read_json(run_dir / "metrics.json"), "results": results, "model": None,
                     "run_dir": run_dir}
-        # a finished result (of another request, or --redo): the new run is built beside it, in .staging, and
-        # replaces it only when complete, so a kill during the retraining keeps the old one intact and reusable
+        # built in .staging beside a finished run, swapped in only when complete: a kill keeps the old run intact
         beside = (run_dir / artifacts.RECORD).is_file()
         if reason == "not finished (no record)":
             print(f"{shown(run_dir)}: interrupted earlier: resuming where its saved state allows")
@@ -123,8 +116,7 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
 
 def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool,
            final_dir: Path | None = None) -> dict:
-    """Train (or resume) the phases in ``run_dir``, then evaluate and write the run's files and record (the record
-    last). ``final_dir``: the finished run this one (in its ``.staging``) replaces, swapped in at the end."""
+    """Train/resume, evaluate, write the files, then the record; ``final_dir``: the finished run this one replaces."""
     request_id = artifacts.fingerprint(req)
     state = None if fresh else load_state(run_dir, request_id)
     artifacts.invalidate(run_dir)
@@ -140,8 +132,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
               "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
     artifacts.write_json(run_dir / "config.json", config)
     val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
-    # a K-fold fold selects (early stopping, best epoch, best phase) on ``select``, 15% of its own training images,
-    # and only scores its held-out ``val`` images; a single split selects and scores on ``val``, as the report did
+    # a fold selects epoch/phase on ``select`` (15% of its train images), only scores ``val``; one split: ``val`` both
     nested = bool((prep.tiles.split == "select").any())
     select_table = pipeline.image_table(prep.tiles, prep.manifest, ("select",)) if nested else val_table
     artifacts.write_csv(prep.split[["sample_index", "split"]].replace({"split": {"val": "held_out"} if nested else {}}),
@@ -152,7 +143,6 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
              "images" if nested else f"{len(val_table)} validation images, selected and scored on the same images "
              "(the report's setup: the score is optimistic)"))
     train_labels = prep.tiles[prep.tiles.split == "train"].label.map(classes.index).to_numpy()
-    # decoded once for every phase and the final evaluation (each image read once, tiles cached)
     kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache)
     oversample = None
     if first.oversample is not None:
@@ -191,8 +181,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                    "validation": {rule: r["scores"] for rule, r in results.items()},
                    "baselines": prep.baseline_scores if with_baselines else None}
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
-    # this machine's cost (training since the last resume; prediction of the validation images): beside the
-    # metrics, not in them, so that a resumed run's results are byte-identical to an uninterrupted run's
+    # cost (training since the last resume) outside metrics.json: a resumed run's results match an uninterrupted one
     artifacts.write_json(run_dir / "cost.json", {"train_seconds": round(train_seconds, 1),
                                                  "phase_seconds": phase_seconds,
                                                  "predict_seconds": round(predict_seconds, 2),
@@ -212,9 +201,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
 
 def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tiles: int, train_labels, select, val,
                   classes, seed: int, from_logits: bool, request_id: str) -> tuple[pd.DataFrame, list]:
-    """Train the phases in turn (a phase a resume ``state`` finished is skipped, the one it interrupted continues),
-    each selecting its own best epoch on ``select`` (tiles, image labels); with several phases, each phase's model
-    is scored on ``val`` (tiles, image table). Returns the log of every epoch and each phase's seconds."""
+    """Train the phases (skipping finished ones), each keeping its best epoch (phase 2: fine-tuning's); (log, secs)."""
     logs, epochs_before, phase_seconds = [], 0, []
     finished = 0 if state is None else state["phase"] - (not state["complete"])  # phases the state has finished
     for number, phase in enumerate(phases, start=1):
@@ -234,7 +221,6 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
             done = resume["epochs"] if resume else 0
             train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
                                                      first_epoch=epochs_before + done, epochs=c.epochs - done)
-            # each phase selects its own best epoch (so phase 2's model is fine-tuning's, never phase 1's kept)
             rows = fit(model, train_ds, steps, *select, c, run_dir, phase.optimizer(c),
                        phase=number, train_labels=train_labels, from_logits=from_logits, log_name=log_name,
                        initial_epoch=epochs_before, resume=resume, request=request_id)
@@ -253,9 +239,7 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
 
 def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...], results: dict,
                        phase_files: list[Path] = ()) -> None:
-    """One row per validation (held-out) image: its label, every voting rule's prediction (``pred_hard``, …), the
-    soft rule's probabilities (``prob_<class>``) and, with several phases, each phase's own selected model's prediction
-    (``pred_hard_phase1``, … from ``phase_files``); the final model is the phase that scored best on the selection."""
+    """A row per validation image: label, ``pred_<rule>``, ``prob_<class>``, each phase's ``pred_<rule>_phase<n>``."""
     frame = pd.DataFrame({"sample_index": table.sample_index, "label": table.label,
                           **{f"pred_{rule}": [classes[i] for i in r["y_pred"]] for rule, r in results.items()},
                           **dict(zip(voting.probability_columns(classes),
@@ -270,9 +254,7 @@ def _write_predictions(path: Path, table: pd.DataFrame, classes: tuple[str, ...]
 
 
 def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
-    """One ``Prepared`` per fold of a K-fold run (its ``folds.csv``): that fold's images are ``val`` (held out:
-    only scored), 15% of the others ``select`` (what training selects on: ``tiling.nested_split``, seeded by the
-    folds file), the rest ``train``."""
+    """A ``Prepared`` per fold of ``folds.csv``: its images ``val``, 15% of the rest ``select`` (``nested_split``)."""
     path = Path(run_dir) / "folds.csv"
     assignment = artifacts.read_csv(path)
     folds_id = artifacts.file_digest(path)[:12]
@@ -291,10 +273,7 @@ def fold_preps(prep: Prepared, run_dir: Path | str) -> list[Prepared]:
 
 def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
                 folds: int = 5, seed: int = 42, redo: bool = False, **train_kwargs) -> dict:
-    """K-fold cross-validation by image: one model per fold (``run_dir/fold_k``, each a train run), then the
-    out-of-fold image-level macro F1 with its bootstrap interval (``metrics.json``: ``oof_macro_f1``,
-    ``oof_macro_f1_ci``), the number to compare models by. The fold models together form an ensemble for
-    ``predict``. A K-fold run counts as finished only when every fold is."""
+    """K-fold CV by image: a train run per fold, then ``oof_macro_f1``, ``oof_macro_f1_ci``; done when all folds are."""
     prep.require_every_class()
     run_dir = Path(run_dir)
     train_settings = {k: (weights_identity(v) if k == "weights" else v) for k, v in sorted(train_kwargs.items())
@@ -309,8 +288,7 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
             return {"metrics": artifacts.read_json(run_dir / "metrics.json"),
                     "oof": artifacts.read_csv(run_dir / "oof_predictions.csv")}
         if reason not in ("not made yet", "not finished (no record)"):
-            # no deleting first: each fold run replaces its finished model only once the new one is complete,
-            # and this record is replaced last (until then, a fold already replaced makes predict refuse the mix)
+            # nothing deleted: each fold swaps in when complete, this record last (predict refuses the mix till then)
             print(portable(f"{shown(run_dir)}: {reason}: training it again"))
         kept = prep.clean[prep.clean.status == "kept"]
         artifacts.write_csv(tiling.assign_folds(kept, folds, seed=seed), run_dir / "folds.csv")
@@ -364,8 +342,7 @@ def load_run(run_dir: Path | str):
 
 
 def model_dirs(run_dirs) -> list[Path]:
-    """The finished train runs that ``run_dirs`` stand for: a train run itself, a K-fold run every fold.
-    Anything else (an unfinished or damaged run, a K-fold run missing a fold) is an ``ArtifactError``."""
+    """The finished train runs of ``run_dirs`` (a K-fold run's folds); anything else raises ``ArtifactError``."""
     found = []
     for run_dir in map(Path, [run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs):
         record = artifacts.load(run_dir)
@@ -435,9 +412,7 @@ def predict_probabilities(run_dir, data_dir: Path | str) -> tuple[np.ndarray, np
 
 def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str = "hard",
                 tta: bool = False) -> Path:
-    """Predict every test image of ``data_dir`` and write the submission CSV (and a JSON note beside it naming
-    the runs' records). ``run_dir``: one finished run or several (an ensemble: tile probabilities averaged
-    before voting); a K-fold run counts as its fold models. ``tta``: eight dihedral views per tile."""
+    """The submission CSV (+ JSON note) for ``data_dir`` from a run or an ensemble (mean tile probabilities)."""
     dirs, manifest, test, classes, tp = _predict_tiles_of(run_dir, data_dir, tta)
     predicted = tp.vote(voting_rule)
     path = write_submission(tp.table.sample_index, predicted, out, expected=set(test.sample_index),

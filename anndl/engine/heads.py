@@ -1,7 +1,5 @@
-"""Small heads trained in seconds on an embedding cache (``anndl.engine.embed``): one class each in ``HEAD_CLASSES``
-(and a spec in ``anndl.models.specs``) with ``rules`` (the first primary), ``blend_rule`` (the probabilities kept out
-of fold), ``file``, ``selected_by``, ``selects``, ``fit``, ``predict``, ``save`` and ``load``. Head files are arrays
-(``head.npz``) or a Keras file loaded in safe mode: nothing a run folder holds is ever executed."""
+"""Small heads on an embedding cache, one class each in ``HEAD_CLASSES`` with ``rules`` (first primary), ``blend_rule``,
+``file``, ``selected_by``, ``selects``, ``fit``, ``predict``, ``save``, ``load``; saved files never run code."""
 
 import os
 from operator import attrgetter
@@ -64,8 +62,7 @@ class LinearProbe:
     file = "head.npz"
     selected_by = "no selection (linear probe)"
     selects = False  # every training image trains
-    # a fitted pipeline as arrays (no pickle: a shared run folder runs no code)
-    _FITTED = ("standardscaler.mean_", "standardscaler.scale_", "standardscaler.var_",
+    _FITTED = ("standardscaler.mean_", "standardscaler.scale_", "standardscaler.var_",  # arrays: no pickle, no code
                "logisticregression.coef_", "logisticregression.intercept_", "logisticregression.classes_")
 
     def fit(self, x, y, numbers, n_images, seed: int, num_classes: int, select=None):
@@ -149,9 +146,7 @@ HEAD_CLASSES = {"linear_probe": LinearProbe(), "attention_mil": AttentionMIL()} 
 
 def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds: int | None = None,
                seed: int = 42, redo: bool = False) -> None:
-    """Train ``head`` on the embedding cache ``emb`` for the images of ``prep``: on its train split scored on val,
-    or with ``folds`` one head per fold (``tiling.nested_split``, as the networks) scored out of fold. Writes
-    ``metrics.json``, ``config.json``, the predictions and the head(s), recorded as an artifact citing ``emb``."""
+    """Train ``head`` on ``emb``: on train scored on val, or per fold out of fold; an artifact citing ``emb``."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
     prep.require_every_class()
@@ -184,7 +179,6 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
                 kind.save(kind.fit(emb.embeddings[train_rows], labels[train_rows], numbers, len(images), seed + k,
                                    len(classes), select=select), folder)
                 return [kind.file]
-            # each head an artifact in staging: one an interrupted run finished is reused
             artifacts.ensure(out / prefix, req, fit, label=f"{head}: {f'fold {k + 1}' if folds else 'the head'}",
                              verb="fitting", reused="{} reused from the interrupted run")
             model = kind.load(out / prefix)
@@ -225,8 +219,7 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
 
 
 def predict_probabilities(run_dir: Path | str, data_dir: Path | str, rule: str | None = None):
-    """(test images, their class probabilities: the fold heads averaged, the rule used, context) of a head run on
-    the cached test-tile embeddings; ``rule``: one of the head's, else its first."""
+    """(test images, fold-averaged probabilities, rule used, context) of a head run; ``rule``: default its first."""
     run_dir = Path(run_dir)
     record = artifacts.load(run_dir, STAGE)
     config = artifacts.read_json(run_dir / "config.json")

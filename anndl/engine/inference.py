@@ -1,5 +1,4 @@
-"""Tile probabilities from a model over a ``(tile, image_number, weight)`` dataset, with optional test-time
-augmentation over the eight dihedral views (tissue has no orientation)."""
+"""Tile probabilities over ``(tile, image_number, weight)`` data; TTA: 8 dihedral views (tissue has no orientation)."""
 
 import weakref
 
@@ -28,8 +27,7 @@ def dihedral(tiles, k: int):
 
 def predict_tiles(model, dataset, from_logits: bool = False, tta: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tile probabilities (float32, softmaxed when the model outputs logits), image numbers, weights) in
-    dataset order; ``tta``: averaged over the eight dihedral views of each tile."""
+    """(tile probabilities (float32, softmaxed if logits), image numbers, weights) in order; ``tta``: 8-view mean."""
     probabilities, numbers, weights, call = [], [], [], _call(model)
     for tiles, image_numbers, tile_weights in dataset:
         views = [dihedral(tiles, k) for k in range(8)] if tta else [tiles]

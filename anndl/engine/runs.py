@@ -1,8 +1,4 @@
-"""One lifecycle for every model family (a spec, ``anndl.models.specs``): ``fit`` a run, ``open_run`` a finished one,
-``predict`` from runs. Networks trained on tiles make train or K-fold runs (``anndl.engine.experiment``), heads on
-cached embeddings head runs (``anndl.engine.heads``): recorded artifacts, reused when their record matches and resumed
-after a kill. Every caller (CLI, ``compare``, ``report``, notebooks) holds a ``Run``, never asking which family made it.
-"""
+"""One lifecycle for every model family: ``fit``, ``open_run``, ``predict``; callers hold a ``Run``, not its family."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +61,7 @@ def open_run(folder: Path | str) -> Run:
 
 def fit(prep, run_dir: Path | str, model: str = "scratch_resnet", *, folds: int | None = None, embeddings=None,
         seed: int = 42, redo: bool = False, **train) -> Run:
-    """Train (resume, or reuse) ``model`` on ``prep`` into ``run_dir``: on the train split scored on val, or with
-    ``folds`` one model per fold scored out of fold. A head reads ``embeddings`` (``embed.embed``); a network the
-    tiles, with the settings ``train`` (``profile``, ``epochs``, ``overrides`` …: ``experiment.train_run``)."""
+    """Train, resume or reuse ``model`` in ``run_dir``; heads read ``embeddings``, networks take train_run's args."""
     if model not in specs.SPEC:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(specs.names())}")
     if specs.SPEC[model].consumes == "embeddings":
@@ -98,9 +92,7 @@ def blend(run_dirs, out: Path | str, seed: int = 42, redo: bool = False) -> Run:
 
 
 def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta: bool = False) -> Path:
-    """Predict every test image of ``data_dir`` into the submission ``out`` (and a JSON note beside it naming the
-    runs' records): one run, or several networks (an ensemble, tile probabilities averaged before voting). A
-    head run uses ``rule`` when it has it, else its own first rule (``attention`` for attention-MIL)."""
+    """Submission ``out`` (+ JSON note) from a run or several networks (an ensemble); heads: ``rule`` or their first."""
     from anndl.engine import experiment
 
     runs = [r if isinstance(r, Run) else open_run(r) for r in ([runs] if isinstance(runs, (str, Path, Run)) else runs)]
@@ -117,8 +109,7 @@ def predict(runs, data_dir: Path | str, out: Path | str, rule: str = "hard", tta
         if runs[0].stage == "head":
             return heads.predict(runs[0].folder, data_dir, out, rule)
         members = [open_run(runs[0].folder / m["folder"]) for m in runs[0].metrics["members"]]
-        # members' test probabilities: a network's mask-weighted mean tile probability, a head's blend rule
-        return blending.predict(runs[0], members, [
+        return blending.predict(runs[0], members, [  # networks: mask-weighted tile means; heads: their blend rule
             heads.predict_probabilities(m.folder, data_dir, heads.HEAD_CLASSES[m.model].blend_rule)[:2]
             if m.stage == "head" else experiment.predict_probabilities(m.folder, data_dir) for m in members],
             data_dir, out)

@@ -1,6 +1,4 @@
-"""Training engine shared by every model: losses, callbacks, image-level model selection, resumable phases. Early
-stopping and checkpoint selection watch the **image-level validation macro F1** (the challenge metric, by voting at
-each epoch end), not the tile-level weighted F1 the report's code watched, which the leaderboard does not measure."""
+"""Training engine for every model: losses, callbacks, resumable phases, selection by image macro F1 (not tile F1)."""
 
 import contextvars
 import hashlib
@@ -49,8 +47,7 @@ def _advice(learning_rate: float | None = None, phase: int = 1) -> str:
 
 
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
-    """``TerminateOnNaN`` raising one ``Diverged`` line that names the run, phase and epoch (weights the last batch
-    made non-finite are refused by ``save_weights``). First, at each batch end, a Ctrl-C/SIGTERM from a ``__del__``."""
+    """``TerminateOnNaN`` raising a one-line ``Diverged`` (run, phase, epoch); re-raises swallowed Ctrl-Cs per batch."""
 
     def __init__(self, run: str, phase: int, learning_rate: float | None = None):
         super().__init__(raise_error=True)
@@ -104,9 +101,7 @@ class ImageF1(keras.callbacks.Callback):
 
 
 class RunProgress(keras.callbacks.Callback):
-    """After each epoch, each written atomically: the log row, the best weights (when the score improved) and the
-    resume ``state`` (``best``, ``wait``, ``epochs``). Stops after ``patience`` epochs without improvement
-    (``EarlyStopping``, but resumable)."""
+    """Per epoch, atomically: log row, best weights, resume ``state``; a resumable ``EarlyStopping`` (``patience``)."""
 
     def __init__(self, run_dir: Path, log_name: str, rows: list[dict], state: dict, patience: int):
         super().__init__()
@@ -138,8 +133,7 @@ def save_weights(model: keras.Model, path: Path) -> None:
 
 
 def _memory_folder(needed: int) -> str | None:
-    """A memory-backed folder (``SHM``) with room for ``needed`` bytes, or None; first the scratch folders
-    (``anndl-<pid>-…``) that a killed process left there are removed (a live one's stay)."""
+    """``SHM`` if it has room for ``needed`` bytes, else None; first removes dead processes' scratch folders there."""
     try:
         for path in Path(SHM).glob("anndl-*-*"):
             pid = path.name.split("-")[1]
@@ -152,14 +146,10 @@ def _memory_folder(needed: int) -> str | None:
 
 
 def save_atomically(save, path: Path, size_hint: int = 0) -> None:
-    """``save(tmp)`` (Keras / h5py saving), then into place atomically. HDF5 writes into memory (``SHM``, where it
-    has room; HDF5 crashes the process on a full disk) and ``artifacts.write_bytes`` puts the bytes on disk;
-    elsewhere into a fresh temporary folder beside ``path``, then ``os.replace``. Any failure leaves no file and
-    is one ``ArtifactError`` line naming ``path``."""
+    """``save(tmp)``, then atomically in place (via ``SHM`` if roomy: HDF5 dies on a full disk); ``ArtifactError``."""
     path = Path(path)
     memory = _memory_folder(4 * size_hint)  # a .keras file also holds the optimizer's variables
-    # a fresh folder (no planted link); removed on return, an exception, Ctrl-C and SIGTERM (cli); in memory after
-    # a SIGKILL by the next save's sweep
+    # fresh (no planted link), removed on return/exception/signal; after a SIGKILL in memory, by the next save's sweep
     scratch = Path(tempfile.mkdtemp(prefix=f"anndl-{os.getpid()}-" if memory else ".anndl-save-",
                                     dir=memory or path.parent))
     tmp = scratch / path.name
@@ -181,8 +171,7 @@ def save_atomically(save, path: Path, size_hint: int = 0) -> None:
 
 
 def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
-    """The model's and optimizer's variables (``resume/state.npz``), then ``resume/state.json`` (last: it makes the
-    state count)."""
+    """Model and optimizer variables (``resume/state.npz``), then ``resume/state.json`` (last: it makes it count)."""
     buffer = io.BytesIO()
     optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
     np.savez(buffer, *[np.asarray(v.numpy()) for v in [*model.variables, *optimizer_variables]])
@@ -193,8 +182,7 @@ def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
 
 
 def load_state(run_dir: Path | str, request: str) -> dict | None:
-    """The saved resume state of ``request`` (``state.json`` plus its arrays under ``arrays``), or None when there is
-    none, it is another request's or it does not verify (an object array: no state, never unpickled)."""
+    """``request``'s resume state (``state.json`` + ``arrays``); None if absent, another's or unverified (no pickle)."""
     try:
         info = json.loads((Path(run_dir) / "resume" / "state.json").read_text())
         data = (Path(run_dir) / "resume" / "state.npz").read_bytes()
@@ -240,10 +228,8 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
         config: TrainConfig, run_dir: Path | str, optimizer, *, phase: int = 1, train_labels: np.ndarray | None = None,
         from_logits: bool = False, log_name: str = "log.csv", initial_epoch: int = 0,
         resume: dict | None = None, request: str | None = None) -> list[dict]:
-    """Compile and train one phase with image-level selection (``val_*``: the images it selects on); its log rows.
-    ``train_ds``: the batches of every epoch from ``initial_epoch`` on (``pipeline.epoch_batches``). Writes
-    ``run_dir/log_name``, ``best.weights.h5`` and the resume state (naming ``request``) after every epoch; the model
-    ends with the phase's best weights. ``resume``: a saved state of this phase (``load_state``)."""
+    """Compile and train one phase selecting on images (``val_*``); returns its log rows, ends on the best weights. Each
+    epoch of ``train_ds`` (``epoch_batches``) writes log, best weights, resume state; ``resume``: ``load_state``'s."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     compile_model(model, optimizer, make_loss(config, from_logits),

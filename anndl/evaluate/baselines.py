@@ -1,7 +1,4 @@
-"""Trivial baselines on a model's split, so its score has something to beat: ``majority`` (the commonest training class)
-and ``colour_histogram`` (logistic regression on an 8x8x8 RGB histogram of each image's ROI: colour alone, no
-morphology), both trained on every image of the split but the held-out ``val`` ones (a fold's ``train``, ``select``).
-"""
+"""Trivial baselines to beat: ``majority`` and ``colour_histogram`` (a logistic regression on 8x8x8 RGB ROI bins)."""
 
 from pathlib import Path
 
@@ -31,8 +28,7 @@ def colour_histogram(image_path, mask_path, bins: int = 8) -> np.ndarray:
 
 
 def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
-    """Colour histograms of the train images ``samples`` (one row each, indexed by sample_index), remembered per
-    user until a file changes (every comparison and fold of a notebook reads the same images)."""
+    """Colour histograms of the train images ``samples`` (indexed by sample_index), cached until a file changes."""
     rows = manifest[manifest.split == "train"].set_index("sample_index").loc[list(samples)]
     pairs = {str(Path(r.image_path).resolve()): (r.image_path, r.mask_path) for r in rows.itertuples()}
     found = artifacts.remembered(
@@ -44,9 +40,7 @@ def colour_features(manifest: pd.DataFrame, samples) -> pd.DataFrame:
 
 def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: pd.DataFrame | None = None,
                          val_features: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Both baselines' class per ``val`` image of ``split`` (columns ``sample_index``, ``label_index``, ``majority``,
-    ``colour_histogram``), trained on its other images. ``features``: ``colour_features`` computed earlier (once for
-    every fold); ``val_features``: the val images' histograms from elsewhere (the same tissue stained otherwise)."""
+    """Both baselines' class per ``val`` image, trained on the rest; ``val_features``: the tissue stained otherwise."""
     labels = manifest[manifest.split == "train"].set_index("sample_index").label_index
     features = colour_features(manifest, split.sample_index) if features is None else features
     train, val = split[split.split != "val"].sample_index, split[split.split == "val"].sample_index
@@ -77,8 +71,7 @@ def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_
 
 
 def score(y_true, predicted: dict, folds, colour, n_classes: int, seed: int) -> tuple[list[dict], dict]:
-    """The comparison rows (``metrics.compared``) and predictions of ``predicted`` ({name: class index per image}, the
-    first the reference), the colour baseline ``colour`` (or None) and the majority class of the other ``folds``."""
+    """``metrics.compared`` rows and predictions: ``predicted`` (first the reference), ``colour``, folds' majority."""
     majority = majority_per_fold(y_true, folds, n_classes)
     predicted = {**predicted, **({COLOUR: colour} if colour is not None else {}), MAJORITY: majority}
     return compared(y_true, predicted, seed, n_classes, majority=majority, colour=colour,

@@ -1,8 +1,5 @@
-"""The challenge metric, macro F1 over images, with bootstrap intervals (plain and paired: both models scored on each
-resample of the same images; one flipped image of ~60 moves it two points), per-class tables and a learning gate: a
-model has *learned* only when it beats the majority class by a real paired difference and scores above the 95th
-percentile of a permutation null; between models that did not learn, ``compared`` gives no verdict.
-"""
+"""The challenge metric (image macro F1) with bootstrap intervals (plain, paired; one flipped image of ~60 moves it 2
+points), per-class tables and a learning gate: *learned* = a real paired gain over majority, above a shuffled null."""
 
 import numpy as np
 import pandas as pd
@@ -28,8 +25,7 @@ def _batched_macro_f1(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np
 
 def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                  n_classes: int = NUM_CLASSES, baseline=None) -> tuple[float, float]:
-    """Percentile bootstrap interval of macro F1, resampling images; with ``baseline`` (predictions of the same
-    images), of the paired difference: both scored on each resample."""
+    """Percentile bootstrap interval of macro F1 over resampled images (``baseline``: of the paired difference)."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     rows = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
     scores = _batched_macro_f1(y_true[rows], y_pred[rows], n_classes)
@@ -41,8 +37,7 @@ def bootstrap_ci(y_true, y_pred, n_boot: int = 1000, seed: int = 0, level: float
 
 def paired_difference(y_true, pred_a, pred_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                       n_classes: int = NUM_CLASSES) -> dict:
-    """Macro F1 of ``pred_b`` minus that of ``pred_a`` on the same images, with a paired bootstrap interval
-    (``bootstrap_ci``). An interval that contains 0 shows no real difference."""
+    """Macro F1 of ``pred_b`` minus ``pred_a``'s, paired bootstrap interval (one holding 0: no real difference)."""
     low, high = bootstrap_ci(y_true, pred_b, n_boot, seed, level, n_classes, baseline=pred_a)
     gain = macro_f1(y_true, pred_b, n_classes) - macro_f1(y_true, pred_a, n_classes)
     return {"gain": round(gain, 4), "gain_ci95": [round(low, 4), round(high, 4)],
@@ -79,7 +74,6 @@ def permutation_null(y_true, y_pred, n_perm: int = 1000, seed: int = 0, n_classe
 
 
 def _beats(y_true, baseline, y_pred, seed: int, n_classes: int) -> dict:
-    """``paired_difference`` of ``y_pred`` over ``baseline`` and whether it is a real gain (interval above 0)."""
     over = paired_difference(y_true, baseline, y_pred, seed=seed, n_classes=n_classes)
     return {"gain": over["gain"], "gain_ci95": over["gain_ci95"],
             "beats": bool(over["real_difference"] and over["gain_ci95"][1] > 0)}
@@ -87,9 +81,8 @@ def _beats(y_true, baseline, y_pred, seed: int, n_classes: int) -> dict:
 
 def learning_gate(y_true, y_pred, majority, n_classes: int = NUM_CLASSES, seed: int = 0, n_perm: int = 1000,
                   colour=None) -> dict:
-    """Whether ``y_pred`` shows that a model learned: ``learned`` needs a real paired gain over the majority-class
-    predictions ``majority`` (interval above 0) and a macro F1 above ``null_p95`` (``permutation_null``'s 95th
-    percentile). ``beats_colour`` (a real gain over the colour baseline ``colour``, or None) is not part of it."""
+    """``learned``: a real paired gain over ``majority`` (interval above 0) and macro F1 above ``null_p95`` (95th
+    percentile of ``permutation_null``); ``beats_colour`` (a real gain over ``colour``, or None) is not part of it."""
     score = macro_f1(y_true, y_pred, n_classes)
     over = _beats(y_true, majority, y_pred, seed, n_classes)
     null_p95 = float(np.percentile(permutation_null(y_true, y_pred, n_perm, seed, n_classes), 95))
@@ -103,10 +96,8 @@ def learning_gate(y_true, y_pred, majority, n_classes: int = NUM_CLASSES, seed: 
 
 def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSES, reference_verdict: str = "—", *,
              majority=None, colour=None, baselines=()) -> list[dict]:
-    """The rows of every comparison table, one per entry of ``predicted`` ({name: class per image}, the first the
-    reference): macro F1 and its bootstrap interval, the gain over the reference with its paired interval, a verdict.
-    With ``majority`` (and ``colour``) each row but the ``baselines``' gets ``learning_gate``'s fields and a paired
-    verdict only when it and the reference both learned; without, paired verdicts (the first: ``reference_verdict``)."""
+    """A row per ``predicted`` entry (first the reference): macro F1, interval, paired gain, verdict; with ``majority``,
+    ``learning_gate``'s fields and a paired verdict only when both learned (first row: ``reference_verdict``)."""
     reference_name, reference = next(iter(predicted.items()))
     baselines = set(baselines)
     gates = {name: (learning_gate(y_true, y_pred, majority, n_classes, seed, colour=colour)

@@ -1,5 +1,4 @@
-"""The Kaggle submission: ``sample_index,label``, one row per test image, exact label strings, written atomically;
-one that predicts one class for most test images (``dominance``, what a model that learned little does) says so."""
+"""The Kaggle submission: ``sample_index,label`` per test image, exact labels; ``dominance`` flags one-class ones."""
 
 from pathlib import Path
 
@@ -12,8 +11,7 @@ DOMINANCE = 0.8  # a submission with more than this share of one class is flagge
 
 
 def dominance(labels, classes: tuple[str, ...] = LABELS, threshold: float = DOMINANCE) -> dict | None:
-    """``{"class", "count", "share", "images"}`` of the commonest predicted class when it is more than
-    ``threshold`` of ``labels`` (class names or indices into ``classes``), else None."""
+    """``{"class", "count", "share", "images"}`` of a class over ``threshold`` of ``labels``, else None."""
     names = [classes[int(v)] if not isinstance(v, str) else v for v in labels]
     counts = pd.Series(names, dtype=object).value_counts()
     if not names or counts.iloc[0] / len(names) <= threshold:
@@ -24,8 +22,7 @@ def dominance(labels, classes: tuple[str, ...] = LABELS, threshold: float = DOMI
 
 def write_submission(sample_indices, predictions, path: Path | str, expected: set[str] | None = None,
                      classes: tuple[str, ...] = LABELS) -> Path:
-    """Write ``sample_index,label``, one row per test image (each of ``expected`` exactly once), in sample order;
-    print a warning when one class is more than ``DOMINANCE`` of the predictions."""
+    """Write ``sample_index,label``, each of ``expected`` once, sorted; warn if a class is over ``DOMINANCE``."""
     frame = pd.DataFrame({"sample_index": list(sample_indices), "label": [classes[int(i)] for i in predictions]})
     validate_submission(frame, expected, classes)
     path = artifacts.write_csv(frame.sort_values("sample_index"), path)

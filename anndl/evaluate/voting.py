@@ -1,10 +1,6 @@
 """Voting: tile probabilities to image predictions.
-
-* ``hard``: each tile votes for its argmax class; the image takes the class with most votes, a tie the tied class
-  with the largest summed tile probability (then the lower class index).
-* ``soft`` (mask-weighted): the argmax of the sum over tiles of probability x tile weight, a tile's weight being its
-  share of the image's mask pixels.
-"""
+``hard``: each tile votes its argmax; most votes wins, a tie the tied class with the largest summed tile probability
+(then the lower index). ``soft`` (mask-weighted): argmax of the sum of probability x tile weight (mask-pixel share)."""
 
 import numpy as np
 
@@ -30,8 +26,7 @@ def vote(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarr
 
 def mask_weighted(probabilities: np.ndarray, image_numbers: np.ndarray, weights: np.ndarray,
                   n_images: int) -> np.ndarray:
-    """Each image's mask-weighted mean tile probability (n_images, n_classes), rows summing to 1: the soft rule's
-    scores, which an ensemble can average over its members before the argmax."""
+    """Each image's mask-weighted mean tile probability (rows sum to 1): soft scores ensembles average pre-argmax."""
     out = np.zeros((n_images, np.shape(probabilities)[1]))
     weighted = np.asarray(probabilities, np.float64) * np.asarray(weights, np.float64)[:, None]
     np.add.at(out, np.asarray(image_numbers), weighted)

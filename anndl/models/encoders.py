@@ -1,11 +1,7 @@
 """Tile encoders as Keras models that own their preprocessing.
-
-``SRC`` (``--encoder SRC``): an ``hf://org/name[@revision]`` handle (e.g. ``hf://owkin/phikon``), a local Hugging Face
-folder of model type ``vit`` (a bare ``ViTModel`` as Phikon, or ``ViTForImageClassification``) or ``dinov2`` (read by
-KerasHub's converters), a timm hub folder (UNI, UNI2-h, Virchow2, H-optimus, Prov-GigaPath: ``timm_vit``), a ``.keras``
-model, or a trained run folder (its model cut before the head). The feature is the final class token
-(``pooling="cls+mean"``: then the mean of the patch tokens).
-"""
+``SRC`` (``--encoder SRC``): ``hf://org/name[@revision]`` (e.g. ``hf://owkin/phikon``), a local Hugging Face ``vit``
+(bare ``ViTModel`` as Phikon, or ``ViTForImageClassification``) or ``dinov2`` folder, a timm hub folder (UNI, UNI2-h,
+Virchow2, H-optimus, Prov-GigaPath), a ``.keras`` model or a run folder (cut before the head); feature: class token."""
 
 from __future__ import annotations
 
@@ -29,8 +25,7 @@ RANDOM_NOTE = "random initialisation (NOT pretrained)"
 POOLINGS = ("cls", "cls+mean")
 HF_MODEL_TYPES = ("vit", "dinov2", "dinov2_with_registers")
 HF_FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "model.safetensors.index.json"]
-# transformers' defaults when a preprocessor_config.json omits mean/std (image_utils.py)
-_PROCESSOR_DEFAULTS = {"ViT": ([0.5] * 3, [0.5] * 3),
+_PROCESSOR_DEFAULTS = {"ViT": ([0.5] * 3, [0.5] * 3),  # transformers' defaults if mean/std omitted (image_utils.py)
                        "Bit": ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])}
 _RESAMPLE = {0: "nearest", 1: "lanczos3", 2: "bilinear", 3: "bicubic", 4: "bilinear", 5: "bicubic"}
 
@@ -60,8 +55,7 @@ class Encoder:
 
 
 def classify(source: str | Path) -> tuple[str, str]:
-    """(kind, local path) of an encoder source, ``hf://`` handles fetched first; the kinds:
-    hf_folder | timm_folder | keras_file | run."""
+    """(kind: hf_folder | timm_folder | keras_file | run, local path) of an encoder source; ``hf://`` fetched first."""
     text = str(source)
     path = fetch_hf(text) if text.startswith(HF_SCHEME) else Path(text)
     if timm_vit.is_timm_folder(path):
@@ -120,9 +114,7 @@ def _side(value) -> int | None:
 
 
 def hf_preprocessing(folder: Path | str, config: dict | None = None) -> Preprocessing:
-    """A transformers ``preprocessor_config.json`` (any layout transformers has written) as a ``Preprocessing``. The
-    input size is the centre crop when the processor crops, else its resize target, else the model's ``image_size``:
-    tiles are already the model's field of view, so resize-then-crop's zoom is not applied."""
+    """A ``preprocessor_config.json`` as ``Preprocessing``; size: crop, else resize, else ``image_size`` (no zoom)."""
     folder = Path(folder)
     path = folder / "preprocessor_config.json"
     if not path.is_file():
@@ -174,8 +166,7 @@ def hf_layout(folder: Path | str) -> str:
 
 
 def hf_backbone(folder: Path | str, image_size: int | None = None):
-    """The KerasHub backbone holding the checkpoint's weights. ``image_size``: the DINOv2 input side (its
-    position embeddings are interpolated once, as KerasHub does); a ViT keeps its own (tiles are resized to it)."""
+    """The KerasHub backbone with the checkpoint's weights; ``image_size``: DINOv2's (positions interpolated)."""
     from anndl.core.keras_adapter import hf_converters
 
     convert_vit, convert_dinov2, SafetensorLoader = hf_converters()

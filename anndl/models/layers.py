@@ -1,5 +1,4 @@
-"""anndl's own Keras layers that a saved model may hold, and the one loader of saved ``.keras`` models (apart from the
-model builders, so that the encoders can load a trained run without importing them)."""
+"""anndl's Keras layers a saved model may hold, and the one ``.keras`` loader (not in the builders: encoders use it)."""
 
 from pathlib import Path
 
@@ -8,8 +7,7 @@ from keras import layers
 
 
 def load_model(path: Path | str) -> keras.Model:
-    """A saved ``.keras`` model loaded in Keras's safe mode (a Lambda layer or any other code in the file is
-    refused), anndl's own layers registered first; any fault is one ``ValueError`` naming the file."""
+    """A ``.keras`` model loaded in safe mode (no code in it runs), anndl's layers registered; any fault: ValueError."""
     from anndl.data import stain  # noqa: F401  (registers HEDJitter)
     from anndl.models import mil  # noqa: F401  (registers GatedAttentionPooling)
     path = Path(path)
@@ -23,9 +21,8 @@ def load_model(path: Path | str) -> keras.Model:
 
 @keras.saving.register_keras_serializable(package="anndl")
 class FusedBatchNormalization(layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` (same variables, config and updates) that, under TensorFlow on 4-D
-    channels-last inputs, uses the fused kernel (``FusedBatchNormV3``), which takes bfloat16/float16 as it is where
-    Keras upcasts: 2x faster mixed_bfloat16 training on a CPU with avx512_bf16 (docs/measurements.md)."""
+    """``BatchNormalization`` (same variables, config, updates) on TF's fused kernel for 4-D channels-last inputs: it
+    takes bfloat16/float16 where Keras upcasts: 2x faster mixed_bfloat16 on avx512_bf16 CPUs (docs/measurements.md)."""
 
     def call(self, inputs, training=None, mask=None):
         if not (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4

@@ -1,7 +1,5 @@
-"""Attention-MIL aggregation (beyond the report): an image is a *bag* of frozen-encoder tile embeddings
-(``anndl.engine.embed``), pooled by gated attention (Ilse, Tomczak & Welling, 2018):
-``a_k = softmax_k(w^T (tanh(V h_k) * sigmoid(U h_k)))``, ``z = sum_k a_k h_k``, then a softmax classifier on ``z``.
-"""
+"""Attention-MIL (beyond the report): an image's bag of tile embeddings pooled by gated attention (Ilse, Tomczak &
+Welling, 2018): ``a_k = softmax_k(w^T (tanh(V h_k) * sigmoid(U h_k)))``, ``z = sum_k a_k h_k``, softmax on ``z``."""
 
 import keras
 import numpy as np
@@ -58,8 +56,7 @@ def mil_model(dim: int, units: int = 64, num_classes: int = NUM_CLASSES) -> kera
 
 def train_mil(train_bags, train_mask, train_labels, val_bags, val_mask, val_labels, epochs: int = 100,
               seed: int = 42, num_classes: int = NUM_CLASSES) -> keras.Model:
-    """Fit the head on frozen embeddings (Adam 1e-3, batches of 16, early stopping on validation loss). The bags go
-    in as seeded ``tf.data`` datasets: NumPy arrays, which Keras rewraps every epoch, take 7x as long on small bags."""
+    """Fit the head (Adam 1e-3, batch 16, early stopping); bags as seeded tf.data: NumPy arrays take 7x as long."""
     import tensorflow as tf
     keras.utils.set_random_seed(seed)
     model = mil_model(train_bags.shape[-1], num_classes=num_classes)

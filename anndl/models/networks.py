@@ -1,8 +1,5 @@
-"""Tile classifiers, each a ``keras.Model`` taking uint8-range RGB tiles and owning its preprocessing:
-``scratch_resnet`` (the report's §4.1; He et al., 2016) and ``transfer_model`` (ConvNeXt Large, Liu et al., 2022;
-a ViT, Dosovitskiy et al., 2021; each with a new head) for two-phase transfer learning. Parts
-are named (``stem``, ``stack{i}_block{j}``, ``backbone``, ``head_*``): optimisers and freezing address them by path.
-"""
+"""Tile classifiers (``keras.Model`` on uint8 RGB, own preprocessing): ``scratch_resnet`` (§4.1; He et al., 2016) and
+``transfer_model`` (ConvNeXt Large, Liu et al., 2022; ViT, Dosovitskiy et al., 2021); parts named for freezing."""
 
 import contextlib
 
@@ -49,8 +46,7 @@ def _residual_block(x, filters: int, stride: int, name: str, momentum: float = 0
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
     y = FusedBatchNormalization(momentum=momentum, name=f"{name}_bn2")(y)
     if stride != 1 or shortcut.shape[-1] != filters:
-        # ResNet-D shortcut (average pool, then 1x1 conv): the plain strided 1x1 projection crashes TensorFlow 2.21's
-        # oneDNN backward pass on AVX-512/AMX CPUs (heap corruption); ResNet-D is no worse (He et al., 2019).
+        # ResNet-D shortcut (He et al., 2019): a strided 1x1 conv crashes TF 2.21 oneDNN backprop on AVX-512/AMX CPUs
         if stride != 1:
             shortcut = layers.AveragePooling2D(stride, strides=stride, padding="same", name=f"{name}_pool")(shortcut)
         shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(shortcut)
@@ -80,8 +76,7 @@ def scratch_resnet(config: ScratchResNetConfig = ScratchResNetConfig(), tile_siz
 
 
 def convnext_backbone(pretrained: bool, tile_size: int, weights: str | None = None) -> tuple[keras.Model, str]:
-    """(pooled-feature backbone, weights note): ConvNeXt Large when ``pretrained`` (ImageNet download, or the local
-    ``.h5`` file ``weights``), else a tiny ConvNeXt of the same architecture (random, or ``weights``)."""
+    """(backbone, weights note): ConvNeXt Large if ``pretrained`` (download or local ``weights``), else a tiny one."""
     if pretrained:
         source = weights or CONVNEXT_PRESET
         try:
@@ -134,8 +129,7 @@ def vit_backbone(pretrained: bool, tile_size: int, weights: str | None = None):
 def transfer_model(kind: str, pretrained: bool, tile_size: int, head_units: int = 256, head_dropout: float = 0.2,
                    weights: str | None = None, augment: bool | str = False, seed: int = 42,
                    num_classes: int = NUM_CLASSES, stain_augment: str | float | None = None) -> tuple[keras.Model, str]:
-    """``kind`` 'convnext' or 'vit': (model with logits output, weights note). ``pretrained``: the profile's;
-    ``stain_augment``: as for :func:`scratch_resnet`."""
+    """``kind`` 'convnext' or 'vit': (model with logits output, weights note); ``stain_augment``: as scratch_resnet."""
     inputs, x = _augmented_input(tile_size, augment, stain_augment, seed)
     if kind == "convnext":
         backbone, note = convnext_backbone(pretrained, tile_size, weights)

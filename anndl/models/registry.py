@@ -1,8 +1,5 @@
-"""Model builders: for each network trained on tiles (``anndl.models.specs``), the model with its training phases
-(one for the scratch ResNet; head-only then fine-tuning for transfer learning), each phase's optimizer and which layers
-train in it, and whether it outputs logits, all from the settings' ``Profile`` (``anndl.core.config.PROFILES``), so no
-caller tests ``model.name`` or profile strings.
-"""
+"""Model builders: per network, the model, its phases, optimizers, trainable layers and logits flag, all from the
+``Profile``, so no caller tests ``model.name`` or profile strings."""
 
 from dataclasses import asdict, dataclass, replace
 from typing import Callable

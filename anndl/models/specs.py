@@ -1,15 +1,11 @@
-"""The model families, one :class:`ModelSpec` each, in the order the report and the tables show them: the CLI's
-choices, ``run --model all``, the report's row order and the tests' parameters (no Keras import: the CLI reads it
-before TensorFlow starts). Networks are built by ``anndl.models.registry``, heads fitted by ``anndl.engine.heads``.
-"""
+"""The model families, one :class:`ModelSpec` each, in report order: CLI choices, table rows, tests (no Keras here)."""
 
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model family. ``consumes``: 'tiles' (a network, built by the registry and trained by ``run --model all``)
-    or 'embeddings' (a head on the embedding cache of a given encoder, ``--encoder``)."""
+    """One model family; ``consumes``: 'tiles' (a network, in ``run --model all``) or 'embeddings' (a head, encoder)."""
 
     name: str
     consumes: str = "tiles"

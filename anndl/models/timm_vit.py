@@ -1,7 +1,4 @@
-"""timm ViT checkpoints in the Hugging Face hub layout (``config.json`` with ``architecture``, ``model_args``,
-``pretrained_cfg``; ``model.safetensors`` or ``pytorch_model.bin``) as Keras models: UNI, UNI2-h, Virchow2, H-optimus,
-Prov-GigaPath. What a card passes in code is read from the weights: register tokens, a position embedding with or
-without the prefix tokens, layer scale (folded into the projections), a packed SwiGLU MLP (SiLU). No torch, no timm."""
+"""timm ViT checkpoints (hub layout) as Keras models (UNI, UNI2-h, Virchow2, H-optimus, Prov-GigaPath), no torch."""
 
 import collections
 import json
@@ -34,8 +31,7 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def read_torch(path: Path) -> dict[str, np.ndarray]:
-    """A PyTorch zip checkpoint (``torch.save`` of a state dict) as numpy arrays, through an unpickler that rebuilds
-    tensors and nothing else (no code in the file runs)."""
+    """A PyTorch zip checkpoint as numpy arrays, by an unpickler that rebuilds only tensors (no file code runs)."""
     with zipfile.ZipFile(path) as archive:
         pkl = next(n for n in archive.namelist() if n.endswith("data.pkl"))
         root = pkl[:-len("data.pkl")]

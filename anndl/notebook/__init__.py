@@ -1,5 +1,4 @@
-"""What every notebook starts and ends with: ``setup`` (after its first cell has found or fetched the repository)
-and ``Context.footer``. Importing this package is light: the setup cell imports it before the runtime is topped up."""
+"""What every notebook starts and ends with: ``setup`` and ``Context.footer``; light to import (before the top-up)."""
 
 import os
 import sys
@@ -26,8 +25,7 @@ class Context:
 
 
 def setup(namespace: dict, weights: str | None = None) -> Context:
-    """A notebook's start from its parameters (``globals()``; ``weights``: its weights note): prints the runtime,
-    banner and data, and defines in ``namespace`` what the cells use (``DATA``, ``OUT``, ``BANNER``, ``np``, …)."""
+    """A notebook's start from ``globals()``: prints runtime, banner, data; defines ``DATA``, ``OUT``, ``BANNER``, …"""
     started = time.time()
     from anndl.core import env
     from anndl.core.config import REPO_ROOT, SYNTHETIC_DEFAULT, check_profile

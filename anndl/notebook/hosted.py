@@ -1,8 +1,5 @@
-"""Hosted runtimes (Colab, Kaggle): the runtime's own stack topped up to ``pyproject.toml``'s lower bounds (never
-its TensorFlow, JAX or CUDA: pip gets them as constraints at their installed versions), the challenge data found
-where the runtime keeps it, outputs where they outlive the session. The runtime's folders are environment variables,
-so tests simulate Colab and Kaggle: ``ANNDL_KAGGLE_INPUT`` (``/kaggle/input``), ``ANNDL_KAGGLE_WORKING``
-(``/kaggle/working``), ``ANNDL_COLAB_ROOT`` (``/content``), ``ANNDL_DRIVE_ROOT`` (``/content/drive/MyDrive``)."""
+"""Hosted runtimes (Colab, Kaggle): the stack topped up to ``pyproject.toml``'s lower bounds (TF, JAX, CUDA pinned),
+data found, outputs kept; tests fake their folders (``ANNDL_KAGGLE_INPUT``, ``_WORKING``, ``ANNDL_COLAB_ROOT``, …)."""
 
 import contextlib
 import hashlib
@@ -81,8 +78,7 @@ def _untouchable(name: str) -> bool:
 
 
 def install_plan(wanted: list[str], installed: dict[str, str | None]) -> tuple[list[str], list[str]]:
-    """``(requirements to install, problems that must not be fixed here)``: the requirements that ``installed``
-    (``{name: version or None}``) does not meet; the runtime's own packages (TensorFlow, JAX, CUDA) only as problems."""
+    """(to install, problems): requirements ``installed`` misses; the runtime's own (TF, JAX, CUDA) only as problems."""
     install, problems = [], []
     for requirement in map(Requirement, wanted):
         have = installed.get(requirement.name)
@@ -130,14 +126,12 @@ def ensure_requirements(wanted: list[str] | None = None) -> list[str]:
 
 
 def _imported(name: str) -> bool:
-    """Whether this session has imported a module of the distribution ``name`` (or of an alternative)."""
     dists = set(ALTERNATIVES.get(name, (name,)))
     return any(m in sys.modules for m, of in metadata.packages_distributions().items() if dists & set(of))
 
 
 def find_challenge(root: Path | str, max_depth: int = 4) -> Path | None:
-    """The first challenge folder (``train_labels.csv`` beside ``train_data/``), or a ``.zip`` holding one, at most
-    ``max_depth`` folders below ``root`` (a Kaggle dataset may hold the zip's top folder); None when there is none."""
+    """The first challenge folder (or a ``.zip`` of one) at most ``max_depth`` below ``root``, else None."""
     root = Path(root)
     for depth in range(max_depth + 1):
         for labels in sorted(root.glob("*/" * depth + "train_labels.csv")):
@@ -158,8 +152,7 @@ def _zip_challenge_root(archive: Path) -> str | None:
 
 
 def source_identity(source: Path) -> str:
-    """A fingerprint of a data source before copying it: for a zip, every member's name, size and CRC (from the
-    zip's directory); for a folder, every file's relative name, size and mtime."""
+    """A data source's fingerprint: a zip's member names, sizes and CRCs; a folder's relative names, sizes, mtimes."""
     if source.suffix == ".zip":
         with zipfile.ZipFile(source) as z:
             entries = [(i.filename, i.file_size, i.CRC) for i in z.infolist()]
@@ -171,8 +164,7 @@ def source_identity(source: Path) -> str:
 
 
 def stage_data(source: Path | str, local_root: Path | str) -> Path:
-    """Copy a challenge folder (or unpack a ``.zip`` of one) from a slow mount such as Google Drive to the local
-    disk once, reused while the source's identity matches its record (written last, before the rename into place)."""
+    """Copy or unzip a challenge folder from a slow mount (Drive) to local disk once; reused while it is unchanged."""
     source, local_root = Path(source), Path(local_root)
     if not source.exists():
         raise SetupError(f"{source}: no such data folder or zip")
@@ -219,9 +211,8 @@ class Places:
 
 
 def places(data_dir=None, output_dir=None, drive: str | None = None) -> Places:
-    """The data and output folders for this runtime. Kaggle: the attached challenge folder read in place, outputs in
-    the working root. Colab with ``drive`` (a Google Drive folder): outputs there, its data copied once to the local
-    disk. Else the parameters, or ``data/`` and ``outputs/``. A ``.zip`` data folder is unpacked once."""
+    """This runtime's data and output folders. Kaggle: the attached data in place, outputs in the working root. Colab
+    with ``drive``: outputs there, its data copied to local disk once. Else the arguments or ``data/``, ``outputs/``."""
     where, persistent = runtime(), "yes (a local folder)"
     data, output = (Path(p) if p else None for p in (data_dir, output_dir))
     local = (output or OUTPUTS) / "data"
@@ -269,8 +260,7 @@ def can_download(hosts=("huggingface.co", "storage.googleapis.com"), timeout: fl
 
 
 def read_hf_token() -> None:
-    """``HF_TOKEN`` (gated encoders: UNI, Virchow2, …) from a Kaggle secret or Colab's ``userdata`` named so, when the
-    environment has none; never printed."""
+    """``HF_TOKEN`` (gated encoders) from a Kaggle secret or Colab ``userdata`` when unset; never printed."""
     readers = {"kaggle_secrets": lambda m: m.UserSecretsClient().get_secret("HF_TOKEN"),
                "google.colab.userdata": lambda m: m.get("HF_TOKEN")}
     for module, read in readers.items():
@@ -282,8 +272,7 @@ def read_hf_token() -> None:
 
 
 def doctor(where: Places, short: bool = False) -> list[str]:
-    """What this runtime is and can do, one fact a line: runtime, versions, GPUs and their precision, the data
-    (with its fingerprint unless ``short``), where outputs go and whether they last, free disk, downloads."""
+    """Runtime facts, one a line: versions, GPUs and precision, data (fingerprint unless ``short``), outputs, disk."""
     from anndl.core.distribute import cpu_flags, precision_for
 
     versions = ", ".join(f"{name} {installed_version(name) or 'not installed'}"

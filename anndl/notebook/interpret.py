@@ -1,6 +1,5 @@
-"""The notebooks' "What this shows" sentences, computed from each result's numbers, and the banner saying what
-produced them. Scores are dicts with ``macro_f1`` and ``macro_f1_ci95`` (``metrics.image_scores``); a difference is
-claimed only when its paired interval excludes 0 and both rows learned (``metrics.learning_gate``)."""
+"""The notebooks' "What this shows" sentences and banner. Scores: dicts with ``macro_f1``, ``macro_f1_ci95``; a
+difference is claimed only when its paired interval excludes 0 and both rows learned (``metrics.learning_gate``)."""
 
 import re
 from pathlib import Path
@@ -129,9 +128,8 @@ def outliers(scores, synthetic: bool) -> str:
 
 
 def baselines(networks: dict, reference: dict, profile: str = "smoke", num_classes: int = 4) -> str:
-    """Networks vs the no-CNN baselines (``majority``, ``colour_histogram``) on the same images, name -> scores. A
-    baseline beats the networks only when its interval clears theirs; a network is ahead only when its interval also
-    clears chance (1/K) and the majority class; colour is judged by its interval against the same floor, as printed."""
+    """Networks vs the no-CNN baselines ({name: scores}) on the same images: a side wins only when its interval clears
+    the other's, and a network's must also clear chance (1/K) and the majority class (colour: the same floor)."""
     if not networks or not reference:
         return shows("No baseline was scored on these images.")
     best_net = max(networks, key=lambda k: networks[k]["macro_f1"])
@@ -185,13 +183,11 @@ def _scores(rows: list[dict]) -> str:
 
 
 def _groups(*groups: tuple[str, list[str]]) -> str:
-    """``label: a, b; label: c`` over the groups that are not empty."""
     return "; ".join(f"{label}: {', '.join(names)}" for label, names in groups if names)
 
 
 def _verdicts(rows: list[dict]) -> list[str]:
-    """Each variant against the first row by its paired interval (``gain``, ``gain_ci95``); when the table says which
-    rows learned (``learned``, ``beats_colour``), baselines are set apart and only rows that learned get verdicts."""
+    """Each variant against the first row by paired interval; with ``learned``, only rows that learned get verdicts."""
     gated = any(flag(r.get("learned")) is not None for r in rows)
     bases = [r for r in rows if gated and is_baseline_row(r)]
     first, *rest = [r for r in rows if not (gated and is_baseline_row(r))]
@@ -319,8 +315,7 @@ def results_table(table, profile: str | None = None) -> str:
 
 
 def submission(labels, classes) -> str:
-    """What a submission predicts: its class counts, a class it never predicts (that class's test F1 is then 0,
-    which caps macro F1) and a class that dominates (``evaluate.submission.dominance``)."""
+    """A submission's class counts, classes never predicted (test F1 0, capping macro F1) and a dominating class."""
     counts = pd.Series(list(labels), dtype=object).value_counts().reindex(list(classes), fill_value=0)
     total = int(counts.sum())
     parts = ", ".join(f"{c} {n} ({n / max(total, 1):.0%})" for c, n in counts.sort_values(ascending=False).items())

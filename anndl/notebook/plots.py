@@ -1,5 +1,4 @@
-"""Figures shared by the notebooks: one class order and palette (``class_colours``), images downscaled for display
-(``DISPLAY_SIDE``) so a rendered notebook stays small, every figure saved with ``save_fig``."""
+"""Figures shared by the notebooks: one class palette, images downscaled (small notebooks), ``save_fig`` for all."""
 
 import io
 from pathlib import Path
@@ -72,8 +71,7 @@ def readable_example(rows: pd.DataFrame):
 
 def image_with_outline(image_path, mask_path, ax, title: str = "", max_side: int = DISPLAY_SIDE,
                        max_aspect: float | None = None) -> str:
-    """The report's Figure 1 panel: an image with its ROI's outline; ``max_aspect`` crops a long strip to an
-    ROI-centred window. Returns what is shown (``"ROI-centred 1638×1024 of 3516×1024 px"``), which ends the title."""
+    """The report's Figure 1 panel: image and ROI outline (``max_aspect``: ROI-centred crop); returns what is shown."""
     image, mask = read_image(image_path), read_mask(mask_path)
     h, w = image.shape[:2]
     shown, axis = f"{w}×{h} px", int(w > h)  # the long side: 0 rows, 1 columns
@@ -177,8 +175,7 @@ def confusion_matrix(cm: np.ndarray, ax=None, title: str = "Validation confusion
 
 
 def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None = None, chance: float = 0.25):
-    """Loss and validation macro F1 per epoch (1-based), the selected epoch marked (default: the best F1), the
-    macro F1 of ``chance`` (1 / classes) as a line."""
+    """Loss and validation macro F1 per epoch (1-based), the selected epoch (default: best F1) and ``chance`` marked."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
     epochs = np.arange(1, len(log) + 1)
     a.plot(epochs, log.loss, marker="o", ms=3, label="train (tiles)")
@@ -204,8 +201,7 @@ def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None =
 
 
 def readable_attention_examples(names, tile_counts, aspects, k: int = 3) -> list:
-    """Up to ``k`` of ``names`` for an attention figure: aspect at most 1.8 (either way) and at least 4 tiles, the
-    most tiles first; filled up with the least elongated others."""
+    """Up to ``k`` names: aspect ≤ 1.8 either way and ≥ 4 tiles, most tiles first, then the least elongated others."""
     frame = pd.DataFrame({"name": list(names), "tiles": list(tile_counts), "aspect": list(aspects)})
     frame["elongation"] = np.maximum(frame.aspect, 1 / frame.aspect)
     good = frame[(frame.elongation <= 1.8) & (frame.tiles >= 4)].sort_values("tiles", ascending=False)
@@ -214,8 +210,7 @@ def readable_attention_examples(names, tile_counts, aspects, k: int = 3) -> list
 
 
 def attention_panels(items, tile_size: int, relative: bool = True, suptitle: str = ""):
-    """Attention-MIL weights over ``(image_path, tiles, attention, title)`` items side by side on ONE colour scale;
-    ``relative``: weight × tiles (1 = uniform), comparable across images of different tile counts."""
+    """Attention-MIL weights of ``(image_path, tiles, attention, title)`` items on ONE scale (``relative``: × tiles)."""
     items = list(items)
     scaled = [np.asarray(a, float) * (len(a) if relative else 1) for _, _, a, _ in items]
     norm = Normalize(0, max(max((float(v.max()) for v in scaled if len(v)), default=1.0), 1e-9))
@@ -279,8 +274,7 @@ def stain_examples(samples, tile_size: int = 224, n_augment: int = 2):
 
 
 def comparison_forest(results, chance: float = 0.25):
-    """One panel per ``compare.run_comparison`` result: each variant minus the reference with its paired interval,
-    the baselines and ``chance`` as lines; a row without a verdict (it or the reference did not learn) hollow grey."""
+    """Per comparison: variants minus the reference (paired interval), baselines, chance; no verdict: hollow grey."""
     results = list(results)
     tables = [result.table.to_dict("records") for result in results]
     heights = [max(sum(not is_baseline_row(r) for r in records[1:]), 1) for records in tables]

@@ -1,6 +1,4 @@
-"""``make notebooks``' last step: ``python -m anndl.notebook.rendering EXECUTED OUTPUT`` folds the parameters that
-papermill injected into the notebook's own parameters cell (the one cell a user edits shows the values that ran, and
-is what runs next time), stamps the header's run time, settles progress bars and writes ``OUTPUT`` atomically."""
+"""``make notebooks``' last step (``python -m anndl.notebook.rendering EXECUTED OUTPUT``): fold, stamp, settle."""
 
 import ast
 import itertools
@@ -15,8 +13,7 @@ WALL_TIME = re.compile(r"wall time: (\d+) s · hardware: ([^·\n]+?) · ")
 
 
 def fold_parameters(notebook: dict) -> dict:
-    """``notebook`` with its injected parameters written into its ``parameters`` cell (each ``NAME = value`` line
-    keeps its comment; a name the cell lacks is appended), the injected cell removed, execution counts renumbered."""
+    """Injected parameters written into the ``parameters`` cell (comments kept), their cell dropped, renumbered."""
     tagged = [(c, c.get("metadata", {}).get("tags", [])) for c in notebook["cells"]]
     injected = [c for c, tags in tagged if INJECTED in tags]
     params = next((c for c, tags in tagged if "parameters" in tags), None)
@@ -39,8 +36,7 @@ def fold_parameters(notebook: dict) -> dict:
 
 
 def stamp_run_time(notebook: dict) -> dict:
-    """The header's run time set to the footer's wall time and hardware, so that a notebook states one run time,
-    the one of the rendering it shows. Unchanged without a footer."""
+    """The header's run time set to the footer's wall time and hardware (one per notebook); no footer: unchanged."""
     outputs = "".join("".join(o.get("text", "")) for c in notebook["cells"] if c["cell_type"] == "code"
                       for o in c.get("outputs", []))
     found = WALL_TIME.findall(outputs)
@@ -55,8 +51,7 @@ def stamp_run_time(notebook: dict) -> dict:
 
 
 def settle_streams(notebook: dict) -> dict:
-    """Consecutive outputs of one stream merged and their carriage returns applied, as Jupyter shows them: a
-    progress bar is its last line (the text after its last carriage return), not one output per update."""
+    """Consecutive stream outputs merged, carriage returns applied as Jupyter does (a progress bar: its last line)."""
     for cell in (c for c in notebook["cells"] if "outputs" in c):
         merged = []
         for name, group in itertools.groupby(cell["outputs"], lambda o: o.get("output_type") == "stream" and o["name"]):

@@ -1,5 +1,4 @@
-"""The report's Table 1 built from runs: one ranking per data fingerprint and profile (never ranked together), the
-report's Kaggle test score as a labelled reference; displayed tables carry no hashes and no machine paths."""
+"""The report's Table 1 from runs: one ranking per data and profile, its Kaggle test score a labelled reference."""
 
 import json
 from pathlib import Path
@@ -19,8 +18,7 @@ REFERENCE = "report test F1 (real data)"
 
 
 def collect(runs_dir: Path | str) -> pd.DataFrame:
-    """One row per (run, voting rule) of every finished run below ``runs_dir``; a run whose record does not verify
-    or that holds a non-finite number is not ranked, and a line says why."""
+    """A row per (run, voting rule) of finished runs below ``runs_dir``; unverified or non-finite: a line says why."""
     runs_dir = Path(runs_dir)
     rows = []
     for folder in sorted({p.parent for name in (artifacts.RECORD, "metrics.json") for p in runs_dir.rglob(name)}):
@@ -49,7 +47,6 @@ def collect(runs_dir: Path | str) -> pd.DataFrame:
                 "evaluated_on": f"out-of-fold ({run.folds} folds)" if run.folds else "validation split",
                 "folds": run.folds, "val_macro_f1": scores["macro_f1"],
                 "val_ci95": "{:.3f}-{:.3f}".format(*scores["macro_f1_ci95"]), "val_images": scores["images"],
-                # only where the label set is the challenge's
                 REFERENCE: REPORT_TEST_F1.get(run.model) if tuple(m.get("classes", LABELS)) == LABELS else None,
                 "written": (folder / artifacts.RECORD).stat().st_mtime,
             })
@@ -116,8 +113,7 @@ def sections(table: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
 
 
 def markdown(table: pd.DataFrame, level: str = "##") -> str:
-    """Every section of ``table`` (``collect`` or ``select`` output) as Markdown: heading, banner, the table (the
-    best scores in bold unless the numbers are not results) and the generated ranking."""
+    """``table``'s sections as Markdown: heading, banner, table (best in bold if results) and the ranking."""
     def cells(values, intervals, suffixes, bold):
         best = values.max() if bold and values.notna().any() else None
         return ["n/a" if pd.isna(v) else (f"**{v:.3f}**" if v == best else f"{v:.3f}") + f" ({c}{x})"
@@ -200,8 +196,7 @@ def scores_markdown(table: pd.DataFrame) -> str:
 
 
 def comparison_table(result) -> pd.DataFrame:
-    """A ``compare.ComparisonResult``'s table as people read it, with the report's own numbers in a labelled column
-    where it printed them (its real test set)."""
+    """A ``ComparisonResult``'s table for people, with the report's own (real test set) numbers where printed."""
     rows = []
     numbers = result.provenance.get("report_numbers") or {}
     for i, r in enumerate(result.table.to_dict("records")):
