@@ -16,7 +16,7 @@ from anndl.core import artifacts
 from anndl.core.config import PROFILES, WeightsUnavailable, check_profile
 from anndl.core.env import commit, data_label, hardware
 from anndl.data.stages import weights_identity
-from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare
+from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain
 from anndl.engine.runs import Run, fit, open_run
 from anndl.evaluate import metrics
 from anndl.evaluate.baselines import BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features, score
@@ -83,7 +83,8 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         if with_mil:
             start, fold_dir = time.perf_counter(), Path(first) / f"fold_{k}"
             encoder, config = encoders.run_encoder(fold_dir), artifacts.read_json(fold_dir / "config.json")
-            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"])
+            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"],
+                      stain=run_stain([fold_dir], [config]))
             encoder = embed.encode_fn(encoder)  # traced once for the fold's train and val tiles
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train", "select"), **kw)
             (emb_v, num_v, tab_v), embed_seconds = _timed(embed.features, encoder, fold.tiles, fold.manifest,
@@ -120,18 +121,19 @@ def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Variant:
     """A model, overrides of its settings (``experiment.train_run``'s ``overrides``: loss, focal_gamma, augment,
-    oversample, filters, stain_augment, seed, patience, learning_rate), and which out-of-fold prediction is scored:
-    the voting ``rule`` and the ``phase`` (None: the final model)."""
+    oversample, filters, stain_augment, seed, patience, learning_rate), the stain normalisation of its tiles, and
+    which out-of-fold prediction is scored: the voting ``rule`` and the ``phase`` (None: the final model)."""
 
     model: str = "scratch_resnet"
     settings: dict = field(default_factory=dict)
     rule: str = "hard"
     phase: int | None = None
+    stain_normalize: str | None = None
 
     def training(self) -> dict:
-        """What decides its K-fold run (variants that differ only in rule or phase share one run; the constant
-        ``stain_normalize`` keeps earlier runs' keys)."""
-        return {"model": self.model, "settings": dict(sorted(self.settings.items())), "stain_normalize": None}
+        """What decides its K-fold run (variants that differ only in rule or phase share one run)."""
+        return {"model": self.model, "settings": dict(sorted(self.settings.items())),
+                "stain_normalize": self.stain_normalize}
 
     def column(self) -> str:
         """Its column in the K-fold run's ``oof_predictions.csv``."""
@@ -187,7 +189,8 @@ COMPARISONS: dict[str, Comparison] = {  # a new comparison is one entry here
                          "32 filters": Variant(settings={"filters": 32})}, "the scratch ResNet's starting width",
                         "§4.1: 32 starting filters chosen over 16 for tiles (no score given)"),
     "stain": Comparison({"no stain handling": Variant(),
-                         "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"})},
+                         "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"}),
+                         "Macenko normalisation": Variant(stain_normalize="macenko")},
                         "stain handling (beyond the report)"),
     "seeds": Comparison({"seed 42": Variant(), "seed 7": Variant(settings={"seed": 7})},
                         "another seed of the same model (the run-to-run spread)"),
@@ -241,7 +244,10 @@ def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str
     """The variant's K-fold run on ``prep`` (``out/compare/runs/<model>-<key>``, the key a hash of what decides
     it): trained, resumed or reused by ``runs.fit`` (the one K-fold door). ``epochs``: a cap on every phase's epochs
     (the profile's count where it is lower). A scratch ResNet width equal to the profile's own ("32 filters" at cpu
-    and full) is the reference's run, not a second one."""
+    and full) is the reference's run, not a second one. ``prep`` must have the variant's stain normalisation."""
+    if (prep.stain or {}).get("method") != variant.stain_normalize:
+        raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
+                         f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
     own_width = PROFILES[check_profile(profile)].scratch.filters
     if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
         variant = dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
@@ -265,19 +271,23 @@ def run_comparison(name: str, data_dir: Path | str, out: Path | str, *, profile:
         raise ValueError(f"folds must be at least 2, got {folds}")
     out, weights = Path(out), dict(weights or {})
     code = commit()  # the code that trains, taken before anything runs
-    runs, refused = {}, {}
-    prep = prepare(Path(data_dir), out, seed=seed)
+    runs, refused, prepared = {}, {}, {}
     bar = tqdm(list(variants.items()), desc=f"compare {name}", unit="variant")
     for label, variant in bar:
         bar.set_postfix_str(label)
+        stain = variant.stain_normalize  # the data stages once per stain normalisation
+        if stain not in prepared:
+            prepared[stain] = prepare(Path(data_dir), out, seed=seed, stain_normalize=stain)
         try:
-            runs[label] = kfold_run(prep, out, variant, profile=profile, folds=folds, epochs=epochs, seed=seed,
-                                    mixed_precision=mixed_precision, weights=weights.get(variant.model), redo=redo)
+            runs[label] = kfold_run(prepared[stain], out, variant, profile=profile, folds=folds, epochs=epochs,
+                                    seed=seed, mixed_precision=mixed_precision, weights=weights.get(variant.model),
+                                    redo=redo)
         except WeightsUnavailable as e:
             refused[label] = " ".join(str(e).split())
     reference = next(iter(variants))
     if reference not in runs:
         raise WeightsUnavailable(f"{reference} (the reference of {name}): {refused[reference]}")
+    prep = prepared[variants[reference].stain_normalize]
     note, spec = prep.data_note, COMPARISONS[name]
     provenance = {"comparison": name, "variants": {k: v.training() | {"rule": v.rule, "phase": v.phase}
                                                    for k, v in variants.items()},
