@@ -13,6 +13,7 @@ from pathlib import Path
 
 from anndl.core import artifacts
 from anndl.core.config import DATA_ROOT, OUTPUTS, PROFILES, SYNTHETIC_DEFAULT, ModelSettings, WeightsUnavailable
+from anndl.core.distribute import STRATEGIES
 from anndl.core.env import PENDING_SIGNALS, Terminated, on_signal as _on_signal, quiet_tensorflow
 from anndl.data import DataError, resolve_data_dir, stages, synthetic
 from anndl.data.tiling import TilingConfig
@@ -29,7 +30,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def _prepare(args: argparse.Namespace, work_dir: Path | None = None):  # default: --work, else beside --out
     config = TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels)
     return stages.prepare(args.data, work_dir or args.work or args.out.parent, embedder=args.embedder,
-                          tiling_config=config, seed=args.seed, redo=args.redo)
+                          tiling_config=config, seed=args.seed, redo=args.redo,
+                          stain_normalize=getattr(args, "stain_normalize", None))
 
 
 def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
@@ -44,11 +46,13 @@ def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
     # a None setting is train_run's default: the same request as omitted (earlier K-fold records stay valid)
     return runs.fit(prep, run_dir, name, folds=args.folds, seed=args.seed, redo=args.redo, profile=args.profile,
                     epochs=args.epochs, learning_rate=args.learning_rate, mixed_precision=args.mixed_precision,
-                    weights=weights, overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
+                    strategy=args.strategy, weights=weights,
+                    overrides={"stain_augment": args.stain_augment} if args.stain_augment else None)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    given = [f"--{k.replace('_', '-')}" for k in ("stain_augment", "learning_rate") if getattr(args, k) is not None]
+    given = [f"--{k.replace('_', '-')}" for k in ("stain_augment", "stain_normalize", "learning_rate")
+             if getattr(args, k) is not None]
     if specs.SPEC[args.model].consumes == "embeddings" and given:
         raise ValueError(f"--model {args.model} is a head on cached embeddings of the raw tiles: {', '.join(given)} "
                          f"do not apply to it (use them with a network trained on tiles: "
@@ -155,7 +159,11 @@ OPTIONS = {  # every option of every command: flag (``flag:variant`` where comma
     "--model:train": dict(default="scratch_resnet", choices=specs.names()),
     "--model:run": dict(default="scratch_resnet", choices=(*specs.names(consumes="tiles"), "all")),
     "--learning-rate": dict(type=float, default=None, help="phase 1's learning rate instead of the profile's"),
+    "--strategy": dict(default=None, choices=STRATEGIES, help="several devices: mirrored (all GPUs, TensorFlow), "
+                       "data_parallel (KERAS_BACKEND=jax)"),
     "--stain-augment": dict(default=None, choices=["light", "strong"], help="HED stain jitter on training tiles"),
+    "--stain-normalize": dict(default=None, choices=["macenko", "reinhard"], help="normalise every tile's stain to "
+                              "a reference fitted on the train images (Macenko et al., 2009; Reinhard et al., 2001)"),
     "--weights": dict(default=None, help="pretrained weights: a local .h5 file (convnext) or preset folder (vit)"),
     "--encoder": dict(default=None, help=f"encoder for --model linear_probe|attention_mil: {_SOURCES}"),
     "--embeddings": dict(_OPTIONAL, help="heads: the embedding cache folder (default: WORK/embeddings/<encoder>)"),
@@ -166,8 +174,8 @@ OPTIONS = {  # every option of every command: flag (``flag:variant`` where comma
     "--weights:compare": dict(action="append", default=[], metavar="MODEL=PATH",
                               help="local pretrained weights for a model, e.g. vit=weights/vit_preset (repeat)"),
 }
-_TRAINING = ("--profile --epochs --learning-rate --mixed-precision --voting --stain-augment --embedder --tile-size "
-             "--min-mask-pixels --seed --redo --folds --tta --weights")
+_TRAINING = ("--profile --epochs --learning-rate --mixed-precision --strategy --voting --stain-augment "
+             "--stain-normalize --embedder --tile-size --min-mask-pixels --seed --redo --folds --tta --weights")
 COMMANDS = {  # command: (function, help, its options: keys of OPTIONS)
     "synth": (cmd_synth, "write a synthetic challenge folder (same layout as the real one)",
               "--out --n-train --n-test --scale --seed:synth --stain-sites --site-class-correlation --force"),

@@ -1,10 +1,14 @@
-"""Per-tile cost of HED stain augmentation against the plain tile pipeline, measured in one run (< 1 min, 2 cores).
+"""Per-tile cost of stain handling against the plain tile pipeline, measured in one run (< 1 min, 2 cores).
 
 On a small full-size synthetic set (default 16 train images at scale 1, tiles as the tile stage keeps them):
 
 * plain: ``anndl.data.pipeline.tile_dataset`` (decode each PNG once, cut its tiles, batch), no cache;
 * + HED: the same batches through :class:`anndl.data.stain.HEDJitter` ('strong') in the ``tf.data`` map (on a
-  GPU it would run inside the model instead, where its cost is a few element-wise ops per pixel).
+  GPU it would run inside the model instead, where its cost is a few element-wise ops per pixel);
+* + Macenko / Reinhard in the pipeline: ``tile_dataset(stain=...)``, each image normalised on its ROI tissue
+  when it is decoded (``tf.numpy_function``), uncached (training caches decoded tiles: paid once per run);
+* Macenko offline: normalising the images once into a folder (``bench/common.py``'s ``write_normalized_folder``),
+  after which every epoch costs what the plain pipeline costs.
 
     python bench/bench_stain.py [--n 16 --scale 1.0]
 
@@ -24,6 +28,7 @@ from anndl.data import read_challenge
 from anndl.data import stain, synthetic
 from anndl.data.pipeline import tile_dataset
 from anndl.data.tiling import TilingConfig, tile_images
+from common import write_normalized_folder
 
 
 def timed(dataset, repeats: int = 3) -> float:
@@ -53,13 +58,25 @@ def main(argv=None):
     plain = tile_dataset(tiles, manifest, ("train",), batch_size=args.batch)
     hed = stain.HEDJitter("strong", seed=0)
     with_hed = plain.map(lambda x, y: (hed(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    t_plain, t_hed = timed(plain), timed(with_hed)
+    reference = stain.reference_from_manifest(manifest, max_images=8)
+    normalizer = stain.StainNormalizer(reference, "macenko")
+    macenko = tile_dataset(tiles, manifest, ("train",), batch_size=args.batch, stain=normalizer)
+    reinhard = tile_dataset(tiles, manifest, ("train",), batch_size=args.batch,
+                            stain=stain.StainNormalizer(reference, "reinhard"))
+    t_plain, t_hed, t_macenko, t_reinhard = timed(plain), timed(with_hed), timed(macenko), timed(reinhard)
+    start = time.perf_counter()
+    write_normalized_folder(data, root / "macenko", "macenko", reference=reference, progress=False)
+    t_offline = time.perf_counter() - start
 
     def line(name, seconds, base):
         print(f"{name:52s} {n_tiles / seconds:8.1f} tiles/s   ratio {base / seconds:5.2f}")
 
     line("plain tile pipeline (tile_dataset, uncached)", t_plain, t_plain)
     line("+ HED 'strong' in the tf.data map", t_hed, t_plain)
+    line("+ Macenko on decoding (tile_dataset(stain=...))", t_macenko, t_plain)
+    line("+ Reinhard on decoding", t_reinhard, t_plain)
+    line("Macenko offline, once (write_normalized_folder)", t_offline, t_plain)
+    print(f"Macenko fallbacks: {normalizer.counts}")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,46 @@ def decode_only_dataset(paths: list[str]):
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
+def write_normalized_folder(data_dir: Path | str, out_dir: Path | str, method: str = "macenko", reference=None,
+                            max_reference_images: int = 64, seed: int = 0, progress: bool = True) -> Path:
+    """A stain-normalised copy of a challenge folder (masks and label files copied), recorded as an artifact
+    (method, constants, reference; fallback counts in ``stain_counts.json``) and reused when its record matches.
+    ``reference``: an ``anndl.data.stain.StainReference``, else fitted on up to ``max_reference_images``."""
+    import cv2
+    from tqdm.auto import tqdm
+
+    from anndl.core import artifacts
+    from anndl.data import CLASSES_FILE, LABELS_FILE, SOURCE_FILE, SPLIT_DIRS, read_challenge, read_image, read_mask
+    from anndl.data import stain
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    manifest = read_challenge(data_dir)
+    if reference is None:
+        reference = stain.reference_from_manifest(manifest, max_reference_images, seed)
+    normalizer = stain.StainNormalizer(reference, method)
+    content = artifacts.fingerprint(manifest.drop(columns=["image_path", "mask_path"]).to_dict("list"))
+    req = artifacts.request("stain", data=f"{data_dir.resolve()} [{content}]", settings=normalizer.settings())
+
+    def build(staging):
+        files = []
+        for row in tqdm(list(manifest.itertuples()), desc=f"stain {method}", unit="img", disable=not progress):
+            image_file, mask_file = (Path(SPLIT_DIRS[row.split], Path(p).name) for p in (row.image_path, row.mask_path))
+            image = normalizer(read_image(row.image_path), read_mask(row.mask_path))
+            png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1]
+            artifacts.write_bytes(staging / image_file, png.tobytes())
+            shutil.copyfile(row.mask_path, staging / mask_file)
+            files += [str(image_file), str(mask_file)]
+        for name in (LABELS_FILE, CLASSES_FILE, SOURCE_FILE, "planted_outliers.csv", "sites.csv"):
+            if (data_dir / name).is_file():
+                shutil.copyfile(data_dir / name, staging / name)
+                files.append(name)
+        artifacts.write_json(staging / "stain_counts.json", {"counts": normalizer.counts, "images": len(manifest)})
+        return files + ["stain_counts.json"]
+
+    artifacts.ensure(out_dir, req, build, label=f"stain-normalised folder {out_dir}")
+    return out_dir
+
+
 def write_random_checkpoint(folder: Path | str, model_type: str = "vit", prefixed: bool = False,
                             image_size: int = 224, patch_size: int = 16, hidden_size: int = 768, num_layers: int = 12,
                             num_heads: int = 12, intermediate_size: int | None = None, seed: int = 0,

@@ -1,4 +1,4 @@
-"""Issue 14's measurement: no stain handling vs HED stain augmentation, scratch ResNet,
+"""Issue 14's measurement: no stain handling vs HED stain augmentation vs Macenko normalisation, scratch ResNet,
 out of fold on the same 3 folds with paired intervals, on two synthetic sets of the same tissue:
 
 * ``sites``: the synthetic default (five stain sites drawn independently of the class);
@@ -17,7 +17,7 @@ tables, each with the colour-histogram and majority baselines on the same folds:
 Written to ``OUT/stain_<table>.csv|md`` with the per-image predictions, and copied to ``bench/results/``.
 
     python bench/stain_compare.py [--epochs 10 --learning-rate 1e-5 --folds 3] [--only sites|shortcut]
-        [--families none hed]
+        [--families none hed macenko]
 
 The report's settings (Lion at 1e-5, dropout 0.5, batch 32) with the epochs capped for a CPU and no early stop
 (on the stain-site default the scratch ResNet votes one class for every validation image until about epoch 11,
@@ -46,7 +46,7 @@ from anndl.core.env import commit, portable  # noqa: E402
 from anndl.notebook.report import markdown_table  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KEYS = dict(zip(("none", "hed"), COMPARISONS["stain"].variants))  # the package's stain comparison
+KEYS = dict(zip(("none", "hed", "macenko"), COMPARISONS["stain"].variants))  # the package's stain comparison
 
 
 def train_family(data: Path, work: Path, name: str, args) -> tuple[experiment.Prepared, Path]:
@@ -55,7 +55,7 @@ def train_family(data: Path, work: Path, name: str, args) -> tuple[experiment.Pr
     variant = VARIANTS[name]
     variant = dataclasses.replace(variant, settings={**variant.settings, "learning_rate": args.learning_rate,
                                                      "patience": 1000})
-    prep = experiment.prepare(data, work, seed=args.seed)
+    prep = experiment.prepare(data, work, seed=args.seed, stain_normalize=variant.stain_normalize)
     start = time.perf_counter()
     run_dir = kfold_run(prep, work, variant, profile="full", folds=args.folds, epochs=args.epochs, seed=args.seed,
                         mixed_precision=args.mixed_precision)
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--mixed-precision", default="mixed_bfloat16")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--only", choices=["sites", "shortcut"], default=None)
-    parser.add_argument("--families", nargs="+", choices=list(KEYS), default=["none", "hed"],
+    parser.add_argument("--families", nargs="+", choices=list(KEYS), default=["none", "hed", "macenko"],
                         help="which stain handlings, in this order (the first is every table's reference row)")
     args = parser.parse_args()
     code = commit()  # the code that trains, taken before anything runs

@@ -35,11 +35,12 @@ class FineTuning:
     def stamp(self, fig):
         interpret.stamp(fig, self.ctx.profile, self.ctx.data, self.ctx.weights_note)
 
-    def train(self, epochs=None) -> None:
+    def train(self, epochs=None, strategy=None) -> None:
         """Both phases, the checkpoint selected on the validation macro F1 across them; prints the run's summary."""
         self.result = experiment.train_run(self.prep, self.run, self.model, self.ctx.profile, epochs=epochs,
                                            weights=self.weights, mixed_precision=self.mixed_precision,
-                                           built=self.built)
+                                           strategy=strategy,  # with a strategy the model is built again in its scope
+                                           built=self.built if strategy is None else None)
         self.metrics = self.result["metrics"]
         for key in ("model", "profile", "weights", "selected_by", "best_epoch", "best_phase", "epochs_run"):
             print(f"{key}: {self.metrics[key]}")

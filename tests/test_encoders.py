@@ -90,10 +90,11 @@ def test_unknown_sources_say_what_was_expected(tmp_path):
         encoders.classify(tmp_path)
 
 
-def test_heads_refuse_stain_augmentation_they_would_ignore(tiny_data, tmp_path, capsys):
-    """A head trains on cached embeddings of raw tiles: stain augmentation would be silently ignored."""
+@pytest.mark.parametrize("option", [["--stain-normalize", "macenko"], ["--stain-augment", "strong"]])
+def test_heads_refuse_stain_options_they_would_ignore(tiny_data, tmp_path, capsys, option):
+    """A head trains on cached embeddings of raw tiles: a stain option would be silently ignored."""
     args = ["train", "--model", "linear_probe", "--encoder", "unused", "--data", str(tiny_data),
-            "--out", str(tmp_path / "run"), "--stain-augment", "strong"]
+            "--out", str(tmp_path / "run"), *option]
     assert cli.main(args) == 2
     assert "do not apply" in capsys.readouterr().err and not (tmp_path / "run").exists()
 

@@ -107,25 +107,6 @@ def test_predict_and_report_refuse_a_model_with_nonfinite_weights(finished, tiny
     assert f"not ranked: {bad / 'model.keras'}" in capsys.readouterr().out
 
 
-def test_a_run_trained_on_stain_normalised_tiles_is_refused(finished, tiny_data, tmp_path):
-    """A run made before stain normalisation was dropped (commit 09c198e): its tiles cannot be made again, so
-    neither a submission nor an embedding is computed from it on other tiles."""
-    from anndl.engine import experiment
-    from anndl.models import encoders
-
-    _, work = finished
-    old = Path(shutil.copytree(work / "runs" / "ok", tmp_path / "old"))
-    config = artifacts.read_json(old / "config.json")
-    artifacts.write_json(old / "config.json", config | {"stain_normalization": {"method": "macenko"}})
-    _record_again(old)
-    with pytest.raises(artifacts.ArtifactError, match=f"{old}: trained on stain-normalised tiles"):
-        experiment.predict_run(old, tiny_data, tmp_path / "submission.csv")
-    assert not (tmp_path / "submission.csv").exists()
-    with pytest.raises(ValueError, match="trained on stain-normalised tiles"):
-        encoders.identify(old)
-    assert "scratch_resnet run" in encoders.identify(work / "runs" / "ok")["weights"]  # without it: an encoder
-
-
 # ------------------------------------------------------------------------------------- replace, not delete
 
 def test_a_killed_redo_of_a_stage_keeps_the_old_result(tmp_path, capsys):

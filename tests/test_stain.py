@@ -1,4 +1,7 @@
-"""Stain handling: HED augmentation layer, synthetic stain sites."""
+"""Stain handling: HED augmentation layer, Macenko / Reinhard normalisation, synthetic stain sites."""
+
+import json
+import warnings
 
 import keras
 import numpy as np
@@ -7,6 +10,7 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from anndl.core.labels import LABELS
+from anndl.data import read_challenge, read_image
 from anndl.data import stain, synthetic
 
 
@@ -88,6 +92,46 @@ def _site_table(tmp_path, correlation, n=400):
     return pd.crosstab(train.label, train.site), train
 
 
+@pytest.mark.parametrize("method", stain.METHODS)
+def test_normalisation_brings_two_stains_of_one_tissue_closer(method):
+    reference_image, _, reference_mask = _same_tissue_two_sites(0, 0, seed=11)
+    reference = stain.fit_reference([reference_image], [reference_mask], source="one synthetic image")
+    json.dumps(reference.to_dict())  # recordable
+    assert stain.StainReference.from_dict(reference.to_dict()) == reference
+    normalizer = stain.StainNormalizer(reference, method)
+    for i, j in [(2, 3), (1, 4)]:
+        a, b, mask = _same_tissue_two_sites(i, j)
+        na, nb = normalizer(a, mask), normalizer(b, mask)
+        assert na.dtype == np.uint8 and na.shape == a.shape
+        rgb = nb.astype(int)  # no green tint anywhere (background and lumina included)
+        assert not ((rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > 40).any()
+
+        def mean_colour_gap(x, y):
+            return np.linalg.norm(x[mask].mean(0) - y[mask].astype(float).mean(0))
+
+        assert mean_colour_gap(na, nb) < 0.5 * mean_colour_gap(a, b), (i, j)
+        if method == "macenko":  # pixel by pixel as well
+            assert np.abs(na.astype(float) - nb)[mask].mean() < 0.3 * np.abs(a.astype(float) - b)[mask].mean()
+    assert normalizer.counts == {"roi": 4, "whole_image": 0, "reference": 0}
+
+
+def test_normalisation_survives_images_without_tissue():
+    image, _, mask = _same_tissue_two_sites(0, 0)
+    reference = stain.fit_reference([image], [mask])
+    blank = np.full((40, 50, 3), 236, np.uint8)
+    for method in stain.METHODS:
+        normalizer = stain.StainNormalizer(reference, method)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = normalizer(blank, np.zeros((40, 50), bool))
+            normalizer(image, np.zeros(mask.shape, bool))  # empty ROI, tissue elsewhere
+        assert out.shape == blank.shape and out.dtype == np.uint8
+        assert normalizer.counts == {"roi": 0, "whole_image": 1, "reference": 1}
+        assert len(caught) == 2
+    with pytest.raises(stain.StainEstimationError):
+        stain.fit_reference([blank])
+
+
 def test_sites_are_independent_of_class_unless_switched_on(tmp_path):
     table, _ = _site_table(tmp_path, 0.0)
     assert table.shape == (len(LABELS), len(synthetic.SITES))
@@ -116,6 +160,22 @@ def test_no_site_makes_green_dominant_pixels():
         assert not ((rgb[..., 1] - np.maximum(rgb[..., 0], rgb[..., 2])) > 40).any(), site.name
 
 
+def test_normalised_folder_is_a_recorded_challenge_folder(tiny_data, tmp_path, monkeypatch):
+    from bench.common import write_normalized_folder  # bench/bench_stain.py's
+
+    out = write_normalized_folder(tiny_data, tmp_path / "norm", "macenko", max_reference_images=8, progress=False)
+    manifest = read_challenge(out)
+    assert len(manifest) == len(read_challenge(tiny_data))
+    record = json.loads((out / "record.json").read_text())
+    assert record["stage"] == "stain" and record["settings"]["method"] == "macenko"
+    assert record["settings"]["reference"]["n_images"] >= 1
+    row = manifest.iloc[0]
+    assert read_image(row.image_path).shape[:2] == (row.height, row.width)
+    mtime = (out / "record.json").stat().st_mtime_ns
+    write_normalized_folder(tiny_data, out, "macenko", max_reference_images=8, progress=False)
+    assert (out / "record.json").stat().st_mtime_ns == mtime  # reused
+
+
 def test_models_take_an_optional_stain_augmentation(tmp_path):
     from anndl.core.config import ScratchResNetConfig
     from anndl.models import networks
@@ -137,7 +197,77 @@ def test_stain_examples_figure(tmp_path):
     from anndl.notebook import plots
 
     image, other, mask = _same_tissue_two_sites(3, 2, size=160)
-    fig = plots.stain_examples([("dark", image, mask), ("blue-pale", other, None)], tile_size=96, n_augment=1)
-    assert len(fig.axes) == 2 * 3
+    reference = stain.fit_reference([image], [mask])
+    fig = plots.stain_examples([("dark", image, mask), ("blue-pale", other, None)], reference, tile_size=96,
+                               n_augment=1)
+    assert len(fig.axes) == 2 * 5
     plots.save_fig(fig, "stain", tmp_path)
     assert (tmp_path / "stain.png").stat().st_size > 0
+
+
+def test_pipeline_normalises_each_image_on_its_roi_before_cutting(tiny_data):
+    from anndl.data import pipeline, tiling
+    from anndl.data import read_mask
+
+    manifest = read_challenge(tiny_data)
+    test = manifest[manifest.split == "test"].head(2)
+    tiles = tiling.tile_images(test.assign(label=""), tiling.TilingConfig(), progress=False)
+    reference = stain.reference_from_manifest(manifest, max_images=4)
+    normalizer = stain.StainNormalizer(reference, "macenko")
+    ds = pipeline.tile_dataset(tiles, manifest, ("test",), batch_size=None, with_labels=False, stain=normalizer)
+    got = np.stack([tile.numpy() for tile, _, _ in ds])
+    plain = np.stack([tile.numpy() for tile, _, _ in pipeline.tile_dataset(
+        tiles, manifest, ("test",), batch_size=None, with_labels=False)])
+    expected = []
+    for row in test.itertuples():  # normalise the whole image on its ROI mask, then cut its tiles
+        image = normalizer(read_image(row.image_path), read_mask(row.mask_path))
+        for t in tiles[tiles.sample_index == row.sample_index].itertuples():
+            expected.append(image[t.y:t.y + 224, t.x:t.x + 224])
+    np.testing.assert_array_equal(got, np.stack(expected))
+    assert np.abs(got.astype(int) - plain).mean() > 1  # it did change the colours
+
+
+def test_normalizer_settings_round_trip_and_refuse_other_constants():
+    reference = stain.fit_reference([_same_tissue_two_sites(0, 1)[0]])
+    settings = stain.StainNormalizer(reference, "reinhard").settings()
+    again = stain.normalizer_from_settings(json.loads(json.dumps(settings)))
+    assert again.method == "reinhard" and again.settings() == settings
+    assert stain.normalizer_from_settings(None) is None
+    with pytest.raises(ValueError, match="other constants"):
+        stain.normalizer_from_settings({**settings, "io": 250})
+
+
+def test_a_stain_normalised_run_records_it_and_predicts_through_it(tiny_data, tmp_path, capsys):
+    from anndl.core import artifacts
+    from anndl.engine import experiment
+
+    prep = experiment.prepare(tiny_data, tmp_path / "work", stain_normalize="macenko")
+    assert prep.stain["method"] == "macenko" and (tmp_path / "work" / "stain_macenko" / "record.json").is_file()
+    plain = experiment.prepare(tiny_data, tmp_path / "work")
+    assert plain.stain is None and plain.tiles_id == prep.tiles_id  # tiles are cut from masks, whatever the stain
+    experiment.train_run(prep, tmp_path / "run", "scratch_resnet", "smoke", epochs=1, with_baselines=False)
+    assert "tiles stain-normalised on decoding: macenko" in capsys.readouterr().out
+    config = artifacts.read_json(tmp_path / "run" / "config.json")
+    assert config["stain_normalization"] == prep.stain
+    assert artifacts.read_json(tmp_path / "run" / "record.json")["settings"]["stain_normalization"] == prep.stain
+    # prediction applies the run's normalisation to the test tiles: other probabilities than without it
+    test = prep.manifest[prep.manifest.split == "test"]
+    tiles = prep.tiles[prep.tiles.split == "test"]
+    normalised = experiment.ensemble_probabilities(tmp_path / "run", tiles, prep.manifest, ("test",))
+    assert experiment.run_stain([tmp_path / "run"], [config]).settings() == prep.stain
+    submission = experiment.predict_run(tmp_path / "run", tiny_data, tmp_path / "sub.csv")
+    assert len(pd.read_csv(submission)) == len(test)
+    assert artifacts.read_json(submission.with_suffix(".json"))["stain_normalization"] == prep.stain
+    with pytest.raises(ValueError, match="differently stain-normalised"):
+        experiment.run_stain(["a", "b"], [config, {**config, "stain_normalization": None}])
+    from anndl.data import pipeline
+    from anndl.engine.inference import predict_tiles
+
+    model, _ = experiment.load_run(tmp_path / "run")
+    unnormalised, _, _ = predict_tiles(model, pipeline.tile_dataset(tiles, prep.manifest, ("test",),
+                                                                    with_labels=False), False)
+    assert normalised.probabilities.shape == unnormalised.shape
+    assert not np.allclose(normalised.probabilities, unnormalised, atol=1e-6)
+    # the same run asked for without normalisation is another request: trained again, not reused
+    experiment.train_run(plain, tmp_path / "run", "scratch_resnet", "smoke", epochs=1, with_baselines=False)
+    assert "training it again" in capsys.readouterr().out

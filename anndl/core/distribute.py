@@ -1,8 +1,95 @@
-"""The precision to train with: a Keras dtype policy inside a block, and the one recommended per device."""
+"""Training on several devices under either Keras back end (TensorFlow, JAX), and the precision to train with."""
 
 import contextlib
 import os
 import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+STRATEGIES = ("default", "mirrored", "data_parallel")
+
+
+def backend() -> str:
+    """The Keras back end this process uses (read without importing Keras)."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+@dataclass
+class Replicas:
+    """What :func:`strategy_scope` set up: a ``tf.distribute.Strategy`` or (JAX) a ``keras.distribution``."""
+
+    name: str
+    backend: str
+    num_replicas: int
+    devices: tuple[str, ...]
+    strategy: Any = field(default=None, repr=False)
+    distribution: Any = field(default=None, repr=False)
+
+    def per_replica_batch(self, global_batch: int) -> int:
+        """Tiles per device per step; raises when the global batch does not split evenly."""
+        if global_batch % self.num_replicas:
+            raise ValueError(f"the global batch size {global_batch} does not split across "
+                             f"{self.num_replicas} replicas; use a multiple of {self.num_replicas}")
+        return global_batch // self.num_replicas
+
+    def fit_dataset(self, dataset):
+        """``dataset`` (batched) with each batch rounded up to a multiple of the replica count by repeating its first
+        tiles: JAX shards only even batches, and Keras's TensorFlow ``evaluate`` fails on an uneven first batch."""
+        if self.num_replicas == 1:
+            return dataset
+        import tensorflow as tf
+        n = self.num_replicas
+
+        def round_up(*parts):
+            size = tf.shape(tf.nest.flatten(parts)[0])[0]
+            index = tf.range((size + n - 1) // n * n) % size
+            rounded = tf.nest.map_structure(lambda t: tf.gather(t, index), parts)
+            return rounded if len(parts) > 1 else rounded[0]
+
+        return dataset.map(round_up, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def record(self) -> dict:
+        return {"strategy": self.name, "backend": self.backend, "replicas": self.num_replicas,
+                "devices": list(self.devices)}
+
+
+@contextlib.contextmanager
+def strategy_scope(name=None) -> Iterator[Replicas]:
+    """Build and train models inside this block on the devices ``name`` (``STRATEGIES`` or a ``tf.distribute.Strategy``)
+    asks for, the batch split across them; 'data_parallel' under TensorFlow is 'mirrored' (GPUs, else CPU devices)."""
+    kind = backend()
+    if name not in (None, *STRATEGIES) and not (kind == "tensorflow" and hasattr(name, "scope")):
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)} (or, under TensorFlow, a "
+                         f"tf.distribute.Strategy), got {name!r}")
+    if kind == "tensorflow":
+        import tensorflow as tf
+        if name in ("mirrored", "data_parallel"):
+            cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+            strategy = tf.distribute.MirroredStrategy(None if tf.config.list_logical_devices("GPU") else cpus)
+        elif name in (None, "default"):
+            strategy, name = tf.distribute.get_strategy(), "default"
+        else:  # a tf.distribute.Strategy
+            strategy, name = name, type(name).__name__
+        try:
+            devices = tuple(strategy.extended.worker_devices)
+        except (AttributeError, NotImplementedError, RuntimeError):  # the default strategy
+            devices = ()
+        replicas = Replicas(name, kind, int(strategy.num_replicas_in_sync), devices, strategy=strategy)
+        scope = strategy.scope()
+    else:
+        import jax
+        import keras
+        devices = jax.devices()
+        if name in (None, "default"):
+            replicas, scope = Replicas("default", kind, 1, (str(devices[0]),)), contextlib.nullcontext()
+        else:
+            distribution = keras.distribution.DataParallel(devices=devices)
+            replicas = Replicas(name, kind, len(devices), tuple(map(str, devices)), distribution=distribution)
+            scope = distribution.scope()
+    with scope:
+        yield replicas
 
 
 @contextlib.contextmanager
@@ -60,8 +147,7 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
 
 def precision_advice() -> tuple[str, str]:
     """(Keras dtype policy, one-line reason) for the first accelerator the back end sees, else the CPU."""
-    keras = sys.modules.get("keras")  # the back end read without importing Keras
-    if (keras.backend.backend() if keras else os.environ.get("KERAS_BACKEND", "tensorflow")) == "jax":
+    if backend() == "jax":
         import jax
         device = jax.devices()[0]
         if device.platform in ("gpu", "cuda", "rocm"):

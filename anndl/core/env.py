@@ -137,9 +137,9 @@ def footer(started: float, seed: int, output_dir: Path | str, max_files: int = 2
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{name} {metadata.version(name)}")
     folder = Path(output_dir)
-    files = sorted(portable(p) for p in folder.rglob("*")  # not hidden files or resume states
+    files = sorted(portable(p) for p in folder.rglob("*")  # not hidden files, resume states or TensorBoard logs
                    if p.is_file() and p.stat().st_mtime >= started - 1 and not p.name.startswith(".")
-                   and "resume" not in p.parts) if folder.is_dir() else []
+                   and not {"resume", "tensorboard"} & set(p.parts)) if folder.is_dir() else []
     shown = files[:max_files] + ([f"… and {len(files) - max_files} more"] if len(files) > max_files else [])
     return "\n".join([f"wall time: {time.time() - started:.0f} s · hardware: {hardware()} · seed: {seed}",
                       f"commit: {commit()} · python {platform.python_version()} · " + ", ".join(versions),

@@ -15,13 +15,14 @@ AUTOTUNE = tf.data.AUTOTUNE
 def image_table(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
     """One row per image of ``splits``: path, label index, tile offsets (in tiles.csv order)."""
     subset = tiles[tiles.split.isin(splits)]
-    source = manifest.rename(columns={"split": "source"})[["source", "sample_index", "image_path", "label_index"]]
+    source = manifest.rename(columns={"split": "source"})[["source", "sample_index", "image_path", "mask_path",
+                                                           "label_index"]]
     subset = subset.assign(source=np.where(subset.split == "test", "test", "train")).merge(
         source, on=["source", "sample_index"], how="left", validate="many_to_one")
     if subset.image_path.isna().any():
         bad = subset[subset.image_path.isna()].iloc[0]
         raise ValueError(f"tiles.csv: no image for {bad.split}/{bad.sample_index} in the challenge folder")
-    first = {c: (c, "first") for c in ("image_path", "label", "label_index")}
+    first = {c: (c, "first") for c in ("image_path", "mask_path", "label", "label_index")}
     return subset.groupby(["split", "sample_index"], sort=False).agg(
         **first, tile_x=("x", list), tile_y=("y", list), tile_weight=("weight", list)).reset_index()
 
@@ -44,11 +45,13 @@ def _cut(image: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor, tile_size: int, stride:
 
 def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int = 224,
                  stride: int | None = None, batch_size: int | None = 32, cache: str | Path | None = None,
-                 with_labels: bool = True) -> tf.data.Dataset:
-    """Batches (None: tiles) of ``splits`` in tiles.csv order: (tile, label) or (tile, image_number, weight)."""
+                 with_labels: bool = True, stain=None) -> tf.data.Dataset:
+    """Batches (None: tiles) of ``splits`` in tiles.csv order: (tile, label) or (tile, image_number, weight); each
+    image decoded once (``stain``: a ``StainNormalizer`` applied on its ROI), then cut."""
     table = image_table(tiles, manifest, splits)
     ds = tf.data.Dataset.from_tensor_slices({
         "path": table.image_path.to_numpy(str),
+        "mask_path": table.mask_path.to_numpy(str),
         "ys": tf.ragged.constant(table.tile_y.tolist(), dtype=tf.int32),
         "xs": tf.ragged.constant(table.tile_x.tolist(), dtype=tf.int32),
         "weights": tf.ragged.constant(table.tile_weight.tolist(), dtype=tf.float32),
@@ -58,6 +61,10 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
 
     def decode_and_cut(item):
         image = tf.io.decode_png(tf.io.read_file(item["path"]), channels=3)
+        if stain is not None:  # through Python (it holds the GIL: cache the output)
+            mask = tf.io.decode_png(tf.io.read_file(item["mask_path"]), channels=1)[..., 0] > 0
+            image = tf.ensure_shape(tf.numpy_function(stain, [image, mask], tf.uint8, stateful=False),
+                                    [None, None, 3])
         cut = _cut(image, item["ys"], item["xs"], tile_size, stride or tile_size)
         n = tf.shape(cut)[0]
         return cut, tf.fill([n], item["label"]), tf.fill([n], item["image"]), item["weights"]
@@ -75,10 +82,11 @@ def tile_dataset(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str,
 
 
 def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...] = ("train",), *,
-                   tile_size: int = 224, stride: int | None = None, cache: str | Path | None = "memory",
+                   tile_size: int = 224, stride: int | None = None, cache: str | Path | None = "memory", stain=None,
                    oversample: int | None = None) -> tuple[tf.data.Dataset, int]:
     """((tile, label) pairs of ``splits``, count) for ``epoch_batches``; ``oversample``: a label seen twice an epoch."""
-    ds = tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride, batch_size=None, cache=cache)
+    ds = tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride, batch_size=None, cache=cache,
+                      stain=stain)
     n_tiles = int(ds.cardinality())
     if oversample is not None:
         table = image_table(tiles, manifest, splits)

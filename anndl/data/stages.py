@@ -48,6 +48,7 @@ class Prepared:
     classes: tuple[str, ...] = LABELS  # the label set, in model-output order (data.read_classes)
     tiles_id: str = ""                 # the train/val tiles artifact this split comes from (runs record it)
     test_tiles_id: str = ""            # the test tiles artifact (what reads the test set records it)
+    stain: dict | None = None          # stain normalisation (method, constants, reference) tiles get on decoding
     baseline_scores: dict | None = field(default=None, repr=False)  # computed once per split, on first use
 
     @property
@@ -108,10 +109,34 @@ def test_tiles_stage(manifest: pd.DataFrame, note: str, folder: Path | str,
     return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
 
 
+def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
+                method: str = "macenko", max_images: int = 64, seed: int = 0, redo: bool = False) -> dict:
+    """``folder/stain.json``: the stain normaliser a run's tiles go through when decoded (``method``, a reference
+    fitted on the ROI tissue of up to ``max_images`` kept train images); prediction applies the same."""
+    from anndl.data import stain  # it also holds a Keras layer: imported on use
+    if method not in stain.METHODS:
+        raise ValueError(f"stain normalisation must be one of {stain.METHODS}, got {method!r}")
+    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
+    req = artifacts.request("stain", data=note, inputs={"clean": clean_record["id"]},
+                            settings={"method": method, "max_images": max_images, "seed": seed})
+
+    def build(out):
+        clean = artifacts.read_csv(Path(clean_folder) / "clean_manifest.csv")
+        kept = manifest[manifest.sample_index.isin(clean[clean.status == "kept"].sample_index)
+                        & (manifest.split == "train")]
+        reference = stain.reference_from_manifest(kept, max_images, seed)
+        artifacts.write_json(out / "stain.json", stain.StainNormalizer(reference, method).settings())
+        return ["stain.json"]
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "stain.json"),
+                            verb="fitting the stain reference")
+
+
 def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline",
             tiling_config: tiling.TilingConfig = tiling.TilingConfig(), seed: int = 42, redo: bool = False,
-            outlier_config: outliers.OutlierConfig = outliers.OutlierConfig()) -> Prepared:
-    """Validate the folder, then clean -> ``work_dir/clean`` and split + tile -> ``work_dir/tiles``."""
+            outlier_config: outliers.OutlierConfig = outliers.OutlierConfig(), stain_normalize: str | None = None
+            ) -> Prepared:
+    """Validate the folder, then clean -> ``work_dir/clean``, split + tile -> ``work_dir/tiles`` and, with
+    ``stain_normalize`` (``macenko`` or ``reinhard``), fit a stain reference -> ``work_dir/stain_<method>``."""
     data_dir, work_dir = Path(data_dir), Path(work_dir)
     manifest = read_challenge(data_dir)
     note = data_note(data_dir, manifest)
@@ -119,11 +144,17 @@ def prepare(data_dir: Path | str, work_dir: Path | str, embedder: str = "offline
     record = tiles_stage(manifest, note, work_dir / "clean", work_dir / "tiles", tiling_config, seed, redo=redo)
     test_record = test_tiles_stage(manifest, data_note(data_dir, manifest, ("test",)), work_dir / "tiles" / "test",
                                    tiling_config, redo=redo)
+    stain = None
+    if stain_normalize:
+        folder = work_dir / f"stain_{stain_normalize}"
+        stain_stage(manifest, note, work_dir / "clean", folder, stain_normalize, redo=redo)
+        stain = artifacts.read_json(folder / "stain.json")
     return Prepared(data_dir, work_dir, manifest, artifacts.read_csv(work_dir / "clean" / "clean_manifest.csv"),
                     artifacts.read_csv(work_dir / "tiles" / "split.csv"),
                     pd.concat([artifacts.read_csv(work_dir / "tiles" / "tiles.csv"),
                                artifacts.read_csv(work_dir / "tiles" / "test" / "tiles.csv")], ignore_index=True),
-                    tiling_config, read_classes(data_dir), tiles_id=record["id"], test_tiles_id=test_record["id"])
+                    tiling_config, read_classes(data_dir), tiles_id=record["id"], test_tiles_id=test_record["id"],
+                    stain=stain)
 
 
 def weights_identity(weights: str | None) -> dict | None:

@@ -14,7 +14,7 @@ from anndl.core import artifacts
 from anndl.core.config import PROFILES, WeightsUnavailable, check_profile
 from anndl.core.env import commit, data_label, hardware
 from anndl.data.stages import weights_identity
-from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare
+from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain
 from anndl.engine.runs import Run, fit, open_run
 from anndl.evaluate import metrics
 from anndl.evaluate.baselines import BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features, score
@@ -78,7 +78,8 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         if with_mil:
             start, fold_dir = time.perf_counter(), Path(first) / f"fold_{k}"
             encoder, config = encoders.run_encoder(fold_dir), artifacts.read_json(fold_dir / "config.json")
-            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"])
+            kw = dict(tile_size=int(encoder.input_shape[1]), stride=config["tiling"]["stride"],
+                      stain=run_stain([fold_dir], [config]))
             encoder = embed.encode_fn(encoder)  # traced once for the fold's train and val tiles
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train", "select"), **kw)
             (emb_v, num_v, tab_v), embed_seconds = _timed(embed.features, encoder, fold.tiles, fold.manifest,
@@ -113,16 +114,19 @@ def compare_runs(prep: Prepared, runs: dict, seed: int = 0) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Variant:
     """A model, its ``train_run`` ``overrides`` (loss, focal_gamma, augment, oversample, filters, stain_augment, seed,
-    patience, learning_rate), and the prediction scored: voting ``rule``, ``phase`` (None: the final model)."""
+    patience, learning_rate), its tiles' stain normalisation, and the prediction scored: voting ``rule``, ``phase``
+    (None: the final model)."""
 
     model: str = "scratch_resnet"
     settings: dict = field(default_factory=dict)
     rule: str = "hard"
     phase: int | None = None
+    stain_normalize: str | None = None
 
     def training(self) -> dict:
-        """What decides its K-fold run (rule/phase do not: shared); constant ``stain_normalize`` keeps old keys."""
-        return {"model": self.model, "settings": dict(sorted(self.settings.items())), "stain_normalize": None}
+        """What decides its K-fold run (rule and phase do not: variants differing only there share one)."""
+        return {"model": self.model, "settings": dict(sorted(self.settings.items())),
+                "stain_normalize": self.stain_normalize}
 
     def column(self) -> str:
         """Its ``oof_predictions.csv`` column."""
@@ -177,7 +181,8 @@ COMPARISONS: dict[str, Comparison] = {  # a new comparison is one entry here
                          "32 filters": Variant(settings={"filters": 32})}, "the scratch ResNet's starting width",
                         "§4.1: 32 starting filters chosen over 16 for tiles (no score given)"),
     "stain": Comparison({"no stain handling": Variant(),
-                         "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"})},
+                         "HED augmentation (strong)": Variant(settings={"stain_augment": "strong"}),
+                         "Macenko normalisation": Variant(stain_normalize="macenko")},
                         "stain handling (beyond the report)"),
     "seeds": Comparison({"seed 42": Variant(), "seed 7": Variant(settings={"seed": 7})},
                         "another seed of the same model (the run-to-run spread)"),
@@ -227,7 +232,11 @@ def binding_cap(variant: Variant, profile: str, epochs: int | None) -> int | Non
 def kfold_run(prep: Prepared, out: Path | str, variant: Variant, *, profile: str = "smoke", folds: int = 3,
               epochs: int | None = None, seed: int = 42, mixed_precision: str | None = None,
               weights: str | None = None, redo: bool = False) -> Path:
-    """The variant's K-fold run (``runs.fit``); a scratch width equal to the profile's is the reference's run."""
+    """The variant's K-fold run (``runs.fit``); a scratch width equal to the profile's is the reference's run.
+    ``prep`` must have the variant's stain normalisation."""
+    if (prep.stain or {}).get("method") != variant.stain_normalize:
+        raise ValueError(f"the variant wants stain normalisation {variant.stain_normalize!r}, the tiles have "
+                         f"{(prep.stain or {}).get('method')!r}; prepare the data with stain_normalize=…")
     own_width = PROFILES[check_profile(profile)].scratch.filters
     if variant.model == "scratch_resnet" and variant.settings.get("filters") == own_width:
         variant = dataclasses.replace(variant, settings={k: v for k, v in variant.settings.items() if k != "filters"})
@@ -249,19 +258,23 @@ def run_comparison(name: str, data_dir: Path | str, out: Path | str, *, profile:
         raise ValueError(f"folds must be at least 2, got {folds}")
     out, weights = Path(out), dict(weights or {})
     code = commit()  # the code that trains, taken before anything runs
-    runs, refused = {}, {}
-    prep = prepare(Path(data_dir), out, seed=seed)
+    runs, refused, prepared = {}, {}, {}
     bar = tqdm(list(variants.items()), desc=f"compare {name}", unit="variant")
     for label, variant in bar:
         bar.set_postfix_str(label)
+        stain = variant.stain_normalize  # the data stages once per stain normalisation
+        if stain not in prepared:
+            prepared[stain] = prepare(Path(data_dir), out, seed=seed, stain_normalize=stain)
         try:
-            runs[label] = kfold_run(prep, out, variant, profile=profile, folds=folds, epochs=epochs, seed=seed,
-                                    mixed_precision=mixed_precision, weights=weights.get(variant.model), redo=redo)
+            runs[label] = kfold_run(prepared[stain], out, variant, profile=profile, folds=folds, epochs=epochs,
+                                    seed=seed, mixed_precision=mixed_precision, weights=weights.get(variant.model),
+                                    redo=redo)
         except WeightsUnavailable as e:
             refused[label] = " ".join(str(e).split())
     reference = next(iter(variants))
     if reference not in runs:
         raise WeightsUnavailable(f"{reference} (the reference of {name}): {refused[reference]}")
+    prep = prepared[variants[reference].stain_normalize]
     note, spec = prep.data_note, COMPARISONS[name]
     provenance = {"comparison": name, "variants": {k: v.training() | {"rule": v.rule, "phase": v.phase}
                                                    for k, v in variants.items()},

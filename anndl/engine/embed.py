@@ -61,11 +61,11 @@ def encode_fn(model):
 
 
 def features(run, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...], *, tile_size: int,
-             stride: int | None = None, batch_size: int = 32, on_batch=None):
+             stride: int | None = None, batch_size: int = 32, stain=None, on_batch=None):
     """(float32 embeddings, image number per tile, image table) of ``splits``' tiles through ``run`` (``encode_fn``)."""
     from anndl.data import pipeline
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride,
-                                    batch_size=batch_size, with_labels=False)
+                                    batch_size=batch_size, with_labels=False, stain=stain)
     out, numbers = [], []
     for batch, image_numbers, _ in dataset:
         out.append(np.asarray(run(batch), np.float32))

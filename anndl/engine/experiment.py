@@ -1,6 +1,7 @@
 """The model stages as recorded artifacts: train run, K-fold run, submission; reused if verified, killed runs resume."""
 
 import dataclasses
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from anndl.core import artifacts
 from anndl.core.config import ModelSettings, config_record
 from anndl.core.labels import LABELS
 from anndl.data import pipeline, read_challenge, read_classes, tiling
+from anndl.data.stain import normalizer_from_settings
 from anndl.engine.inference import predict_tiles
 from anndl.evaluate import metrics, voting
 from anndl.evaluate.baselines import run_baselines
@@ -20,7 +22,7 @@ from anndl.evaluate.submission import dominance, write_submission
 from anndl.models.layers import load_model
 from anndl.models.registry import Built, build_model as _build
 from anndl.data.stages import Prepared, clean_stage, data_note, prepare, shown, weights_identity  # noqa: F401
-from anndl.core.distribute import precision_policy
+from anndl.core.distribute import precision_policy, strategy_scope
 from anndl.core.env import hardware, portable
 from anndl.engine.train import (EPOCH_LINES, MONITOR, fit, load_best, load_state, nonfinite, restore_state,
                                 save_state, save_weights)
@@ -61,10 +63,16 @@ def _scored(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) ->
             "confusion": metrics.confusion(y_true, y_pred, len(classes))}
 
 
+def _stain_setting(prep: Prepared) -> dict:
+    """The stain normalisation a run's tiles get, as a request setting (absent when none, as before it existed)."""
+    return {"stain_normalization": prep.stain} if prep.stain else {}
+
+
 def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_resnet", profile: str = "smoke",
-              epochs: int | None = None, mixed_precision: str | None = None, overrides: dict | None = None,
-              weights: str | None = None, with_baselines: bool = True, built: Built | None = None, seed: int = 42,
-              redo: bool = False, learning_rate: float | None = None, max_epochs: int | None = None) -> dict:
+              epochs: int | None = None, mixed_precision: str | None = None, strategy=None,
+              overrides: dict | None = None, weights: str | None = None, with_baselines: bool = True,
+              built: Built | None = None, seed: int = 42, redo: bool = False,
+              learning_rate: float | None = None, max_epochs: int | None = None) -> dict:
     """Train one model on ``prep`` into ``run_dir`` (``RUN_FILES`` + record): reused if finished for this request,
     resumed if interrupted. ``epochs`` overrides every phase's, ``max_epochs`` caps them; ``overrides``: ``augment``,
     ``stain_augment``, ``filters``, ``seed``; ``learning_rate``: phase 1's; ``built``: ``build_model``'s model."""
@@ -80,7 +88,9 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
                              changes.pop("stain_augment", None), changes.pop("filters", None))
     if built is not None and built.settings != settings:
         raise ValueError(f"the model passed as built= was built as {built.settings}, but this run asks for {settings}")
-    with precision_policy(mixed_precision), artifacts.lock(run_dir):
+    if built is not None and strategy not in (None, "default"):
+        raise ValueError("built= takes a model built outside any distribution strategy; leave strategy unset")
+    with precision_policy(mixed_precision), strategy_scope(strategy) as replicas, artifacts.lock(run_dir):
         built = _build(settings) if built is None else built
         if max_epochs is not None and int(max_epochs) < 1:
             raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
@@ -93,7 +103,8 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
         model = dataclasses.asdict(built.settings) | {"weights": weights_identity(built.settings.weights)}
         req = artifacts.request("train", data=prep.data_note, inputs={"tiles": prep.tiles_id},
                                 settings={"model": model, "phases": [config_record(c=p.config)["c"] for p in phases],
-                                          "classes": list(prep.classes), "with_baselines": with_baselines})
+                                          "classes": list(prep.classes), "with_baselines": with_baselines,
+                                          **_stain_setting(prep)})
         reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
         if reason is None:  # read from its files: no model load (``load_run`` gives the model)
             print(f"reusing {shown(run_dir)}")
@@ -111,11 +122,11 @@ def train_run(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_re
             print(portable(f"{shown(run_dir)}: {reason}: training it again"
                            + (" (the finished run stays until the new one is complete)" if beside else "")))
         return _train(prep, run_dir / artifacts.STAGING if beside else run_dir, built, phases, req, with_baselines,
-                      fresh=redo, final_dir=run_dir if beside else None)
+                      fresh=redo, replicas=replicas, final_dir=run_dir if beside else None)
 
 
 def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_baselines: bool, fresh: bool,
-           final_dir: Path | None = None) -> dict:
+           replicas, final_dir: Path | None = None) -> dict:
     """Train/resume, evaluate, write the files, then the record; ``final_dir``: the finished run this one replaces."""
     request_id = artifacts.fingerprint(req)
     state = None if fresh else load_state(run_dir, request_id)
@@ -129,7 +140,9 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     config = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
               "classes": list(classes), **record, "settings": req["settings"], "tiles": prep.tiles_id,
               "phases": [config_record(c=p.config)["c"] for p in phases],
-              "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params())}
+              "tiling": config_record(c=prep.tiling)["c"], "parameters": int(model.count_params()),
+              "distribution": replicas.record(),  # how it ran, not what it is: not part of the request
+              "stain_normalization": prep.stain}
     artifacts.write_json(run_dir / "config.json", config)
     val_table = pipeline.image_table(prep.tiles, prep.manifest, ("val",))
     # a fold selects epoch/phase on ``select`` (15% of its train images), only scores ``val``; one split: ``val`` both
@@ -143,7 +156,10 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
              "images" if nested else f"{len(val_table)} validation images, selected and scored on the same images "
              "(the report's setup: the score is optimistic)"))
     train_labels = prep.tiles[prep.tiles.split == "train"].label.map(classes.index).to_numpy()
-    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache)
+    kw = dict(tile_size=prep.tiling.tile_size, stride=prep.tiling.stride, cache=first.cache,
+              stain=normalizer_from_settings(prep.stain))
+    if prep.stain:
+        print(f"tiles stain-normalised on decoding: {prep.stain['method']} to {prep.stain['reference']['source']}")
     oversample = None
     if first.oversample is not None:
         if first.oversample not in classes:
@@ -159,7 +175,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
                                           with_labels=False, **kw) if nested else val_infer)
     log, phase_seconds = _train_phases(model, phases, state, run_dir, train_pairs, n_train_tiles, train_labels,
                                        (select_infer, select_table.label_index.to_numpy()), (val_infer, val_table),
-                                       classes, built.settings.seed, record["from_logits"], request_id)
+                                       classes, replicas, built.settings.seed, record["from_logits"], request_id)
     artifacts.write_csv(log, run_dir / "log.csv")
     chosen = int(log.groupby("phase")[MONITOR].max().idxmax())  # the best phase on the selection images
     if chosen < len(phases):
@@ -193,14 +209,14 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     record = artifacts.complete(run_dir, req, RUN_FILES)
     shutil.rmtree(run_dir / "resume", ignore_errors=True)
     if final_dir is not None:  # the new run is complete: only now does it replace the old one
-        _remove(final_dir, ("best.weights.h5", "tensorboard", "resume", *_PHASE_FILES))
-        artifacts.swap_in(run_dir, final_dir, record, extra=("best.weights.h5", *_PHASE_FILES))
+        _remove(final_dir, ("best.weights.h5", "resume", *_PHASE_FILES))
+        artifacts.swap_in(run_dir, final_dir, record, extra=("best.weights.h5", "tensorboard", *_PHASE_FILES))
         run_dir = final_dir
     return {"metrics": run_metrics, "results": results, "model": model, "run_dir": run_dir}
 
 
 def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tiles: int, train_labels, select, val,
-                  classes, seed: int, from_logits: bool, request_id: str) -> tuple[pd.DataFrame, list]:
+                  classes, replicas, seed: int, from_logits: bool, request_id: str) -> tuple[pd.DataFrame, list]:
     """Train the phases (skipping finished ones), each keeping its best epoch (phase 2: fine-tuning's); (log, secs)."""
     logs, epochs_before, phase_seconds = [], 0, []
     finished = 0 if state is None else state["phase"] - (not state["complete"])  # phases the state has finished
@@ -219,9 +235,10 @@ def _train_phases(model, phases, state, run_dir: Path, train_pairs, n_train_tile
                       + (f" + backbone layers {trained[0]} … {trained[-1]}" if trained else " only"))
             c = phase.config
             done = resume["epochs"] if resume else 0
+            replicas.per_replica_batch(c.batch_size)  # the global batch must split evenly across replicas
             train_ds, steps = pipeline.epoch_batches(train_pairs, n_train_tiles, batch_size=c.batch_size, seed=seed,
                                                      first_epoch=epochs_before + done, epochs=c.epochs - done)
-            rows = fit(model, train_ds, steps, *select, c, run_dir, phase.optimizer(c),
+            rows = fit(model, replicas.fit_dataset(train_ds), steps, *select, c, run_dir, phase.optimizer(c),
                        phase=number, train_labels=train_labels, from_logits=from_logits, log_name=log_name,
                        initial_epoch=epochs_before, resume=resume, request=request_id)
             if len(phases) > 1:  # each phase's selected model, scored on the held-out images; kept for the choice
@@ -277,10 +294,10 @@ def train_folds(prep: Prepared, run_dir: Path | str, model_name: str = "scratch_
     prep.require_every_class()
     run_dir = Path(run_dir)
     train_settings = {k: (weights_identity(v) if k == "weights" else v) for k, v in sorted(train_kwargs.items())
-                      if v is not None}  # None: train_run's default, the same request as omitted
+                      if k != "strategy" and v is not None}  # None: train_run's default, the same request as omitted
     req = artifacts.request("kfold", data=prep.data_note, inputs={"tiles": prep.tiles_id},
                             settings={"model": model_name, "profile": profile, "folds": folds, "seed": seed,
-                                      "train": train_settings})
+                                      "train": train_settings, **_stain_setting(prep)})
     with artifacts.lock(run_dir):
         reason = "--redo asked for" if redo else artifacts.check(run_dir, req)
         if reason is None:
@@ -327,9 +344,6 @@ def load_run(run_dir: Path | str):
     run_dir = Path(run_dir)
     artifacts.load(run_dir, "train")
     config = artifacts.read_json(run_dir / "config.json")
-    if config.get("stain_normalization"):  # an option dropped after commit 09c198e
-        raise artifacts.ArtifactError(f"{run_dir}: trained on stain-normalised tiles, which anndl no longer makes; "
-                                      "train it again")
     try:
         model = load_model(run_dir / "model.keras")
     except (ValueError, OSError) as e:
@@ -372,6 +386,16 @@ class TileProbabilities:
         return voting.vote(self.probabilities, self.image_numbers, self.weights, len(self.table), rule)
 
 
+def run_stain(dirs, configs):
+    """The stain normaliser the runs' tiles went through in training (the same for all, or none), which their
+    input tiles must go through too."""
+    stains = {json.dumps(c.get("stain_normalization"), sort_keys=True) for c in configs}
+    if len(stains) > 1:
+        raise ValueError(f"runs {', '.join(map(str, dirs))} were trained on differently stain-normalised tiles; "
+                         "an ensemble needs one normalisation")
+    return normalizer_from_settings(configs[0].get("stain_normalization"))
+
+
 def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[str, ...],
                            tta: bool = False, batch_size: int = 32) -> TileProbabilities:
     """Tile probabilities averaged over every model of ``run_dirs``. All runs must share one tiling and label set."""
@@ -381,10 +405,11 @@ def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame
         raise ValueError(f"runs {', '.join(map(str, dirs))} were tiled differently; an ensemble needs one tiling")
     if len({tuple(c.get("classes", LABELS)) for c in configs}) > 1:
         raise ValueError(f"runs {', '.join(map(str, dirs))} predict different label sets; an ensemble needs one")
+    stain = run_stain(dirs, configs)
     tiling_config = tiling.TilingConfig(**configs[0]["tiling"])
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tiling_config.tile_size,
                                     stride=tiling_config.stride, batch_size=batch_size, with_labels=False,
-                                    cache="memory" if len(dirs) > 1 else None)
+                                    cache="memory" if len(dirs) > 1 else None, stain=stain)
     outputs = [predict_tiles(load_run(d)[0], dataset, c.get("from_logits", False), tta) for d, c in zip(dirs, configs)]
     return TileProbabilities(sum(p for p, _, _ in outputs) / len(dirs), *outputs[-1][1:],
                              pipeline.image_table(tiles, manifest, splits), tuple(configs))
@@ -422,6 +447,7 @@ def predict_run(run_dir, data_dir: Path | str, out: Path | str, voting_rule: str
             "weights": sorted({c["weights"] for c in tp.configs}), "data": data_note(data_dir, manifest),
             "test_data": data_note(data_dir, manifest, ("test",)),
             "voting": voting_rule, "tta": tta, "test_images": int(len(test)),
-            "dominated_by": dominance(predicted, classes)}
+            "dominated_by": dominance(predicted, classes),
+            "stain_normalization": tp.configs[0].get("stain_normalization")}
     artifacts.write_json(Path(out).with_suffix(".json"), note)
     return path

@@ -2,6 +2,7 @@
 
 import contextvars
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -28,7 +29,7 @@ SHM = "/dev/shm"
 
 
 class Diverged(ValueError):
-    """Training produced a non-finite loss or weight: the run is refused (nothing counts as finished)."""
+    """Training produced a non-finite loss, metric or weight: the run is refused (nothing counts as finished)."""
 
 
 def nonfinite(model: keras.Model) -> tuple[int, int]:
@@ -47,11 +48,16 @@ def _advice(learning_rate: float | None = None, phase: int = 1) -> str:
 
 
 class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
-    """``TerminateOnNaN`` raising a one-line ``Diverged`` (run, phase, epoch); re-raises swallowed Ctrl-Cs per batch."""
+    """``TerminateOnNaN`` raising a one-line ``Diverged`` (run, phase, epoch), also for any non-finite logged value at
+    an epoch's end; re-raises swallowed Ctrl-Cs per batch."""
 
     def __init__(self, run: str, phase: int, learning_rate: float | None = None):
         super().__init__(raise_error=True)
         self.run, self.phase, self.learning_rate, self.epoch = run, phase, learning_rate, 0
+
+    def _fail(self, what: str):
+        raise Diverged(f"{self.run}: training diverged in phase {self.phase}, epoch {self.epoch + 1} ({what}): "
+                       + _advice(self.learning_rate, self.phase))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -61,8 +67,12 @@ class StopOnNonFinite(keras.callbacks.TerminateOnNaN):
         try:
             super().on_batch_end(batch, logs)
         except RuntimeError:
-            raise Diverged(f"{self.run}: training diverged in phase {self.phase}, epoch {self.epoch + 1} (loss "
-                           f"{float(logs['loss']):g} at batch {batch + 1}): {_advice(self.learning_rate, self.phase)}")
+            self._fail(f"loss {float((logs or {}).get('loss')):g} at batch {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in sorted((logs or {}).items()):
+            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                self._fail(f"{key} {float(value):g}")
 
 
 def make_loss(config: TrainConfig, from_logits: bool = False) -> keras.losses.Loss:
@@ -119,6 +129,15 @@ class RunProgress(keras.callbacks.Callback):
         save_state(self.model, self.run_dir, self.state)
         if wait >= self.patience:
             self.model.stop_training = True
+
+
+def tensorboard_callback(run_dir: Path | str) -> keras.callbacks.TensorBoard:
+    """Epoch logs (no graph: small files, the same under TensorFlow and JAX) under ``run_dir/tensorboard``; put it
+    after ``ImageF1``, whose scores it logs. ``ImportError`` at once without tensorboard (TensorFlow 2.21 lacks it)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ImportError("TensorBoard logging needs the tensorboard package (pinned in requirements.txt): "
+                          "pip install tensorboard")
+    return keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), write_graph=False)
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
@@ -249,8 +268,9 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
         model.fit(one_hot, steps_per_epoch=steps_per_epoch, epochs=initial_epoch + config.epochs, shuffle=False,
                   initial_epoch=initial_epoch + len(rows), class_weight=weights, verbose=2 if EPOCH_LINES.get() else 0,
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
-                             StopOnNonFinite(portable(name), phase, config.learning_rate),
-                             RunProgress(run_dir, log_name, rows, state, config.patience)])
+                             StopOnNonFinite(portable(name), phase, config.learning_rate),  # val_loss included
+                             RunProgress(run_dir, log_name, rows, state, config.patience),
+                             tensorboard_callback(run_dir)])
     if (run_dir / "best.weights.h5").exists():
         load_best(model, run_dir / "best.weights.h5")
     return rows

@@ -221,8 +221,6 @@ def identify(source: str | Path, pooling: str = "cls") -> dict:
         note = f"local model file {path}" if kind == "keras_file" else f"local encoder {path}"
         if kind == "run" and config.is_file():
             info = json.loads(config.read_text())
-            if info.get("stain_normalization"):  # an option dropped after commit 09c198e
-                raise ValueError(f"{path}: trained on stain-normalised tiles, which anndl no longer makes")
             note = f"{info['model']} run {path} ({info['profile']} profile; weights: {info['weights']})"
         out.update(weights=note, weights_sha256=weights_digest([path / "model.keras" if kind == "run" else path]),
                    preprocessing="the model's own layers", pooling="the model's feature layer")
@@ -271,6 +269,10 @@ def load(source: str | Path, tile_size: int = 224, pooling: str = "cls", mixed_p
     identity = identity or identify(source, pooling)
     kind, where = classify(source)
     if kind in ("keras_file", "run"):
+        config = Path(where) / "config.json"
+        if kind == "run" and config.is_file() and json.loads(config.read_text()).get("stain_normalization"):
+            raise ValueError(f"{where}: trained on stain-normalised tiles; embedding with it is not supported "
+                             "(its tiles would need the same normalisation)")
         return Encoder(run_encoder(where) if kind == "run" else keras_encoder(where), identity)
     with precision_policy(mixed_precision):  # a Hugging Face or timm folder
         inputs = x = keras.Input((tile_size, tile_size, 3), name="tile")

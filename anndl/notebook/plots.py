@@ -240,35 +240,44 @@ def attention_panels(items, tile_size: int, relative: bool = True, suptitle: str
     return fig
 
 
-def stain_examples(samples, tile_size: int = 224, n_augment: int = 2):
-    """One row per ``(name, image, mask)`` sample (arrays or paths): the tile with most ROI, its HED augmentations."""
+def _best_tile(image: np.ndarray, mask: np.ndarray | None, tile_size: int) -> np.ndarray:
+    """The ``tile_size`` crop with the most ROI pixels (the image's centre without a mask)."""
+    h, w = image.shape[:2]
+    t = min(tile_size, h, w)
+    if mask is None or not mask.any():
+        y, x = (h - t) // 2, (w - t) // 2
+    else:
+        integral = np.pad(np.cumsum(np.cumsum(mask.astype(np.int64), 0), 1), ((1, 0), (1, 0)))
+        counts = (integral[t:, t:] - integral[:-t, t:] - integral[t:, :-t] + integral[:-t, :-t])[::t // 4, ::t // 4]
+        y, x = (v * (t // 4) for v in np.unravel_index(int(np.argmax(counts)), counts.shape))
+    return image[y:y + t, x:x + t]
+
+
+def stain_examples(samples, reference, tile_size: int = 224, n_augment: int = 2):
+    """One row per ``(name, image, mask)`` sample (arrays or paths): the tile with most ROI, its HED augmentations and
+    its Macenko and Reinhard normalisations to ``reference`` (fitted on the whole image's ROI, as in the pipeline)."""
     from anndl.data import stain
 
     samples = list(samples)
     columns = (["tile"] + [f"HED light #{k + 1}" for k in range(n_augment)]
-               + [f"HED strong #{k + 1}" for k in range(n_augment)])
+               + [f"HED strong #{k + 1}" for k in range(n_augment)] + ["Macenko", "Reinhard"])
     fig, axes = plt.subplots(len(samples), len(columns), figsize=(1.9 * len(columns), 2.0 * len(samples) + 0.4),
                              squeeze=False)
     for r, (name, image, mask) in enumerate(samples):
         image = read_image(image) if isinstance(image, (str, Path)) else np.asarray(image, np.uint8)
         mask = read_mask(mask) if isinstance(mask, (str, Path)) else mask
-        (h, w), t = image.shape[:2], min(tile_size, *image.shape[:2])  # the crop with most ROI (no mask: the centre)
-        if mask is None or not mask.any():
-            y, x = (h - t) // 2, (w - t) // 2
-        else:
-            integral = np.pad(np.cumsum(np.cumsum(mask.astype(np.int64), 0), 1), ((1, 0), (1, 0)))
-            counts = (integral[t:, t:] - integral[:-t, t:] - integral[t:, :-t] + integral[:-t, :-t])[::t // 4, ::t // 4]
-            y, x = (v * (t // 4) for v in np.unravel_index(int(np.argmax(counts)), counts.shape))
-        tile = image[y:y + t, x:x + t]
+        tile = _best_tile(image, mask, tile_size)
         batch = np.repeat(tile[None].astype(np.float32), n_augment, 0)
         views = [tile, *(view for strength in ("light", "strong") for view in np.asarray(
             stain.HEDJitter(strength, seed=0)(batch, training=True)).round().astype(np.uint8))]
+        views += [_best_tile(stain.StainNormalizer(reference, m)(image, mask), mask, tile_size)
+                  for m in ("macenko", "reinhard")]
         for c, (ax, view) in enumerate(zip(axes[r], views)):
             ax.imshow(view)
             ax.set(xticks=[], yticks=[])
             ax.set_title(columns[c] if r == 0 else "", fontsize=8)
         axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.suptitle("One tile under HED stain augmentation", fontsize=10)
+    fig.suptitle("One tile under HED stain augmentation and stain normalisation", fontsize=10)
     fig.tight_layout()
     return fig
 
