@@ -164,15 +164,13 @@ def make_embedder(spec: str, config: OutlierConfig = OutlierConfig()) -> ColourT
 
 def pixel_batches(sizes: list[int], budget: int, batch_size: int) -> list[range]:
     """Consecutive batches of at most ``batch_size`` items and ``budget`` pixels (a larger item alone)."""
-    batches, start, total = [], 0, 0
+    starts, total = [0], 0
     for i, size in enumerate(sizes):
-        if i > start and (i - start == batch_size or total + size > budget):
-            batches.append(range(start, i))
-            start, total = i, 0
+        if i > starts[-1] and (i - starts[-1] == batch_size or total + size > budget):
+            starts.append(i)
+            total = 0
         total += size
-    if start < len(sizes):
-        batches.append(range(start, len(sizes)))
-    return batches
+    return [range(a, b) for a, b in zip(starts, [*starts[1:], len(sizes)]) if a < b]
 
 
 def scan_images(manifest: pd.DataFrame, embedder: Callable, config: OutlierConfig, batch_size: int = 16,

@@ -87,14 +87,12 @@ def training_tiles(tiles: pd.DataFrame, manifest: pd.DataFrame, splits: tuple[st
     """((tile, label) pairs of ``splits``, count) for ``epoch_batches``; ``oversample``: a label seen twice an epoch."""
     ds = tile_dataset(tiles, manifest, splits, tile_size=tile_size, stride=stride, batch_size=None, cache=cache,
                       stain=stain)
-    n_tiles = int(ds.cardinality())
     if oversample is not None:
         table = image_table(tiles, manifest, splits)
         n_extra = int(sum(len(v) for v, label in zip(table.tile_x, table.label_index) if label == oversample))
         extra = ds.filter(lambda tile, label: tf.equal(label, oversample))
         ds = ds.concatenate(extra.apply(tf.data.experimental.assert_cardinality(n_extra)))
-        n_tiles += n_extra
-    return ds, n_tiles
+    return ds, int(ds.cardinality())
 
 
 def epoch_batches(pairs: tf.data.Dataset, n_tiles: int, *, batch_size: int = 32, seed: int = 42,

@@ -84,8 +84,7 @@ def clean_stage(manifest: pd.DataFrame, note: str, folder: Path | str, embedder:
 def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
                 config: tiling.TilingConfig = tiling.TilingConfig(), seed: int = 42, redo: bool = False) -> dict:
     """``folder/split.csv`` (image-level, stratified, mask groups together) and the train/val ``folder/tiles.csv``."""
-    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
-    req = artifacts.request("tiles", data=note, inputs={"clean": clean_record["id"]},
+    req = artifacts.request("tiles", data=note, inputs={"clean": artifacts.load(clean_folder, "clean")["id"]},
                             settings={"tiling": asdict(config), "val_fraction": VAL_FRACTION, "seed": seed})
 
     def build(out):
@@ -94,19 +93,18 @@ def tiles_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
         artifacts.write_csv(split, out / "split.csv")
         tiling.write_tiles(tiling.build_tiles(manifest, clean, split, config), out, config, note)
         return ["split.csv", "tiles.csv", "tiles.json"]
-    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(Path(folder) / "tiles.csv"), verb="tiling")
 
 
 def test_tiles_stage(manifest: pd.DataFrame, note: str, folder: Path | str,
                      config: tiling.TilingConfig = tiling.TilingConfig(), redo: bool = False) -> dict:
     """``folder/tiles.csv``: the tiles of every test image (``note``: the test images' data note)."""
-    folder = Path(folder)
     req = artifacts.request("test_tiles", data=note, settings={"tiling": asdict(config)})
 
     def build(out):
         tiling.write_tiles(tiling.tile_test_images(manifest, config), out, config, note)
         return ["tiles.csv", "tiles.json"]
-    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "tiles.csv"), verb="tiling")
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(Path(folder) / "tiles.csv"), verb="tiling")
 
 
 def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, folder: Path | str,
@@ -116,8 +114,7 @@ def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
     from anndl.data import stain  # it also holds a Keras layer: imported on use
     if method not in stain.METHODS:
         raise ValueError(f"stain normalisation must be one of {stain.METHODS}, got {method!r}")
-    folder, clean_record = Path(folder), artifacts.load(clean_folder, "clean")
-    req = artifacts.request("stain", data=note, inputs={"clean": clean_record["id"]},
+    req = artifacts.request("stain", data=note, inputs={"clean": artifacts.load(clean_folder, "clean")["id"]},
                             settings={"method": method, "max_images": max_images, "seed": seed})
 
     def build(out):
@@ -127,7 +124,7 @@ def stain_stage(manifest: pd.DataFrame, note: str, clean_folder: Path | str, fol
         reference = stain.reference_from_manifest(kept, max_images, seed)
         artifacts.write_json(out / "stain.json", stain.StainNormalizer(reference, method).settings())
         return ["stain.json"]
-    return artifacts.ensure(folder, req, build, redo=redo, label=shown(folder / "stain.json"),
+    return artifacts.ensure(folder, req, build, redo=redo, label=shown(Path(folder) / "stain.json"),
                             verb="fitting the stain reference")
 
 

@@ -1,12 +1,7 @@
-"""H&E stain handling: HED colour augmentation (a Keras layer) and Macenko / Reinhard stain normalisation.
-
-* :class:`HEDJitter`: Tellez et al.'s stain augmentation (2018; 2019, Medical Image Analysis 58) on Ruifrok &
-  Johnston's colour deconvolution (2001), with their presets. Concentrations are plain optical densities (``-ln``),
-  as in the scikit-image those papers used (since 0.19 it divides by ``-ln(1e-6)``: the same sigma, ~14x stronger).
-* Normalisation in numpy, per image, from its ROI tissue's stain: Macenko et al. (2009; as torchstain's numpy Macenko)
-  and Reinhard et al. (2001; in CIE L*a*b*, as staintools and torchstain), by hand (torchstain needs torch,
-  scikit-image has no Macenko, staintools is unmaintained), to a reference of medians over a set of images.
-"""
+"""H&E stain handling: HED augmentation (:class:`HEDJitter`, Tellez et al. 2018; 2019, Medical Image Analysis 58, on
+Ruifrok & Johnston's deconvolution, 2001, in plain ODs (``-ln``) as the papers' scikit-image: 0.19+ divides by
+``-ln(1e-6)``, the same sigma ~14x stronger) and per-image Macenko (2009, as torchstain's numpy Macenko) / Reinhard
+(2001, CIE L*a*b*) normalisation of the ROI tissue to a reference of medians, by hand (torchstain needs torch)."""
 
 import json
 import warnings
@@ -171,10 +166,8 @@ METHODS = ("macenko", "reinhard")
 
 @dataclass
 class StainNormalizer:
-    """Normalise RGB uint8 images (numpy in and out) to ``reference`` with ``method``, from the stain of the tissue
-    inside the ROI mask, else of the whole image, else the reference's (Macenko: unscaled concentrations; Reinhard: the
-    image unchanged): ``counts`` says how often, with a warning per fallback. Reinhard moves tissue pixels only (by
-    optical density). Normalise after outlier removal: green-blob detection expects the scanned colours."""
+    """RGB uint8 images normalised to ``reference`` from the ROI's tissue stain, else the whole image's, else the
+    reference's (``counts``; a warning each); Reinhard moves tissue only. Use after outlier removal (green blobs)."""
 
     reference: StainReference
     method: str = "macenko"

@@ -71,12 +71,8 @@ def split_images(clean: pd.DataFrame, val_fraction: float = 0.1, seed: int = 42)
     val_units = []
     for _, members in units.groupby("label", sort=True):
         target = max(int(round(val_fraction * members["size"].sum())), int(len(members) >= 2))  # a unit at least
-        taken = 0
-        for name in members.index[rng.permutation(len(members))]:
-            if taken >= target:
-                break
-            val_units.append(name)
-            taken += members.loc[name, "size"]
+        shuffled = members["size"].iloc[rng.permutation(len(members))]
+        val_units += list(shuffled.index[shuffled.cumsum() - shuffled < target])  # images before it < target
     return frame.assign(split=np.where(np.isin(unit, val_units), "val", "train"))
 
 

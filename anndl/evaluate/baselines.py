@@ -56,11 +56,8 @@ def baseline_predictions(manifest: pd.DataFrame, split: pd.DataFrame, features: 
 def majority_per_fold(y_true, folds, n_classes: int) -> np.ndarray:
     """Each image's majority class: the commonest (the lowest on a tie, as ``baseline_predictions``) of other folds'."""
     y_true, folds = np.asarray(y_true, int), np.asarray(folds)
-    out = np.empty(len(y_true), int)
-    for k in np.unique(folds):
-        held = folds == k
-        out[held] = np.bincount(y_true[~held], minlength=n_classes).argmax()
-    return out
+    majority = {k: np.bincount(y_true[folds != k], minlength=n_classes).argmax() for k in np.unique(folds)}
+    return np.array([majority[k] for k in folds], int)
 
 
 def run_baselines(manifest: pd.DataFrame, split: pd.DataFrame, seed: int = 0, n_classes: int = NUM_CLASSES) -> dict:

@@ -75,8 +75,7 @@ def permutation_null(y_true, y_pred, n_perm: int = 1000, seed: int = 0, n_classe
 
 def _beats(y_true, baseline, y_pred, seed: int, n_classes: int) -> dict:
     over = paired_difference(y_true, baseline, y_pred, seed=seed, n_classes=n_classes)
-    return {"gain": over["gain"], "gain_ci95": over["gain_ci95"],
-            "beats": bool(over["real_difference"] and over["gain_ci95"][1] > 0)}
+    return over | {"beats": bool(over["real_difference"] and over["gain_ci95"][1] > 0)}
 
 
 def learning_gate(y_true, y_pred, majority, n_classes: int = NUM_CLASSES, seed: int = 0, n_perm: int = 1000,
@@ -116,12 +115,10 @@ def compared(y_true, predicted: dict, seed: int = 0, n_classes: int = NUM_CLASSE
         elif i == 0:
             verdict = reference_verdict if learned is None else (
                 "reference: learned" if learned else f"reference: {NO_VERDICT}")
-        elif learned is None:
+        elif learned is None or (learned and reference_learned):
             verdict = paired
-        elif not learned:
-            verdict = NO_VERDICT
         else:
-            verdict = paired if reference_learned else REFERENCE_NO_VERDICT
+            verdict = REFERENCE_NO_VERDICT if learned else NO_VERDICT
         rows.append({"variant": name, "oof_macro_f1": scores["macro_f1"], "ci95_low": scores["macro_f1_ci95"][0],
                      "ci95_high": scores["macro_f1_ci95"][1], "images": scores["images"], "gain": gain["gain"],
                      "gain_ci95": gain["gain_ci95"], "verdict": verdict, "learned": learned,

@@ -108,7 +108,9 @@ def ensure_requirements(wanted: list[str] | None = None) -> list[str]:
         print(f"WARNING: {problem}")
     if not install:
         return []
-    loaded = [name for name in (Requirement(r).name for r in install) if installed[name] and _imported(name)]
+    imported = {d for module, of in metadata.packages_distributions().items() if module in sys.modules for d in of}
+    loaded = [name for name in (Requirement(r).name for r in install)
+              if installed[name] and imported & set(ALTERNATIVES.get(name, (name,)))]
     print(f"{runtime()}: installing {install} (TensorFlow, JAX and CUDA stay the runtime's own)")
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as constraints:
         constraints.write("\n".join(runtime_constraints()) + "\n")
@@ -123,11 +125,6 @@ def ensure_requirements(wanted: list[str] | None = None) -> list[str]:
         raise SetupError(f"upgraded {loaded}, which this session had already imported: restart the runtime "
                          "(Runtime -> Restart session) and run all cells again, once")
     return install
-
-
-def _imported(name: str) -> bool:
-    dists = set(ALTERNATIVES.get(name, (name,)))
-    return any(m in sys.modules for m, of in metadata.packages_distributions().items() if dists & set(of))
 
 
 def find_challenge(root: Path | str, max_depth: int = 4) -> Path | None:

@@ -132,10 +132,8 @@ def baselines(networks: dict, reference: dict, profile: str = "smoke", num_class
     the other's, and a network's must also clear chance (1/K) and the majority class (colour: the same floor)."""
     if not networks or not reference:
         return shows("No baseline was scored on these images.")
-    best_net = max(networks, key=lambda k: networks[k]["macro_f1"])
-    best_base = max(reference, key=lambda k: reference[k]["macro_f1"])
-    n, b, base = networks[best_net], reference[best_base], best_base.replace("_", " ")
-    majority, chance = reference.get("majority"), 1.0 / max(int(num_classes), 1)
+    (best_net, n), (best_base, b) = (max(d.items(), key=lambda kv: kv[1]["macro_f1"]) for d in (networks, reference))
+    base, majority, chance = best_base.replace("_", " "), reference.get("majority"), 1.0 / max(int(num_classes), 1)
     floor = round(max(chance, majority["macro_f1_ci95"][1] if majority else 0.0), 3)
     lead = "The best network" if len(networks) > 1 else "The network"
     where = f"chance (1/{num_classes} = {chance:.2f})" + (
@@ -217,12 +215,10 @@ def _verdicts(rows: list[dict]) -> list[str]:
             out.append(_groups(("better by a real difference", [f"{r['variant']} ({r['gain']:+.3f})" for r in better]),
                                ("worse by a real difference", [f"{r['variant']} ({r['gain']:+.3f})" for r in worse]),
                                ("no real difference (interval holds 0)", same)) + ".")
-        best = max([first, *learned], key=lambda r: r["oof_macro_f1"])
-        if better:
+            best = max([first, *learned], key=lambda r: r["oof_macro_f1"])
             out.append(f"The highest score is {best['variant']} ({best['oof_macro_f1']:.3f}); "
-                       f"{max(better, key=lambda r: r['gain'])['variant']} beats the reference here.")
-        elif learned:
-            out.append(f"No variant{' that learned' if gated else ''} is ahead of the reference by its paired "
+                       f"{max(better, key=lambda r: r['gain'])['variant']} beats the reference here." if better else
+                       f"No variant{' that learned' if gated else ''} is ahead of the reference by its paired "
                        "interval: the comparison names no winner.")
     if unlearned:
         out.append("; ".join(f"{r['variant']} ({r['oof_macro_f1']:.3f}): did not learn — no verdict" for r in unlearned)

@@ -36,8 +36,7 @@ def _downscaled(array: np.ndarray, max_side: int = DISPLAY_SIDE) -> tuple[np.nda
 def show() -> None:
     """Display and close every open figure: figures holding images as JPEG (small notebooks), charts as PNG."""
     from IPython.display import Image, display
-    for number in plt.get_fignums():
-        fig = plt.figure(number)
+    for fig in map(plt.figure, plt.get_fignums()):
         kind = "jpeg" if any(ax.images for ax in fig.axes) else "png"
         buffer = io.BytesIO()
         fig.savefig(buffer, format=kind, dpi=72, bbox_inches="tight",
@@ -105,11 +104,10 @@ def identical_mask_pairs(groups):
 
 def tiles_per_image(counts: pd.DataFrame, axes=None):
     """Histograms of tiles per image (columns ``split``, ``tiles``), one panel per split so none hides another."""
-    order = ("train", "val", "test")
-    splits = [s for s in order if s in set(counts.split)] + sorted(set(counts.split) - set(order))
+    colours = {"train": "#0072B2", "val": "#D55E00", "test": "#7f7f7f"}  # and the splits' order
+    splits = [s for s in colours if s in set(counts.split)] + sorted(set(counts.split) - set(colours))
     if axes is None:
         axes = plt.subplots(1, len(splits), figsize=(3.6 * len(splits), 3.2), sharex=True, squeeze=False)[1][0]
-    colours = {"train": "#0072B2", "val": "#D55E00", "test": "#7f7f7f"}
     for ax, split in zip(axes, splits):
         part = counts[counts.split == split].tiles
         ax.hist(part, bins=np.arange(0.5, counts.tiles.max() + 1.5), color=colours.get(split, "#333333"))
@@ -178,10 +176,9 @@ def training_curves(log: pd.DataFrame, title: str = "", best_epoch: int | None =
     """Loss and validation macro F1 per epoch (1-based), the selected epoch (default: best F1) and ``chance`` marked."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
     epochs = np.arange(1, len(log) + 1)
-    a.plot(epochs, log.loss, marker="o", ms=3, label="train (tiles)")
-    a.plot(epochs, log.val_loss, marker="o", ms=3, label="validation (tiles)")
-    for rule in ("hard", "soft"):
-        b.plot(epochs, log[f"val_image_f1_{rule}"], marker="o", ms=3, label=f"{rule} voting")
+    for ax, column, label in [(a, "loss", "train (tiles)"), (a, "val_loss", "validation (tiles)"),
+                              (b, "val_image_f1_hard", "hard voting"), (b, "val_image_f1_soft", "soft voting")]:
+        ax.plot(epochs, log[column], marker="o", ms=3, label=label)
     if best_epoch is None and "val_image_macro_f1" in log:
         best_epoch = int(np.argmax(log.val_image_macro_f1.to_numpy())) + 1
     if best_epoch:

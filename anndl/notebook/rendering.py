@@ -40,8 +40,7 @@ def stamp_run_time(notebook: dict) -> dict:
     outputs = "".join("".join(o.get("text", "")) for c in notebook["cells"] if c["cell_type"] == "code"
                       for o in c.get("outputs", []))
     found = WALL_TIME.findall(outputs)
-    header = notebook["cells"][0] if notebook["cells"] else None
-    if found and header["cell_type"] == "markdown":
+    if found and (header := notebook["cells"][0])["cell_type"] == "markdown":  # found: there are cells
         seconds, hardware = found[-1]
         text = RUN_TIME.sub(f"**Run time.** This rendering: {seconds} s on {hardware.strip()} (the footer's wall time; "
                             "finished outputs whose records match reused, this notebook's own included).",

@@ -61,11 +61,10 @@ def _not_finite(run_dir: Path, m: dict) -> str | None:
         json.dumps({k: m.get(k) for k in ("validation", "oof")}, allow_nan=False)
     except ValueError:
         return f"{run_dir / 'metrics.json'}: a score is not finite (training diverged)"
-    for model in [run_dir / "model.keras", *sorted(run_dir.glob("fold_*/model.keras"))]:
-        if model.is_file():
-            bad, total = artifacts.nonfinite_weights(model)
-            if bad:
-                return f"{model}: {bad:,} of {total:,} weights are not finite (training diverged)"
+    for model in filter(Path.is_file, [run_dir / "model.keras", *sorted(run_dir.glob("fold_*/model.keras"))]):
+        bad, total = artifacts.nonfinite_weights(model)
+        if bad:
+            return f"{model}: {bad:,} of {total:,} weights are not finite (training diverged)"
     return None
 
 
@@ -95,9 +94,8 @@ def section_table(rows: pd.DataFrame) -> pd.DataFrame:
                     "oof_ci95": f.get("val_ci95"), "folds": f.get("folds") and int(f.folds),
                     REFERENCE: first[REFERENCE],
                     "runs": ", ".join(sorted({r.run for r in (s, f) if len(r)}))})
-    table = pd.DataFrame(out)
-    table["_order"] = table.model.map(specs.order)
-    return table.sort_values(["_order", "model", "voting"]).drop(columns="_order").reset_index(drop=True)
+    out.sort(key=lambda row: (specs.order(row["model"]), row["model"], row["voting"]))
+    return pd.DataFrame(out)
 
 
 def sections(table: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
@@ -183,9 +181,8 @@ def voting_markdown(results: dict) -> str:
 
 def scores_markdown(table: pd.DataFrame) -> str:
     """A ``compare.compare_variants`` / ``compare_runs`` table as people read it."""
-    rows = table.to_dict("records")
     out = []
-    for i, r in enumerate(rows):
+    for i, r in enumerate(table.to_dict("records")):
         verdict = r.get("verdict", "—")
         if i == 0 and "reference" not in str(verdict):  # a table compared without the gate: "—"
             verdict = "reference" + {True: ": learned", False: ": did not learn"}.get(flag(r.get("learned")), "")
