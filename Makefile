@@ -52,7 +52,7 @@ notebooks: $(STAMP)
 		ran="notebooks/.ran.$$(basename $$nb)"; \
 		$(BIN)/papermill "$$nb" "$$ran" --cwd notebooks -k python3 --no-progress-bar -r PROFILE "$(PROFILE)" \
 			-p SEED $(SEED) $(if $(DATA_DIR),-r DATA_DIR "$(DATA_DIR)") \
-			&& $(BIN)/python -m anndl.notebook.rendering "$$ran" "$$nb" || { rm -f "$$ran"; exit 1; }; \
+			&& $(BIN)/python notebooks/render.py "$$ran" "$$nb" || { rm -f "$$ran"; exit 1; }; \
 		rm -f "$$ran"; \
 		echo "== $$nb done in $$(( $$(date +%s) - start )) s"; \
 	done

@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import re
+import runpy
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from packaging.requirements import Requirement
@@ -22,7 +24,9 @@ from packaging.version import Version
 from anndl.core.config import REPO_ROOT
 from anndl.data import read_challenge
 from anndl.data.stages import fingerprint
-from anndl.notebook import hosted, rendering
+from anndl.notebook import hosted
+
+rendering = SimpleNamespace(**runpy.run_path(str(REPO_ROOT / "notebooks" / "render.py")))  # make notebooks' tool
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
 ADDRESS = re.compile(r'(\$\{ANNDL_REPOSITORY:-)([^}]*)\}')  # the fetch cell's repository address

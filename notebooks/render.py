@@ -1,4 +1,6 @@
-"""``make notebooks``' last step (``python -m anndl.notebook.rendering EXECUTED OUTPUT``): fold, stamp, settle."""
+"""``make notebooks``' last step on each notebook papermill executed (``python notebooks/render.py EXECUTED OUTPUT``):
+the injected parameters folded into the parameters cell, the header's run time stamped from the footer, progress-bar
+streams settled as Jupyter shows them. Build tooling, not part of the ``anndl`` package."""
 
 import ast
 import itertools
