@@ -28,10 +28,9 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace, work_dir: Path | None = None):  # default: --work, else beside --out
-    config = TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels)
     return stages.prepare(args.data, work_dir or args.work or args.out.parent, embedder=args.embedder,
-                          tiling_config=config, seed=args.seed, redo=args.redo,
-                          stain_normalize=getattr(args, "stain_normalize", None))
+                          tiling_config=TilingConfig(args.tile_size, args.tile_size, args.min_mask_pixels),
+                          seed=args.seed, redo=args.redo, stain_normalize=getattr(args, "stain_normalize", None))
 
 
 def _train(args: argparse.Namespace, prep, name: str, run_dir: Path, weights):
@@ -57,8 +56,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise ValueError(f"--model {args.model} is a head on cached embeddings of the raw tiles: {', '.join(given)} "
                          f"do not apply to it (use them with a network trained on tiles: "
                          f"{', '.join(specs.names(consumes='tiles'))})")
-    prep = _prepare(args)
-    print(json.dumps(_train(args, prep, args.model, args.out, args.weights).metrics, indent=2))
+    print(json.dumps(_train(args, _prepare(args), args.model, args.out, args.weights).metrics, indent=2))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

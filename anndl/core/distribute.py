@@ -72,10 +72,9 @@ def strategy_scope(name=None) -> Iterator[Replicas]:
             strategy, name = tf.distribute.get_strategy(), "default"
         else:  # a tf.distribute.Strategy
             strategy, name = name, type(name).__name__
-        try:
+        devices = ()
+        with contextlib.suppress(AttributeError, NotImplementedError, RuntimeError):  # the default strategy has none
             devices = tuple(strategy.extended.worker_devices)
-        except (AttributeError, NotImplementedError, RuntimeError):  # the default strategy
-            devices = ()
         replicas = Replicas(name, kind, int(strategy.num_replicas_in_sync), devices, strategy=strategy)
         scope = strategy.scope()
     else:

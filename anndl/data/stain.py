@@ -3,6 +3,7 @@ Ruifrok & Johnston's deconvolution, 2001, in plain ODs (``-ln``) as the papers' 
 ``-ln(1e-6)``, the same sigma ~14x stronger) and per-image Macenko (2009, as torchstain's numpy Macenko) / Reinhard
 (2001, CIE L*a*b*) normalisation of the ROI tissue to a reference of medians, by hand (torchstain needs torch)."""
 
+import contextlib
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -144,10 +145,8 @@ def fit_reference(images, masks=None, source: str = "") -> StainReference:
     concentrations and L*a*b* statistics over each image's tissue inside its mask (``masks``: or None)."""
     images, estimates = list(images), []
     for image, mask in zip(images, [None] * len(images) if masks is None else masks):
-        try:
+        with contextlib.suppress(StainEstimationError):
             estimates.append((*macenko_stains(image, mask), *lab_stats(image, mask)))
-        except StainEstimationError:
-            continue
     if not estimates:
         raise StainEstimationError(f"no stain estimable in any of {len(images)} reference images")
     if len(estimates) < len(images):

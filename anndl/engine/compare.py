@@ -14,7 +14,7 @@ from anndl.core import artifacts
 from anndl.core.config import PROFILES, WeightsUnavailable, check_profile
 from anndl.core.env import commit, data_label, hardware
 from anndl.data.stages import weights_identity
-from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain
+from anndl.engine.experiment import Prepared, ensemble_probabilities, fold_preps, prepare, run_stain, timed
 from anndl.engine.runs import Run, fit, open_run
 from anndl.evaluate import metrics
 from anndl.evaluate.baselines import BASELINE_ROWS, COLOUR, MAJORITY, baseline_predictions, colour_features, score
@@ -40,12 +40,6 @@ def fold_colour(prep: Prepared, run_dir: Path | str, trained_on: Prepared | None
                       for f in fold_preps(prep, run_dir)]).set_index("sample_index").colour_histogram
 
 
-def _timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
-
-
 def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "hard", with_mil: bool = True,
                      seed: int = 0, tta: bool = True, ensembles: bool = True,
                      trained_on: Prepared | None = None) -> tuple[pd.DataFrame, dict]:
@@ -54,7 +48,7 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
     names, first = list(runs), next(iter(runs.values()))
     if len({(Path(r) / "folds.csv").read_text() for r in runs.values()}) != 1:
         raise ValueError("the runs were trained on different folds; compare runs made with the same --folds and seed")
-    colour, colour_seconds = _timed(fold_colour, prep, first, trained_on)
+    colour, colour_seconds = timed(fold_colour, prep, first, trained_on)
     preds, cost, truth, attention = {}, {COLOUR: colour_seconds, MAJORITY: 0.0}, [], None
     views = (False, True) if tta else (False,)
 
@@ -66,8 +60,8 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
         probabilities = {}
         for name in names:
             for view in views:
-                tp, s = _timed(ensemble_probabilities, Path(runs[name]) / f"fold_{k}", fold.tiles, fold.manifest,
-                               ("val",), tta=view)
+                tp, s = timed(ensemble_probabilities, Path(runs[name]) / f"fold_{k}", fold.tiles, fold.manifest,
+                              ("val",), tta=view)
                 probabilities[name, view] = tp.probabilities, s
                 add(name + " + TTA" * view, tp.vote(rule), s)
         for view in views if len(names) > 1 and ensembles else ():
@@ -82,12 +76,12 @@ def compare_variants(prep: Prepared, runs: dict[str, Path | str], rule: str = "h
                       stain=run_stain([fold_dir], [config]))
             encoder = embed.encode_fn(encoder)  # traced once for the fold's train and val tiles
             emb, num, tab = embed.features(encoder, fold.tiles, fold.manifest, ("train", "select"), **kw)
-            (emb_v, num_v, tab_v), embed_seconds = _timed(embed.features, encoder, fold.tiles, fold.manifest,
-                                                          ("val",), **kw)
+            (emb_v, num_v, tab_v), embed_seconds = timed(embed.features, encoder, fold.tiles, fold.manifest,
+                                                         ("val",), **kw)
             mil = HEAD_CLASSES["attention_mil"]  # early stopping on ``select``, never on the held-out images
             head = mil.fit(emb, tab.label_index.to_numpy()[num], num, len(tab), seed, len(prep.classes),
                            select=(tab.split == "select").to_numpy())
-            (p, attention_k, mask), s = _timed(mil.attention, head, emb_v, num_v, len(tab_v))
+            (p, attention_k, mask), s = timed(mil.attention, head, emb_v, num_v, len(tab_v))
             add(f"attention-MIL on {names[0]} embeddings", p.argmax(1), embed_seconds + s)
             attention = {"table": tab_v, "attention": attention_k, "mask": mask, "fold": k,
                          "tiles": fold.tiles[fold.tiles.split == "val"], "train_seconds": time.perf_counter() - start}

@@ -48,9 +48,9 @@ def embed_request(prep, identity: dict, mixed_precision: str | None = None) -> d
                                        "mixed_precision": mixed_precision})
 
 
-def npz_bytes(**arrays) -> bytes:
+def npz_bytes(*arrays, **named) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, *arrays, **named)
     return buffer.getvalue()
 
 

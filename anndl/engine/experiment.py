@@ -57,6 +57,12 @@ def evaluate_images(model, dataset, table: pd.DataFrame, from_logits: bool = Fal
     return results
 
 
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
 def _scored(y_true: np.ndarray, y_pred: np.ndarray, classes: tuple[str, ...]) -> dict:
     return {"scores": metrics.image_scores(y_true, y_pred, n_classes=len(classes)), "y_pred": y_pred,
             "per_class": metrics.per_class_table(y_true, y_pred, classes),
@@ -169,10 +175,9 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
     started = time.perf_counter()
     train_pairs, n_train_tiles = pipeline.training_tiles(prep.tiles, prep.manifest, ("train",), oversample=oversample,
                                                          **kw)
-    val_infer = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), batch_size=first.batch_size,
-                                      with_labels=False, **kw)
-    select_infer = (pipeline.tile_dataset(prep.tiles, prep.manifest, ("select",), batch_size=first.batch_size,
-                                          with_labels=False, **kw) if nested else val_infer)
+    infer = dict(kw, batch_size=first.batch_size, with_labels=False)
+    val_infer = pipeline.tile_dataset(prep.tiles, prep.manifest, ("val",), **infer)
+    select_infer = pipeline.tile_dataset(prep.tiles, prep.manifest, ("select",), **infer) if nested else val_infer
     log, phase_seconds = _train_phases(model, phases, state, run_dir, train_pairs, n_train_tiles, train_labels,
                                        (select_infer, select_table.label_index.to_numpy()), (val_infer, val_table),
                                        classes, replicas, built.settings.seed, record["from_logits"], request_id)
@@ -182,9 +187,7 @@ def _train(prep: Prepared, run_dir: Path, built: Built, phases, req: dict, with_
         load_best(model, run_dir / f"best_phase{chosen}.weights.h5")
     save_weights(model, run_dir / "model.keras")
     train_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    results = evaluate_images(model, val_infer, val_table, record["from_logits"], classes)
-    predict_seconds = time.perf_counter() - started
+    results, predict_seconds = timed(evaluate_images, model, val_infer, val_table, record["from_logits"], classes)
     best_row = log.loc[log[MONITOR].idxmax()]
     run_metrics = {"model": built.settings.model, "profile": built.settings.profile, "data": prep.data_note,
                    "classes": list(classes), "weights": record["weights"],
@@ -389,8 +392,7 @@ class TileProbabilities:
 def run_stain(dirs, configs):
     """The stain normaliser the runs' tiles went through in training (the same for all, or none), which their
     input tiles must go through too."""
-    stains = {json.dumps(c.get("stain_normalization"), sort_keys=True) for c in configs}
-    if len(stains) > 1:
+    if len({json.dumps(c.get("stain_normalization"), sort_keys=True) for c in configs}) > 1:
         raise ValueError(f"runs {', '.join(map(str, dirs))} were trained on differently stain-normalised tiles; "
                          "an ensemble needs one normalisation")
     return normalizer_from_settings(configs[0].get("stain_normalization"))
@@ -405,11 +407,10 @@ def ensemble_probabilities(run_dirs, tiles: pd.DataFrame, manifest: pd.DataFrame
         raise ValueError(f"runs {', '.join(map(str, dirs))} were tiled differently; an ensemble needs one tiling")
     if len({tuple(c.get("classes", LABELS)) for c in configs}) > 1:
         raise ValueError(f"runs {', '.join(map(str, dirs))} predict different label sets; an ensemble needs one")
-    stain = run_stain(dirs, configs)
     tiling_config = tiling.TilingConfig(**configs[0]["tiling"])
     dataset = pipeline.tile_dataset(tiles, manifest, splits, tile_size=tiling_config.tile_size,
                                     stride=tiling_config.stride, batch_size=batch_size, with_labels=False,
-                                    cache="memory" if len(dirs) > 1 else None, stain=stain)
+                                    cache="memory" if len(dirs) > 1 else None, stain=run_stain(dirs, configs))
     outputs = [predict_tiles(load_run(d)[0], dataset, c.get("from_logits", False), tta) for d, c in zip(dirs, configs)]
     return TileProbabilities(sum(p for p, _, _ in outputs) / len(dirs), *outputs[-1][1:],
                              pipeline.image_table(tiles, manifest, splits), tuple(configs))

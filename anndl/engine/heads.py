@@ -204,13 +204,11 @@ def train_head(prep, emb, run_dir: Path | str, head: str = "linear_probe", folds
                  # relative to the run folder: an outputs folder moved as a whole still finds its cache
                  "embeddings": {"folder": os.path.relpath(emb.folder.resolve(), run_dir.resolve()),
                                 "id": emb.record["id"]}}
-        metrics, primary = about | {"selected_by": kind.selected_by}, scores[kind.rules[0]]
-        if folds:
-            metrics |= {"folds": folds, "oof": scores, "oof_macro_f1": primary["macro_f1"],
-                        "oof_macro_f1_ci": primary["macro_f1_ci95"], "per_fold_validation": per_fold}
-        else:
-            metrics["validation"] = scores
-        artifacts.write_json(out / "metrics.json", metrics)
+        primary = scores[kind.rules[0]]
+        artifacts.write_json(out / "metrics.json", about | {"selected_by": kind.selected_by} | (
+            {"folds": folds, "oof": scores, "oof_macro_f1": primary["macro_f1"],
+             "oof_macro_f1_ci": primary["macro_f1_ci95"], "per_fold_validation": per_fold} if folds
+            else {"validation": scores}))
         artifacts.write_json(out / "config.json", {"model": head, "head": True} | about | {
             "folds": folds, "seed": seed, "rules": list(kind.rules), "tiling": emb.record["settings"]["tiling"]})
         return files + [name, "metrics.json", "config.json"]

@@ -13,9 +13,7 @@ def _call(model):
     if keras.backend.backend() != "tensorflow":
         return lambda tiles: model(tiles, training=False)
     import tensorflow as tf
-    if model not in _CALLS:
-        _CALLS[model] = tf.function(lambda tiles: model(tiles, training=False), reduce_retracing=True)
-    return _CALLS[model]
+    return _CALLS.setdefault(model, tf.function(lambda tiles: model(tiles, training=False), reduce_retracing=True))
 
 
 def dihedral(tiles, k: int):
@@ -28,13 +26,12 @@ def dihedral(tiles, k: int):
 def predict_tiles(model, dataset, from_logits: bool = False, tta: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tile probabilities (float32, softmaxed if logits), image numbers, weights) in order; ``tta``: 8-view mean."""
-    probabilities, numbers, weights, call = [], [], [], _call(model)
+    batches, call = [], _call(model)
     for tiles, image_numbers, tile_weights in dataset:
         views = [dihedral(tiles, k) for k in range(8)] if tta else [tiles]
         outputs = [np.asarray(call(view), np.float32) for view in views]  # reduce_retracing: the last batch's size
-        probabilities.append(sum(softmax(o, axis=1) if from_logits else o for o in outputs) / len(views))
-        numbers.append(image_numbers.numpy())
-        weights.append(tile_weights.numpy())
-    if not probabilities:
+        probabilities = sum(softmax(o, axis=1) if from_logits else o for o in outputs) / len(views)
+        batches.append((probabilities, image_numbers.numpy(), tile_weights.numpy()))
+    if not batches:
         raise ValueError("the inference dataset is empty")
-    return np.concatenate(probabilities), np.concatenate(numbers), np.concatenate(weights)
+    return tuple(map(np.concatenate, zip(*batches)))

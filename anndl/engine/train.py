@@ -20,6 +20,7 @@ from anndl.core import artifacts
 from anndl.core.config import TrainConfig
 from anndl.core.env import portable, raise_pending_signal
 from anndl.core.labels import NUM_CLASSES
+from anndl.engine.embed import npz_bytes
 from anndl.engine.inference import predict_tiles
 from anndl.evaluate.metrics import macro_f1
 from anndl.evaluate.voting import VOTING_RULES, vote
@@ -191,10 +192,8 @@ def save_atomically(save, path: Path, size_hint: int = 0) -> None:
 
 def save_state(model: keras.Model, run_dir: Path, info: dict) -> None:
     """Model and optimizer variables (``resume/state.npz``), then ``resume/state.json`` (last: it makes it count)."""
-    buffer = io.BytesIO()
     optimizer_variables = model.optimizer.variables if model.optimizer is not None else []
-    np.savez(buffer, *[np.asarray(v.numpy()) for v in [*model.variables, *optimizer_variables]])
-    data = buffer.getvalue()
+    data = npz_bytes(*[np.asarray(v.numpy()) for v in [*model.variables, *optimizer_variables]])
     artifacts.write_bytes(Path(run_dir) / "resume" / "state.npz", data)
     artifacts.write_json(Path(run_dir) / "resume" / "state.json",
                          dict(info, model_variables=len(model.variables), sha256=hashlib.sha256(data).hexdigest()))

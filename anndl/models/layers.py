@@ -31,10 +31,9 @@ class FusedBatchNormalization(layers.BatchNormalization):
         import tensorflow as tf
         x = tf.cast(inputs, self.compute_dtype)  # float16/bfloat16 under a mixed policy: the kernel's input type
         if not (training and self.trainable):
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            return tf.compat.v1.nn.fused_batch_norm(
                 x, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
-                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)
-            return y
+                variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)[0]
         y, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(x, self.gamma.value, self.beta.value,
                                                              epsilon=self.epsilon, is_training=True)
         shape = tf.shape(x)

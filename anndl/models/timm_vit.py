@@ -97,10 +97,8 @@ def backbone(folder: Path):
     from keras import layers, ops
     from safetensors.numpy import load_file
 
-    weights = {}
-    for path in weight_files(folder):
-        weights |= read_torch(path) if path.suffix == ".bin" else load_file(str(path))
-    weights = {k.removeprefix("module."): v for k, v in weights.items()}
+    weights = {k.removeprefix("module."): v for path in weight_files(folder)
+               for k, v in (read_torch(path) if path.suffix == ".bin" else load_file(str(path))).items()}
     arch = architecture(folder, weights)
     dim, heads, registers = arch["dim"], arch["heads"], arch["registers"]
 
@@ -133,9 +131,8 @@ def backbone(folder: Path):
     for i in range(arch["depth"]):
         b = f"blocks.{i}."
         ls1, ls2 = (weights.get(f"{b}{k}.gamma", np.ones(dim, np.float32)) for k in ("ls1", "ls2"))
-        attention = layers.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attn")
         y = norm(b + "norm1")(x)
-        x = x + attention(y, y)
+        x = x + layers.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attn")(y, y)
         y = layers.Dense(weights[b + "mlp.fc1.weight"].shape[0], name=f"block{i}_fc1")(norm(b + "norm2")(x))
         if arch["swiglu"]:
             half, gate = ops.split(y, 2, axis=-1)
