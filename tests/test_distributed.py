@@ -83,7 +83,7 @@ def test_strategy_names():
         assert replicas.fit_dataset("unchanged") == "unchanged"
 
 
-def test_tensorboard_writes_epoch_logs(tmp_path):
+def test_tensorboard_writes_epoch_logs(tmp_path, monkeypatch):
     import keras
     import tensorflow as tf
 
@@ -95,7 +95,7 @@ def test_tensorboard_writes_epoch_logs(tmp_path):
     model.compile(keras.optimizers.Lion(1e-3), "categorical_crossentropy")
     image_f1 = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.update(val_image_macro_f1=0.5))
     model.fit(x, y, validation_data=(x, y), epochs=1, batch_size=8, verbose=0,
-              callbacks=[image_f1, tensorboard_callback(tmp_path)])  # as in training: after the F1 callback
+              callbacks=[image_f1, *tensorboard_callback(tmp_path)])  # as in training: after the F1 callback
     tags = {}
     for part in ("train", "validation"):
         files = list((tmp_path / "tensorboard" / part).glob("events.out.tfevents.*"))
@@ -104,3 +104,6 @@ def test_tensorboard_writes_epoch_logs(tmp_path):
                       for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value}
     assert "epoch_loss" in tags["train"]
     assert {"epoch_loss", "epoch_image_macro_f1"} <= tags["validation"]
+    import importlib.util  # a runtime without the tensorboard package trains without these logs
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else object())
+    assert tensorboard_callback(tmp_path / "other") == []

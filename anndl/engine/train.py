@@ -132,13 +132,12 @@ class RunProgress(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def tensorboard_callback(run_dir: Path | str) -> keras.callbacks.TensorBoard:
-    """Epoch logs (no graph: small files, the same under TensorFlow and JAX) under ``run_dir/tensorboard``; put it
-    after ``ImageF1``, whose scores it logs. ``ImportError`` at once without tensorboard (TensorFlow 2.21 lacks it)."""
+def tensorboard_callback(run_dir: Path | str) -> list:
+    """``[TensorBoard]`` epoch logs (no graph) in ``run_dir/tensorboard``, after ``ImageF1`` (it logs its scores);
+    ``[]`` without the tensorboard package (TensorFlow 2.21 no longer brings it): training never depends on it."""
     if importlib.util.find_spec("tensorboard") is None:
-        raise ImportError("TensorBoard logging needs the tensorboard package (pinned in requirements.txt): "
-                          "pip install tensorboard")
-    return keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), write_graph=False)
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), write_graph=False)]
 
 
 def save_weights(model: keras.Model, path: Path) -> None:
@@ -269,7 +268,7 @@ def fit(model: keras.Model, train_ds, steps_per_epoch: int, val_infer_ds, val_la
                   callbacks=[ImageF1(val_infer_ds, val_labels, config.voting, from_logits, make_loss(config)),
                              StopOnNonFinite(portable(name), phase, config.learning_rate),  # val_loss included
                              RunProgress(run_dir, log_name, rows, state, config.patience),
-                             tensorboard_callback(run_dir)])
+                             *tensorboard_callback(run_dir)])
     if (run_dir / "best.weights.h5").exists():
         load_best(model, run_dir / "best.weights.h5")
     return rows
