@@ -20,7 +20,7 @@ export PYTHONHASHSEED ?= 0
 
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
-.PHONY: notebooks test test-min bench venv clean-outputs
+.PHONY: notebooks test test-min bench venv clean-outputs publish
 
 venv: $(STAMP)
 
@@ -80,6 +80,10 @@ bench: $(STAMP)
 		echo "== $$b"; { echo "# $$b at commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$$(git status --porcelain --untracked-files=no -- . ':!bench/results' 2>/dev/null | grep -q . && echo ' +changes'), $$(date -u +%F)"; \
 		$(BIN)/python $$b; } | tee bench/results/$$name.txt.part && mv bench/results/$$name.txt.part bench/results/$$name.txt \
 		|| { rm -f bench/results/$$name.txt.part; exit 1; }; done
+
+## A fork's address into pyproject.toml, the badges and the notebooks' fetch cells: make publish REPOSITORY=https://github.com/<owner>/<name>
+publish:
+	$(PY) notebooks/publish.py "$(REPOSITORY)"
 
 clean-outputs:
 	rm -rf outputs/figures outputs/clean outputs/tiles outputs/runs outputs/submissions

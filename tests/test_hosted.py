@@ -27,6 +27,7 @@ from anndl.data.stages import fingerprint
 from anndl.notebook import hosted
 
 rendering = SimpleNamespace(**runpy.run_path(str(REPO_ROOT / "notebooks" / "render.py")))  # make notebooks' tool
+publishing = SimpleNamespace(**runpy.run_path(str(REPO_ROOT / "notebooks" / "publish.py")))  # make publish's
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("0*.ipynb"))
 ADDRESS = re.compile(r'(\$\{ANNDL_REPOSITORY:-)([^}]*)\}')  # the fetch cell's repository address
@@ -38,10 +39,11 @@ def _code(notebook: Path) -> list[dict]:
     return [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
 
 
-def _setup_cell(kaggle_input: str) -> str:
-    """Every notebook's fetch cell (the first code cell after the parameters), the Kaggle input folder
-    ``kaggle_input``."""
-    return "".join(_code(NOTEBOOKS[0])[1]["source"]).replace("/kaggle/input/", kaggle_input.rstrip("/") + "/")
+def _setup_cell(address: str | None = None, kaggle_input: str = "/kaggle/input") -> str:
+    """Every notebook's fetch cell (the first code cell after the parameters), ``address`` its repository's, the
+    Kaggle input folder ``kaggle_input``."""
+    cell = "".join(_code(NOTEBOOKS[0])[1]["source"]).replace("/kaggle/input/", kaggle_input.rstrip("/") + "/")
+    return cell if address is None else ADDRESS.sub(lambda m: f"{m[1]}{address}}}", cell)
 
 
 # ------------------------------------------------------------------------ committed notebooks, parameters
@@ -115,6 +117,25 @@ def test_one_rendering_run_names_one_commit(monkeypatch):
     assert env.commit() == "abc1234"
     monkeypatch.delenv("ANNDL_COMMIT")
     assert env.commit() != "abc1234"
+
+
+# --------------------------------------------------------------------------------- repository address
+
+def test_publish_leaves_no_placeholder_in_what_a_user_opens(tmp_path):
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    shutil.copytree(REPO_ROOT / "notebooks", tmp_path / "notebooks")
+    assert "OWNER" in (tmp_path / "README.md").read_text()
+    with pytest.raises(ValueError, match="github.com/<owner>/<name>"):
+        publishing.publish("git@github.com:me/anndl", tmp_path)
+    changed = publishing.publish("https://github.com/someone/anndl-fork", tmp_path)
+    assert len(changed) == 2 + len(NOTEBOOKS)
+    for path in [tmp_path / "pyproject.toml", tmp_path / "README.md", *(tmp_path / "notebooks").glob("*.ipynb")]:
+        assert "OWNER" not in path.read_text(), path
+    assert 'Repository = "https://github.com/someone/anndl-fork"' in (tmp_path / "pyproject.toml").read_text()
+    setup = "".join(_code(tmp_path / "notebooks" / "04_scratch_resnet.ipynb")[1]["source"])
+    assert setup == _setup_cell("https://github.com/someone/anndl-fork")
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def _run_cells(sources: list[str], cwd: Path, env: dict, timeout: int = 300):

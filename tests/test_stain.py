@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2_contingency
 
+from anndl.core import artifacts
 from anndl.core.labels import LABELS
 from anndl.data import read_challenge, read_image
 from anndl.data import stain, synthetic
+from anndl.notebook.report import scores_markdown
 
 
 def _tiles(n=4, size=24, seed=0):
@@ -271,3 +273,43 @@ def test_a_stain_normalised_run_records_it_and_predicts_through_it(tiny_data, tm
     # the same run asked for without normalisation is another request: trained again, not reused
     experiment.train_run(plain, tmp_path / "run", "scratch_resnet", "smoke", epochs=1, with_baselines=False)
     assert "training it again" in capsys.readouterr().out
+
+
+def test_the_bench_tables_give_no_verdict_at_chance_and_name_who_learned_the_colour(tmp_path):
+    """bench/results' stain tables predate the learning gate (notebook 07 shows them through bench/stain_compare.py):
+    a row learned only when its interval clears chance and the majority class, so a reference at chance gets no
+    "real difference" against it; the stain-shift sentence names who learned the colour."""
+    from bench import stain_compare as bench
+
+    shifted, _ = bench.read_table(bench.RESULTS / "stain_shortcut_stain_shift.md")   # no stain handling: 0.248
+    table, floor = bench.gated(shifted)
+    assert floor == 0.25 and not table.learned.iloc[0]
+    text = bench.differences(table, floor)
+    assert "real difference" not in text.replace("no real difference", "") and "did not learn" in text, text
+    shown = scores_markdown(table)   # the table shown beside that sentence holds no verdict at chance either
+    assert shown.splitlines()[2].endswith("| reference: did not learn |") and "| real difference |" not in shown
+    assert "| -0.039 (-0.074 to -0.004) | no verdict: an interval not above 0.250" in shown
+    assert "| majority class | 0.123 | 0.112–0.133 | -0.126 (-0.160 to -0.090) | baseline |" in shown
+    sites, floor = bench.gated(bench.read_table(bench.RESULTS / "stain_sites.md")[0])  # all above chance: verdicts stand
+    text = bench.differences(sites, floor)
+    assert "better by a real difference: Macenko normalisation (+0.050)" in text, text
+    assert "majority class (-" not in text  # baselines are set apart, never a verdict
+    assert "| Macenko normalisation | 0.464 | 0.434–0.494 | +0.050 (+0.020 to +0.080) | real difference |" \
+        in scores_markdown(sites)
+
+    def scores(rows):
+        return pd.DataFrame([{"variant": v, "oof_macro_f1": f, "ci95_low": f - 0.03, "ci95_high": f + 0.03}
+                             for v, f in rows])
+    inside = scores([("none", 0.90), ("Macenko", 0.40), ("colour", 0.95), ("majority class", 0.12)])
+    moved = bench.stain_shift(inside, scores([("none", 0.13), ("Macenko", 0.38), ("colour", 0.10),
+                                              ("majority class", 0.12)]))
+    assert "none falls from 0.900 to 0.130 (no better than the majority class: it learned the colour)" in moved
+    assert "Macenko falls from 0.400 to 0.380;" in moved and "majority class falls" not in moved
+    assert "none rises from 0.900 to 0.920." in bench.stain_shift(inside, scores([("none", 0.92),
+                                                                                  ("majority class", 0.12)]))
+    whole = bench.shown(data_note="synthetic at data/synthetic [fingerprint 5f5ba5068e1e]")
+    assert "data/synthetic [fingerprint 5f5ba5068e1e] (the same data as this rendering)" in whole
+    assert "[fingerprint 2f6205179fee] (**not** the data of this rendering)" in whole
+    (tmp_path / "stain_sites.md").write_text("| a table without its settings |\n")
+    with pytest.raises(artifacts.ArtifactError, match="stain_sites.md: no settings block"):
+        bench.shown(tmp_path)
