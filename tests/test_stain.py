@@ -305,11 +305,15 @@ def test_the_bench_tables_give_no_verdict_at_chance_and_name_who_learned_the_col
                                               ("majority class", 0.12)]))
     assert "none falls from 0.900 to 0.130 (no better than the majority class: it learned the colour)" in moved
     assert "Macenko falls from 0.400 to 0.380;" in moved and "majority class falls" not in moved
-    assert "none rises from 0.900 to 0.920." in bench.stain_shift(inside, scores([("none", 0.92),
-                                                                                  ("majority class", 0.12)]))
+    kept = bench.stain_shift(inside, scores([("none", 0.92), ("majority class", 0.12)]))
+    assert "none rises from 0.900 to 0.920." in kept and "the interval of none still clears chance (0.25)." in kept
+    assert "Under the shift the interval of Macenko still clears chance (0.25)." in moved  # none 0.13, colour 0.10
     whole = bench.shown(data_note="synthetic at data/synthetic [fingerprint 5f5ba5068e1e]")
     assert "data/synthetic [fingerprint 5f5ba5068e1e] (the same data as this rendering)" in whole
     assert "[fingerprint 2f6205179fee] (**not** the data of this rendering)" in whole
+    assert whole.count("The record names no commit.") == 3  # the tables predate the commit in their settings
+    assert whole.count("the fingerprint of the data it was trained on") == 1  # the stain shift's record
+    assert "none of them (no stain handling, HED augmentation (strong), Macenko normalisation) shows" in whole
     (tmp_path / "stain_sites.md").write_text("| a table without its settings |\n")
     with pytest.raises(artifacts.ArtifactError, match="stain_sites.md: no settings block"):
         bench.shown(tmp_path)
