@@ -155,7 +155,8 @@ def shown(results: Path = RESULTS, data_note: str | None = None) -> str:
                               artifacts.data_fingerprint(data_note) else "**not** the data of this rendering")
         caveat = (" Its record gives the data it was scored on the fingerprint of the data it was trained on (made "
                   "before fingerprints covered file contents): which data it names is not verified."
-                  if artifacts.data_fingerprint(settings.get("trained_on")) == artifacts.data_fingerprint(data) else "")
+                  if "trained_on" in settings and artifacts.data_fingerprint(settings["trained_on"]) ==
+                  artifacts.data_fingerprint(data) else "")
         caveat += "" if "code" in settings else " The record names no commit."
         out += [f"#### {tag.replace('_', ' ')}\n\nMeasured by `bench/stain_compare.py`: scratch ResNet, Lion "
                 f"{settings['learning_rate']:g}, at most {settings['epochs_cap']} epochs, {settings['folds']} folds, "
